@@ -1,0 +1,163 @@
+"""The few TVM calls whose API still moves between releases, kept in one place.
+
+tvm-mp pins apache-tvm 0.27; when TVM is upgraded, this module is the one to touch. Everything else imports
+TVM names through here when they have changed recently (constants, targets, tensors, VM, schedules).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .errors import Error
+
+#: Short target names that tvm-mp defines, as TVM target JSON.
+TARGET_ALIASES: dict[str, dict] = {
+    "llvm": {"kind": "llvm"},
+    "host": {"kind": "llvm"},
+    "aarch64": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]},
+}
+
+
+def make_target(target: Any) -> tvm.target.Target:
+    """Accept a Target, a JSON dict, a JSON string or one of :data:`TARGET_ALIASES`."""
+    if isinstance(target, tvm.target.Target):
+        return target
+    if isinstance(target, str):
+        if target in TARGET_ALIASES:
+            target = TARGET_ALIASES[target]
+        elif target.lstrip().startswith("{"):
+            target = json.loads(target)
+        else:
+            raise Error(
+                f"unknown target {target!r}: use one of {', '.join(TARGET_ALIASES)}, a tvm.target.Target, "
+                'or a JSON dict such as {"kind": "llvm", "mtriple": "aarch64-linux-gnu"}'
+            )
+    if not isinstance(target, Mapping):
+        raise Error(f"target must be a name, a dict or a tvm.target.Target, got {type(target).__name__}")
+    try:
+        return tvm.target.Target(dict(target))
+    except Exception as err:  # TVM raises its own error types; give one line
+        raise Error(f"invalid target {dict(target)}: {str(err).strip().splitlines()[-1]}") from None
+
+
+def const(array: np.ndarray) -> relax.Expr:
+    """A Relax constant holding a copy of ``array``, keeping its dtype (``relax.const`` narrows int64 to int32)."""
+    array = np.ascontiguousarray(array)
+    return relax.const(array, str(array.dtype))
+
+
+def is_const(expr: Any) -> bool:
+    """True for a Relax tensor constant (0.27: ``GenericConst``; scalar PrimValues are Constants too)."""
+    return isinstance(expr, tvm.ir.expr.GenericConst)
+
+
+def is_prim_value(expr: Any) -> bool:
+    """True for a Relax PrimValue argument (0.27: plain ``IntImm`` / ``FloatImm``)."""
+    return isinstance(expr, tvm.ir.expr.Constant) and not isinstance(expr, tvm.ir.expr.GenericConst)
+
+
+def prim_value(expr: Any) -> float | int:
+    value = expr.value
+    return value.value if hasattr(value, "value") else value
+
+
+def const_value(expr: Any) -> np.ndarray:
+    """The NumPy value of a Relax constant (0.27: ``GenericConst.value``)."""
+    return expr.value.numpy()
+
+
+def expr_shape(expr: Any) -> tuple[int, ...]:
+    """Static shape of a tensor-typed Relax expression."""
+    ty = expr.ty
+    return tuple(int(v) for v in ty.shape.values)
+
+
+def expr_dtype(expr: Any) -> str:
+    return str(expr.ty.dtype)
+
+
+def tensor_type(shape: Sequence[int], dtype: str) -> relax.TensorType:
+    return relax.TensorType(tuple(int(s) for s in shape), dtype)
+
+
+def to_device(array: np.ndarray, dev=None):
+    return tvm.runtime.tensor(np.ascontiguousarray(array), dev or tvm.cpu())
+
+
+def build(mod: tvm.IRModule, target: Any = "llvm"):
+    """Compile a Relax or TIR module (``tvm.compile``)."""
+    return tvm.compile(mod, make_target(target))
+
+
+def vm(executable, dev=None):
+    return relax.VirtualMachine(executable, dev or tvm.cpu())
+
+
+def run_relax(executable_or_vm, inputs: Sequence[np.ndarray], func: str = "main", dev=None):
+    """Run a Relax function on NumPy inputs; return NumPy (a tuple for tuple outputs)."""
+    machine = executable_or_vm if isinstance(executable_or_vm, relax.VirtualMachine) else vm(executable_or_vm, dev)
+    out = machine[func](*[to_device(x, dev) for x in inputs])
+    return _to_numpy(out)
+
+
+def _to_numpy(out):
+    if hasattr(out, "numpy"):
+        return out.numpy()
+    return tuple(_to_numpy(o) for o in out)
+
+
+def schedule(prim_func) -> "tvm.s_tir.Schedule":
+    return tvm.s_tir.Schedule(prim_func)
+
+
+def get_block(sch, name: str):
+    """``Schedule.get_sblock`` in 0.27 (``get_block`` before)."""
+    return sch.get_sblock(name)
+
+
+def error_line(err: BaseException) -> str:
+    """The last meaningful line of a TVM error, for wrapping into a one-line tvm-mp error."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def onnx_importer_ops() -> frozenset[str]:
+    """ONNX op types that TVM's Relax ONNX importer converts (0.27: the private ``_get_convert_map``).
+
+    ``Constant`` and ``If`` are handled by the importer outside the map, so they are included.
+    """
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    return frozenset(onnx_frontend._get_convert_map()) | {"Constant", "If"}
+
+
+def relax_from_onnx(model, shape_dict: Mapping[str, Sequence[int]], dtype_dict: Mapping[str, str]) -> tvm.IRModule:
+    """Import an ONNX ``ModelProto`` into Relax with the weights as constants (not function parameters)."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    return from_onnx(
+        model,
+        shape_dict={k: list(v) for k, v in shape_dict.items()},
+        dtype_dict=dict(dtype_dict),
+        keep_params_in_input=False,
+    )
+
+
+def var_name(var: Any) -> str:
+    """Name of a Relax ``Var`` (0.27: ``Var.name``; ``name_hint`` before) or a ``GlobalVar`` (``name_hint``)."""
+    name = getattr(var, "name", None)
+    return str(name if name is not None else var.name_hint)
+
+
+def structural_equal(a, b) -> bool:
+    """Structural equality of IR (0.27 exposes only ``tvm.ir.assert_structural_equal``)."""
+    try:
+        tvm.ir.assert_structural_equal(a, b)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,31 @@
+"""Errors a user can cause. Every one is a subclass of :class:`Error` and reads as one line that says what to fix."""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base class of every error tvm-mp raises for a mistake in its inputs."""
+
+
+class ModelError(Error):
+    """The model file or the graph in it cannot be used (missing, not ONNX, truncated, unsupported)."""
+
+
+class InputShapeError(Error):
+    """An input name or shape given by the user does not fit the model."""
+
+
+class PlanError(Error):
+    """A precision, plan or layer name is invalid."""
+
+
+class CalibrationError(Error):
+    """Calibration data is missing, has the wrong shape, or holds NaN/Inf."""
+
+
+class UnsupportedError(Error):
+    """An operation tvm-mp cannot compile in the requested form."""
+
+
+class CompileError(Error):
+    """TVM failed to build a module; the message names the layer or stage."""

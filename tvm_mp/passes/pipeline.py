@@ -1,0 +1,45 @@
+"""The order of tvm-mp's passes, in phases. The one place that says which pass runs when.
+
+Phase 1, annotate:  AnnotatePrecision(plan, activation ranges)
+Phase 2, quantize:  QuantizeWeights
+Phase 3, lower:     RewriteMixedPrecision (integer kernels, integer edges between layers)
+
+After these, the module is an ordinary Relax module: ``tvm.compile`` (TVM's default pipeline) builds it.
+A user with their own flow puts :func:`mixed_precision_passes` into their ``tvm.transform.Sequential``.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import tvm
+
+from ..precision import PrecisionPlan
+from ..quantize.calibrate import ActivationRange
+from .annotate_precision import AnnotatePrecision
+from .quantize_weights import QuantizeWeights
+from .rewrite_mixed_precision import RewriteMixedPrecision
+
+
+def annotate_phase(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None) -> list:
+    return [AnnotatePrecision(plan, activations)]
+
+
+def quantize_phase() -> list:
+    return [QuantizeWeights()]
+
+
+def lower_phase(schedule: bool = True) -> list:
+    return [RewriteMixedPrecision(schedule=schedule)]
+
+
+def mixed_precision_passes(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None,
+                           schedule: bool = True) -> list:
+    """All tvm-mp passes in order."""
+    return annotate_phase(plan, activations) + quantize_phase() + lower_phase(schedule)
+
+
+def mixed_precision_pipeline(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None,
+                             schedule: bool = True) -> tvm.transform.Pass:
+    """One Sequential pass running every tvm-mp pass."""
+    return tvm.transform.Sequential(mixed_precision_passes(plan, activations, schedule), name="tvm_mp")

@@ -1,0 +1,68 @@
+"""QuantizeWeights: replace each annotated layer's fp32 weight by its quantized integers and per-channel scales.
+
+Rewrites: inside every layer function made by AnnotatePrecision, the constant weight ``W`` becomes
+``astype(W_q, "float32") * scale`` with ``W_q`` an int8 constant holding the ``w_bits``-bit integers
+(symmetric per output channel; one bit: {-1, +1}) and ``scale`` a float32 per-channel constant. The module still
+runs in floating point and now computes with the quantized weights (fake quantization), so a TVM build of it can
+be checked against NumPy; RewriteMixedPrecision turns it into integer kernels.
+
+Leaves alone: ``main``, layer functions whose weight is already quantized (idempotent), un-annotated layers.
+
+Must run after: AnnotatePrecision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .. import _tvm
+from ..layers import annotated_layer_functions
+from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight
+from ..quantize.scheme import quantize_weights
+
+
+def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool) -> relax.Expr:
+    """``astype(W_q, float32) * scale`` for a weight with output channels on axis 0 (or 1 if ``transposed``)."""
+    w = weight.T if transposed else weight
+    w_q, scale = quantize_weights(w, bits)
+    if transposed:
+        w_q, scale_shape = w_q.T.copy(), (1, -1)
+    else:
+        scale_shape = (-1,) + (1,) * (w.ndim - 1)
+    return relax.op.multiply(relax.op.astype(_tvm.const(w_q), "float32"),
+                             _tvm.const(scale.reshape(scale_shape).astype(np.float32)))
+
+
+@tvm.transform.module_pass(opt_level=0, name="QuantizeWeights")
+class QuantizeWeights:
+    """Quantize the weights of every annotated layer to its ``w_bits`` (see module docstring)."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        updates = {}
+        for name, (gv, func) in annotated_layer_functions(mod).items():
+            if func.attrs is not None and ATTR_QUANTIZED in func.attrs:
+                continue
+            bits = int(func.attrs["tvm_mp.w_bits"])
+
+            @relax.expr_functor.mutator
+            class Replace(relax.PyExprMutator):
+                def visit_call_(self, call):
+                    call = super().visit_call_(call)
+                    if isinstance(call.op, tvm.ir.Op) and call.op.name in ("relax.nn.conv2d", "relax.matmul"):
+                        weight = call.args[1]
+                        if _tvm.is_const(weight) and dequantized_weight(weight) is None:
+                            new_w = quantized_weight_expr(_tvm.const_value(weight), bits,
+                                                          call.op.name == "relax.matmul")
+                            return relax.Call(call.op, [call.args[0], new_w], call.attrs)
+                    return call
+
+            new_func = Replace().visit_expr(func).with_attr(ATTR_QUANTIZED, 1)
+            updates[gv] = new_func
+        if not updates:
+            return mod
+        mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+        for gv, func in updates.items():
+            mod[gv] = func
+        return mod

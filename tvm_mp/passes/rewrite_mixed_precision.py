@@ -1,0 +1,141 @@
+"""RewriteMixedPrecision: lower annotated, weight-quantized layers to tvm-mp's integer kernels.
+
+Rewrites: in ``main``, each call to a layer function becomes
+
+* a ``call_tir`` to a quantize kernel (float input -> uint8 codes), unless the input already arrives as codes;
+* a ``call_tir`` to the layer's integer kernel -- bit-serial (weights as bit-planes, activations bit-packed at run
+  time) or packed (weights densely packed, unpacked in the inner loop) -- whose epilogue adds the bias in the
+  integer domain and either dequantizes (float output, with a directly following ReLU/Clip fused as a clamp) or
+  requantizes straight into the next layer's input codes (integer edge; ReLU/Clip become integer clamps and
+  MaxPool/Reshape in between run on uint8 codes). The edge rule is :mod:`tvm_mp.quantize.graph`.
+
+Weights become constants in their storage format: a w-bit layer stores about w/32 of its fp32 weight bytes.
+Leaves alone: every op that is not a layer function call or part of an integer edge; layers without a precision
+stay fp32. Afterwards the layer functions are unused and removed.
+
+Must run after: AnnotatePrecision (with activation ranges) and QuantizeWeights. Idempotent: a module without
+layer functions is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .. import _tvm
+from ..layers import annotated_layer_functions
+from ..quantize import packing
+from ..quantize.graph import analyze_outputs, integer_bounds, layer_name_of
+from ..quantize.qlayer import QuantLayer, read_layer
+from ..quantize.scheme import requant_multiplier
+from ..schedules import kernels
+
+
+def weight_storage(layer: QuantLayer) -> list[np.ndarray]:
+    """The weight constants a layer's kernel takes, in its storage format."""
+    bits = layer.precision.w_bits
+    if layer.precision.resolved_kind == "bitserial":
+        coef, _ = packing.plane_coefficients(bits)
+        return [packing.weight_bitplanes(layer.w_q, bits), coef]
+    return [packing.pack_dense(layer.w_q, bits)]
+
+
+def layer_kernel(layer: QuantLayer, epi: kernels.Epilogue, storage: list[np.ndarray], schedule: bool = True):
+    """The PrimFunc computing ``layer`` with epilogue ``epi``."""
+    prec = layer.precision
+    info = layer.info
+    name = f"tvm_mp_{info.name}_kernel"
+    if info.op == "dense":
+        return kernels.dense_kernel(name, prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape,
+                                    info.out_channels, epi, storage[0].shape, schedule)
+    return kernels.conv2d_kernel(name, prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape,
+                                 info.weight_shape, info.params, layer.require_act().zero_point, epi,
+                                 storage[0].shape, schedule)
+
+
+@tvm.transform.module_pass(opt_level=0, name="RewriteMixedPrecision")
+class RewriteMixedPrecision:
+    """Replace layer functions by integer kernels (see module docstring)."""
+
+    def __init__(self, schedule: bool = True):
+        self.schedule = schedule
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        functions = annotated_layer_functions(mod)
+        if not functions:
+            return mod
+        layers = {name: read_layer(func) for name, (_, func) in functions.items()}
+        for layer in layers.values():
+            layer.require_act()
+        main = mod["main"]
+        outputs = analyze_outputs(main, mod)
+        taken = {b.var: out for out in outputs.values() for b in out.chain}
+        consumer_of = {}
+        for out in outputs.values():
+            if out.integer:
+                consumer_of[out.producer] = layers[out.consumer_layer]
+        schedule = self.schedule
+
+        @relax.expr_functor.mutator
+        class Lower(relax.PyExprMutator):
+            def visit_var_binding_(self, binding):
+                value = binding.value
+                if binding.var in taken:
+                    out = taken[binding.var]
+                    src = self.visit_expr(value.args[0])
+                    op = value.op.name
+                    if out.integer and op == "relax.nn.max_pool2d":
+                        self._bind(binding.var, relax.Call(value.op, [src], value.attrs))
+                    elif out.integer and op == "relax.reshape":
+                        self._bind(binding.var, relax.op.reshape(src, value.args[1]))
+                    else:  # ReLU / Clip folded into the producer's clamp
+                        self.set_var_remap(binding.var, src)
+                    return
+                name = layer_name_of(value, mod)
+                if name is None:
+                    super().visit_var_binding_(binding)
+                    return
+                self._bind(binding.var, self._lower_layer(layers[name], binding.var, value))
+
+            def _bind(self, var, expr):
+                if isinstance(var, relax.DataflowVar):
+                    new = self.builder_.emit(expr, var.name)
+                else:
+                    new = self.builder_.emit_output(expr, var.name)
+                self.set_var_remap(var, new)
+
+            def _lower_layer(self, layer: QuantLayer, var, call):
+                act = layer.require_act()
+                x = self.visit_expr(call.args[0])
+                if _tvm.expr_dtype(x) != "uint8":
+                    qname = f"tvm_mp_{layer.name}_quantize"
+                    qfunc = kernels.quantize_kernel(qname, layer.info.input_shape, act.inv_scale, act.zero_point,
+                                                    act.qmax, schedule)
+                    qgv = self.builder_.add_func(qfunc, qname)
+                    x = self.builder_.emit(
+                        relax.call_tir(qgv, [x], _tvm.tensor_type(layer.info.input_shape, "uint8")),
+                        f"{layer.name}_codes")
+                out = outputs[var]
+                params = [layer.bias_corr()]
+                if out.integer:
+                    cact = consumer_of[var].require_act()
+                    lo, hi = integer_bounds(out.chain, cact)
+                    epi = kernels.Epilogue("requant", lo, hi, cact.zero_point)
+                    mult, shift = requant_multiplier(layer.out_scale().astype(np.float64) / cact.scale)
+                    params += [mult, shift]
+                    dtype = "uint8"
+                else:
+                    epi = kernels.Epilogue("float", out.float_lo, out.float_hi)
+                    params.append(layer.out_scale())
+                    dtype = "float32"
+                storage = weight_storage(layer)
+                kfunc = layer_kernel(layer, epi, storage, schedule)
+                kgv = self.builder_.add_func(kfunc, f"tvm_mp_{layer.name}_kernel")
+                args = [x] + [_tvm.const(a) for a in storage + params]
+                return relax.call_tir(kgv, args, _tvm.tensor_type(layer.info.output_shape, dtype))
+
+        mutator = Lower(mod)
+        new_main = mutator.visit_expr(main)
+        mutator.builder_.update_func(mod.get_global_var("main"), new_main)
+        return relax.transform.DeadCodeElimination(["main"])(mutator.builder_.get())

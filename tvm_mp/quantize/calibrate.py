@@ -1,0 +1,99 @@
+"""Activation ranges from the user's calibration batches (min/max or percentile), measured in NumPy.
+
+The fp32 network is interpreted (:mod:`tvm_mp.quantize.interpreter`) and the input of every quantizable layer is
+observed. A range starting at 0 or above (after ReLU-like ops) gives unsigned codes with zero point 0; a range
+with negative values gives a signed (affine) code with a zero point inside the range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+import tvm
+
+from .. import _tvm
+from ..errors import CalibrationError
+from .interpreter import Interpreter
+
+
+@dataclass(frozen=True)
+class ActivationRange:
+    """Observed range of one layer's input."""
+
+    lo: float
+    hi: float
+
+    @property
+    def unsigned(self) -> bool:
+        return self.lo >= 0.0
+
+
+def _input_specs(mod: tvm.IRModule) -> list[tuple[str, tuple[int, ...]]]:
+    return [(p.name, _tvm.expr_shape(p)) for p in mod["main"].params]
+
+
+def normalize_batches(mod: tvm.IRModule, batches: Iterable) -> list[list[np.ndarray]]:
+    """Check calibration data and return it as lists of input arrays (in ``main``'s parameter order)."""
+    specs = _input_specs(mod)
+    out = []
+    if isinstance(batches, np.ndarray):
+        raise CalibrationError("calibration must be an iterable of batches (e.g. a list of arrays), not one array")
+    for i, batch in enumerate(batches):
+        if isinstance(batch, Mapping):
+            missing = [n for n, _ in specs if n not in batch]
+            if missing:
+                raise CalibrationError(f"calibration batch {i} lacks input(s) {missing}; the model's inputs are "
+                                       f"{[n for n, _ in specs]}")
+            arrays = [np.asarray(batch[n]) for n, _ in specs]
+        else:
+            if len(specs) != 1:
+                raise CalibrationError(f"the model has {len(specs)} inputs: give each calibration batch as a dict "
+                                       f"{{name: array}} with names {[n for n, _ in specs]}")
+            arrays = [np.asarray(batch)]
+        for (name, shape), arr in zip(specs, arrays):
+            if arr.ndim != len(shape) or tuple(arr.shape[1:]) != tuple(shape[1:]):
+                raise CalibrationError(f"calibration batch {i} for input {name!r} has shape {arr.shape}; expected "
+                                       f"(batch, {', '.join(map(str, shape[1:]))})")
+            if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+                raise CalibrationError(f"calibration batch {i} for input {name!r} contains NaN, Inf or non-numbers")
+        out.append([a.astype(np.float32) for a in arrays])
+    if not out:
+        raise CalibrationError("calibration data is empty: give at least one batch of representative inputs")
+    return out
+
+
+def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
+              percentile: float = 99.99) -> dict[str, ActivationRange]:
+    """Layer name -> input range over the calibration batches.
+
+    ``method="minmax"`` takes the extreme values; ``"percentile"`` averages per-batch ``percentile`` /
+    ``100 - percentile`` values, clipping rare outliers.
+    """
+    if method not in ("minmax", "percentile"):
+        raise CalibrationError(f"unknown calibration method {method!r}: use 'minmax' or 'percentile'")
+    if not (50.0 < percentile <= 100.0):
+        raise CalibrationError(f"percentile must be in (50, 100], got {percentile}")
+    data = normalize_batches(mod, batches)
+    seen: dict[str, list[tuple[float, float]]] = {}
+
+    def record(name: str, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float32)
+        if method == "minmax":
+            lo, hi = float(x.min()), float(x.max())
+        else:
+            lo, hi = (float(v) for v in np.percentile(x, [100.0 - percentile, percentile]))
+        seen.setdefault(name, []).append((lo, hi))
+
+    interp = Interpreter(mod, quantized=False, on_layer_input=record)
+    for arrays in data:
+        interp.run(arrays)
+    ranges = {}
+    for name, values in seen.items():
+        los, his = zip(*values)
+        lo, hi = (min(los), max(his)) if method == "minmax" else (float(np.mean(los)), float(np.mean(his)))
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise CalibrationError(f"layer {name!r} sees NaN/Inf activations on the calibration data")
+        ranges[name] = ActivationRange(lo, hi)
+    return ranges

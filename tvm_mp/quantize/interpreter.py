@@ -1,0 +1,277 @@
+"""NumPy interpreter of a Relax ``main``: the fp32 network, or the quantized network of a plan.
+
+No TVM compilation is involved: the interpreter walks the IR and computes each op in NumPy. It serves
+
+* calibration (float mode, recording each layer's input), and
+* the reference of the quantized network (layer functions computed with the integer arithmetic of
+  :mod:`tvm_mp.quantize.scheme`, outputs kept integer or dequantized by the rule in :mod:`tvm_mp.quantize.graph`),
+  which the compiled model must match exactly on its integer part.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .. import _tvm
+from ..errors import UnsupportedError
+from ..layers import LAYER_ATTR, dataflow_bindings
+from . import reference, scheme
+from .graph import analyze_outputs, integer_bounds, layer_name_of
+from .qlayer import QuantLayer, read_layer
+
+
+def _pool_windows(x: np.ndarray, attrs, pad_value: float):
+    kh, kw = (int(v) for v in attrs.pool_size)
+    sh, sw = (int(v) for v in attrs.strides)
+    dh, dw = (int(v) for v in attrs.dilation)
+    pt, pl, pb, pr = (int(v) for v in attrs.padding)
+    n, c, h, w = x.shape
+    hp, wp = h + pt + pb, w + pl + pr
+    ceil = bool(attrs.ceil_mode)
+    rnd = math.ceil if ceil else math.floor
+    oh = int(rnd((hp - dh * (kh - 1) - 1) / sh)) + 1
+    ow = int(rnd((wp - dw * (kw - 1) - 1) / sw)) + 1
+    extra_h = max(0, (oh - 1) * sh + dh * (kh - 1) + 1 - hp)
+    extra_w = max(0, (ow - 1) * sw + dw * (kw - 1) + 1 - wp)
+    padded = np.full((n, c, hp + extra_h, wp + extra_w), pad_value, dtype=x.dtype)
+    padded[:, :, pt : pt + h, pl : pl + w] = x
+    valid = np.zeros(padded.shape[2:], dtype=bool)
+    valid[pt : pt + h, pl : pl + w] = True
+    wins, masks = [], []
+    for ky in range(kh):
+        for kx in range(kw):
+            ys = slice(ky * dh, ky * dh + sh * (oh - 1) + 1, sh)
+            xs = slice(kx * dw, kx * dw + sw * (ow - 1) + 1, sw)
+            wins.append(padded[:, :, ys, xs])
+            masks.append(valid[ys, xs])
+    return wins, masks
+
+
+def _max_pool(x, attrs):
+    pad = np.iinfo(x.dtype).min if np.issubdtype(x.dtype, np.integer) else -np.inf
+    wins, _ = _pool_windows(x, attrs, pad)
+    out = wins[0]
+    for win in wins[1:]:
+        out = np.maximum(out, win)
+    return out
+
+
+def _avg_pool(x, attrs):
+    wins, masks = _pool_windows(x, attrs, 0.0)
+    total = np.zeros_like(wins[0])
+    for win in wins:  # sequential order, as the compiled loop adds
+        total = total + win
+    if bool(attrs.count_include_pad):
+        count = np.float32(len(wins))
+    else:
+        count = np.sum(np.stack(masks), axis=0).astype(np.float32)
+    return total / count
+
+
+def _mean(x, axes, keepdims):
+    if axes is None:
+        axes = tuple(range(x.ndim))
+    axes = tuple(int(a) % x.ndim for a in axes)
+    total = x.sum(axis=axes, keepdims=keepdims, dtype=np.float32)
+    return (total / np.float32(np.prod([x.shape[a] for a in axes]))).astype(np.float32)
+
+
+def _prim(v):
+    return _tvm.prim_value(v)
+
+
+def _shape(expr) -> tuple[int, ...]:
+    return tuple(int(v) for v in expr.values)
+
+
+def _conv2d(x, w, attrs):
+    from ..workload import ConvParams
+
+    params = ConvParams(tuple(attrs.strides), tuple(attrs.padding), tuple(attrs.dilation), int(attrs.groups))
+    oc, cg, kh, kw = w.shape
+    cols = reference.im2col(x.astype(np.float32), kh, kw, params, 0.0)  # [N, G, OH, OW, R]
+    wr = w.reshape(params.groups, oc // params.groups, -1).astype(np.float32)
+    out = np.einsum("ngyxr,gkr->ngkyx", cols, wr, optimize=True)
+    n, _, _, oh, ow = out.shape
+    return out.reshape(n, oc, oh, ow).astype(np.float32)
+
+
+def _reshape(x, shape):
+    """Reshape; a batch larger than the compiled one keeps its leading dimension (calibration batches)."""
+    if x.size != int(np.prod(shape)) and shape and x.shape[0] != shape[0]:
+        shape = (x.shape[0],) + tuple(shape[1:])
+    return x.reshape(shape)
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+OPS: dict[str, Callable] = {
+    "relax.nn.conv2d": lambda c, a: _conv2d(a[0], a[1], c.attrs),
+    "relax.matmul": lambda c, a: np.matmul(a[0], a[1]).astype(np.float32),
+    "relax.add": lambda c, a: np.add(a[0], a[1]),
+    "relax.subtract": lambda c, a: np.subtract(a[0], a[1]),
+    "relax.multiply": lambda c, a: np.multiply(a[0], a[1]),
+    "relax.divide": lambda c, a: np.divide(a[0], a[1]),
+    "relax.maximum": lambda c, a: np.maximum(a[0], a[1]),
+    "relax.minimum": lambda c, a: np.minimum(a[0], a[1]),
+    "relax.nn.relu": lambda c, a: np.maximum(a[0], np.zeros((), a[0].dtype)),
+    "relax.clip": lambda c, a: np.minimum(np.maximum(a[0], np.float32(_prim(c.args[1]))), np.float32(_prim(c.args[2]))),
+    "relax.sigmoid": lambda c, a: (1.0 / (1.0 + np.exp(-a[0]))).astype(np.float32),
+    "relax.tanh": lambda c, a: np.tanh(a[0]),
+    "relax.exp": lambda c, a: np.exp(a[0]),
+    "relax.sqrt": lambda c, a: np.sqrt(a[0]),
+    "relax.nn.softmax": lambda c, a: _softmax(a[0], int(c.attrs.axis)),
+    "relax.nn.max_pool2d": lambda c, a: _max_pool(a[0], c.attrs),
+    "relax.nn.avg_pool2d": lambda c, a: _avg_pool(a[0], c.attrs),
+    "relax.mean": lambda c, a: _mean(a[0], None if c.attrs.axis is None else list(c.attrs.axis), bool(c.attrs.keepdims)),
+    "relax.reshape": lambda c, a: _reshape(a[0], _shape(c.args[1])),
+    "relax.permute_dims": lambda c, a: np.transpose(a[0], None if c.attrs.axes is None else [int(v) for v in c.attrs.axes]),
+    "relax.squeeze": lambda c, a: np.squeeze(a[0], None if c.attrs.axis is None else tuple(int(v) for v in c.attrs.axis)),
+    "relax.expand_dims": lambda c, a: np.expand_dims(a[0], tuple(int(v) for v in c.attrs.axis)),
+    "relax.concat": lambda c, a: np.concatenate(a[0], axis=int(c.attrs.axis)),
+    "relax.astype": lambda c, a: a[0].astype(str(c.attrs.dtype)),
+}
+
+
+def _adaptive_avg(c, a):
+    x = a[0]
+    out = c.attrs.output_size
+    if out is not None and tuple(int(v) for v in out) != (1, 1):
+        raise UnsupportedError("the NumPy reference supports adaptive_avg_pool2d only to 1x1")
+    return _mean(x, [2, 3], True)
+
+
+OPS["relax.nn.adaptive_avg_pool2d"] = _adaptive_avg
+
+
+class Interpreter:
+    """Evaluate ``mod["main"]`` in NumPy.
+
+    ``quantized=False``: every layer in float32 (layer functions too); ``on_layer_input(name, x)`` sees each
+    quantizable layer's float input (calibration).
+    ``quantized=True``: layer functions of AnnotatePrecision compute in integers (the reference).
+    """
+
+    def __init__(self, mod: tvm.IRModule, quantized: bool = False,
+                 on_layer_input: Callable[[str, np.ndarray], None] | None = None):
+        self.mod = mod
+        self.quantized = quantized
+        self.on_layer_input = on_layer_input
+        self._layers: dict[str, QuantLayer] = {}
+
+    def _layer(self, gv) -> QuantLayer:
+        func = self.mod[gv]
+        name = str(func.attrs[LAYER_ATTR])
+        if name not in self._layers:
+            self._layers[name] = read_layer(func)
+        return self._layers[name]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return self._run_function(self.mod["main"], list(inputs), top=True)
+
+    def _run_function(self, func: relax.Function, args: list, top: bool = False):
+        env = {p: np.asarray(v) for p, v in zip(func.params, args)}
+        outputs = analyze_outputs(func, self.mod) if (top and self.quantized) else {}
+        taken = {}  # chain var -> producer's LayerOutput
+        for out in outputs.values():
+            for b in out.chain:
+                taken[b.var] = out
+        from ..layers import match_layers
+
+        layer_inputs = {}
+        if top and self.on_layer_input is not None:
+            names = {m.core_var: (m.info.name, m.input) for m in match_layers(func, self.mod)}
+            layer_inputs = names
+        for b in dataflow_bindings(func):
+            value = b.value
+            if b.var in taken:
+                out = taken[b.var]
+                src = env[value.args[0]]
+                if out.integer and _op(value) in ("relax.nn.max_pool2d", "relax.reshape"):
+                    env[b.var] = self._eval_call(value, [src])
+                else:  # ReLU/Clip folded into the producer's clamp
+                    env[b.var] = src
+                continue
+            name = layer_name_of(value, self.mod)
+            if name is not None:
+                x = env[value.args[0]]
+                if self.on_layer_input is not None:
+                    self.on_layer_input(name, np.asarray(x))
+                if self.quantized:
+                    env[b.var] = self._quantized_layer(b.var, value, x, outputs, env)
+                else:
+                    env[b.var] = self._run_function(self.mod[value.op], [x])
+                continue
+            if b.var in layer_inputs:
+                lname, lin = layer_inputs[b.var]
+                self.on_layer_input(lname, np.asarray(self._eval(lin, env)))
+            env[b.var] = self._eval(value, env)
+        return self._eval(func.body.body, env)
+
+    def _quantized_layer(self, var, call, x, outputs, env):
+        layer = self._layer(call.op)
+        act = layer.require_act()
+        codes = x if x.dtype == np.uint8 else act.quantize(x)
+        if layer.info.op == "dense":
+            acc = reference.dense_acc(codes, layer.w_q)
+        else:
+            acc = reference.conv2d_acc(codes, layer.w_q, layer.info.params, act.zero_point)
+        corr = layer.bias_corr().reshape((1, -1) + (1,) * (acc.ndim - 2))
+        acc = (acc.astype(np.int64) + corr).astype(np.int32)
+        out = outputs[var]
+        if out.integer:
+            consumer = self._layer(_binding_of(self.mod["main"], out.consumer).value.op)
+            cact = consumer.require_act()
+            mult, shift = scheme.requant_multiplier(layer.out_scale().astype(np.float64) / cact.scale)
+            lo, hi = integer_bounds(out.chain, cact)
+            return scheme.requantize(acc, 1, mult, shift, cact.zero_point, lo, hi)
+        lo = -np.inf if out.float_lo is None else out.float_lo
+        hi = np.inf if out.float_hi is None else out.float_hi
+        return scheme.dequantize_output(acc, 1, layer.out_scale(), lo, hi)
+
+    def _eval(self, expr, env):
+        if isinstance(expr, relax.Var):
+            return env[expr]
+        if _tvm.is_const(expr):
+            return _tvm.const_value(expr)
+        if isinstance(expr, relax.Tuple):
+            return tuple(self._eval(f, env) for f in expr.fields)
+        if isinstance(expr, relax.TupleGetItem):
+            return self._eval(expr.tuple_value, env)[int(expr.index)]
+        if isinstance(expr, relax.ShapeExpr):
+            return _shape(expr)
+        if isinstance(expr, relax.Call):
+            if isinstance(expr.op, tvm.ir.GlobalVar):
+                return self._run_function(self.mod[expr.op], [self._eval(a, env) for a in expr.args])
+            args = [None if _tvm.is_prim_value(a) else self._eval(a, env) for a in expr.args]
+            return self._eval_call(expr, args)
+        raise UnsupportedError(f"the NumPy reference cannot evaluate {type(expr).__name__}")
+
+    def _eval_call(self, call, args):
+        name = _op(call)
+        fn = OPS.get(name)
+        if fn is None:
+            raise UnsupportedError(f"the NumPy reference does not implement op {name}")
+        out = fn(call, args)
+        if isinstance(out, np.ndarray) and out.dtype == np.float64:
+            out = out.astype(np.float32)
+        return out
+
+
+def _op(call):
+    return call.op.name if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) else None
+
+
+def _binding_of(func, var):
+    for b in dataflow_bindings(func):
+        if b.var.same_as(var):
+            return b
+    raise KeyError(var)

@@ -1,0 +1,123 @@
+"""A quantized layer as read from the IR that AnnotatePrecision and QuantizeWeights produce.
+
+The contract between the passes, the NumPy reference and the kernels: a layer function carries
+
+* ``tvm_mp.layer``  its stable name;  ``tvm_mp.w_bits``, ``tvm_mp.a_bits``, ``tvm_mp.kind`` its precision;
+* ``tvm_mp.in_scale``, ``tvm_mp.in_zero_point`` the calibrated quantization of its input (absent before
+  calibration);
+* a body ``conv2d(x, W) [+ bias]`` or ``matmul(x, W) [+ bias]``, where after QuantizeWeights ``W`` is
+  ``astype(W_q int8, float32) * scale``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .. import _tvm
+from ..errors import CalibrationError, UnsupportedError
+from ..layers import LAYER_ATTR, LayerInfo, _bias_of, dataflow_bindings, describe_core
+from ..precision import Precision
+from .scheme import ActQuant, bias_correction, output_scale, quantize_weights
+
+ATTR_W_BITS = "tvm_mp.w_bits"
+ATTR_A_BITS = "tvm_mp.a_bits"
+ATTR_KIND = "tvm_mp.kind"
+ATTR_IN_SCALE = "tvm_mp.in_scale"
+ATTR_IN_ZP = "tvm_mp.in_zero_point"
+ATTR_QUANTIZED = "tvm_mp.weights_quantized"
+
+
+@dataclass(frozen=True, eq=False)
+class QuantLayer:
+    """Everything needed to compute one layer in integers."""
+
+    info: LayerInfo
+    precision: Precision
+    act: ActQuant | None
+    w_q: np.ndarray  # int8, OIHW or [OC, K]
+    w_scale: np.ndarray  # float32 [OC]
+    bias: np.ndarray | None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def require_act(self) -> ActQuant:
+        if self.act is None:
+            raise CalibrationError(
+                f"layer {self.name!r} has no activation range: pass calibration data (compile(..., calibration=...))"
+            )
+        return self.act
+
+    def bias_corr(self) -> np.ndarray:
+        return bias_correction(self.bias, self.w_q, self.w_scale, self.require_act())
+
+    def out_scale(self) -> np.ndarray:
+        return output_scale(self.w_scale, self.require_act())
+
+
+def _attr(func: relax.Function, key: str, default=None):
+    if func.attrs is None or key not in func.attrs:
+        return default
+    value = func.attrs[key]
+    return value.value if hasattr(value, "value") else value
+
+
+def _bound(expr, bindings: dict):
+    while isinstance(expr, relax.Var) and expr in bindings:
+        expr = bindings[expr]
+    return expr
+
+
+def dequantized_weight(expr, bindings: dict | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(W_q, scale)`` if ``expr`` is ``multiply(astype(const int8), const)`` (QuantizeWeights' form)."""
+    bindings = bindings or {}
+    expr = _bound(expr, bindings)
+    if not (isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.multiply"):
+        return None
+    cast, scale = (_bound(a, bindings) for a in expr.args)
+    if not (isinstance(cast, relax.Call) and cast.op.name == "relax.astype" and _tvm.is_const(cast.args[0])):
+        return None
+    if not _tvm.is_const(scale):
+        return None
+    return _tvm.const_value(cast.args[0]), _tvm.const_value(scale)
+
+
+def read_layer(func: relax.Function) -> QuantLayer:
+    """Read a layer function (see module docstring)."""
+    name = str(_attr(func, LAYER_ATTR))
+    precision = Precision(int(_attr(func, ATTR_W_BITS)), int(_attr(func, ATTR_A_BITS)), str(_attr(func, ATTR_KIND)))
+    scale = _attr(func, ATTR_IN_SCALE)
+    act = None if scale is None else ActQuant(float(scale), int(_attr(func, ATTR_IN_ZP)), precision.a_bits)
+    bindings = {b.var: b.value for b in dataflow_bindings(func)}
+    core = core_var = None
+    for var, call in bindings.items():
+        if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name in (
+                "relax.nn.conv2d", "relax.matmul"):
+            core, core_var = call, var
+    if core is None:
+        raise UnsupportedError(f"layer function {name!r} holds no conv2d/matmul")
+    quantized = dequantized_weight(core.args[1], bindings)
+    if quantized is not None:
+        w_q, w_scale = quantized
+        stored = w_q.astype(np.float32)
+    else:
+        stored = _tvm.const_value(_bound(core.args[1], bindings))
+    kind, _, weight, params, in_shape = describe_core(core, stored)
+    if quantized is not None:
+        w_q = w_q.T.copy() if kind == "dense" else w_q
+        w_scale = w_scale.reshape(-1).astype(np.float32)
+    else:
+        w_q, w_scale = quantize_weights(weight, precision.w_bits)
+    bias = None
+    for var, call in bindings.items():
+        if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.add":
+            bias = _bias_of(call, core_var, weight.shape[0], 1, len(_tvm.expr_shape(core_var)))
+    out_shape = _tvm.expr_shape(core_var)
+    macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))
+    info = LayerInfo(name, kind, in_shape, weight.shape, out_shape, params, bias is not None, macs, int(weight.size))
+    return QuantLayer(info, precision, act, w_q.astype(np.int8), w_scale, bias)

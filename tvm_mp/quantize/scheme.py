@@ -1,0 +1,186 @@
+"""The integer arithmetic of tvm-mp, defined once, in NumPy.
+
+Everything a compiled model computes in integers is specified here; the TVM kernels are tested to reproduce it
+bit for bit.
+
+Activations
+    Unsigned codes ``q`` in ``[0, 2**a_bits - 1]`` with a zero point: ``x ~= scale * (q - zero_point)``.
+    After a ReLU-like op the range starts at 0, so ``zero_point == 0`` and all codes are positive values
+    ("unsigned"); otherwise the range is signed and ``zero_point`` sits inside it (affine, 0 exactly representable).
+    ``quantize(x) = clip(rint(x * inv_scale) + zero_point, 0, 2**a_bits - 1)`` with ``inv_scale = float32(1/scale)``
+    and ``rint`` rounding half to even, all in float32 -- one multiply and one rounding, so a compiler cannot fuse
+    it into an FMA and change a result.
+
+Weights
+    Symmetric per output channel. ``b >= 2`` bits: integers in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, scale
+    ``max|W_k| / (2**(b-1) - 1)``. ``b == 1``: binary ``{-1, +1}`` (the sign), scale ``mean|W_k|``.
+
+Layer output
+    ``acc = sum(q * w_q)`` over the reduction (int32; padding positions hold ``zero_point``, i.e. real 0).
+    ``acc' = acc + bias_corr`` with ``bias_corr = rint(bias / (s_in * s_w)) - zero_point * sum(w_q)`` (int32).
+    Float output: ``y = clamp(float32(acc') * float32(s_in * s_w), lo, hi)``.
+    Integer output (requantization straight into the next layer's codes):
+    ``q' = clip(zp' + ((acc' * M + 2**(shift-1)) >> shift), lo_code, hi_code)`` in int64, where ``M * 2**-shift``
+    approximates ``s_in * s_w / s'`` with ``M`` in ``[2**30, 2**31)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CalibrationError, PlanError
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ActQuant:
+    """Quantization of one activation tensor: ``x ~= scale * (q - zero_point)``, ``q`` in ``[0, 2**bits - 1]``."""
+
+    scale: float
+    zero_point: int
+    bits: int
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.bits <= 8):
+            raise PlanError(f"activation bits must be 1..8, got {self.bits}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise CalibrationError(f"activation scale must be positive and finite, got {self.scale}")
+        if not (0 <= self.zero_point <= self.qmax):
+            raise CalibrationError(f"zero point {self.zero_point} is outside 0..{self.qmax}")
+        # store the float32 value actually used, so every consumer sees the same number
+        object.__setattr__(self, "scale", float(np.float32(self.scale)))
+
+    @property
+    def qmax(self) -> int:
+        return (1 << self.bits) - 1
+
+    @property
+    def inv_scale(self) -> np.float32:
+        return np.float32(1.0 / self.scale)
+
+    @classmethod
+    def from_range(cls, lo: float, hi: float, bits: int, unsigned: bool = False) -> "ActQuant":
+        """Scale and zero point covering ``[lo, hi]`` (always widened to include 0)."""
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise CalibrationError(f"activation range [{lo}, {hi}] is not finite: check the calibration data")
+        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        if unsigned:
+            lo = 0.0
+        qmax = (1 << bits) - 1
+        if hi - lo <= 0:  # constant-zero tensor: any positive scale is exact
+            return cls(1.0, 0, bits)
+        scale = (hi - lo) / qmax
+        zero_point = int(min(max(round(-lo / scale), 0), qmax))
+        return cls(scale, zero_point, bits)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Float -> uint8 codes, exactly as the compiled kernels do it."""
+        t = np.rint(np.asarray(x, dtype=np.float32) * self.inv_scale)
+        t = np.clip(t, -self.zero_point, self.qmax - self.zero_point)
+        return (t.astype(np.int32) + self.zero_point).astype(np.uint8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.int32) - self.zero_point).astype(np.float32) * np.float32(self.scale)
+
+    def code_of(self, value: float) -> int:
+        """The code the quantizer gives a real value (used to fold ReLU/Clip bounds into integer clamps)."""
+        return int(self.quantize(np.array([value], dtype=np.float32))[0])
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point, "bits": self.bits}
+
+
+def weight_qrange(bits: int) -> tuple[int, int]:
+    """Smallest and largest integer weight at ``bits`` bits."""
+    if bits == 1:
+        return -1, 1
+    q = (1 << (bits - 1)) - 1
+    return -q, q
+
+
+def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel quantization of ``weight`` (axis 0 = output channel).
+
+    Returns ``(w_q int8 of weight's shape, scale float32 [OC])`` with ``weight ~= w_q * scale[:, None, ...]``.
+    """
+    if not (1 <= bits <= 8):
+        raise PlanError(f"weight bits must be 1..8, got {bits}")
+    w = np.asarray(weight, dtype=np.float32)
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    if not np.isfinite(flat).all():
+        raise PlanError("weights contain NaN or Inf: the model file is damaged")
+    if bits == 1:
+        scale = np.abs(flat).mean(axis=1)
+        wq = np.where(flat >= 0, 1, -1)
+    else:
+        qmax = (1 << (bits - 1)) - 1
+        scale = np.abs(flat).max(axis=1) / qmax
+        safe = np.where(scale > 0, scale, 1.0)
+        wq = np.clip(np.rint(flat / safe[:, None]), -qmax, qmax)
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return wq.astype(np.int8).reshape(w.shape), scale
+
+
+def requant_multiplier(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point ``(M, shift)`` per channel with ``M * 2**-shift ~= real`` and ``M`` in ``[2**30, 2**31)``."""
+    real = np.asarray(real, dtype=np.float64)
+    if not (np.isfinite(real).all() and (real > 0).all()):
+        raise CalibrationError("requantization scale must be positive and finite")
+    exp = np.floor(np.log2(real)).astype(np.int64)
+    shift = 30 - exp
+    mult = np.rint(real * np.exp2(shift.astype(np.float64))).astype(np.int64)
+    # rint can round up to exactly 2**31: renormalize
+    over = mult >= (1 << 31)
+    mult = np.where(over, mult >> 1, mult)
+    shift = np.where(over, shift - 1, shift)
+    # tiny multipliers: cap the shift, losing low bits of M (still exact arithmetic, just coarser)
+    big = shift > 62
+    mult = np.where(big, np.rint(real * 2.0**62).astype(np.int64), mult)
+    shift = np.where(big, 62, shift)
+    if (shift < 1).any():
+        raise CalibrationError("requantization multiplier too large (>= 2**29): the output scale is degenerate")
+    return mult.astype(np.int64), shift.astype(np.int64)
+
+
+def bias_correction(bias: np.ndarray | None, w_q: np.ndarray, w_scale: np.ndarray, act: ActQuant) -> np.ndarray:
+    """``rint(bias / (s_in * s_w)) - zero_point * sum(w_q)`` per output channel, int32."""
+    oc = w_q.shape[0]
+    wsum = w_q.reshape(oc, -1).astype(np.int64).sum(axis=1)
+    corr = -act.zero_point * wsum
+    if bias is not None:
+        acc_scale = np.float64(act.scale) * w_scale.astype(np.float64)
+        corr = corr + np.rint(np.asarray(bias, dtype=np.float64).reshape(oc) / acc_scale).astype(np.int64)
+    if (corr < INT32_MIN).any() or (corr > INT32_MAX).any():
+        raise CalibrationError("bias does not fit the int32 accumulator at this scale: check calibration ranges")
+    return corr.astype(np.int32)
+
+
+def output_scale(w_scale: np.ndarray, act: ActQuant) -> np.ndarray:
+    """float32 ``s_in * s_w`` per output channel (computed in float64, rounded once)."""
+    return (np.float64(act.scale) * w_scale.astype(np.float64)).astype(np.float32)
+
+
+def requantize(acc: np.ndarray, channel_axis: int, mult: np.ndarray, shift: np.ndarray, zero_point: int,
+               lo: int, hi: int) -> np.ndarray:
+    """Integer requantization of ``acc'`` (bias already added) into uint8 codes."""
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    m = mult.reshape(shape)
+    s = shift.reshape(shape)
+    t = (acc.astype(np.int64) * m + (np.int64(1) << (s - 1))) >> s
+    return np.clip(t + zero_point, lo, hi).astype(np.uint8)
+
+
+def dequantize_output(acc: np.ndarray, channel_axis: int, scale: np.ndarray, lo: float = -np.inf,
+                      hi: float = np.inf) -> np.ndarray:
+    """Float output ``clamp(float32(acc') * scale, lo, hi)``."""
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    y = acc.astype(np.float32) * scale.astype(np.float32).reshape(shape)
+    if lo != -np.inf or hi != np.inf:
+        y = np.minimum(np.maximum(y, np.float32(lo)), np.float32(hi))
+    return y
