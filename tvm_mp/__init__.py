@@ -4,8 +4,22 @@ Public API only; see the README and the tutorials.
 """
 
 from .budget import Budget
+from .compile import CompiledModel, Report, compile
 from .errors import Error
+from .frontend import load_onnx
+from .layers import LayerInfo, list_layers
 from .precision import Precision, PrecisionPlan
 
-__all__ = ["Budget", "Error", "Precision", "PrecisionPlan"]
+__all__ = [
+    "Budget",
+    "CompiledModel",
+    "Error",
+    "LayerInfo",
+    "Precision",
+    "PrecisionPlan",
+    "Report",
+    "compile",
+    "list_layers",
+    "load_onnx",
+]
 __version__ = "0.1.0"
