@@ -261,7 +261,19 @@ def train(x: np.ndarray, y: np.ndarray, config: TrainConfig = TrainConfig(), log
 
     Deterministic for a given ``config.seed``: the seed fixes the initial weights, the shuffling and
     the augmentation. ``log``, if given, is called with one line per epoch.
+
+    BLAS runs single-threaded here: the matrices are small, so threads bring little, and on a busy
+    machine OpenBLAS threads that wait for each other made training five times slower.
     """
+    # threadpoolctl is a dependency of scikit-learn, which the project already requires.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(x, y, config, log)
+
+
+def _train(x: np.ndarray, y: np.ndarray, config: TrainConfig, log) -> Params:
+    """The training loop of :func:`train`."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.int64)
     params = init_params(config.seed)
