@@ -29,3 +29,22 @@ class UnsupportedError(Error):
 
 class CompileError(Error):
     """TVM failed to build a module; the message names the layer or stage."""
+
+
+_registered = False
+
+
+def ensure_ffi_registration() -> None:
+    """Let tvm-mp errors raised inside a TVM pass reach the caller as themselves, not as RuntimeError.
+
+    TVM's FFI maps an error crossing C++ back to a Python class by name. Each tvm-mp pass calls this when it
+    runs (not at import): it only adds our classes to that name -> class table, once.
+    """
+    global _registered
+    if _registered:
+        return
+    from tvm_ffi.error import register_error
+
+    for cls in (Error, ModelError, InputShapeError, PlanError, CalibrationError, UnsupportedError, CompileError):
+        register_error(cls.__name__, cls)
+    _registered = True

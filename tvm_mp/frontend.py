@@ -43,23 +43,29 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
             when the model declares dynamic dims; inputs left out keep their declared shape. A given shape
             overrides the declared one (so a static spatial size can be changed) but must keep its rank.
 
+    Returns:
+        A module whose ``main`` takes the graph inputs in their ONNX order (names sanitized by TVM, e.g.
+        ``input.1`` -> ``input_1``) and whose every tensor shape is static.
+
     What is folded, in order:
-      1. The input shapes are fixed, then onnxslim (onnxsim if onnxslim fails) simplifies the ONNX graph:
-         shape subgraphs and Constant nodes become initializers and Conv+BatchNormalization pairs are fused
-         into the conv's weight and bias. Folding with onnxruntime happens inside onnxslim; nothing here is
-         hand-written constant folding.
+      1. The input shapes are fixed, then onnxslim (onnxsim if onnxslim fails and is installed) simplifies the
+         ONNX graph: shape subgraphs and Constant nodes become initializers, and each Conv (or ConvTranspose)
+         followed by a BatchNormalization is fused into one conv with new weight and bias. onnxslim folds
+         general constant subgraphs with onnxruntime when it is installed; shape subgraphs fold without it.
       2. TVM's ONNX importer converts the graph with the weights as constants.
       3. Relax passes: ``FoldConstant`` (so a Gemm weight is ``W^T`` as one constant and a conv bias is a
-         ``(1, C, 1, 1)`` constant in ``R.add``), ``FoldBatchnormToConv2D`` for any conv+batch_norm pair left,
-         ``DecomposeOpsForInference`` (a BatchNormalization not after a conv becomes multiply/add),
-         ``FoldConstant`` again and dead-code elimination.
+         ``(1, C, 1, 1)`` constant in ``R.add``), ``FoldBatchnormToConv2D`` for a bias-free conv + batch_norm
+         left (only when both simplifiers failed), ``DecomposeOpsForInference`` (a BatchNormalization that does
+         not follow a conv becomes subtract/divide/multiply/add with constant operands), ``FoldConstant``
+         again, then ``CanonicalizeBindings`` and dead-code elimination to drop the leftovers.
 
     Raises (each a one-line message that says what to fix):
         ModelError: the file is missing, not ONNX, truncated, or TVM's importer fails on the graph.
         InputShapeError: ``shapes`` names an unknown input, has the wrong rank or a non-positive or
             non-integer dim, or the model has dynamic dims and no shape was given for them.
-        UnsupportedError: the graph has op types TVM's importer does not convert, or a tensor shape stays
-            dynamic after the inputs are fixed (data-dependent ops such as NonZero).
+        UnsupportedError: the graph has op types TVM's importer does not convert (or cannot convert in this
+            form or opset), or a tensor shape stays dynamic after the inputs are fixed (data-dependent ops such
+            as NonZero).
     """
     proto, source = _load(model)
     declared = _declared_inputs(proto)
@@ -354,6 +360,7 @@ def _fold_relax(mod: tvm.IRModule) -> tvm.IRModule:
             relax.transform.FoldBatchnormToConv2D(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldConstant(),
+            relax.transform.CanonicalizeBindings(),
             relax.transform.DeadCodeElimination(),
         ]
     )

@@ -21,6 +21,7 @@ from typing import Mapping
 import tvm
 from tvm import relax
 
+from ..errors import ensure_ffi_registration
 from ..layers import LAYER_ATTR, LayerMatch, match_layers
 from ..precision import PrecisionPlan
 from ..quantize.calibrate import ActivationRange
@@ -36,7 +37,7 @@ def layer_function(match: LayerMatch, attrs: dict) -> relax.Function:
         with bb.dataflow():
             core = match.core_call
             out = bb.emit(relax.Call(core.op, [x, core.args[1]], core.attrs))
-            if match.end_var is not match.core_var:
+            if not match.end_var.same_as(match.core_var):
                 add = match.end_call
                 other = add.args[1] if add.args[0].same_as(match.core_var) else add.args[0]
                 out = bb.emit(relax.Call(add.op, [out, other], add.attrs))
@@ -63,6 +64,7 @@ class AnnotatePrecision:
         self.activations = dict(activations or {})
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        ensure_ffi_registration()
         from ..layers import list_layers
 
         self.plan.validate_for([layer.name for layer in list_layers(mod)])

@@ -18,6 +18,7 @@ import tvm
 from tvm import relax
 
 from .. import _tvm
+from ..errors import ensure_ffi_registration
 from ..layers import annotated_layer_functions
 from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight
 from ..quantize.scheme import quantize_weights
@@ -40,6 +41,7 @@ class QuantizeWeights:
     """Quantize the weights of every annotated layer to its ``w_bits`` (see module docstring)."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        ensure_ffi_registration()
         updates = {}
         for name, (gv, func) in annotated_layer_functions(mod).items():
             if func.attrs is not None and ATTR_QUANTIZED in func.attrs:

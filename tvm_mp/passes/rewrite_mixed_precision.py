@@ -24,6 +24,7 @@ import tvm
 from tvm import relax
 
 from .. import _tvm
+from ..errors import ensure_ffi_registration
 from ..layers import annotated_layer_functions
 from ..quantize import packing
 from ..quantize.graph import analyze_outputs, integer_bounds, layer_name_of
@@ -62,6 +63,7 @@ class RewriteMixedPrecision:
         self.schedule = schedule
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        ensure_ffi_registration()
         functions = annotated_layer_functions(mod)
         if not functions:
             return mod

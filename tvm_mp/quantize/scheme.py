@@ -139,7 +139,7 @@ def requant_multiplier(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     shift = np.where(over, shift - 1, shift)
     # tiny multipliers: cap the shift, losing low bits of M (still exact arithmetic, just coarser)
     big = shift > 62
-    mult = np.where(big, np.rint(real * 2.0**62).astype(np.int64), mult)
+    mult = np.where(big, np.rint(np.where(big, real, 0.0) * 2.0**62).astype(np.int64), mult)
     shift = np.where(big, 62, shift)
     if (shift < 1).any():
         raise CalibrationError("requantization multiplier too large (>= 2**29): the output scale is degenerate")
