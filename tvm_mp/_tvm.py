@@ -161,3 +161,25 @@ def structural_equal(a, b) -> bool:
     except ValueError:
         return False
     return True
+
+
+_TIR_CHILDREN = ("block", "body", "init", "value", "a", "b", "seq", "then_case", "else_case", "condition")
+
+
+def tir_nodes(prim_func) -> list:
+    """Statements and expressions of a PrimFunc body, pre-order (0.27 exposes no TIR post_order_visit to Python)."""
+    out, stack = [], [prim_func.body]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        out.append(node)
+        for name in _TIR_CHILDREN:
+            child = getattr(node, name, None) if not isinstance(node, (int, float, str)) else None
+            if child is None:
+                continue
+            if isinstance(child, (list, tuple)) or type(child).__name__ == "Array":
+                stack.extend(child)
+            elif hasattr(child, "same_as"):
+                stack.append(child)
+    return out

@@ -53,7 +53,8 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
          followed by a BatchNormalization is fused into one conv with new weight and bias. onnxslim folds
          general constant subgraphs with onnxruntime when it is installed; shape subgraphs fold without it.
       2. TVM's ONNX importer converts the graph with the weights as constants.
-      3. Relax passes: ``FoldConstant`` (so a Gemm weight is ``W^T`` as one constant and a conv bias is a
+      3. Relax passes: ``CanonicalizeClip`` (after the first constant folding: the importer's Clip becomes one
+         ``R.clip`` again), ``FoldConstant`` (so a Gemm weight is ``W^T`` as one constant and a conv bias is a
          ``(1, C, 1, 1)`` constant in ``R.add``), ``FoldBatchnormToConv2D`` for a bias-free conv + batch_norm
          left (only when both simplifiers failed), ``DecomposeOpsForInference`` (a BatchNormalization that does
          not follow a conv becomes subtract/divide/multiply/add with constant operands), ``FoldConstant``
@@ -354,9 +355,12 @@ def _import(proto: onnx.ModelProto, fixed: dict, dtypes: dict, source: str) -> t
 
 def _fold_relax(mod: tvm.IRModule) -> tvm.IRModule:
     """Fold constant expressions so weights are plain constants; fuse or decompose any batch_norm left."""
+    from .passes.canonicalize_clip import CanonicalizeClip
+
     passes = tvm.transform.Sequential(
         [
             relax.transform.FoldConstant(),
+            CanonicalizeClip(),
             relax.transform.FoldBatchnormToConv2D(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldConstant(),
