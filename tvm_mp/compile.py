@@ -155,7 +155,7 @@ def build_report(mod: tvm.IRModule, quantized: tvm.IRModule) -> Report:
 
 
 def compile(mod: tvm.IRModule, plan: PrecisionPlan | None = None, budget: Budget | None = None, target: Any = "llvm",
-            calibration: Iterable | None = None, accuracy_fn=None, calibration_method: str = "minmax",
+            calibration: Iterable | None = None, accuracy_fn=None, calibration_method: str = "mse",
             percentile: float = 99.99) -> CompiledModel:
     """Quantize ``mod`` per ``plan``, lower its layers to integer kernels, build for ``target``.
 

@@ -102,7 +102,8 @@ class AnnotatePrecision:
         }
         rng = self.activations.get(match.info.name)
         if rng is not None:
-            act = ActQuant.from_range(rng.lo, rng.hi, prec.a_bits, unsigned=rng.unsigned)
+            lo, hi = rng.for_bits(prec.a_bits)
+            act = ActQuant.from_range(lo, hi, prec.a_bits, unsigned=rng.unsigned)
             attrs[ATTR_IN_SCALE] = tvm.tirx.FloatImm("float64", act.scale)
             attrs[ATTR_IN_ZP] = act.zero_point
         return layer_function(match, attrs)

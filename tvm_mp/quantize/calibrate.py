@@ -20,14 +20,41 @@ from .interpreter import Interpreter
 
 @dataclass(frozen=True)
 class ActivationRange:
-    """Observed range of one layer's input."""
+    """Observed range of one layer's input, and (method "mse") the best clipped range for each bit-width."""
 
     lo: float
     hi: float
+    clipped: tuple[tuple[float, float], ...] = ()  # index b-1: (lo, hi) for b bits; empty = use (lo, hi)
 
     @property
     def unsigned(self) -> bool:
         return self.lo >= 0.0
+
+    def for_bits(self, bits: int) -> tuple[float, float]:
+        """The range to quantize to ``bits`` bits."""
+        return self.clipped[bits - 1] if self.clipped else (self.lo, self.hi)
+
+
+#: Clipping ratios of the observed range tried by the "mse" method.
+MSE_RATIOS = np.linspace(0.1, 1.0, 46)
+#: Values kept per layer for the "mse" search (a seeded subsample: deterministic).
+MSE_SAMPLE = 65536
+
+
+def mse_clipped_ranges(sample: np.ndarray, lo: float, hi: float) -> tuple[tuple[float, float], ...]:
+    """For 1..8 bits, the clipped range (ratio of [lo, hi]) minimizing the quantization error of ``sample``."""
+    from .scheme import ActQuant
+
+    out = []
+    for bits in range(1, 9):
+        best, best_err = (lo, hi), np.inf
+        for ratio in MSE_RATIOS:
+            act = ActQuant.from_range(lo * ratio, hi * ratio, bits, unsigned=lo >= 0)
+            err = float(np.mean((act.dequantize(act.quantize(sample)) - sample) ** 2))
+            if err < best_err:
+                best, best_err = (float(lo * ratio), float(hi * ratio)), err
+        out.append(best)
+    return tuple(out)
 
 
 def _input_specs(mod: tvm.IRModule) -> list[tuple[str, tuple[int, ...]]]:
@@ -69,18 +96,26 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
     """Layer name -> input range over the calibration batches.
 
     ``method="minmax"`` takes the extreme values; ``"percentile"`` averages per-batch ``percentile`` /
-    ``100 - percentile`` values, clipping rare outliers.
+    ``100 - percentile`` values, clipping rare outliers; ``"mse"`` observes min/max and then, for each bit-width,
+    clips the range to the ratio that minimizes the quantization error on a seeded sample of the layer's inputs
+    (low bit-widths gain most).
     """
-    if method not in ("minmax", "percentile"):
-        raise CalibrationError(f"unknown calibration method {method!r}: use 'minmax' or 'percentile'")
+    if method not in ("minmax", "percentile", "mse"):
+        raise CalibrationError(f"unknown calibration method {method!r}: use 'minmax', 'percentile' or 'mse'")
     if not (50.0 < percentile <= 100.0):
         raise CalibrationError(f"percentile must be in (50, 100], got {percentile}")
     data = normalize_batches(mod, batches)
     seen: dict[str, list[tuple[float, float]]] = {}
+    samples: dict[str, list[np.ndarray]] = {}
+    rng = np.random.default_rng(0)
 
     def record(name: str, x: np.ndarray) -> None:
         x = np.asarray(x, dtype=np.float32)
-        if method == "minmax":
+        if method == "mse":
+            flat = x.reshape(-1)
+            take = min(flat.size, MSE_SAMPLE // max(1, len(data)) + 1)
+            samples.setdefault(name, []).append(rng.choice(flat, size=take, replace=False))
+        if method in ("minmax", "mse"):
             lo, hi = float(x.min()), float(x.max())
         else:
             lo, hi = (float(v) for v in np.percentile(x, [100.0 - percentile, percentile]))
@@ -92,8 +127,9 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
     ranges = {}
     for name, values in seen.items():
         los, his = zip(*values)
-        lo, hi = (min(los), max(his)) if method == "minmax" else (float(np.mean(los)), float(np.mean(his)))
+        lo, hi = (float(np.mean(los)), float(np.mean(his))) if method == "percentile" else (min(los), max(his))
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise CalibrationError(f"layer {name!r} sees NaN/Inf activations on the calibration data")
-        ranges[name] = ActivationRange(lo, hi)
+        clipped = mse_clipped_ranges(np.concatenate(samples[name]), lo, hi) if method == "mse" else ()
+        ranges[name] = ActivationRange(lo, hi, clipped)
     return ranges

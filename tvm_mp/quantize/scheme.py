@@ -13,7 +13,8 @@ Activations
 
 Weights
     Symmetric per output channel. ``b >= 2`` bits: integers in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, scale
-    ``max|W_k| / (2**(b-1) - 1)``. ``b == 1``: binary ``{-1, +1}`` (the sign), scale ``mean|W_k|``.
+    ``r * max|W_k| / (2**(b-1) - 1)`` with the clipping ratio ``r`` in [0.3, 1] that minimizes the channel's
+    squared quantization error (a fixed grid: deterministic). ``b == 1``: binary ``{-1, +1}`` (the sign), scale ``mean|W_k|``.
 
 Layer output
     ``acc = sum(q * w_q)`` over the reduction (int32; padding positions hold ``zero_point``, i.e. real 0).
@@ -118,11 +119,30 @@ def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndar
         wq = np.where(flat >= 0, 1, -1)
     else:
         qmax = (1 << (bits - 1)) - 1
-        scale = np.abs(flat).max(axis=1) / qmax
+        scale = _mse_scales(flat, qmax)
         safe = np.where(scale > 0, scale, 1.0)
         wq = np.clip(np.rint(flat / safe[:, None]), -qmax, qmax)
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
     return wq.astype(np.int8).reshape(w.shape), scale
+
+
+#: Clipping ratios tried per output channel (fraction of max|w|); 1.0 is plain max scaling.
+CLIP_RATIOS = np.linspace(0.3, 1.0, 36)
+
+
+def _mse_scales(flat: np.ndarray, qmax: int) -> np.ndarray:
+    """Per-channel scale minimizing the squared weight error over clipping ratios of max|w|.
+
+    At 8 bits clipping rarely helps; at 2-4 bits (3 to 15 levels) the max is dominated by outliers and a clipped
+    scale halves the error. The search is a fixed grid, so the result is deterministic.
+    """
+    wmax = np.abs(flat).max(axis=1)
+    scales = wmax[:, None] * CLIP_RATIOS[None, :] / qmax  # [OC, ratios]
+    safe = np.where(scales > 0, scales, 1.0)
+    q = np.clip(np.rint(flat[:, None, :] / safe[:, :, None]), -qmax, qmax)
+    err = ((q * safe[:, :, None] - flat[:, None, :]) ** 2).sum(axis=2)
+    best = np.argmin(err, axis=1)
+    return scales[np.arange(flat.shape[0]), best]
 
 
 def requant_multiplier(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
