@@ -69,7 +69,8 @@ class LayerMatch:
     end_call: relax.Call  # the call bound to end_var (the bias add, or core_call)
 
 
-def _op_name(expr) -> str | None:
+def op_name(expr) -> str | None:
+    """Name of the Relax operator ``expr`` calls, or None."""
     if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
         return expr.op.name
     return None
@@ -96,7 +97,7 @@ def use_counts(func: relax.Function) -> dict:
 
 def _bias_of(add_call: relax.Call, core_var: relax.Var, out_channels: int, channel_axis: int, ndim: int):
     """The bias vector if ``add_call`` is ``core_var + const`` broadcasting along the channel axis only."""
-    if _op_name(add_call) != "relax.add":
+    if op_name(add_call) != "relax.add":
         return None
     a, b = add_call.args
     if a.same_as(core_var) and _tvm.is_const(b):
@@ -117,7 +118,7 @@ def _bias_of(add_call: relax.Call, core_var: relax.Var, out_channels: int, chann
 def describe_core(call: relax.Call, weight_value: np.ndarray):
     """``(kind, input, weight [OC, ...], ConvParams | None, input shape)`` of a conv2d/matmul we can quantize,
     or None. ``weight_value`` is the call's weight as stored (OIHW for conv2d, [K, OC] for matmul)."""
-    op = _op_name(call)
+    op = op_name(call)
     x = call.args[0]
     if _tvm.expr_dtype(x) != "float32":
         return None
@@ -154,8 +155,8 @@ def match_layers(func: relax.Function, mod: tvm.IRModule | None = None) -> list[
     n_conv = n_dense = 0
     for b in bindings:
         call = b.value
-        op = _op_name(call)
-        annotated = _annotated_name(call, mod)
+        op = op_name(call)
+        annotated = layer_name_of(call, mod)
         if annotated is not None:
             if annotated.startswith("conv2d_"):
                 n_conv += 1
@@ -190,7 +191,8 @@ def match_layers(func: relax.Function, mod: tvm.IRModule | None = None) -> list[
     return matches
 
 
-def _annotated_name(call, mod) -> str | None:
+def layer_name_of(call, mod: tvm.IRModule | None) -> str | None:
+    """Layer name if ``call`` calls a layer function of ``mod`` (one made by AnnotatePrecision)."""
     if mod is None or not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.GlobalVar):
         return None
     if call.op not in mod.get_global_vars():

@@ -21,7 +21,8 @@ import tvm
 from tvm import relax
 
 from .. import _tvm
-from ..layers import LAYER_ATTR, dataflow_bindings, use_counts
+from ..layers import dataflow_bindings, layer_name_of, use_counts
+from ..layers import op_name as _op
 
 TRANSPARENT_OPS = ("relax.nn.relu", "relax.clip", "relax.nn.max_pool2d", "relax.reshape")
 ACTIVATION_OPS = ("relax.nn.relu", "relax.clip")
@@ -38,22 +39,6 @@ class LayerOutput:
     chain: list = field(default_factory=list)  # bindings after the producer that the rewrite takes over
     float_lo: float | None = None  # fused activation of a float edge
     float_hi: float | None = None
-
-
-def layer_name_of(call, mod: tvm.IRModule) -> str | None:
-    """Layer name if ``call`` calls a layer function of ``mod``."""
-    if not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.GlobalVar):
-        return None
-    if call.op not in mod.get_global_vars():
-        return None
-    func = mod[call.op]
-    if isinstance(func, relax.Function) and func.attrs is not None and LAYER_ATTR in func.attrs:
-        return str(func.attrs[LAYER_ATTR])
-    return None
-
-
-def _op(call) -> str | None:
-    return call.op.name if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) else None
 
 
 def activation_bounds(call) -> tuple[float, float]:

@@ -21,6 +21,7 @@ from .. import _tvm
 from ..errors import UnsupportedError
 from ..layers import LAYER_ATTR, dataflow_bindings
 from . import reference, scheme
+from ..layers import op_name as _op
 from .graph import analyze_outputs, integer_bounds, layer_name_of
 from .qlayer import QuantLayer, read_layer
 
@@ -264,10 +265,6 @@ class Interpreter:
         if isinstance(out, np.ndarray) and out.dtype == np.float64:
             out = out.astype(np.float32)
         return out
-
-
-def _op(call):
-    return call.op.name if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) else None
 
 
 def _binding_of(func, var):
