@@ -48,8 +48,8 @@ class ActQuant:
     def __post_init__(self) -> None:
         if not (1 <= self.bits <= 8):
             raise PlanError(f"activation bits must be 1..8, got {self.bits}")
-        if not (math.isfinite(self.scale) and self.scale > 0):
-            raise CalibrationError(f"activation scale must be positive and finite, got {self.scale}")
+        if not (math.isfinite(self.scale) and np.float32(self.scale) > 0 and np.isfinite(np.float32(self.scale))):
+            raise CalibrationError(f"activation scale must be a positive, finite float32, got {self.scale}")
         if not (0 <= self.zero_point <= self.qmax):
             raise CalibrationError(f"zero point {self.zero_point} is outside 0..{self.qmax}")
         # store the float32 value actually used, so every consumer sees the same number
@@ -72,7 +72,7 @@ class ActQuant:
         if unsigned:
             lo = 0.0
         qmax = (1 << bits) - 1
-        if hi - lo <= 0:  # constant-zero tensor: any positive scale is exact
+        if (hi - lo) / qmax < np.finfo(np.float32).tiny:  # (numerically) constant zero: any scale is exact
             return cls(1.0, 0, bits)
         scale = (hi - lo) / qmax
         zero_point = int(min(max(round(-lo / scale), 0), qmax))
