@@ -4,6 +4,7 @@
     tvm-mp layers MODEL.onnx [--shape ...]    list the quantizable layers
     tvm-mp compile MODEL.onnx --plan w4a4 --calibration data.npy -o out/
                                               compile a plan (a short form like w4a4, or a plan JSON file)
+    tvm-mp report out/                        write out/report.md with the per-layer table and plots
 Errors are one line on stderr and a non-zero exit code.
 """
 
@@ -116,6 +117,14 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .reporting import render
+
+    path = render(args.directory)
+    print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvm-mp", description="Mixed-precision compilation of CNNs with TVM")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--target", default="llvm", help="llvm/host, aarch64, or a target JSON")
     comp.add_argument("-o", "--output", required=True, help="artifact directory")
     comp.set_defaults(func=cmd_compile)
+    rep = sub.add_parser("report", help="write report.md (table and plots) for an artifact directory")
+    rep.add_argument("directory")
+    rep.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,64 @@
+"""The tvm-mp command line, run as a real subprocess on the bundled model."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tvm_mp.models import digits_cnn_path
+
+
+def tvm_mp_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tvm_mp.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_layers():
+    proc = tvm_mp_cli("layers", str(digits_cnn_path()), "--shape", "input=1,1,8,8")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert names == ["conv2d_0", "conv2d_1", "conv2d_2", "dense_0"]
+
+
+@pytest.mark.slow
+def test_compile_then_report(tmp_path):
+    samples = tmp_path / "calib.npy"
+    from tvm_mp.datasets import calibration_batches
+
+    np.save(samples, np.concatenate(calibration_batches(2, 16)))
+    out = tmp_path / "art"
+    proc = tvm_mp_cli("compile", str(digits_cnn_path()), "--shape", "input=1,1,8,8", "--plan", "w4a4",
+                      "--calibration", str(samples), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert {"model.so", "plan.json", "report.json", "report.txt"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "plan.json").read_text())["layers"]["dense_0"] == {"w_bits": 4, "a_bits": 4,
+                                                                                 "kind": "auto"}
+    proc = tvm_mp_cli("report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "report.md").read_text()
+    assert "| conv2d_1 | conv2d | w4a4 | packed |" in text and (out / "weights.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["layers", "no/such/model.onnx"], "not found"),
+    (["compile", "MODEL", "--shape", "input=1,1,8,8", "--plan", "w9a4", "--calibration", "digits", "-o", "x"],
+     "1 to 8"),
+    (["compile", "MODEL", "--plan", "w4a4", "--calibration", "digits", "-o", "x"], "shapes="),
+    (["compile", "MODEL", "--shape", "input=1,1,8,8", "--plan", "w4a4", "-o", "x"], "--calibration"),
+    (["layers", "MODEL", "--shape", "input=1,x"], "NAME=D0,D1"),
+    (["report", "no_such_dir"], "artifact directory"),
+])
+def test_errors_are_one_line_and_nonzero(args, needle, tmp_path):
+    args = [str(digits_cnn_path()) if a == "MODEL" else a for a in args]
+    proc = tvm_mp_cli(*args, cwd=tmp_path)
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("tvm-mp: error:") and needle in err, err
+
+
+def test_help_for_every_command():
+    for cmd in ("demo", "layers", "compile", "report"):
+        proc = tvm_mp_cli(cmd, "--help")
+        assert proc.returncode == 0 and "usage: tvm-mp " + cmd in proc.stdout

@@ -1,0 +1,96 @@
+"""Human-readable reports of a compiled artifact directory: Markdown with the per-layer table and plots.
+
+An artifact directory (``CompiledModel.export``) holds ``model.so``, ``plan.json`` and ``report.json``; other
+parts of tvm-mp may add ``pareto.json`` (search), ``energy_breakdown.json`` (accelerator / energy models) and
+``predicted_vs_measured.json`` (cost models). :func:`render` writes ``report.md`` and one PNG per plot it has data
+for, so a person who did not run the command can read what was built and why.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import Error
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise Error(f"cannot read {path.name} in {path.parent}: {err}") from None
+
+
+def _plot_weights(rows: list[dict], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["name"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(rows) + 2), 3.2))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["fp32_weight_bytes"] / 1024 for r in rows], width=0.4, label="fp32")
+    ax.bar([x + 0.2 for x in xs], [r["weight_bytes"] / 1024 for r in rows], width=0.4, label="compiled")
+    ax.set_xticks(list(xs), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("weight storage (kB)")
+    ax.legend()
+    fig.tight_layout()
+    path = out / "weights.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_pareto(data: dict, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for group, marker in (("mixed", "o"), ("uniform", "s")):
+        pts = [p for p in data.get("points", []) if p.get("kind", "mixed") == group]
+        if pts:
+            ax.scatter([p["energy_uj"] for p in pts], [p["accuracy"] for p in pts], marker=marker, label=group)
+    ax.set_xlabel("energy per inference (uJ, modelled)")
+    ax.set_ylabel("accuracy")
+    ax.legend()
+    fig.tight_layout()
+    path = out / "pareto.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def render(directory: str | Path) -> Path:
+    """Write ``report.md`` (and plots) for an artifact directory; return the Markdown path."""
+    out = Path(directory)
+    if not (out / "report.json").is_file():
+        raise Error(f"{out} is not a tvm-mp artifact directory (no report.json): run `tvm-mp compile ... -o {out}`")
+    report = _load(out / "report.json")
+    plan = _load(out / "plan.json") if (out / "plan.json").is_file() else {"layers": {}}
+    rows = report["layers"]
+    lines = [f"# tvm-mp report: {out.name}", ""]
+    total_w = sum(r["weight_bytes"] for r in rows)
+    total_f = sum(r["fp32_weight_bytes"] for r in rows)
+    lines += [
+        f"- layers: {len(rows)} ({len(report.get('fp32_layers', []))} left in fp32)",
+        f"- weight storage: {total_w / 1024:.2f} kB vs {total_f / 1024:.2f} kB in fp32 "
+        f"({100 * total_w / max(total_f, 1):.1f} %)",
+    ]
+    for key, label, unit in (("accuracy", "accuracy", ""), ("latency_ms", "latency", " ms"),
+                             ("energy_uj", "energy", " uJ")):
+        value = report.get(key)
+        lines.append(f"- {label}: {'not measured' if value is None else f'{value:.4g}{unit}'}")
+    lines += ["", "| layer | op | precision | kernel | MACs | weight B | fp32 B |", "|---|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['op']} | {r['precision']} | {r['kernel']} | {r['macs']} | "
+                     f"{r['weight_bytes']} | {r['fp32_weight_bytes']} |")
+    lines += ["", f"![weight storage per layer]({_plot_weights(rows, out).name})", ""]
+    if (out / "pareto.json").is_file():
+        lines += ["## Energy-accuracy trade-off", "", f"![Pareto front]({_plot_pareto(_load(out / 'pareto.json'), out).name})", ""]
+    lines += ["## Plan", "", "```json", json.dumps(plan, indent=2), "```", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
