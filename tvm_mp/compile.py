@@ -179,8 +179,9 @@ def compile(mod: tvm.IRModule, plan: PrecisionPlan | None = None, budget: Budget
         ranges = calibrate(mod, calibration, calibration_method, percentile)
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        quantized = tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase())(mod)
-    lowered = tvm.transform.Sequential(lower_phase())(quantized)
+        quantized = tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase(ranges))(mod)
+    with tgt:  # RewriteMixedPrecision picks the target's fast kernels
+        lowered = tvm.transform.Sequential(lower_phase())(quantized)
     try:
         executable = _tvm.build(lowered, tgt)
     except Error:

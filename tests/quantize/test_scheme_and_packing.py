@@ -85,3 +85,31 @@ def test_invalid_ranges():
         scheme.ActQuant.from_range(float("nan"), 1.0, 4)
     with pytest.raises(CalibrationError):
         scheme.ActQuant(0.0, 0, 4)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_gptq_rounding_lowers_output_error(bits):
+    """With the inputs' second moment, error-feedback rounding beats round-to-nearest on the layer's output."""
+    from tvm_mp.quantize.rounding import input_second_moment
+
+    rng = np.random.default_rng(bits)
+    mix = rng.normal(size=(24, 24))
+    x = rng.normal(size=(2000, 24)) @ mix  # correlated inputs, as conv windows are
+    w = rng.normal(size=(16, 24)).astype(np.float32)
+    h = input_second_moment(x)
+    rtn_q, rtn_s = scheme.quantize_weights(w, bits)
+    gq, gs = scheme.quantize_weights(w, bits, h)
+    np.testing.assert_array_equal(rtn_s, gs)  # same scales and integer range: only the rounding differs
+    lo, hi = scheme.weight_qrange(bits)
+    assert gq.min() >= lo and gq.max() <= hi
+    err = lambda q, s: float(np.mean((x @ (w - q * s[:, None]).T) ** 2))  # noqa: E731
+    assert err(gq, gs) < 0.8 * err(rtn_q, rtn_s)
+    again, _ = scheme.quantize_weights(w, bits, h)
+    np.testing.assert_array_equal(again, gq)  # deterministic
+
+
+def test_gptq_rejects_statistics_of_another_layer():
+    from tvm_mp.errors import PlanError
+
+    with pytest.raises(PlanError, match="recalibrate"):
+        scheme.quantize_weights(np.ones((4, 9), np.float32), 2, np.eye(8))

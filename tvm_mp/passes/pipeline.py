@@ -1,7 +1,7 @@
 """The order of tvm-mp's passes, in phases. The one place that says which pass runs when.
 
 Phase 1, annotate:  AnnotatePrecision(plan, activation ranges)
-Phase 2, quantize:  QuantizeWeights
+Phase 2, quantize:  QuantizeWeights(calibration statistics: GPTQ rounding)
 Phase 3, lower:     RewriteMixedPrecision (integer kernels, integer edges between layers)
 
 After these, the module is an ordinary Relax module: ``tvm.compile`` (TVM's default pipeline) builds it.
@@ -25,8 +25,8 @@ def annotate_phase(plan: PrecisionPlan, activations: Mapping[str, ActivationRang
     return [AnnotatePrecision(plan, activations)]
 
 
-def quantize_phase() -> list:
-    return [QuantizeWeights()]
+def quantize_phase(statistics: Mapping[str, ActivationRange] | None = None) -> list:
+    return [QuantizeWeights(statistics)]
 
 
 def lower_phase(schedule: bool = True) -> list:
@@ -36,7 +36,7 @@ def lower_phase(schedule: bool = True) -> list:
 def mixed_precision_passes(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None,
                            schedule: bool = True) -> list:
     """All tvm-mp passes in order."""
-    return annotate_phase(plan, activations) + quantize_phase() + lower_phase(schedule)
+    return annotate_phase(plan, activations) + quantize_phase(activations) + lower_phase(schedule)
 
 
 def mixed_precision_pipeline(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None,

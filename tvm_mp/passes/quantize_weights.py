@@ -4,7 +4,8 @@ Rewrites: inside every layer function made by AnnotatePrecision, the constant we
 ``astype(W_q, "float32") * scale`` with ``W_q`` an int8 constant holding the ``w_bits``-bit integers
 (symmetric per output channel; one bit: {-1, +1}) and ``scale`` a float32 per-channel constant. The module still
 runs in floating point and now computes with the quantized weights (fake quantization), so a TVM build of it can
-be checked against NumPy; RewriteMixedPrecision turns it into integer kernels.
+be checked against NumPy; RewriteMixedPrecision turns it into integer kernels. Given calibration statistics, the
+integers are chosen by GPTQ-style error feedback (:mod:`tvm_mp.quantize.rounding`) rather than round-to-nearest.
 
 Leaves alone: ``main``, layer functions whose weight is already quantized (idempotent), un-annotated layers.
 
@@ -12,6 +13,8 @@ Must run after: AnnotatePrecision.
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import numpy as np
 import tvm
@@ -24,10 +27,11 @@ from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight
 from ..quantize.scheme import quantize_weights
 
 
-def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool) -> relax.Expr:
+def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool, hessian=None, groups: int = 1
+                          ) -> relax.Expr:
     """``astype(W_q, float32) * scale`` for a weight with output channels on axis 0 (or 1 if ``transposed``)."""
     w = weight.T if transposed else weight
-    w_q, scale = quantize_weights(w, bits)
+    w_q, scale = quantize_weights(w, bits, hessian, groups)
     if transposed:
         w_q, scale_shape = w_q.T.copy(), (1, -1)
     else:
@@ -38,7 +42,14 @@ def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool) -> re
 
 @tvm.transform.module_pass(opt_level=0, name="QuantizeWeights")
 class QuantizeWeights:
-    """Quantize the weights of every annotated layer to its ``w_bits`` (see module docstring)."""
+    """Quantize the weights of every annotated layer to its ``w_bits`` (see module docstring).
+
+    ``statistics``: optional layer name -> calibration result carrying ``hessian`` (the input second moment);
+    layers that have one get GPTQ-style rounding, the others round to nearest.
+    """
+
+    def __init__(self, statistics: Mapping | None = None):
+        self.statistics = dict(statistics or {})
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         ensure_ffi_registration()
@@ -47,6 +58,7 @@ class QuantizeWeights:
             if func.attrs is not None and ATTR_QUANTIZED in func.attrs:
                 continue
             bits = int(func.attrs["tvm_mp.w_bits"])
+            hessian = getattr(self.statistics.get(name), "hessian", None)
 
             @relax.expr_functor.mutator
             class Replace(relax.PyExprMutator):
@@ -55,8 +67,9 @@ class QuantizeWeights:
                     if isinstance(call.op, tvm.ir.Op) and call.op.name in ("relax.nn.conv2d", "relax.matmul"):
                         weight = call.args[1]
                         if _tvm.is_const(weight) and dequantized_weight(weight) is None:
+                            groups = int(call.attrs.groups) if call.op.name == "relax.nn.conv2d" else 1
                             new_w = quantized_weight_expr(_tvm.const_value(weight), bits,
-                                                          call.op.name == "relax.matmul")
+                                                          call.op.name == "relax.matmul", hessian, groups)
                             return relax.Call(call.op, [call.args[0], new_w], call.attrs)
                     return call
 

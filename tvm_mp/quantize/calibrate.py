@@ -7,7 +7,7 @@ with negative values gives a signed (affine) code with a zero point inside the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -20,11 +20,13 @@ from .interpreter import Interpreter
 
 @dataclass(frozen=True)
 class ActivationRange:
-    """Observed range of one layer's input, and (method "mse") the best clipped range for each bit-width."""
+    """Observed range of one layer's input, (method "mse") the best clipped range for each bit-width, and the
+    second moment ``H = E[x x^T]`` of the layer's input windows per group (``[G, R, R]``, for GPTQ rounding)."""
 
     lo: float
     hi: float
     clipped: tuple[tuple[float, float], ...] = ()  # index b-1: (lo, hi) for b bits; empty = use (lo, hi)
+    hessian: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def unsigned(self) -> bool:
@@ -91,14 +93,30 @@ def normalize_batches(mod: tvm.IRModule, batches: Iterable) -> list[list[np.ndar
     return out
 
 
+#: Input windows per layer and batch that enter H (a seeded subsample keeps wide layers cheap).
+HESSIAN_ROWS = 8192
+
+
+def _windows(info, x: np.ndarray) -> np.ndarray:
+    """``[G, n, R]`` input windows of a layer (im2col for conv2d; rows for dense)."""
+    from .reference import im2col
+
+    if info.op == "dense":
+        return x.reshape(1, x.shape[0], -1)
+    oc, cg, kh, kw = info.weight_shape
+    cols = im2col(np.asarray(x, dtype=np.float32), kh, kw, info.params, 0.0)  # [N, G, OH, OW, R]
+    return cols.transpose(1, 0, 2, 3, 4).reshape(info.params.groups, -1, cg * kh * kw)
+
+
 def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
-              percentile: float = 99.99) -> dict[str, ActivationRange]:
+              percentile: float = 99.99, statistics: bool = True) -> dict[str, ActivationRange]:
     """Layer name -> input range over the calibration batches.
 
     ``method="minmax"`` takes the extreme values; ``"percentile"`` averages per-batch ``percentile`` /
     ``100 - percentile`` values, clipping rare outliers; ``"mse"`` observes min/max and then, for each bit-width,
     clips the range to the ratio that minimizes the quantization error on a seeded sample of the layer's inputs
-    (low bit-widths gain most).
+    (low bit-widths gain most). With ``statistics`` each range also carries the layer's input second moment
+    (used by QuantizeWeights for GPTQ rounding).
     """
     if method not in ("minmax", "percentile", "mse"):
         raise CalibrationError(f"unknown calibration method {method!r}: use 'minmax', 'percentile' or 'mse'")
@@ -107,10 +125,22 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
     data = normalize_batches(mod, batches)
     seen: dict[str, list[tuple[float, float]]] = {}
     samples: dict[str, list[np.ndarray]] = {}
+    moments: dict[str, list] = {}
     rng = np.random.default_rng(0)
+    from ..layers import list_layers
+
+    infos = {layer.name: layer for layer in list_layers(mod)} if statistics else {}
 
     def record(name: str, x: np.ndarray) -> None:
         x = np.asarray(x, dtype=np.float32)
+        if name in infos:
+            win = _windows(infos[name], x)
+            if win.shape[1] > HESSIAN_ROWS:
+                win = win[:, np.sort(rng.choice(win.shape[1], HESSIAN_ROWS, replace=False))]
+            win = win.astype(np.float64)
+            acc = moments.setdefault(name, [0.0, 0])
+            acc[0] = acc[0] + np.einsum("gnr,gns->grs", win, win)
+            acc[1] += win.shape[1]
         if method == "mse":
             flat = x.reshape(-1)
             take = min(flat.size, MSE_SAMPLE // max(1, len(data)) + 1)
@@ -131,5 +161,6 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise CalibrationError(f"layer {name!r} sees NaN/Inf activations on the calibration data")
         clipped = mse_clipped_ranges(np.concatenate(samples[name]), lo, hi) if method == "mse" else ()
-        ranges[name] = ActivationRange(lo, hi, clipped)
+        hessian = moments[name][0] / moments[name][1] if name in moments else None
+        ranges[name] = ActivationRange(lo, hi, clipped, hessian)
     return ranges

@@ -103,10 +103,14 @@ def weight_qrange(bits: int) -> tuple[int, int]:
     return -q, q
 
 
-def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize_weights(weight: np.ndarray, bits: int, hessian: np.ndarray | None = None,
+                     groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-output-channel quantization of ``weight`` (axis 0 = output channel).
 
     Returns ``(w_q int8 of weight's shape, scale float32 [OC])`` with ``weight ~= w_q * scale[:, None, ...]``.
+    With ``hessian`` (``[G, R, R]`` or ``[R, R]`` second moment of the layer's inputs per group, from
+    calibration) the integers are chosen by GPTQ-style error feedback (:mod:`tvm_mp.quantize.rounding`) instead of
+    round-to-nearest; the scales and the integer range are the same either way.
     """
     if not (1 <= bits <= 8):
         raise PlanError(f"weight bits must be 1..8, got {bits}")
@@ -117,13 +121,26 @@ def quantize_weights(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndar
     if bits == 1:
         scale = np.abs(flat).mean(axis=1)
         wq = np.where(flat >= 0, 1, -1)
+        lo = hi = 1
     else:
         qmax = (1 << (bits - 1)) - 1
         scale = _mse_scales(flat, qmax)
         safe = np.where(scale > 0, scale, 1.0)
         wq = np.clip(np.rint(flat / safe[:, None]), -qmax, qmax)
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return wq.astype(np.int8).reshape(w.shape), scale
+        lo, hi = -qmax, qmax
+    scale = np.where(scale > 0, scale, 1.0)
+    if hessian is not None:
+        from .rounding import gptq_rows
+
+        hs = np.asarray(hessian, dtype=np.float64)
+        hs = hs[None] if hs.ndim == 2 else hs
+        if hs.shape[0] != groups or hs.shape[1:] != (flat.shape[1], flat.shape[1]):
+            raise PlanError(f"input statistics of shape {hs.shape} do not fit a weight {w.shape} with {groups} "
+                            "group(s): recalibrate on this model")
+        per = flat.shape[0] // groups
+        wq = np.concatenate([gptq_rows(flat[g * per : (g + 1) * per], scale[g * per : (g + 1) * per], lo, hi,
+                                       hs[g], bits == 1) for g in range(groups)])
+    return wq.astype(np.int8).reshape(w.shape), scale.astype(np.float32)
 
 
 #: Clipping ratios tried per output channel (fraction of max|w|); 1.0 is plain max scaling.
