@@ -1,0 +1,15 @@
+"""A VTA-like, precision-scalable accelerator: hardware description, ISA, simulator, energy model, lowering,
+analytical mapping model and search, Relax offload and reports. See ``docs/accelerator.md``.
+
+Modules: :mod:`.hardware` (``HardwareConfig``), :mod:`.isa`, :mod:`.simulator` (``Simulator``, ``run_layer``),
+:mod:`.energy`, :mod:`.lower` (``LayerMapping``, ``LayerPlan``, ``lower``), :mod:`.mapping` (``AnalyticalModel``,
+``search_mappings``, ``joint_search``, ``search_model``, ``AccelCostModel``), :mod:`.offload`
+(``compile_offloaded``), :mod:`.report`.
+"""
+
+
+def simulate_layer(workload, **options) -> dict:
+    """Simulate one cost-model workload (the hook :func:`tvm_mp.measure.source.accel_simulator` looks for)."""
+    from .simulator import simulate_layer as _simulate
+
+    return _simulate(workload, **options)
