@@ -112,4 +112,4 @@ def test_gptq_rejects_statistics_of_another_layer():
     from tvm_mp.errors import PlanError
 
     with pytest.raises(PlanError, match="recalibrate"):
-        scheme.quantize_weights(np.ones((4, 9), np.float32), 2, np.eye(8))
+        scheme.quantize_weights(np.ones((4, 9), np.float32), 2, np.eye(8)[None])

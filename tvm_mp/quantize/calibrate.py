@@ -21,7 +21,8 @@ from .interpreter import Interpreter
 @dataclass(frozen=True)
 class ActivationRange:
     """Observed range of one layer's input, (method "mse") the best clipped range for each bit-width, and the
-    second moment ``H = E[x x^T]`` of the layer's input windows per group (``[G, R, R]``, for GPTQ rounding)."""
+    second moment ``H = E[x x^T]`` of the layer's input windows per group (diagonal blocks ``[G, nblocks, B, B]``,
+    for GPTQ rounding)."""
 
     lo: float
     hi: float
@@ -137,9 +138,10 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
             win = _windows(infos[name], x)
             if win.shape[1] > HESSIAN_ROWS:
                 win = win[:, np.sort(rng.choice(win.shape[1], HESSIAN_ROWS, replace=False))]
-            win = win.astype(np.float64)
+            from .rounding import block_moments
+
             acc = moments.setdefault(name, [0.0, 0])
-            acc[0] = acc[0] + np.einsum("gnr,gns->grs", win, win)
+            acc[0] = acc[0] + block_moments(win.astype(np.float64))
             acc[1] += win.shape[1]
         if method == "mse":
             flat = x.reshape(-1)
