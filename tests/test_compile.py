@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -189,7 +190,27 @@ def test_unsupported_op_layer_stays_fp32_with_warning():
     np.testing.assert_allclose(cm.run(x, wd), cm.reference(x, wd), rtol=1e-5, atol=1e-5)
 
 
-def test_budget_search_not_yet_available(digits_mod):
-    with pytest.raises(UnsupportedError) as err:
-        tvm_mp.compile(digits_mod, budget=tvm_mp.Budget(energy_uj=1.0))
-    assert "plan=" in one_line(err)
+@pytest.mark.slow
+def test_budget_driven_compile_meets_its_budget(digits_mod, digits, calib):
+    budget = tvm_mp.Budget(energy_uj=16.0)
+    cm = tvm_mp.compile(digits_mod, budget=budget, calibration=calib, accuracy_fn=lambda m: top1(m, digits))
+    outcome = cm.search
+    assert outcome.meets_budget() and cm.report.energy_uj <= budget.energy_uj
+    assert cm.report.energy_uj == pytest.approx(sum(r.energy_uj for r in cm.report.layers))
+    assert cm.report.memory_kb == pytest.approx(outcome.predicted["memory_kb"])  # storage model = artifact
+    assert outcome.search_score == pytest.approx(cm.report.accuracy)  # reference score = compiled model's top-1
+    assert cm.report.accuracy > 0.9 and outcome.measured_latency_ms > 0
+    np.testing.assert_array_equal(cm.run(digits.x_test[:32]), cm.reference(digits.x_test[:32]))
+
+
+def test_impossible_budget_gives_the_smallest_achievable_values(digits_mod, calib):
+    from tvm_mp.search.costs import BudgetError
+
+    with pytest.raises(BudgetError) as err:
+        tvm_mp.compile(digits_mod, budget=tvm_mp.Budget(energy_uj=1.0, latency_ms=0.001), calibration=calib)
+    text = one_line(err)
+    assert "energy_uj" in text and "latency_ms" in text and "smallest achievable" in text
+    assert re.search(r"energy \d+(\.\d+)? uJ", text) and re.search(r"memory \d+(\.\d+)? kB", text)
+    with pytest.raises(PlanError, match="not both"):
+        tvm_mp.compile(digits_mod, plan=PrecisionPlan.uniform(digits_mod, Precision(8, 8)),
+                       budget=tvm_mp.Budget(energy_uj=1.0), calibration=calib)

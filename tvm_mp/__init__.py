@@ -9,6 +9,8 @@ from .errors import Error
 from .frontend import load_onnx
 from .layers import LayerInfo, list_layers
 from .precision import Precision, PrecisionPlan
+from .search.adaptive import compile_adaptive
+from .search.pareto import explore
 
 __all__ = [
     "Budget",
@@ -19,6 +21,8 @@ __all__ = [
     "PrecisionPlan",
     "Report",
     "compile",
+    "compile_adaptive",
+    "explore",
     "list_layers",
     "load_onnx",
 ]

@@ -23,12 +23,23 @@ TARGET_ALIASES: dict[str, dict] = {
 }
 
 
+def host_target_json() -> dict:
+    """This machine as an LLVM target with its CPU named (``mcpu``), so codegen may use every vector feature it
+    has (AVX-512, VNNI, ...); plain ``"llvm"`` means generic x86-64."""
+    from tvm.target import codegen
+
+    return {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu())}
+
+
 def make_target(target: Any) -> tvm.target.Target:
-    """Accept a Target, a JSON dict, a JSON string or one of :data:`TARGET_ALIASES`."""
+    """Accept a Target, a JSON dict, a JSON string or one of :data:`TARGET_ALIASES` (``"host"``: this machine's
+    CPU, see :func:`host_target_json`)."""
     if isinstance(target, tvm.target.Target):
         return target
     if isinstance(target, str):
-        if target in TARGET_ALIASES:
+        if target == "host":
+            target = host_target_json()
+        elif target in TARGET_ALIASES:
             target = TARGET_ALIASES[target]
         elif target.lstrip().startswith("{"):
             target = json.loads(target)

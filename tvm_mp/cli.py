@@ -4,6 +4,8 @@
     tvm-mp layers MODEL.onnx [--shape ...]    list the quantizable layers
     tvm-mp compile MODEL.onnx --plan w4a4 --calibration data.npy -o out/
                                               compile a plan (a short form like w4a4, or a plan JSON file)
+    tvm-mp tune MODEL.onnx --plan w2a2 --rpc-tracker 127.0.0.1:9190 --key KEY
+                                              tune the kernels on devices over TVM RPC (resumable)
     tvm-mp report out/                        write out/report.md with the per-layer table and plots
 Errors are one line on stderr and a non-zero exit code.
 """
@@ -117,6 +119,23 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    import tvm_mp
+    from .tune import RPCConfig, tune
+
+    rpc = RPCConfig.parse(args.rpc_tracker, args.key, retries=args.retries)
+    mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
+    plan = _plan(args.plan, mod)
+    result = tune(mod, plan, target=args.target, rpc=rpc, trials=args.trials, records=args.records,
+                  database=args.database, seed=args.seed, progress=not args.quiet)
+    print(f"tasks {result.tasks}, jobs {result.jobs}: measured {result.measured}, already measured "
+          f"{result.skipped}, failed {result.failed}; records: {result.records_path}; "
+          f"tuning database: {result.database_path}")
+    for key, (config, latency_us) in sorted(result.best.items()):
+        print(f"  {latency_us:10.2f} us  {config['algorithm']:<9} {key}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .reporting import render
 
@@ -146,6 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--target", default="llvm", help="llvm/host, aarch64, or a target JSON")
     comp.add_argument("-o", "--output", required=True, help="artifact directory")
     comp.set_defaults(func=cmd_compile)
+    tun = sub.add_parser("tune", help="tune the plan's kernels on devices behind a TVM RPC tracker")
+    tun.add_argument("model")
+    tun.add_argument("--plan", required=True, help="a short uniform plan like w2a2, or a plan .json file")
+    tun.add_argument("--rpc-tracker", default="127.0.0.1:9190", help="HOST:PORT of the TVM RPC tracker")
+    tun.add_argument("--key", required=True, help="the device key the rpc_server(s) registered with")
+    tun.add_argument("--trials", type=int, default=8, help="schedule configs tried per kernel")
+    tun.add_argument("--records", default="tvm_mp_records.jsonl", help="record store (appended; resumable)")
+    tun.add_argument("--database", help="tuning database to update (default: beside the records)")
+    tun.add_argument("--retries", type=int, default=2, help="other devices tried before a job counts as failed")
+    tun.add_argument("--seed", type=int, default=0)
+    tun.add_argument("--target", default="llvm", help="llvm/host, aarch64, or a target JSON")
+    tun.add_argument("--shape", action="append", help="NAME=D0,D1,... for inputs with dynamic dims")
+    tun.add_argument("--quiet", action="store_true", help="no progress bar")
+    tun.set_defaults(func=cmd_tune)
     rep = sub.add_parser("report", help="write report.md (table and plots) for an artifact directory")
     rep.add_argument("directory")
     rep.set_defaults(func=cmd_report)

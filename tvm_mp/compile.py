@@ -23,6 +23,7 @@ from .quantize.interpreter import Interpreter
 from .quantize.qlayer import read_layer
 from .layers import annotated_layer_functions
 from .passes.rewrite_mixed_precision import weight_storage
+from .formats import lowering as format_lowering
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,14 @@ class LayerReport:
 
     name: str
     op: str
-    precision: str  # "w4a4", or "fp32"
-    kernel: str  # "bitserial", "packed" or "fp32"
+    precision: str  # "w4a4", "e5m10", "c16a8", or "fp32"
+    kernel: str  # "bitserial", "packed", "float:e5m10", "clustered:K16" or "fp32"
     macs: int
     weight_bytes: int  # bytes of the weight constant as stored in the artifact
     fp32_weight_bytes: int
     latency_ms: float | None = None
     energy_uj: float | None = None
+    arithmetic: str = ""  # "int32", "table" (clustered), "emulated" (float formats: fp32 on rounded operands), "fp32"
 
     @property
     def weight_ratio(self) -> float:
@@ -76,6 +78,10 @@ class Report:
                                    ("accuracy", self.accuracy, "")):
             extras.append(f"{label} {'n/a' if value is None else f'{value:.4g} {unit}'.strip()}")
         lines.append("; ".join(extras))
+        emulated = [r.name for r in self.layers if r.arithmetic == "emulated"]
+        if emulated:
+            lines.append(f"float formats emulated on this target (float32 arithmetic on operands rounded exactly to "
+                         f"the format): {', '.join(emulated)}")
         return "\n".join(lines)
 
 
@@ -140,16 +146,22 @@ def build_report(mod: tvm.IRModule, quantized: tvm.IRModule) -> Report:
     layers: dict[str, LayerReport] = {}
     for name, (_, func) in annotated_layer_functions(quantized).items():
         layer = read_layer(func)
-        nbytes = sum(int(a.nbytes) for a in weight_storage(layer)[:1])
         info = layer.info
+        if format_lowering.is_format_layer(layer):  # float formats and clustered weights
+            layers[name] = LayerReport(name, info.op, str(layer.precision), layer.precision.kernel_name, info.macs,
+                                       format_lowering.storage_bytes(layer), info.weight_count * 4,
+                                       arithmetic=format_lowering.arithmetic(layer))
+            continue
+        nbytes = sum(int(a.nbytes) for a in weight_storage(layer)[:1])
         layers[name] = LayerReport(name, info.op, f"w{layer.precision.w_bits}a{layer.precision.a_bits}",
-                                   layer.precision.resolved_kind, info.macs, nbytes, info.weight_count * 4)
+                                   layer.precision.resolved_kind, info.macs, nbytes, info.weight_count * 4,
+                                   arithmetic="int32")
     fp32 = []
     for info in list_layers(mod):
         if info.name not in layers:
             fp32.append(info.name)
             layers[info.name] = LayerReport(info.name, info.op, "fp32", "fp32", info.macs, info.weight_count * 4,
-                                            info.weight_count * 4)
+                                            info.weight_count * 4, arithmetic="fp32")
     rows = tuple(layers[i.name] for i in list_layers(mod))
     return Report(rows, memory_kb=sum(r.weight_bytes for r in rows) / 1024.0, fp32_layers=tuple(fp32))
 
@@ -165,7 +177,12 @@ def compile(mod: tvm.IRModule, plan: PrecisionPlan | None = None, budget: Budget
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"compile needs a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
     if budget is not None:
-        raise UnsupportedError("budget-driven search is not available in this version: pass plan=PrecisionPlan(...)")
+        if plan is not None:
+            raise PlanError("give either plan=PrecisionPlan(...) or budget=Budget(...), not both")
+        from .search.budget import compile_with_budget  # search sits above compile: import on use
+
+        return compile_with_budget(mod, budget, target=target, calibration=calibration, accuracy_fn=accuracy_fn,
+                                   calibration_method=calibration_method, percentile=percentile)
     if plan is None:
         raise PlanError("compile needs plan=PrecisionPlan(...), e.g. PrecisionPlan.uniform(mod, Precision(8, 8))")
     if not isinstance(plan, PrecisionPlan):
@@ -173,7 +190,7 @@ def compile(mod: tvm.IRModule, plan: PrecisionPlan | None = None, budget: Budget
     tgt = _tvm.make_target(target)
     plan.validate_for([layer.name for layer in list_layers(mod)])
     ranges = {}
-    if len(plan):
+    if any(p.kind != "float" for _, p in plan.items()):  # float-format layers need no activation ranges
         if calibration is None:
             raise CalibrationError("quantized layers need calibration=[batches of representative inputs]")
         ranges = calibrate(mod, calibration, calibration_method, percentile)

@@ -3,7 +3,9 @@
 Rewrites: in ``main``, every layer named in the plan -- a ``conv2d`` or ``matmul`` with a constant weight and the
 optional constant bias ``add`` after it -- becomes a call to a private Relax function ``tvm_mp_<layer>`` holding
 the same computation, with attributes ``tvm_mp.layer``, ``tvm_mp.w_bits``, ``tvm_mp.a_bits``, ``tvm_mp.kind``
-and, when activation ranges are given, ``tvm_mp.in_scale`` / ``tvm_mp.in_zero_point``.
+and, when activation ranges are given, ``tvm_mp.in_scale`` / ``tvm_mp.in_zero_point``. Float-format layers carry
+``tvm_mp.exp_bits`` / ``tvm_mp.man_bits`` / ``tvm_mp.finite`` instead of an input quantization; clustered layers
+add ``tvm_mp.clusters``.
 
 Leaves alone: layers absent from the plan (they stay fp32; a warning names them), every other op, and layers
 that are already annotated (so the pass is idempotent). Numerics are unchanged: the module computes exactly what
@@ -25,7 +27,8 @@ from ..errors import ensure_ffi_registration
 from ..layers import LAYER_ATTR, LayerMatch, match_layers
 from ..precision import PrecisionPlan
 from ..quantize.calibrate import ActivationRange
-from ..quantize.qlayer import ATTR_A_BITS, ATTR_IN_SCALE, ATTR_IN_ZP, ATTR_KIND, ATTR_W_BITS
+from ..quantize.qlayer import (ATTR_A_BITS, ATTR_CLUSTERS, ATTR_EXP_BITS, ATTR_FINITE, ATTR_IN_SCALE, ATTR_IN_ZP,
+                                ATTR_KIND, ATTR_MAN_BITS, ATTR_W_BITS)
 from ..quantize.scheme import ActQuant
 
 
@@ -100,6 +103,11 @@ class AnnotatePrecision:
             ATTR_A_BITS: prec.a_bits,
             ATTR_KIND: prec.resolved_kind,
         }
+        if prec.kind == "float":  # float formats: no input quantization, format in attributes
+            attrs.update({ATTR_EXP_BITS: prec.exp_bits, ATTR_MAN_BITS: prec.man_bits, ATTR_FINITE: int(prec.finite)})
+            return layer_function(match, attrs)
+        if prec.kind == "clustered":
+            attrs[ATTR_CLUSTERS] = prec.clusters
         rng = self.activations.get(match.info.name)
         if rng is not None:
             lo, hi = rng.for_bits(prec.a_bits)

@@ -7,6 +7,10 @@ runs in floating point and now computes with the quantized weights (fake quantiz
 be checked against NumPy; RewriteMixedPrecision turns it into integer kernels. Given calibration statistics, the
 integers are chosen by GPTQ-style error feedback (:mod:`tvm_mp.quantize.rounding`) rather than round-to-nearest.
 
+Float-format layers get their weight rounded to the format (in its native dtype where one exists, see
+:func:`format_weight_expr`); clustered layers get k-means-clustered integer weights ``c_q[idx]`` with one scale per
+layer, in the same ``astype(W_q) * scale`` form.
+
 Leaves alone: ``main``, layer functions whose weight is already quantized (idempotent), un-annotated layers.
 
 Must run after: AnnotatePrecision.
@@ -23,7 +27,11 @@ from tvm import relax
 from .. import _tvm
 from ..errors import ensure_ffi_registration
 from ..layers import annotated_layer_functions
-from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight
+from ..formats import floats
+from ..formats.clustering import cluster_weights
+from ..formats.floats import FloatFormat, round_to_format
+from ..precision import Precision
+from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight, precision_of
 from ..quantize.scheme import quantize_weights
 
 
@@ -40,6 +48,27 @@ def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool, hessi
                              _tvm.const(scale.reshape(scale_shape).astype(np.float32)))
 
 
+def format_weight_expr(weight: np.ndarray, precision: Precision, transposed: bool, seed: int = 0) -> relax.Expr:
+    """The weight of a float-format or clustered layer (output channels on axis 0, or 1 if ``transposed``).
+
+    Float formats: ``astype(W_F, float32)`` with ``W_F`` in the native dtype (float16, bfloat16, float8_e4m3fn,
+    float8_e5m2), or a float32 constant of the rounded values for other formats. Clustered: ``astype(c_q[idx],
+    float32) * scale`` (k-means with ``seed``; one scale per layer, repeated per channel).
+    """
+    if precision.kind == "float":
+        fmt = FloatFormat.of(precision)
+        rounded = round_to_format(weight, fmt)
+        if fmt.native_dtype is None:
+            return _tvm.const(rounded)
+        return relax.op.astype(_tvm.const(floats.storage(rounded, fmt)), "float32")
+    w = weight.T if transposed else weight
+    cw = cluster_weights(w, precision.clusters, seed=seed)
+    w_q = cw.w_q.T.copy() if transposed else cw.w_q
+    scale_shape = (1, -1) if transposed else (-1,) + (1,) * (w.ndim - 1)
+    scale = np.full(w.shape[0], cw.scale, np.float32).reshape(scale_shape)
+    return relax.op.multiply(relax.op.astype(_tvm.const(w_q), "float32"), _tvm.const(scale))
+
+
 @tvm.transform.module_pass(opt_level=0, name="QuantizeWeights")
 class QuantizeWeights:
     """Quantize the weights of every annotated layer to its ``w_bits`` (see module docstring).
@@ -48,8 +77,9 @@ class QuantizeWeights:
     layers that have one get GPTQ-style rounding, the others round to nearest.
     """
 
-    def __init__(self, statistics: Mapping | None = None):
+    def __init__(self, statistics: Mapping | None = None, seed: int = 0):
         self.statistics = dict(statistics or {})
+        self.seed = int(seed)  # seeds the k-means of clustered layers
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         ensure_ffi_registration()
@@ -58,6 +88,8 @@ class QuantizeWeights:
             if func.attrs is not None and ATTR_QUANTIZED in func.attrs:
                 continue
             bits = int(func.attrs["tvm_mp.w_bits"])
+            precision = precision_of(func)
+            seed = self.seed
             hessian = getattr(self.statistics.get(name), "hessian", None)
 
             @relax.expr_functor.mutator
@@ -68,8 +100,12 @@ class QuantizeWeights:
                         weight = call.args[1]
                         if _tvm.is_const(weight) and dequantized_weight(weight) is None:
                             groups = int(call.attrs.groups) if call.op.name == "relax.nn.conv2d" else 1
-                            new_w = quantized_weight_expr(_tvm.const_value(weight), bits,
-                                                          call.op.name == "relax.matmul", hessian, groups)
+                            if not precision.is_integer:  # float format or clustered
+                                new_w = format_weight_expr(_tvm.const_value(weight), precision,
+                                                           call.op.name == "relax.matmul", seed)
+                            else:
+                                new_w = quantized_weight_expr(_tvm.const_value(weight), bits,
+                                                              call.op.name == "relax.matmul", hessian, groups)
                             return relax.Call(call.op, [call.args[0], new_w], call.attrs)
                     return call
 

@@ -10,6 +10,8 @@ Rewrites: in ``main``, each call to a layer function becomes
   MaxPool/Reshape in between run on uint8 codes). The edge rule is :mod:`tvm_mp.quantize.graph`.
 
 Weights become constants in their storage format: a w-bit layer stores about w/32 of its fp32 weight bytes.
+Float-format and clustered layers (:mod:`tvm_mp.formats`) lower to their own kernels: a float-format layer takes and
+gives float32 (its edges are float edges), a clustered layer is an integer layer whose kernel looks its products up.
 Leaves alone: every op that is not a layer function call or part of an integer edge; layers without a precision
 stay fp32. Afterwards the layer functions are unused and removed.
 
@@ -25,6 +27,7 @@ from tvm import relax
 
 from .. import _tvm
 from ..errors import ensure_ffi_registration
+from ..formats import lowering as format_lowering
 from ..layers import annotated_layer_functions
 from ..quantize import packing
 from ..quantize.graph import analyze_outputs, integer_bounds, layer_name_of
@@ -35,6 +38,8 @@ from ..schedules import kernels
 
 def weight_storage(layer: QuantLayer) -> list[np.ndarray]:
     """The weight constants a layer's kernel takes, in its storage format."""
+    if format_lowering.is_format_layer(layer):  # float formats and clustered weights (tvm_mp.formats)
+        return format_lowering.weight_storage(layer)
     bits = layer.precision.w_bits
     if layer.precision.resolved_kind == "bitserial":
         coef, _ = packing.plane_coefficients(bits)
@@ -42,25 +47,48 @@ def weight_storage(layer: QuantLayer) -> list[np.ndarray]:
     return [packing.pack_dense(layer.w_q, bits)]
 
 
-def layer_kernel(layer: QuantLayer, epi: kernels.Epilogue, storage: list[np.ndarray], schedule: bool = True):
-    """The PrimFunc computing ``layer`` with epilogue ``epi``."""
+def kernel_config(layer: QuantLayer, target, database=None):
+    """The schedule knobs of ``layer``'s fast kernel on ``target`` (None: no target, or a dense layer)."""
+    info, prec = layer.info, layer.precision
+    if target is None or info.op == "dense" or not prec.is_integer:
+        return None
+    work = kernels.conv_workload(prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape, info.weight_shape,
+                                 info.params)
+    return kernels.conv2d_config(work, target, database)
+
+
+def kernel_weight_storage(layer: QuantLayer, config) -> list[np.ndarray]:
+    """The weight constants in the layout the kernel of ``config`` reads (:func:`weight_storage` without one)."""
+    if config is None:
+        return weight_storage(layer)
+    return kernels.conv2d_weight_data(layer.precision.resolved_kind, layer.w_q, layer.precision.w_bits, config)
+
+
+def layer_kernel(layer: QuantLayer, epi: kernels.Epilogue, storage: list[np.ndarray], schedule: bool = True,
+                 target=None, config=None):
+    """The PrimFunc computing ``layer`` with epilogue ``epi`` (the fast kernel of ``target`` when given)."""
     prec = layer.precision
     info = layer.info
     name = f"tvm_mp_{info.name}_kernel"
+    if format_lowering.is_format_layer(layer):
+        return format_lowering.layer_kernel(layer, epi, storage, schedule)
     if info.op == "dense":
         return kernels.dense_kernel(name, prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape,
                                     info.out_channels, epi, storage[0].shape, schedule)
     return kernels.conv2d_kernel(name, prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape,
                                  info.weight_shape, info.params, layer.require_act().zero_point, epi,
-                                 storage[0].shape, schedule)
+                                 storage[0].shape, schedule, target=target if config is not None else None,
+                                 config=config)
 
 
 @tvm.transform.module_pass(opt_level=0, name="RewriteMixedPrecision")
 class RewriteMixedPrecision:
     """Replace layer functions by integer kernels (see module docstring)."""
 
-    def __init__(self, schedule: bool = True):
+    def __init__(self, schedule: bool = True, target=None, database=None):
         self.schedule = schedule
+        self.target = target  # None: the current tvm.target.Target context, if any, else reference-layout kernels
+        self.database = database  # tuning database (None: the one shipped with tvm-mp)
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         ensure_ffi_registration()
@@ -69,7 +97,8 @@ class RewriteMixedPrecision:
             return mod
         layers = {name: read_layer(func) for name, (_, func) in functions.items()}
         for layer in layers.values():
-            layer.require_act()
+            if layer.precision.kind != "float":  # float-format layers take float input: no quantization
+                layer.require_act()
         main = mod["main"]
         outputs = analyze_outputs(main, mod)
         taken = {b.var: out for out in outputs.values() for b in out.chain}
@@ -78,6 +107,9 @@ class RewriteMixedPrecision:
             if out.integer:
                 consumer_of[out.producer] = layers[out.consumer_layer]
         schedule = self.schedule
+        target = self.target if self.target is not None else tvm.target.Target.current(allow_none=True)
+        target = _tvm.make_target(target) if (target is not None and schedule) else None
+        database = self.database
 
         @relax.expr_functor.mutator
         class Lower(relax.PyExprMutator):
@@ -107,7 +139,20 @@ class RewriteMixedPrecision:
                     new = self.builder_.emit_output(expr, var.name)
                 self.set_var_remap(var, new)
 
+            def _lower_float_format(self, layer: QuantLayer, var, call):
+                """A float-format layer: float32 in, float32 out, the following ReLU/Clip fused as a clamp."""
+                out = outputs[var]
+                storage = weight_storage(layer)
+                kfunc = layer_kernel(layer, kernels.Epilogue("float", out.float_lo, out.float_hi), storage,
+                                     schedule)
+                kgv = self.builder_.add_func(kfunc, f"tvm_mp_{layer.name}_kernel")
+                args = [self.visit_expr(call.args[0])] + [_tvm.const(a) for a in storage]
+                args.append(_tvm.const(format_lowering.float_bias(layer)))
+                return relax.call_tir(kgv, args, _tvm.tensor_type(layer.info.output_shape, "float32"))
+
             def _lower_layer(self, layer: QuantLayer, var, call):
+                if layer.precision.kind == "float":
+                    return self._lower_float_format(layer, var, call)
                 act = layer.require_act()
                 x = self.visit_expr(call.args[0])
                 if _tvm.expr_dtype(x) != "uint8":
@@ -131,8 +176,9 @@ class RewriteMixedPrecision:
                     epi = kernels.Epilogue("float", out.float_lo, out.float_hi)
                     params.append(layer.out_scale())
                     dtype = "float32"
-                storage = weight_storage(layer)
-                kfunc = layer_kernel(layer, epi, storage, schedule)
+                config = kernel_config(layer, target, database)
+                storage = kernel_weight_storage(layer, config)
+                kfunc = layer_kernel(layer, epi, storage, schedule, target, config)
                 kgv = self.builder_.add_func(kfunc, f"tvm_mp_{layer.name}_kernel")
                 args = [x] + [_tvm.const(a) for a in storage + params]
                 return relax.call_tir(kgv, args, _tvm.tensor_type(layer.info.output_shape, dtype))

@@ -5,8 +5,9 @@ AnnotatePrecision produces (``main`` calling layer functions):
 
 * Starting at a layer's output, follow the chain of single-use bindings through "code-transparent" ops:
   ReLU, Clip, MaxPool2d, Reshape. These commute with a monotone per-tensor quantizer, so they can run on codes.
-* If that chain ends as the only argument of another quantized layer (with calibrated input), the edge is
-  **integer**: the producer requantizes straight into the consumer's input codes; ReLU/Clip in the chain become
+* If that chain ends as the only argument of another quantized layer (with calibrated input), and both layers
+  compute on integer codes (integer or clustered kinds, not float formats), the edge is **integer**: the producer
+  requantizes straight into the consumer's input codes; ReLU/Clip in the chain become
   integer clamps; MaxPool/Reshape run on uint8 codes.
 * Otherwise the edge is **float**: the producer dequantizes, and ReLU/Clip ops directly after it are fused
   into its epilogue as a float clamp.
@@ -49,7 +50,11 @@ def activation_bounds(call) -> tuple[float, float]:
 
 
 def _is_calibrated(func) -> bool:
-    return func.attrs is not None and "tvm_mp.in_scale" in func.attrs
+    """True for a layer computing on integer codes with a calibrated input: integer and clustered kinds. Float-format
+    layers (kind ``float``) take and give float32, so every edge touching one is a float edge."""
+    if func.attrs is None or "tvm_mp.in_scale" not in func.attrs:
+        return False
+    return "tvm_mp.kind" not in func.attrs or str(func.attrs["tvm_mp.kind"]) != "float"
 
 
 def analyze_outputs(func: relax.Function, mod: tvm.IRModule) -> dict:

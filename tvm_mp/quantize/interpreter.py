@@ -5,7 +5,9 @@ No TVM compilation is involved: the interpreter walks the IR and computes each o
 * calibration (float mode, recording each layer's input), and
 * the reference of the quantized network (layer functions computed with the integer arithmetic of
   :mod:`tvm_mp.quantize.scheme`, outputs kept integer or dequantized by the rule in :mod:`tvm_mp.quantize.graph`),
-  which the compiled model must match exactly on its integer part.
+  which the compiled model must match exactly on its integer part. Float-format layers compute as
+  :mod:`tvm_mp.formats.floats` defines them, clustered layers by the table look-ups of
+  :mod:`tvm_mp.formats.clustering`; both are matched bit for bit too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tvm import relax
 from .. import _tvm
 from ..errors import UnsupportedError
 from ..layers import LAYER_ATTR, dataflow_bindings
+from ..formats import clustering, floats
 from . import reference, scheme
 from ..layers import op_name as _op
 from .graph import analyze_outputs, integer_bounds, layer_name_of
@@ -217,11 +220,26 @@ class Interpreter:
             env[b.var] = self._eval(value, env)
         return self._eval(func.body.body, env)
 
+    def _float_format_layer(self, layer: QuantLayer, x, out):
+        """A float-format layer: the NumPy reference of :mod:`tvm_mp.formats.floats` (float in, float out)."""
+        fmt = floats.FloatFormat.of(layer.precision)
+        x = np.asarray(x, dtype=np.float32)
+        if layer.info.op == "dense":
+            return floats.dense(x, layer.w_float, layer.bias, fmt, out.float_lo, out.float_hi)
+        return floats.conv2d(x, layer.w_float, layer.bias, layer.info.params, fmt, out.float_lo, out.float_hi)
+
     def _quantized_layer(self, var, call, x, outputs, env):
         layer = self._layer(call.op)
+        if layer.precision.kind == "float":
+            return self._float_format_layer(layer, x, outputs[var])
         act = layer.require_act()
         codes = x if x.dtype == np.uint8 else act.quantize(x)
-        if layer.info.op == "dense":
+        if layer.clustered is not None:  # products by table look-up: T[idx, code]
+            if layer.info.op == "dense":
+                acc = clustering.dense_acc(codes, layer.clustered, act.bits)
+            else:
+                acc = clustering.conv2d_acc(codes, layer.clustered, layer.info.params, act.zero_point, act.bits)
+        elif layer.info.op == "dense":
             acc = reference.dense_acc(codes, layer.w_q)
         else:
             acc = reference.conv2d_acc(codes, layer.w_q, layer.info.params, act.zero_point)

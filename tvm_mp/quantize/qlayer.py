@@ -7,11 +7,17 @@ The contract between the passes, the NumPy reference and the kernels: a layer fu
   calibration);
 * a body ``conv2d(x, W) [+ bias]`` or ``matmul(x, W) [+ bias]``, where after QuantizeWeights ``W`` is
   ``astype(W_q int8, float32) * scale``.
+
+Float-format layers (kind ``float``) carry ``tvm_mp.exp_bits``, ``tvm_mp.man_bits``, ``tvm_mp.finite`` and no input
+quantization; after QuantizeWeights their ``W`` is ``astype(W_F, float32)`` with ``W_F`` in the format's native
+dtype, or a float32 constant of the rounded values (formats without one). Clustered layers (kind ``clustered``)
+carry ``tvm_mp.clusters`` and are otherwise integer layers whose ``W_q`` takes at most ``clusters`` values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tvm
@@ -23,12 +29,19 @@ from ..layers import LAYER_ATTR, LayerInfo, _bias_of, dataflow_bindings, describ
 from ..precision import Precision
 from .scheme import ActQuant, bias_correction, output_scale, quantize_weights
 
+if TYPE_CHECKING:
+    from ..formats.clustering import ClusteredWeights
+
 ATTR_W_BITS = "tvm_mp.w_bits"
 ATTR_A_BITS = "tvm_mp.a_bits"
 ATTR_KIND = "tvm_mp.kind"
 ATTR_IN_SCALE = "tvm_mp.in_scale"
 ATTR_IN_ZP = "tvm_mp.in_zero_point"
 ATTR_QUANTIZED = "tvm_mp.weights_quantized"
+ATTR_EXP_BITS = "tvm_mp.exp_bits"
+ATTR_MAN_BITS = "tvm_mp.man_bits"
+ATTR_FINITE = "tvm_mp.finite"
+ATTR_CLUSTERS = "tvm_mp.clusters"
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,9 +51,11 @@ class QuantLayer:
     info: LayerInfo
     precision: Precision
     act: ActQuant | None
-    w_q: np.ndarray  # int8, OIHW or [OC, K]
-    w_scale: np.ndarray  # float32 [OC]
+    w_q: np.ndarray | None  # int8, OIHW or [OC, K] (None for float formats)
+    w_scale: np.ndarray | None  # float32 [OC] (None for float formats)
     bias: np.ndarray | None
+    w_float: np.ndarray | None = None  # float formats: weights rounded to the format, float32 OIHW or [OC, K]
+    clustered: "ClusteredWeights | None" = None  # clustered layers: centroids and indices (w_q = c_q[idx])
 
     @property
     def name(self) -> str:
@@ -87,10 +102,32 @@ def dequantized_weight(expr, bindings: dict | None = None) -> tuple[np.ndarray, 
     return _tvm.const_value(cast.args[0]), _tvm.const_value(scale)
 
 
+def precision_of(func: relax.Function) -> Precision:
+    """The :class:`Precision` recorded in a layer function's attributes."""
+    kind = str(_attr(func, ATTR_KIND))
+    w_bits, a_bits = int(_attr(func, ATTR_W_BITS)), int(_attr(func, ATTR_A_BITS))
+    if kind == "float":
+        return Precision(w_bits, a_bits, kind, int(_attr(func, ATTR_EXP_BITS)), int(_attr(func, ATTR_MAN_BITS)),
+                         bool(int(_attr(func, ATTR_FINITE, 0))))
+    if kind == "clustered":
+        return Precision(w_bits, a_bits, kind, clusters=int(_attr(func, ATTR_CLUSTERS)))
+    return Precision(w_bits, a_bits, kind)
+
+
+def _float_weight(expr, bindings: dict) -> np.ndarray:
+    """float32 value of a float layer's weight: a constant, or ``astype(constant, float32)``."""
+    expr = _bound(expr, bindings)
+    if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "relax.astype":
+        expr = _bound(expr.args[0], bindings)
+    return np.asarray(_tvm.const_value(expr)).astype(np.float32)
+
+
 def read_layer(func: relax.Function) -> QuantLayer:
     """Read a layer function (see module docstring)."""
     name = str(_attr(func, LAYER_ATTR))
-    precision = Precision(int(_attr(func, ATTR_W_BITS)), int(_attr(func, ATTR_A_BITS)), str(_attr(func, ATTR_KIND)))
+    precision = precision_of(func)
+    if precision.kind == "float":
+        return _read_float_layer(func, name, precision)
     scale = _attr(func, ATTR_IN_SCALE)
     act = None if scale is None else ActQuant(float(scale), int(_attr(func, ATTR_IN_ZP)), precision.a_bits)
     bindings = {b.var: b.value for b in dataflow_bindings(func)}
@@ -111,8 +148,20 @@ def read_layer(func: relax.Function) -> QuantLayer:
     if quantized is not None:
         w_q = w_q.T.copy() if kind == "dense" else w_q
         w_scale = w_scale.reshape(-1).astype(np.float32)
+    elif precision.kind == "clustered":
+        w_q, w_scale = None, None
     else:
         w_q, w_scale = quantize_weights(weight, precision.w_bits)
+    clustered = None
+    if precision.kind == "clustered":
+        from ..formats.clustering import cluster_weights, from_integer_weights
+
+        if w_q is None:
+            clustered = cluster_weights(weight, precision.clusters)
+            w_q = clustered.w_q
+            w_scale = np.full(weight.shape[0], clustered.scale, np.float32)
+        else:
+            clustered = from_integer_weights(w_q, float(w_scale.reshape(-1)[0]), precision.clusters)
     bias = None
     for var, call in bindings.items():
         if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.add":
@@ -120,4 +169,33 @@ def read_layer(func: relax.Function) -> QuantLayer:
     out_shape = _tvm.expr_shape(core_var)
     macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))
     info = LayerInfo(name, kind, in_shape, weight.shape, out_shape, params, bias is not None, macs, int(weight.size))
-    return QuantLayer(info, precision, act, w_q.astype(np.int8), w_scale, bias)
+    return QuantLayer(info, precision, act, w_q.astype(np.int8), w_scale, bias, clustered=clustered)
+
+
+def _core_of(func: relax.Function, bindings: dict, name: str):
+    core = core_var = None
+    for var, call in bindings.items():
+        if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name in (
+                "relax.nn.conv2d", "relax.matmul"):
+            core, core_var = call, var
+    if core is None:
+        raise UnsupportedError(f"layer function {name!r} holds no conv2d/matmul")
+    return core, core_var
+
+
+def _read_float_layer(func: relax.Function, name: str, precision: Precision) -> QuantLayer:
+    """A float-format layer: weights rounded to the format (whether or not QuantizeWeights ran)."""
+    from ..formats.floats import FloatFormat, round_to_format
+
+    bindings = {b.var: b.value for b in dataflow_bindings(func)}
+    core, core_var = _core_of(func, bindings, name)
+    kind, _, weight, params, in_shape = describe_core(core, _float_weight(core.args[1], bindings))
+    bias = None
+    for var, call in bindings.items():
+        if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.add":
+            bias = _bias_of(call, core_var, weight.shape[0], 1, len(_tvm.expr_shape(core_var)))
+    out_shape = _tvm.expr_shape(core_var)
+    macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))
+    info = LayerInfo(name, kind, in_shape, weight.shape, out_shape, params, bias is not None, macs, int(weight.size))
+    rounded = round_to_format(weight, FloatFormat.of(precision))
+    return QuantLayer(info, precision, None, None, None, bias, w_float=rounded)

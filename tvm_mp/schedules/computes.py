@@ -242,3 +242,351 @@ def epilogue_requant(acc: te.Tensor, bias_corr: te.Tensor, mult: te.Tensor, shif
 
 def _i64(x):
     return x.astype("int64") if hasattr(x, "astype") else tirx.const(x, "int64")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Fast-path computes (the layouts the x86 / arm_cpu schedules use). Same integer arithmetic as above; only the data
+# layout differs. "Flat phase planes" (:class:`FlatPlane`): the zero-point-padded input plane split into its
+# stride phases and flattened, so that the window tap (ky, kx) of flat output position ``p = oy * wq + ox`` is
+# ``p + offset(ky, kx)`` in phase ``phase(ky, kx)``: a contiguous run of pixels per tap, whatever the stride.
+# Columns ``ox >= OW`` of that output grid are computed and dropped.
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def ceil_to(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+@dataclass(frozen=True)
+class FlatPlane:
+    """Geometry of a conv on flattened, zero-point-padded *phase planes* (ints only).
+
+    A stride ``(sh, sw)`` conv reads input row ``oy*sh + ky*dh``: that is row ``oy + (ky*dh)//sh`` of phase
+    ``(ky*dh) % sh`` of the padded plane split into ``sh x sw`` phases (every sh-th row, every sw-th column). On
+    each phase plane, flattened with row pitch ``wq``, tap (ky, kx) of flat output ``p = oy * wq + ox`` is
+    ``p + off(ky, kx)``: a contiguous run of pixels, whatever the stride. Stride 1 has one phase.
+    """
+
+    h: int
+    w: int
+    hp: int
+    wp: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    dil_h: int
+    dil_w: int
+    pad_top: int
+    pad_left: int
+    lanes: int  # the flat output length is padded to a multiple of this
+    stride_h: int = 1
+    stride_w: int = 1
+
+    @property
+    def phases(self) -> int:
+        return self.stride_h * self.stride_w
+
+    @property
+    def wq(self) -> int:
+        """Row pitch of a phase plane (wide enough for every output column plus the largest column offset)."""
+        return max(-(-self.wp // self.stride_w), self.ow + (self.kw - 1) * self.dil_w // self.stride_w)
+
+    @property
+    def p_out(self) -> int:
+        """Flat output positions computed (``OH * wq`` rounded up to the vector lanes)."""
+        return ceil_to(self.oh * self.wq, self.lanes)
+
+    @property
+    def length(self) -> int:
+        """Flat phase-plane length read (last output position plus the largest tap offset), in whole rows."""
+        return ceil_to(self.p_out + self.tap_offset(self.kh - 1, self.kw - 1) + 1, self.wq)
+
+    def tap_phase(self, ky, kx):
+        return ((ky * self.dil_h) % self.stride_h) * self.stride_w + (kx * self.dil_w) % self.stride_w
+
+    def tap_offset(self, ky, kx):
+        return ((ky * self.dil_h) // self.stride_h) * self.wq + (kx * self.dil_w) // self.stride_w
+
+
+def flat_plane(in_hw, kernel_hw, padding, dilation, lanes: int, strides=(1, 1)) -> FlatPlane:
+    (h, w), (kh, kw), (pt, pl, pb, pr), (dh, dw), (sh, sw) = in_hw, kernel_hw, padding, dilation, strides
+    hp, wp = h + pt + pb, w + pl + pr
+    oh = (hp - dh * (kh - 1) - 1) // sh + 1
+    ow = (wp - dw * (kw - 1) - 1) // sw + 1
+    return FlatPlane(h, w, hp, wp, oh, ow, kh, kw, dh, dw, pt, pl, lanes, sh, sw)
+
+
+def flat_padded(codes: te.Tensor, fp: FlatPlane, zero_point) -> te.Tensor:
+    """uint8 ``[N, C, S, L]``: each channel's zero-point-padded plane split into its S stride phases, each
+    flattened with row pitch ``fp.wq`` (positions past the padded plane read 0)."""
+    n_, c_, _, _ = codes.shape
+
+    def f(n, c, ph, l):
+        y = (l // fp.wq) * fp.stride_h + ph // fp.stride_w
+        x = (l % fp.wq) * fp.stride_w + ph % fp.stride_w
+        iy = y - fp.pad_top
+        ix = x - fp.pad_left
+        inside = tirx.all(iy >= 0, iy < fp.h, ix >= 0, ix < fp.w)
+        pad = tirx.Select(tirx.all(y < fp.hp, x < fp.wp), tirx.const(zero_point, "uint8"), tirx.const(0, "uint8"))
+        return tirx.if_then_else(inside, codes[n, c, iy, ix], pad)
+
+    return te.compute((n_, c_, fp.phases, fp.length), f, name="padded")
+
+
+def quad_words(padded: te.Tensor) -> te.Tensor:
+    """uint32 ``[N, C4, S, L]``: the codes of channels ``4*c4 .. 4*c4+3`` at each flat phase-plane position,
+    one byte each (the u8 operand of 4-way dot products); channels past C read 0."""
+    n_, c_, phases, length = padded.shape
+    c4 = -(-int(c_) // 4)
+
+    def f(n, q4, ph, l):
+        word = tirx.const(0, "uint32")
+        for q in range(4):
+            c = q4 * 4 + q
+            # if_then_else, not Select: a Select's load is evaluated anyway, and the simplifier drops the clamp
+            byte = tirx.if_then_else(c < c_, padded[n, tirx.min(c, c_ - 1), ph, l], tirx.const(0, "uint8"))
+            word = word | (byte.astype("uint32") << tirx.const(8 * q, "uint32"))
+        return word
+
+    return te.compute((n_, c4, phases, length), f, name="quads")
+
+
+def quad_term(word, q, weight):
+    """``byte q of word`` times ``weight`` in int32: the scalar form of a u8 x s8 4-way dot product lane."""
+    byte = (word >> (q.astype("uint32") * tirx.const(8, "uint32"))) & tirx.const(255, "uint32")
+    return byte.astype("int32") * weight.astype("int32")
+
+
+#: Bytes per block of the blocked dense packing read by the fast kernels (see :func:`unpack_weights`).
+PACK_BLOCK = 16
+
+
+def unpack_weights(wpacked: te.Tensor, w_bits: int, rows: int, r_len: int, name: str = "wunpack") -> te.Tensor:
+    """int8 ``[rows, r_len]`` integer weights from *blocked* dense packing: with ``per = 8 // cw`` weights per byte,
+    weights ``r = blk * per * B + s * B + k`` (``B`` = :data:`PACK_BLOCK`) sit in byte ``blk * B + k`` at bit
+    ``s * cw`` -- the containers of :func:`tvm_mp.quantize.packing.pack_dense`, ordered so that unpacking is
+    contiguous vector work. 8-bit weights: one per byte, in order. ``r`` past the stored weights reads 0."""
+    cw = 1 if w_bits == 1 else 2 if w_bits == 2 else 4 if w_bits <= 4 else 8
+    per = 8 // cw
+    blk = PACK_BLOCK if per > 1 else 1
+    nbytes = int(wpacked.shape[1])
+    stored = nbytes * per
+    r_len = ceil_to(r_len, per * blk)  # whole blocks: unpacking stays contiguous vector work
+
+    def f(o, r):
+        byte = wpacked[o, tirx.min((r // (per * blk)) * blk + r % blk, nbytes - 1)]
+        if cw == 8:
+            val = byte.astype("int8").astype("int32")
+        else:
+            v = (byte.astype("int32") >> (((r // blk) % per) * cw)) & ((1 << cw) - 1)
+            val = v * 2 - 1 if w_bits == 1 else v - ((v >> (cw - 1)) << cw)
+        return tirx.if_then_else(r < stored, val, _i32(0)).astype("int8")
+
+    return te.compute((rows, r_len), f, name=name)
+
+
+def decode_planes(wplanes: te.Tensor, w_bits: int, r_len: int, name: str = "wunpack") -> te.Tensor:
+    """int8 ``[OC, r_len]`` integer weights from their bit-planes (``packing.weight_bitplanes``)."""
+    oc_, w_planes, _ = wplanes.shape
+    i = te.reduce_axis((0, int(w_planes)), name="i")
+
+    def bit(o, pl, r):
+        return ((wplanes[o, pl, r // WORD_BITS] >> (r % WORD_BITS).astype("uint32")) & tirx.const(1, "uint32"))
+
+    if w_bits == 1:
+        return te.compute((oc_, r_len), lambda o, r: (bit(o, 0, r).astype("int32") * 2 - 1).astype("int8"), name=name)
+    total = te.compute((oc_, r_len), lambda o, r: te.sum(bit(o, i, r).astype("int32") * _coef_expr(i, int(w_planes)),
+                                                          axis=i), name=name + "_sum")
+    return te.compute((oc_, r_len), lambda o, r: total[o, r].astype("int8"), name=name)
+
+
+def direct_dot_acc(quads: te.Tensor, wk: te.Tensor, fp: FlatPlane, out_channels: int) -> te.Tensor:
+    """int32 ``[N, OC, P]``: conv on channel-quad words of the phase planes; ``wk`` is int8
+    ``[OC, KH*KW*C4*4]`` in (ky, kx, c) order."""
+    n_, c4, _, _ = quads.shape
+    ky = te.reduce_axis((0, fp.kh), name="ky")
+    kx = te.reduce_axis((0, fp.kw), name="kx")
+    rc = te.reduce_axis((0, c4), name="rc")
+    q = te.reduce_axis((0, 4), name="q")
+
+    def f(n, oc, p):
+        word = quads[n, rc, fp.tap_phase(ky, kx), p + fp.tap_offset(ky, kx)]
+        return te.sum(quad_term(word, q, wk[oc, ((ky * fp.kw + kx) * c4 + rc) * 4 + q]), axis=[ky, kx, rc, q])
+
+    return te.compute((n_, out_channels, fp.p_out), f, name="dot_acc")
+
+
+def _padded_window(padded: te.Tensor, geom: ConvGeom, cg, r, n, g, oy, ox):
+    """Code at reduction index ``r`` ((c, ky, kx) order) of output pixel (oy, ox) in group g, from the padded
+    plane (:func:`pad_plane`): no bounds logic, so pixel loops vectorize."""
+    khw = geom.kh * geom.kw
+    c = r // khw
+    rem = r % khw
+    ky = rem // geom.kw
+    kx = rem % geom.kw
+    return padded[n, g * cg + c, oy * geom.stride_h + ky * geom.dil_h, ox * geom.stride_w + kx * geom.dil_w]
+
+
+def im2col_words(padded: te.Tensor, geom: ConvGeom, out_hw, lanes: int) -> te.Tensor:
+    """uint32 ``[N, G, R4, P]``: im2col quads, byte q of word r4 holds reduction index ``r = 4*r4 + q`` in
+    (c, ky, kx) order (0 past R). ``P`` is OH*OW rounded up to ``lanes`` (pixels past OH*OW repeat the last)."""
+    n_, c_, _, _ = padded.shape
+    cg = c_ // geom.groups
+    rr = cg * geom.kh * geom.kw
+    oh, ow = out_hw
+    p_len = ceil_to(oh * ow, lanes)
+
+    def f(n, g, r4, p):
+        pp = tirx.min(p, oh * ow - 1)
+        oy, ox = pp // ow, pp % ow
+        word = tirx.const(0, "uint32")
+        for q in range(4):
+            r = r4 * 4 + q
+            code = _padded_window(padded, geom, cg, tirx.min(r, rr - 1), n, g, oy, ox)
+            byte = tirx.if_then_else(r < rr, code, tirx.const(0, "uint8"))
+            word = word | (byte.astype("uint32") << tirx.const(8 * q, "uint32"))
+        return word
+
+    return te.compute((n_, geom.groups, -(-rr // 4), p_len), f, name="cols")
+
+
+def gemm_dot_acc(cols: te.Tensor, wk: te.Tensor, out_channels: int) -> te.Tensor:
+    """int32 ``[N, OC, P]`` grouped GEMM of im2col quad words with int8 weights ``wk [OC, R4*4]``."""
+    n_, groups, r4, p_len = cols.shape
+    kg = out_channels // int(groups)
+    rr = te.reduce_axis((0, r4), name="rr")
+    q = te.reduce_axis((0, 4), name="q")
+
+    def f(n, oc, p):
+        return te.sum(quad_term(cols[n, oc // kg, rr, p], q, wk[oc, rr * 4 + q]), axis=[rr, q])
+
+    return te.compute((n_, out_channels, p_len), f, name="dot_acc")
+
+
+def pad_plane(codes: te.Tensor, geom: ConvGeom, pad_bottom, pad_right, zero_point) -> te.Tensor:
+    """``[N, C, Hp, Wp]`` codes padded with the zero point (as int32-safe uint8)."""
+    n_, c_, h, w = codes.shape
+    hp = h + geom.pad_top + pad_bottom
+    wp = w + geom.pad_left + pad_right
+
+    def f(n, c, y, x):
+        iy = y - geom.pad_top
+        ix = x - geom.pad_left
+        inside = tirx.all(iy >= 0, iy < h, ix >= 0, ix < w)
+        v = codes[n, c, tirx.max(tirx.min(iy, h - 1), 0), tirx.max(tirx.min(ix, w - 1), 0)]
+        return tirx.Select(inside, v, tirx.const(zero_point, "uint8"))
+
+    return te.compute((n_, c_, hp, wp), f, name="padded")
+
+
+def depthwise_direct_acc(padded: te.Tensor, wk: te.Tensor, geom: ConvGeom, out_channels: int, out_hw) -> te.Tensor:
+    """int32 ``[N, OC, OH, OW]`` grouped conv with one input channel per group, integer MACs (``wk [OC, KH*KW]``)."""
+    n_ = padded.shape[0]
+    c_ = padded.shape[1]
+    kg = out_channels // c_
+    oh, ow = out_hw
+    ky = te.reduce_axis((0, geom.kh), name="ky")
+    kx = te.reduce_axis((0, geom.kw), name="kx")
+
+    def f(n, oc, oy, ox):
+        a = padded[n, oc // kg, oy * geom.stride_h + ky * geom.dil_h, ox * geom.stride_w + kx * geom.dil_w]
+        return te.sum(a.astype("int32") * wk[oc, ky * geom.kw + kx].astype("int32"), axis=[ky, kx])
+
+    return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
+
+
+def plane_bits(padded: te.Tensor, a_bits: int) -> te.Tensor:
+    """uint32 ``[N, A, CW, S, L]``: bit j of the codes of channels ``32*cw .. 32*cw+31`` at each flat phase-plane
+    position (from :func:`flat_padded`); channels past C are 0 bits."""
+    n_, c_, phases, length = padded.shape
+    cwords = -(-int(c_) // WORD_BITS)
+    t = te.reduce_axis((0, min(WORD_BITS, int(c_))), name="t")
+
+    def f(n, j, cw, ph, l):
+        c = cw * WORD_BITS + t
+        code = padded[n, tirx.min(c, c_ - 1), ph, l].astype("uint32")
+        bit = tirx.if_then_else(c < c_, (code >> j.astype("uint32")) & tirx.const(1, "uint32"),
+                                tirx.const(0, "uint32"))
+        return te.sum(bit << t.astype("uint32"), axis=t)
+
+    return te.compute((n_, a_bits, cwords, phases, length), f, name="bitplanes")
+
+
+def _coef_expr(i, w_planes: int):
+    """Weight plane coefficient (``packing.plane_coefficients`` for b >= 2) as an expression of the plane index:
+    ``2^i``, negative for the top (sign) plane. Constant once the plane loop is unrolled."""
+    return tirx.Select(i == w_planes - 1, -(_i32(1) << i), _i32(1) << i)
+
+
+def bitplane_direct_acc(bits: te.Tensor, wplanes: te.Tensor, w_bits: int, fp: FlatPlane,
+                        out_channels: int) -> te.Tensor:
+    """int32 ``[N, OC, P]`` bit-serial conv on channel-packed bit-planes of the phase planes; ``wplanes`` uint32
+    ``[OC, planes, KH*KW*CW]`` (bit-planes of the weights in (ky, kx, c) order, channels padded to CW*32).
+    1-bit weights: ``2 * popcount(W & A) - popcount(A)`` summed over planes of A (the window-sum offset)."""
+    n_, a_bits, cwords, _, _ = bits.shape
+    w_planes = int(wplanes.shape[1])
+    i = te.reduce_axis((0, w_planes), name="i")
+    j = te.reduce_axis((0, a_bits), name="j")
+    ky = te.reduce_axis((0, fp.kh), name="ky")
+    kx = te.reduce_axis((0, fp.kw), name="kx")
+    cw = te.reduce_axis((0, cwords), name="cw")
+
+    def f(n, oc, p):
+        a = bits[n, j, cw, fp.tap_phase(ky, kx), p + fp.tap_offset(ky, kx)]
+        wv = wplanes[oc, i, (ky * fp.kw + kx) * cwords + cw]
+        if w_bits == 1:
+            term = (tirx.popcount(wv & a).astype("int32") * 2 - tirx.popcount(a).astype("int32")) << j
+        else:
+            term = (tirx.popcount(wv & a).astype("int32") << j) * _coef_expr(i, w_planes)
+        return te.sum(term, axis=[i, j, ky, kx, cw])
+
+    return te.compute((n_, out_channels, fp.p_out), f, name="bitserial_acc")
+
+
+def window_bits(padded: te.Tensor, geom: ConvGeom, a_bits, out_hw, lanes: int) -> te.Tensor:
+    """uint32 ``[N, G, WD, A, P]``: im2col + bit-packing from the padded plane, pixel axis innermost."""
+    n_, c_, _, _ = padded.shape
+    cg = c_ // geom.groups
+    rr = cg * geom.kh * geom.kw
+    words = -(-rr // WORD_BITS)
+    oh, ow = out_hw
+    p_len = ceil_to(oh * ow, lanes)
+    t = te.reduce_axis((0, min(WORD_BITS, rr)), name="t")
+
+    def f(n, g, wd, j, p):
+        r = wd * WORD_BITS + t
+        pp = tirx.min(p, oh * ow - 1)
+        code = _padded_window(padded, geom, cg, tirx.min(r, rr - 1), n, g, pp // ow, pp % ow).astype("uint32")
+        bit = tirx.if_then_else(r < rr, (code >> j.astype("uint32")) & tirx.const(1, "uint32"),
+                                tirx.const(0, "uint32"))
+        return te.sum(bit << t.astype("uint32"), axis=t)
+
+    return te.compute((n_, geom.groups, words, a_bits, p_len), f, name="bitpack")
+
+
+def window_bits_acc(apack: te.Tensor, wplanes: te.Tensor, w_bits: int, out_channels: int) -> te.Tensor:
+    """int32 ``[N, OC, P]`` bit-serial conv on :func:`window_bits` (standard (c, ky, kx) weight planes)."""
+    n_, groups, words, a_bits, p_len = apack.shape
+    kg = out_channels // int(groups)
+    w_planes = int(wplanes.shape[1])
+    i = te.reduce_axis((0, w_planes), name="i")
+    j = te.reduce_axis((0, a_bits), name="j")
+    wd = te.reduce_axis((0, words), name="wd")
+
+    def f(n, oc, p):
+        a = apack[n, oc // kg, wd, j, p]
+        wv = wplanes[oc, i, wd]
+        if w_bits == 1:
+            term = (tirx.popcount(wv & a).astype("int32") * 2 - tirx.popcount(a).astype("int32")) << j
+        else:
+            term = (tirx.popcount(wv & a).astype("int32") << j) * _coef_expr(i, w_planes)
+        return te.sum(term, axis=[i, j, wd])
+
+    return te.compute((n_, out_channels, p_len), f, name="bitserial_acc")
+
+
+def crop_flat(acc: te.Tensor, oh: int, ow: int, row: int, name: str = "crop") -> te.Tensor:
+    """``[N, OC, OH, OW]`` view of a flat ``[N, OC, P]`` accumulator with row pitch ``row``."""
+    n_, oc_, _ = acc.shape
+    return te.compute((n_, oc_, oh, ow), lambda n, c, y, x: acc[n, c, y * row + x], name=name)

@@ -32,8 +32,14 @@ def schedule_default(func):
         if not reduces and n_spatial >= 2:
             extent = _static_extent(sch, loops[n_spatial - 1])
             if extent is not None and extent >= 4:
-                _, inner = sch.split(loops[n_spatial - 1], [None, min(16, _pow2_below(extent))])
-                sch.vectorize(inner)
+                # a divisor of the extent: a tail predicate would scalarize the vector loop (and LLVM would then
+                # vectorize across the outer loop with gathers and scatters)
+                width = _pow2_divisor(extent, 16)
+                if width >= 4:
+                    _, inner = sch.split(loops[n_spatial - 1], [None, width])
+                    sch.vectorize(inner)
+                elif extent <= 64:
+                    sch.vectorize(loops[n_spatial - 1])
                 loops = sch.get_loops(block)
         outer = sch.fuse(*loops[: min(2, n_spatial)]) if n_spatial >= 2 else loops[0]
         sch.parallel(outer)
@@ -46,6 +52,14 @@ def _has_root(sch) -> bool:
         return True
     except Exception:  # a PrimFunc without a root block has nothing to schedule
         return False
+
+
+def _pow2_divisor(n: int, most: int) -> int:
+    """Largest power of two <= ``most`` dividing ``n``."""
+    p = most
+    while p > 1 and n % p:
+        p //= 2
+    return p
 
 
 def _pow2_below(n: int) -> int:

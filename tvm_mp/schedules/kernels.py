@@ -18,10 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te, tirx
 
-from ..quantize.packing import plane_coefficients
+from .. import _tvm
+from ..errors import UnsupportedError
+from ..quantize.packing import container_bits, pack_dense, plane_coefficients, weight_bitplanes
 from ..workload import ConvParams
 from . import computes as C
 from .cpu import schedule_default
+from .registry import ConvWorkload, KernelConfig, lookup
 
 #: Marks a PrimFunc opaque to Relax's operator fusion, so its float arithmetic is never merged with another op's.
 OPAQUE_PATTERN = 8
@@ -60,8 +63,19 @@ def _epilogue(acc, oc, epi: Epilogue, bias_corr):
 
 
 def conv2d_kernel(name: str, kind: str, w_bits: int, a_bits: int, in_shape, weight_shape, params: ConvParams,
-                  zero_point: int, epi: Epilogue, weight_data_shape, schedule: bool = True):
-    """Shape-specialized conv2d kernel (grouped and depthwise included)."""
+                  zero_point: int, epi: Epilogue, weight_data_shape, schedule: bool = True, target=None,
+                  config: KernelConfig | None = None, database=None):
+    """Shape-specialized conv2d kernel (grouped and depthwise included).
+
+    Without ``target``: the reference-layout kernel with the default CPU schedule. With a ``target``: the fast
+    kernel of that target family (:func:`conv2d_config` picks the knobs: ``config``, else the tuning database's,
+    else the family's defaults); its weights must then be laid out by :func:`conv2d_weight_data` with the same
+    config.
+    """
+    if target is not None:
+        work = conv_workload(kind, w_bits, a_bits, in_shape, weight_shape, params)
+        config = config or conv2d_config(work, target, database)
+        return _finish(fast_conv2d(work, zero_point, epi, weight_data_shape, config, target, schedule), name)
     oc, cg, kh, kw = weight_shape
     n, c, h, w = in_shape
     geom = C.ConvGeom(kh, kw, params.strides[0], params.strides[1], params.padding[0], params.padding[1],
@@ -171,3 +185,146 @@ def generic_dense_kernel(kind: str, w_bits: int):
         acc = C.packed_dense_acc(codes, packed, w_bits)
         args = [codes, packed, acc, a_bits]
     return _finish(te.create_prim_func(args), "main")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Fast kernels (target-specific schedules, see registry.py / tiled.py)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def conv_workload(kind, w_bits, a_bits, in_shape, weight_shape, params) -> ConvWorkload:
+    in_shape, weight_shape = tuple(in_shape), tuple(weight_shape)
+    dw = weight_shape[1] == 1 and params.groups == in_shape[1] and params.groups > 1
+    return ConvWorkload("depthwise_conv2d" if dw else "conv2d", kind, int(w_bits), int(a_bits), in_shape,
+                        weight_shape, params)
+
+
+def conv2d_config(work: ConvWorkload, target, database=None) -> KernelConfig:
+    """The knobs a build uses: the tuning database's entry for ``work`` on ``target``, else the defaults."""
+    from . import tuning
+
+    target = _tvm.make_target(target)
+    db = tuning.TuningDatabase.default() if database is None else database
+    found = db.get(work, target) if db is not False else None
+    return found if found is not None else lookup(work.op, work.kind, target).default(work, target)
+
+
+def conv2d_weight_data(kind: str, w_q: np.ndarray, w_bits: int, config: KernelConfig | None) -> list[np.ndarray]:
+    """The weight constants of a conv kernel in the layout its ``config`` reads.
+
+    ``im2col`` / ``depthwise`` / no config: the storage formats of :mod:`tvm_mp.quantize.packing` as they are.
+    ``direct``: the same formats over the reduction order (ky, kx, c), channels zero-padded to a multiple of 4
+    (packed) or 32 (bit-planes) so each tap starts a new byte quad / word.
+    """
+    if config is not None and config.algorithm == "direct":
+        oc, cg, kh, kw = w_q.shape
+        mult = 4 if kind == "packed" else C.WORD_BITS
+        cpad = C.ceil_to(cg, mult)
+        w = np.zeros((oc, kh, kw, cpad), dtype=w_q.dtype)
+        w[..., :cg] = np.transpose(w_q, (0, 2, 3, 1))
+        if kind == "bitserial" and w_bits == 1:
+            # padded channels must contribute 0: store them as weight +1 over activation bits that are 0
+            w[..., cg:] = 1
+        w_q = w
+    if kind == "bitserial":
+        return [weight_bitplanes(w_q, w_bits), plane_coefficients(w_bits)[0]]
+    if config is None:
+        return [pack_dense(w_q, w_bits)]
+    return [blocked_pack(w_q, w_bits)]
+
+
+def blocked_pack(w_q: np.ndarray, w_bits: int) -> np.ndarray:
+    """Dense packing in the blocked byte order the fast kernels unpack (see ``computes.unpack_weights``)."""
+    rows = np.asarray(w_q).reshape(w_q.shape[0], -1)
+    per = 8 // container_bits(w_bits)
+    if per == 1:
+        return pack_dense(rows, w_bits)
+    block = C.PACK_BLOCK * per
+    r = rows.shape[1]
+    fill = 1 if w_bits == 1 else 0  # any valid weight: past R the kernel reads nothing from these
+    padded = np.full((rows.shape[0], C.ceil_to(r, block)), fill, dtype=rows.dtype)
+    padded[:, :r] = rows
+    nblk = padded.shape[1] // block
+    order = padded.reshape(rows.shape[0], nblk, per, C.PACK_BLOCK).transpose(0, 1, 3, 2).reshape(rows.shape[0], -1)
+    return pack_dense(order, w_bits)
+
+
+def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_shape, config: KernelConfig,
+                target, schedule: bool = True):
+    """The fast conv2d PrimFunc of ``config`` (arguments as :func:`conv2d_kernel`)."""
+    from . import arm_cpu, registry, tiled, x86
+
+    n, c, h, w = work.in_shape
+    oc, cg, kh, kw = work.weight_shape
+    params = work.params
+    if not registry.legal(config, work):
+        raise UnsupportedError(f"kernel algorithm {config.algorithm!r} cannot compute {work.key()}")
+    geom = C.ConvGeom(kh, kw, params.strides[0], params.strides[1], params.padding[0], params.padding[1],
+                      params.dilation[0], params.dilation[1], params.groups)
+    oh, ow = work.out_hw
+    codes = te.placeholder((n, c, h, w), "uint8", "codes")
+    bias_corr = te.placeholder((oc,), "int32", "bias_corr")
+    hints: dict = {"bitserial": work.kind == "bitserial"}
+    if work.kind == "bitserial":
+        planes = te.placeholder(tuple(weight_data_shape), "uint32", "weight_planes")
+        coef = te.placeholder((len(plane_coefficients(work.w_bits)[0]),), "int32", "plane_coef")
+        weights = [planes, coef]
+    else:
+        packed = te.placeholder(tuple(weight_data_shape), "uint8", "packed_weights")
+        weights = [packed]
+    lanes = config.lanes
+    if config.algorithm == "direct":
+        fp = C.flat_plane((h, w), (kh, kw), params.padding, params.dilation, lanes, params.strides)
+        padded = C.flat_padded(codes, fp, zero_point)
+        hints["flat_row"] = fp.wq
+        if work.kind == "packed":
+            quads = C.quad_words(padded)
+            wk = C.unpack_weights(packed, work.w_bits, oc, kh * kw * int(quads.shape[1]) * 4)
+            hints["pack_per"] = 8 // container_bits(work.w_bits)
+            acc = C.direct_dot_acc(quads, wk, fp, oc)
+            hints["dot_ok"] = True
+        else:
+            acc = C.bitplane_direct_acc(C.plane_bits(padded, work.a_bits), planes, work.w_bits, fp, oc)
+        acc4 = C.crop_flat(acc, oh, ow, fp.wq)
+    elif config.algorithm == "im2col":
+        padded = C.pad_plane(codes, geom, params.padding[2], params.padding[3], zero_point)
+        if work.kind == "packed":
+            cols = C.im2col_words(padded, geom, (oh, ow), lanes)
+            wk = C.unpack_weights(packed, work.w_bits, oc, int(cols.shape[2]) * 4)
+            hints["pack_per"] = 8 // container_bits(work.w_bits)
+            acc = C.gemm_dot_acc(cols, wk, oc)
+            hints["dot_ok"] = True
+        else:
+            apack = C.window_bits(padded, geom, work.a_bits, (oh, ow), lanes)
+            acc = C.window_bits_acc(apack, planes, work.w_bits, oc)
+        acc4 = C.crop_flat(acc, oh, ow, ow)
+    elif config.algorithm == "depthwise":
+        owp = C.ceil_to(ow, min(lanes, _pow2_at_least(ow)))
+        need_w = (owp - 1) * params.strides[1] + (kw - 1) * params.dilation[1] + 1
+        extra = max(0, need_w - (w + params.padding[1] + params.padding[3]))
+        padded = C.pad_plane(codes, geom, params.padding[2], params.padding[3] + extra, zero_point)
+        if work.kind == "packed":
+            wk = C.unpack_weights(packed, work.w_bits, oc, kh * kw)
+            hints["pack_per"] = 8 // container_bits(work.w_bits)
+        else:  # bit-planes of R = KH*KW <= a few words: decoded to integers, then integer MACs
+            wk = C.decode_planes(planes, work.w_bits, kh * kw)
+        acc = C.depthwise_direct_acc(padded, wk, geom, oc, (oh, owp))
+        acc4 = te.compute((n, oc, oh, ow), lambda a, b, y, x: acc[a, b, y, x], name="crop")
+    else:
+        raise UnsupportedError(f"conv2d has no {config.algorithm!r} algorithm")
+    out, extra_args = _epilogue(acc4, oc, epi, bias_corr)
+    args = [codes, *weights] + ([bias_corr] if epi.kind != "acc" else []) + extra_args + [out]
+    func = te.create_prim_func(args)
+    if not schedule:
+        return func
+    family = registry.target_family(_tvm.make_target(target))
+    intrin = {"x86": x86.dot_intrin, "arm_cpu": arm_cpu.dot_intrin}.get(family, lambda *_: None)(
+        _tvm.make_target(target), config)
+    return tiled.schedule(func, config, hints, intrin)
+
+
+def _pow2_at_least(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p

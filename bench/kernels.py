@@ -1,0 +1,665 @@
+"""Per-layer benchmark: tvm-mp kernels vs onnxruntime (fp32, static QDQ int8) and TVM's fp32 default pipeline.
+
+For every conv / dense layer shape of ResNet-8, DS-CNN, MobileNetV1-0.25 and the digits CNN (repeated shapes
+measured once), a one-layer ONNX model (layer + ReLU, He-initialised weights) is timed in one process as:
+
+* ``ort_fp32``: onnxruntime, CPU provider, one intra-op thread;
+* ``ort_int8``: the same model after ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel s8 weights,
+  u8 activations) -- onnxruntime fuses it into its int8 conv (Q -> QLinearConv -> DQ);
+* ``tvm_fp32``: ``tvm_mp.load_onnx`` + ``tvm.compile`` with TVM's default Relax pipeline for this host (untuned);
+* tvm-mp ``packed_w8a8``, ``packed_w4a4`` and bit-serial ``w1a1, w1a2, w2a2, w2a4, w4a4``: ``tvm_mp.compile`` of
+  the same model for ``target="host"`` (quantize + integer kernel + float epilogue), with the tuned knobs of the
+  tuning database when it has them (``--tune`` fills it first).
+
+Every variant is called from the same Python loop (one call = one inference of the layer, output allocated by
+the framework), interleaved round-robin over ``--repeats`` rounds; the figure is the median round. Figures are
+ratios to ``ort_int8`` measured in the same run. Roofline fraction = achieved MAC/s over this core's peak for the
+data type, peaks measured here by a C micro-benchmark (u8 x s8 ``vpdpbusd``, fp32 FMA, AND + ``vpopcntd``).
+With ``--qemu`` each tvm-mp kernel is also cross-compiled for aarch64 and its dynamic instruction count under
+qemu-aarch64 recorded.
+
+    python bench/kernels.py [--tune] [--qemu] [--models resnet8,ds_cnn,...] [--repeats 15]
+
+Writes ``docs/data/bench_kernels.json`` and regenerates ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "docs" / "data"
+MODELS = ("resnet8", "ds_cnn", "mobilenet_v1_025", "digits_cnn")
+TVM_MP_VARIANTS = {  # name -> (w_bits, a_bits, kind)
+    "packed_w8a8": (8, 8, "packed"),
+    "packed_w4a4": (4, 4, "packed"),
+    "bitserial_w1a1": (1, 1, "bitserial"),
+    "bitserial_w1a2": (1, 2, "bitserial"),
+    "bitserial_w2a2": (2, 2, "bitserial"),
+    "bitserial_w2a4": (2, 4, "bitserial"),
+    "bitserial_w4a4": (4, 4, "bitserial"),
+}
+BASELINES = ("ort_fp32", "ort_int8", "tvm_fp32")
+FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_vpopcntdq",
+                     "avx512_bitalg", "avx512_bf16", "popcnt")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# machine
+# ---------------------------------------------------------------------------------------------------------------
+
+def machine_description() -> dict:
+    import onnxruntime
+    import tvm
+
+    info = {}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    flags = set(info.get("Flags", "").split())
+    return {
+        "cpu_model": info.get("Model name", platform.processor()),
+        "cores": os.cpu_count(),
+        "threads_per_core": info.get("Thread(s) per core"),
+        "caches": {k: info[k] for k in ("L1d cache", "L2 cache", "L3 cache") if k in info},
+        "hypervisor": info.get("Hypervisor vendor"),
+        "flags_of_interest": [f for f in FLAGS_OF_INTEREST if f in flags],
+        "python": platform.python_version(),
+        "tvm": tvm.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "llvm_mcpu": _host_mcpu(),
+    }
+
+
+def _host_mcpu() -> str:
+    from tvm.target import codegen
+
+    return str(codegen.llvm_get_system_cpu())
+
+
+PEAKS_C = r"""
+#include <immintrin.h>
+#include <stdint.h>
+/* Register-only loops with 12 independent accumulators: the issue rate of each instruction class. */
+int64_t peak_vnni(int64_t iters) {  /* u8 x s8 MACs */
+  __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+  /* distinct starting values: identical chains would be merged into one by the compiler */
+  __m512i c0 = _mm512_set1_epi32(0), c1 = _mm512_set1_epi32(1), c2 = _mm512_set1_epi32(2),
+          c3 = _mm512_set1_epi32(3), c4 = _mm512_set1_epi32(4), c5 = _mm512_set1_epi32(5),
+          c6 = _mm512_set1_epi32(6), c7 = _mm512_set1_epi32(7), c8 = _mm512_set1_epi32(8),
+          c9 = _mm512_set1_epi32(9), c10 = _mm512_set1_epi32(10), c11 = _mm512_set1_epi32(11);
+  for (int64_t i = 0; i < iters; ++i) {
+    c0 = _mm512_dpbusd_epi32(c0, a, b); c1 = _mm512_dpbusd_epi32(c1, a, b); c2 = _mm512_dpbusd_epi32(c2, a, b);
+    c3 = _mm512_dpbusd_epi32(c3, a, b); c4 = _mm512_dpbusd_epi32(c4, a, b); c5 = _mm512_dpbusd_epi32(c5, a, b);
+    c6 = _mm512_dpbusd_epi32(c6, a, b); c7 = _mm512_dpbusd_epi32(c7, a, b); c8 = _mm512_dpbusd_epi32(c8, a, b);
+    c9 = _mm512_dpbusd_epi32(c9, a, b); c10 = _mm512_dpbusd_epi32(c10, a, b); c11 = _mm512_dpbusd_epi32(c11, a, b);
+    __asm__ volatile("" : "+v"(a));
+  }
+  __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+              _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
+  s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
+  volatile int sink = _mm512_reduce_add_epi32(s); (void)sink;
+  return iters * 12 * 64;
+}
+int64_t peak_fma(int64_t iters) {  /* fp32 MACs */
+  __m512 a = _mm512_set1_ps(1.0001f), b = _mm512_set1_ps(0.9999f);
+  __m512 c0 = _mm512_set1_ps(0.f), c1 = _mm512_set1_ps(1.f), c2 = _mm512_set1_ps(2.f), c3 = _mm512_set1_ps(3.f),
+         c4 = _mm512_set1_ps(4.f), c5 = _mm512_set1_ps(5.f), c6 = _mm512_set1_ps(6.f), c7 = _mm512_set1_ps(7.f),
+         c8 = _mm512_set1_ps(8.f), c9 = _mm512_set1_ps(9.f), c10 = _mm512_set1_ps(10.f),
+         c11 = _mm512_set1_ps(11.f);
+  for (int64_t i = 0; i < iters; ++i) {
+    c0 = _mm512_fmadd_ps(a, b, c0); c1 = _mm512_fmadd_ps(a, b, c1); c2 = _mm512_fmadd_ps(a, b, c2);
+    c3 = _mm512_fmadd_ps(a, b, c3); c4 = _mm512_fmadd_ps(a, b, c4); c5 = _mm512_fmadd_ps(a, b, c5);
+    c6 = _mm512_fmadd_ps(a, b, c6); c7 = _mm512_fmadd_ps(a, b, c7); c8 = _mm512_fmadd_ps(a, b, c8);
+    c9 = _mm512_fmadd_ps(a, b, c9); c10 = _mm512_fmadd_ps(a, b, c10); c11 = _mm512_fmadd_ps(a, b, c11);
+    __asm__ volatile("" : "+v"(a));
+  }
+  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+  volatile float sink = _mm512_reduce_add_ps(s); (void)sink;
+  return iters * 12 * 16;
+}
+int64_t peak_popcount(int64_t iters) {  /* 1-bit MACs: AND + VPOPCNTD + VPADDD on 512 bits, 8 chains */
+  __m512i a = _mm512_set1_epi32(0x5a5a5a5a);
+  __m512i w0 = _mm512_set1_epi32(1), w1 = _mm512_set1_epi32(3), w2 = _mm512_set1_epi32(7),
+          w3 = _mm512_set1_epi32(15), w4 = _mm512_set1_epi32(31), w5 = _mm512_set1_epi32(63),
+          w6 = _mm512_set1_epi32(127), w7 = _mm512_set1_epi32(255);
+  __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+  for (int64_t i = 0; i < iters; ++i) {
+    c0 = _mm512_add_epi32(c0, _mm512_popcnt_epi32(_mm512_and_si512(a, w0)));
+    c1 = _mm512_add_epi32(c1, _mm512_popcnt_epi32(_mm512_and_si512(a, w1)));
+    c2 = _mm512_add_epi32(c2, _mm512_popcnt_epi32(_mm512_and_si512(a, w2)));
+    c3 = _mm512_add_epi32(c3, _mm512_popcnt_epi32(_mm512_and_si512(a, w3)));
+    c4 = _mm512_add_epi32(c4, _mm512_popcnt_epi32(_mm512_and_si512(a, w4)));
+    c5 = _mm512_add_epi32(c5, _mm512_popcnt_epi32(_mm512_and_si512(a, w5)));
+    c6 = _mm512_add_epi32(c6, _mm512_popcnt_epi32(_mm512_and_si512(a, w6)));
+    c7 = _mm512_add_epi32(c7, _mm512_popcnt_epi32(_mm512_and_si512(a, w7)));
+    __asm__ volatile("" : "+v"(a));
+  }
+  __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+              _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
+  volatile int sink = _mm512_reduce_add_epi32(s); (void)sink;
+  return iters * 8 * 512;
+}
+"""
+
+
+def measure_peaks(repeats: int = 21) -> dict:
+    """Single-core peak MAC/s per data type, measured by register-only loops (best of repeats)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, lib = Path(tmp) / "peaks.c", Path(tmp) / "peaks.so"
+        src.write_text(PEAKS_C)
+        subprocess.run(["gcc", "-O2", "-march=native", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+        so = ctypes.CDLL(str(lib))
+        peaks = {}
+        for key, fn in (("int8_macs_per_s", so.peak_vnni), ("fp32_macs_per_s", so.peak_fma),
+                        ("bit_macs_per_s", so.peak_popcount)):
+            fn.restype = ctypes.c_int64
+            fn.argtypes = [ctypes.c_int64]
+            fn(100_000)
+            rates = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                ops = fn(300_000)
+                rates.append(ops / (time.perf_counter() - t0))
+            peaks[key] = float(np.max(rates))  # the best round: other jobs share the cores
+    return peaks
+
+
+def peak_for(variant: str, peaks: dict) -> float:
+    if variant in ("ort_fp32", "tvm_fp32"):
+        return peaks["fp32_macs_per_s"]
+    if variant.startswith("bitserial"):
+        w, a = TVM_MP_VARIANTS[variant][:2]
+        return peaks["bit_macs_per_s"] / (w * a)
+    return peaks["int8_macs_per_s"]  # ort int8 and packed kernels (sub-byte weights are unpacked to int8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one-layer models
+# ---------------------------------------------------------------------------------------------------------------
+
+def unique_layers(models=MODELS):
+    """``[(key, LayerInfo, [model/layer names])]``: every conv / dense shape of the models, once."""
+    import tvm_mp
+    from tvm_mp.models.builders import BUILDERS
+
+    seen = {}
+    for name in models:
+        b = BUILDERS[name]
+        mod = tvm_mp.load_onnx(b.build(0), shapes={b.input_name: b.input_shape})
+        for info in tvm_mp.list_layers(mod):
+            key = (info.op, tuple(info.input_shape), tuple(info.weight_shape), info.params)
+            seen.setdefault(key, (info, []))[1].append(f"{name}/{info.name}")
+    return [(k, info, where) for k, (info, where) in seen.items()]
+
+
+def layer_onnx(info, seed: int = 0):
+    """One-layer ONNX model (conv or dense, with bias, then ReLU), He-initialised from ``seed``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    fan_in = int(np.prod(info.weight_shape[1:]))
+    weight = (rng.normal(0, math.sqrt(2.0 / fan_in), info.weight_shape)).astype(np.float32)
+    bias = rng.normal(0, 0.05, info.weight_shape[0]).astype(np.float32)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, list(info.input_shape))
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, list(info.output_shape))
+    if info.op == "dense":
+        node = helper.make_node("Gemm", ["input", "W", "B"], ["pre"], transB=1)
+    else:
+        p = info.params
+        node = helper.make_node("Conv", ["input", "W", "B"], ["pre"], kernel_shape=list(info.weight_shape[2:]),
+                                strides=list(p.strides), pads=[p.padding[0], p.padding[1], p.padding[2],
+                                                                 p.padding[3]],
+                                dilations=list(p.dilation), group=p.groups)
+    relu = helper.make_node("Relu", ["pre"], ["output"])
+    graph = helper.make_graph([node, relu], "layer", [x], [y], [numpy_helper.from_array(weight, "W"),
+                                                               numpy_helper.from_array(bias, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def calibration_inputs(shape, n: int = 4, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(0, 1, shape).astype(np.float32) for _ in range(n)]
+
+
+def ort_sessions(model, calib, threads: int = 1):
+    """``{"ort_fp32": session, "ort_int8": session}`` for ``model`` (int8: static QDQ quantization)."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{model.graph.input[0].name: c} for c in calib])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        f32, q8 = Path(tmp) / "m.onnx", Path(tmp) / "q.onnx"
+        onnx.save(model, str(f32))
+        import logging
+
+        logging.getLogger().setLevel(logging.ERROR)
+        quantize_static(str(f32), str(q8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return {"ort_fp32": ort.InferenceSession(str(f32), opts, providers=["CPUExecutionProvider"]),
+                "ort_int8": ort.InferenceSession(str(q8), opts, providers=["CPUExecutionProvider"])}
+
+
+def tvm_fp32_vm(mod, target):
+    from tvm_mp import _tvm
+
+    return _tvm.vm(_tvm.build(mod, target))
+
+
+def tvm_mp_vm(mod, calib, w_bits, a_bits, kind, target):
+    import tvm_mp
+    from tvm_mp import Precision, PrecisionPlan, _tvm
+
+    cm = tvm_mp.compile(mod, plan=PrecisionPlan.uniform(mod, Precision(w_bits, a_bits, kind)), calibration=calib,
+                        target=target)
+    x = calib[0]
+    if not np.array_equal(cm.run(x), cm.reference(x)):
+        raise AssertionError(f"tvm-mp w{w_bits}a{a_bits} {kind} differs from the NumPy reference")
+    return _tvm.vm(cm.executable), cm
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# timing
+# ---------------------------------------------------------------------------------------------------------------
+
+def make_callable(variant: str, runner, x: np.ndarray):
+    if variant.startswith("ort"):
+        feed = {runner.get_inputs()[0].name: x}
+        return lambda: runner.run(None, feed)
+    from tvm_mp import _tvm
+
+    dev_x = _tvm.to_device(x)
+    fn = runner["main"]
+    return lambda: fn(dev_x)
+
+
+def interleaved_median_us(callables: dict, repeats: int, target_s: float = 0.004) -> dict:
+    """Median over ``repeats`` round-robin rounds of each callable's mean call time (us)."""
+    numbers = {}
+    for name, fn in callables.items():
+        for _ in range(3):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - t0, 1e-6)
+        numbers[name] = max(3, int(target_s / once))
+    rounds = {name: [] for name in callables}
+    for _ in range(repeats):
+        for name, fn in callables.items():
+            n = numbers[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            rounds[name].append((time.perf_counter() - t0) / n * 1e6)
+    return {name: float(np.median(v)) for name, v in rounds.items()}
+
+
+def call_overhead_us(repeats: int) -> dict:
+    """The floor of the timing loop: an Identity ONNX model and an identity Relax function, same shapes."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from tvm import relax
+
+    from tvm_mp import _tvm
+
+    x = np.zeros((1, 16, 8, 8), np.float32)
+    g = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "id",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(x.shape))],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(x.shape))])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    v = relax.Var("x", relax.TensorType(x.shape, "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [v]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.add(v, relax.const(0.0, "float32")))
+        bb.emit_func_output(out)
+    vm = _tvm.vm(_tvm.build(bb.get(), "host"))
+    return interleaved_median_us({"ort": make_callable("ort", sess, x), "tvm": make_callable("tvm", vm, x)},
+                                 repeats)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# qemu instruction counts
+# ---------------------------------------------------------------------------------------------------------------
+
+def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Path) -> dict:
+    """Dynamic aarch64 instructions of one call of the layer's accumulator kernel under qemu (conv layers)."""
+    import tvm
+
+    from tvm_mp import _tvm
+    from tvm_mp.schedules import kernels, qemu, tuning
+
+    target = _tvm.make_target(target_json)
+    work = kernels.conv_workload(kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params)
+    config = kernels.conv2d_config(work, target)
+    codes, data, _ = tuning.random_operands(work, 0, np.random.default_rng(0), config)
+    func = kernels.conv2d_kernel("k", kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params, 0,
+                                 kernels.Epilogue("acc"), data[0].shape, target=target, config=config)
+    lib = qemu.export_aarch64(tvm.compile(tvm.IRModule({"k": func}), target), workdir / "k.so")
+    prog = qemu.kernel_program("k", [codes, *data], [tuple(info.output_shape)], [np.int32])
+    run = qemu.run_program(prog, lib, workdir / "run", count=True)
+    return {"instructions": run.instructions, "top_mnemonics": dict(list(run.mix.items())[:6]),
+            "algorithm": config.algorithm, "use_dot": config.use_dot}
+
+
+def host_inner_loop_mix(target) -> dict:
+    """Static instruction mix of the hottest loop (the basic block with the most vpopcntd / vpdpbusd) of the
+    x86 kernels of one ResNet-8 layer (16 -> 16 channels, 3x3, 32x32), per variant, with the MACs that one pass
+    of the loop computes -- the instruction budget per MAC that bounds each kind on this host."""
+    import collections
+
+    import tvm
+
+    from tvm_mp.schedules import kernels, tuning
+    from tvm_mp.workload import ConvParams
+
+    params = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    out = {}
+    for variant, (w, a, kind) in TVM_MP_VARIANTS.items():
+        work = kernels.conv_workload(kind, w, a, (1, 16, 32, 32), (16, 16, 3, 3), params)
+        config = kernels.conv2d_config(work, target)
+        _, data, _ = tuning.random_operands(work, 0, np.random.default_rng(0), config)
+        func = kernels.conv2d_kernel("k", kind, w, a, work.in_shape, work.weight_shape, params, 0,
+                                     kernels.Epilogue("acc"), data[0].shape, target=target, config=config)
+        asm = tvm.compile(tvm.IRModule({"k": func}), target).mod.inspect_source("asm")
+        best, best_score = collections.Counter(), -1
+        block: list[str] = []
+        for line in asm.splitlines() + ["end:"]:
+            text = line.strip()
+            if not text or text.startswith(("#", ".loc", ".cfi", ".p2align", ".Ltmp")):
+                continue
+            if text.endswith(":"):  # a label starts a new basic block
+                score = sum(op in ("vpopcntd", "vpdpbusd") for op in block)
+                if score > best_score:
+                    best, best_score = collections.Counter(block), score
+                block = []
+            elif not text.startswith("."):
+                block.append(text.split()[0])
+        out[variant] = {"config": config.to_dict(), "loop_mix": dict(best.most_common(10)),
+                        "loop_instructions": int(sum(best.values()))}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------------------------
+
+def tune_layers(layers, target, trials: int, min_macs: int, log) -> None:
+    from tvm_mp.schedules import kernels, tuning
+
+    db = tuning.TuningDatabase.default()
+    for _, info, where in layers:
+        if info.op == "dense" or info.macs < min_macs:
+            continue
+        for variant, (w, a, kind) in TVM_MP_VARIANTS.items():
+            work = kernels.conv_workload(kind, w, a, info.input_shape, info.weight_shape, info.params)
+            if db.get(work, target) is not None:
+                continue
+            best, t = tuning.tune_conv(work, target, db, max_trials=trials, rng=np.random.default_rng(0))
+            log(f"tuned {where[0]} {variant}: {t:.2f} us {best}")
+            db.save()
+
+
+def geomean(values) -> float:
+    values = [v for v in values if v and v > 0]
+    return float(math.exp(np.mean(np.log(values)))) if values else float("nan")
+
+
+def run(args) -> dict:
+    import tvm_mp
+    from tvm_mp import _tvm
+
+    target = _tvm.make_target("host")
+    log = (lambda m: print(m, flush=True))
+    layers = unique_layers(args.models.split(","))
+    log(f"{len(layers)} unique layer shapes")
+    if args.tune:
+        tune_layers(layers, target, args.trials, args.tune_min_macs, log)
+    peaks = measure_peaks()
+    log(f"peaks: {peaks}")
+    overhead = call_overhead_us(args.repeats)
+    log(f"call overhead (identity): {overhead}")
+    rows = []
+    for idx, (_, info, where) in enumerate(layers):
+        model = layer_onnx(info, seed=idx)
+        calib = calibration_inputs(info.input_shape)
+        x = calib[0]
+        mod = tvm_mp.load_onnx(model, shapes={"input": tuple(info.input_shape)})
+        runners = dict(ort_sessions(model, calib))
+        runners["tvm_fp32"] = tvm_fp32_vm(mod, target)
+        for variant, (w, a, kind) in TVM_MP_VARIANTS.items():
+            runners[variant], _ = tvm_mp_vm(mod, calib, w, a, kind, target)
+        times = interleaved_median_us({k: make_callable(k, r, x) for k, r in runners.items()}, args.repeats)
+        row = {"layers": where, "op": info.op, "input_shape": list(info.input_shape),
+               "weight_shape": list(info.weight_shape),
+               "params": None if info.params is None else {"strides": list(info.params.strides),
+                                                           "padding": list(info.params.padding),
+                                                           "dilation": list(info.params.dilation),
+                                                           "groups": info.params.groups},
+               "macs": int(info.macs), "latency_us": times,
+               "speedup_vs_ort_int8": {k: times["ort_int8"] / t for k, t in times.items()},
+               "roofline_fraction": {k: info.macs / (t * 1e-6) / peak_for(k, peaks) for k, t in times.items()}}
+        if args.qemu and info.op != "dense":
+            row["qemu_aarch64"] = {}
+            for variant, (w, a, kind) in TVM_MP_VARIANTS.items():
+                with tempfile.TemporaryDirectory() as tmp:
+                    row["qemu_aarch64"][variant] = qemu_instruction_count(info, w, a, kind, "aarch64", Path(tmp))
+                if kind == "packed" and a <= 7:
+                    dot = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}
+                    with tempfile.TemporaryDirectory() as tmp:
+                        row["qemu_aarch64"][variant + "+dotprod"] = qemu_instruction_count(info, w, a, kind, dot,
+                                                                                          Path(tmp))
+        rows.append(row)
+        log(f"[{idx + 1}/{len(layers)}] {where[0]:<28} " + " ".join(f"{k}={v:.1f}" for k, v in times.items()))
+    variants = list(BASELINES) + list(TVM_MP_VARIANTS)
+    summary = {v: geomean([r["speedup_vs_ort_int8"][v] for r in rows]) for v in variants}
+    fp32_ratio = geomean([r["latency_us"]["tvm_fp32"] / r["latency_us"]["packed_w8a8"] for r in rows])
+    return {"command": "python bench/kernels.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
+            "machine": machine_description(), "peaks": peaks, "call_overhead_us": overhead,
+            "repeats": args.repeats, "target": str(target.attrs.get("mcpu", "")), "rows": rows,
+            "geomean_speedup_vs_ort_int8": summary, "geomean_packed_int8_vs_tvm_fp32": fp32_ratio}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# markdown
+# ---------------------------------------------------------------------------------------------------------------
+
+def render_markdown() -> str:
+    """docs/benchmarks.md from the JSON files of bench/kernels.py and bench/models.py."""
+    kern = _load(DATA / "bench_kernels.json")
+    models = _load(DATA / "bench_models.json")
+    notes = _load_text(ROOT / "docs" / "data" / "bench_notes.md")
+    out = ["# Benchmarks", "",
+           "Generated by `bench/kernels.py` and `bench/models.py` from `docs/data/bench_kernels.json` and "
+           "`docs/data/bench_models.json` (do not edit by hand; analysis notes come from "
+           "`docs/data/bench_notes.md`).", ""]
+    any_run = kern or models
+    if any_run:
+        m = any_run["machine"]
+        out += ["## Machine", "",
+                f"- CPU: {m['cpu_model']} ({m['cores']} cores, {m['threads_per_core']} thread per core"
+                f"{', hypervisor ' + m['hypervisor'] if m.get('hypervisor') else ''}); LLVM mcpu `{m['llvm_mcpu']}`",
+                f"- caches: {', '.join(f'{k} {v}' for k, v in m['caches'].items())}",
+                f"- flags of interest: {' '.join(m['flags_of_interest'])}",
+                f"- software: Python {m['python']}, TVM {m['tvm']}, onnxruntime {m['onnxruntime']}, "
+                f"NumPy {m['numpy']}",
+                "- the 2 cores are shared with other jobs running at the same time: every figure is the median of "
+                "interleaved rounds (all variants of a row measured round-robin in each round), and ratios are "
+                "taken within one run", ""]
+    if kern:
+        pk = kern["peaks"]
+        out += ["## Per-layer kernels", "", f"Command: `{kern['command']}` ({kern['date']}, {kern['repeats']} "
+                "rounds).", "",
+                f"Single-core peaks measured here (register-only loops): u8 x s8 `vpdpbusd` "
+                f"{pk['int8_macs_per_s'] / 1e9:.0f} GMAC/s, fp32 FMA {pk['fp32_macs_per_s'] / 1e9:.0f} GMAC/s, "
+                f"AND + `vpopcntd` {pk['bit_macs_per_s'] / 1e9:.0f} G one-bit MAC/s (a wXaY bit-serial peak is "
+                "that over X*Y).", "",
+                f"Timing-loop floor (an identity model, same loop): onnxruntime "
+                f"{kern['call_overhead_us']['ort']:.1f} us, TVM VM {kern['call_overhead_us']['tvm']:.1f} us per "
+                "call; it is included in every figure below, as a user calling either runtime pays it.", "",
+                "### Geomean over the layer shapes (speedup vs onnxruntime int8, same run; > 1 is faster)", "",
+                "| variant | geomean speedup | target |", "| --- | ---: | --- |"]
+        targets = {"bitserial_w1a1": 2.5, "bitserial_w2a2": 1.0, "packed_w8a8": 1.0}
+        for v, g in kern["geomean_speedup_vs_ort_int8"].items():
+            t = targets.get(v)
+            mark = "" if t is None else (f">= {t} {'met' if g >= t else 'NOT met'}")
+            out.append(f"| {v} | {g:.2f}x | {mark} |")
+        fr = kern["geomean_packed_int8_vs_tvm_fp32"]
+        out += ["", f"tvm-mp packed int8 vs TVM fp32 default pipeline: geomean {fr:.2f}x faster "
+                f"(target >= 3x: {'met' if fr >= 3 else 'NOT met'}).", "",
+                "### Per layer: latency (us), speedup vs onnxruntime int8, roofline fraction", ""]
+        variants = list(kern["geomean_speedup_vs_ort_int8"])
+        out.append("| layer (first use) | MACs | " + " | ".join(variants) + " |")
+        out.append("| --- | ---: | " + " | ".join("---:" for _ in variants) + " |")
+        for r in kern["rows"]:
+            cells = [f"{r['latency_us'][v]:.1f} / {r['speedup_vs_ort_int8'][v]:.2f}x / "
+                     f"{100 * r['roofline_fraction'][v]:.1f}%" for v in variants]
+            extra = f" (+{len(r['layers']) - 1})" if len(r["layers"]) > 1 else ""
+            out.append(f"| {r['layers'][0]}{extra} | {r['macs']} | " + " | ".join(cells) + " |")
+        out += ["", "Cell: `latency us / speedup vs ort_int8 / fraction of the data type's peak`. Roofline "
+                "fractions of fp32 variants use the FMA peak, ort int8 and packed tvm-mp the vpdpbusd peak "
+                "(sub-byte packed weights are unpacked to int8 in the kernel), bit-serial wXaY the popcount peak "
+                "over X*Y.", ""]
+        mix = kern.get("host_inner_loop_mix")
+        if mix:
+            out += ["### x86 inner loops: static instruction mix", "",
+                    "The hottest loop (most `vpopcntd` / `vpdpbusd`) of each kernel for ResNet-8's 16 -> 16 "
+                    "channel 3x3 layer, from the generated assembly (`--mix`; this VM exposes no hardware "
+                    "counters, so the mix is static).", "", "| variant | knobs | loop instructions | mix |",
+                    "| --- | --- | ---: | --- |"]
+            for v, m in mix.items():
+                c = m["config"]
+                knobs = f"{c['algorithm']}, {c['oc_block']}x{c['p_unroll']}x{c['lanes']}" + (
+                    ", vnni" if c["use_dot"] else "")
+                top = ", ".join(f"{k} {n}" for k, n in m["loop_mix"].items())
+                out.append(f"| {v} | {knobs} | {m['loop_instructions']} | {top} |")
+            out.append("")
+        qrows = [r for r in kern["rows"] if r.get("qemu_aarch64")]
+        if qrows:
+            out += ["### aarch64 under qemu: dynamic instructions per kernel call", "",
+                    "Kernels cross-compiled for `aarch64-linux-gnu` (+neon; `+dotprod` rows use `sdot`), run "
+                    "under qemu-aarch64 with tvm-mp's TCG plugin (see docs/arm.md); next to the host latency "
+                    "of the same variant (whole layer, us). Emulated time is not a performance figure; the "
+                    "instruction count is the speed proxy.", ""]
+            qv = list(qrows[0]["qemu_aarch64"])
+            out.append("| layer | MACs | " + " | ".join(qv) + " |")
+            out.append("| --- | ---: | " + " | ".join("---:" for _ in qv) + " |")
+            for r in qrows:
+                cells = []
+                for v in qv:
+                    q = r["qemu_aarch64"].get(v) or {}
+                    host = r["latency_us"].get(v.split("+")[0])
+                    cells.append(f"{q.get('instructions', 0) / 1e3:.0f}k insn / {host:.1f} us" if q else "-")
+                out.append(f"| {r['layers'][0]} | {r['macs']} | " + " | ".join(cells) + " |")
+            out.append("")
+    if models:
+        out += ["## Whole models", "", f"Command: `{models['command']}` ({models['date']}, {models['repeats']} "
+                "rounds). Latency per inference, batch 1, median of interleaved rounds (ms).", ""]
+        variants = models["variants"]
+        for threads in models["threads"]:
+            out += [f"### {threads} thread{'s' if threads > 1 else ''}", "",
+                    "| model | " + " | ".join(variants) + " |", "| --- | " + " | ".join("---:" for _ in variants)
+                    + " |"]
+            for name, res in models["results"].items():
+                lat = res[str(threads)]
+                base = lat.get("ort_int8")
+                cells = [f"{lat[v]:.3f} ({base / lat[v]:.2f}x)" if v in lat else "-" for v in variants]
+                out.append(f"| {name} | " + " | ".join(cells) + " |")
+            out.append("")
+        out += ["Cell: `ms (speedup vs onnxruntime int8 of the whole model)`.", ""]
+    if notes:
+        out += [notes.strip(), ""]
+    return "\n".join(out)
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _load_text(path: Path):
+    return path.read_text() if path.exists() else None
+
+
+def write_markdown() -> Path:
+    path = ROOT / "docs" / "benchmarks.md"
+    path.write_text(render_markdown())
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--tune", action="store_true", help="tune missing workloads into the tuning database first")
+    parser.add_argument("--trials", type=int, default=24, help="configs tried per workload when tuning")
+    parser.add_argument("--tune-min-macs", type=int, default=200_000,
+                        help="tune only layers with at least this many MACs (smaller ones are overhead-bound)")
+    parser.add_argument("--qemu", action="store_true", help="also count aarch64 instructions under qemu")
+    parser.add_argument("--render-only", action="store_true", help="only regenerate docs/benchmarks.md")
+    parser.add_argument("--mix", action="store_true",
+                        help="add the static inner-loop instruction mix of the x86 kernels to the saved run")
+    parser.add_argument("--repeaks", action="store_true",
+                        help="re-measure the peaks and recompute the roofline fractions of the saved run")
+    args = parser.parse_args(argv)
+    if args.mix:
+        from tvm_mp import _tvm
+
+        result = json.loads((DATA / "bench_kernels.json").read_text())
+        result["host_inner_loop_mix"] = host_inner_loop_mix(_tvm.make_target("host"))
+        (DATA / "bench_kernels.json").write_text(json.dumps(result, indent=1) + "\n")
+    if args.repeaks:
+        result = json.loads((DATA / "bench_kernels.json").read_text())
+        result["peaks"] = peaks = measure_peaks()
+        for row in result["rows"]:
+            row["roofline_fraction"] = {k: row["macs"] / (t * 1e-6) / peak_for(k, peaks)
+                                        for k, t in row["latency_us"].items()}
+        (DATA / "bench_kernels.json").write_text(json.dumps(result, indent=1) + "\n")
+    elif not (args.render_only or args.mix):
+        os.environ.setdefault("TVM_NUM_THREADS", "1")
+        result = run(args)
+        DATA.mkdir(parents=True, exist_ok=True)
+        (DATA / "bench_kernels.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {write_markdown()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Whole-model benchmark: tvm-mp uniform plans vs onnxruntime (fp32, static QDQ int8) and TVM's fp32 default pipeline.
+
+Models: ResNet-8, DS-CNN, MobileNetV1-0.25 and the digits CNN (``tvm_mp.models.builders``), batch 1, latency per
+inference, with one and with two threads (onnxruntime ``intra_op_num_threads``; TVM ``TVM_NUM_THREADS``, set per
+worker process before TVM starts its thread pool). Within a worker all variants are timed round-robin in the same
+Python loop (see ``bench/kernels.py``); the figure is the median round. tvm-mp variants are compiled for
+``target="host"`` and checked bit-exact against the NumPy reference before timing.
+
+    python bench/models.py [--models resnet8,...] [--repeats 11] [--threads 1,2]
+
+Writes ``docs/data/bench_models.json`` and regenerates ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _kernels_bench():
+    spec = importlib.util.spec_from_file_location("tvm_mp_bench_kernels", HERE / "kernels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def worker(models: list[str], threads: int, repeats: int) -> dict:
+    """Time every variant of every model in this process (``TVM_NUM_THREADS`` already set)."""
+    import tvm_mp
+    from tvm_mp.models.builders import BUILDERS
+
+    kb = _kernels_bench()
+    results = {}
+    for name in models:
+        b = BUILDERS[name]
+        model = b.build(0)
+        shape = tuple(b.input_shape)
+        calib = kb.calibration_inputs(shape, n=4, seed=1)
+        x = calib[0]
+        mod = tvm_mp.load_onnx(model, shapes={b.input_name: shape})
+        runners = dict(kb.ort_sessions(model, calib, threads=threads))
+        runners["tvm_fp32"] = kb.tvm_fp32_vm(mod, "host")
+        for variant, (w, a, kind) in kb.TVM_MP_VARIANTS.items():
+            runners[variant], _ = kb.tvm_mp_vm(mod, calib, w, a, kind, "host")
+        times = kb.interleaved_median_us({k: kb.make_callable(k, r, x) for k, r in runners.items()}, repeats,
+                                         target_s=0.02)
+        results[name] = {k: v / 1e3 for k, v in times.items()}  # ms
+        print(f"{threads} thread(s) {name}: " + " ".join(f"{k}={v:.3f}" for k, v in results[name].items()),
+              file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet8,ds_cnn,mobilenet_v1_025,digits_cnn")
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    models = args.models.split(",")
+    if args.worker:
+        print(json.dumps(worker(models, args.worker, args.repeats)))
+        return 0
+    kb = _kernels_bench()
+    threads = [int(t) for t in args.threads.split(",")]
+    per_thread = {}
+    for t in threads:
+        env = dict(os.environ, TVM_NUM_THREADS=str(t))
+        proc = subprocess.run([sys.executable, __file__, "--models", args.models, "--repeats", str(args.repeats),
+                               "--worker", str(t)], env=env, capture_output=True, text=True)
+        sys.stderr.write(proc.stderr)
+        if proc.returncode:
+            return proc.returncode
+        per_thread[t] = json.loads(proc.stdout.strip().splitlines()[-1])
+    variants = list(kb.BASELINES) + list(kb.TVM_MP_VARIANTS)
+    results = {m: {str(t): per_thread[t][m] for t in threads} for m in models}
+    out = {"command": "python bench/models.py " + " ".join(a for a in (argv or sys.argv[1:])),
+           "date": time.strftime("%Y-%m-%d"), "machine": kb.machine_description(), "repeats": args.repeats,
+           "threads": threads, "variants": variants, "results": results}
+    kb.DATA.mkdir(parents=True, exist_ok=True)
+    (kb.DATA / "bench_models.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {kb.write_markdown()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The schedule registry: families, knobs, defaults and legality."""
+
+from __future__ import annotations
+
+import pytest
+
+from tvm_mp import _tvm
+from tvm_mp.errors import UnsupportedError
+from tvm_mp.schedules import registry
+from tvm_mp.workload import ConvParams
+
+CONV = registry.ConvWorkload("conv2d", "packed", 8, 8, (1, 16, 32, 32), (16, 16, 3, 3),
+                             ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1))
+STRIDED = registry.ConvWorkload("conv2d", "bitserial", 2, 2, (1, 16, 32, 32), (32, 16, 3, 3),
+                                ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 1))
+DEPTHWISE = registry.ConvWorkload("depthwise_conv2d", "bitserial", 1, 1, (1, 8, 9, 9), (8, 1, 3, 3),
+                                  ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 8))
+
+
+def test_target_families():
+    assert registry.target_family(_tvm.make_target("host")) == "x86"
+    assert registry.target_family(_tvm.make_target("aarch64")) == "arm_cpu"
+    assert registry.target_family(None) == "generic"
+
+
+def test_every_op_kind_family_is_registered():
+    table = registry.entries()
+    for op in ("conv2d", "depthwise_conv2d", "dense"):
+        for kind in ("bitserial", "packed"):
+            for family in ("x86", "arm_cpu", "generic"):
+                assert (op, kind, family) in table
+
+
+def test_defaults_follow_the_target():
+    host = _tvm.make_target("host")
+    arm = _tvm.make_target("aarch64")
+    x86_default = registry.lookup("conv2d", "packed", host).default(CONV, host)
+    arm_default = registry.lookup("conv2d", "packed", arm).default(CONV, arm)
+    assert x86_default.algorithm == arm_default.algorithm == "direct"
+    assert arm_default.lanes == 4 and not arm_default.use_dot  # plain +neon: no sdot
+    assert x86_default.use_dot == registry.target_has(host, "avx512vnni")
+    dotprod = _tvm.make_target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]})
+    assert not registry.lookup("conv2d", "packed", dotprod).default(CONV, dotprod).use_dot  # codes up to 255
+    w4a4 = registry.ConvWorkload("conv2d", "packed", 4, 4, CONV.in_shape, CONV.weight_shape, CONV.params)
+    assert registry.lookup("conv2d", "packed", dotprod).default(w4a4, dotprod).use_dot  # sdot: codes < 128
+    assert registry.lookup("conv2d", "bitserial", host).default(STRIDED, host).algorithm == "direct"
+    few = registry.ConvWorkload("conv2d", "bitserial", 1, 1, (1, 3, 9, 9), (8, 3, 3, 3), CONV.params)
+    assert registry.lookup("conv2d", "bitserial", host).default(few, host).algorithm == "im2col"  # 3 channels
+
+
+def test_algorithms_and_legality():
+    assert registry.algorithms_for(CONV) == ["direct", "im2col"]
+    assert registry.algorithms_for(STRIDED) == ["direct", "im2col"]  # strides: phase planes
+    assert registry.algorithms_for(DEPTHWISE)[0] == "depthwise"
+    assert not registry.legal(registry.KernelConfig("direct"), DEPTHWISE)  # grouped
+    space = registry.lookup("conv2d", "bitserial", _tvm.make_target("host")).space(STRIDED, _tvm.make_target("host"))
+    assert space and all(registry.legal(c, STRIDED) for c in space)
+
+
+def test_config_validation_and_round_trip():
+    with pytest.raises(UnsupportedError, match="power of two"):
+        registry.KernelConfig("direct", oc_block=3)
+    with pytest.raises(UnsupportedError, match="algorithm"):
+        registry.KernelConfig("winograd")
+    cfg = registry.KernelConfig("im2col", lanes=8, oc_block=2, p_unroll=4, use_dot=True, parallel=False)
+    assert registry.KernelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_workload_key_and_macs():
+    assert CONV.macs == 16 * 32 * 32 * 16 * 9
+    assert CONV.key() != STRIDED.key() and "w8a8" in CONV.key()
+    with pytest.raises(UnsupportedError):
+        registry.ConvWorkload("conv2d", "fp32", 8, 8, (1, 1, 1, 1), (1, 1, 1, 1), ConvParams())

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from tvm_mp import Budget, Precision
+from tvm_mp.errors import Error, PlanError
+from tvm_mp.search.annealing import AnnealConfig, anneal
+from tvm_mp.search.costs import CostTable
+from tvm_mp.search.greedy import greedy
+from tvm_mp.search.ilp import solve_ilp
+from tvm_mp.search.problem import AdditiveObjective, Problem, ScoreObjective
+from tvm_mp.search.random_search import random_search
+from tvm_mp.search.space import SearchSpace, default_options
+
+
+@pytest.fixture(scope="module")
+def additive(layers):
+    """Every layer with the 90 default options, analytical costs, a noise-like table falling with more bits."""
+    space = SearchSpace.build(layers)
+    costs = CostTable.from_model(space)
+    rng = np.random.default_rng(3)
+    w = np.array([[o.w_bits for o in opts] for opts in space.options], dtype=float)
+    a = np.array([[o.a_bits for o in opts] for opts in space.options], dtype=float)
+    table = rng.uniform(0.5, 2.0, (space.n_layers, 1)) * (4.0**-w + 4.0**-a)
+    lo = costs.minimum()["energy_uj"]
+    hi = costs.totals(space.uniform_index(Precision(8, 8)))["energy_uj"]
+    return space, costs, table, Budget(energy_uj=lo + 0.4 * (hi - lo))
+
+
+def test_annealing_reaches_the_ilp_optimum_on_an_additive_objective(additive):
+    space, costs, table, budget = additive
+    problem = Problem(space, costs, budget, AdditiveObjective(table))
+    exact = solve_ilp(problem)
+    found = anneal(problem, np.random.default_rng(0), AnnealConfig(steps=4000))
+    assert found.feasible and exact.feasible
+    assert found.objective <= exact.objective * 1.005
+    assert found.budget_use["energy_uj"] <= 1.0 + 1e-9
+    g = greedy(problem)
+    r = random_search(problem, np.random.default_rng(0), samples=200)
+    assert g.feasible and r.feasible
+    assert exact.objective <= min(g.objective, r.objective) + 1e-12
+
+
+def test_same_seed_same_plan(additive, scorer):
+    space, costs, table, budget = additive
+    problem = Problem(space, costs, budget, AdditiveObjective(table))
+    cfg = AnnealConfig(steps=1500)
+    a = anneal(problem, np.random.default_rng(7), cfg)
+    b = anneal(problem, np.random.default_rng(7), cfg)
+    assert a.plan == b.plan and a.objective == b.objective
+    assert random_search(problem, np.random.default_rng(5), 50).plan == \
+        random_search(problem, np.random.default_rng(5), 50).plan
+    # the real (non-additive) score, guided by the table
+    small = space.restricted([[space.options[i].index(p) for p in (Precision(2, 2), Precision(4, 4), Precision(8, 8))]
+                              for i in range(space.n_layers)])
+    scosts = CostTable.from_model(small)
+    mid = (scosts.minimum()["energy_uj"] + scosts.totals([2] * 5)["energy_uj"]) / 2
+    guide = np.tile([[3.0, 2.0, 1.0]], (5, 1))
+    cfg = AnnealConfig(steps=120, restarts=1, progress=False)
+    runs = [anneal(Problem(small, scosts, Budget(energy_uj=mid), ScoreObjective(scorer, small), guide),
+                   np.random.default_rng(11), cfg) for _ in range(2)]
+    assert runs[0].plan == runs[1].plan and runs[0].feasible
+
+
+def test_without_a_guide_the_penalty_keeps_the_answer_feasible(additive):
+    space, costs, table, budget = additive
+
+    class Plain:
+        additive = False
+        evaluations = 0
+
+        def value(self, index):
+            return float(table[np.arange(len(index)), index].sum())
+
+    problem = Problem(space, costs, budget, Plain())
+    result = anneal(problem, np.random.default_rng(1), AnnealConfig(steps=2000, progress=False))
+    assert result.feasible
+    with pytest.raises(PlanError, match="guide"):
+        greedy(problem)
+
+
+def test_config_and_rng_are_checked(additive):
+    space, costs, table, budget = additive
+    problem = Problem(space, costs, budget, AdditiveObjective(table))
+    with pytest.raises(Error, match="default_rng"):
+        anneal(problem, 0)
+    with pytest.raises(PlanError, match="steps"):
+        AnnealConfig(steps=0)
+    with pytest.raises(PlanError, match="move_weights"):
+        AnnealConfig(move_weights=(0, 0, 0, 0))
+    assert len(default_options()) >= 16

@@ -1,0 +1,168 @@
+"""Analytical cost model: roofline latency + event energy, from the kernel's own event counts.
+
+Latency of one kernel call (ns)::
+
+    overhead + max( sum_c points_c * ns_per_point_c + ops * ns_per_op ,   (compute)
+                    l2_bytes / l2_gbps ,  dram_bytes / dram_gbps )         (memory roofs)
+
+``points_c`` are the iteration points of each block class of the kernel and ``ops`` its data operations
+(:mod:`tvm_mp.cost_models.features`). Out of the box the parameters are first-principles guesses
+(:meth:`RooflineParams.first_principles`: every operation costs ``1 / (clock * ops_per_cycle)``);
+:meth:`RooflineParams.calibrate` fits the overhead and per-point costs to measured records (non-negative least
+squares on relative error), which is the form used as the baseline against learned models and as their prior.
+Energy is the modelled CPU energy (:class:`~tvm_mp.cost_models.energy_cpu.CpuEnergyModel`), labelled "modelled".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.optimize import nnls
+
+from .base import CostModelError, Estimate, Workload, target_family
+from .energy_cpu import CpuEnergyModel
+from .features import BLOCK_CLASSES, OP_CLASSES, KernelCounter
+
+
+@dataclass(frozen=True)
+class RooflineParams:
+    """Latency parameters of one target family (all finite, >= 0; bandwidths > 0)."""
+
+    name: str
+    overhead_us: float
+    ns_per_point: Mapping[str, float] = field(default_factory=lambda: {c: 0.0 for c in BLOCK_CLASSES})
+    ns_per_op: float = 0.0
+    l2_gbps: float = 100.0
+    dram_gbps: float = 10.0
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        points = {c: float(self.ns_per_point.get(c, 0.0)) for c in BLOCK_CLASSES}
+        unknown = set(self.ns_per_point) - set(BLOCK_CLASSES)
+        if unknown:
+            raise CostModelError(f"RooflineParams.ns_per_point has unknown block classes {sorted(unknown)}; "
+                                 f"use {', '.join(BLOCK_CLASSES)}")
+        object.__setattr__(self, "ns_per_point", points)
+        for name, value in [("overhead_us", self.overhead_us), ("ns_per_op", self.ns_per_op), *points.items()]:
+            if not np.isfinite(value) or value < 0:
+                raise CostModelError(f"RooflineParams {name}={value!r}: give a finite, non-negative number")
+        for name in ("l2_gbps", "dram_gbps"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise CostModelError(f"RooflineParams.{name}={value!r}: give a positive bandwidth in GB/s")
+
+    @classmethod
+    def first_principles(cls, name: str, clock_ghz: float, ops_per_cycle: float, overhead_us: float = 2.0,
+                         l2_gbps: float = 100.0, dram_gbps: float = 10.0) -> "RooflineParams":
+        """Every data operation costs ``1 / (clock_ghz * ops_per_cycle)`` ns; no per-point costs."""
+        if clock_ghz <= 0 or ops_per_cycle <= 0:
+            raise CostModelError("first_principles needs a positive clock_ghz and ops_per_cycle")
+        return cls(name, overhead_us, ns_per_op=1.0 / (clock_ghz * ops_per_cycle), l2_gbps=l2_gbps,
+                   dram_gbps=dram_gbps, notes=f"first principles: {clock_ghz} GHz x {ops_per_cycle} ops/cycle")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "overhead_us": self.overhead_us, "ns_per_point": dict(self.ns_per_point),
+                "ns_per_op": self.ns_per_op, "l2_gbps": self.l2_gbps, "dram_gbps": self.dram_gbps,
+                "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "RooflineParams":
+        try:
+            return cls(**dict(data))
+        except TypeError as err:
+            raise CostModelError(f"roofline parameters: {err}") from None
+
+    def latency_ns(self, events: Mapping[str, np.ndarray]) -> np.ndarray:
+        compute = np.zeros(events["l2_bytes"].shape[0])
+        for c in BLOCK_CLASSES:
+            compute += events[f"points_{c}"] * self.ns_per_point[c]
+        compute += sum(events[op] for op in OP_CLASSES) * self.ns_per_op
+        memory = np.maximum(events["l2_bytes"] / self.l2_gbps, events["dram_bytes"] / self.dram_gbps)
+        return self.overhead_us * 1e3 + np.maximum(compute, memory)
+
+    @classmethod
+    def calibrate(cls, name: str, events: Mapping[str, np.ndarray], latency_ms: np.ndarray,
+                  base: "RooflineParams | None" = None) -> "RooflineParams":
+        """Fit overhead and per-point costs to measured latencies (NNLS on relative error).
+
+        Memory roofs keep ``base``'s bandwidths (the kernels measured here are compute-bound).
+        """
+        t_ns = np.asarray(latency_ms, dtype=np.float64) * 1e6
+        if t_ns.ndim != 1 or t_ns.shape[0] < len(BLOCK_CLASSES) + 2 or np.any(t_ns <= 0):
+            raise CostModelError(f"calibration needs at least {len(BLOCK_CLASSES) + 2} positive latencies")
+        columns = [np.full_like(t_ns, 1e3)]  # overhead, in µs
+        columns += [events[f"points_{c}"].astype(np.float64) for c in BLOCK_CLASSES]
+        design = np.column_stack(columns) / t_ns[:, None]
+        scale = np.maximum(design.max(axis=0), 1e-30)
+        coef, _ = nnls(design / scale, np.ones_like(t_ns), maxiter=50 * design.shape[1])
+        coef = coef / scale
+        base = base or cls(name, 0.0)
+        return cls(name, float(coef[0]), {c: float(v) for c, v in zip(BLOCK_CLASSES, coef[1:])}, 0.0,
+                   base.l2_gbps, base.dram_gbps, notes=f"calibrated on {t_ns.shape[0]} measured records")
+
+
+def default_roofline() -> dict[str, RooflineParams]:
+    """Uncalibrated first-principles parameters per target family (assumed clocks and issue widths)."""
+    return {
+        "x86_64": RooflineParams.first_principles("x86_64", clock_ghz=2.6, ops_per_cycle=2.0, overhead_us=2.0,
+                                                  l2_gbps=100.0, dram_gbps=10.0),
+        "aarch64": RooflineParams.first_principles("aarch64", clock_ghz=1.5, ops_per_cycle=1.0, overhead_us=5.0,
+                                                   l2_gbps=30.0, dram_gbps=4.0),
+    }
+
+
+class AnalyticalModel:
+    """Roofline latency + modelled event energy; ``predict(workloads) -> Estimate``."""
+
+    def __init__(self, roofline: Mapping[str, RooflineParams] | None = None,
+                 energy: CpuEnergyModel | None = None, counter: KernelCounter | None = None):
+        self.roofline = dict(default_roofline() if roofline is None else roofline)
+        self.counter = counter or (energy.counter if energy is not None else KernelCounter())
+        self.energy = energy or CpuEnergyModel(counter=self.counter)
+
+    def latency_ms(self, workloads: Sequence[Workload], events: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        workloads = list(workloads)
+        ev = events if events is not None else self.counter.events(workloads)
+        fams = np.array([target_family(w.target) for w in workloads])
+        out = np.zeros(len(workloads))
+        for fam in np.unique(fams):
+            params = self.roofline.get(str(fam))
+            if params is None:
+                raise CostModelError(f"no roofline parameters for target family {fam!r}; "
+                                     f"known: {', '.join(self.roofline)}")
+            mask = fams == fam
+            out[mask] = params.latency_ns({k: v[mask] for k, v in ev.items()}) / 1e6
+        return out
+
+    def predict(self, workloads: Sequence[Workload]) -> Estimate:
+        workloads = list(workloads)
+        ev = self.counter.events(workloads)
+        return Estimate(self.latency_ms(workloads, ev), self.energy.energy_uj(workloads, ev), "modelled")
+
+    @classmethod
+    def calibrated(cls, records, base: "AnalyticalModel | None" = None) -> "AnalyticalModel":
+        """A copy of ``base`` (default: uncalibrated) with each target family's roofline fitted to ``records``."""
+        base = base or cls()
+        records = [r for r in records if r.error is None]
+        if not records:
+            raise CostModelError("no successful records to calibrate on")
+        workloads = [r.workload for r in records]
+        ev = base.counter.events(workloads)
+        lat = np.array([r.latency_ms for r in records])
+        fams = np.array([target_family(w.target) for w in workloads])
+        roofline = dict(base.roofline)
+        for fam in np.unique(fams):
+            mask = fams == fam
+            roofline[str(fam)] = RooflineParams.calibrate(str(fam), {k: v[mask] for k, v in ev.items()}, lat[mask],
+                                                          roofline.get(str(fam)))
+        return cls(roofline, base.energy, base.counter)
+
+    def to_dict(self) -> dict:
+        return {name: p.to_dict() for name, p in self.roofline.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping, energy: CpuEnergyModel | None = None,
+                  counter: KernelCounter | None = None) -> "AnalyticalModel":
+        return cls({name: RooflineParams.from_dict(p) for name, p in data.items()}, energy, counter)

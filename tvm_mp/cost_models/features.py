@@ -1,0 +1,444 @@
+"""Event counts of tvm-mp's kernels, read from the kernels themselves, and the feature matrix of learned models.
+
+Counting works on the TIR of a kernel (``tvm_mp.schedules.kernels``), before scheduling, so it counts the work
+the algorithm does rather than guessing it:
+
+* every block's **iteration points** (the product of its loop extents) and, for reductions, its output points;
+* per point, the **data operations** of the block's update -- every operation with a buffer value among its
+  operands, common subexpressions counted once, index arithmetic not counted -- by class: 32-bit popcount,
+  integer multiply / other integer op (32 and 64 bit), float multiply / other float op;
+* per point, the **bytes loaded** (one load per distinct buffer element read; a reduction's own accumulator is a
+  register) and, per output point, the **bytes stored**;
+* per buffer, its **footprint**: arguments (codes, stored weights, epilogue parameters, output) and intermediates.
+
+:func:`tir_events` walks a real PrimFunc. :class:`KernelCounter` gives the same numbers for thousands of
+workloads per millisecond: the points and footprints are closed-form products of the workload's sizes (the
+loops the TE computes build), and the per-point operations come from walking one small kernel of the same
+structure (op family, kernel kind, weight container, epilogue), cached per counter. The tests check the two
+agree exactly on random shapes and bit-widths.
+
+Memory levels (a documented, simple model -- see docs/cost_models.md): every counted load/store is an L1 access;
+L2 moves each buffer's footprint once (arguments) or twice (intermediates: written, then read); DRAM moves the
+arguments' footprint once (cold caches, layer at a time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .base import EPILOGUES, KERNEL_KINDS, OPS, CostModelError, Workload, target_family
+
+WORD_BITS = 32
+#: Classes of kernel blocks, in the order the kernels compute them.
+BLOCK_CLASSES = ("bitpack", "popcount_acc", "packed_acc", "act_sum", "offset", "epilogue")
+#: TIR block name -> block class.
+BLOCK_NAMES = {"bitpack": "bitpack", "bitserial_acc": "popcount_acc", "packed_acc": "packed_acc",
+               "window_sum": "act_sum", "row_sum": "act_sum", "bitserial_offset": "offset",
+               "dequantize": "epilogue", "requantize": "epilogue"}
+#: Operation classes (per-event energies in :mod:`tvm_mp.cost_models.energy_cpu` use the same names).
+OP_CLASSES = ("popcount", "int_mul", "int_alu", "int64_mul", "int64_alu", "float_mul", "float_alu")
+#: Bytes at each memory level.
+BYTE_EVENTS = ("l1_load_bytes", "l1_store_bytes", "l2_bytes", "dram_bytes")
+#: Every event a kernel is counted in.
+EVENTS = OP_CLASSES + BYTE_EVENTS + tuple(f"points_{c}" for c in BLOCK_CLASSES)
+
+_TARGET_FAMILIES = ("x86_64", "aarch64", "accel")
+
+
+def container_bits(bits: np.ndarray | int):
+    """Bits per stored weight of the packed kernel (1, 2, 4 or 8), as :mod:`tvm_mp.quantize.packing`."""
+    b = np.asarray(bits)
+    return np.where(b == 1, 1, np.where(b == 2, 2, np.where(b <= 4, 4, 8)))
+
+
+def op_class(op_name: str, dtype: str) -> str:
+    """The class of one TIR operation (``Mul``/``Add``/``tirx.popcount``/...) of result type ``dtype``."""
+    if op_name.endswith("popcount"):
+        return "popcount"
+    mul = op_name == "Mul"
+    if dtype.startswith(("float", "bfloat")):
+        return "float_mul" if mul else "float_alu"
+    if dtype.endswith("64"):
+        return "int64_mul" if mul else "int64_alu"
+    return "int_mul" if mul else "int_alu"
+
+
+# ---- walking a real PrimFunc ---------------------------------------------------------------------------------
+_LEAVES = {"Var", "SizeVar", "IntImm", "FloatImm", "StringImm"}
+
+
+def _kind(node) -> str:
+    return type(node).__name__
+
+
+def _is_load(node) -> bool:
+    return _kind(node) in ("TensorLoad", "BufferLoad")
+
+
+def _load_name(node) -> str:
+    src = getattr(node, "source", None)
+    return str(src.name if src is not None else node.buffer.name)
+
+
+def _children(node) -> list:
+    k = _kind(node)
+    if _is_load(node) or k in _LEAVES:
+        return []
+    if k == "Cast":
+        return [node.value]
+    if k == "Select":
+        return [node.condition, node.true_value, node.false_value]
+    if k == "Not":
+        return [node.a]
+    if k == "Call":
+        return list(node.args)
+    if hasattr(node, "a") and hasattr(node, "b"):
+        return [node.a, node.b]
+    raise CostModelError(f"cannot count TIR expression of type {k}; extend tvm_mp.cost_models.features")
+
+
+def _dtype_bits(dtype) -> int:
+    text = str(dtype)
+    digits = "".join(ch for ch in text.split("x")[0] if ch.isdigit())
+    return int(digits) if digits else 32
+
+
+def _count_update(value, self_name: str) -> tuple[Counter, dict[str, str]]:
+    """Data operations (by class) and distinct loads (name -> dtype) of one point of a block's update."""
+    import tvm_ffi
+
+    ops: Counter = Counter()
+    loads: dict[str, str] = {}
+    seen: set = set()
+    data_memo: dict = {}
+
+    def has_data(node) -> bool:
+        key = tvm_ffi.structural_hash(node)
+        if key not in data_memo:
+            data_memo[key] = _is_load(node) or any(has_data(c) for c in _children(node))
+        return data_memo[key]
+
+    def visit(node) -> None:
+        key = tvm_ffi.structural_hash(node)
+        if key in seen:
+            return
+        seen.add(key)
+        if _is_load(node):
+            name = _load_name(node)
+            if name != self_name:
+                loads[name] = str(node.ty.dtype)
+            return
+        if _kind(node) in _LEAVES or not has_data(node):
+            return
+        if _kind(node) != "Cast":  # conversions are free (register moves or folded)
+            op = str(node.op.name) if _kind(node) == "Call" else _kind(node)
+            ops[op_class(op, str(node.ty.dtype))] += 1
+        for child in _children(node):
+            visit(child)
+
+    visit(value)
+    return ops, loads
+
+
+def _leaf_blocks(func) -> list[tuple[object, list[int]]]:
+    out = []
+
+    def rec(stmt, extents):
+        k = _kind(stmt)
+        if k == "SBlockRealize":
+            rec(stmt.block, extents)
+        elif k == "SBlock":
+            if stmt.name_hint == "root":
+                rec(stmt.body, extents)
+            else:
+                out.append((stmt, extents))
+        elif k == "For":
+            rec(stmt.body, extents + [int(stmt.extent)])
+        elif k == "SeqStmt":
+            for s in stmt.seq:
+                rec(s, extents)
+        else:
+            raise CostModelError(f"cannot count TIR statement {k}: tir_events takes unscheduled tvm-mp kernels")
+
+    rec(func.body, [])
+    return out
+
+
+def _footprint(shape, dtype) -> int:
+    return math.prod(int(s) for s in shape) * _dtype_bits(dtype) // 8
+
+
+def tir_events(func) -> dict[str, int]:
+    """Events (:data:`EVENTS`) of one unscheduled tvm-mp kernel PrimFunc (``schedule=False``)."""
+    events = Counter({name: 0 for name in EVENTS})
+    args = sum(_footprint(p.ty.shape, p.ty.dtype) for p in func.params)
+    root = func.body.block
+    inter = sum(_footprint(b.shape, b.dtype) for b in root.alloc_buffers)
+    for block, extents in _leaf_blocks(func):
+        cls = BLOCK_NAMES.get(block.name_hint)
+        if cls is None:
+            raise CostModelError(f"unknown kernel block {block.name_hint!r}: add it to features.BLOCK_NAMES")
+        store = block.body
+        points = math.prod(extents)
+        spatial = math.prod(int(iv.dom.extent) for iv in block.iter_vars if int(iv.iter_type) == 0)
+        ops, loads = _count_update(store.value, str(store.buffer.name))
+        for name, count in ops.items():
+            events[name] += count * points
+        events["l1_load_bytes"] += points * sum(_dtype_bits(dt) // 8 for dt in loads.values())
+        events["l1_store_bytes"] += spatial * _dtype_bits(store.buffer.dtype) // 8
+        events[f"points_{cls}"] += points
+    events["l2_bytes"] = args + 2 * inter
+    events["dram_bytes"] = args
+    return dict(events)
+
+
+# ---- closed form ---------------------------------------------------------------------------------------------
+_OP_ID = {op: i for i, op in enumerate(OPS)}
+_KIND_ID = {k: i for i, k in enumerate(KERNEL_KINDS)}
+_EPI_ID = {e: i for i, e in enumerate(EPILOGUES)}
+RAW_FIELDS = ("op", "kind", "epilogue", "n", "c", "h", "w", "oc", "kh", "kw", "sh", "sw", "pt", "pl", "pb", "pr",
+              "dh", "dw", "g", "oh", "ow", "w_bits", "a_bits")
+
+
+def raw_fields(workloads: Sequence[Workload]) -> dict[str, np.ndarray]:
+    """Integer arrays of every workload's sizes (dense as a 1x1 conv on a 1x1 image with C = K)."""
+    rows = []
+    for wl in workloads:
+        ins, wts = wl.input_shape, wl.weight_shape
+        if wl.op == "dense":
+            rows.append((_OP_ID["dense"], _KIND_ID[wl.kind], _EPI_ID[wl.epilogue], ins[0], ins[1], 1, 1, wts[0], 1, 1, 1, 1,
+                         0, 0, 0, 0, 1, 1, 1, 1, 1, wl.w_bits, wl.a_bits))
+        else:
+            p = wl.params
+            out = wl.output_shape
+            rows.append((_OP_ID[wl.op], _KIND_ID[wl.kind], _EPI_ID[wl.epilogue], ins[0], ins[1], ins[2], ins[3],
+                         wts[0], wts[2], wts[3], *p.strides, *p.padding, *p.dilation, p.groups, out[2], out[3],
+                         wl.w_bits, wl.a_bits))
+    arr = np.array(rows, dtype=np.int64).reshape(len(rows), len(RAW_FIELDS))
+    return {name: arr[:, i] for i, name in enumerate(RAW_FIELDS)}
+
+
+def _structure_keys(raw: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Integer id of the (op family, kind, weight class, epilogue) structure of each workload."""
+    family = (raw["op"] == _OP_ID["dense"]).astype(np.int64)
+    bitserial = raw["kind"] == _KIND_ID["bitserial"]
+    wclass = np.where(bitserial, np.where(raw["w_bits"] == 1, 1, 2), container_bits(raw["w_bits"]))
+    return ((family * 2 + raw["kind"]) * 16 + wclass) * 4 + raw["epilogue"]
+
+
+def _decode_key(key: int) -> tuple[str, str, int, str]:
+    epi = EPILOGUES[key % 4]
+    key //= 4
+    wclass = key % 16
+    key //= 16
+    kind = KERNEL_KINDS[key % 2]
+    family = "dense" if key // 2 else "conv2d"
+    return family, kind, wclass, epi
+
+
+@dataclass(frozen=True)
+class _Template:
+    """Per-point operations and bytes of each block class of one kernel structure."""
+
+    ops: Mapping[str, Mapping[str, int]]  # block class -> op class -> count per point
+    load_bytes: Mapping[str, int]  # block class -> bytes loaded per point
+    store_bytes: Mapping[str, int]  # block class -> bytes stored per output point
+
+
+def _canonical_kernel(family: str, kind: str, wclass: int, epi: str):
+    """A small unscheduled kernel with the given structure (what the template is read from)."""
+    from ..schedules.kernels import Epilogue, conv2d_kernel, dense_kernel
+    from ..workload import ConvParams
+
+    w_bits = wclass if kind == "packed" else (1 if wclass == 1 else 2)
+    epilogue = {"acc": Epilogue("acc"), "float": Epilogue("float", 0.0, None),
+                "requant": Epilogue("requant", 0, 3, 1)}[epi]
+    r = 18
+    if kind == "bitserial":
+        data_shape = (2, 1 if w_bits == 1 else w_bits, 1)
+    else:
+        data_shape = (2, -(-r // (8 // wclass)))
+    if family == "dense":
+        return dense_kernel("count", kind, w_bits, 2, (1, r), 2, epilogue, data_shape, schedule=False)
+    return conv2d_kernel("count", kind, w_bits, 2, (1, 2, 5, 5), (2, 2, 3, 3), ConvParams((1, 1), (1, 1, 1, 1)),
+                         1, epilogue, data_shape, schedule=False)
+
+
+def _template_of(func) -> _Template:
+    ops: dict = {}
+    load_bytes: dict = {}
+    store_bytes: dict = {}
+    for block, _ in _leaf_blocks(func):
+        cls = BLOCK_NAMES.get(block.name_hint)
+        if cls is None:
+            raise CostModelError(f"unknown kernel block {block.name_hint!r}: add it to features.BLOCK_NAMES")
+        store = block.body
+        counted, loads = _count_update(store.value, str(store.buffer.name))
+        ops[cls] = dict(counted)
+        load_bytes[cls] = sum(_dtype_bits(dt) // 8 for dt in loads.values())
+        store_bytes[cls] = _dtype_bits(store.buffer.dtype) // 8
+    return _Template(ops, load_bytes, store_bytes)
+
+
+def block_points(raw: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Closed-form (iteration points, output points) of every block class, per workload (0 where absent)."""
+    n, oc, g, oh, ow = raw["n"], raw["oc"], raw["g"], raw["oh"], raw["ow"]
+    a = raw["a_bits"]
+    cg = raw["c"] // g
+    r = cg * raw["kh"] * raw["kw"]
+    words = (r + WORD_BITS - 1) // WORD_BITS
+    planes = np.where(raw["w_bits"] == 1, 1, raw["w_bits"])
+    bitserial = raw["kind"] == _KIND_ID["bitserial"]
+    binary = bitserial & (raw["w_bits"] == 1)
+    out = n * oc * oh * ow
+    zero = np.zeros_like(out)
+    pack_out = n * a * g * oh * ow * words
+    return {
+        "bitpack": (np.where(bitserial, pack_out * WORD_BITS, 0), np.where(bitserial, pack_out, 0)),
+        "popcount_acc": (np.where(bitserial, out * planes * a * words, 0), np.where(bitserial, out, 0)),
+        "packed_acc": (np.where(bitserial, 0, out * r), np.where(bitserial, 0, out)),
+        "act_sum": (np.where(binary, n * g * oh * ow * r, 0), np.where(binary, n * g * oh * ow, 0)),
+        "offset": (np.where(binary, out, 0), np.where(binary, out, 0)),
+        "epilogue": (np.where(raw["epilogue"] == _EPI_ID["acc"], zero, out),) * 2,
+    }
+
+
+def footprints(raw: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form bytes of the kernel arguments and of its intermediate buffers, per workload."""
+    n, c, oc, g, oh, ow = raw["n"], raw["c"], raw["oc"], raw["g"], raw["oh"], raw["ow"]
+    r = (c // g) * raw["kh"] * raw["kw"]
+    words = (r + WORD_BITS - 1) // WORD_BITS
+    planes = np.where(raw["w_bits"] == 1, 1, raw["w_bits"])
+    bitserial = raw["kind"] == _KIND_ID["bitserial"]
+    binary = bitserial & (raw["w_bits"] == 1)
+    epi = raw["epilogue"]
+    out = n * oc * oh * ow
+    per_byte = 8 // container_bits(raw["w_bits"])
+    weights = np.where(bitserial, oc * planes * words * 4 + planes * 4, oc * ((r + per_byte - 1) // per_byte))
+    params = np.select([epi == _EPI_ID["float"], epi == _EPI_ID["requant"]], [oc * 8, oc * 20], 0)
+    out_bytes = np.where(epi == _EPI_ID["requant"], out, out * 4)
+    args = n * c * raw["h"] * raw["w"] + weights + params + out_bytes
+    # intermediates: every block output except the last one (the kernel's output argument)
+    inter = np.where(bitserial, n * raw["a_bits"] * g * oh * ow * words * 4, 0)
+    inter += np.where(binary, n * g * oh * ow * 4 + out * 4, 0)  # window sum + accumulator before the offset
+    last_is_acc = epi == _EPI_ID["acc"]
+    inter += np.where(last_is_acc, 0, out * 4)  # accumulator (or offset result) before the epilogue
+    return args, inter
+
+
+class KernelCounter:
+    """Events of many workloads at once (closed form + per-structure templates read from the TIR, cached here)."""
+
+    def __init__(self) -> None:
+        self._templates: dict[int, _Template] = {}
+
+    def template(self, key: int) -> _Template:
+        if key not in self._templates:
+            self._templates[key] = _template_of(_canonical_kernel(*_decode_key(int(key))))
+        return self._templates[key]
+
+    def events(self, workloads: Sequence[Workload] | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{event: int64 array}`` for :data:`EVENTS`, one entry per workload."""
+        raw = workloads if isinstance(workloads, Mapping) else raw_fields(workloads)
+        count = raw["n"].shape[0]
+        out = {name: np.zeros(count, dtype=np.int64) for name in EVENTS}
+        points = block_points(raw)
+        keys = _structure_keys(raw)
+        for key in np.unique(keys):
+            mask = keys == key
+            tpl = self.template(int(key))
+            for cls, (pts, spatial) in points.items():
+                if cls not in tpl.ops:
+                    continue
+                p, s = pts[mask], spatial[mask]
+                for op, per in tpl.ops[cls].items():
+                    out[op][mask] += per * p
+                out["l1_load_bytes"][mask] += tpl.load_bytes[cls] * p
+                out["l1_store_bytes"][mask] += tpl.store_bytes[cls] * s
+        for cls, (pts, _) in points.items():
+            out[f"points_{cls}"] = pts
+        args, inter = footprints(raw)
+        out["l2_bytes"] = args + 2 * inter
+        out["dram_bytes"] = args
+        return out
+
+
+# ---- feature matrix of learned models -------------------------------------------------------------------------
+_SIZE_FEATURES = ("n", "c", "h", "w", "oc", "kh", "kw", "sh", "sw", "dh", "dw", "g", "oh", "ow", "w_bits", "a_bits")
+
+
+def knob_feature_names(workloads: Sequence[Workload]) -> list[str]:
+    """Knob columns for a training set: ``name`` for numeric knobs, ``name=value`` for each string value."""
+    names = set()
+    for wl in workloads:
+        for k, v in wl.knobs:
+            names.add(k if isinstance(v, (int, float)) else f"{k}={v}")
+    return sorted(names)
+
+
+def feature_names(knob_names: Sequence[str] = ()) -> tuple[str, ...]:
+    names = [f"op={o}" for o in OPS] + [f"kind={k}" for k in KERNEL_KINDS] + [f"epilogue={e}" for e in EPILOGUES]
+    names += [f"target={t}" for t in _TARGET_FAMILIES]
+    names += list(_SIZE_FEATURES) + ["pad_top", "pad_left", "pad_bottom", "pad_right", "padded_sides",
+                                     "kernel_area", "cg", "kg", "reduction", "words", "word_fill", "full_words",
+                                     "planes", "container", "log2_macs", "log2_out", "log2_out_hw"]
+    names += [f"log2_{e}" for e in EVENTS]
+    names += [f"knob:{k}" for k in knob_names]
+    return tuple(names)
+
+
+def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_names: Sequence[str] = (),
+                   events: Mapping[str, np.ndarray] | None = None,
+                   raw: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """float32 ``[n, len(feature_names(knob_names))]``: one-hot categories, sizes, log2 event counts, knobs.
+
+    ``knob_names`` (see :func:`knob_feature_names`): a numeric knob is one column, a string knob one 0/1 column
+    per value seen in training; knobs a workload does not set are NaN (XGBoost's missing value). ``events`` /
+    ``raw``: the workloads' events and raw fields when the caller has them already.
+    """
+    workloads = list(workloads)
+    raw = raw if raw is not None else raw_fields(workloads)
+    ev = events if events is not None else counter.events(raw)
+    n = len(workloads)
+    cols = []
+    for i in range(len(OPS)):
+        cols.append(raw["op"] == i)
+    for i in range(len(KERNEL_KINDS)):
+        cols.append(raw["kind"] == i)
+    for i in range(len(EPILOGUES)):
+        cols.append(raw["epilogue"] == i)
+    fams = np.array([target_family(wl.target) for wl in workloads]) if n else np.zeros(0, dtype=str)
+    for fam in _TARGET_FAMILIES:
+        cols.append(fams == fam)
+    for name in _SIZE_FEATURES:
+        cols.append(raw[name])
+    cg = raw["c"] // raw["g"]
+    r = cg * raw["kh"] * raw["kw"]
+    words = (r + WORD_BITS - 1) // WORD_BITS
+    out = raw["n"] * raw["oc"] * raw["oh"] * raw["ow"]
+    pads = [raw["pt"], raw["pl"], raw["pb"], raw["pr"]]  # a padded side keeps a bounds check in the inner loop
+    cols += pads + [sum((p > 0).astype(np.int64) for p in pads), raw["kh"] * raw["kw"], cg, raw["oc"] // raw["g"],
+                    r, words, r / (words * WORD_BITS), (r % WORD_BITS) == 0,
+                    np.where(raw["w_bits"] == 1, 1, raw["w_bits"]), container_bits(raw["w_bits"]),
+                    np.log2(out * r), np.log2(out), np.log2(raw["oh"] * raw["ow"])]
+    for name in EVENTS:
+        cols.append(np.log2(1.0 + ev[name]))
+    for knob in knob_names:  # "name" for a numeric knob, "name=value" for one value of a string knob
+        name, _, value = knob.partition("=")
+        col = np.full(n, np.nan)
+        for i, wl in enumerate(workloads):
+            for k, v in wl.knobs:
+                if k != name:
+                    continue
+                if value:
+                    col[i] = float(str(v) == value)
+                elif isinstance(v, (int, float)):
+                    col[i] = float(v)
+        cols.append(col)
+    return np.column_stack([np.asarray(c, dtype=np.float32) for c in cols]) if n else np.zeros(
+        (0, len(feature_names(knob_names))), dtype=np.float32)

@@ -1,0 +1,233 @@
+"""XGBoost cost model: learned from measurement records, on log targets, with per-prediction intervals.
+
+What is learned is the *ratio* of the measured value to a physics prior, in log space:
+``log(latency) - log(roofline latency)``, the roofline being the first-principles
+:class:`~tvm_mp.cost_models.analytical.AnalyticalModel` (every data operation of the kernel at a fixed cost, plus
+a fixed overhead; target families without first-principles parameters, such as the accelerator, get a roofline
+calibrated on their records). The prior carries the scale (so layers larger than any measured one are still
+predicted sensibly: trees cannot extrapolate, ratios need not); the trees learn what it misses (vectorization,
+bounds checks, loop overheads, cache effects). On this project's host records the first-principles prior gave
+lower held-out errors than a prior calibrated on the training split (docs/cost_models.md). Features: workload sizes, precision, kernel kind, epilogue, target family, schedule knobs, and the
+kernel's event counts (:mod:`tvm_mp.cost_models.features`).
+
+Energy: CPU energy is modelled (event counts x table) and stays so. Records that carry energy (the accelerator
+simulator, a power meter) train an energy booster the same way, against ``1 pJ x MACs`` as the prior; its
+predictions are labelled "learned".
+
+Uncertainty: a second booster per target with XGBoost's quantile loss gives the 10 % and 90 % quantiles of the
+ratio (``Estimate.latency_interval_ms``). Files: one JSON object holding the boosters in XGBoost's own JSON
+format, the prior's parameters and the feature list (:meth:`XGBCostModel.save` / :meth:`XGBCostModel.load`).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .analytical import AnalyticalModel
+from .base import CostModelError, Estimate, Workload, target_family
+from .energy_cpu import CpuEnergyModel
+from .features import KernelCounter, feature_matrix, feature_names, knob_feature_names, raw_fields
+
+FORMAT = "tvm-mp-xgb-cost-model"
+FORMAT_VERSION = 1
+DEFAULT_MODEL = "default_model.json"
+#: Booster parameters (log-ratio regression); rounds and quantiles are arguments of :meth:`XGBCostModel.fit`.
+DEFAULT_PARAMS: dict[str, Any] = {"max_depth": 6, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8,
+                                  "min_child_weight": 2.0, "lambda": 1.0, "nthread": 2}
+QUANTILES = (0.1, 0.9)
+PJ_PER_MAC_PRIOR = 1.0
+
+
+def _xgb():
+    try:
+        import xgboost
+    except ImportError:  # pragma: no cover - installed with the bench/test extras
+        raise CostModelError("the XGBoost cost model needs the xgboost package: pip install xgboost-cpu") from None
+    return xgboost
+
+
+def _booster_to_json(booster, compact: bool = False) -> dict:
+    """The booster in XGBoost's JSON format. ``compact`` zeroes two per-node training statistics that prediction
+    never reads (split gains and hessian sums), which shortens the file by about a third."""
+    obj = json.loads(bytes(booster.save_raw("json")))
+    if compact:
+        for tree in obj["learner"]["gradient_booster"]["model"]["trees"]:
+            for name in ("loss_changes", "sum_hessian"):
+                tree[name] = [0.0] * len(tree[name])
+    return obj
+
+
+def _booster_from_json(obj: Mapping):
+    xgb = _xgb()
+    booster = xgb.Booster()
+    booster.load_model(bytearray(json.dumps(obj, separators=(",", ":")).encode()))
+    return booster
+
+
+class XGBCostModel:
+    """``predict(workloads) -> Estimate`` from boosters trained with :meth:`fit` (or loaded with :meth:`load`)."""
+
+    def __init__(self, boosters: Mapping[str, Any], prior: AnalyticalModel, knob_names: Sequence[str] = (),
+                 energy_families: Sequence[str] = (), info: Mapping[str, Any] | None = None):
+        if "latency" not in boosters:
+            raise CostModelError("an XGBCostModel needs at least a 'latency' booster")
+        self.boosters = dict(boosters)
+        self.prior = prior
+        self.counter = prior.counter
+        self.knob_names = tuple(knob_names)
+        self.energy_families = tuple(energy_families)
+        self.info = dict(info or {})
+        self.feature_names = feature_names(self.knob_names)
+        self.families = tuple(self.info.get("families", ()))
+
+    # ---- training -------------------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, records, seed: int = 0, rounds: int = 300, params: Mapping[str, Any] | None = None,
+            quantile_rounds: int = 150, prior: AnalyticalModel | None = None,
+            energy_model: CpuEnergyModel | None = None, counter: KernelCounter | None = None) -> "XGBCostModel":
+        """Train on successful ``records``. ``prior`` defaults to the analytical model calibrated on them.
+
+        ``counter``: a :class:`KernelCounter` to share (its templates are read once per process otherwise).
+        """
+        xgb = _xgb()
+        records = [r for r in records if r.error is None]
+        if len(records) < 10:
+            raise CostModelError(f"need at least 10 successful records to train, got {len(records)}")
+        if prior is not None:
+            counter = prior.counter
+        elif energy_model is not None:
+            counter = energy_model.counter
+        counter = counter or KernelCounter()
+        if prior is None:
+            prior = AnalyticalModel(energy=energy_model, counter=counter)
+            families = {target_family(r.workload.target) for r in records} - set(prior.roofline)
+            if families:  # e.g. the accelerator: no first-principles roofline, calibrate one on its records
+                fam_records = [r for r in records if target_family(r.workload.target) in families]
+                prior = AnalyticalModel.calibrated(fam_records, prior)
+        workloads = [r.workload for r in records]
+        knob_names = knob_feature_names(workloads)
+        ev = counter.events(workloads)
+        x = feature_matrix(workloads, counter, knob_names, events=ev)
+        lat = np.array([r.latency_ms for r in records])
+        y_lat = np.log(lat) - np.log(prior.latency_ms(workloads, ev))
+        base = dict(DEFAULT_PARAMS)
+        base.update(params or {})
+        base["seed"] = int(seed)
+        boosters = {}
+        boosters["latency"], boosters["latency_q"] = cls._fit_pair(xgb, x, y_lat, base, rounds, quantile_rounds)
+        has_energy = np.array([r.energy_uj is not None for r in records])
+        energy_families: list[str] = []
+        if has_energy.sum() >= 10:
+            idx = np.flatnonzero(has_energy)
+            sub = [workloads[i] for i in idx]
+            energy = np.array([records[i].energy_uj for i in idx])
+            y_e = np.log(np.maximum(energy, 1e-12)) - np.log(_energy_prior_uj(sub, {k: v[idx] for k, v in ev.items()}))
+            boosters["energy"], boosters["energy_q"] = cls._fit_pair(xgb, x[idx], y_e, base, rounds, quantile_rounds)
+            energy_families = sorted({target_family(w.target) for w in sub})
+        info = {"records": len(records), "families": sorted({target_family(w.target) for w in workloads}),
+                "devices": sorted({w.device for w in workloads}), "seed": int(seed), "rounds": rounds,
+                "quantile_rounds": quantile_rounds, "params": {k: v for k, v in base.items()}}
+        return cls(boosters, prior, knob_names, energy_families, info)
+
+    @staticmethod
+    def _fit_pair(xgb, x, y, params, rounds, quantile_rounds):
+        data = xgb.DMatrix(x, label=y)
+        mean = xgb.train({**params, "objective": "reg:squarederror"}, data, num_boost_round=rounds)
+        qparams = {**params, "objective": "reg:quantileerror", "quantile_alpha": np.array(QUANTILES),
+                   "max_depth": min(4, int(params.get("max_depth", 6)))}
+        quant = xgb.train(qparams, data, num_boost_round=quantile_rounds)
+        return mean, quant
+
+    # ---- prediction -----------------------------------------------------------------------------------------
+    def predict(self, workloads: Sequence[Workload]) -> Estimate:
+        workloads = list(workloads)
+        if not workloads:
+            return Estimate(np.zeros(0), np.zeros(0), "modelled")
+        raw = raw_fields(workloads)
+        ev = self.counter.events(raw)
+        x = feature_matrix(workloads, self.counter, self.knob_names, events=ev, raw=raw)
+        prior_lat = self.prior.latency_ms(workloads, ev)
+        ratio = self.boosters["latency"].inplace_predict(x)
+        latency = prior_lat * np.exp(ratio)
+        interval = None
+        if "latency_q" in self.boosters:
+            q = np.sort(np.asarray(self.boosters["latency_q"].inplace_predict(x)).reshape(len(workloads), -1), axis=1)
+            interval = prior_lat[:, None] * np.exp(q[:, [0, -1]])
+            interval = np.column_stack([np.minimum(interval[:, 0], latency), np.maximum(interval[:, 1], latency)])
+        fams = np.array([target_family(w.target) for w in workloads])
+        learned = np.isin(fams, self.energy_families) if "energy" in self.boosters else np.zeros(len(fams), bool)
+        energy = np.zeros(len(workloads))
+        energy_interval = None
+        if (~learned).any():
+            idx = np.flatnonzero(~learned)
+            energy[idx] = self.prior.energy.energy_uj([workloads[i] for i in idx], {k: v[idx] for k, v in ev.items()})
+        if learned.any():
+            idx = np.flatnonzero(learned)
+            prior_e = _energy_prior_uj([workloads[i] for i in idx], {k: v[idx] for k, v in ev.items()})
+            energy[idx] = prior_e * np.exp(self.boosters["energy"].inplace_predict(x[idx]))
+            if learned.all() and "energy_q" in self.boosters:
+                q = np.sort(np.asarray(self.boosters["energy_q"].inplace_predict(x[idx])).reshape(len(idx), -1),
+                            axis=1)
+                lo_hi = prior_e[:, None] * np.exp(q[:, [0, -1]])
+                energy_interval = np.column_stack([np.minimum(lo_hi[:, 0], energy), np.maximum(lo_hi[:, 1], energy)])
+        basis = "learned" if learned.all() else "modelled" if not learned.any() else "mixed"
+        return Estimate(latency, energy, basis, interval, energy_interval)
+
+    # ---- files ----------------------------------------------------------------------------------------------
+    def to_dict(self, compact: bool = False) -> dict:
+        return {"format": FORMAT, "version": FORMAT_VERSION, "feature_names": list(self.feature_names),
+                "knob_names": list(self.knob_names), "energy_families": list(self.energy_families),
+                "prior": self.prior.to_dict(), "info": self.info,
+                "boosters": {name: _booster_to_json(b, compact) for name, b in self.boosters.items()}}
+
+    def save(self, path: str | Path, compact: bool = True) -> Path:
+        """Write the model as one JSON file (boosters in XGBoost's JSON format; ``compact``: see
+        :func:`_booster_to_json`)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(compact), separators=(",", ":")))
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Mapping, energy_model: CpuEnergyModel | None = None) -> "XGBCostModel":
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise CostModelError(f"not a tvm-mp XGBoost cost model (format {FORMAT!r} expected)")
+        if int(data.get("version", 0)) > FORMAT_VERSION:
+            raise CostModelError(f"cost model file version {data['version']} is newer than this tvm-mp: upgrade it")
+        counter = energy_model.counter if energy_model is not None else KernelCounter()
+        prior = AnalyticalModel.from_dict(data["prior"], energy_model or CpuEnergyModel(counter=counter), counter)
+        model = cls({n: _booster_from_json(b) for n, b in data["boosters"].items()}, prior, data.get("knob_names", ()),
+                    data.get("energy_families", ()), data.get("info", {}))
+        if list(model.feature_names) != list(data.get("feature_names", [])):
+            raise CostModelError("the model file was trained on other features than this tvm-mp computes: "
+                                 "retrain it (python -m tvm_mp.cost_models.train train ...)")
+        return model
+
+    @classmethod
+    def load(cls, path: str | Path, energy_model: CpuEnergyModel | None = None) -> "XGBCostModel":
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise CostModelError(f"cannot read cost model {path}: {err.strerror}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CostModelError(f"cost model {path} is not valid JSON ({err})") from None
+        return cls.from_dict(data, energy_model)
+
+    @classmethod
+    def default(cls, energy_model: CpuEnergyModel | None = None) -> "XGBCostModel":
+        """The model shipped with tvm-mp, trained on this project's host measurements (docs/cost_models.md)."""
+        text = resources.files("tvm_mp.cost_models").joinpath(DEFAULT_MODEL).read_text()
+        return cls.from_dict(json.loads(text), energy_model)
+
+
+def _energy_prior_uj(workloads: Sequence[Workload], events: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Scale of learned energies: ``PJ_PER_MAC_PRIOR`` pJ per MAC (at least one MAC)."""
+    macs = np.array([w.macs for w in workloads], dtype=np.float64)
+    return np.maximum(macs, 1.0) * PJ_PER_MAC_PRIOR * 1e-6

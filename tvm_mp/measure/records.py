@@ -1,0 +1,244 @@
+"""Measurement records and their store: one append-only JSON-lines file (never pickle).
+
+A :class:`Record` is a :class:`~tvm_mp.cost_models.base.Workload` with what was measured: latency samples (one
+per timing repeat; median and spread derived), and where known energy (simulated or measured) and event counts.
+
+The store is safe against the ways such files break:
+
+* **one write per record**: each record is one line, written with a single ``os.write`` on an ``O_APPEND``
+  descriptor, so it reaches the file (and other readers) at once; ``fsync=True`` also forces it to disk;
+* **readable while written**: a reader takes complete lines only; a last line without its newline is a record
+  still being written, or the remains of a writer that was killed -- skipped with a warning, never fatal;
+  corrupt lines elsewhere are skipped with a warning too;
+* **appending after a crash** first ends a partial last line, so the next record never merges into it;
+* **deduplicated by key on load**: a workload measured twice keeps its newest record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ..cost_models.base import CostModelError, Workload
+from ..errors import Error
+
+#: Version of the line format; readers refuse lines from a newer version with a message.
+FORMAT_VERSION = 1
+SOURCES = ("local", "rpc", "simulator")
+ENERGY_BASES = ("simulated", "measured")
+
+
+class RecordError(Error):
+    """A record or a records file cannot be used as given."""
+
+
+class PartialRecordWarning(UserWarning):
+    """Lines of a records file were skipped (a writer was interrupted, or is still writing)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measured workload.
+
+    ``latency_samples_ms``: one value per timing repeat (each the mean over ``number`` runs), at least one unless
+    ``error`` says why the measurement failed. ``energy_uj`` with ``energy_basis`` "simulated" or "measured" when
+    the source knows it (never for CPU energy, which is modelled, not measured). ``events``: event counts the
+    source reports (e.g. the simulator's). ``meta``: how it was measured (threads, number, repeat, origins...).
+    """
+
+    workload: Workload
+    latency_samples_ms: tuple[float, ...]
+    source: str
+    energy_uj: float | None = None
+    energy_basis: str | None = None
+    events: Mapping[str, float] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workload, Workload):
+            raise RecordError("Record.workload must be a tvm_mp.cost_models.base.Workload")
+        samples = tuple(float(s) for s in self.latency_samples_ms)
+        object.__setattr__(self, "latency_samples_ms", samples)
+        if self.source not in SOURCES:
+            raise RecordError(f"Record.source={self.source!r}: use one of {', '.join(SOURCES)}")
+        if self.error is None:
+            if not samples:
+                raise RecordError("a successful record needs at least one latency sample (or an error message)")
+            if any(not math.isfinite(s) or s <= 0 for s in samples):
+                raise RecordError(f"latency samples must be finite and > 0 ms, got {samples}")
+        if (self.energy_uj is None) != (self.energy_basis is None):
+            raise RecordError("give energy_uj and energy_basis together (basis 'simulated' or 'measured')")
+        if self.energy_uj is not None:
+            if self.energy_basis not in ENERGY_BASES:
+                raise RecordError(f"Record.energy_basis={self.energy_basis!r}: use one of {', '.join(ENERGY_BASES)}; "
+                                  "modelled CPU energy is computed by the cost models, never stored as measured")
+            if not math.isfinite(self.energy_uj) or self.energy_uj < 0:
+                raise RecordError(f"Record.energy_uj={self.energy_uj!r} must be finite and >= 0")
+        if self.events is not None:
+            object.__setattr__(self, "events", {str(k): float(v) for k, v in self.events.items()})
+        if not isinstance(self.meta, dict):
+            object.__setattr__(self, "meta", dict(self.meta))
+
+    @property
+    def key(self) -> str:
+        return self.workload.key
+
+    @property
+    def latency_ms(self) -> float:
+        """Median of the samples."""
+        return float(np.median(self.latency_samples_ms)) if self.latency_samples_ms else float("nan")
+
+    @property
+    def latency_spread_ms(self) -> float:
+        """Interquartile range of the samples (0 for a single sample)."""
+        if len(self.latency_samples_ms) < 2:
+            return 0.0
+        q1, q3 = np.percentile(self.latency_samples_ms, [25, 75])
+        return float(q3 - q1)
+
+    def to_dict(self) -> dict:
+        data: dict = {"v": FORMAT_VERSION, "workload": self.workload.to_dict(), "source": self.source,
+                      "latency_samples_ms": [float(f"{s:.6g}") for s in self.latency_samples_ms]}
+        if self.energy_uj is not None:
+            data["energy_uj"] = self.energy_uj
+            data["energy_basis"] = self.energy_basis
+        if self.events is not None:
+            data["events"] = dict(self.events)
+        if self.meta:
+            data["meta"] = dict(self.meta)
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+    def to_line(self) -> bytes:
+        return (json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping, params_cache: dict | None = None) -> "Record":
+        if not isinstance(data, (dict, Mapping)):
+            raise RecordError("a record line must be a JSON object")
+        version = data.get("v", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise RecordError(f"record format v{version} is newer than this tvm-mp (v{FORMAT_VERSION}): upgrade tvm-mp")
+        try:
+            workload = Workload.from_dict(data["workload"], params_cache)
+            return cls(workload, tuple(data.get("latency_samples_ms", ())), data["source"], data.get("energy_uj"),
+                       data.get("energy_basis"), data.get("events"), data.get("meta", {}), data.get("error"))
+        except KeyError as err:
+            raise RecordError(f"record field {err.args[0]!r} is missing") from None
+        except CostModelError as err:
+            raise RecordError(str(err)) from None
+
+
+class RecordStore:
+    """An append-only JSON-lines file of :class:`Record` (see the module docstring for its guarantees)."""
+
+    def __init__(self, path: str | Path, fsync: bool = False):
+        self.path = Path(path)
+        self.fsync = fsync
+
+    def _open_for_append(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                with open(self.path, "rb") as fh:
+                    fh.seek(size - 1)
+                    if fh.read(1) != b"\n":  # a writer died mid-line: end that line so ours stays whole
+                        _write_all(fd, b"\n")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def append(self, record: Record) -> None:
+        """Append one record: one ``os.write`` of one whole line (and an fsync if the store was asked to)."""
+        self.extend([record])
+
+    def extend(self, records: Iterable[Record]) -> int:
+        """Append records, each as one write of one line; returns how many were written."""
+        fd = self._open_for_append()
+        count = 0
+        try:
+            for record in records:
+                if not isinstance(record, Record):
+                    raise RecordError(f"RecordStore stores Record objects, got {type(record).__name__}")
+                _write_all(fd, record.to_line())
+                if self.fsync:
+                    os.fsync(fd)
+                count += 1
+        finally:
+            os.close(fd)
+        return count
+
+    def load(self, dedup: bool = True, include_errors: bool = False) -> list[Record]:
+        """Every complete record (newest per key when ``dedup``), skipping partial/corrupt lines with a warning."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: b"" when the file ends cleanly
+        bad: list[int] = []
+        records: dict[str, Record] | list[Record] = {} if dedup else []
+        params_cache: dict = {}
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = Record.from_dict(json.loads(line), params_cache)
+            except (ValueError, RecordError, Error, TypeError) as err:
+                if isinstance(err, RecordError) and "newer than this tvm-mp" in str(err):
+                    raise
+                bad.append(number)
+                continue
+            if record.error is not None and not include_errors:
+                continue
+            if dedup:
+                records[record.key] = record
+            else:
+                records.append(record)
+        if tail.strip():
+            warnings.warn(f"{self.path}: skipped a partial last line ({len(tail)} bytes; a writer was interrupted "
+                          "or is still writing)", PartialRecordWarning, stacklevel=2)
+        if bad:
+            shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+            warnings.warn(f"{self.path}: skipped {len(bad)} unreadable line(s) (line {shown})", PartialRecordWarning,
+                          stacklevel=2)
+        return list(records.values()) if dedup else list(records)
+
+    def compact(self) -> int:
+        """Rewrite the file with one line per key (the newest), atomically (temporary file + rename).
+
+        Partial or unreadable lines are dropped (with the load's warning). Returns the number of records kept.
+        Do not compact while another process appends to the same file: its new lines could be lost.
+        """
+        records = self.load(include_errors=True)
+        tmp = self.path.with_name(self.path.name + ".compact.tmp")
+        with open(tmp, "wb") as fh:
+            for record in records:
+                fh.write(record.to_line())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        return len(records)
+
+    def keys(self) -> set[str]:
+        """Keys of the records already stored (to skip measuring them again)."""
+        return {r.key for r in self.load(include_errors=True)}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

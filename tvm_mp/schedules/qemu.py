@@ -1,0 +1,401 @@
+"""Run tvm-mp kernels and whole compiled models for aarch64 under ``qemu-aarch64`` user-mode emulation.
+
+No aarch64 TVM runtime is needed. A kernel (a PrimFunc) or a model (its Relax ``main`` after ``LegalizeOps``:
+a straight line of ``call_tir`` on static shapes) becomes a *program*: a list of buffers (inputs, constants,
+intermediates), calls into the exported shared library, and outputs. A small C harness (source below), built
+with Debian's ``aarch64-linux-gnu-gcc``, loads the library with ``dlopen``, fills the few runtime hooks the
+generated code calls (workspace alloc/free, parallel launch -- run serially --, the FFI error setter), runs the
+program and writes the outputs; the test compares them with the NumPy reference.
+
+Dynamic instruction counts come from a TCG plugin (source below; QEMU's plugin API is a stable C ABI, declared
+here, so no QEMU headers are needed): it adds each translated block's instruction count to a counter as the block
+executes, and splits the count by mnemonic (the instruction mix). A program run ``k`` and ``k + 1`` times differs
+by one run of its calls: that difference is the count reported per kernel.
+
+Tools: ``aarch64-linux-gnu-gcc``, ``qemu-aarch64`` and the aarch64 C library at :data:`SYSROOT` (Debian packages
+``gcc-aarch64-linux-gnu``, ``qemu-user``; listed in ``.ci/apt-packages.txt``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Error
+
+CROSS_CC = "aarch64-linux-gnu-gcc"
+QEMU = "qemu-aarch64"
+SYSROOT = "/usr/aarch64-linux-gnu"
+HOST_CC = "gcc"
+
+
+class ToolMissing(Error):
+    """A cross compiler or emulator is not installed."""
+
+
+def tools_available() -> bool:
+    return all(shutil.which(t) for t in (CROSS_CC, QEMU)) and Path(SYSROOT).is_dir()
+
+
+def require_tools() -> None:
+    missing = [t for t in (CROSS_CC, QEMU) if not shutil.which(t)]
+    if missing or not Path(SYSROOT).is_dir():
+        raise ToolMissing(f"missing {', '.join(missing) or SYSROOT}: apt-get install gcc-aarch64-linux-gnu qemu-user")
+
+
+HARNESS_C = r"""
+/* tvm-mp bare harness: runs calls into a TVM-generated shared library without the TVM runtime. */
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { int32_t device_type, device_id; } Device;
+typedef struct { uint8_t code, bits; uint16_t lanes; } DType;
+typedef struct {
+  void* data; Device device; int32_t ndim; DType dtype; int64_t* shape; int64_t* strides; uint64_t byte_offset;
+} Tensor;
+typedef struct { int32_t type_index; uint32_t zero_padding; union { int64_t v_int64; void* v_ptr; }; } Any;
+typedef int (*SafeCall)(void*, const Any*, int32_t, Any*);
+typedef struct { void* sync_handle; int32_t num_task; } ParallelEnv;
+typedef int (*ParallelLambda)(int, ParallelEnv*, void*);
+
+static char last_error[1024];
+void TVMFFIErrorSetRaisedFromCStrParts(const char* kind, const char** parts, int32_t n) {
+  snprintf(last_error, sizeof last_error, "%s:", kind ? kind : "Error");
+  for (int i = 0; i < n; ++i)
+    if (parts[i]) strncat(last_error, parts[i], sizeof last_error - strlen(last_error) - 1);
+}
+static void* alloc_ws(int dt, int di, uint64_t n, int c, int b) {
+  (void)dt; (void)di; (void)c; (void)b; return aligned_alloc(64, (n + 63) / 64 * 64);
+}
+static int free_ws(int dt, int di, void* p) { (void)dt; (void)di; free(p); return 0; }
+static int parallel_launch(ParallelLambda f, void* cdata, int num_task) {
+  ParallelEnv env = {0, 1}; (void)num_task; return f(0, &env, cdata);
+}
+static int parallel_barrier(int task, ParallelEnv* env) { (void)task; (void)env; return 0; }
+
+#define MAXB 4096
+#define MAXC 4096
+#define MAXA 64
+static Tensor bufs[MAXB];
+static int64_t shapes[MAXB][8];
+static size_t nbytes[MAXB];
+static SafeCall calls[MAXC];
+static int call_args[MAXC][MAXA], call_nargs[MAXC], ncalls;
+static int outs[MAXB], nouts; static char out_files[MAXB][512];
+
+static void die(const char* m, const char* a) { fprintf(stderr, "harness: %s %s\n", m, a ? a : ""); exit(2); }
+
+int main(int argc, char** argv) {
+  if (argc < 3) die("usage: harness PROGRAM REPEATS", 0);
+  FILE* f = fopen(argv[1], "r"); if (!f) die("cannot open", argv[1]);
+  int repeats = atoi(argv[2]);
+  void* lib = 0; char word[64], path[512];
+  while (fscanf(f, "%63s", word) == 1) {
+    if (!strcmp(word, "lib")) {
+      if (fscanf(f, "%511s", path) != 1) die("bad lib line", 0);
+      lib = dlopen(path, RTLD_NOW | RTLD_GLOBAL); if (!lib) die("dlopen failed:", dlerror());
+      void** p;
+      if ((p = dlsym(lib, "__TVMBackendAllocWorkspace"))) *p = (void*)alloc_ws;
+      if ((p = dlsym(lib, "__TVMBackendFreeWorkspace"))) *p = (void*)free_ws;
+      if ((p = dlsym(lib, "__TVMBackendParallelLaunch"))) *p = (void*)parallel_launch;
+      if ((p = dlsym(lib, "__TVMBackendParallelBarrier"))) *p = (void*)parallel_barrier;
+    } else if (!strcmp(word, "buf")) {
+      int id, code, bits, ndim; size_t n = 1;
+      if (fscanf(f, "%d %d %d %d", &id, &code, &bits, &ndim) != 4 || id >= MAXB || ndim > 8) die("bad buf", 0);
+      for (int d = 0; d < ndim; ++d) { long long s; if (fscanf(f, "%lld", &s) != 1) die("bad shape", 0);
+        shapes[id][d] = s; n *= (size_t)s; }
+      if (fscanf(f, "%511s", path) != 1) die("bad buf file", 0);
+      nbytes[id] = n * (size_t)bits / 8;
+      Tensor* t = &bufs[id];
+      t->data = aligned_alloc(64, (nbytes[id] + 64) / 64 * 64); memset(t->data, 0, (nbytes[id] + 64) / 64 * 64);
+      t->device.device_type = 1; t->device.device_id = 0; t->ndim = ndim;
+      t->dtype.code = (uint8_t)code; t->dtype.bits = (uint8_t)bits; t->dtype.lanes = 1;
+      t->shape = shapes[id]; t->strides = 0; t->byte_offset = 0;
+      if (strcmp(path, "-")) {
+        FILE* d = fopen(path, "rb"); if (!d) die("cannot open", path);
+        if (fread(t->data, 1, nbytes[id], d) != nbytes[id]) die("short read", path); fclose(d);
+      }
+    } else if (!strcmp(word, "call")) {
+      char fname[300], sym[320]; int nargs;
+      if (fscanf(f, "%299s %d", fname, &nargs) != 2 || nargs > MAXA || ncalls >= MAXC) die("bad call", 0);
+      snprintf(sym, sizeof sym, "__tvm_ffi_%s", fname);
+      calls[ncalls] = (SafeCall)dlsym(lib, sym); if (!calls[ncalls]) die("missing symbol", sym);
+      for (int a = 0; a < nargs; ++a) if (fscanf(f, "%d", &call_args[ncalls][a]) != 1) die("bad call arg", 0);
+      call_nargs[ncalls++] = nargs;
+    } else if (!strcmp(word, "out")) {
+      if (fscanf(f, "%d %511s", &outs[nouts], out_files[nouts]) != 2) die("bad out", 0); ++nouts;
+    } else die("unknown directive", word);
+  }
+  fclose(f);
+  Any args[MAXA]; Any ret;
+  for (int r = 0; r < repeats; ++r)
+    for (int c = 0; c < ncalls; ++c) {
+      for (int a = 0; a < call_nargs[c]; ++a) {
+        args[a].type_index = 7; args[a].zero_padding = 0; args[a].v_ptr = &bufs[call_args[c][a]];
+      }
+      ret.type_index = 0; ret.zero_padding = 0; ret.v_int64 = 0;
+      if (calls[c](0, args, call_nargs[c], &ret) != 0) die("kernel failed:", last_error);
+    }
+  for (int o = 0; o < nouts; ++o) {
+    FILE* d = fopen(out_files[o], "wb"); if (!d) die("cannot write", out_files[o]);
+    fwrite(bufs[outs[o]].data, 1, nbytes[outs[o]], d); fclose(d);
+  }
+  return 0;
+}
+"""
+
+PLUGIN_C = r"""
+/* tvm-mp TCG plugin: dynamic instruction count and mix (QEMU plugin API v1, declared here). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef uint64_t qemu_plugin_id_t;
+struct qemu_plugin_tb; struct qemu_plugin_insn; typedef struct qemu_info_t qemu_info_t;
+enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
+extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb*);
+extern struct qemu_plugin_insn* qemu_plugin_tb_get_insn(const struct qemu_plugin_tb*, size_t);
+extern char* qemu_plugin_insn_disas(const struct qemu_plugin_insn*);
+extern void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb*, enum qemu_plugin_op, void*, uint64_t);
+extern void qemu_plugin_register_vcpu_insn_exec_inline(struct qemu_plugin_insn*, enum qemu_plugin_op, void*,
+                                                       uint64_t);
+extern void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t,
+                                                  void (*)(qemu_plugin_id_t, struct qemu_plugin_tb*));
+extern void qemu_plugin_register_atexit_cb(qemu_plugin_id_t, void (*)(qemu_plugin_id_t, void*), void*);
+
+__attribute__((visibility("default"))) int qemu_plugin_version = 1;
+
+#define MAXM 1024
+static uint64_t total;
+static char names[MAXM][24];
+static uint64_t counts[MAXM];
+static int nnames;
+static char out_path[512];
+
+static uint64_t* counter_for(const char* disas) {
+  char m[24]; int i = 0;
+  while (disas[i] && disas[i] != ' ' && disas[i] != '\t' && i < 23) { m[i] = disas[i]; ++i; }
+  m[i] = 0;
+  for (int k = 0; k < nnames; ++k) if (!strcmp(names[k], m)) return &counts[k];
+  if (nnames == MAXM) return &counts[MAXM - 1];
+  strcpy(names[nnames], m); return &counts[nnames++];
+}
+
+static void on_trans(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
+  (void)id;
+  size_t n = qemu_plugin_tb_n_insns(tb);
+  qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &total, n);
+  for (size_t i = 0; i < n; ++i) {
+    struct qemu_plugin_insn* insn = qemu_plugin_tb_get_insn(tb, i);
+    char* d = qemu_plugin_insn_disas(insn);
+    qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, counter_for(d ? d : "?"), 1);
+    free(d);
+  }
+}
+
+static void on_exit_cb(qemu_plugin_id_t id, void* p) {
+  (void)id; (void)p;
+  FILE* f = out_path[0] ? fopen(out_path, "w") : stderr;
+  if (!f) return;
+  fprintf(f, "total %llu\n", (unsigned long long)total);
+  for (int k = 0; k < nnames; ++k) fprintf(f, "%s %llu\n", names[k], (unsigned long long)counts[k]);
+  if (f != stderr) fclose(f);
+}
+
+__attribute__((visibility("default")))
+int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* info, int argc, char** argv) {
+  (void)info;
+  for (int i = 0; i < argc; ++i)
+    if (!strncmp(argv[i], "out=", 4)) { strncpy(out_path, argv[i] + 4, sizeof out_path - 1); }
+  qemu_plugin_register_vcpu_tb_trans_cb(id, on_trans);
+  qemu_plugin_register_atexit_cb(id, on_exit_cb, 0);
+  return 0;
+}
+"""
+
+_DTYPE_CODES = {"int": 0, "uint": 1, "float": 2}
+
+
+def _dtype_fields(dtype: np.dtype) -> tuple[int, int]:
+    dtype = np.dtype(dtype)
+    kind = {"i": "int", "u": "uint", "f": "float", "b": "uint"}[dtype.kind]
+    return _DTYPE_CODES[kind], dtype.itemsize * 8
+
+
+@dataclass
+class Program:
+    """Buffers, calls and outputs for the harness (see module docstring)."""
+
+    buffers: list[tuple[tuple[int, ...], np.dtype, np.ndarray | None]] = field(default_factory=list)
+    calls: list[tuple[str, list[int]]] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+
+    def buffer(self, shape, dtype, value: np.ndarray | None = None) -> int:
+        self.buffers.append((tuple(int(s) for s in shape), np.dtype(dtype), value))
+        return len(self.buffers) - 1
+
+    def call(self, name: str, args: list[int]) -> None:
+        self.calls.append((name, list(args)))
+
+    def write(self, directory: Path, lib: Path) -> Path:
+        lines = [f"lib {lib}"]
+        for i, (shape, dtype, value) in enumerate(self.buffers):
+            src = "-"
+            if value is not None:
+                src = str(directory / f"buf{i}.bin")
+                np.ascontiguousarray(value, dtype=dtype).tofile(src)
+            code, bits = _dtype_fields(dtype)
+            lines.append(f"buf {i} {code} {bits} {len(shape)} {' '.join(map(str, shape))} {src}")
+        for name, args in self.calls:
+            lines.append(f"call {name} {len(args)} {' '.join(map(str, args))}")
+        for i in self.outputs:
+            lines.append(f"out {i} {directory / f'out{i}.bin'}")
+        path = directory / "program.txt"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+@dataclass(frozen=True)
+class EmulatedRun:
+    """Outputs of a program under qemu and, when counted, dynamic instructions of one run of its calls."""
+
+    outputs: list[np.ndarray]
+    instructions: int | None = None
+    mix: dict[str, int] | None = None
+
+
+def _run(cmd: list[str], what: str, timeout_s: float = 600) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise Error(f"{what} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-400:]}")
+
+
+def build_harness(directory: Path) -> Path:
+    require_tools()
+    directory.mkdir(parents=True, exist_ok=True)
+    src = directory / "harness.c"
+    exe = directory / "harness"
+    if not exe.exists():
+        src.write_text(HARNESS_C)
+        _run([CROSS_CC, "-O2", "-rdynamic", "-o", str(exe), str(src), "-ldl"], "building the aarch64 harness")
+    return exe
+
+
+def build_plugin(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    src = directory / "insncount.c"
+    lib = directory / "libinsncount.so"
+    if not lib.exists():
+        if not shutil.which(HOST_CC):
+            raise ToolMissing(f"{HOST_CC} is needed to build the qemu plugin: apt-get install gcc")
+        src.write_text(PLUGIN_C)
+        _run([HOST_CC, "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)], "building the qemu plugin")
+    return lib
+
+
+def export_aarch64(executable, path: Path) -> Path:
+    """Export a ``tvm.compile`` result for aarch64 as a shared library (Debian's cross gcc links it)."""
+    import tvm.support.cc as cc
+
+    require_tools()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    executable.export_library(str(path), fcompile=cc.cross_compiler(CROSS_CC))
+    return path
+
+
+def run_program(program: Program, lib: Path, directory: Path, cpu: str = "max", count: bool = False,
+                repeats: int = 1) -> EmulatedRun:
+    """Run ``program`` under qemu-aarch64 (``-cpu cpu``); with ``count``, also its per-run instruction count."""
+    require_tools()
+    directory.mkdir(parents=True, exist_ok=True)
+    harness = build_harness(directory)
+    prog = program.write(directory, lib)
+    base = [QEMU, "-L", SYSROOT, "-cpu", cpu]
+    _run(base + [str(harness), str(prog), str(repeats)], "the emulated run")
+    outputs = []
+    for i in program.outputs:
+        shape, dtype, _ = program.buffers[i]
+        outputs.append(np.fromfile(directory / f"out{i}.bin", dtype=dtype).reshape(shape))
+    if not count:
+        return EmulatedRun(outputs)
+    plugin = build_plugin(directory)
+    counted = []
+    for reps in (1, 2):
+        stats = directory / f"insn{reps}.txt"
+        _run(base + ["-plugin", f"{plugin},out={stats}", str(harness), str(prog), str(reps)], "the counted run")
+        counted.append(_read_counts(stats))
+    total = counted[1]["total"] - counted[0]["total"]
+    mix = {k: counted[1].get(k, 0) - counted[0].get(k, 0) for k in counted[1] if k != "total"}
+    mix = {k: v for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v > 0}
+    return EmulatedRun(outputs, total, mix)
+
+
+def _read_counts(path: Path) -> dict[str, int]:
+    out = {}
+    for line in path.read_text().splitlines():
+        name, value = line.rsplit(" ", 1)
+        out[name] = int(value)
+    return out
+
+
+def kernel_program(func_name: str, inputs: list[np.ndarray], output_shapes: list[tuple], output_dtypes) -> Program:
+    """A program calling one kernel with ``inputs`` followed by zero-initialized outputs."""
+    prog = Program()
+    ids = [prog.buffer(a.shape, a.dtype, a) for a in inputs]
+    outs = [prog.buffer(s, d) for s, d in zip(output_shapes, output_dtypes)]
+    prog.call(func_name, ids + outs)
+    prog.outputs = outs
+    return prog
+
+
+def model_program(lowered_mod, input_value: np.ndarray):
+    """``(tir IRModule, Program)`` for a lowered single-input, single-output Relax model: ``main`` after
+    ``LegalizeOps`` is a straight line of ``call_tir`` whose PrimFuncs go into one library."""
+    import tvm
+    from tvm import relax
+
+    from .. import _tvm
+
+    mod = relax.transform.LegalizeOps()(lowered_mod)
+    main = mod["main"]
+    prog = Program()
+    env = {}
+    param = main.params[0]
+    env[param] = prog.buffer(_tvm.expr_shape(param), _tvm.expr_dtype(param), input_value)
+    tir_funcs = {}
+
+    def operand(expr):
+        if _tvm.is_const(expr):
+            value = _tvm.const_value(expr)
+            return prog.buffer(value.shape, value.dtype, value)
+        if expr in env:
+            return env[expr]
+        raise Error(f"model_program: unsupported operand {type(expr).__name__}")
+
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Var):
+                env[binding.var] = env[value]
+                continue
+            if not (isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.call_tir"):
+                raise Error(f"model_program: only call_tir bindings are supported, got {value.op}")
+            gv = value.args[0]
+            name = gv.name_hint
+            tir_funcs[name] = mod[gv].with_attr("global_symbol", name)
+            args = [operand(a) for a in value.args[1].fields]
+            out = prog.buffer(_tvm.expr_shape(binding.var), _tvm.expr_dtype(binding.var))
+            env[binding.var] = out
+            prog.call(name, args + [out])
+    result = main.body.body
+    prog.outputs = [env[result]]
+    return tvm.IRModule(tir_funcs), prog

@@ -1,0 +1,189 @@
+"""The tiled CPU schedule shared by the x86 and arm_cpu families (they differ in vector width and dot intrinsic).
+
+Works on the fast-path kernels of :mod:`tvm_mp.schedules.kernels` by block name: pre-processing blocks (padding,
+channel quads, bit-planes, im2col, weight unpacking) are vectorized over their pixel axis; the accumulator block is
+tiled into ``oc_block x (p_unroll * lanes)`` register tiles held in a local buffer, its reduction loops outside the
+tile, the tile loops unrolled and the pixel vector vectorized (or tensorized into a dot-product instruction); the
+epilogue reads the accumulator once, vectorized.
+"""
+
+from __future__ import annotations
+
+from .. import _tvm
+from .computes import PACK_BLOCK
+from .registry import KernelConfig
+
+
+def _block(sch, name):
+    try:
+        return sch.get_sblock(name)
+    except Exception:  # the kernel has no such stage
+        return None
+
+
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _vectorize_inner(sch, block, width: int) -> None:
+    """Vectorize the innermost loop without a tail predicate (a predicated vector loop is scalarized, and LLVM
+    then vectorizes across the outer loop with gathers / scatters): split by the widest divisor of its extent up
+    to ``width``; a loop no such divisor fits is vectorized whole when short, else split with a tail."""
+    inner = sch.get_loops(block)[-1]
+    ext = _extent(sch, inner)
+    if ext == 1:
+        return
+    if ext <= width:
+        sch.vectorize(inner)
+        return
+    factor = width
+    while factor >= 4 and ext % factor:
+        factor //= 2
+    if factor >= 4:
+        _, vec = sch.split(inner, [None, factor])
+        sch.vectorize(vec)
+    elif ext <= 4 * width:
+        sch.vectorize(inner)
+    else:
+        _, vec = sch.split(inner, [None, width])
+        sch.vectorize(vec)
+
+
+def _flatten_vectorize(sch, block, width: int, keep_outer: int = 0) -> None:
+    loops = sch.get_loops(block)
+    if len(loops) - keep_outer > 1:
+        sch.fuse(*loops[keep_outer:])
+    _vectorize_inner(sch, block, width)
+
+
+def _row_vectorize(sch, block, row: int) -> None:
+    """Flat-plane blocks: split the flat axis by the padded row length (whole rows: the index arithmetic then
+    simplifies to (row, column)) and vectorize the row."""
+    loops = sch.get_loops(block)
+    _, li = sch.split(loops[-1], [None, row])
+    sch.vectorize(li)
+
+
+def _reduction_pack(sch, block, lanes: int, row: int | None = None) -> None:
+    """Blocks ``out[..., p] = sum_t bit_t << t``: pixel vector innermost, bit loop unrolled outside it."""
+    *outer, p, t = sch.get_loops(block)
+    po, pv = sch.split(p, [None, row or lanes])
+    sch.reorder(po, t, pv)
+    sch.vectorize(pv)
+    sch.unroll(t)
+    init = sch.decompose_reduction(block, t)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = None):
+    """Apply the tiled schedule to a fast-path kernel PrimFunc; ``hints`` come from the kernel builder."""
+    sch = _tvm.schedule(func)
+    lanes = config.lanes
+    byte_lanes = lanes * 4
+
+    row = hints.get("flat_row")
+    padded = _block(sch, "padded")
+    if padded is not None:
+        if row:
+            _row_vectorize(sch, padded, row)
+        else:
+            _vectorize_inner(sch, padded, byte_lanes)
+    quads = _block(sch, "quads")
+    if quads is not None:
+        _row_vectorize(sch, quads, row)
+    cols = _block(sch, "cols")
+    if cols is not None:
+        _vectorize_inner(sch, cols, lanes)
+    wunpack = _block(sch, "wunpack")
+    if wunpack is not None:
+        per = hints.get("pack_per", 1)
+        r = sch.get_loops(wunpack)[-1]
+        if per > 1 and _extent(sch, r) % (per * PACK_BLOCK) == 0:
+            _, s_loop, k = sch.split(r, [None, per, PACK_BLOCK])
+            sch.unroll(s_loop)
+            sch.vectorize(k)
+        else:
+            _vectorize_inner(sch, wunpack, byte_lanes)
+    if _block(sch, "bitplanes") is not None:
+        _reduction_pack(sch, sch.get_sblock("bitplanes"), lanes, row)
+    if _block(sch, "bitpack") is not None:
+        _reduction_pack(sch, sch.get_sblock("bitpack"), lanes)
+
+    acc = _block(sch, "dot_acc") or _block(sch, "bitserial_acc")
+    if acc is not None:
+        _schedule_acc(sch, acc, config, hints, dot_intrin)
+    dw = _block(sch, "dw_acc")
+    if dw is not None:
+        _schedule_depthwise(sch, dw, config)
+
+    crop = _block(sch, "crop")
+    epi = _block(sch, "dequantize") or _block(sch, "requantize")
+    if crop is not None and epi is not None:
+        sch.compute_inline(crop)
+    last = epi if epi is not None else crop
+    if last is not None:
+        loops = sch.get_loops(last)
+        if config.parallel and len(loops) >= 2:
+            sch.parallel(sch.fuse(loops[0], loops[1]))
+        _vectorize_inner(sch, last, lanes)
+    return sch.mod["main"]
+
+
+def _schedule_acc(sch, acc, config: KernelConfig, hints: dict, dot_intrin: str | None) -> None:
+    n, oc, p, *red = sch.get_loops(acc)
+    lanes = config.lanes
+    ob = _fit(config.oc_block, _extent(sch, oc))
+    pu = _fit(config.p_unroll, _extent(sch, p) // lanes)
+    oco, oci = sch.split(oc, [None, ob])
+    po, pui, pv = sch.split(p, [None, pu, lanes])
+    use_dot = dot_intrin is not None and config.use_dot and hints.get("dot_ok", False)
+    unrolled = [oci, pui]
+    if use_dot:
+        *red_outer, q = red
+        sch.reorder(n, oco, po, *red_outer, oci, pui, pv, q)
+    elif hints.get("bitserial"):
+        planes, spatial_red = red[:2], red[2:]  # (i, j) plane loops, then the window / word loops
+        sch.reorder(n, oco, po, *spatial_red, planes[1], planes[0], oci, pui, pv)
+        unrolled += planes
+    else:
+        sch.reorder(n, oco, po, *red, oci, pui, pv)
+    outer = sch.fuse(n, oco, po)
+    if config.parallel:
+        sch.parallel(outer)
+    wb = sch.cache_write(acc, 0, "local")
+    sch.reverse_compute_at(wb, outer)
+    wb_loops = sch.get_loops(wb)
+    if len(wb_loops) > 2:
+        sch.fuse(*wb_loops[1:])
+    _vectorize_inner(sch, wb, lanes)
+    if not use_dot:
+        sch.vectorize(pv)
+    init = sch.decompose_reduction(acc, sch.get_loops(acc)[1])
+    sch.vectorize(sch.get_loops(init)[-1])
+    if use_dot:
+        sch.tensorize(pv, dot_intrin)
+    for loop in unrolled:
+        sch.unroll(loop)
+
+
+def _schedule_depthwise(sch, dw, config: KernelConfig) -> None:
+    n, oc, oy, ox, ky, kx = sch.get_loops(dw)
+    lanes = min(config.lanes, _extent(sch, ox))
+    oxo, oxv = sch.split(ox, [None, lanes])
+    sch.reorder(n, oc, oy, oxo, ky, kx, oxv)
+    outer = sch.fuse(n, oc)
+    if config.parallel:
+        sch.parallel(outer)
+    sch.vectorize(oxv)
+    sch.unroll(ky)
+    sch.unroll(kx)
+    init = sch.decompose_reduction(dw, ky)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _fit(want: int, extent: int) -> int:
+    """Largest power of two <= want dividing extent."""
+    b = max(1, want)
+    while b > 1 and extent % b:
+        b //= 2
+    return b

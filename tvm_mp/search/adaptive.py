@@ -1,0 +1,286 @@
+"""Run-time operating points: one artifact holding several plans, switched at run time without recompiling.
+
+``compile_adaptive(mod, points=..., calibration=...)`` lowers every plan with the same calibration (exactly what
+``tvm_mp.compile`` would do for each alone), then merges them into one Relax module: each plan becomes a function
+``point_<i>``; kernels (PrimFuncs) that are identical across plans are kept once; weight and requantization
+constants that are identical are the same constant, and the Relax VM stores each distinct constant once. One
+``tvm.compile`` builds the whole artifact. :meth:`AdaptiveModel.select` picks, for limits given at run time, the
+best point that fits (by score when known, else the dearest that fits); :meth:`AdaptiveModel.run` runs it.
+
+What is shared: a layer kept at the same precision in several plans (the usual case along a Pareto front, where
+neighbouring plans differ in a few layers) shares its kernel and its weights; a layer at the same weight bits and
+kernel kind but different activation bits shares its weights. What is not: a layer at different weight bits. Its
+lower-precision bit-planes cannot be taken from the higher-precision ones without changing the numbers, because
+tvm-mp picks a clipped scale and GPTQ rounding per bit-width (what makes 2-3-bit layers usable), so the 2-bit
+integers are not the top bits of the 8-bit ones. Every point therefore computes exactly what its own stand-alone
+``tvm_mp.compile`` computes (tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .. import _tvm
+from ..errors import CalibrationError, CompileError, Error, InputShapeError, PlanError
+from ..layers import list_layers
+from ..passes.pipeline import annotate_phase, lower_phase, quantize_phase
+from ..precision import PrecisionPlan
+from ..quantize.calibrate import calibrate
+from .costs import FIT_RTOL, METRICS, BudgetError, CostTable, _fmt
+from .pareto import ParetoFront, ParetoPoint, _target_name
+from .space import SearchSpace
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """One plan of an adaptive artifact, with its predicted costs and (when known) its score."""
+
+    function: str
+    plan: PrecisionPlan
+    energy_uj: float
+    latency_ms: float
+    memory_kb: float
+    score: float | None = None
+
+    def cost(self, metric: str) -> float:
+        return getattr(self, metric)
+
+    def to_dict(self) -> dict:
+        return {"function": self.function, "plan": {n: str(p) for n, p in self.plan.items()},
+                "energy_uj": self.energy_uj, "latency_ms": self.latency_ms, "memory_kb": self.memory_kb,
+                "score": self.score}
+
+
+@dataclass(frozen=True)
+class WeightStore:
+    """Bytes of the constants the points need: each point alone (``separate_bytes``, summed over points) against
+    the distinct constants of the merged artifact (``shared_bytes``)."""
+
+    separate_bytes: int
+    shared_bytes: int
+    distinct_constants: int
+    total_constants: int
+
+    @property
+    def saved_fraction(self) -> float:
+        return 1.0 - self.shared_bytes / max(self.separate_bytes, 1)
+
+    def to_dict(self) -> dict:
+        return {"separate_bytes": self.separate_bytes, "shared_bytes": self.shared_bytes,
+                "distinct_constants": self.distinct_constants, "total_constants": self.total_constants,
+                "saved_fraction": self.saved_fraction}
+
+
+class AdaptiveModel:
+    """A built artifact with several operating points; :meth:`select` one, then :meth:`run`."""
+
+    def __init__(self, module: tvm.IRModule, executable, points: Sequence[OperatingPoint], store: WeightStore,
+                 target, energy_basis: str, input_shapes: Sequence[tuple[int, ...]]):
+        self.module = module
+        self.executable = executable
+        self.points = tuple(points)
+        self.store = store
+        self.target = target
+        self.energy_basis = energy_basis
+        self._input_shapes = [tuple(s) for s in input_shapes]
+        self._vm = None
+        self.selected = self.points[-1]
+
+    def select(self, energy_uj: float | None = None, latency_ms: float | None = None,
+               memory_kb: float | None = None) -> OperatingPoint:
+        """Switch to the best point within the given limits (predicted costs); no recompilation.
+
+        Best = highest score when every point has one, else the dearest in energy that fits. Raises
+        :class:`~tvm_mp.search.costs.BudgetError` naming the smallest values available if no point fits."""
+        limits = {m: v for m, v in (("energy_uj", energy_uj), ("latency_ms", latency_ms), ("memory_kb", memory_kb))
+                  if v is not None}
+        for m, v in limits.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise PlanError(f"select({m}={v!r}): give a positive finite number")
+        fits = [p for p in self.points if all(p.cost(m) <= v * (1 + FIT_RTOL) for m, v in limits.items())]
+        if not fits:
+            smallest = ", ".join(_fmt(m, min(p.cost(m) for p in self.points)) for m in METRICS)
+            asked = ", ".join(f"{m}={v:.4g}" for m, v in limits.items())
+            raise BudgetError(f"no operating point meets {asked}: the smallest available are {smallest}; raise the "
+                              "limit or compile a cheaper point")
+        if all(p.score is not None for p in fits):
+            best = max(fits, key=lambda p: (p.score, -p.energy_uj))
+        else:
+            best = max(fits, key=lambda p: p.energy_uj)
+        self.selected = best
+        return best
+
+    def _check(self, inputs) -> list[np.ndarray]:
+        if len(inputs) != len(self._input_shapes):
+            raise InputShapeError(f"the model takes {len(self._input_shapes)} input(s), got {len(inputs)}")
+        arrays = []
+        for i, (x, shape) in enumerate(zip(inputs, self._input_shapes)):
+            x = np.asarray(x, dtype=np.float32)
+            if x.ndim != len(shape) or tuple(x.shape[1:]) != tuple(shape[1:]):
+                raise InputShapeError(f"input {i} has shape {x.shape}; expected (batch, "
+                                      f"{', '.join(map(str, shape[1:]))})")
+            arrays.append(x)
+        return arrays
+
+    def run(self, *inputs: np.ndarray, point: OperatingPoint | int | None = None) -> np.ndarray:
+        """Run the selected point (or ``point``: an OperatingPoint or its index) on NumPy inputs."""
+        if point is None:
+            point = self.selected
+        elif isinstance(point, int):
+            point = self.points[point]
+        arrays = self._check(inputs)
+        if self._vm is None:
+            self._vm = _tvm.vm(self.executable)
+        compiled_batch = self._input_shapes[0][0]
+        batch = arrays[0].shape[0]
+        if batch == compiled_batch:
+            return _tvm.run_relax(self._vm, arrays, func=point.function)
+        if batch % compiled_batch:
+            raise InputShapeError(f"batch {batch} is not a multiple of the compiled batch {compiled_batch}")
+        outs = [_tvm.run_relax(self._vm, [a[i : i + compiled_batch] for a in arrays], func=point.function)
+                for i in range(0, batch, compiled_batch)]
+        return np.concatenate(outs, axis=0)
+
+    def to_dict(self) -> dict:
+        return {"points": [p.to_dict() for p in self.points], "store": self.store.to_dict(),
+                "energy_basis": self.energy_basis, "selected": self.selected.function}
+
+    def export(self, directory: str | Path) -> Path:
+        """Write ``model.so`` (all points) and ``points.json``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.executable.export_library(str(out / "model.so"))
+        (out / "points.json").write_text(json.dumps(self.to_dict(), indent=2))
+        return out
+
+
+def _plans_of(points) -> list[tuple[PrecisionPlan, float | None]]:
+    if isinstance(points, ParetoFront):
+        points = points.front("energy_uj")
+    if isinstance(points, (PrecisionPlan, ParetoPoint)):
+        points = [points]
+    out = []
+    for p in points:
+        if isinstance(p, ParetoPoint):
+            out.append((p.plan, p.score))
+        elif isinstance(p, PrecisionPlan):
+            out.append((p, None))
+        else:
+            raise PlanError(f"points must be PrecisionPlans, ParetoPoints or a ParetoFront, got {type(p).__name__}")
+    if not out:
+        raise PlanError("compile_adaptive needs at least one point")
+    seen, unique = set(), []
+    for plan, score in out:
+        key = plan.to_json()
+        if key not in seen:
+            seen.add(key)
+            unique.append((plan, score))
+    return unique
+
+
+def _const_key(value: np.ndarray) -> tuple:
+    return (str(value.dtype), value.shape, hashlib.blake2b(np.ascontiguousarray(value).tobytes(),
+                                                           digest_size=16).hexdigest())
+
+
+def merge_points(lowered: Sequence[tvm.IRModule]) -> tuple[tvm.IRModule, list[str], WeightStore]:
+    """One module with ``point_<i>`` per lowered module; identical PrimFuncs once, identical constants shared."""
+    bb = relax.BlockBuilder()
+    by_text: dict[str, tvm.ir.GlobalVar] = {}
+    used: set[str] = set()
+    consts: dict[tuple, relax.Expr] = {}
+    separate = total = 0
+    names = []
+    for i, low in enumerate(lowered):
+        mapping = {}
+        for gv, func in low.functions_items():
+            if gv.name_hint == "main":
+                continue
+            text = func.script()
+            if text not in by_text:
+                name, k = gv.name_hint, 1
+                while name in used:
+                    name, k = f"{gv.name_hint}_{k}", k + 1
+                used.add(name)
+                by_text[text] = bb.add_func(func.with_attr("global_symbol", name), name)
+            mapping[gv] = by_text[text]
+        sizes = [0, 0]
+
+        @relax.expr_functor.mutator
+        class Rebind(relax.PyExprMutator):
+            def visit_global_var_(self, op):
+                return mapping.get(op, op)
+
+            def visit_generic_const_(self, op):
+                value = _tvm.const_value(op)
+                key = _const_key(value)
+                sizes[0] += value.nbytes
+                sizes[1] += 1
+                if key not in consts:
+                    consts[key] = op
+                return consts[key]
+
+        name = f"point_{i}"
+        main = Rebind(bb.get()).visit_expr(low["main"]).with_attr("global_symbol", name)
+        bb.add_func(main, name)
+        used.add(name)
+        names.append(name)
+        separate += sizes[0]
+        total += sizes[1]
+    store = WeightStore(separate, sum(int(_tvm.const_value(c).nbytes) for c in consts.values()), len(consts), total)
+    return bb.get(), names, store
+
+
+def compile_adaptive(mod: tvm.IRModule, points, calibration: Iterable | None = None, target: Any = "llvm",
+                     calibration_method: str = "mse", percentile: float = 99.99, cost_model=None) -> AdaptiveModel:
+    """Build one artifact holding every plan of ``points`` (PrecisionPlans, ParetoPoints, or a ParetoFront: its
+    energy front). Costs per point come from ``cost_model`` (default: the analytical model); see module docstring.
+    """
+    if not isinstance(mod, tvm.IRModule):
+        raise Error(f"compile_adaptive needs a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
+    plans = _plans_of(points)
+    if calibration is None:
+        raise CalibrationError("compile_adaptive needs calibration=[batches of representative inputs]")
+    layers = list_layers(mod)
+    names = [layer.name for layer in layers]
+    for plan, _ in plans:
+        plan.validate_for(names)
+        missing = [n for n in names if n not in plan]
+        if missing:
+            raise PlanError(f"every operating point must give each layer a precision; a plan lacks {missing}")
+    tgt = _tvm.make_target(target)
+    ranges = calibrate(mod, list(calibration), calibration_method, percentile)
+    lowered = []
+    for plan, _ in plans:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            quantized = tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase(ranges))(mod)
+        lowered.append(tvm.transform.Sequential(lower_phase())(quantized))
+    merged, functions, store = merge_points(lowered)
+    try:
+        executable = _tvm.build(merged, tgt)
+    except Error:
+        raise
+    except Exception as err:  # TVM's own error types: one line naming the stage
+        raise CompileError(f"TVM failed to build the adaptive model for {tgt.kind.name}: "
+                           f"{_tvm.error_line(err)}") from None
+    options = {n: list(dict.fromkeys(plan[n] for plan, _ in plans)) for n in names}
+    space = SearchSpace.build(layers, options)
+    costs = CostTable.from_model(space, cost_model, _target_name(target))
+    result = []
+    for (plan, score), fn in zip(plans, functions):
+        totals = costs.totals(space.index_of(plan))
+        result.append(OperatingPoint(fn, plan, totals["energy_uj"], totals["latency_ms"], totals["memory_kb"], score))
+    order = sorted(range(len(result)), key=lambda i: (result[i].energy_uj, i))
+    shapes = [_tvm.expr_shape(p) for p in mod["main"].params]
+    return AdaptiveModel(merged, executable, [result[i] for i in order], store, tgt, costs.energy_basis, shapes)

@@ -1,0 +1,224 @@
+"""Per-layer, per-option costs: energy and latency from a cost model, weight memory from the storage formats.
+
+Costs are additive over layers (layers run one after another; their weights are stored side by side), so a plan's
+totals are sums of table entries. The cost model is anything with ``predict(workloads) -> Estimate``
+(:mod:`tvm_mp.cost_models.base`); by default the :class:`~tvm_mp.cost_models.analytical.AnalyticalModel`
+(roofline latency, modelled CPU energy). All layer/option workloads go to the model in one batch.
+
+Weight memory is the bytes of the weight constant a kernel stores (what ``CompiledModel.report`` counts):
+bit-planes of ``ceil(R / 32)`` 32-bit words per plane for bit-serial kernels, ``ceil(R / (8 // c))`` bytes per
+output channel for packed kernels with a ``c``-bit container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..budget import Budget
+from ..errors import PlanError
+from ..layers import LayerInfo
+from ..precision import Precision
+from ..quantize.packing import WORD_BITS, container_bits
+from .space import SearchSpace, is_integer
+
+#: Cost quantities and the Budget field limiting each.
+METRICS = ("energy_uj", "latency_ms", "memory_kb")
+#: Tolerance when checking a total against a limit (relative), so a plan sitting exactly on a limit fits.
+FIT_RTOL = 1e-9
+
+
+def weight_bytes(layer: LayerInfo, precision: Precision) -> int:
+    """Bytes of the weight constant a kernel of ``precision`` stores for ``layer`` (integer kinds)."""
+    if precision.resolved_kind not in ("bitserial", "packed"):
+        raise PlanError(f"weight storage of {precision} ({precision.kind}) is not modelled here: search integer options")
+    oc = layer.out_channels
+    r = layer.reduction
+    if precision.resolved_kind == "bitserial":
+        planes = 1 if precision.w_bits == 1 else precision.w_bits
+        return oc * planes * (-(-r // WORD_BITS)) * (WORD_BITS // 8)
+    per_byte = 8 // container_bits(precision.w_bits)
+    return oc * (-(-r // per_byte))
+
+
+def default_cost_model():
+    """The analytical cost model (roofline latency, modelled energy) with its default parameters."""
+    from ..cost_models.analytical import AnalyticalModel
+
+    return AnalyticalModel()
+
+
+@dataclass(frozen=True, eq=False)
+class CostTable:
+    """``[layer, option]`` arrays of energy (µJ), latency (ms) and weight memory (kB); padding entries are inf.
+
+    ``energy_basis`` is the cost model's label for its energy figures ("modelled" for CPU energy).
+    """
+
+    space: SearchSpace
+    energy_uj: np.ndarray
+    latency_ms: np.ndarray
+    memory_kb: np.ndarray
+    energy_basis: str = "modelled"
+    model_name: str = ""
+
+    def __post_init__(self) -> None:
+        shape = (self.space.n_layers, self.space.max_options)
+        for name in METRICS:
+            arr = np.array(getattr(self, name), dtype=np.float64)
+            if arr.shape != shape:
+                raise PlanError(f"CostTable.{name} must have shape {shape} (layers x options), got {arr.shape}")
+            valid = np.arange(shape[1])[None, :] < self.space.sizes[:, None]
+            if not np.isfinite(arr[valid]).all() or (arr[valid] < 0).any():
+                raise PlanError(f"CostTable.{name} has negative or non-finite costs: check the cost model")
+            arr[~valid] = np.inf
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @classmethod
+    def from_model(cls, space: SearchSpace, model=None, target: str = "llvm",
+                   epilogues: Mapping[str, str] | None = None) -> "CostTable":
+        """Ask ``model`` (default: :func:`default_cost_model`) about every layer at every option, in one batch.
+
+        ``epilogues``: layer name -> "requant" (integer output edge) or "float"; default "requant".
+        """
+        from ..cost_models.base import Workload
+
+        model = model if model is not None else default_cost_model()
+        if not hasattr(model, "predict"):
+            raise PlanError(f"cost model {type(model).__name__} has no predict(workloads) method")
+        epilogues = dict(epilogues or {})
+        workloads, where = [], []
+        for i, (layer, opts) in enumerate(zip(space.layers, space.options)):
+            for j, prec in enumerate(opts):
+                workloads.append(Workload.from_layer(layer, prec, epilogue=epilogues.get(layer.name, "requant"),
+                                                     target=target))
+                where.append((i, j))
+        est = model.predict(workloads)
+        if len(est) != len(workloads):
+            raise PlanError(f"cost model {type(model).__name__} returned {len(est)} estimates for "
+                            f"{len(workloads)} workloads")
+        shape = (space.n_layers, space.max_options)
+        energy, latency, memory = np.full(shape, np.inf), np.full(shape, np.inf), np.full(shape, np.inf)
+        for k, (i, j) in enumerate(where):
+            energy[i, j] = est.energy_uj[k]
+            latency[i, j] = est.latency_ms[k]
+            memory[i, j] = weight_bytes(space.layers[i], space.options[i][j]) / 1024.0
+        return cls(space, energy, latency, memory, est.energy_basis, type(model).__name__)
+
+    # ---- totals ------------------------------------------------------------------------------------------
+    def array(self, metric: str) -> np.ndarray:
+        if metric not in METRICS:
+            raise PlanError(f"unknown cost {metric!r}: use one of {', '.join(METRICS)}")
+        return getattr(self, metric)
+
+    def totals(self, index: Sequence[int]) -> dict[str, float]:
+        """Total energy, latency and memory of an index vector."""
+        idx = self.space._check_index(index)
+        rows = np.arange(self.space.n_layers)
+        return {m: float(self.array(m)[rows, idx].sum()) for m in METRICS}
+
+    def layer_costs(self, index: Sequence[int]) -> list[dict[str, float]]:
+        rows = range(self.space.n_layers)
+        return [{m: float(self.array(m)[i, int(index[i])]) for m in METRICS} for i in rows]
+
+    def minimum(self) -> dict[str, float]:
+        """The smallest total each cost can reach on its own (every layer at its cheapest option for it)."""
+        return {m: float(np.min(self.array(m), axis=1).sum()) for m in METRICS}
+
+    def maximum(self) -> dict[str, float]:
+        return {m: float(np.max(np.where(np.isfinite(self.array(m)), self.array(m), -np.inf), axis=1).sum())
+                for m in METRICS}
+
+    def limits(self, budget: Budget) -> dict[str, float]:
+        """The limits a budget sets (only the ones it sets)."""
+        if not isinstance(budget, Budget):
+            raise PlanError(f"expected a tvm_mp.Budget, got {type(budget).__name__}")
+        return {m: float(getattr(budget, m)) for m in METRICS if getattr(budget, m) is not None}
+
+    def fits(self, index: Sequence[int], budget: Budget) -> bool:
+        totals = self.totals(index)
+        return all(totals[m] <= lim * (1 + FIT_RTOL) for m, lim in self.limits(budget).items())
+
+    def budget_use(self, index: Sequence[int], budget: Budget) -> dict[str, float]:
+        """Fraction of each set limit that a plan uses (1.0 = exactly on the limit)."""
+        totals = self.totals(index)
+        return {m: totals[m] / lim for m, lim in self.limits(budget).items()}
+
+    def restricted(self, keep: Sequence[Sequence[int]]) -> "CostTable":
+        """The table of :meth:`SearchSpace.restricted` with the same ``keep``."""
+        space = self.space.restricted(keep)
+        shape = (space.n_layers, space.max_options)
+        out = {}
+        for m in METRICS:
+            arr = np.full(shape, np.inf)
+            for i, k in enumerate(keep):
+                arr[i, : len(k)] = self.array(m)[i, list(k)]
+            out[m] = arr
+        return CostTable(space, out["energy_uj"], out["latency_ms"], out["memory_kb"], self.energy_basis,
+                         self.model_name)
+
+
+def prune_dominated(space: SearchSpace, costs: CostTable, metrics: Sequence[str] = METRICS
+                    ) -> tuple[SearchSpace, CostTable]:
+    """Drop options another option of the same layer beats: no more costly in any of ``metrics`` and with at
+    least as many weight and activation bits (assumed at least as accurate). Keeps the space's order."""
+    for m in metrics:
+        costs.array(m)
+    keep = []
+    for i, opts in enumerate(space.options):
+        c = np.stack([costs.array(m)[i, : len(opts)] for m in metrics], axis=1) if metrics else np.zeros((len(opts), 0))
+        kept = []
+        for j, o in enumerate(opts):
+            dominated = False
+            for k, p in enumerate(opts):
+                if k == j or not (is_integer(p) and is_integer(o)) or p.w_bits < o.w_bits or p.a_bits < o.a_bits or (c[k] > c[j]).any():
+                    continue
+                strictly = p.w_bits > o.w_bits or p.a_bits > o.a_bits or (c[k] < c[j]).any()
+                if strictly or k < j:  # equal in everything: keep the first
+                    dominated = True
+                    break
+            if not dominated:
+                kept.append(j)
+        keep.append(kept)
+    return space.restricted(keep), costs.restricted(keep)
+
+
+class BudgetError(PlanError):
+    """No plan of the search space meets the budget (by the cost model's estimate)."""
+
+
+def _fmt(metric: str, value: float) -> str:
+    unit = metric.rsplit("_", 1)[1].replace("uj", "uJ").replace("kb", "kB")
+    return f"{metric.rsplit('_', 1)[0]} {value:.4g} {unit}"
+
+
+def check_budget(costs: CostTable, budget: Budget) -> None:
+    """Raise :class:`BudgetError` if no plan meets ``budget``, giving the smallest achievable value of each limit
+    (each on its own), and saying so when the limits are achievable one by one but not together."""
+    limits = costs.limits(budget)
+    mins = costs.minimum()
+    smallest = ", ".join(_fmt(m, mins[m]) for m in METRICS)
+    source = f"{costs.model_name or 'cost model'}, energy {costs.energy_basis}"
+    over = [m for m, lim in limits.items() if mins[m] > lim * (1 + FIT_RTOL)]
+    if over:
+        asked = ", ".join(f"{m}={limits[m]:.4g}" for m in over)
+        raise BudgetError(f"no plan meets {asked}: the smallest achievable values are {smallest} ({source}); "
+                          f"raise {' and '.join(over)} to at least that, or allow lower precisions")
+    if len(limits) > 1:
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
+        space = costs.space
+        cells = [(i, j) for i in range(space.n_layers) for j in range(int(space.sizes[i]))]
+        onehot = np.zeros((space.n_layers, len(cells)))
+        for k, (i, _) in enumerate(cells):
+            onehot[i, k] = 1.0
+        a = np.array([[costs.array(m)[i, j] / lim for i, j in cells] for m, lim in limits.items()])
+        res = milp(np.zeros(len(cells)), integrality=np.ones(len(cells)), bounds=Bounds(0, 1),
+                   constraints=[LinearConstraint(onehot, 1, 1), LinearConstraint(a, -np.inf, 1 + FIT_RTOL)])
+        if res.x is None:
+            asked = ", ".join(f"{m}={v:.4g}" for m, v in limits.items())
+            raise BudgetError(f"no plan meets {asked} together, though each limit alone can be met (smallest "
+                              f"achievable: {smallest}; {source}): raise one of the limits")

@@ -1,0 +1,338 @@
+"""Pareto explorer: sweep budgets, keep the non-dominated plans in (cost, accuracy) for energy, latency and memory.
+
+:func:`explore` scores every uniform plan of the space, then for each swept axis and each budget on it runs the
+annealer on the real score (``accuracy_fn`` or a fidelity proxy), started from the ILP optimum of the additive
+sensitivity guide. Every plan scored on the way is a candidate; the front of an axis is the set of candidates no
+other candidate beats in both that cost and the score. The result, a :class:`ParetoFront`, keeps the plans behind
+each point, writes JSON (the format ``tvm_mp.reporting`` reads: ``points`` with ``energy_uj``, ``accuracy``,
+``kind``) and a PNG that marks uniform plans against mixed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import tvm
+
+from ..budget import Budget
+from ..errors import Error, PlanError
+from ..layers import list_layers
+from ..precision import Precision, PrecisionPlan
+from .accuracy import Scorer, plan_key
+from .annealing import AnnealConfig, anneal
+from .costs import METRICS, CostTable, check_budget, prune_dominated
+from .ilp import solve_ilp
+from .problem import Problem, ScoreObjective
+from .sensitivity import Sensitivity, measure_sensitivity
+from .space import SearchSpace
+
+#: Axis labels for plots and tables.
+AXIS_LABELS = {"energy_uj": "energy per inference (uJ)", "latency_ms": "latency (ms)", "memory_kb": "weight memory (kB)"}
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One scored plan with its predicted costs. ``kind`` is "uniform" or "mixed"; ``label`` names uniform plans."""
+
+    plan: PrecisionPlan
+    score: float
+    energy_uj: float
+    latency_ms: float
+    memory_kb: float
+    kind: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("uniform", "mixed"):
+            raise PlanError(f"ParetoPoint.kind={self.kind!r}: use 'uniform' or 'mixed'")
+        for name in ("score",) + METRICS:
+            if not math.isfinite(getattr(self, name)):
+                raise PlanError(f"ParetoPoint.{name} must be finite, got {getattr(self, name)}")
+
+    def cost(self, axis: str) -> float:
+        if axis not in METRICS:
+            raise PlanError(f"unknown axis {axis!r}: use one of {', '.join(METRICS)}")
+        return getattr(self, axis)
+
+    def to_dict(self) -> dict:
+        return {"plan": {n: p.to_dict() for n, p in self.plan.items()}, "accuracy": self.score,
+                "energy_uj": self.energy_uj, "latency_ms": self.latency_ms, "memory_kb": self.memory_kb,
+                "kind": self.kind, "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "ParetoPoint":
+        plan = PrecisionPlan({n: Precision.from_dict(p) for n, p in data["plan"].items()})
+        return cls(plan, float(data["accuracy"]), float(data["energy_uj"]), float(data["latency_ms"]),
+                   float(data["memory_kb"]), str(data["kind"]), str(data.get("label", "")))
+
+
+def non_dominated(points: Sequence[ParetoPoint], axis: str) -> list[int]:
+    """Indices of the points that no other point beats in both ``axis`` (lower) and score (higher), by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i].cost(axis), -points[i].score, i))
+    keep, best = [], -math.inf
+    for i in order:
+        if points[i].score > best:
+            keep.append(i)
+            best = points[i].score
+    return keep
+
+
+@dataclass(frozen=True)
+class ParetoFront:
+    """Uniform plans and non-dominated mixed plans, with the front of each explored axis.
+
+    ``points``: every uniform plan and every mixed plan on some front. ``fronts``: axis -> indices into ``points``
+    (by increasing cost). ``metric``: what the score is ("accuracy_fn" or a proxy). ``energy_basis``: how energy
+    was obtained ("modelled" for CPU energy).
+    """
+
+    points: tuple[ParetoPoint, ...]
+    fronts: Mapping[str, tuple[int, ...]]
+    metric: str
+    energy_basis: str = "modelled"
+    fp32_score: float | None = None
+    notes: Mapping[str, object] = field(default_factory=dict)
+
+    def front(self, axis: str = "energy_uj") -> list[ParetoPoint]:
+        if axis not in self.fronts:
+            raise PlanError(f"axis {axis!r} was not explored; explored: {', '.join(self.fronts)}")
+        return [self.points[i] for i in self.fronts[axis]]
+
+    def uniform(self) -> list[ParetoPoint]:
+        return [p for p in self.points if p.kind == "uniform"]
+
+    def best_within(self, axis: str, limit: float) -> ParetoPoint | None:
+        """The highest-scoring point of the front whose ``axis`` cost is at most ``limit``."""
+        fits = [p for p in self.front(axis) if p.cost(axis) <= limit]
+        return max(fits, key=lambda p: p.score) if fits else None
+
+    def dominance(self, axis: str = "energy_uj", uniform_front_only: bool = False) -> list[dict]:
+        """For each uniform plan (or each one no other uniform plan beats): the best mixed point on the front
+        costing no more (in ``axis``) and whether it strictly dominates the uniform plan (scores at least as well
+        and costs less, or scores better)."""
+        out = []
+        mixed = [p for p in self.front(axis) if p.kind == "mixed"]
+        uniform = self.uniform()
+        if uniform_front_only:
+            uniform = [uniform[i] for i in non_dominated(uniform, axis)]
+        for u in sorted(uniform, key=lambda p: p.cost(axis)):
+            fits = [m for m in mixed if m.cost(axis) <= u.cost(axis)]
+            best = max(fits, key=lambda m: (m.score, -m.cost(axis))) if fits else None
+            dominates = best is not None and best.score >= u.score and (
+                best.score > u.score or best.cost(axis) < u.cost(axis))
+            out.append({"uniform": u.label, "uniform_cost": u.cost(axis), "uniform_score": u.score,
+                        "mixed_cost": None if best is None else best.cost(axis),
+                        "mixed_score": None if best is None else best.score, "dominates": bool(dominates)})
+        return out
+
+    def saving(self, reference: str = "w8a8", max_loss: float = 0.005, axis: str = "energy_uj") -> dict:
+        """The cheapest front point scoring at least ``reference``'s score minus ``max_loss``, and the fraction
+        of ``reference``'s cost it saves."""
+        refs = [p for p in self.uniform() if p.label == reference]
+        if not refs:
+            raise PlanError(f"no uniform plan {reference!r} among the points; uniform plans: "
+                            f"{', '.join(p.label for p in self.uniform())}")
+        ref = refs[0]
+        ok = [p for p in self.front(axis) if p.score >= ref.score - max_loss - 1e-12]
+        best = min(ok, key=lambda p: (p.cost(axis), -p.score))
+        return {"reference": reference, "reference_cost": ref.cost(axis), "reference_score": ref.score,
+                "max_loss": max_loss, "cost": best.cost(axis), "score": best.score,
+                "saving": 1.0 - best.cost(axis) / ref.cost(axis), "plan": {n: str(p) for n, p in best.plan.items()}}
+
+    # ---- files ----------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "energy_basis": self.energy_basis, "fp32_score": self.fp32_score,
+                "points": [p.to_dict() for p in self.points], "fronts": {k: list(v) for k, v in self.fronts.items()},
+                "notes": {k: v for k, v in self.notes.items() if isinstance(v, (int, float, str, bool, list, dict))}}
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text: str) -> "ParetoFront":
+        try:
+            data = json.loads(text)
+            points = tuple(ParetoPoint.from_dict(p) for p in data["points"])
+            fronts = {k: tuple(int(i) for i in v) for k, v in data["fronts"].items()}
+            return cls(points, fronts, str(data["metric"]), str(data.get("energy_basis", "modelled")),
+                       data.get("fp32_score"), data.get("notes", {}))
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+            raise Error(f"not a Pareto front JSON ({err!s}): write it with ParetoFront.to_json") from None
+
+    def plot(self, path: str | Path, axes: Sequence[str] | None = None) -> Path:
+        """PNG: one panel per axis; mixed front (circles, line), uniform plans (squares, labelled)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        axes = list(axes or self.fronts)
+        fig, panels = plt.subplots(1, len(axes), figsize=(5.2 * len(axes), 4.0), squeeze=False)
+        for ax, axis in zip(panels[0], axes):
+            front = self.front(axis)
+            mixed = [p for p in front if p.kind == "mixed"]
+            ax.step([p.cost(axis) for p in front], [p.score for p in front], where="post", color="0.7", lw=1,
+                    zorder=1, label="front")
+            ax.scatter([p.cost(axis) for p in mixed], [p.score for p in mixed], marker="o", s=22, zorder=3,
+                       label="mixed plans (front)")
+            uni = self.uniform()
+            ax.scatter([p.cost(axis) for p in uni], [p.score for p in uni], marker="s", s=26, zorder=2,
+                       facecolors="none", edgecolors="tab:red", linewidths=0.8, label="uniform plans")
+            for i in non_dominated(uni, axis):  # label the uniform plans no other uniform plan beats
+                p = uni[i]
+                ax.annotate(p.label, (p.cost(axis), p.score), fontsize=7, color="tab:red", xytext=(4, -10),
+                            textcoords="offset points")
+            label = AXIS_LABELS[axis] + (f", {self.energy_basis}" if axis == "energy_uj" else "")
+            ax.set_xlabel(label)
+            ax.set_xscale("log")
+            ax.set_ylabel(self.metric)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+@dataclass(frozen=True, eq=False)
+class SearchContext:
+    """Everything a search over one model needs, built once: the scorer, the full space and its cost table.
+    Sensitivities are measured on demand, for the options a problem keeps (the scorer remembers every run)."""
+
+    scorer: Scorer
+    space: SearchSpace
+    costs: CostTable
+    progress: bool | None = None
+
+    def sensitivity(self, space: SearchSpace) -> Sensitivity:
+        return measure_sensitivity(self.scorer, space, progress=self.progress)
+
+    def problem(self, budget: Budget, metrics: Sequence[str] | None = None) -> Problem:
+        """A score-maximizing problem under ``budget`` over the options not dominated in ``metrics`` (default:
+        the limited ones) -- dominance assumes more bits are at least as accurate -- with the per-layer output
+        noise of those options as its guide."""
+        metrics = list(metrics or self.costs.limits(budget))
+        space, costs = prune_dominated(self.space, self.costs, metrics)
+        guide = self.sensitivity(space).noise
+        return Problem(space, costs, budget, ScoreObjective(self.scorer, space), guide)
+
+    def point(self, plan: PrecisionPlan, kind: str, label: str = "") -> ParetoPoint:
+        totals = self.costs.totals(self.space.index_of(plan))
+        return ParetoPoint(plan, self.scorer.score(plan), totals["energy_uj"], totals["latency_ms"],
+                           totals["memory_kb"], kind, label)
+
+
+def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn=None, data=None,
+                   metric: str = "agreement", options=None, cost_model=None, target: str = "llvm",
+                   scorer: Scorer | None = None, progress: bool | None = None,
+                   budget: Budget | None = None) -> SearchContext:
+    """Build the scorer (unless given), the space and the cost table of ``mod``. With ``budget``, raise
+    :class:`~tvm_mp.search.costs.BudgetError` at once if no plan of the space can meet it."""
+    if not isinstance(mod, tvm.IRModule):
+        raise Error(f"expected a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
+    layers = list_layers(mod)
+    space = SearchSpace.build(layers, options)
+    scorer = scorer or Scorer(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric)
+    costs = CostTable.from_model(space, cost_model, _target_name(target),
+                                 scorer.evaluator.epilogues(space.names))
+    if budget is not None:
+        check_budget(costs, budget)
+    return SearchContext(scorer, space, costs, progress)
+
+
+def _target_name(target) -> str:
+    if isinstance(target, str):
+        return target
+    if isinstance(target, Mapping):
+        return json.dumps(dict(target), sort_keys=True)
+    return str(target)
+
+
+def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator, config: AnnealConfig | None = None):
+    """Best plan for ``budget``: ILP on the sensitivity guide, then annealing on the real score from there.
+    Returns ``(SearchResult, Problem)``."""
+    problem = ctx.problem(budget)
+    start = solve_ilp(problem)
+    config = config or AnnealConfig(steps=1500, restarts=1, reheat_after=400, max_evaluations=250)
+    result = anneal(problem, rng, config, init=start.index)
+    if start.feasible and start.objective < result.objective:
+        result = start
+    return result, problem
+
+
+def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn=None, data=None,
+            metric: str = "agreement", budgets: int | Mapping[str, Sequence[float]] = 8,
+            axes: Sequence[str] = ("energy_uj",), options=None, cost_model=None, target: str = "llvm",
+            seed: int = 0, config: AnnealConfig | None = None, context: SearchContext | None = None,
+            progress: bool | None = None) -> ParetoFront:
+    """Sweep budgets and return the Pareto front of score against cost (see module docstring).
+
+    mod, calibration, accuracy_fn, data, metric: as for :class:`~tvm_mp.search.accuracy.Scorer`.
+    budgets: the number of budgets per axis (spaced geometrically from the smallest achievable cost to the cost
+        of the dearest uniform plan no other uniform plan beats), or a mapping axis -> explicit limits.
+    axes: which costs to sweep: any of "energy_uj", "latency_ms", "memory_kb". Every front is computed over all
+        candidates found, so sweeping energy alone still gives latency and memory fronts of those plans.
+    options: the per-layer precisions (default :func:`~tvm_mp.search.space.default_options`).
+    seed: seeds the annealer (same seed, same front).
+    """
+    for axis in axes:
+        if axis not in METRICS:
+            raise PlanError(f"unknown axis {axis!r}: use any of {', '.join(METRICS)}")
+    ctx = context or search_context(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric,
+                                    options=options, cost_model=cost_model, target=target, progress=progress)
+    rng = np.random.default_rng(seed)
+    candidates: dict = {}
+    for prec in ctx.space.uniform_precisions():
+        plan = PrecisionPlan({n: prec for n in ctx.space.names})
+        candidates[plan_key(plan)] = ctx.point(plan, "uniform", str(prec))
+    uniform = list(candidates.values())
+    # sweep up to the dearest uniform plan that no other uniform plan beats (dearer ones only cost more)
+    uniform_max = {a: max(uniform[i].cost(a) for i in non_dominated(uniform, a)) if uniform
+                   else ctx.costs.maximum()[a] for a in METRICS}
+    sweeps = {}
+    for axis in axes:
+        if isinstance(budgets, Mapping):
+            sweeps[axis] = [float(b) for b in budgets.get(axis, [])]
+        else:
+            lo, hi = ctx.costs.minimum()[axis], uniform_max[axis]
+            sweeps[axis] = list(np.geomspace(lo * (1 + 1e-6), max(hi, lo * 1.01), int(budgets)))
+    runs = []
+    from tqdm.auto import tqdm
+
+    total = sum(len(v) for v in sweeps.values())
+    with tqdm(total=total, desc="explore", disable=not (progress if progress is not None else total > 4),
+              leave=False) as bar:
+        for axis, limits in sweeps.items():
+            for limit in limits:
+                budget = Budget(**{axis: float(limit)})
+                result, problem = optimize(ctx, budget, rng, config)
+                runs.append({"axis": axis, "limit": float(limit), "score": -result.objective,
+                             "feasible": result.feasible, "evaluations": result.evaluations})
+                for key_idx in problem.objective.seen():
+                    plan = problem.space.plan(np.array(key_idx))
+                    key = plan_key(plan)
+                    if key not in candidates:
+                        candidates[key] = ctx.point(plan, "mixed")
+                bar.update(1)
+    points = list(candidates.values())
+    fronts_all = {axis: non_dominated(points, axis) for axis in METRICS}
+    keep = sorted({i for idx in fronts_all.values() for i in idx} | {i for i, p in enumerate(points)
+                                                                      if p.kind == "uniform"})
+    remap = {old: new for new, old in enumerate(keep)}
+    kept = tuple(points[i] for i in keep)
+    fronts = {axis: tuple(remap[i] for i in fronts_all[axis]) for axis in METRICS}
+    notes = {"seed": seed, "candidates": len(points), "runs": runs, "axes_swept": list(axes),
+             "cost_model": ctx.costs.model_name, "options_per_layer": ctx.space.sizes.tolist()}
+    return ParetoFront(kept, fronts, ctx.scorer.name, ctx.costs.energy_basis, ctx.scorer.fp32_score(), notes)

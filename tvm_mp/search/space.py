@@ -1,0 +1,206 @@
+"""The search space: the precisions each layer may take.
+
+A :class:`SearchSpace` holds the model's layers (in :func:`~tvm_mp.layers.list_layers` order) and, per layer, a
+tuple of candidate :class:`~tvm_mp.precision.Precision` options. A point of the space is an integer vector
+``index`` (one option index per layer); :meth:`SearchSpace.plan` turns it into a
+:class:`~tvm_mp.precision.PrecisionPlan`. Every search algorithm in this package works on index vectors.
+
+Options may name a kernel kind (``Precision(2, 4, "bitserial")``): a bit-serial kernel at ``w * a > 4`` costs
+more than at ``w2a2`` but can still be cheaper than the packed 8-bit kernel, so it is a real choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import PlanError
+from ..layers import LayerInfo
+from ..precision import VALID_BITS, Precision, PrecisionPlan
+
+
+def default_options(w_bits: Iterable[int] = VALID_BITS, a_bits: Iterable[int] = VALID_BITS,
+                    bitserial_max_product: int = 16) -> tuple[Precision, ...]:
+    """Every ``(w, a)`` with the automatic kernel, plus forced bit-serial kernels up to ``w * a`` =
+    ``bitserial_max_product`` where the automatic choice would be the packed kernel."""
+    out = []
+    for w in w_bits:
+        for a in a_bits:
+            auto = Precision(int(w), int(a))
+            out.append(auto)
+            if auto.resolved_kind == "packed" and w * a <= bitserial_max_product:
+                out.append(Precision(int(w), int(a), "bitserial"))
+    return tuple(out)
+
+
+def canonical(prec: Precision) -> Precision:
+    """The same precision with its kernel kind made explicit (so "auto" and its resolved kind compare equal)."""
+    return replace(prec, kind=prec.resolved_kind) if prec.kind == "auto" else prec
+
+
+def is_integer(prec: Precision) -> bool:
+    """True for the integer kinds (bit-serial / packed), the ones the bit-based neighbourhoods and dominance use."""
+    return prec.resolved_kind in ("bitserial", "packed")
+
+
+_canonical = canonical
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Layers and, per layer, the candidate precisions (see module docstring)."""
+
+    layers: tuple[LayerInfo, ...]
+    options: tuple[tuple[Precision, ...], ...]
+
+    def __post_init__(self) -> None:
+        layers = tuple(self.layers)
+        if not layers:
+            raise PlanError("the search space has no layers: the model has no conv2d/dense layer to quantize")
+        if not all(isinstance(layer, LayerInfo) for layer in layers):
+            raise PlanError("SearchSpace.layers must be LayerInfo objects (from tvm_mp.list_layers(mod))")
+        names = [layer.name for layer in layers]
+        if len(set(names)) != len(names):
+            raise PlanError(f"layer names in a search space must be unique, got {names}")
+        options = tuple(tuple(o) for o in self.options)
+        if len(options) != len(layers):
+            raise PlanError(f"SearchSpace has {len(layers)} layers but {len(options)} option lists: give one per layer")
+        for layer, opts in zip(layers, options):
+            if not opts:
+                raise PlanError(f"layer {layer.name!r} has no candidate precision: give at least one")
+            if not all(isinstance(o, Precision) for o in opts):
+                raise PlanError(f"options of layer {layer.name!r} must be Precision objects, e.g. Precision(4, 4)")
+            canon = [_canonical(o) for o in opts]
+            if len(set(canon)) != len(canon):
+                raise PlanError(f"layer {layer.name!r} lists the same precision twice; give each option once")
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "options", options)
+
+    # ---- construction --------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, layers: Sequence[LayerInfo], options: Sequence[Precision] | Mapping[str, Sequence[Precision]]
+              | None = None) -> "SearchSpace":
+        """A space over ``layers``; ``options`` is one list for every layer, a mapping per layer name, or None
+        for :func:`default_options`."""
+        layers = tuple(layers)
+        if options is None:
+            options = default_options()
+        if isinstance(options, Mapping):
+            missing = [layer.name for layer in layers if layer.name not in options]
+            if missing:
+                raise PlanError(f"no options given for layer(s) {missing}: the mapping needs every layer name")
+            return cls(layers, tuple(tuple(options[layer.name]) for layer in layers))
+        opts = tuple(options)
+        return cls(layers, tuple(opts for _ in layers))
+
+    # ---- queries ---------------------------------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self.layers)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @cached_property
+    def sizes(self) -> np.ndarray:
+        """Number of options of each layer (read-only)."""
+        out = np.array([len(o) for o in self.options], dtype=np.int64)
+        out.setflags(write=False)
+        return out
+
+    @cached_property
+    def max_options(self) -> int:
+        return int(self.sizes.max())
+
+    def plan(self, index: Sequence[int]) -> PrecisionPlan:
+        """The plan of an index vector."""
+        index = self._check_index(index)
+        return PrecisionPlan({layer.name: self.options[i][int(k)] for i, (layer, k) in
+                              enumerate(zip(self.layers, index))}, layers=self.names)
+
+    def key(self, index: Sequence[int]) -> tuple[int, ...]:
+        return tuple(int(k) for k in self._check_index(index))
+
+    def index_of(self, plan: PrecisionPlan) -> np.ndarray:
+        """The index vector of a plan that sets every layer to one of its options."""
+        out = np.zeros(self.n_layers, dtype=np.int64)
+        for i, (layer, opts) in enumerate(zip(self.layers, self.options)):
+            prec = plan.get(layer.name)
+            if prec is None:
+                raise PlanError(f"the plan has no precision for layer {layer.name!r}; a search plan sets every layer")
+            canon = [_canonical(o) for o in opts]
+            try:
+                out[i] = canon.index(_canonical(prec))
+            except ValueError:
+                raise PlanError(f"{prec} is not an option of layer {layer.name!r}; its options are "
+                                f"{', '.join(map(str, opts))}") from None
+        return out
+
+    def uniform_index(self, precision: Precision) -> np.ndarray | None:
+        """The index vector of the uniform plan at ``precision``, or None if some layer lacks that option."""
+        target = _canonical(precision)
+        out = []
+        for opts in self.options:
+            canon = [_canonical(o) for o in opts]
+            if target not in canon:
+                return None
+            out.append(canon.index(target))
+        return np.array(out, dtype=np.int64)
+
+    def uniform_precisions(self) -> list[Precision]:
+        """Precisions that every layer has as an option (in the first layer's order)."""
+        common = set(_canonical(o) for o in self.options[0])
+        for opts in self.options[1:]:
+            common &= set(_canonical(o) for o in opts)
+        return [o for o in self.options[0] if _canonical(o) in common]
+
+    def _check_index(self, index) -> np.ndarray:
+        arr = np.asarray(index)
+        if arr.shape != (self.n_layers,) or not np.issubdtype(arr.dtype, np.integer):
+            raise PlanError(f"an index vector has one integer per layer ({self.n_layers}), got {index!r}")
+        if (arr < 0).any() or (arr >= self.sizes).any():
+            raise PlanError(f"index {arr.tolist()} is out of range; layer option counts are {self.sizes.tolist()}")
+        return arr
+
+    # ---- neighbourhoods --------------------------------------------------------------------------------------
+    def neighbours(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        """Per layer and option: the options one step away (one bit more or less in w or a, same kernel rule;
+        or the same bits with the other kernel kind). Used by the annealer's local moves."""
+        out = []
+        for opts in self.options:
+            canon = [_canonical(o) for o in opts]
+            where = {c: j for j, c in enumerate(canon)}
+            per = []
+            for c in canon:
+                near = []
+                if not is_integer(c):
+                    per.append(())
+                    continue
+                for dw, da in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                    w, a = c.w_bits + dw, c.a_bits + da
+                    if w not in VALID_BITS or a not in VALID_BITS:
+                        continue
+                    for kind in (c.kind, Precision(w, a).resolved_kind):
+                        j = where.get(Precision(w, a, kind))
+                        if j is not None and j not in near:
+                            near.append(j)
+                other = Precision(c.w_bits, c.a_bits, "packed" if c.kind == "bitserial" else "bitserial")
+                if other in where:
+                    near.append(where[other])
+                per.append(tuple(near))
+            out.append(tuple(per))
+        return tuple(out)
+
+    def restricted(self, keep: Sequence[Sequence[int]]) -> "SearchSpace":
+        """A space keeping, per layer, the options at the given indices."""
+        if len(keep) != self.n_layers:
+            raise PlanError("restricted() needs one list of option indices per layer")
+        return SearchSpace(self.layers, tuple(tuple(self.options[i][j] for j in k) for i, k in enumerate(keep)))
+
+    def to_dict(self) -> dict:
+        return {"layers": list(self.names), "options": {layer.name: [str(o) for o in opts]
+                                                        for layer, opts in zip(self.layers, self.options)}}

@@ -1,0 +1,343 @@
+"""``tvm_mp.tune``: tune the kernels of a plan on devices attached over TVM RPC, without losing a measurement.
+
+Every distinct conv workload (layer shape x precision x kernel kind) of a plan is a task; each task's candidate
+schedules are knob configurations from the schedule registry (:mod:`tvm_mp.schedules.registry`). A measurement
+job is one (task, config): the host builds (cross-compiles for the target), a device registered with a TVM RPC
+tracker under the key runs and times it, and the result is appended to the record store at once (JSON lines,
+flushed per record, :mod:`tvm_mp.measure.records`).
+
+* Every device under the key is used in parallel: one worker thread per device, each asking the tracker for a
+  session per job, so the tracker spreads jobs over whatever devices are alive.
+* A device that dies mid-measurement costs only that job: it is retried on another device, and after
+  ``RPCConfig.retries`` failures it is recorded as failed (with the error), never silently dropped.
+* Resume: a job whose successful record is already in the store is skipped, so killing the tuner (even with
+  kill -9) and running the same command again continues where it stopped.
+* At the end the fastest correct config of each task goes into the tuning database, which later builds
+  (``RewriteMixedPrecision`` with a target) use without re-tuning.
+* Everything defaults to 127.0.0.1; nothing here opens a port.
+"""
+
+from __future__ import annotations
+
+import queue
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tvm
+
+from . import _tvm
+from .errors import Error
+from .layers import list_layers
+from .precision import PrecisionPlan
+
+
+class TuneError(Error):
+    """Tuning cannot start: unreachable tracker, no device under the key, bad settings."""
+
+
+@dataclass(frozen=True)
+class RPCConfig:
+    """Where the devices are: a TVM RPC tracker and the key the devices registered with."""
+
+    device_key: str
+    tracker_host: str = "127.0.0.1"
+    tracker_port: int = 9190
+    session_timeout_s: float = 120.0
+    retries: int = 2
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device_key, str) or not self.device_key:
+            raise TuneError("RPCConfig.device_key is empty: give the --key the devices' rpc_server registered with")
+        if not (0 < int(self.tracker_port) < 65536):
+            raise TuneError(f"RPCConfig.tracker_port={self.tracker_port} is not a port number (1..65535)")
+        if self.retries < 0 or self.session_timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise TuneError("RPCConfig: retries must be >= 0 and the timeouts > 0 seconds")
+
+    @classmethod
+    def parse(cls, tracker: str, key: str, **kw) -> "RPCConfig":
+        host, sep, port = tracker.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise TuneError(f"cannot read tracker address {tracker!r}: write it as HOST:PORT, e.g. 127.0.0.1:9190")
+        return cls(key, host, int(port), **kw)
+
+
+@dataclass
+class TuneResult:
+    """What a tuning run did. ``best``: task key -> (config dict, median latency in us)."""
+
+    tasks: int
+    jobs: int
+    measured: int = 0
+    skipped: int = 0
+    failed: int = 0
+    best: dict = field(default_factory=dict)
+    records_path: Path | None = None
+    database_path: Path | None = None
+
+
+@dataclass
+class _Job:
+    work: Any  # registry.ConvWorkload
+    config: Any  # registry.KernelConfig
+    workload: Any  # cost_models.base.Workload (the record key)
+    attempts: int = 0
+    errors: list = field(default_factory=list)
+
+
+def _record_workload(work, config, target_name: str, device: str):
+    from .cost_models.base import Workload
+
+    knobs = {k: (int(v) if isinstance(v, bool) else v) for k, v in config.to_dict().items()}
+    return Workload(work.op, work.in_shape, work.weight_shape, work.w_bits, work.a_bits, work.kind, work.params,
+                    "acc", knobs, target_name, device)
+
+
+def plan_tasks(mod: tvm.IRModule, plan: PrecisionPlan) -> list:
+    """Distinct conv workloads of the plan's layers (dense layers keep their default schedule: no knobs)."""
+    from .schedules.registry import ConvWorkload
+
+    seen, tasks = set(), []
+    for layer in list_layers(mod):
+        prec = plan.get(layer.name)
+        if prec is None or layer.op == "dense":
+            continue
+        work = ConvWorkload(layer.op, prec.resolved_kind, prec.w_bits, prec.a_bits, layer.input_shape,
+                            layer.weight_shape, layer.params)
+        if work.key() not in seen:
+            seen.add(work.key())
+            tasks.append(work)
+    return tasks
+
+
+def _candidates(work, target, trials: int, rng: np.random.Generator) -> list:
+    from .schedules.registry import lookup
+
+    entry = lookup(work.op, work.kind, target)
+    default = entry.default(work, target)
+    space = [c for c in entry.space(work, target) if c != default]
+    if len(space) > trials - 1:
+        idx = rng.choice(len(space), size=max(0, trials - 1), replace=False)
+        space = [space[i] for i in sorted(idx)]
+    return [default] + space
+
+
+def _build(work, config, target, path: Path, fcompile):
+    from .schedules import kernels
+    from .schedules.tuning import random_operands
+
+    rng = np.random.default_rng(1)
+    zp = int(rng.integers(0, 1 << work.a_bits))
+    codes, data, _ = random_operands(work, zp, rng, config)
+    func = kernels.conv2d_kernel("k", work.kind, work.w_bits, work.a_bits, work.in_shape, work.weight_shape,
+                                 work.params, zp, kernels.Epilogue("acc"), data[0].shape, target=target,
+                                 config=config)
+    lib = _tvm.build(tvm.IRModule({"k": func}), target)
+    if fcompile is None:
+        lib.export_library(str(path))
+    else:
+        lib.export_library(str(path), fcompile=fcompile)
+    oh, ow = work.out_hw
+    return [codes, *data, np.zeros((work.in_shape[0], work.weight_shape[0], oh, ow), np.int32)]
+
+
+def _tracker(rpc_config: RPCConfig):
+    import socket
+
+    from tvm import rpc
+
+    try:  # a plain probe first: TVM's client retries for a minute before it gives up
+        socket.create_connection((rpc_config.tracker_host, rpc_config.tracker_port),
+                                 timeout=rpc_config.connect_timeout_s).close()
+        client = rpc.connect_tracker(rpc_config.tracker_host, rpc_config.tracker_port)
+        summary = client.summary()
+    except Exception as err:
+        raise TuneError(f"cannot reach the RPC tracker at {rpc_config.tracker_host}:{rpc_config.tracker_port} "
+                        f"({_tvm.error_line(err)}); start it with `python -m tvm.exec.rpc_tracker --host "
+                        f"{rpc_config.tracker_host} --port {rpc_config.tracker_port}`") from None
+    servers = [s for s in summary.get("server_info", []) if str(s.get("key", "")).split(":")[-1] ==
+               rpc_config.device_key or rpc_config.device_key in str(s.get("key", ""))]
+    queue_info = summary.get("queue_info", {}).get(rpc_config.device_key, {})
+    n = max(len(servers), int(queue_info.get("free", 0)) + int(queue_info.get("pending", 0)))
+    if n == 0:
+        keys = sorted(summary.get("queue_info", {}))
+        raise TuneError(f"no device registered under key {rpc_config.device_key!r} with the tracker; keys there: "
+                        f"{', '.join(keys) or '(none)'}")
+    return client, n
+
+
+def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = "llvm", rpc: RPCConfig | None = None,
+         trials: int = 8, records: str | Path = "tvm_mp_records.jsonl", database: str | Path | None = None,
+         seed: int = 0, number: int = 20, repeat: int = 3, fcompile=None, progress: bool = True) -> TuneResult:
+    """Tune the plan's conv kernels on the devices behind ``rpc`` (see the module docstring).
+
+    ``trials``: configs per task (the default config first, then a seeded sample of the space).
+    ``records``: the JSON-lines record store (appended; existing successful records are skipped).
+    ``database``: tuning database to update (default: next to ``records``, ``tuning_db.json``).
+    ``fcompile``: cross-compiler for the target (e.g. ``tvm.support.cc.cross_compiler("aarch64-linux-gnu-gcc")``).
+    """
+    from .measure.records import Record, RecordStore
+    from .schedules.tuning import TuningDatabase
+
+    if rpc is None:
+        raise TuneError("tune needs rpc=RPCConfig(device_key=..., tracker_host=..., tracker_port=...)")
+    if trials < 1:
+        raise TuneError(f"trials must be >= 1, got {trials}")
+    plan.validate_for([layer.name for layer in list_layers(mod)])
+    tgt = _tvm.make_target(target)
+    target_name = target if isinstance(target, str) else tgt.kind.name
+    client, n_devices = _tracker(rpc)
+    rng = np.random.default_rng(seed)
+    tasks = plan_tasks(mod, plan)
+    store = RecordStore(records)
+    done = {r.key for r in store.load() if r.error is None}
+    jobs, result = [], TuneResult(len(tasks), 0, records_path=Path(records))
+    for work in tasks:
+        for config in _candidates(work, tgt, trials, rng):
+            job = _Job(work, config, _record_workload(work, config, target_name, rpc.device_key))
+            result.jobs += 1
+            if job.workload.key in done:
+                result.skipped += 1
+            else:
+                jobs.append(job)
+    pending: queue.Queue = queue.Queue()
+    for job in jobs:
+        pending.put(job)
+    lock = threading.Lock()
+    remaining = [len(jobs)]
+    bar = _progress(len(jobs), progress)
+
+    def finish(job, record):
+        with lock:
+            store.append(record)
+            remaining[0] -= 1
+            if record.error is None:
+                result.measured += 1
+            else:
+                result.failed += 1
+            bar.update(1)
+
+    def open_session():
+        """A session on any live device under the key, or None if none answers in time."""
+        from tvm import rpc as tvm_rpc
+
+        box = []
+
+        def request():
+            try:
+                client = tvm_rpc.connect_tracker(rpc.tracker_host, rpc.tracker_port)
+                box.append(client.request(rpc.device_key, session_timeout=rpc.session_timeout_s, max_retry=2))
+            except Exception as err:  # tracker gone, or no device: the worker gives up
+                box.append(err)
+
+        thread = threading.Thread(target=request, daemon=True)
+        thread.start()
+        thread.join(rpc.connect_timeout_s)
+        return box[0] if box and not isinstance(box[0], Exception) else None
+
+    def worker(index: int):
+        session = None
+        with tempfile.TemporaryDirectory(prefix=f"tvm_mp_tune_{index}_") as tmp:
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                try:
+                    job = pending.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                lib = Path(tmp) / f"k{job.attempts}_{abs(hash(job.workload.key))}.so"
+                try:
+                    args = _build(job.work, job.config, tgt, lib, fcompile)
+                except Exception as err:  # a config the schedule cannot build: a failed record, not a retry
+                    finish(job, Record(job.workload, (), "rpc", error=f"build: {_tvm.error_line(err)}"))
+                    continue
+                try:
+                    if session is None:
+                        session = open_session()
+                        if session is None:  # this worker's device is gone: leave the job to the others
+                            pending.put(job)
+                            return
+                    session.upload(str(lib))
+                    rmod = session.load_module(lib.name)
+                    dev = session.cpu()
+                    dargs = [tvm.runtime.tensor(a, dev) for a in args]
+                    timer = rmod.time_evaluator("k", dev, number=number, repeat=repeat)
+                    samples = [float(t) * 1e3 for t in timer(*dargs).results]
+                except Exception as err:  # the device died or refused: retry elsewhere, then record the failure
+                    session = None
+                    job.attempts += 1
+                    job.errors.append(_tvm.error_line(err))
+                    if job.attempts > rpc.retries:
+                        finish(job, Record(job.workload, (), "rpc", error="; ".join(job.errors)[-500:]))
+                    else:
+                        pending.put(job)
+                    continue
+                finish(job, Record(job.workload, tuple(samples), "rpc",
+                                   meta={"key": rpc.device_key, "number": number, "repeat": repeat}))
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n_devices)]
+    for t in threads:
+        t.start()
+    while True:
+        with lock:
+            if remaining[0] == 0:
+                break
+        if not any(t.is_alive() for t in threads):  # every device gone: record what is left as failed
+            while True:
+                try:
+                    job = pending.get_nowait()
+                except queue.Empty:
+                    break
+                finish(job, Record(job.workload, (), "rpc", error="no live device under the key: "
+                                   + "; ".join(job.errors)[-400:]))
+            break
+        time.sleep(0.1)
+    bar.close()
+    db_path = Path(database) if database is not None else Path(records).with_name("tuning_db.json")
+    db = TuningDatabase.load(db_path)
+    by_task: dict = {}
+    for rec in store.load():
+        if rec.error is None and rec.workload.device == rpc.device_key:
+            by_task.setdefault(_task_key(rec.workload), []).append(rec)
+    for work in tasks:
+        recs = by_task.get(work.key())
+        if not recs:
+            continue
+        best = min(recs, key=lambda r: r.latency_ms)
+        from .schedules.registry import KernelConfig
+
+        knobs = dict(best.workload.knobs)
+        config = KernelConfig(**{k: (bool(v) if k in ("use_dot", "parallel") else v) for k, v in knobs.items()})
+        db.put(work, tgt, config, best.latency_ms * 1e3)
+        result.best[work.key()] = (config.to_dict(), best.latency_ms * 1e3)
+    result.database_path = db.save(db_path)
+    return result
+
+
+def _task_key(workload) -> str:
+    from .schedules.registry import ConvWorkload
+
+    return ConvWorkload(workload.op, workload.kind, workload.w_bits, workload.a_bits, workload.input_shape,
+                        workload.weight_shape, workload.params).key()
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="tvm-mp tune", unit="job")
