@@ -258,7 +258,7 @@ class OffloadedModel:
 
 def compile_offloaded(mod: tvm.IRModule, plan, calibration: Iterable, hw: HardwareConfig | None = None,
                       accel_layers: Iterable[str] | None = None, mappings: Mapping[str, LayerMapping] | None = None,
-                      target: Any = "llvm", objective: str = "energy", calibration_method: str = "minmax"
+                      target: Any = "llvm", objective: str = "energy", calibration_method: str = "mse"
                       ) -> OffloadedModel:
     """Compile ``mod`` with ``plan``; ``accel_layers`` (default: every planned layer the hardware supports) run on
     the accelerator simulator, the other planned layers as tvm-mp integer kernels on the CPU."""
@@ -276,7 +276,7 @@ def compile_offloaded(mod: tvm.IRModule, plan, calibration: Iterable, hw: Hardwa
     ranges = calibrate(mod, calibration, calibration_method)
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        quantized = tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase())(mod)
+        quantized = tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase(ranges))(mod)
     names = supported_layers(quantized, hw) if accel_layers is None else sorted(set(accel_layers))
     for name in names:
         if name not in plan:

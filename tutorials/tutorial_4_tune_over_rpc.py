@@ -1,0 +1,56 @@
+"""
+Tune on a device over TVM RPC
+=============================
+
+``tvm_mp.tune`` measures each kernel of a plan under several schedule configurations on devices registered with a
+TVM RPC tracker, writes every measurement to a record store as it is taken, and puts the fastest correct
+configuration of each kernel into a tuning database that later builds reuse. On a real board you would run, on
+the board, ``python -m tvm.exec.rpc_server --tracker HOST:9190 --key my-board`` and on the host
+``python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190``. Here a tracker and one server run on 127.0.0.1.
+"""
+
+# %%
+# A tracker and a device on this machine
+# --------------------------------------
+import os
+from pathlib import Path
+
+import tvm_mp
+from tvm_mp import Precision, PrecisionPlan
+from tvm_mp.measure.records import RecordStore
+from tvm_mp.measure.rpc import LocalRPCCluster
+from tvm_mp.models import digits_cnn_path
+from tvm_mp.tune import RPCConfig, tune
+
+out_dir = Path(os.environ.get("TVM_MP_TUTORIAL_OUT", "."))
+mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
+plan = PrecisionPlan({"conv2d_0": Precision(2, 2), "conv2d_1": Precision(2, 2)})
+records = out_dir / "tutorial_records.jsonl"
+
+with LocalRPCCluster("tutorial-board") as cluster:
+    rpc = RPCConfig("tutorial-board", *cluster.tracker)
+
+    # %%
+    # Tune
+    # ----
+    # Two kernels, three configurations each. Killing this (even kill -9) and running it again resumes: jobs with
+    # a record are skipped. A device dying mid-run costs one job, retried on another device.
+    result = tune(mod, plan, rpc=rpc, trials=3, records=records, progress=False)
+    print(f"measured {result.measured}, skipped {result.skipped}, failed {result.failed}")
+    for key, (config, latency_us) in result.best.items():
+        print(f"{latency_us:9.2f} us  {config}  {key}")
+
+    # %%
+    # Run it again: nothing is measured twice
+    # ---------------------------------------
+    again = tune(mod, plan, rpc=rpc, trials=3, records=records, progress=False)
+    print(f"second run: measured {again.measured}, skipped {again.skipped}")
+    assert again.measured == 0 and again.skipped == result.jobs
+
+# %%
+# The records and the tuning database
+# -----------------------------------
+# Records are JSON lines (one per measurement, flushed as written); the cost models train on them.
+store = RecordStore(records)
+print(len(store.load()), "records;", "tuning database:", result.database_path)
+assert len(store.load()) == result.jobs and result.database_path.exists()
