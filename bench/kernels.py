@@ -262,6 +262,8 @@ def ort_sessions(model, calib, threads: int = 1):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # no busy-waiting between runs: onnxruntime's and TVM's thread pools share the process and the two cores
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with tempfile.TemporaryDirectory() as tmp:
         f32, q8 = Path(tmp) / "m.onnx", Path(tmp) / "q.onnx"
         onnx.save(model, str(f32))

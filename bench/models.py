@@ -2,7 +2,9 @@
 
 Models: ResNet-8, DS-CNN, MobileNetV1-0.25 and the digits CNN (``tvm_mp.models.builders``), batch 1, latency per
 inference, with one and with two threads (onnxruntime ``intra_op_num_threads``; TVM ``TVM_NUM_THREADS``, set per
-worker process before TVM starts its thread pool). Within a worker all variants are timed round-robin in the same
+worker process before TVM starts its thread pool). Both runtimes' pools are set not to spin between calls
+(``session.intra_op.allow_spinning=0``, ``TVM_THREAD_POOL_SPIN_COUNT=0``): with spinning, the two pools in one
+process steal the two cores from each other and the 2-thread figures mostly measure that. Within a worker all variants are timed round-robin in the same
 Python loop (see ``bench/kernels.py``); the figure is the median round. tvm-mp variants are compiled for
 ``target="host"`` and checked bit-exact against the NumPy reference before timing.
 
@@ -75,7 +77,8 @@ def main(argv=None) -> int:
     threads = [int(t) for t in args.threads.split(",")]
     per_thread = {}
     for t in threads:
-        env = dict(os.environ, TVM_NUM_THREADS=str(t))
+        # no spinning thread pools: onnxruntime's and TVM's pools share this process and the two cores
+        env = dict(os.environ, TVM_NUM_THREADS=str(t), TVM_THREAD_POOL_SPIN_COUNT="0")
         proc = subprocess.run([sys.executable, __file__, "--models", args.models, "--repeats", str(args.repeats),
                                "--worker", str(t)], env=env, capture_output=True, text=True)
         sys.stderr.write(proc.stderr)

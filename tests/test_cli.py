@@ -49,6 +49,13 @@ def test_compile_then_report(tmp_path):
     (["compile", "MODEL", "--shape", "input=1,1,8,8", "--plan", "w4a4", "-o", "x"], "--calibration"),
     (["layers", "MODEL", "--shape", "input=1,x"], "NAME=D0,D1"),
     (["report", "no_such_dir"], "artifact directory"),
+    (["compile", "MODEL", "--shape", "input=1,1,8,8", "--budget-energy-uj", "lots", "--calibration", "digits",
+      "-o", "x"], "positive number"),
+    (["compile", "MODEL", "--shape", "input=1,1,8,8", "--budget-energy-uj", "-3", "--calibration", "digits",
+      "-o", "x"], "positive finite"),
+    (["compile", "MODEL", "--shape", "input=1,1,8,8", "--calibration", "digits", "-o", "x"], "exactly one of"),
+    (["tune", "MODEL", "--shape", "input=1,1,8,8", "--plan", "w2a2", "--rpc-tracker", "localhost", "--key", "k"],
+     "HOST:PORT"),
 ])
 def test_errors_are_one_line_and_nonzero(args, needle, tmp_path):
     args = [str(digits_cnn_path()) if a == "MODEL" else a for a in args]
@@ -58,7 +65,25 @@ def test_errors_are_one_line_and_nonzero(args, needle, tmp_path):
     assert len(err.splitlines()) == 1 and err.startswith("tvm-mp: error:") and needle in err, err
 
 
+@pytest.mark.slow
+def test_compile_under_budget_and_explore(tmp_path):
+    out = tmp_path / "art"
+    proc = tvm_mp_cli("compile", str(digits_cnn_path()), "--shape", "input=1,1,8,8", "--budget-energy-uj", "20",
+                      "--calibration", "digits", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["energy_uj"] <= 20.0 and len(report["layers"]) == 4
+    assert tvm_mp_cli("report", str(out)).returncode == 0
+    assert "Energy by layer" in (out / "report.md").read_text() and (out / "energy_by_layer.png").exists()
+    front_dir = tmp_path / "front"
+    proc = tvm_mp_cli("explore", str(digits_cnn_path()), "--shape", "input=1,1,8,8", "--calibration", "digits",
+                      "--budgets", "3", "-o", str(front_dir))
+    assert proc.returncode == 0, proc.stderr
+    front = json.loads((front_dir / "pareto.json").read_text())
+    assert front and (front_dir / "pareto.png").stat().st_size > 1000
+
+
 def test_help_for_every_command():
-    for cmd in ("demo", "layers", "compile", "report"):
+    for cmd in ("demo", "layers", "compile", "explore", "tune", "report"):
         proc = tvm_mp_cli(cmd, "--help")
         assert proc.returncode == 0 and "usage: tvm-mp " + cmd in proc.stdout

@@ -4,6 +4,10 @@
     tvm-mp layers MODEL.onnx [--shape ...]    list the quantizable layers
     tvm-mp compile MODEL.onnx --plan w4a4 --calibration data.npy -o out/
                                               compile a plan (a short form like w4a4, or a plan JSON file)
+    tvm-mp compile MODEL.onnx --budget-energy-uj 20 --calibration data.npy -o out/
+                                              search the plan that fits the budget, then compile it
+    tvm-mp explore MODEL.onnx --calibration data.npy -o out/
+                                              the energy-accuracy Pareto front (pareto.json, pareto.png)
     tvm-mp tune MODEL.onnx --plan w2a2 --rpc-tracker 127.0.0.1:9190 --key KEY
                                               tune the kernels on devices over TVM RPC (resumable)
     tvm-mp report out/                        write out/report.md with the per-layer table and plots
@@ -106,13 +110,41 @@ def cmd_layers(args) -> int:
     return 0
 
 
+def _budget(args):
+    from .budget import Budget
+    from .errors import PlanError
+
+    limits = {"energy_uj": args.budget_energy_uj, "latency_ms": args.budget_latency_ms,
+              "memory_kb": args.budget_memory_kb}
+    if all(v is None for v in limits.values()):
+        return None
+    parsed = {}
+    for name, text in limits.items():
+        if text is None:
+            continue
+        try:
+            parsed[name] = float(text)
+        except ValueError:
+            raise PlanError(f"cannot read --budget-{name.replace('_', '-')} {text!r}: give a positive number") from None
+    return Budget(**parsed)
+
+
 def cmd_compile(args) -> int:
     import tvm_mp
+    from .errors import PlanError
 
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
-    plan = _plan(args.plan, mod)
-    cm = tvm_mp.compile(mod, plan=plan, target=args.target, calibration=_calibration(args.calibration, mod),
-                        calibration_method=args.calibration_method)
+    budget = _budget(args)
+    if (budget is None) == (args.plan is None):
+        raise PlanError("give exactly one of --plan or a budget (--budget-energy-uj / --budget-latency-ms / "
+                        "--budget-memory-kb)")
+    calibration = _calibration(args.calibration, mod)
+    if budget is not None:
+        cm = tvm_mp.compile(mod, budget=budget, target=args.target, calibration=calibration,
+                            calibration_method=args.calibration_method)
+    else:
+        cm = tvm_mp.compile(mod, plan=_plan(args.plan, mod), target=args.target, calibration=calibration,
+                            calibration_method=args.calibration_method)
     print(cm.report)
     out = cm.export(args.output)
     print(f"artifact: {out}")
@@ -133,6 +165,22 @@ def cmd_tune(args) -> int:
           f"tuning database: {result.database_path}")
     for key, (config, latency_us) in sorted(result.best.items()):
         print(f"  {latency_us:10.2f} us  {config['algorithm']:<9} {key}")
+    return 0
+
+
+def cmd_explore(args) -> int:
+    import tvm_mp
+
+    mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
+    front = tvm_mp.explore(mod, _calibration(args.calibration, mod), budgets=args.budgets, seed=args.seed,
+                           axes=tuple(args.axes))
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    front.to_json(out / "pareto.json")
+    png = front.plot(out / "pareto.png")
+    for point in front.front(args.axes[0]):
+        print(f"{point.cost(args.axes[0]):12.4f} {args.axes[0]}  score {point.score:.4f}  {point.kind}")
+    print(f"front: {out / 'pareto.json'}; plot: {png}")
     return 0
 
 
@@ -158,13 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
     layers.set_defaults(func=cmd_layers)
     comp = sub.add_parser("compile", help="compile an ONNX model under a precision plan")
     comp.add_argument("model")
-    comp.add_argument("--plan", required=True, help="a short uniform plan like w4a4, or a plan .json file")
+    comp.add_argument("--plan", help="a short uniform plan like w4a4, or a plan .json file")
+    comp.add_argument("--budget-energy-uj", help="search a plan within this energy per inference (uJ)")
+    comp.add_argument("--budget-latency-ms", help="search a plan within this latency per inference (ms)")
+    comp.add_argument("--budget-memory-kb", help="search a plan within this weight memory (kB)")
     comp.add_argument("--calibration", help="a .npy array of input samples, or 'digits' for the bundled data")
     comp.add_argument("--calibration-method", default="mse", choices=["minmax", "percentile", "mse"])
     comp.add_argument("--shape", action="append", help="NAME=D0,D1,... for inputs with dynamic dims")
     comp.add_argument("--target", default="llvm", help="llvm/host, aarch64, or a target JSON")
     comp.add_argument("-o", "--output", required=True, help="artifact directory")
     comp.set_defaults(func=cmd_compile)
+    exp = sub.add_parser("explore", help="sweep budgets and write the Pareto front (JSON + plot)")
+    exp.add_argument("model")
+    exp.add_argument("--calibration", help="a .npy array of input samples, or 'digits' for the bundled data")
+    exp.add_argument("--budgets", type=int, default=8, help="budgets per axis")
+    exp.add_argument("--axes", nargs="+", default=["energy_uj"], choices=["energy_uj", "latency_ms", "memory_kb"])
+    exp.add_argument("--seed", type=int, default=0)
+    exp.add_argument("--shape", action="append", help="NAME=D0,D1,... for inputs with dynamic dims")
+    exp.add_argument("-o", "--output", required=True, help="directory for pareto.json and pareto.png")
+    exp.set_defaults(func=cmd_explore)
     tun = sub.add_parser("tune", help="tune the plan's kernels on devices behind a TVM RPC tracker")
     tun.add_argument("model")
     tun.add_argument("--plan", required=True, help="a short uniform plan like w2a2, or a plan .json file")

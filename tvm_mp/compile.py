@@ -173,6 +173,10 @@ def compile(mod: tvm.IRModule, plan: PrecisionPlan | None = None, budget: Budget
 
     ``calibration``: an iterable of input arrays (one-input models) or of ``{input name: array}`` dicts.
     ``accuracy_fn(compiled_model) -> float``, when given, fills ``report.accuracy``.
+    ``budget=Budget(...)`` instead of ``plan``: search the best plan within the budget first (scored with
+    ``accuracy_fn`` on each plan's NumPy reference, else top-1 agreement with fp32 on the calibration data), then
+    compile it; see :mod:`tvm_mp.search.budget`. An impossible budget raises ``BudgetError`` with the smallest
+    achievable value of each limit.
     """
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"compile needs a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")

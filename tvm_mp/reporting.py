@@ -63,6 +63,48 @@ def _plot_pareto(data: dict, out: Path) -> Path:
     return path
 
 
+def _plot_layer_energy(rows: list[dict], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    named = [r for r in rows if r.get("energy_uj") is not None]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(named) + 2), 3.2))
+    ax.bar(range(len(named)), [r["energy_uj"] for r in named], color="tab:orange")
+    ax.set_xticks(range(len(named)), [f"{r['name']}\n{r['precision']}" for r in named], fontsize=7)
+    ax.set_ylabel("energy per inference (uJ, modelled)")
+    fig.tight_layout()
+    path = out / "energy_by_layer.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_predicted_vs_measured(data: dict, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = data.get("points", [])
+    pred = [p["predicted_ms"] for p in pts]
+    meas = [p["measured_ms"] for p in pts]
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(meas, pred, s=10)
+    lim = [min(pred + meas), max(pred + meas)]
+    ax.plot(lim, lim, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    fig.tight_layout()
+    path = out / "predicted_vs_measured.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def render(directory: str | Path) -> Path:
     """Write ``report.md`` (and plots) for an artifact directory; return the Markdown path."""
     out = Path(directory)
@@ -88,6 +130,11 @@ def render(directory: str | Path) -> Path:
         lines.append(f"| {r['name']} | {r['op']} | {r['precision']} | {r['kernel']} | {r['macs']} | "
                      f"{r['weight_bytes']} | {r['fp32_weight_bytes']} |")
     lines += ["", f"![weight storage per layer]({_plot_weights(rows, out).name})", ""]
+    if any(r.get("energy_uj") is not None for r in rows):
+        lines += ["## Energy by layer", "", f"![energy by layer]({_plot_layer_energy(rows, out).name})", ""]
+    if (out / "predicted_vs_measured.json").is_file():
+        png = _plot_predicted_vs_measured(_load(out / "predicted_vs_measured.json"), out)
+        lines += ["## Cost model: predicted vs measured", "", f"![predicted vs measured]({png.name})", ""]
     if (out / "pareto.json").is_file():
         lines += ["## Energy-accuracy trade-off", "", f"![Pareto front]({_plot_pareto(_load(out / 'pareto.json'), out).name})", ""]
     lines += ["## Plan", "", "```json", json.dumps(plan, indent=2), "```", ""]

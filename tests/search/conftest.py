@@ -6,7 +6,7 @@ import pytest
 import tvm
 from tvm import relax
 
-from tvm_mp import _tvm, list_layers
+from tvm_mp import Budget, Precision, _tvm, list_layers
 
 
 def small_net(seed: int = 0) -> tvm.IRModule:
@@ -56,3 +56,20 @@ def scorer(net, calib):
     from tvm_mp.search.accuracy import Scorer
 
     return Scorer(net, calib)
+
+
+@pytest.fixture(scope="session")
+def additive(layers):
+    """Every layer with the 90 default options, analytical costs, a noise-like table falling with more bits."""
+    from tvm_mp.search.costs import CostTable
+    from tvm_mp.search.space import SearchSpace
+
+    space = SearchSpace.build(layers)
+    costs = CostTable.from_model(space)
+    rng = np.random.default_rng(3)
+    w = np.array([[o.w_bits for o in opts] for opts in space.options], dtype=float)
+    a = np.array([[o.a_bits for o in opts] for opts in space.options], dtype=float)
+    table = rng.uniform(0.5, 2.0, (space.n_layers, 1)) * (4.0**-w + 4.0**-a)
+    lo = costs.minimum()["energy_uj"]
+    hi = costs.totals(space.uniform_index(Precision(8, 8)))["energy_uj"]
+    return space, costs, table, Budget(energy_uj=lo + 0.4 * (hi - lo))

@@ -8,22 +8,7 @@ from tvm_mp.search.costs import CostTable
 from tvm_mp.search.greedy import greedy
 from tvm_mp.search.ilp import solve_ilp
 from tvm_mp.search.problem import AdditiveObjective, Problem, ScoreObjective
-from tvm_mp.search.random_search import random_search
-from tvm_mp.search.space import SearchSpace, default_options
-
-
-@pytest.fixture(scope="module")
-def additive(layers):
-    """Every layer with the 90 default options, analytical costs, a noise-like table falling with more bits."""
-    space = SearchSpace.build(layers)
-    costs = CostTable.from_model(space)
-    rng = np.random.default_rng(3)
-    w = np.array([[o.w_bits for o in opts] for opts in space.options], dtype=float)
-    a = np.array([[o.a_bits for o in opts] for opts in space.options], dtype=float)
-    table = rng.uniform(0.5, 2.0, (space.n_layers, 1)) * (4.0**-w + 4.0**-a)
-    lo = costs.minimum()["energy_uj"]
-    hi = costs.totals(space.uniform_index(Precision(8, 8)))["energy_uj"]
-    return space, costs, table, Budget(energy_uj=lo + 0.4 * (hi - lo))
+from tvm_mp.search.space import default_options
 
 
 def test_annealing_reaches_the_ilp_optimum_on_an_additive_objective(additive):
@@ -34,10 +19,7 @@ def test_annealing_reaches_the_ilp_optimum_on_an_additive_objective(additive):
     assert found.feasible and exact.feasible
     assert found.objective <= exact.objective * 1.005
     assert found.budget_use["energy_uj"] <= 1.0 + 1e-9
-    g = greedy(problem)
-    r = random_search(problem, np.random.default_rng(0), samples=200)
-    assert g.feasible and r.feasible
-    assert exact.objective <= min(g.objective, r.objective) + 1e-12
+    assert exact.objective <= greedy(problem).objective + 1e-12
 
 
 def test_same_seed_same_plan(additive, scorer):
@@ -47,8 +29,6 @@ def test_same_seed_same_plan(additive, scorer):
     a = anneal(problem, np.random.default_rng(7), cfg)
     b = anneal(problem, np.random.default_rng(7), cfg)
     assert a.plan == b.plan and a.objective == b.objective
-    assert random_search(problem, np.random.default_rng(5), 50).plan == \
-        random_search(problem, np.random.default_rng(5), 50).plan
     # the real (non-additive) score, guided by the table
     small = space.restricted([[space.options[i].index(p) for p in (Precision(2, 2), Precision(4, 4), Precision(8, 8))]
                               for i in range(space.n_layers)])
@@ -74,8 +54,6 @@ def test_without_a_guide_the_penalty_keeps_the_answer_feasible(additive):
     problem = Problem(space, costs, budget, Plain())
     result = anneal(problem, np.random.default_rng(1), AnnealConfig(steps=2000, progress=False))
     assert result.feasible
-    with pytest.raises(PlanError, match="guide"):
-        greedy(problem)
 
 
 def test_config_and_rng_are_checked(additive):

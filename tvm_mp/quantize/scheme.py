@@ -124,11 +124,10 @@ def quantize_weights(weight: np.ndarray, bits: int, hessian: np.ndarray | None =
         lo = hi = 1
     else:
         qmax = (1 << (bits - 1)) - 1
-        scale = _mse_scales(flat, qmax)
-        safe = np.where(scale > 0, scale, 1.0)
-        wq = np.clip(np.rint(flat / safe[:, None]), -qmax, qmax)
+        scale = _usable(_mse_scales(flat, qmax))
+        wq = np.clip(np.rint(flat / scale[:, None]), -qmax, qmax)
         lo, hi = -qmax, qmax
-    scale = np.where(scale > 0, scale, 1.0)
+    scale = _usable(scale)
     if hessian is not None:
         from .rounding import gptq_rows
 
@@ -146,6 +145,12 @@ def quantize_weights(weight: np.ndarray, bits: int, hessian: np.ndarray | None =
             wq = np.concatenate([gptq_rows(flat[g * per : (g + 1) * per], scale[g * per : (g + 1) * per], lo, hi,
                                            hs[g], bits == 1) for g in range(groups)])
     return wq.astype(np.int8).reshape(w.shape), scale.astype(np.float32)
+
+
+def _usable(scale: np.ndarray) -> np.ndarray:
+    """Scales that round to 0 in float32 (all-zero or denormal-tiny channels) become 1: such a channel's
+    integers are then 0 (or its signs), which is exact to float32 precision."""
+    return np.where(scale.astype(np.float32) > 0, scale, 1.0)
 
 
 #: Clipping ratios tried per output channel (fraction of max|w|); 1.0 is plain max scaling.

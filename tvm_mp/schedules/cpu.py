@@ -41,9 +41,26 @@ def schedule_default(func):
                 elif extent <= 64:
                     sch.vectorize(loops[n_spatial - 1])
                 loops = sch.get_loops(block)
+        if _block_size(sch, loops) < PARALLEL_MIN_ELEMENTS:
+            continue  # waking a second thread costs more than the whole block takes
         outer = sch.fuse(*loops[: min(2, n_spatial)]) if n_spatial >= 2 else loops[0]
         sch.parallel(outer)
     return sch.mod["main"]
+
+
+#: Blocks with fewer iterations run on one thread (measured on the 2-core host: a parallel launch that wakes the
+#: pool's second thread costs tens of microseconds, more than a 64k-element quantize takes).
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
+def _block_size(sch, loops) -> int:
+    size = 1
+    for loop in loops:
+        extent = _static_extent(sch, loop)
+        if extent is None:
+            return PARALLEL_MIN_ELEMENTS  # symbolic sizes: assume large
+        size *= extent
+    return size
 
 
 def _has_root(sch) -> bool:

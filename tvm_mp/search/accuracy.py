@@ -49,6 +49,8 @@ from .space import canonical, is_integer
 
 #: Output-fidelity proxies (used when no accuracy_fn is given). All are "higher is better".
 PROXY_METRICS = ("agreement", "sqnr_db", "neg_kl")
+#: Smallest positive float64: keeps ratios finite when a signal is exactly zero.
+_TINY = float(np.finfo(np.float64).tiny)
 #: SQNR reported when the outputs are identical to fp32 (no noise).
 MAX_SQNR_DB = 200.0
 
@@ -384,7 +386,7 @@ def fidelity(metric: str, quant: np.ndarray, fp32: np.ndarray) -> float:
         signal = float(np.sum(f**2))
         if noise == 0.0:
             return MAX_SQNR_DB
-        return float(min(MAX_SQNR_DB, 10.0 * math.log10(max(signal, 1e-300) / noise)))
+        return float(min(MAX_SQNR_DB, 10.0 * math.log10(max(signal, _TINY) / noise)))
     if metric == "neg_kl":
         lp = f - f.max(axis=1, keepdims=True)
         lp = lp - np.log(np.exp(lp).sum(axis=1, keepdims=True))
@@ -398,7 +400,7 @@ def noise_ratio(quant: np.ndarray, fp32: np.ndarray) -> float:
     """Noise-to-signal power ratio of the outputs, ``sum((q - f)^2) / sum(f^2)`` (0 = identical)."""
     q = np.asarray(quant, dtype=np.float64)
     f = np.asarray(fp32, dtype=np.float64)
-    return float(np.sum((q - f) ** 2) / max(float(np.sum(f**2)), 1e-300))
+    return float(np.sum((q - f) ** 2) / max(float(np.sum(f**2)), _TINY))
 
 
 def _first_samples(data: list[list[np.ndarray]], n: int | None) -> list[list[np.ndarray]]:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import PlanError
 from .problem import Problem, SearchResult, check_rng
-from .space import _canonical
+from .space import canonical
 
 MOVES = ("step", "jump", "swap", "block")
 
@@ -97,7 +97,7 @@ class _Moves:
         space = problem.space
         self.rng = rng
         self.n = space.n_layers
-        self.canon = [[_canonical(o) for o in opts] for opts in space.options]
+        self.canon = [[canonical(o) for o in opts] for opts in space.options]
         cost = problem.normalized_costs.sum(axis=0)  # [L, O]: the chain order
         self.chain = []
         for i, opts in enumerate(space.options):

@@ -26,7 +26,7 @@ import tvm
 from ..budget import Budget
 from ..errors import CalibrationError, PlanError
 from .annealing import AnnealConfig
-from .costs import FIT_RTOL, METRICS, BudgetError, CostTable
+from .costs import FIT_RTOL, METRICS, BudgetError
 from .pareto import optimize, search_context
 from .problem import SearchResult
 
@@ -100,7 +100,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = "llvm",
     calibration = list(calibration)
     tgt = _tvm.make_target(target)
     ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
-                         cost_model=cost_model, target=_target_key(target), budget=budget, progress=progress)
+                         cost_model=cost_model, target=_target_key(target), budget=budget, progress=progress,
+                         calibration_method=calibration_method, percentile=percentile)
     result, _ = optimize(ctx, budget, np.random.default_rng(seed), config)
     if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
         raise BudgetError(f"the search found no plan within {budget}; widen the options or raise the limits")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -175,6 +174,7 @@ class ParetoFront:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
 
         axes = list(axes or self.fronts)
         fig, panels = plt.subplots(1, len(axes), figsize=(5.2 * len(axes), 4.0), squeeze=False)
@@ -195,7 +195,9 @@ class ParetoFront:
             label = AXIS_LABELS[axis] + (f", {self.energy_basis}" if axis == "energy_uj" else "")
             ax.set_xlabel(label)
             ax.set_xscale("log")
-            ax.set_ylabel(self.metric)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_ylabel(f"score ({self.metric})")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
@@ -237,14 +239,16 @@ class SearchContext:
 def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn=None, data=None,
                    metric: str = "agreement", options=None, cost_model=None, target: str = "llvm",
                    scorer: Scorer | None = None, progress: bool | None = None,
-                   budget: Budget | None = None) -> SearchContext:
+                   budget: Budget | None = None, calibration_method: str = "mse",
+                   percentile: float = 99.99) -> SearchContext:
     """Build the scorer (unless given), the space and the cost table of ``mod``. With ``budget``, raise
     :class:`~tvm_mp.search.costs.BudgetError` at once if no plan of the space can meet it."""
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"expected a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
     layers = list_layers(mod)
     space = SearchSpace.build(layers, options)
-    scorer = scorer or Scorer(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric)
+    scorer = scorer or Scorer(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric,
+                              calibration_method=calibration_method, percentile=percentile)
     costs = CostTable.from_model(space, cost_model, _target_name(target),
                                  scorer.evaluator.epilogues(space.names))
     if budget is not None:

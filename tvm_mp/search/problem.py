@@ -18,7 +18,7 @@ import numpy as np
 from ..budget import Budget
 from ..errors import Error, PlanError
 from ..precision import PrecisionPlan
-from .costs import FIT_RTOL, METRICS, CostTable
+from .costs import FIT_RTOL, CostTable
 from .space import SearchSpace
 
 
@@ -205,5 +205,3 @@ def check_rng(rng) -> np.random.Generator:
         raise Error("pass rng=np.random.default_rng(seed): searches take a seeded numpy Generator")
     return rng
 
-
-__all__ = ["AdditiveObjective", "ScoreObjective", "Problem", "SearchResult", "METRICS", "check_rng"]

@@ -46,9 +46,6 @@ def is_integer(prec: Precision) -> bool:
     return prec.resolved_kind in ("bitserial", "packed")
 
 
-_canonical = canonical
-
-
 @dataclass(frozen=True)
 class SearchSpace:
     """Layers and, per layer, the candidate precisions (see module docstring)."""
@@ -73,7 +70,7 @@ class SearchSpace:
                 raise PlanError(f"layer {layer.name!r} has no candidate precision: give at least one")
             if not all(isinstance(o, Precision) for o in opts):
                 raise PlanError(f"options of layer {layer.name!r} must be Precision objects, e.g. Precision(4, 4)")
-            canon = [_canonical(o) for o in opts]
+            canon = [canonical(o) for o in opts]
             if len(set(canon)) != len(canon):
                 raise PlanError(f"layer {layer.name!r} lists the same precision twice; give each option once")
         object.__setattr__(self, "layers", layers)
@@ -132,9 +129,9 @@ class SearchSpace:
             prec = plan.get(layer.name)
             if prec is None:
                 raise PlanError(f"the plan has no precision for layer {layer.name!r}; a search plan sets every layer")
-            canon = [_canonical(o) for o in opts]
+            canon = [canonical(o) for o in opts]
             try:
-                out[i] = canon.index(_canonical(prec))
+                out[i] = canon.index(canonical(prec))
             except ValueError:
                 raise PlanError(f"{prec} is not an option of layer {layer.name!r}; its options are "
                                 f"{', '.join(map(str, opts))}") from None
@@ -142,10 +139,10 @@ class SearchSpace:
 
     def uniform_index(self, precision: Precision) -> np.ndarray | None:
         """The index vector of the uniform plan at ``precision``, or None if some layer lacks that option."""
-        target = _canonical(precision)
+        target = canonical(precision)
         out = []
         for opts in self.options:
-            canon = [_canonical(o) for o in opts]
+            canon = [canonical(o) for o in opts]
             if target not in canon:
                 return None
             out.append(canon.index(target))
@@ -153,10 +150,10 @@ class SearchSpace:
 
     def uniform_precisions(self) -> list[Precision]:
         """Precisions that every layer has as an option (in the first layer's order)."""
-        common = set(_canonical(o) for o in self.options[0])
+        common = set(canonical(o) for o in self.options[0])
         for opts in self.options[1:]:
-            common &= set(_canonical(o) for o in opts)
-        return [o for o in self.options[0] if _canonical(o) in common]
+            common &= set(canonical(o) for o in opts)
+        return [o for o in self.options[0] if canonical(o) in common]
 
     def _check_index(self, index) -> np.ndarray:
         arr = np.asarray(index)
@@ -172,7 +169,7 @@ class SearchSpace:
         or the same bits with the other kernel kind). Used by the annealer's local moves."""
         out = []
         for opts in self.options:
-            canon = [_canonical(o) for o in opts]
+            canon = [canonical(o) for o in opts]
             where = {c: j for j, c in enumerate(canon)}
             per = []
             for c in canon:
