@@ -87,3 +87,14 @@ def test_help_for_every_command():
     for cmd in ("demo", "layers", "compile", "explore", "tune", "report"):
         proc = tvm_mp_cli(cmd, "--help")
         assert proc.returncode == 0 and "usage: tvm-mp " + cmd in proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_exports_each_plan(tmp_path):
+    proc = tvm_mp_cli("demo", "--plans", "w8a8", "w2a2", "-o", str(tmp_path / "demo"))
+    assert proc.returncode == 0, proc.stderr
+    assert "equals the NumPy reference: True" in proc.stdout and "top-1" in proc.stdout
+    for plan in ("w8a8", "w2a2"):
+        art = tmp_path / "demo" / plan
+        assert (art / "model.so").stat().st_size > 0
+        assert json.loads((art / "report.json").read_text())["accuracy"] > 0.8
