@@ -112,3 +112,25 @@ def test_measured_model_uses_record_energy_or_the_modelled_one():
     assert np.all(est.energy_uj == 2.5)
     est = MeasuredModel(_FakeSource(None)).predict(wls)
     assert est.energy_basis == "modelled" and np.all(est.energy_uj > 0)
+
+
+class _Constant:
+    def __init__(self, value, basis):
+        self.value, self.basis = value, basis
+
+    def predict(self, workloads):
+        n = len(workloads)
+        return Estimate(np.full(n, self.value), np.full(n, 2 * self.value), self.basis)
+
+
+def test_per_target_model_dispatches_by_family():
+    from tvm_mp.cost_models.base import PerTargetModel
+
+    wls = [Workload("dense", (1, 64), (10, 64), 4, 4), Workload("dense", (1, 64), (10, 64), 4, 4, target="accel"),
+           Workload("dense", (1, 64), (10, 64), 2, 2)]
+    model = PerTargetModel({"x86_64": _Constant(1.0, "modelled"), "accel": _Constant(5.0, "simulated")})
+    est = model.predict(wls)
+    assert list(est.latency_ms) == [1.0, 5.0, 1.0] and list(est.energy_uj) == [2.0, 10.0, 2.0]
+    assert est.energy_basis == "mixed"
+    with pytest.raises(CostModelError, match="no cost model for target family 'aarch64'"):
+        model.predict([wls[0].replace(target="aarch64")])

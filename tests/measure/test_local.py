@@ -44,7 +44,7 @@ def test_local_source_records():
     for rec in ok:
         assert rec.error is None and rec.source == "local" and len(rec.latency_samples_ms) == 3
         assert 0 < rec.latency_ms < 1000 and rec.meta["repeat"] == 3 and rec.meta["number"] >= 1
-        assert rec.meta["threads"] >= 1
+        assert rec.meta["threads"] >= 1 and len(rec.meta["kernel"]) == 16
     assert arm.error is not None and "RPC" in arm.error
     with pytest.raises(CostModelError, match="device"):
         LocalSource(FAST).measure([wls[0].replace(device="board")])

@@ -44,8 +44,8 @@ def workloads(draw):
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     params = ConvParams((draw(st.integers(1, 3)), draw(st.integers(1, 3))),
                         tuple(draw(st.integers(0, 2)) for _ in range(4)), (1, 1), groups)
-    h = draw(st.integers(kh, 40))
-    return Workload(op, (1, groups * cg, h, h + draw(st.integers(0, 3))), (groups * draw(st.integers(1, 3)), cg, kh, kw),
+    h, w = draw(st.integers(kh, 40)), draw(st.integers(kw, 40))
+    return Workload(op, (1, groups * cg, h, w), (groups * draw(st.integers(1, 3)), cg, kh, kw),
                     w_bits, a_bits, kind, params, epilogue, knobs=draw(st.dictionaries(
                         st.sampled_from(["tile", "unroll"]), st.integers(1, 64), max_size=2)))
 
@@ -207,3 +207,14 @@ def test_fsync_store_and_missing_file(tmp_path):
     with pytest.raises(RecordError, match="Record objects"):
         store.append({"not": "a record"})
     assert os.path.getsize(store.path) > 0
+
+
+def test_compact_keeps_one_line_per_key(tmp_path):
+    store = RecordStore(tmp_path / "r.jsonl")
+    for samples in ((3.0,), (2.0,), (1.0,)):
+        store.append(record(samples=samples))
+    store.append(record(conv_workload(c=5)))
+    assert store.path.read_bytes().count(b"\n") == 4
+    assert store.compact() == 2
+    assert store.path.read_bytes().count(b"\n") == 2
+    assert [r.latency_ms for r in store.load()] == [1.0, 1.0]

@@ -8,8 +8,9 @@ Latency of one kernel call (ns)::
 ``points_c`` are the iteration points of each block class of the kernel and ``ops`` its data operations
 (:mod:`tvm_mp.cost_models.features`). Out of the box the parameters are first-principles guesses
 (:meth:`RooflineParams.first_principles`: every operation costs ``1 / (clock * ops_per_cycle)``);
-:meth:`RooflineParams.calibrate` fits the overhead and per-point costs to measured records (non-negative least
-squares on relative error), which is the form used as the baseline against learned models and as their prior.
+:meth:`RooflineParams.calibrate` fits the overhead, per-point and per-operation costs to measured records (least
+squares on log ratios by default), which is the form used as the baseline against learned models and as their
+prior.
 Energy is the modelled CPU energy (:class:`~tvm_mp.cost_models.energy_cpu.CpuEnergyModel`), labelled "modelled".
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import least_squares, nnls
 
 from .base import CostModelError, Estimate, Workload, target_family
 from .energy_cpu import CpuEnergyModel
@@ -84,23 +85,35 @@ class RooflineParams:
 
     @classmethod
     def calibrate(cls, name: str, events: Mapping[str, np.ndarray], latency_ms: np.ndarray,
-                  base: "RooflineParams | None" = None) -> "RooflineParams":
-        """Fit overhead and per-point costs to measured latencies (NNLS on relative error).
+                  base: "RooflineParams | None" = None, method: str = "log") -> "RooflineParams":
+        """Fit the overhead, the per-point cost of each block class and a per-operation cost to measured latencies.
 
+        ``method="log"`` (default) minimizes the squared log ratio (scipy ``least_squares`` on log-parameters,
+        started from the relative fit); ``"relative"`` minimizes the squared relative error by non-negative least
+        squares (lower MAPE on its own, but biased low: over-predictions cost more than under-predictions).
         Memory roofs keep ``base``'s bandwidths (the kernels measured here are compute-bound).
         """
+        if method not in ("log", "relative"):
+            raise CostModelError(f"calibration method {method!r}: use 'log' or 'relative'")
         t_ns = np.asarray(latency_ms, dtype=np.float64) * 1e6
-        if t_ns.ndim != 1 or t_ns.shape[0] < len(BLOCK_CLASSES) + 2 or np.any(t_ns <= 0):
-            raise CostModelError(f"calibration needs at least {len(BLOCK_CLASSES) + 2} positive latencies")
+        n_params = len(BLOCK_CLASSES) + 2
+        if t_ns.ndim != 1 or t_ns.shape[0] < n_params or np.any(t_ns <= 0):
+            raise CostModelError(f"calibration needs at least {n_params} positive latencies")
         columns = [np.full_like(t_ns, 1e3)]  # overhead, in µs
         columns += [events[f"points_{c}"].astype(np.float64) for c in BLOCK_CLASSES]
-        design = np.column_stack(columns) / t_ns[:, None]
+        columns.append(sum(events[op] for op in OP_CLASSES).astype(np.float64))
+        design = np.column_stack(columns)
         scale = np.maximum(design.max(axis=0), 1e-30)
-        coef, _ = nnls(design / scale, np.ones_like(t_ns), maxiter=50 * design.shape[1])
+        unit = design / scale
+        coef, _ = nnls(unit / t_ns[:, None], np.ones_like(t_ns), maxiter=50 * design.shape[1])
+        if method == "log":
+            start = np.log(np.maximum(coef, 1e-6))
+            fit = least_squares(lambda lc: np.log(unit @ np.exp(lc)) - np.log(t_ns), start)
+            coef = np.exp(fit.x)
         coef = coef / scale
         base = base or cls(name, 0.0)
-        return cls(name, float(coef[0]), {c: float(v) for c, v in zip(BLOCK_CLASSES, coef[1:])}, 0.0,
-                   base.l2_gbps, base.dram_gbps, notes=f"calibrated on {t_ns.shape[0]} measured records")
+        return cls(name, float(coef[0]), {c: float(v) for c, v in zip(BLOCK_CLASSES, coef[1:-1])}, float(coef[-1]),
+                   base.l2_gbps, base.dram_gbps, notes=f"calibrated ({method}) on {t_ns.shape[0]} measured records")
 
 
 def default_roofline() -> dict[str, RooflineParams]:
@@ -142,7 +155,7 @@ class AnalyticalModel:
         return Estimate(self.latency_ms(workloads, ev), self.energy.energy_uj(workloads, ev), "modelled")
 
     @classmethod
-    def calibrated(cls, records, base: "AnalyticalModel | None" = None) -> "AnalyticalModel":
+    def calibrated(cls, records, base: "AnalyticalModel | None" = None, method: str = "log") -> "AnalyticalModel":
         """A copy of ``base`` (default: uncalibrated) with each target family's roofline fitted to ``records``."""
         base = base or cls()
         records = [r for r in records if r.error is None]
@@ -156,7 +169,7 @@ class AnalyticalModel:
         for fam in np.unique(fams):
             mask = fams == fam
             roofline[str(fam)] = RooflineParams.calibrate(str(fam), {k: v[mask] for k, v in ev.items()}, lat[mask],
-                                                          roofline.get(str(fam)))
+                                                          roofline.get(str(fam)), method)
         return cls(roofline, base.energy, base.counter)
 
     def to_dict(self) -> dict:

@@ -341,3 +341,40 @@ class MeasuredModel:
             self.energy_model = CpuEnergyModel()
         energy = self.energy_model.energy_uj(workloads)
         return Estimate(latency, energy, "modelled")
+
+
+class PerTargetModel:
+    """One model per target family behind one ``predict``: e.g. the learned host model for CPU workloads and
+    the accelerator's own mapping model for accelerator workloads, in a mixed batch.
+
+    ``models`` maps a target family ("x86_64", "aarch64", "accel"; see :func:`target_family`) to a
+    :class:`CostModel`. The estimate's energy basis is the models' common one, or "mixed".
+    """
+
+    def __init__(self, models: Mapping[str, CostModel]):
+        for family, model in models.items():
+            if not callable(getattr(model, "predict", None)):
+                raise CostModelError(f"the model for {family!r} has no predict(workloads) method")
+        self.models = dict(models)
+
+    def predict(self, workloads: Sequence[Workload]) -> Estimate:
+        workloads = list(workloads)
+        fams = [target_family(w.target) for w in workloads]
+        latency, energy = np.zeros(len(workloads)), np.zeros(len(workloads))
+        lat_iv = np.zeros((len(workloads), 2))
+        have_iv = True
+        bases = set()
+        for fam in sorted(set(fams)):
+            if fam not in self.models:
+                raise CostModelError(f"no cost model for target family {fam!r}; this PerTargetModel has "
+                                     f"{', '.join(self.models)}")
+            idx = np.array([i for i, f in enumerate(fams) if f == fam])
+            est = self.models[fam].predict([workloads[i] for i in idx])
+            latency[idx], energy[idx] = est.latency_ms, est.energy_uj
+            bases.add(est.energy_basis)
+            if est.latency_interval_ms is None:
+                have_iv = False
+            else:
+                lat_iv[idx] = est.latency_interval_ms
+        basis = bases.pop() if len(bases) == 1 else ("mixed" if bases else "modelled")
+        return Estimate(latency, energy, basis, lat_iv if have_iv and workloads else None)

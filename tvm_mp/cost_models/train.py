@@ -377,7 +377,7 @@ def load_records(path: str | Path, device: str | None = None, target_families: S
     return records
 
 
-def train_model(records: Sequence, seed: int = 0, rounds: int = 300, quantile_rounds: int = 150, params=None,
+def train_model(records: Sequence, seed: int = 0, rounds: int = 250, quantile_rounds: int = 100, params=None,
                 counter=None):
     from .xgb import XGBCostModel
 
@@ -405,29 +405,37 @@ class HeldOut:
     xgb_uj: np.ndarray | None = None
     analytical_uj: np.ndarray | None = None
     baseline_name: str = "analytical (calibrated)"
+    extra_ms: dict = dataclasses.field(default_factory=dict)  # other baselines: name -> latency predictions
 
 
-def _baseline(train: Sequence, test_wl: Sequence[Workload], counter) -> tuple[np.ndarray, np.ndarray, str]:
-    """(latency ms, energy µJ, name) of the analytical baseline on ``test_wl``."""
+def _baseline(train: Sequence, test_wl: Sequence[Workload], counter, cache: dict) -> tuple[np.ndarray, np.ndarray, str]:
+    """(latency ms, energy µJ, name) of the analytical baseline on ``test_wl`` (``cache`` keeps models across
+    folds: the accelerator's mapping model remembers the best mapping of each layer)."""
     from .analytical import AnalyticalModel
     from .base import target_family
 
     fams = {target_family(w.target) for w in test_wl}
     if fams == {"accel"}:
-        from ..accel.mapping import AccelCostModel
+        if "accel" not in cache:
+            from ..accel.mapping import AccelCostModel
 
-        est = AccelCostModel().predict(test_wl)
+            cache["accel"] = AccelCostModel()
+        est = cache["accel"].predict(test_wl)
         return est.latency_ms, est.energy_uj, "accelerator mapping model"
     model = AnalyticalModel.calibrated(train, AnalyticalModel(counter=counter))
+    relative = AnalyticalModel.calibrated(train, AnalyticalModel(counter=counter), method="relative")
+    cache["extra"] = {"analytical (calibrated, relative error)": relative.latency_ms(test_wl)}
     return model.latency_ms(test_wl), np.full(len(test_wl), np.nan), "analytical (calibrated)"
 
 
 def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarray]], name: str, seed: int = 0,
-             rounds: int = 300, quantile_rounds: int = 150, log: Callable[[str], None] = print) -> HeldOut:
+             rounds: int = 250, quantile_rounds: int = 100, log: Callable[[str], None] = print) -> HeldOut:
     """Train on each fold's train part (XGBoost, and the baseline where it needs training), predict its test part."""
     from .features import KernelCounter
 
     counter = KernelCounter()
+    cache: dict = {}
+    extra: dict = {}
     n = len(records)
     xgb_ms, ana_ms = np.full(n, np.nan), np.full(n, np.nan)
     interval = np.full((n, 2), np.nan)
@@ -444,7 +452,9 @@ def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarra
             interval[test_idx] = est.latency_interval_ms
         if est.energy_basis in ("learned", "mixed"):
             xgb_uj[test_idx] = est.energy_uj
-        ana_ms[test_idx], ana_uj[test_idx], baseline_name = _baseline(train, test_wl, counter)
+        ana_ms[test_idx], ana_uj[test_idx], baseline_name = _baseline(train, test_wl, counter, cache)
+        for label, pred in cache.pop("extra", {}).items():
+            extra.setdefault(label, np.full(n, np.nan))[test_idx] = pred
         for i in test_idx:
             fold_of[i] = fold
         log(f"  {name} fold {fold}: train {len(train_idx)}, test {len(test_idx)}")
@@ -453,11 +463,11 @@ def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarra
     energy = np.array([np.nan if r.energy_uj is None else r.energy_uj for r in records])
     return HeldOut(name, measured[keep], xgb_ms[keep], ana_ms[keep], [records[i].workload.layer_key for i in keep],
                    [fold_of[i] for i in keep], interval[keep], energy[keep], xgb_uj[keep], ana_uj[keep],
-                   baseline_name)
+                   baseline_name, {label: pred[keep] for label, pred in extra.items()})
 
 
-def evaluate_records(records: Sequence, seed: int = 0, n_folds: int = 5, rounds: int = 300,
-                     quantile_rounds: int = 150, splits: Sequence[str] = ("shapes", "models"),
+def evaluate_records(records: Sequence, seed: int = 0, n_folds: int = 5, rounds: int = 250,
+                     quantile_rounds: int = 100, splits: Sequence[str] = ("shapes", "models"),
                      log: Callable[[str], None] = print) -> list[HeldOut]:
     """Held-out predictions for each requested split ("shapes": GroupKFold on layer shapes; "models")."""
     results = []
@@ -475,7 +485,8 @@ def _rows(res: HeldOut, quantity: str, k: int) -> list[tuple[str, str, np.ndarra
     """(row label, model label, predicted, measured) for latency or energy (energy only where measured)."""
     if quantity == "latency":
         return [(res.name, "xgboost", res.xgb_ms, res.measured_ms),
-                (res.name, res.baseline_name, res.analytical_ms, res.measured_ms)]
+                (res.name, res.baseline_name, res.analytical_ms, res.measured_ms)] + [
+                (res.name, label, pred, res.measured_ms) for label, pred in res.extra_ms.items()]
     if res.measured_uj is None or np.isnan(res.measured_uj).all():
         return []
     out = []
@@ -527,7 +538,7 @@ def scatter_plot(results: Sequence[HeldOut], path: str | Path) -> Path:
     panels = []
     for res in results:
         for quantity, unit in (("latency", "ms"), ("energy", "µJ")):
-            rows = _rows(res, quantity, 3)
+            rows = _rows(res, quantity, 3)[:2]
             if rows:
                 panels.append((res, quantity, unit, rows))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.5), squeeze=False)
@@ -572,7 +583,7 @@ def evaluate_model_file(model_path: str | Path | None, records: Sequence, k: int
     return table, {"xgboost": dataclasses.asdict(mx), "analytical prior": dataclasses.asdict(ma)}
 
 
-def write_default(records_path: str | Path, seed: int = 0, rounds: int = 300, quantile_rounds: int = 150,
+def write_default(records_path: str | Path, seed: int = 0, rounds: int = 250, quantile_rounds: int = 100,
                   out: str | Path | None = None) -> Path:
     """Retrain the shipped default model on ``records_path``."""
     records = load_records(records_path)
@@ -612,8 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
     for p in (t, e, d):
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--rounds", type=int, default=300)
-        p.add_argument("--quantile-rounds", type=int, default=150)
+        p.add_argument("--rounds", type=int, default=250)
+        p.add_argument("--quantile-rounds", type=int, default=100)
     return parser
 
 

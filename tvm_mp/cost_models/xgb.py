@@ -1,13 +1,11 @@
 """XGBoost cost model: learned from measurement records, on log targets, with per-prediction intervals.
 
 What is learned is the *ratio* of the measured value to a physics prior, in log space:
-``log(latency) - log(roofline latency)``, the roofline being the first-principles
-:class:`~tvm_mp.cost_models.analytical.AnalyticalModel` (every data operation of the kernel at a fixed cost, plus
-a fixed overhead; target families without first-principles parameters, such as the accelerator, get a roofline
-calibrated on their records). The prior carries the scale (so layers larger than any measured one are still
-predicted sensibly: trees cannot extrapolate, ratios need not); the trees learn what it misses (vectorization,
-bounds checks, loop overheads, cache effects). On this project's host records the first-principles prior gave
-lower held-out errors than a prior calibrated on the training split (docs/cost_models.md). Features: workload sizes, precision, kernel kind, epilogue, target family, schedule knobs, and the
+``log(latency) - log(roofline latency)``, the roofline being an
+:class:`~tvm_mp.cost_models.analytical.AnalyticalModel` calibrated (in log space) on the same training records.
+The prior carries the scale (so layers larger than any measured one are still predicted sensibly: trees cannot
+extrapolate, ratios need not); the trees learn what it misses (vectorization, bounds checks at padded borders,
+loop overheads of short reductions, cache effects). docs/cost_models.md compares priors on held-out layers. Features: workload sizes, precision, kernel kind, epilogue, target family, schedule knobs, and the
 kernel's event counts (:mod:`tvm_mp.cost_models.features`).
 
 Energy: CPU energy is modelled (event counts x table) and stays so. Records that carry energy (the accelerator
@@ -37,8 +35,10 @@ FORMAT = "tvm-mp-xgb-cost-model"
 FORMAT_VERSION = 1
 DEFAULT_MODEL = "default_model.json"
 #: Booster parameters (log-ratio regression); rounds and quantiles are arguments of :meth:`XGBCostModel.fit`.
-DEFAULT_PARAMS: dict[str, Any] = {"max_depth": 6, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8,
-                                  "min_child_weight": 2.0, "lambda": 1.0, "nthread": 2}
+DEFAULT_PARAMS: dict[str, Any] = {"max_depth": 7, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8,
+                                  "min_child_weight": 4.0, "lambda": 1.0, "nthread": 2}
+DEFAULT_ROUNDS = 250
+DEFAULT_QUANTILE_ROUNDS = 100
 QUANTILES = (0.1, 0.9)
 PJ_PER_MAC_PRIOR = 1.0
 
@@ -51,14 +51,24 @@ def _xgb():
     return xgboost
 
 
+def _short_float32(values) -> list[float]:
+    """Each value as the shortest decimal that reads back as the same float32 (XGBoost stores float32)."""
+    return [float(np.format_float_positional(v, unique=True, trim="-")) for v in np.asarray(values, np.float32)]
+
+
 def _booster_to_json(booster, compact: bool = False) -> dict:
-    """The booster in XGBoost's JSON format. ``compact`` zeroes two per-node training statistics that prediction
-    never reads (split gains and hessian sums), which shortens the file by about a third."""
+    """The booster in XGBoost's JSON format.
+
+    ``compact`` keeps prediction bit-identical and shrinks the file: per-node training statistics that prediction
+    never reads (split gains, hessian sums, node weights) become 0, and split thresholds / leaf values are written
+    as the shortest decimals that read back as the same float32.
+    """
     obj = json.loads(bytes(booster.save_raw("json")))
     if compact:
         for tree in obj["learner"]["gradient_booster"]["model"]["trees"]:
-            for name in ("loss_changes", "sum_hessian"):
+            for name in ("loss_changes", "sum_hessian", "base_weights"):
                 tree[name] = [0.0] * len(tree[name])
+            tree["split_conditions"] = _short_float32(tree["split_conditions"])
     return obj
 
 
@@ -87,8 +97,8 @@ class XGBCostModel:
 
     # ---- training -------------------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, records, seed: int = 0, rounds: int = 300, params: Mapping[str, Any] | None = None,
-            quantile_rounds: int = 150, prior: AnalyticalModel | None = None,
+    def fit(cls, records, seed: int = 0, rounds: int = DEFAULT_ROUNDS, params: Mapping[str, Any] | None = None,
+            quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, prior: AnalyticalModel | None = None,
             energy_model: CpuEnergyModel | None = None, counter: KernelCounter | None = None) -> "XGBCostModel":
         """Train on successful ``records``. ``prior`` defaults to the analytical model calibrated on them.
 
@@ -104,11 +114,7 @@ class XGBCostModel:
             counter = energy_model.counter
         counter = counter or KernelCounter()
         if prior is None:
-            prior = AnalyticalModel(energy=energy_model, counter=counter)
-            families = {target_family(r.workload.target) for r in records} - set(prior.roofline)
-            if families:  # e.g. the accelerator: no first-principles roofline, calibrate one on its records
-                fam_records = [r for r in records if target_family(r.workload.target) in families]
-                prior = AnalyticalModel.calibrated(fam_records, prior)
+            prior = AnalyticalModel.calibrated(records, AnalyticalModel(energy=energy_model, counter=counter))
         workloads = [r.workload for r in records]
         knob_names = knob_feature_names(workloads)
         ev = counter.events(workloads)

@@ -92,6 +92,13 @@ def build(workload: Workload, target=None):
     return _tvm.build(tvm.IRModule({KERNEL_NAME: kernel_func(workload)}), target or workload.target)
 
 
+def kernel_fingerprint(workload: Workload) -> str:
+    """Structural hash of the scheduled kernel: records made before a schedule or compute change differ in it."""
+    import tvm_ffi
+
+    return f"{tvm_ffi.structural_hash(kernel_func(workload)) & (2**64 - 1):016x}"
+
+
 def _runtime_threads() -> int:
     import tvm
 
@@ -186,7 +193,7 @@ class LocalSource:
             except Exception as err:  # build or run failure: recorded, the batch goes on
                 yield Record(wl, (), "local", error=f"{type(err).__name__}: {_tvm.error_line(err)}")
                 continue
-            yield Record(wl, tuple(samples), "local", meta={**meta, **self._host})
+            yield Record(wl, tuple(samples), "local", meta={**meta, **self._host, "kernel": kernel_fingerprint(wl)})
 
     def measure(self, workloads: Sequence[Workload]) -> list[Record]:
         return list(self.measure_iter(workloads))

@@ -111,7 +111,7 @@ class Record:
             data["energy_uj"] = self.energy_uj
             data["energy_basis"] = self.energy_basis
         if self.events is not None:
-            data["events"] = dict(self.events)
+            data["events"] = {k: float(f"{v:.6g}") for k, v in self.events.items()}
         if self.meta:
             data["meta"] = dict(self.meta)
         if self.error is not None:

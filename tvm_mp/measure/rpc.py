@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import _tvm
 from ..cost_models.base import CostModelError, Workload
-from .local import KERNEL_NAME, build, kernel_arguments, time_function
+from .local import build, kernel_arguments, time_function
 from .records import Record
 from .source import TimingConfig, check_device
 

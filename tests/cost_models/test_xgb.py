@@ -1,0 +1,89 @@
+"""XGBoost model: learns a known law on held-out layers, files round-trip in XGBoost JSON, intervals, energy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tvm_mp.cost_models.base import CostModelError, Workload
+from tvm_mp.cost_models.train import metrics
+from tvm_mp.cost_models.xgb import XGBCostModel
+
+from ._synthetic import synthetic_records
+
+RECORDS = Path(__file__).resolve().parents[2] / "docs" / "data" / "host_kernels.jsonl"
+
+
+@pytest.fixture(scope="module")
+def split():
+    records = synthetic_records(seed=1, n_layers=50, configs=8)
+    layers = sorted({r.workload.layer_key for r in records})
+    test_layers = set(layers[::5])
+    train = [r for r in records if r.workload.layer_key not in test_layers]
+    test = [r for r in records if r.workload.layer_key in test_layers]
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def model(split):
+    return XGBCostModel.fit(split[0], seed=0, rounds=120, quantile_rounds=60)
+
+
+def test_learns_the_law_on_held_out_layers(model, split):
+    test = split[1]
+    est = model.predict([r.workload for r in test])
+    measured = np.array([r.latency_ms for r in test])
+    m = metrics(est.latency_ms, measured, [r.workload.layer_key for r in test])
+    assert m.spearman > 0.97 and m.mape_pct < 12
+    assert est.energy_basis == "modelled" and np.all(est.energy_uj > 0)
+    lo, hi = est.latency_interval_ms[:, 0], est.latency_interval_ms[:, 1]
+    assert np.all(lo <= est.latency_ms) and np.all(est.latency_ms <= hi)
+
+
+def test_save_load_round_trip_in_xgboost_json(model, split, tmp_path):
+    import xgboost
+
+    path = model.save(tmp_path / "m.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == "tvm-mp-xgb-cost-model" and set(data["boosters"]) == {"latency", "latency_q"}
+    raw = xgboost.Booster()
+    raw.load_model(bytearray(json.dumps(data["boosters"]["latency"]).encode()))  # plain XGBoost reads it
+    wls = [r.workload for r in split[1]]
+    again = XGBCostModel.load(path)
+    np.testing.assert_allclose(again.predict(wls).latency_ms, model.predict(wls).latency_ms, rtol=1e-6)
+    data["feature_names"] = data["feature_names"][:-1]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(CostModelError, match="retrain"):
+        XGBCostModel.load(tmp_path / "bad.json")
+    with pytest.raises(CostModelError, match="not a tvm-mp"):
+        XGBCostModel.from_dict({"format": "other"})
+
+
+def test_energy_is_learned_from_simulated_records():
+    records = synthetic_records(seed=2, n_layers=30, configs=6, energy=True)
+    model = XGBCostModel.fit(records[:-20], seed=0, rounds=150, quantile_rounds=40)
+    est = model.predict([r.workload for r in records[-20:]])
+    assert est.energy_basis == "learned" and est.energy_interval_uj is not None
+    measured = np.array([r.energy_uj for r in records[-20:]])
+    assert np.median(np.abs(est.energy_uj - measured) / measured) < 0.15
+    with pytest.raises(CostModelError, match="at least 10"):
+        XGBCostModel.fit(records[:5])
+
+
+def test_default_model_is_small_and_ranks_the_shipped_measurements():
+    from tvm_mp.measure.records import RecordStore
+
+    path = Path(__file__).resolve().parents[2] / "tvm_mp" / "cost_models" / "default_model.json"
+    assert path.stat().st_size < 1_500_000  # 250 trees of depth 7 + the quantile booster, compact JSON
+    model = XGBCostModel.default()
+    assert "command" in model.info and model.info["records"] >= 500
+    records = RecordStore(RECORDS).load()
+    est = model.predict([r.workload for r in records])
+    measured = np.array([r.latency_ms for r in records])
+    assert metrics(est.latency_ms, measured, [r.workload.layer_key for r in records]).spearman > 0.95
+    assert model.predict([]).latency_ms.shape == (0,)
+    wl = Workload("dense", (1, 9216), (128, 9216), 4, 4)  # fer_cnn's dense_0
+    assert 0 < model.predict([wl]).latency_ms[0] < 1e3
