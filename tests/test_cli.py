@@ -56,6 +56,8 @@ def test_compile_then_report(tmp_path):
     (["compile", "MODEL", "--shape", "input=1,1,8,8", "--calibration", "digits", "-o", "x"], "exactly one of"),
     (["tune", "MODEL", "--shape", "input=1,1,8,8", "--plan", "w2a2", "--rpc-tracker", "localhost", "--key", "k"],
      "HOST:PORT"),
+    (["cost-model", "eval", "--records", "none.jsonl"], "collect some first"),
+    (["cost-model", "eval", "--records", "MODEL", "--default-model"], "not a records file"),
 ])
 def test_errors_are_one_line_and_nonzero(args, needle, tmp_path):
     args = [str(digits_cnn_path()) if a == "MODEL" else a for a in args]
@@ -84,9 +86,26 @@ def test_compile_under_budget_and_explore(tmp_path):
 
 
 def test_help_for_every_command():
-    for cmd in ("demo", "layers", "compile", "explore", "tune", "report"):
+    for cmd in ("demo", "layers", "compile", "explore", "tune", "report", "cost-model"):
         proc = tvm_mp_cli(cmd, "--help")
         assert proc.returncode == 0 and "usage: tvm-mp " + cmd in proc.stdout
+
+
+def test_cost_model_train_then_eval(tmp_path):
+    from tests.cost_models._synthetic import synthetic_records
+    from tvm_mp.measure.records import RecordStore
+
+    records = tmp_path / "records.jsonl"
+    RecordStore(records).extend(synthetic_records(seed=5, n_layers=24, configs=5))
+    model = tmp_path / "model.json"
+    proc = tvm_mp_cli("cost-model", "train", "--records", str(records), "--out", str(model), "--rounds", "20",
+                      "--quantile-rounds", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(model.read_text())["format"] == "tvm-mp-xgb-cost-model"
+    proc = tvm_mp_cli("cost-model", "eval", "--records", str(records), "--model", str(model))
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "| xgboost |" in line]
+    assert rows and all(float(row.split("|")[4]) > 0 for row in rows)  # Spearman rho of the trained model
 
 
 @pytest.mark.slow

@@ -192,6 +192,12 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_cost_model(args) -> int:
+    from .cost_models import train
+
+    return train.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvm-mp", description="Mixed-precision compilation of CNNs with TVM")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -242,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write report.md (table and plots) for an artifact directory")
     rep.add_argument("directory")
     rep.set_defaults(func=cmd_report)
+    cm = sub.add_parser("cost-model", help="collect kernel measurements, train and evaluate cost models")
+    from .cost_models.train import add_commands
+
+    add_commands(cm.add_subparsers(dest="command", required=True))
+    cm.set_defaults(func=cmd_cost_model)
     return parser
 
 

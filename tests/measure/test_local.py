@@ -12,7 +12,7 @@ from tvm_mp.measure.source import TimingConfig
 from tvm_mp.quantize import packing, reference
 from tvm_mp.workload import ConvParams
 
-FAST = TimingConfig(repeat=3, min_repeat_ms=1.0, max_attempts=1)
+FAST = TimingConfig(repeat=3, min_repeat_ms=1.0, max_attempts=1, reference_waits=0)
 
 
 @pytest.mark.parametrize("kind, w_bits", [("bitserial", 1), ("bitserial", 3), ("packed", 2), ("packed", 8)])
@@ -50,3 +50,16 @@ def test_local_source_records():
         LocalSource(FAST).measure([wls[0].replace(device="board")])
     with pytest.raises(CostModelError, match="max_attempts"):
         TimingConfig(max_attempts=0)
+
+
+def test_reference_kernel_guard_records_its_ratios(monkeypatch):
+    from tvm_mp.measure import local
+
+    warm_up = local._Reference.warm_up
+    monkeypatch.setattr(local._Reference, "warm_up", lambda self: warm_up(self, max_s=1.0, settled=2))
+    timing = TimingConfig(repeat=3, min_repeat_ms=1.0, max_attempts=1, reference_waits=2)
+    rec = LocalSource(timing).measure([Workload("dense", (1, 64), (10, 64), 2, 2, "bitserial", None, "acc")])[0]
+    before, after = rec.meta["reference_ratio"]
+    assert rec.error is None and before >= 1.0 and after >= 1.0
+    with pytest.raises(CostModelError, match="reference"):
+        TimingConfig(reference_tolerance=-1.0)

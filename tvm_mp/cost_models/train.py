@@ -1,6 +1,6 @@
 """Collect measurements, train and evaluate cost models, regenerate the shipped default model.
 
-Command line (``python -m tvm_mp.cost_models.train``; ``tvm-mp cost-model`` calls :func:`main`)::
+Command line (``tvm-mp cost-model ...``, or ``python -m tvm_mp.cost_models.train ...``)::
 
     collect  --records docs/data/host_kernels.jsonl [--budget-s 840] [--seed 0]
     train    --records docs/data/host_kernels.jsonl --out model.json [--seed 0]
@@ -23,6 +23,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -75,12 +76,17 @@ def model_layer_shapes(names: Sequence[str] = MODEL_NAMES) -> list[LayerShape]:
 
 
 def random_layer_shapes(rng: np.random.Generator, count: int, min_macs: float = 2e3,
-                        max_macs: float = 2.5e7) -> list[LayerShape]:
-    """``count`` random but plausible conv2d / depthwise / dense layers with MACs in [min_macs, max_macs]."""
+                        max_macs: float = 2.5e7, upper_same: bool = False) -> list[LayerShape]:
+    """``count`` random but plausible conv2d / depthwise / dense layers with MACs in [min_macs, max_macs].
+
+    "Same" padding is centred (``(k - 1) // 2`` before, ``k // 2`` after). ``upper_same`` draws only conv2d and
+    depthwise layers, all with the SAME_UPPER padding of models exported from TensorFlow/Keras (total padding
+    from the stride and input size, the extra row/column at the bottom/right -- at stride 2 often ``(0, 0, 1, 1)``).
+    """
     channels = [1, 3, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
     out = []
     while len(out) < count:
-        op = rng.choice(["conv2d", "conv2d", "depthwise_conv2d", "dense"])
+        op = rng.choice(["conv2d", "depthwise_conv2d"] if upper_same else ["conv2d", "conv2d", "depthwise_conv2d", "dense"])
         if op == "dense":
             k = int(rng.choice([16, 32, 64, 100, 128, 256, 512, 1024, 2048, 4096, 9216]))
             oc = int(rng.choice([2, 7, 10, 12, 32, 64, 128, 256]))
@@ -90,9 +96,12 @@ def random_layer_shapes(rng: np.random.Generator, count: int, min_macs: float = 
             kh, kw = [(1, 1), (3, 3), (3, 3), (5, 5), (1, 3), (3, 1), (10, 4), (7, 7)][int(rng.integers(8))]
             h = int(rng.integers(max(kh, 3), 65))
             w = int(rng.integers(max(kw, 3), 65)) if rng.random() < 0.3 else h
-            stride = int(rng.choice([1, 1, 2]))
-            same = rng.random() < 0.7
+            stride = int(rng.choice([1, 2] if upper_same else [1, 1, 2]))
+            same = upper_same or rng.random() < 0.7
             pad = ((kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2) if same else (0, 0, 0, 0)
+            if same and upper_same:
+                pad = _same_upper(h, kh, stride) + _same_upper(w, kw, stride)
+                pad = (pad[0], pad[2], pad[1], pad[3])
             c = int(rng.choice(channels))
             if op == "depthwise_conv2d":
                 groups, cg, oc = c, 1, c
@@ -109,6 +118,12 @@ def random_layer_shapes(rng: np.random.Generator, count: int, min_macs: float = 
         if min_macs <= macs <= max_macs:
             out.append(shape)
     return out
+
+
+def _same_upper(size: int, k: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding of one spatial axis under SAME_UPPER: output ``ceil(size / stride)``."""
+    total = max((-(-size // stride) - 1) * stride + k - size, 0)
+    return total // 2, total - total // 2
 
 
 def random_configs(rng: np.random.Generator, count: int) -> list[tuple[int, int, str, str]]:
@@ -142,8 +157,13 @@ def collection_plan(rng: np.random.Generator, model_shapes: Sequence[LayerShape]
 
 def collect(records_path: str | Path, budget_s: float = 840.0, seed: int = 0, n_random: int = 260,
             configs_per_model_layer: int = 14, configs_per_random_layer: int = 5,
-            models: Sequence[str] = MODEL_NAMES, log: Callable[[str], None] = print) -> int:
-    """Measure the plan on this host into ``records_path`` (resumable; stops starting new work after budget_s)."""
+            models: Sequence[str] = MODEL_NAMES, log: Callable[[str], None] = print,
+            n_random_upper_same: int = 150) -> int:
+    """Measure the plan on this host into ``records_path`` (resumable; stops starting new work after budget_s).
+
+    Random layers: ``n_random`` with centred "same" padding, and ``n_random_upper_same`` more with SAME_UPPER
+    padding, drawn from their own random stream (``[seed, 1]``) so adding them left the first set unchanged.
+    """
     from ..measure.local import LocalSource
     from ..measure.records import RecordStore
 
@@ -151,6 +171,9 @@ def collect(records_path: str | Path, budget_s: float = 840.0, seed: int = 0, n_
     rng = np.random.default_rng(seed)
     plan = collection_plan(rng, model_layer_shapes(models), random_layer_shapes(rng, n_random),
                            configs_per_model_layer, configs_per_random_layer)
+    rng_upper = np.random.default_rng([seed, 1])
+    plan += collection_plan(rng_upper, [], random_layer_shapes(rng_upper, n_random_upper_same, upper_same=True),
+                            configs_per_model_layer, configs_per_random_layer)
     store = RecordStore(records_path)
     done = store.keys()
     todo = [(w, o) for w, o in plan if w.key not in done]
@@ -367,13 +390,20 @@ def load_records(path: str | Path, device: str | None = None, target_families: S
     from ..measure.records import RecordStore
     from .base import target_family
 
-    records = RecordStore(path).load()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = RecordStore(path).load()
+    if not records and caught:
+        raise CostModelError(f"{path} is not a records file: no line of it is a measurement record "
+                             f"({len(caught)} warning(s), first: {caught[0].message})")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if device is not None:
         records = [r for r in records if r.workload.device == device]
     if target_families is not None:
         records = [r for r in records if target_family(r.workload.target) in target_families]
     if not records:
-        raise CostModelError(f"no usable records in {path}: run `python -m tvm_mp.cost_models.train collect` first")
+        raise CostModelError(f"no usable records in {path}: run `tvm-mp cost-model collect` first")
     return records
 
 
@@ -595,10 +625,8 @@ def write_default(records_path: str | Path, seed: int = 0, rounds: int = 250, qu
 
 
 # ---- command line ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvm-mp cost-model",
-                                     description="Collect measurements, train and evaluate tvm-mp cost models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub) -> None:
+    """Add ``collect | train | eval | default`` to an argparse sub-parser group (``tvm-mp cost-model`` uses it)."""
     c = sub.add_parser("collect", help="measure kernels on this host into a records file")
     c.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
     c.add_argument("--budget-s", type=float, default=840.0, help="stop starting measurements after this long")
@@ -625,47 +653,66 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--rounds", type=int, default=250)
         p.add_argument("--quantile-rounds", type=int, default=100)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tvm-mp cost-model",
+                                     description="Collect measurements, train and evaluate tvm-mp cost models.")
+    add_commands(parser.add_subparsers(dest="command", required=True))
     return parser
+
+
+def _existing_records(path: Path) -> Path:
+    if not Path(path).is_file():
+        raise CostModelError(f"records file {path} does not exist: collect some first "
+                             f"(tvm-mp cost-model collect --records {path}) or pass --records")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one parsed command (raises :class:`CostModelError` on a user error)."""
+    if args.command == "collect":
+        if args.source == "accel":
+            collect_accel(args.records, args.budget_s, args.seed, args.random_layers or 120)
+        else:
+            collect(args.records, args.budget_s, args.seed, args.random_layers or 260)
+            if args.passes > 1:
+                retime(args.records, args.passes, args.budget_s, args.seed + 1)
+    elif args.command == "train":
+        model = train_model(load_records(_existing_records(args.records)), args.seed, args.rounds,
+                            args.quantile_rounds)
+        path = model.save(args.out)
+        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {model.info['records']} records)")
+    elif args.command == "default":
+        path = write_default(_existing_records(args.records), args.seed, args.rounds, args.quantile_rounds)
+        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    elif args.command == "eval":
+        records = load_records(_existing_records(args.records))
+        if args.model is not None or args.default_model:
+            table, data = evaluate_model_file(args.model, records, args.k)
+            results = []
+        else:
+            splits = ("shapes", "models") if args.split == "both" else (args.split,)
+            results = evaluate_records(records, args.seed, args.folds, args.rounds, args.quantile_rounds, splits)
+            table, data = report_table(results, args.k)
+        print(table)
+        if args.report_dir is not None:
+            args.report_dir.mkdir(parents=True, exist_ok=True)
+            (args.report_dir / "table.md").write_text(table + "\n")
+            (args.report_dir / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
+            if results:
+                scatter_plot(results, args.report_dir / "scatter.png")
+            print(f"wrote {args.report_dir}/")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "collect":
-            if args.source == "accel":
-                collect_accel(args.records, args.budget_s, args.seed, args.random_layers or 120)
-            else:
-                collect(args.records, args.budget_s, args.seed, args.random_layers or 260)
-                if args.passes > 1:
-                    retime(args.records, args.passes, args.budget_s, args.seed + 1)
-        elif args.command == "train":
-            model = train_model(load_records(args.records), args.seed, args.rounds, args.quantile_rounds)
-            path = model.save(args.out)
-            print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {model.info['records']} records)")
-        elif args.command == "default":
-            path = write_default(args.records, args.seed, args.rounds, args.quantile_rounds)
-            print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
-        elif args.command == "eval":
-            records = load_records(args.records)
-            if args.model is not None or args.default_model:
-                table, data = evaluate_model_file(args.model, records, args.k)
-                results = []
-            else:
-                splits = ("shapes", "models") if args.split == "both" else (args.split,)
-                results = evaluate_records(records, args.seed, args.folds, args.rounds, args.quantile_rounds, splits)
-                table, data = report_table(results, args.k)
-            print(table)
-            if args.report_dir is not None:
-                args.report_dir.mkdir(parents=True, exist_ok=True)
-                (args.report_dir / "table.md").write_text(table + "\n")
-                (args.report_dir / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
-                if results:
-                    scatter_plot(results, args.report_dir / "scatter.png")
-                print(f"wrote {args.report_dir}/")
+        return run(args)
     except CostModelError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -162,6 +162,48 @@ def host_description() -> dict:
     return {"cpu": model, "threads": threads, "tvm": tvm.__version__}
 
 
+#: The reference kernel: small, fixed, compute-bound (about 0.1 ms here).
+REFERENCE_WORKLOAD = dict(op="dense", input_shape=(1, 512), weight_shape=(64, 512), w_bits=8, a_bits=8,
+                          kind="packed", epilogue="acc")
+
+
+class _Reference:
+    """Times the reference kernel; remembers the fastest it has been in this process."""
+
+    def __init__(self, timing: TimingConfig, dev):
+        wl = Workload(**REFERENCE_WORKLOAD)
+        self.module = build(wl)
+        self.args = [_tvm.to_device(a, dev) for a in kernel_arguments(wl, np.random.default_rng(0))]
+        self.timing = TimingConfig(warmup_runs=1, repeat=3, min_repeat_ms=2.0, max_attempts=1, clock=timing.clock,
+                                   reference_waits=0)
+        self.dev = dev
+        self.best = float("inf")
+        self.warm_up()
+
+    def warm_up(self, max_s: float = 15.0, settled: int = 5) -> None:
+        """Run the reference until its time settles (the CPU ran up to 1.5x slower for the first seconds of
+        sustained work after idling): ``settled`` timings in a row within the tolerance of the fastest."""
+        start, streak = time.monotonic(), 0
+        while time.monotonic() - start < max_s and streak < settled:
+            streak = streak + 1 if self.ratio() <= 1.03 else 0
+
+    def ratio(self) -> float:
+        """This moment's reference time over the fastest seen (>= 1)."""
+        samples, _ = time_function(self.module, self.dev, self.args, self.timing)
+        now = float(np.median(samples))
+        self.best = min(self.best, now)
+        return now / self.best
+
+    def wait_for_nominal(self, tolerance: float, waits: int) -> float:
+        ratio = self.ratio()
+        for _ in range(waits):
+            if ratio <= 1 + tolerance:
+                break
+            time.sleep(0.2)
+            ratio = self.ratio()
+        return ratio
+
+
 class LocalSource:
     """Measures workloads on this host (target family x86_64 here, or whatever this host runs)."""
 
@@ -171,6 +213,7 @@ class LocalSource:
         self.timing = timing or TimingConfig()
         self.device = device
         self._host: dict | None = None
+        self._reference: _Reference | None = None
 
     def measure_iter(self, workloads: Iterable[Workload]) -> Iterator[Record]:
         import tvm
@@ -189,11 +232,30 @@ class LocalSource:
             try:
                 module = build(wl)
                 args = [_tvm.to_device(a, dev) for a in kernel_arguments(wl, rng)]
-                samples, meta = time_function(module, dev, args, self.timing)
+                samples, meta = self._timed(module, dev, args)
             except Exception as err:  # build or run failure: recorded, the batch goes on
                 yield Record(wl, (), "local", error=f"{type(err).__name__}: {_tvm.error_line(err)}")
                 continue
             yield Record(wl, tuple(samples), "local", meta={**meta, **self._host, "kernel": kernel_fingerprint(wl)})
+
+    def _timed(self, module, dev, args) -> tuple[list[float], dict]:
+        """Time at the CPU's usual speed (see :class:`TimingConfig`, reference kernel)."""
+        timing = self.timing
+        if timing.reference_waits == 0:
+            return time_function(module, dev, args, timing)
+        if self._reference is None:
+            self._reference = _Reference(timing, dev)
+        ref = self._reference
+        before = ref.wait_for_nominal(timing.reference_tolerance, timing.reference_waits)
+        samples, meta = time_function(module, dev, args, timing)
+        after = ref.ratio()
+        if after > 1 + timing.reference_tolerance:  # slowed down while timing: once more at the usual speed
+            before = ref.wait_for_nominal(timing.reference_tolerance, timing.reference_waits)
+            again, meta2 = time_function(module, dev, args, timing)
+            if np.median(again) < np.median(samples):
+                samples, meta = again, meta2
+            after = ref.ratio()
+        return samples, {**meta, "reference_ratio": [round(before, 3), round(after, 3)]}
 
     def measure(self, workloads: Sequence[Workload]) -> list[Record]:
         return list(self.measure_iter(workloads))

@@ -35,6 +35,12 @@ class TimingConfig:
     2-core machine wall time was 2-3x the quiet figure while thread CPU time stayed within a few %); it is only
     valid when the TVM runtime runs kernels on the calling thread alone (one runtime thread). "auto" picks "cpu"
     for a local single-threaded runtime, "wall" otherwise (always "wall" over RPC).
+
+    Reference kernel (local measurements): the CPU itself runs slower at times (on this virtual machine a fixed
+    kernel took up to 1.5x its usual CPU time for seconds at a stretch, with tight samples). Before and after each
+    workload a small fixed kernel is timed; while it is more than ``reference_tolerance`` slower than the fastest
+    it has been, the source waits (0.2 s, at most ``reference_waits`` times) and, if it slowed down during the
+    workload's timing, times the workload again. ``reference_waits=0`` turns this off.
     """
 
     warmup_runs: int = 1
@@ -44,9 +50,13 @@ class TimingConfig:
     max_rel_spread: float = 0.1
     max_attempts: int = 3
     clock: str = "auto"
+    reference_tolerance: float = 0.05
+    reference_waits: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.reference_tolerance < 0 or self.reference_waits < 0:
+            raise CostModelError("TimingConfig needs reference_tolerance >= 0 and reference_waits >= 0")
         if self.clock not in ("auto", "wall", "cpu"):
             raise CostModelError(f"TimingConfig.clock={self.clock!r}: use 'auto', 'wall' or 'cpu'")
         if (self.warmup_runs < 0 or self.repeat < 1 or self.max_number < 1 or self.min_repeat_ms < 0
