@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from tvm_mp.measure.machine import describe_machine, machine_line
 
 COMMAND = "python bench/accel.py --random 3"
 MODELS = {"resnet8": (1, 3, 32, 32), "mobilenet_v1_025": (1, 3, 96, 96)}
@@ -43,25 +42,6 @@ PRECISIONS = [(8, 8), (8, 4), (4, 8), (4, 4), (4, 2), (2, 2), (1, 1)]
 MIXED = [(8, 8), (4, 8), (4, 4), (2, 2)]
 FIDELITY_CANDIDATES = [(8, 4), (4, 8), (4, 4), (2, 2)]
 FIDELITY_MARGIN_DB = 3.0
-
-
-def machine() -> dict:
-    info = {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
-        info["cpu"] = fields.get("Model name", "")
-        info["cores_per_socket"] = fields.get("Core(s) per socket", "")
-        info["threads_per_core"] = fields.get("Thread(s) per core", "")
-        flags = set(fields.get("Flags", "").split())
-        info["flags_of_interest"] = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni") if f in flags]
-    except (OSError, subprocess.CalledProcessError):
-        info["cpu"] = platform.processor()
-    try:
-        info["load_average"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
 
 
 def load_layers(name: str):
@@ -251,9 +231,7 @@ def markdown(data: dict) -> str:
     lines = ["# Accelerator benchmark", "",
              f"Command: `{data['command']}` (from the repository root). Hardware description: "
              f"`{data['hardware']}` (`tvm_mp/accel/default.json`).", "",
-             f"Machine: {m.get('cpu', '?')}, {m.get('cpus')} CPUs ({m.get('cores_per_socket')} cores/socket, "
-             f"{m.get('threads_per_core')} threads/core), flags {', '.join(m.get('flags_of_interest', []))}; "
-             f"Python {m.get('python')}. Total run time {data['seconds']:.0f} s.", "",
+             f"{machine_line(m)} Total run time {data['seconds']:.0f} s.", "",
              "## Energy per inference: best uniform-w8a8 mapping vs joint precision + mapping", "",
              "Analytical model, best mapping per layer (energy objective). Output codes are stored at the next "
              "layer's activation width; the last layer stores int32 accumulators.", ""]
@@ -318,7 +296,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    data = {"command": COMMAND, "hardware": hw.name, "machine": machine(), "precision": {}, "agreement": {}}
+    data = {"command": COMMAND, "hardware": hw.name, "machine": describe_machine(tvm_runtime=False), "precision": {}, "agreement": {}}
     resnet_mod = None
     for name in MODELS:
         mod, layers = load_layers(name)

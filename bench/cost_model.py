@@ -15,44 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tvm_mp.measure.machine import describe_machine, machine_line
+
 COMMAND = "python bench/cost_model.py --n 10000"
-FLAGS_OF_INTEREST = ("popcnt", "sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_vpopcntdq",
-                     "asimd", "asimddp")
-
-
-def machine() -> dict:
-    info = {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        info["cpu"] = fields.get("Model name", "")
-        info["cores_per_socket"] = fields.get("Core(s) per socket", "")
-        info["threads_per_core"] = fields.get("Thread(s) per core", "")
-        info["l2"] = fields.get("L2 cache", "")
-        info["l3"] = fields.get("L3 cache", "")
-        flags = set(fields.get("Flags", "").split())
-        info["flags_of_interest"] = [f for f in FLAGS_OF_INTEREST if f in flags]
-    except (OSError, subprocess.CalledProcessError):
-        info["cpu"] = platform.processor()
-    import tvm
-
-    info["tvm"] = tvm.__version__
-    info["tvm_threads"] = int(tvm.get_global_func("runtime.NumThreads")())
-    try:
-        info["load_average"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
 
 
 def configurations(n: int, seed: int = 0):
@@ -116,7 +87,7 @@ def main(argv=None) -> int:
     results["one_measurement_s"] = {"median": float(np.median([t["seconds"] for t in times])), "samples": times}
     speedup = results["one_measurement_s"]["median"] * results["xgboost (default model)"]["configs_per_s"]
     results["predictions_per_measurement"] = speedup
-    results["machine"] = machine()
+    results["machine"] = describe_machine(packages=("apache-tvm", "numpy", "xgboost"))
     results["command"] = COMMAND
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,10 +98,7 @@ def main(argv=None) -> int:
         "",
         f"Command: `{COMMAND}` (from the repository root).",
         "",
-        f"Machine: {m.get('cpu')} ({m.get('cpus')} CPUs, {m.get('cores_per_socket')} cores/socket), "
-        f"L2 {m.get('l2')}, L3 {m.get('l3')}; flags: {', '.join(m.get('flags_of_interest', []))}; "
-        f"TVM {m['tvm']} with {m['tvm_threads']} thread(s); Python {m['python']}; "
-        f"load average at the start {tuple(round(x, 2) for x in m.get('load_average', ()))} (a shared machine).",
+        machine_line(m),
         "",
         "| what | batch of %d | per second | first batch (incl. reading kernel templates) |" % len(workloads),
         "|---|---|---|---|",

@@ -30,8 +30,6 @@ import ctypes
 import json
 import math
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from tvm_mp.measure.machine import describe_machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data"
@@ -53,8 +53,6 @@ TVM_MP_VARIANTS = {  # name -> (w_bits, a_bits, kind)
     "bitserial_w4a4": (4, 4, "bitserial"),
 }
 BASELINES = ("ort_fp32", "ort_int8", "tvm_fp32")
-FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_vpopcntdq",
-                     "avx512_bitalg", "avx512_bf16", "popcnt")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -62,37 +60,7 @@ FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_v
 # ---------------------------------------------------------------------------------------------------------------
 
 def machine_description() -> dict:
-    import onnxruntime
-    import tvm
-
-    info = {}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    flags = set(info.get("Flags", "").split())
-    return {
-        "cpu_model": info.get("Model name", platform.processor()),
-        "cores": os.cpu_count(),
-        "threads_per_core": info.get("Thread(s) per core"),
-        "caches": {k: info[k] for k in ("L1d cache", "L2 cache", "L3 cache") if k in info},
-        "hypervisor": info.get("Hypervisor vendor"),
-        "flags_of_interest": [f for f in FLAGS_OF_INTEREST if f in flags],
-        "python": platform.python_version(),
-        "tvm": tvm.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "numpy": np.__version__,
-        "llvm_mcpu": _host_mcpu(),
-    }
-
-
-def _host_mcpu() -> str:
-    from tvm.target import codegen
-
-    return str(codegen.llvm_get_system_cpu())
+    return describe_machine(packages=("apache-tvm", "onnxruntime", "numpy"))
 
 
 PEAKS_C = r"""
@@ -516,13 +484,7 @@ def render_markdown() -> str:
     any_run = kern or models
     if any_run:
         m = any_run["machine"]
-        out += ["## Machine", "",
-                f"- CPU: {m['cpu_model']} ({m['cores']} cores, {m['threads_per_core']} thread per core"
-                f"{', hypervisor ' + m['hypervisor'] if m.get('hypervisor') else ''}); LLVM mcpu `{m['llvm_mcpu']}`",
-                f"- caches: {', '.join(f'{k} {v}' for k, v in m['caches'].items())}",
-                f"- flags of interest: {' '.join(m['flags_of_interest'])}",
-                f"- software: Python {m['python']}, TVM {m['tvm']}, onnxruntime {m['onnxruntime']}, "
-                f"NumPy {m['numpy']}",
+        out += ["## Machine", "", machine_line(m), "",
                 "- the 2 cores are shared with other jobs running at the same time: every figure is the median of "
                 "interleaved rounds (all variants of a row measured round-robin in each round), and ratios are "
                 "taken within one run", ""]

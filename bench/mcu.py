@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,35 +32,19 @@ from pathlib import Path
 
 import numpy as np
 
+from tvm_mp.measure.machine import describe_machine, machine_line
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "mcu.md"
 DATA = ROOT / "docs" / "data" / "mcu.json"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-FLAGS_OF_INTEREST = ("sse4_2", "avx2", "fma", "avx512f")
 WIDTHS = (8, 7, 6, 5, 4, 3, 2, 1)
 
 
 def machine() -> dict:
-    info = {}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    flags = set(info.get("Flags", "").split())
-
-    def version(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[0].strip()
-        except (OSError, subprocess.CalledProcessError, IndexError):
-            return "missing"
-
-    return {"cpu_model": info.get("Model name", platform.processor()), "cores": os.cpu_count(),
-            "flags_of_interest": [f for f in FLAGS_OF_INTEREST if f in flags], "python": platform.python_version(),
-            "numpy": np.__version__, "arm-none-eabi-gcc": version(["arm-none-eabi-gcc", "--version"]),
-            "qemu-system-arm": version(["qemu-system-arm", "--version"])}
+    return describe_machine(packages=("numpy",), tools={"arm-none-eabi-gcc": ["arm-none-eabi-gcc", "--version"],
+                                                        "qemu-system-arm": ["qemu-system-arm", "--version"]},
+                            tvm_runtime=False)
 
 
 def load(name):
@@ -179,11 +160,10 @@ def markdown(res: dict) -> str:
     base = d[8]
     m = res["machine"]
     lines = [START, "", "## Results", "",
-             f"Measured with `{res['command']}` on {m['cpu_model']} ({m['cores']} cores; host flags: "
-             f"{', '.join(m['flags_of_interest']) or 'none'}), {m['arm-none-eabi-gcc']}, {m['qemu-system-arm']}. "
+             f"Measured with `{res['command']}`. {machine_line(m)} "
              "Instruction counts are exact dynamic counts of the emulated Cortex-M3 (deterministic; not cycles, "
              "not time). Every configuration below was checked bit-exact against the NumPy reference.", "",
-             f"### Digits CNN on Cortex-M3 (MPS2 AN385), weights n bits in 32-bit words, 8-bit activations", "",
+             "### Digits CNN on Cortex-M3 (MPS2 AN385), weights n bits in 32-bit words, 8-bit activations", "",
              f"fp32 top-1 (NumPy): {res['fp32_top1_numpy']:.4f}. Top-1 below is of the device's own outputs on the "
              f"360 test images (all bit-exact).", "",
              "| n | weight bytes | vs 8-bit | per-channel bytes | net code bytes | firmware .text | "

@@ -36,10 +36,13 @@ def latency_law(workloads, counter: KernelCounter) -> np.ndarray:
     return ns / 1e6
 
 
-def synthetic_records(seed: int = 0, n_layers: int = 40, configs: int = 8, energy: bool = False) -> list[Record]:
+def synthetic_records(seed: int = 0, n_layers: int = 40, configs: int = 8, energy: bool = False,
+                      target: str | None = None, device: str | None = None) -> list[Record]:
+    """``energy``: records carry an energy figure (the accelerator simulator's target unless ``target`` says
+    otherwise, e.g. a board with a power meter)."""
     rng = np.random.default_rng(seed)
     counter = KernelCounter()
-    target, device = ("accel", "accel-sim") if energy else ("llvm", "host")
+    target, device = (target or ("accel" if energy else "llvm"), device or ("accel-sim" if energy else "host"))
     pairs = synthetic_workloads(rng, n_layers, configs, target, device)
     seen, records = set(), []
     wls = [w for w, _ in pairs]

@@ -15,6 +15,7 @@ from tvm_mp.cost_models.xgb import XGBCostModel
 from ._synthetic import synthetic_records
 
 RECORDS = Path(__file__).resolve().parents[2] / "docs" / "data" / "host_kernels.jsonl"
+ACCEL_RECORDS = RECORDS.with_name("accel_sim.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +63,8 @@ def test_save_load_round_trip_in_xgboost_json(model, split, tmp_path):
         XGBCostModel.from_dict({"format": "other"})
 
 
-def test_energy_is_learned_from_simulated_records():
-    records = synthetic_records(seed=2, n_layers=30, configs=6, energy=True)
+def test_energy_is_learned_from_metered_records():
+    records = synthetic_records(seed=2, n_layers=30, configs=6, energy=True, target="llvm", device="board")
     model = XGBCostModel.fit(records[:-20], seed=0, rounds=150, quantile_rounds=40)
     est = model.predict([r.workload for r in records[-20:]])
     assert est.energy_basis == "learned" and est.energy_interval_uj is not None
@@ -71,6 +72,28 @@ def test_energy_is_learned_from_simulated_records():
     assert np.median(np.abs(est.energy_uj - measured) / measured) < 0.15
     with pytest.raises(CostModelError, match="at least 10"):
         XGBCostModel.fit(records[:5])
+
+
+def test_accelerator_records_learn_over_the_mapping_model(tmp_path):
+    from tvm_mp.cost_models.train import metrics, shape_folds
+    from tvm_mp.measure.records import RecordStore
+
+    # records at an explicit mapping (knobs): the prior needs no mapping search, which keeps the test fast
+    records = [r for r in RecordStore(ACCEL_RECORDS).load() if r.workload.knobs]
+    train, test = shape_folds(records, 5, seed=0)[0]
+    model = XGBCostModel.fit([records[i] for i in train], seed=0, rounds=60, quantile_rounds=10)
+    assert model.info["accel_prior"]["hardware"]["name"]
+    wls = [records[i].workload for i in test]
+    est = XGBCostModel.load(model.save(tmp_path / "accel.json")).predict(wls)
+    assert est.energy_basis == "learned"
+    groups = [w.layer_key for w in wls]
+    energy = metrics(est.energy_uj, np.array([records[i].energy_uj for i in test]), groups)
+    latency = metrics(est.latency_ms, np.array([records[i].latency_ms for i in test]), groups)
+    assert energy.spearman >= 0.98 and energy.mape_pct <= 5.0, energy
+    assert latency.spearman >= 0.98 and latency.mape_pct <= 5.0, latency
+    host_only = XGBCostModel.fit(synthetic_records(seed=1, n_layers=12, configs=4), rounds=10, quantile_rounds=5)
+    with pytest.raises(CostModelError, match="without accelerator records"):
+        host_only.predict(wls[:1])
 
 
 def test_default_model_is_small_and_ranks_the_shipped_measurements():

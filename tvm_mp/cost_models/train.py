@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..workload import ConvParams
-from .base import CostModelError, Workload
+from .base import CostModelError, Workload, target_family
 
 MODEL_NAMES = ("resnet8", "ds_cnn", "mobilenet_v1_025", "fer_cnn", "digits_cnn")
 DEFAULT_RECORDS = Path("docs/data/host_kernels.jsonl")
@@ -388,7 +388,6 @@ def metrics(predicted: np.ndarray, measured: np.ndarray, groups: Sequence[str], 
 # ---- training and held-out evaluation -------------------------------------------------------------------------
 def load_records(path: str | Path, device: str | None = None, target_families: Sequence[str] | None = None):
     from ..measure.records import RecordStore
-    from .base import target_family
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -408,11 +407,13 @@ def load_records(path: str | Path, device: str | None = None, target_families: S
 
 
 def train_model(records: Sequence, seed: int = 0, rounds: int = 250, quantile_rounds: int = 100, params=None,
-                counter=None):
+                counter=None, accel_prior=None):
+    """An XGBoost model on ``records``. ``accel_prior``: an :class:`~tvm_mp.accel.mapping.AccelCostModel` to share
+    (it remembers each layer's best mapping, the slow part of predicting accelerator workloads)."""
     from .xgb import XGBCostModel
 
     return XGBCostModel.fit(records, seed=seed, rounds=rounds, quantile_rounds=quantile_rounds, params=params,
-                            counter=counter)
+                            counter=counter, accel_prior=accel_prior)
 
 
 @dataclass
@@ -442,7 +443,6 @@ def _baseline(train: Sequence, test_wl: Sequence[Workload], counter, cache: dict
     """(latency ms, energy µJ, name) of the analytical baseline on ``test_wl`` (``cache`` keeps models across
     folds: the accelerator's mapping model remembers the best mapping of each layer)."""
     from .analytical import AnalyticalModel
-    from .base import target_family
 
     fams = {target_family(w.target) for w in test_wl}
     if fams == {"accel"}:
@@ -472,10 +472,14 @@ def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarra
     xgb_uj, ana_uj = np.full(n, np.nan), np.full(n, np.nan)
     fold_of = [""] * n
     baseline_name = "analytical (calibrated)"
+    if any(target_family(r.workload.target) == "accel" for r in records):
+        from ..accel.mapping import AccelCostModel
+
+        cache["accel"] = AccelCostModel()  # one instance: the baseline and the learned model's prior share it
     for fold, train_idx, test_idx in folds:
         train = [records[i] for i in train_idx]
         test_wl = [records[i].workload for i in test_idx]
-        model = train_model(train, seed, rounds, quantile_rounds, counter=counter)
+        model = train_model(train, seed, rounds, quantile_rounds, counter=counter, accel_prior=cache.get("accel"))
         est = model.predict(test_wl)
         xgb_ms[test_idx] = est.latency_ms
         if est.latency_interval_ms is not None:

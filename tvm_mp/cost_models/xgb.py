@@ -8,9 +8,13 @@ extrapolate, ratios need not); the trees learn what it misses (vectorization, bo
 loop overheads of short reductions, cache effects). docs/cost_models.md compares priors on held-out layers. Features: workload sizes, precision, kernel kind, epilogue, target family, schedule knobs, and the
 kernel's event counts (:mod:`tvm_mp.cost_models.features`).
 
+Accelerator workloads (target family ``accel``) use the accelerator's own analytical mapping model
+(:class:`tvm_mp.accel.mapping.AccelCostModel`, for the hardware description the model was trained with) as the
+prior of both latency and energy: the trees learn how the real device (or its simulator) departs from it.
+
 Energy: CPU energy is modelled (event counts x table) and stays so. Records that carry energy (the accelerator
-simulator, a power meter) train an energy booster the same way, against ``1 pJ x MACs`` as the prior; its
-predictions are labelled "learned".
+simulator, a power meter) train an energy booster the same way -- against the accelerator prior, or ``1 pJ x MACs``
+for other targets; its predictions are labelled "learned".
 
 Uncertainty: a second booster per target with XGBoost's quantile loss gives the 10 % and 90 % quantiles of the
 ratio (``Estimate.latency_interval_ms``). Files: one JSON object holding the boosters in XGBoost's own JSON
@@ -83,7 +87,7 @@ class XGBCostModel:
     """``predict(workloads) -> Estimate`` from boosters trained with :meth:`fit` (or loaded with :meth:`load`)."""
 
     def __init__(self, boosters: Mapping[str, Any], prior: AnalyticalModel, knob_names: Sequence[str] = (),
-                 energy_families: Sequence[str] = (), info: Mapping[str, Any] | None = None):
+                 energy_families: Sequence[str] = (), info: Mapping[str, Any] | None = None, accel_prior=None):
         if "latency" not in boosters:
             raise CostModelError("an XGBCostModel needs at least a 'latency' booster")
         self.boosters = dict(boosters)
@@ -94,13 +98,37 @@ class XGBCostModel:
         self.info = dict(info or {})
         self.feature_names = feature_names(self.knob_names)
         self.families = tuple(self.info.get("families", ()))
+        self.accel_prior = accel_prior  # AccelCostModel for "accel" workloads (None: no accelerator training data)
+
+    def _priors(self, workloads: Sequence[Workload], ev: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(latency ms, energy µJ) priors: the accelerator mapping model for ``accel`` workloads, the calibrated
+        roofline and ``PJ_PER_MAC_PRIOR`` for the others."""
+        is_accel = np.array([target_family(w.target) == "accel" for w in workloads], dtype=bool)
+        if is_accel.any() and self.accel_prior is None:
+            raise CostModelError("this cost model was trained without accelerator records, so it cannot predict "
+                                 "accelerator workloads: train it on records from the accelerator simulator")
+        lat = np.zeros(len(workloads))
+        energy = _energy_prior_uj(workloads, ev)
+        for rows, accel in ((np.flatnonzero(~is_accel), False), (np.flatnonzero(is_accel), True)):
+            if not rows.size:
+                continue
+            sub = [workloads[i] for i in rows]
+            if accel:
+                est = self.accel_prior.predict(sub)
+                lat[rows], energy[rows] = est.latency_ms, est.energy_uj
+            else:
+                lat[rows] = self.prior.latency_ms(sub, {k: v[rows] for k, v in ev.items()})
+        return lat, energy
 
     # ---- training -------------------------------------------------------------------------------------------
     @classmethod
     def fit(cls, records, seed: int = 0, rounds: int = DEFAULT_ROUNDS, params: Mapping[str, Any] | None = None,
             quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, prior: AnalyticalModel | None = None,
-            energy_model: CpuEnergyModel | None = None, counter: KernelCounter | None = None) -> "XGBCostModel":
-        """Train on successful ``records``. ``prior`` defaults to the analytical model calibrated on them.
+            energy_model: CpuEnergyModel | None = None, counter: KernelCounter | None = None,
+            accel_prior=None) -> "XGBCostModel":
+        """Train on successful ``records``. ``prior`` defaults to the analytical model calibrated on them;
+        ``accel_prior`` (for accelerator records) to :class:`~tvm_mp.accel.mapping.AccelCostModel` on the default
+        hardware description.
 
         ``counter``: a :class:`KernelCounter` to share (its templates are read once per process otherwise).
         """
@@ -119,8 +147,14 @@ class XGBCostModel:
         knob_names = knob_feature_names(workloads)
         ev = counter.events(workloads)
         x = feature_matrix(workloads, counter, knob_names, events=ev)
+        if accel_prior is None and any(target_family(w.target) == "accel" for w in workloads):
+            from ..accel.mapping import AccelCostModel
+
+            accel_prior = AccelCostModel()
+        shell = cls({"latency": None}, prior, knob_names, accel_prior=accel_prior)
+        prior_lat, prior_energy = shell._priors(workloads, ev)
         lat = np.array([r.latency_ms for r in records])
-        y_lat = np.log(lat) - np.log(prior.latency_ms(workloads, ev))
+        y_lat = np.log(lat) - np.log(prior_lat)
         base = dict(DEFAULT_PARAMS)
         base.update(params or {})
         base["seed"] = int(seed)
@@ -132,13 +166,16 @@ class XGBCostModel:
             idx = np.flatnonzero(has_energy)
             sub = [workloads[i] for i in idx]
             energy = np.array([records[i].energy_uj for i in idx])
-            y_e = np.log(np.maximum(energy, 1e-12)) - np.log(_energy_prior_uj(sub, {k: v[idx] for k, v in ev.items()}))
+            y_e = np.log(np.maximum(energy, 1e-12)) - np.log(prior_energy[idx])
             boosters["energy"], boosters["energy_q"] = cls._fit_pair(xgb, x[idx], y_e, base, rounds, quantile_rounds)
             energy_families = sorted({target_family(w.target) for w in sub})
         info = {"records": len(records), "families": sorted({target_family(w.target) for w in workloads}),
                 "devices": sorted({w.device for w in workloads}), "seed": int(seed), "rounds": rounds,
                 "quantile_rounds": quantile_rounds, "params": {k: v for k, v in base.items()}}
-        return cls(boosters, prior, knob_names, energy_families, info)
+        if accel_prior is not None:
+            info["accel_prior"] = {"model": "tvm_mp.accel.mapping.AccelCostModel", "objective": accel_prior.objective,
+                                   "hardware": accel_prior.hw.to_dict()}
+        return cls(boosters, prior, knob_names, energy_families, info, accel_prior)
 
     @staticmethod
     def _fit_pair(xgb, x, y, params, rounds, quantile_rounds):
@@ -157,7 +194,7 @@ class XGBCostModel:
         raw = raw_fields(workloads)
         ev = self.counter.events(raw)
         x = feature_matrix(workloads, self.counter, self.knob_names, events=ev, raw=raw)
-        prior_lat = self.prior.latency_ms(workloads, ev)
+        prior_lat, prior_energy = self._priors(workloads, ev)
         ratio = self.boosters["latency"].inplace_predict(x)
         latency = prior_lat * np.exp(ratio)
         interval = None
@@ -174,7 +211,7 @@ class XGBCostModel:
             energy[idx] = self.prior.energy.energy_uj([workloads[i] for i in idx], {k: v[idx] for k, v in ev.items()})
         if learned.any():
             idx = np.flatnonzero(learned)
-            prior_e = _energy_prior_uj([workloads[i] for i in idx], {k: v[idx] for k, v in ev.items()})
+            prior_e = prior_energy[idx]
             energy[idx] = prior_e * np.exp(self.boosters["energy"].inplace_predict(x[idx]))
             if learned.all() and "energy_q" in self.boosters:
                 q = np.sort(np.asarray(self.boosters["energy_q"].inplace_predict(x[idx])).reshape(len(idx), -1),
@@ -207,8 +244,15 @@ class XGBCostModel:
             raise CostModelError(f"cost model file version {data['version']} is newer than this tvm-mp: upgrade it")
         counter = energy_model.counter if energy_model is not None else KernelCounter()
         prior = AnalyticalModel.from_dict(data["prior"], energy_model or CpuEnergyModel(counter=counter), counter)
+        accel_prior = None
+        spec = data.get("info", {}).get("accel_prior")
+        if spec is not None:
+            from ..accel.hardware import HardwareConfig
+            from ..accel.mapping import AccelCostModel
+
+            accel_prior = AccelCostModel(HardwareConfig.from_dict(spec["hardware"]), spec.get("objective", "energy"))
         model = cls({n: _booster_from_json(b) for n, b in data["boosters"].items()}, prior, data.get("knob_names", ()),
-                    data.get("energy_families", ()), data.get("info", {}))
+                    data.get("energy_families", ()), data.get("info", {}), accel_prior)
         if list(model.feature_names) != list(data.get("feature_names", [])):
             raise CostModelError("the model file was trained on other features than this tvm-mp computes: "
                                  "retrain it (python -m tvm_mp.cost_models.train train ...)")
