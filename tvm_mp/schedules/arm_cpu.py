@@ -7,53 +7,16 @@ on bytes plus pairwise adds; packed kernels use ``sdot`` (signed x signed: activ
 
 from __future__ import annotations
 
-from tvm.script import tirx as T
-
-from .computes import quad_term
-from .registry import ConvWorkload, KernelConfig, algorithms_for, target_has
+from .intrinsics import ensure_dot_intrin
+from .registry import ConvWorkload, KernelConfig, target_has, tiling_space
 from .x86 import PARALLEL_MIN_MACS, _default_algorithm
 
 SDOT_INTRIN = "tvm_mp_u8s8_dot_4x4_sdot"
 
 
 def ensure_intrinsics() -> str:
-    from tvm.s_tir import TensorIntrin
-
-    if TensorIntrin.get(SDOT_INTRIN, allow_missing=True) is None:
-        TensorIntrin.register(SDOT_INTRIN, *_sdot_desc_impl())
-    return SDOT_INTRIN
-
-
-def _sdot_desc_impl():
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (4,), "uint32", offset_factor=1)
-        B = T.match_buffer(b, (4,), "int8", offset_factor=1)
-        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:4])
-            T.writes(C[0:4])
-            for i, k in T.grid(4, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + quad_term(A[vi], vk, B[vk])
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (4,), "uint32", offset_factor=1)
-        B = T.match_buffer(b, (4,), "int8", offset_factor=1)
-        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:4])
-            T.writes(C[0:4])
-            a_i8 = T.reinterpret(A.vload([0], "uint32x4"), dtype="int8x16")
-            b_i32 = T.reinterpret(B.vload([0], "int8x4"), dtype="int32")
-            b_i8 = T.reinterpret(T.broadcast(b_i32, 4), dtype="int8x16")
-            C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-                C.vload([0], "int32x4"), a_i8, b_i8, dtype="int32x4")
-
-    return desc, impl
+    """Register the NEON ``sdot`` s8 x s8 4-way dot intrinsic (idempotent) and return its name."""
+    return ensure_dot_intrin(SDOT_INTRIN, 4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8")
 
 
 def dot_intrin(target, config: KernelConfig) -> str | None:
@@ -72,14 +35,6 @@ def default_config(work: ConvWorkload, target) -> KernelConfig:
 
 
 def config_space(work: ConvWorkload, target) -> list[KernelConfig]:
+    """Every config a tuner tries for ``work`` on an aarch64 ``target`` (threading as the default config)."""
     base = default_config(work, target)
-    out = []
-    for algo in algorithms_for(work):
-        if algo in ("depthwise", "dense"):
-            out.append(KernelConfig(algo, lanes=4, oc_block=1, p_unroll=1, parallel=base.parallel))
-            continue
-        for ob in (1, 2, 4, 8):
-            for pu in (1, 2, 4):
-                out.append(KernelConfig(algo, lanes=4, oc_block=ob, p_unroll=pu, use_dot=base.use_dot,
-                                        parallel=base.parallel))
-    return out
+    return tiling_space(work, 4, base.use_dot, (base.parallel,))

@@ -7,10 +7,8 @@ Bit-serial kernels: AND + ``vpopcntd`` on 16 pixels' uint32 words per instructio
 
 from __future__ import annotations
 
-from tvm.script import tirx as T
-
-from .computes import quad_term
-from .registry import ConvWorkload, KernelConfig, algorithms_for, target_has
+from .intrinsics import ensure_dot_intrin
+from .registry import ConvWorkload, KernelConfig, algorithms_for, target_has, tiling_space
 
 VNNI_INTRIN = "tvm_mp_u8s8_dot_16x4_vnni"
 #: Layers below this many MACs run on one thread by default (measured: a parallel launch on this 2-core host
@@ -20,43 +18,7 @@ PARALLEL_MIN_MACS = 4_000_000
 
 def ensure_intrinsics() -> str:
     """Register the VNNI u8 x s8 4-way dot intrinsic (idempotent) and return its name."""
-    from tvm.s_tir import TensorIntrin
-
-    if TensorIntrin.get(VNNI_INTRIN, allow_missing=True) is None:
-        TensorIntrin.register(VNNI_INTRIN, *_vnni_desc_impl())
-    return VNNI_INTRIN
-
-
-def _vnni_desc_impl():
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (16,), "uint32", offset_factor=1)
-        B = T.match_buffer(b, (4,), "int8", offset_factor=1)
-        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:16], B[0:4])
-            T.writes(C[0:16])
-            for i, k in T.grid(16, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + quad_term(A[vi], vk, B[vk])
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (16,), "uint32", offset_factor=1)
-        B = T.match_buffer(b, (4,), "int8", offset_factor=1)
-        C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:16], B[0:4])
-            T.writes(C[0:16])
-            a_u8 = T.reinterpret(A.vload([0], "uint32x16"), dtype="uint8x64")
-            b_i32 = T.reinterpret(B.vload([0], "int8x4"), dtype="int32")
-            b_i8 = T.reinterpret(T.broadcast(b_i32, 16), dtype="int8x64")
-            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([0], "int32x16"), a_u8, b_i8, dtype="int32x16")
-
-    return desc, impl
+    return ensure_dot_intrin(VNNI_INTRIN, 16, "uint8", "llvm.x86.avx512.vpdpbusd.512")
 
 
 def vector_lanes(target) -> int:
@@ -100,19 +62,7 @@ def _default_algorithm(work: ConvWorkload) -> str:
 
 def config_space(work: ConvWorkload, target) -> list[KernelConfig]:
     """Every config a tuner tries for ``work`` on an x86 ``target``."""
-    lanes = vector_lanes(target)
     base = default_config(work, target)
     # threads only pay off on big layers (a parallel launch costs more than these small layers take)
     parallels = (False, True) if work.macs >= PARALLEL_MIN_MACS else (False,)
-    out = []
-    for algo in algorithms_for(work):
-        if algo in ("depthwise", "dense"):
-            for par in parallels:
-                out.append(KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, parallel=par))
-            continue
-        for ob in (1, 2, 4, 8):
-            for pu in (1, 2, 4):
-                for par in parallels:
-                    out.append(KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, use_dot=base.use_dot,
-                                            parallel=par))
-    return out
+    return tiling_space(work, vector_lanes(target), base.use_dot, parallels)
