@@ -8,39 +8,19 @@ import tvm
 from tvm import relax
 
 import tvm_mp
-from tvm_mp import Precision, PrecisionPlan, _tvm
+from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.accel.hardware import HardwareConfig
 from tvm_mp.accel.offload import compile_offloaded, isolate
 from tvm_mp.errors import Error
 from tvm_mp.models.builders import BUILDERS
+from tests._nets import residual_net
 
 HW = HardwareConfig.default()
 
 
 def build_net(seed: int = 0) -> tvm.IRModule:
-    """conv -> relu -> maxpool -> depthwise conv -> clip -> 1x1 conv (+ residual) -> strided 1x1 conv -> relu ->
-    reshape -> dense: integer and float edges on the CPU side, every layer kind on the accelerator side."""
-    rng = np.random.default_rng(seed)
-    const = lambda *shape: _tvm.const(rng.normal(0, 0.3, shape).astype(np.float32))  # noqa: E731
-    x = relax.Var("x", relax.TensorType((1, 3, 10, 10), "float32"))
-    bb = relax.BlockBuilder()
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            c0 = bb.emit(relax.op.nn.conv2d(x, const(8, 3, 3, 3), padding=(1, 1)))
-            c0 = bb.emit(relax.op.add(c0, const(1, 8, 1, 1)))
-            r0 = bb.emit(relax.op.nn.relu(c0))
-            p0 = bb.emit(relax.op.nn.max_pool2d(r0, pool_size=(2, 2), strides=(2, 2)))
-            c1 = bb.emit(relax.op.nn.conv2d(p0, const(8, 1, 3, 3), padding=(1, 1), groups=8))
-            r1 = bb.emit(relax.op.clip(c1, 0.0, 6.0))
-            c1b = bb.emit(relax.op.nn.conv2d(r1, const(8, 8, 1, 1)))
-            res = bb.emit(relax.op.add(c1b, r1))
-            c2 = bb.emit(relax.op.nn.conv2d(res, const(20, 8, 1, 1), strides=(2, 2)))
-            r2 = bb.emit(relax.op.nn.relu(c2))
-            flat = bb.emit(relax.op.reshape(r2, (1, 20 * 3 * 3)))
-            d0 = bb.emit(relax.op.matmul(flat, const(180, 5)))
-            out = bb.emit_output(relax.op.add(d0, const(1, 5)))
-        bb.emit_func_output(out)
-    return bb.get()
+    """Integer and float edges on the CPU side, every layer kind on the accelerator side."""
+    return residual_net(seed, last_channels=20)
 
 
 @pytest.fixture(scope="module")
