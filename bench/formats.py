@@ -13,6 +13,19 @@ the calibration batches, the hit rate is counted on the test split.
     python bench/formats.py [--entries 16,64] [--top-bits 4] [--search-evaluations 300] [--seed 0]
 
 Writes ``docs/data/formats.json`` and the results section of ``docs/formats.md``.
+
+``--search`` runs instead the precision search with number formats mixed into integer layers: ``tvm_mp.explore`` on
+the digits CNN with integer options only (``default_options()``) and with integer + format options
+(``default_options() + format_options()``: fp16, bf16, fp8 e4m3 / e5m2, clustered K = 4..64 with 8-bit codes),
+side by side at the same seed, the same budgets (energy and weight memory swept) and the same cost model -- the
+format-aware :class:`~tvm_mp.cost_models.analytical.DatapathModel`, so both spaces sit on one modelled scale. The
+score is top-1 on the held-out split (as in ``bench/search.py``).
+
+    python bench/formats.py --search [--budgets 8] [--seed 0]
+
+Writes ``docs/data/formats_search.json``, ``docs/data/pareto_digits_formats.json``,
+``docs/data/pareto_digits_integer_datapath.json``, ``docs/search_pareto_digits_formats.png`` and the search sections
+of ``docs/formats.md`` and ``docs/search.md``.
 """
 
 from __future__ import annotations
@@ -256,14 +269,242 @@ def discussion(res: dict) -> str:
     return "\n".join(lines)
 
 
+SEARCH_START, SEARCH_END = "<!-- formats-search:start -->", "<!-- formats-search:end -->"
+SEARCH_DATA = ROOT / "docs" / "data" / "formats_search.json"
+SEARCH_PNG = ROOT / "docs" / "search_pareto_digits_formats.png"
+SEARCH_DOC = ROOT / "docs" / "search.md"
+SEARCH_TITLE = ("digits CNN: integer + format options vs integer only (DatapathModel, energy modelled; "
+                "score = test top-1)")
+
+
+def _replace_section(path: Path, text: str, title: str) -> None:
+    doc = path.read_text() if path.exists() else f"# {title}\n"
+    if SEARCH_START not in doc:
+        doc = doc.rstrip("\n") + f"\n\n{SEARCH_START}\n{SEARCH_END}\n"
+    head, _, rest = doc.partition(SEARCH_START)
+    _, _, tail = rest.partition(SEARCH_END)
+    path.write_text(head + SEARCH_START + "\n" + text + "\n" + SEARCH_END + tail)
+
+
+def _plan_text(plan) -> str:
+    return ", ".join(f"{n}: {p}" for n, p in plan.items())
+
+
+def search_comparison(budgets: int, seed: int, argv) -> dict:
+    """Integer-only vs integer + format options: explore both at the same seed, budgets and cost model."""
+    import tvm_mp
+    from tvm_mp.cost_models.analytical import DatapathModel
+    from tvm_mp.datasets import calibration_batches, load_digits_split
+    from tvm_mp.models import digits_cnn_path
+    from tvm_mp.search.accuracy import Scorer
+    from tvm_mp.search.annealing import AnnealConfig
+    from tvm_mp.search.pareto import search_context
+    from tvm_mp.search.space import default_options, format_options
+
+    t_start = time.perf_counter()
+    mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
+    digits = load_digits_split()
+    calib = calibration_batches(8, 32, seed=seed)
+
+    def top1(model) -> float:
+        return float((model.run(digits.x_test).argmax(axis=1) == digits.y_test).mean())
+
+    scorer = Scorer(mod, calib, accuracy_fn=top1)  # shared: a plan scored once counts for both searches
+    model = DatapathModel()
+    spaces = {"integer": default_options(), "integer+formats": default_options() + format_options()}
+    contexts = {name: search_context(mod, scorer=scorer, options=opts, cost_model=model)
+                for name, opts in spaces.items()}
+    ints = contexts["integer"]
+    w8 = ints.costs.totals(ints.space.uniform_index(tvm_mp.Precision(8, 8)))
+    mins = ints.costs.minimum()
+    axes = ("energy_uj", "memory_kb")
+    limits = {a: [float(v) for v in np.geomspace(mins[a] * (1 + 1e-6), w8[a], budgets)] for a in axes}
+    config = AnnealConfig(steps=1500, restarts=1, reheat_after=400, max_evaluations=250, progress=False)
+    fronts, seconds = {}, {}
+    for name, ctx in contexts.items():
+        t0 = time.perf_counter()
+        fronts[name] = tvm_mp.explore(mod, context=ctx, budgets=limits, axes=axes, seed=seed, config=config,
+                                      progress=False)
+        seconds[name] = time.perf_counter() - t0
+        print(f"{name}: {seconds[name]:.0f} s, {fronts[name].notes['candidates']} plans", file=sys.stderr, flush=True)
+    fronts["integer+formats"].to_json(ROOT / "docs" / "data" / "pareto_digits_formats.json")
+    fronts["integer"].to_json(ROOT / "docs" / "data" / "pareto_digits_integer_datapath.json")
+    fronts["integer+formats"].plot(SEARCH_PNG, axes=axes, compare=fronts["integer"],
+                                   compare_label="integer-only front (same seed)",
+                                   title=SEARCH_TITLE)
+    per_budget = []
+    for axis in axes:
+        for limit in limits[axis]:
+            row = {"axis": axis, "limit": limit}
+            for name, front in fronts.items():
+                best = front.best_within(axis, limit)
+                row[name] = None if best is None else {"top1": best.score, "cost": best.cost(axis), "mix": best.mix,
+                                                       "plan": _plan_text(best.plan)}
+            per_budget.append(row)
+    savings = {name: {axis: front.saving("w8a8", max_loss=0.005, axis=axis) for axis in axes}
+               for name, front in fronts.items()}
+    mixed = fronts["integer+formats"]
+    with_formats = {axis: [{"cost": p.cost(axis), "top1": p.score, "kind": p.kind, "label": p.label, "mix": p.mix,
+                            "plan": _plan_text(p.plan)} for p in mixed.front(axis) if p.mix != "integer"]
+                    for axis in axes}
+    uniform_formats = [{"label": p.label, "mix": p.mix, "top1": p.score, "energy_uj": p.energy_uj,
+                        "memory_kb": p.memory_kb} for p in mixed.uniform() if p.mix != "integer"]
+    same_seed = tvm_mp.explore(mod, context=contexts["integer+formats"], budgets={"energy_uj": limits["energy_uj"][:2]},
+                               seed=seed, config=config, progress=False)
+    first = tvm_mp.explore(mod, context=contexts["integer+formats"], budgets={"energy_uj": limits["energy_uj"][:2]},
+                           seed=seed, config=config, progress=False)
+    res = {"command": " ".join(["python bench/formats.py", *(argv if argv is not None else sys.argv[1:])]),
+           "date": time.strftime("%Y-%m-%d"), "machine": machine(), "seed": seed, "budgets_per_axis": budgets,
+           "score": "top-1 on the held-out digits split (accuracy_fn on the plan's NumPy reference)",
+           "cost_model": "DatapathModel (energy modelled: MACs x per-MAC energy of the layer's format + SRAM reads of "
+                         "stored weight bits and input activation bits; 45 nm figures)",
+           "fp32_top1": mixed.fp32_score, "test_samples": int(len(digits.y_test)), "options_per_layer": {n: len(o) for n, o in spaces.items()},
+           "seconds": seconds, "candidates": {n: f.notes["candidates"] for n, f in fronts.items()},
+           "per_budget": per_budget, "savings_at_0.5pt_vs_w8a8": savings, "mixed_front_with_formats": with_formats,
+           "uniform_format_plans": uniform_formats,
+           "same_seed_same_front": [p.plan for p in same_seed.front("energy_uj")]
+           == [p.plan for p in first.front("energy_uj")]}
+    res["total_seconds"] = time.perf_counter() - t_start
+    return res
+
+
+def search_markdown(res: dict) -> str:
+    m = res["machine"]
+    lines = ["## Mixing formats with integer layers in the search", "",
+             f"Command: `{res['command']}` ({res['date']}; {m['cpu_model']}, {m['cores']} cores; "
+             f"total {res['total_seconds']:.0f} s). Digits CNN, score = {res['score']}; fp32 "
+             f"{100 * res['fp32_top1']:.2f} %. Both searches: `tvm_mp.explore`, seed {res['seed']}, the same "
+             f"{res['budgets_per_axis']} budgets per axis (energy and weight memory, geometric from the cheapest plan "
+             "to uniform w8a8), one shared scorer, the same cost model: "
+             f"{res['cost_model']}. Options per layer: "
+             + ", ".join(f"{n} {k}" for n, k in res["options_per_layer"].items())
+             + "; plans scored: " + ", ".join(f"{n} {k}" for n, k in res["candidates"].items())
+             + "; explore time: " + ", ".join(f"{n} {s:.0f} s" for n, s in res["seconds"].items()) + ".", "",
+             "![integer + formats front against the integer-only front](search_pareto_digits_formats.png)", "",
+             "Best top-1 within each budget (best plan of each front costing at most the limit):", "",
+             "| axis | limit | integer only | integer + formats | mix of the integer + formats plan |",
+             "|---|---|---|---|---|"]
+    for row in res["per_budget"]:
+        a, b = row["integer"], row["integer+formats"]
+        cell = lambda r: "none fits" if r is None else f"{100 * r['top1']:.2f} %"  # noqa: E731
+        unit = "uJ" if row["axis"] == "energy_uj" else "kB"
+        lines.append(f"| {row['axis']} | {row['limit']:.4g} {unit} | {cell(a)} | {cell(b)} | "
+                     f"{'' if b is None else b['mix']} |")
+    lines += ["", "Cheapest front plan within 0.5 point of uniform w8a8's top-1, and what it saves against w8a8:", "",
+              "| axis | search | cost | top-1 | saving | plan |", "|---|---|---|---|---|---|"]
+    for name, by_axis in res["savings_at_0.5pt_vs_w8a8"].items():
+        for axis, s in by_axis.items():
+            plan = ", ".join(f"{k}: {v}" for k, v in s["plan"].items())
+            lines.append(f"| {axis} | {name} | {s['cost']:.4g} | {100 * s['score']:.2f} % | "
+                         f"{100 * s['saving']:.1f} % | {plan} |")
+    lines += ["", "Plans on the integer + formats fronts that use a format:", ""]
+    for axis, pts in res["mixed_front_with_formats"].items():
+        if not pts:
+            lines.append(f"* {axis}: none -- integer plans are cheaper at every score on this axis.")
+        for p in pts:
+            lines.append(f"* {axis}: {p['cost']:.4g}, top-1 {100 * p['top1']:.2f} %, {p['mix']} "
+                         f"({p['label'] or p['kind']}): {p['plan']}")
+    lines += ["", "Uniform format plans (reference points on the plot):", "",
+              "| plan | top-1 | energy (uJ, modelled) | weight memory (kB) |", "|---|---|---|---|"]
+    for u in res["uniform_format_plans"]:
+        lines.append(f"| {u['label']} | {100 * u['top1']:.2f} % | {u['energy_uj']:.4f} | {u['memory_kb']:.2f} |")
+    lines += ["", f"Same seed, same front (a repeated two-budget explore of the mixed space): "
+              f"{res['same_seed_same_front']}.", "", "### Reading the numbers", ""]
+    lines += search_reading(res)
+    return "\n".join(lines)
+
+
+def search_reading(res: dict) -> list[str]:
+    """Statements derived from the figures (no number typed in by hand)."""
+    out = []
+    w8 = res["savings_at_0.5pt_vs_w8a8"]["integer"]
+    for axis in ("energy_uj", "memory_kb"):
+        rows = [r for r in res["per_budget"] if r["axis"] == axis and r["integer"] and r["integer+formats"]]
+        win = [r for r in rows if r["integer+formats"]["top1"] > r["integer"]["top1"] + 1e-12
+               and r["integer+formats"]["mix"] != "integer"]
+        noise = [r for r in rows if abs(r["integer+formats"]["top1"] - r["integer"]["top1"]) > 1e-12
+                 and r not in win]
+        fmt_front = res["mixed_front_with_formats"][axis]
+        unit = "uJ" if axis == "energy_uj" else "kB"
+        text = f"* **{axis}**: "
+        if win:
+            text += ("a plan with formats beats the best integer-only plan at " + ", ".join(
+                f"{r['limit']:.4g} {unit} ({100 * r['integer']['top1']:.2f} -> "
+                f"{100 * r['integer+formats']['top1']:.2f} %, {r['integer+formats']['mix']})" for r in win) + "; ")
+        else:
+            text += "no budget where a plan with formats beats the integer-only search; "
+        text += f"{len(fmt_front)} plan(s) on the mixed front use a format"
+        if fmt_front:
+            text += " (" + ", ".join(sorted({p["mix"] for p in fmt_front})) + ")"
+        if noise:
+            text += ("; at " + ", ".join(
+                f"{r['limit']:.4g} {unit} ({100 * r['integer']['top1']:.2f} vs "
+                f"{100 * r['integer+formats']['top1']:.2f} %)" for r in noise)
+                + " the two searches return different *integer* plans (integer only vs mixed space): the mixed space "
+                "contains every integer plan, so such gaps are the search's -- the same number of scored plans per "
+                "budget over a larger space, another random stream -- not the formats'")
+        out.append(text + ".")
+    s = res["savings_at_0.5pt_vs_w8a8"]
+    out.append("* Within 0.5 point of uniform w8a8: energy saved " + ", ".join(
+        f"{n} {100 * v['energy_uj']['saving']:.1f} %" for n, v in s.items()) + "; weight memory saved " + ", ".join(
+        f"{n} {100 * v['memory_kb']['saving']:.1f} %" for n, v in s.items()) + ".")
+    uni = res["uniform_format_plans"]
+    floats = [u for u in uni if u["mix"] == "float"]
+    clustered = [u for u in uni if u["mix"] == "clustered"]
+    w8_energy = w8["energy_uj"]["reference_cost"]
+    if floats and not any("float" in p["mix"] for p in res["mixed_front_with_formats"]["energy_uj"]):
+        cheapest = min(floats, key=lambda u: u["energy_uj"])
+        out.append(f"* Float formats do not enter the energy front: a float MAC accumulates in fp32 (0.9 pJ per add) "
+                   f"on 8- or 16-bit operands, so the cheapest uniform float plan ({cheapest['label']}, "
+                   f"{cheapest['energy_uj']:.4f} uJ) costs {cheapest['energy_uj'] / w8_energy:.1f}x uniform w8a8 "
+                   f"({w8_energy:.4f} uJ) and scores {100 * cheapest['top1']:.2f} %.")
+    if clustered:
+        lo = min(u["energy_uj"] for u in clustered) / w8_energy
+        hi = max(u["energy_uj"] for u in clustered) / w8_energy
+        out.append(f"* Clustered layers keep an 8-bit multiply (int8 centroid x 8-bit code): uniform clustered plans "
+                   f"cost {lo:.2f}-{hi:.2f}x uniform w8a8's energy; their use is weight memory -- "
+                   "ceil(log2 K)-bit indices -- which is where they appear on the front.")
+    n = res.get("test_samples")
+    out.append("* Energy is modelled (45 nm figures, a datapath computing in each layer's format; "
+               "`tvm_mp.cost_models.analytical.DatapathModel`), not measured, and not comparable with the CPU "
+               "figures of `bench/search.py` (AnalyticalModel). The score is top-1 on the test split used in the loop"
+               + (f" ({n} images, one image = {100 / n:.2f} point)" if n else "")
+               + ": the fronts are optimistic about unseen data.")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", default="16,64", help="associative-memory sizes S (comma separated)")
     parser.add_argument("--top-bits", type=int, default=4, help="activation bits the approximate rule matches")
     parser.add_argument("--search-evaluations", type=int, default=300, help="plans the mixed-integer search scores")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--search", action="store_true",
+                        help="run the integer-only vs integer + format options search comparison instead")
+    parser.add_argument("--budgets", type=int, default=8, help="budgets per swept axis (--search)")
+    parser.add_argument("--markdown-only", action="store_true",
+                        help="with --search: rewrite the sections and the plot from the saved JSON, no search")
     args = parser.parse_args(argv)
     t_start = time.perf_counter()
+    if args.search:
+        if args.markdown_only:
+            from tvm_mp.search.pareto import ParetoFront
+
+            res = json.loads(SEARCH_DATA.read_text())
+            read = lambda name: ParetoFront.from_json((ROOT / "docs" / "data" / name).read_text())  # noqa: E731
+            read("pareto_digits_formats.json").plot(
+                SEARCH_PNG, axes=("energy_uj", "memory_kb"), compare=read("pareto_digits_integer_datapath.json"),
+                compare_label="integer-only front (same seed)", title=SEARCH_TITLE)
+        else:
+            res = search_comparison(args.budgets, args.seed, argv)
+            SEARCH_DATA.parent.mkdir(parents=True, exist_ok=True)
+            SEARCH_DATA.write_text(json.dumps(res, indent=2) + "\n")
+        text = search_markdown(res)
+        _replace_section(DOC, text, "Number formats")
+        _replace_section(SEARCH_DOC, text, "Precision search")
+        print(f"wrote {SEARCH_DATA.relative_to(ROOT)}, {SEARCH_PNG.relative_to(ROOT)} and the search sections of "
+              f"{DOC.relative_to(ROOT)} and {SEARCH_DOC.relative_to(ROOT)}", file=sys.stderr)
+        return 0
 
     import tvm_mp
     from tvm_mp import Precision, PrecisionPlan

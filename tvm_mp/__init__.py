@@ -11,6 +11,7 @@ from .layers import LayerInfo, list_layers
 from .precision import Precision, PrecisionPlan
 from .search.adaptive import compile_adaptive
 from .search.pareto import explore
+from .search.space import default_options, format_options
 
 __all__ = [
     "Budget",
@@ -22,7 +23,9 @@ __all__ = [
     "Report",
     "compile",
     "compile_adaptive",
+    "default_options",
     "explore",
+    "format_options",
     "list_layers",
     "load_onnx",
 ]

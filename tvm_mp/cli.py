@@ -171,15 +171,18 @@ def cmd_tune(args) -> int:
 def cmd_explore(args) -> int:
     import tvm_mp
 
+    from .search.space import default_options, format_options
+
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
+    options = default_options() + format_options() if args.formats else None
     front = tvm_mp.explore(mod, _calibration(args.calibration, mod), budgets=args.budgets, seed=args.seed,
-                           axes=tuple(args.axes))
+                           axes=tuple(args.axes), options=options)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     front.to_json(out / "pareto.json")
     png = front.plot(out / "pareto.png")
     for point in front.front(args.axes[0]):
-        print(f"{point.cost(args.axes[0]):12.4f} {args.axes[0]}  score {point.score:.4f}  {point.kind}")
+        print(f"{point.cost(args.axes[0]):12.4f} {args.axes[0]}  score {point.score:.4f}  {point.kind}  {point.mix}")
     print(f"front: {out / 'pareto.json'}; plot: {png}")
     return 0
 
@@ -228,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--budgets", type=int, default=8, help="budgets per axis")
     exp.add_argument("--axes", nargs="+", default=["energy_uj"], choices=["energy_uj", "latency_ms", "memory_kb"])
     exp.add_argument("--seed", type=int, default=0)
+    exp.add_argument("--formats", action="store_true",
+                     help="also let layers use fp16/bf16/fp8 and clustered weights (costed by the datapath model)")
     exp.add_argument("--shape", action="append", help="NAME=D0,D1,... for inputs with dynamic dims")
     exp.add_argument("-o", "--output", required=True, help="directory for pareto.json and pareto.png")
     exp.set_defaults(func=cmd_explore)

@@ -134,3 +134,55 @@ def test_per_target_model_dispatches_by_family():
     assert est.energy_basis == "mixed"
     with pytest.raises(CostModelError, match="no cost model for target family 'aarch64'"):
         model.predict([wls[0].replace(target="aarch64")])
+
+
+# ---- number-format workloads (float formats, clustered weights) ---------------------------------------------------
+FORMAT_PRECISIONS = [Precision.fp16(), Precision.bf16(), Precision.fp8_e4m3(), Precision.fp8_e5m2(),
+                     Precision.float(3, 4), Precision.clustered(16, 8), Precision.clustered(5, 4)]
+
+
+@pytest.mark.parametrize("prec", FORMAT_PRECISIONS, ids=str)
+def test_format_workloads_round_trip_and_keep_their_format(prec):
+    layer = LayerInfo("c", "conv2d", (1, 4, 8, 8), (8, 4, 3, 3), (1, 8, 8, 8), P, False, 8 * 64 * 36, 8 * 36)
+    wl = Workload.from_layer(layer, prec)
+    assert wl.kind == prec.kind and wl.precision == prec and wl.weight_count == 8 * 36
+    again = Workload.from_dict(wl.to_dict())
+    assert again == wl and again.key == wl.key and prec.format_name in wl.key and str(prec) in str(wl)
+
+
+def test_format_keys_differ_and_integer_keys_are_unchanged():
+    a = Workload("dense", (1, 64), (10, 64), 16, 16, "float", None, exp_bits=5, man_bits=10)
+    b = Workload("dense", (1, 64), (10, 64), 16, 16, "float", None, exp_bits=8, man_bits=7)
+    assert a.key != b.key  # fp16 and bf16 have the same total bits
+    wl = Workload("dense", (1, 64), (10, 64), 4, 4, "packed")
+    assert wl.key == "dense;(1, 64);(10, 64);w4a4;packed;requant;;llvm;host"
+    assert "exp_bits" not in wl.to_dict() and "clusters" not in wl.to_dict()
+
+
+def test_format_workloads_are_validated():
+    with pytest.raises(CostModelError, match="exp_bits"):
+        Workload("dense", (1, 64), (10, 64), 16, 16, "float", None)
+    with pytest.raises(CostModelError, match="clusters"):
+        Workload("dense", (1, 64), (10, 64), 4, 8, "clustered", None)
+    with pytest.raises(CostModelError, match="belong"):
+        Workload("dense", (1, 64), (10, 64), 4, 8, "packed", None, clusters=16)
+
+
+def test_require_kinds_names_the_kind():
+    from tvm_mp.cost_models.base import KERNEL_KINDS, require_kinds
+
+    ok = Workload("dense", (1, 64), (10, 64), 4, 4)
+    require_kinds([ok], KERNEL_KINDS, "M")
+    bad = Workload("dense", (1, 64), (10, 64), 4, 8, "clustered", None, clusters=16)
+    with pytest.raises(CostModelError, match=r"M cannot cost kind 'clustered' \(K16\).*DatapathModel"):
+        require_kinds([ok, bad], KERNEL_KINDS, "M")
+
+
+def test_measured_model_refuses_format_kinds_before_measuring():
+    class Source:
+        def measure(self, workloads):
+            raise AssertionError("must not be measured")
+
+    wl = Workload("dense", (1, 64), (10, 64), 16, 16, "float", None, exp_bits=5, man_bits=10)
+    with pytest.raises(CostModelError, match="kind 'float'"):
+        MeasuredModel(Source()).predict([wl])

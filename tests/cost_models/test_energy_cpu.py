@@ -57,3 +57,11 @@ def test_bad_tables_and_targets_are_refused():
         CpuEnergyTable.from_json('{"name": "x"}')
     with pytest.raises(CostModelError, match="simulator"):
         CpuEnergyModel(counter=COUNTER).energy_uj([CONV.replace(target="accel")])
+
+
+@pytest.mark.parametrize("fields", [dict(kind="float", exp_bits=5, man_bits=10, w_bits=16, a_bits=16),
+                                    dict(kind="clustered", clusters=16, w_bits=4, a_bits=8)])
+def test_cpu_energy_refuses_number_formats_naming_the_kind(fields):
+    wl = CONV.replace(**fields)
+    with pytest.raises(CostModelError, match=f"kind '{fields['kind']}'"):
+        CpuEnergyModel(counter=COUNTER).energy_uj([CONV, wl])

@@ -110,3 +110,6 @@ def test_default_model_is_small_and_ranks_the_shipped_measurements():
     assert model.predict([]).latency_ms.shape == (0,)
     wl = Workload("dense", (1, 9216), (128, 9216), 4, 4)  # fer_cnn's dense_0
     assert 0 < model.predict([wl]).latency_ms[0] < 1e3
+    fp16 = Workload("dense", (1, 64), (10, 64), 16, 16, "float", None, exp_bits=5, man_bits=10)
+    with pytest.raises(CostModelError, match="XGBCostModel cannot cost kind 'float'"):
+        model.predict([wl, fp16])

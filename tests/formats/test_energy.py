@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tvm_mp import Precision
@@ -94,3 +95,26 @@ def test_layer_energy_counts_macs_and_stored_bits():
 def test_figures_validate(bad):
     with pytest.raises(E.EnergyModelError, match="finite, positive"):
         E.EnergyFigures(**bad)
+
+
+# ---- stored bytes: what the artifact holds ------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(oc=st.integers(1, 12), r=st.integers(1, 40), k=st.integers(2, 64), seed=st.integers(0, 3),
+       fmt=st.sampled_from([(5, 10, False), (8, 7, False), (4, 3, True), (5, 2, False), (3, 4, False), (8, 11, False)]))
+def test_stored_weight_bytes_equal_the_kernels_constants(oc, r, k, seed, fmt):
+    from tvm_mp.formats import kernels
+    from tvm_mp.formats.clustering import cluster_weights
+    from tvm_mp.formats.energy import EnergyModelError, stored_weight_bytes
+    from tvm_mp.formats.floats import FloatFormat
+
+    w = np.random.default_rng(seed).normal(size=(oc, r)).astype(np.float32)
+    info = LayerInfo("d", "dense", (1, r), (oc, r), (1, oc), None, False, oc * r, oc * r)
+    clustered = Precision.clustered(k, 8)
+    stored = kernels.clustered_weight_storage(cluster_weights(w, k, seed=seed, n_init=1))
+    assert stored_weight_bytes(info, clustered) == sum(a.nbytes for a in stored)
+    prec = Precision.float(*fmt)
+    assert stored_weight_bytes(info, prec) == kernels.float_weight_storage(w, FloatFormat.of(prec)).nbytes
+    with pytest.raises(EnergyModelError, match="integer storage"):
+        stored_weight_bytes(info, Precision(4, 4))

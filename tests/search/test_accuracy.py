@@ -91,3 +91,59 @@ def test_errors(net, scorer, calib):
         scorer.model(PrecisionPlan({"conv9": Precision(4, 4)})).run(calib[0])
     with pytest.raises(PlanError, match="metric"):
         Scorer(net, calib, metric="top5")
+
+
+# ---- number formats: float-format and clustered layers, bit-exact with the interpreter ----------------------------
+format_precisions = st.one_of(
+    precisions,
+    st.sampled_from([Precision.fp16(), Precision.bf16(), Precision.fp8_e4m3(), Precision.fp8_e5m2(),
+                     Precision.float(3, 4)]),
+    st.builds(Precision.clustered, st.integers(2, 64), st.integers(1, 8)))
+
+
+def _same_bits(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(format_precisions, min_size=5, max_size=5))
+def test_mixed_format_plans_equal_the_passes_and_interpreter_bit_for_bit(net, scorer, calib, precs):
+    plan = PrecisionPlan(dict(zip(NAMES, precs)))
+    x = calib[0]
+    expected = reference(net, scorer, plan, x)
+    assert _same_bits(scorer.model(plan).run(x), expected)
+    assert _same_bits(scorer.model(plan).run(x), expected)  # from the cache
+
+
+def test_float_layers_change_the_graph_structure_and_the_cache_follows(net, calib):
+    sc = Scorer(net, calib)
+    ints = PrecisionPlan({n: Precision(4, 4) for n in NAMES})
+    mid = PrecisionPlan({**dict(ints.items()), "conv2d_1": Precision.fp16()})
+    for plan in (ints, mid, ints, mid):
+        assert _same_bits(sc.model(plan).run(calib[0]), reference(net, sc, plan, calib[0]))
+    assert len(sc.evaluator._structures) == 2
+    epi = sc.evaluator.epilogues(NAMES, floats=["conv2d_1"])
+    assert epi["conv2d_0"] == "float" and epi["conv2d_1"] == "float"  # edges touching a float layer are float
+    assert sc.evaluator.epilogues(NAMES)["conv2d_0"] == "requant"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    import tvm_mp
+    from tvm_mp.datasets import calibration_batches, load_digits_split
+    from tvm_mp.models import digits_cnn_path
+
+    mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
+    return mod, calibration_batches(4, 32, seed=0), load_digits_split().x_test[:96]
+
+
+@pytest.mark.parametrize("precs", [
+    ("fp16", "c16a8", "w4a4", "fp8_e4m3"),
+    ("c8a8", "bf16", "fp8_e5m2", "w8a8"),
+    ("w2a4", "c32a8", "e3m4", "c4a8"),
+], ids="-".join)
+def test_digits_mixed_plans_equal_the_interpreter_bit_for_bit(digits, precs):
+    mod, calib, x = digits
+    sc = Scorer(mod, calib)
+    plan = PrecisionPlan(dict(zip(["conv2d_0", "conv2d_1", "conv2d_2", "dense_0"], map(Precision.parse, precs))))
+    assert _same_bits(sc.model(plan).run(x), reference(mod, sc, plan, x))

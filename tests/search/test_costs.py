@@ -87,3 +87,36 @@ def test_limits_met_alone_but_not_together(layers):
     check_budget(costs, Budget(memory_kb=mins["memory_kb"]))
     with pytest.raises(BudgetError, match="together"):
         check_budget(costs, Budget(energy_uj=mins["energy_uj"], memory_kb=mins["memory_kb"]))
+
+
+# ---- number formats in the cost table -----------------------------------------------------------------------------
+from tvm_mp.cost_models.analytical import AnalyticalModel, DatapathModel  # noqa: E402
+from tvm_mp.cost_models.base import CostModelError  # noqa: E402
+from tvm_mp.formats.energy import layer_energy, stored_weight_bytes  # noqa: E402
+from tvm_mp.search.costs import default_cost_model  # noqa: E402
+from tvm_mp.search.space import default_options, format_options  # noqa: E402
+
+
+def test_default_model_is_the_cpu_model_for_integers_and_the_datapath_model_once_formats_appear(layers):
+    ints = SearchSpace.build(layers, [Precision(2, 2), Precision(8, 8)])
+    mixed = SearchSpace.build(layers, [Precision(2, 2), Precision(8, 8)] + list(format_options()))
+    assert isinstance(default_cost_model(ints), AnalyticalModel)
+    assert isinstance(default_cost_model(mixed), DatapathModel)
+    table = CostTable.from_model(mixed)
+    assert table.model_name == "DatapathModel" and table.energy_basis == "modelled"
+    for i, layer in enumerate(layers):  # every option, integer ones included, on the formats' one scale
+        for j, prec in enumerate(mixed.options[i]):
+            assert table.energy_uj[i, j] == pytest.approx(layer_energy(layer, prec).energy_uj, rel=1e-12)
+            assert table.memory_kb[i, j] == weight_bytes(layer, prec) / 1024.0
+            if not prec.is_integer:
+                assert weight_bytes(layer, prec) == stored_weight_bytes(layer, prec)
+    with pytest.raises(CostModelError, match="cannot cost kind 'float'"):
+        CostTable.from_model(mixed, AnalyticalModel())
+    assert CostTable.from_model(ints).model_name == "AnalyticalModel"  # integer behaviour unchanged
+
+
+def test_pruning_never_drops_format_options(layers):
+    space = SearchSpace.build(layers, list(default_options(w_bits=(2, 4, 8), a_bits=(4, 8))) + list(format_options()))
+    pruned, _ = prune_dominated(space, CostTable.from_model(space), ["energy_uj"])
+    for before, after in zip(space.options, pruned.options):
+        assert [o for o in before if not o.is_integer] == [o for o in after if not o.is_integer]

@@ -72,3 +72,75 @@ def test_json_and_plot(front, tmp_path):
 def test_same_seed_same_front(net, scorer, front):
     again = _explore(net, scorer)
     assert [p.plan for p in again.front("energy_uj")] == [p.plan for p in front.front("energy_uj")]
+
+
+# ---- a space mixing number formats with integer layers -----------------------------------------------------------
+import numpy as np  # noqa: E402
+
+from tvm_mp.search.costs import weight_bytes  # noqa: E402
+from tvm_mp.search.pareto import plan_mix  # noqa: E402
+
+INTEGER = [Precision(2, 2), Precision(4, 4), Precision(8, 8)]
+FLOATS = [Precision.fp16(), Precision.fp8_e4m3(), Precision.fp8_e5m2()]
+CLUSTERS = [Precision.clustered(4, 8), Precision.clustered(16, 8), Precision.clustered(8, 4)]
+#: Per layer: conv2d_0 integer only, conv2d_1 float only, conv2d_2 clustered only, the rest everything -- so every
+#: plan the search returns holds integer, float and clustered layers.
+MIXED = {"conv2d_0": INTEGER, "conv2d_1": FLOATS, "conv2d_2": CLUSTERS, "conv2d_3": INTEGER + FLOATS + CLUSTERS,
+         "dense_0": INTEGER + FLOATS + CLUSTERS}
+
+
+def _explore_mixed(net, scorer):
+    from tvm_mp.search.annealing import AnnealConfig
+    from tvm_mp.search.pareto import search_context
+
+    ctx = search_context(net, scorer=scorer, options=MIXED)
+    return explore(net, context=ctx, budgets=3, seed=0, axes=("energy_uj", "memory_kb"), progress=False,
+                   config=AnnealConfig(steps=150, restarts=1, max_evaluations=30, progress=False))
+
+
+@pytest.fixture(scope="module")
+def mixed_front(net, scorer):
+    return _explore_mixed(net, scorer)
+
+
+def test_mixed_explore_marks_format_mixes_and_is_deterministic(net, scorer, mixed_front, tmp_path):
+    assert mixed_front.notes["cost_model"] == "DatapathModel" and mixed_front.energy_basis == "modelled"
+    front = mixed_front.front("energy_uj")
+    assert front and all(p.mix == "integer+float+clustered" for p in front)
+    assert plan_mix(PrecisionPlan({"a": Precision(4, 4), "b": Precision.fp16()})) == "integer+float"
+    data = json.loads(mixed_front.to_json())
+    assert {p["mix"] for p in data["points"]} == {p.mix for p in mixed_front.points}
+    assert ParetoFront.from_json(mixed_front.to_json()).points == mixed_front.points
+    png = mixed_front.plot(tmp_path / "mixed.png", title="mixed")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = _explore_mixed(net, scorer)
+    assert [p.plan for p in again.front("energy_uj")] == [p.plan for p in front]
+    assert [p.plan for p in again.front("memory_kb")] == [p.plan for p in mixed_front.front("memory_kb")]
+
+
+def test_uniform_format_plans_are_reference_points(net, scorer, calib):
+    from tvm_mp.search.pareto import search_context
+
+    options = INTEGER + FLOATS + CLUSTERS
+    ctx = search_context(net, scorer=scorer, options=options)
+    front = explore(net, context=ctx, budgets={"energy_uj": []}, seed=0, progress=False)
+    labels = {p.label: p.mix for p in front.uniform()}
+    assert labels == {str(o): ("integer" if o.is_integer else o.kind) for o in options}
+
+
+def test_a_searched_mixed_plan_compiles_and_equals_its_reference_exactly(net, scorer, calib, mixed_front):
+    import tvm_mp
+
+    point = max(mixed_front.front("energy_uj"), key=lambda p: p.score)
+    assert {p.kind for _, p in point.plan.items()} >= {"float", "clustered"}
+    assert any(p.is_integer for _, p in point.plan.items())
+    cm = tvm_mp.compile(net, plan=point.plan, calibration=calib)
+    x = calib[1]
+    out = cm.run(x)
+    assert np.array_equal(out.view(np.uint32), cm.reference(x).view(np.uint32))
+    # the search scored this plan on the same numbers, and costed the weights the artifact stores
+    assert np.array_equal(scorer.model(point.plan).run(x).view(np.uint32), out.view(np.uint32))
+    layers = {info.name: info for info in tvm_mp.list_layers(net)}
+    for row in cm.report.layers:
+        assert row.weight_bytes == weight_bytes(layers[row.name], point.plan[row.name]), row.name
+    assert cm.report.memory_kb == pytest.approx(point.memory_kb, rel=1e-12)

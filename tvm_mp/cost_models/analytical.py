@@ -12,6 +12,26 @@ Latency of one kernel call (ns)::
 squares on log ratios by default), which is the form used as the baseline against learned models and as their
 prior.
 Energy is the modelled CPU energy (:class:`~tvm_mp.cost_models.energy_cpu.CpuEnergyModel`), labelled "modelled".
+:class:`AnalyticalModel` reads tvm-mp's integer kernels (``bitserial``, ``packed``); it refuses float-format and
+clustered workloads with a ``CostModelError`` naming the kind.
+
+:class:`DatapathModel` costs **every** kind -- integer, float formats, clustered weights -- on one scale, so a
+search can mix them: a datapath that computes in each layer's own format (the setting of
+:mod:`tvm_mp.formats.energy`). Energy per layer (pJ), the same formula for every kind::
+
+    MACs x op_energy(format).mac_pj   +   sram_read_pj(stored weight bits + input elements x activation bits)
+
+``op_energy``: a ``w x a``-bit integer multiply (+ int32 add), an eXmY float multiply (+ fp32 add), a clustered
+layer's int8-centroid x ``a``-bit multiply (+ int32 add); stored weight bits: ``w_bits`` per integer weight, the
+8/16/32-bit container of a float format, ``ceil(log2 K)``-bit indices + K int8 centroids; activation bits:
+``a_bits``, or a float format's total bits. Figures: 45 nm, ISSCC 2014 keynote (see
+:mod:`tvm_mp.formats.energy`); labelled "modelled". Latency (ns), a roofline of the same datapath::
+
+    overhead + max(MACs / (macs_per_cycle x clock_ghz),  (stored weight bits + input bits) / 8 / sram_gbps)
+
+one MAC per lane per cycle whatever the format (assumed: the datapath supports each format natively), so formats
+differ in latency through the bytes they move. Neither number is a CPU figure: do not compare them with
+:class:`AnalyticalModel`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +42,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.optimize import least_squares, nnls
 
-from .base import CostModelError, Estimate, Workload, target_family
+from .base import KERNEL_KINDS, WORKLOAD_KINDS, CostModelError, Estimate, Workload, require_kinds, target_family
 from .energy_cpu import CpuEnergyModel
 from .features import BLOCK_CLASSES, OP_CLASSES, KernelCounter
 
@@ -137,6 +157,7 @@ class AnalyticalModel:
 
     def latency_ms(self, workloads: Sequence[Workload], events: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         workloads = list(workloads)
+        require_kinds(workloads, KERNEL_KINDS, type(self).__name__)
         ev = events if events is not None else self.counter.events(workloads)
         fams = np.array([target_family(w.target) for w in workloads])
         out = np.zeros(len(workloads))
@@ -151,6 +172,7 @@ class AnalyticalModel:
 
     def predict(self, workloads: Sequence[Workload]) -> Estimate:
         workloads = list(workloads)
+        require_kinds(workloads, KERNEL_KINDS, type(self).__name__)
         ev = self.counter.events(workloads)
         return Estimate(self.latency_ms(workloads, ev), self.energy.energy_uj(workloads, ev), "modelled")
 
@@ -179,3 +201,80 @@ class AnalyticalModel:
     def from_dict(cls, data: Mapping, energy: CpuEnergyModel | None = None,
                   counter: KernelCounter | None = None) -> "AnalyticalModel":
         return cls({name: RooflineParams.from_dict(p) for name, p in data.items()}, energy, counter)
+
+
+@dataclass(frozen=True)
+class DatapathParams:
+    """Roofline of the format-aware datapath (assumed figures: a small accelerator-class datapath).
+
+    ``macs_per_cycle``: MAC lanes, one MAC each per cycle in any format; ``clock_ghz``; ``sram_gbps``: on-chip
+    operand bandwidth (bytes per ns); ``overhead_us``: fixed cost per layer."""
+
+    clock_ghz: float = 1.0
+    macs_per_cycle: int = 16
+    sram_gbps: float = 16.0
+    overhead_us: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("clock_ghz", "macs_per_cycle", "sram_gbps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise CostModelError(f"DatapathParams.{name}={value!r}: give a finite, positive number")
+        if not np.isfinite(self.overhead_us) or self.overhead_us < 0:
+            raise CostModelError(f"DatapathParams.overhead_us={self.overhead_us!r}: give a finite number >= 0")
+
+
+class DatapathModel:
+    """Every kind (integer, float formats, clustered) on one modelled scale: ``predict(workloads) -> Estimate``.
+
+    See the module docstring for the formulas. ``figures``: a :class:`tvm_mp.formats.energy.EnergyFigures`
+    (default: 45 nm); ``params``: a :class:`DatapathParams`.
+    """
+
+    basis = "modelled"
+
+    def __init__(self, figures=None, params: DatapathParams | None = None):
+        from ..formats.energy import EnergyFigures
+
+        if figures is not None and not isinstance(figures, EnergyFigures):
+            raise CostModelError("DatapathModel(figures=...) takes a tvm_mp.formats.energy.EnergyFigures")
+        if params is not None and not isinstance(params, DatapathParams):
+            raise CostModelError("DatapathModel(params=...) takes a DatapathParams")
+        self.figures = figures or EnergyFigures()
+        self.params = params or DatapathParams()
+
+    def breakdown_pj(self, workloads: Sequence[Workload]) -> dict[str, np.ndarray]:
+        """``{"compute": pJ, "memory": pJ}`` per workload."""
+        from ..formats.energy import datapath_energy_pj
+
+        workloads = list(workloads)
+        require_kinds(workloads, WORKLOAD_KINDS, type(self).__name__)
+        parts = [datapath_energy_pj(w.macs, int(np.prod(w.input_shape)), w.weight_count, w.precision, self.figures)
+                 for w in workloads]
+        return {"compute": np.array([p[0] for p in parts], dtype=np.float64),
+                "memory": np.array([p[1] for p in parts], dtype=np.float64)}
+
+    def bits_moved(self, workloads: Sequence[Workload]) -> np.ndarray:
+        """Stored weight bits + input activation bits of each workload (what the memory term reads)."""
+        from ..formats.energy import activation_bits, storage_bits
+
+        return np.array([storage_bits(w.weight_count, w.precision) + int(np.prod(w.input_shape))
+                         * activation_bits(w.precision) for w in workloads], dtype=np.float64)
+
+    def latency_ms(self, workloads: Sequence[Workload]) -> np.ndarray:
+        workloads = list(workloads)
+        require_kinds(workloads, WORKLOAD_KINDS, type(self).__name__)
+        p = self.params
+        macs = np.array([w.macs for w in workloads], dtype=np.float64)
+        compute_ns = macs / (p.macs_per_cycle * p.clock_ghz)
+        memory_ns = self.bits_moved(workloads) / 8.0 / p.sram_gbps
+        return (p.overhead_us * 1e3 + np.maximum(compute_ns, memory_ns)) / 1e6
+
+    def energy_uj(self, workloads: Sequence[Workload]) -> np.ndarray:
+        parts = self.breakdown_pj(workloads)
+        return (parts["compute"] + parts["memory"]) / 1e6
+
+    def predict(self, workloads: Sequence[Workload]) -> Estimate:
+        workloads = list(workloads)
+        return Estimate(self.latency_ms(workloads), self.energy_uj(workloads), "modelled",
+                        notes={"model": "format-aware datapath (tvm_mp.formats.energy figures)"})

@@ -26,8 +26,14 @@ from ..workload import ConvParams
 
 #: Layer operations a workload can describe (the ``LayerInfo.op`` values).
 OPS = ("conv2d", "depthwise_conv2d", "dense")
-#: Kernel kinds actually compiled ("auto" is resolved when a workload is made).
+#: Integer kernel kinds actually compiled ("auto" is resolved when a workload is made). Learned models and the
+#: kernel event counter (:mod:`tvm_mp.cost_models.features`) know these only.
 KERNEL_KINDS = ("bitserial", "packed")
+#: Number-format kinds (:mod:`tvm_mp.formats`): a reduced-precision float layer and a clustered-weight layer. A
+#: workload of these kinds also carries its format (``exp_bits``/``man_bits``/``finite`` or ``clusters``).
+FORMAT_KINDS = ("float", "clustered")
+#: Every kind a workload may have.
+WORKLOAD_KINDS = KERNEL_KINDS + FORMAT_KINDS
 #: What the kernel returns: the raw int32 accumulator, dequantized float32, or requantized uint8 codes.
 EPILOGUES = ("acc", "float", "requant")
 #: How an energy figure was obtained. CPU energy is never measured here: it is "modelled" (events x table).
@@ -46,6 +52,18 @@ def _int_tuple(value, name: str) -> tuple[int, ...]:
     if not out or min(out) < 1:
         raise CostModelError(f"Workload.{name}={out} has a non-positive size; every dimension must be >= 1")
     return out
+
+
+def require_kinds(workloads: Sequence["Workload"], kinds: Sequence[str], model: str) -> None:
+    """Raise :class:`CostModelError` naming the first workload whose kind ``model`` cannot cost (never a wrong
+    number): e.g. ``require_kinds(workloads, KERNEL_KINDS, "AnalyticalModel")``."""
+    for w in workloads:
+        if w.kind not in kinds:
+            fmt = f" ({w.precision.format_name})" if w.kind in FORMAT_KINDS else ""
+            hint = (" -- cost number formats with tvm_mp.cost_models.analytical.DatapathModel" if w.kind in FORMAT_KINDS
+                    else "")
+            raise CostModelError(f"{model} cannot cost kind {w.kind!r}{fmt} (workload {w}); it costs "
+                                 f"{', '.join(kinds)}{hint}")
 
 
 def target_family(target: str) -> str:
@@ -67,6 +85,9 @@ class Workload:
     ``knobs`` are schedule knobs (a mapping of name -> int/float/str; empty = the default schedule), stored
     sorted. ``target`` is a tvm-mp target name ("llvm", "aarch64", "accel") or target JSON; ``device`` is the
     key of the device measured (``"host"``, an RPC key, a simulator name).
+    Number formats: ``kind="float"`` with ``exp_bits``, ``man_bits`` (and ``finite``), or ``kind="clustered"``
+    with ``clusters``; ``w_bits``/``a_bits`` as in :class:`~tvm_mp.precision.Precision` (use
+    :meth:`from_layer`). Integer workloads leave those fields at their defaults (their keys are unchanged).
     """
 
     op: str
@@ -80,6 +101,10 @@ class Workload:
     knobs: Any = ()
     target: str = "llvm"
     device: str = "host"
+    exp_bits: int | None = None
+    man_bits: int | None = None
+    finite: bool = False
+    clusters: int | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -89,7 +114,8 @@ class Workload:
         object.__setattr__(self, "input_shape", ins)
         object.__setattr__(self, "weight_shape", wts)
         try:
-            prec = Precision(self.w_bits, self.a_bits, self.kind)
+            prec = Precision(self.w_bits, self.a_bits, self.kind, self.exp_bits, self.man_bits, self.finite,
+                             self.clusters)
         except Error as err:
             raise CostModelError(f"Workload precision: {err}") from None
         object.__setattr__(self, "kind", prec.resolved_kind)
@@ -158,8 +184,13 @@ class Workload:
         return int(np.prod(self.output_shape)) * self.reduction
 
     @property
+    def weight_count(self) -> int:
+        return int(np.prod(self.weight_shape))
+
+    @property
     def precision(self) -> Precision:
-        return Precision(self.w_bits, self.a_bits, self.kind)
+        return Precision(self.w_bits, self.a_bits, self.kind, self.exp_bits, self.man_bits, self.finite,
+                         self.clusters)
 
     def to_dict(self) -> dict:
         data = {"op": self.op, "input_shape": list(self.input_shape), "weight_shape": list(self.weight_shape),
@@ -170,6 +201,10 @@ class Workload:
             data.update(strides=list(p.strides), padding=list(p.padding), dilation=list(p.dilation), groups=p.groups)
         if self.knobs:
             data["knobs"] = dict(self.knobs)
+        if self.kind == "float":
+            data.update(exp_bits=self.exp_bits, man_bits=self.man_bits, finite=self.finite)
+        elif self.kind == "clustered":
+            data["clusters"] = self.clusters
         return data
 
     @classmethod
@@ -188,7 +223,9 @@ class Workload:
                         params_cache[geo] = params
             return cls(data["op"], tuple(data["input_shape"]), tuple(data["weight_shape"]), int(data["w_bits"]),
                        int(data["a_bits"]), data.get("kind", "auto"), params, data.get("epilogue", "requant"),
-                       data.get("knobs", ()), data.get("target", "llvm"), data.get("device", "host"))
+                       data.get("knobs", ()), data.get("target", "llvm"), data.get("device", "host"),
+                       *(None if data.get(f) is None else int(data[f]) for f in ("exp_bits", "man_bits")),
+                       bool(data.get("finite", False)), None if data.get("clusters") is None else int(data["clusters"]))
         except KeyError as err:
             raise CostModelError(f"workload field {err.args[0]!r} is missing in {dict(data)}") from None
         except Error as err:
@@ -207,7 +244,8 @@ class Workload:
     def key(self) -> str:
         """Deterministic identity of the workload (records are deduplicated on it)."""
         knobs = json.dumps(dict(self.knobs), sort_keys=True) if self.knobs else ""
-        return (f"{self.layer_key};w{self.w_bits}a{self.a_bits};{self.kind};{self.epilogue};{knobs};"
+        kind = f"{self.kind}:{self.precision.format_name}" if self.kind in FORMAT_KINDS else self.kind
+        return (f"{self.layer_key};w{self.w_bits}a{self.a_bits};{kind};{self.epilogue};{knobs};"
                 f"{self.target};{self.device}")
 
     def replace(self, **changes) -> "Workload":
@@ -223,14 +261,17 @@ class Workload:
         if not isinstance(precision, Precision):
             raise CostModelError("Workload.from_layer needs a Precision, e.g. Precision(4, 4)")
         return cls(layer.op, tuple(layer.input_shape), tuple(layer.weight_shape), precision.w_bits,
-                   precision.a_bits, precision.resolved_kind, layer.params, epilogue, knobs, target, device)
+                   precision.a_bits, precision.resolved_kind, layer.params, epilogue, knobs, target, device,
+                   precision.exp_bits, precision.man_bits, precision.finite, precision.clusters)
 
     def __str__(self) -> str:
         geo = ""
         if self.params is not None:
             p = self.params
             geo = f" s{p.strides[0]}x{p.strides[1]} p{','.join(map(str, p.padding))} g{p.groups}"
-        return (f"{self.op} in={self.input_shape} w={self.weight_shape}{geo} w{self.w_bits}a{self.a_bits}/{self.kind}"
+        prec = (f"{self.precision}/{self.kind}" if self.kind in FORMAT_KINDS
+                else f"w{self.w_bits}a{self.a_bits}/{self.kind}")
+        return (f"{self.op} in={self.input_shape} w={self.weight_shape}{geo} {prec}"
                 f" epi={self.epilogue} @{self.target}/{self.device}")
 
 
@@ -323,6 +364,7 @@ class MeasuredModel:
 
     def predict(self, workloads: Sequence[Workload]) -> Estimate:
         workloads = list(workloads)
+        require_kinds(workloads, KERNEL_KINDS, f"{type(self).__name__} (measurement sources build integer kernels)")
         records = self.source.measure(workloads)
         failed = [r for r in records if r.error is not None]
         if failed:

@@ -16,6 +16,10 @@ Default tables: per-operation and per-access energies from the 45 nm figures of 
 32 KB SRAM 20 pJ, from a 1 MB SRAM 100 pJ; DRAM 1.3-2.6 nJ per 64 bits. Derived and assumed entries say so in
 their ``notes``. These are order-of-magnitude figures for an old process, useful for *comparing* precisions
 and kernels, not for predicting a battery's life.
+
+Integer kernels only (``bitserial``, ``packed``): float-format and clustered workloads are refused with a
+``CostModelError`` naming the kind (the event counter does not read those kernels); cost them with
+:class:`~tvm_mp.cost_models.analytical.DatapathModel`, which prices every kind on one scale.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .base import CostModelError, Workload, target_family
+from .base import KERNEL_KINDS, CostModelError, Workload, require_kinds, target_family
 from .features import OP_CLASSES, KernelCounter
 
 PJ_PER_UJ = 1e6
@@ -157,8 +161,12 @@ class CpuEnergyModel:
 
     def breakdown_pj(self, workloads: Sequence[Workload], events: Mapping[str, np.ndarray] | None = None
                      ) -> dict[str, np.ndarray]:
-        """Energy per component (pJ): each op class, ``instruction``, ``l1``, ``l2``, ``dram``."""
+        """Energy per component (pJ): each op class, ``instruction``, ``l1``, ``l2``, ``dram``.
+
+        Integer kernels only: the event counter reads tvm-mp's integer kernels, so a float-format or clustered
+        workload raises :class:`CostModelError` naming its kind (see ``DatapathModel`` for those)."""
         workloads = list(workloads)
+        require_kinds(workloads, KERNEL_KINDS, type(self).__name__)
         ev = events if events is not None else self.counter.events(workloads)
         fams = [target_family(w.target) for w in workloads]
         parts = {name: np.zeros(len(workloads)) for name in (*OP_CLASSES, "instruction", "l1", "l2", "dram")}

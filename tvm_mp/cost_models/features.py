@@ -31,7 +31,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .base import EPILOGUES, KERNEL_KINDS, OPS, CostModelError, Workload, target_family
+from .base import EPILOGUES, KERNEL_KINDS, OPS, CostModelError, Workload, require_kinds, target_family
 
 WORD_BITS = 32
 #: Classes of kernel blocks, in the order the kernels compute them.
@@ -206,7 +206,11 @@ RAW_FIELDS = ("op", "kind", "epilogue", "n", "c", "h", "w", "oc", "kh", "kw", "s
 
 
 def raw_fields(workloads: Sequence[Workload]) -> dict[str, np.ndarray]:
-    """Integer arrays of every workload's sizes (dense as a 1x1 conv on a 1x1 image with C = K)."""
+    """Integer arrays of every workload's sizes (dense as a 1x1 conv on a 1x1 image with C = K).
+
+    Integer kernel kinds only: the features describe the bit-serial / packed kernels (the number-format kinds
+    are refused with a :class:`CostModelError`)."""
+    require_kinds(workloads, KERNEL_KINDS, "the kernel features (and so the XGBoost cost model)")
     rows = []
     for wl in workloads:
         ins, wts = wl.input_shape, wl.weight_shape

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .analytical import AnalyticalModel
-from .base import CostModelError, Estimate, Workload, target_family
+from .base import KERNEL_KINDS, CostModelError, Estimate, Workload, require_kinds, target_family
 from .energy_cpu import CpuEnergyModel
 from .features import KernelCounter, feature_matrix, feature_names, knob_feature_names, raw_fields
 
@@ -134,6 +134,7 @@ class XGBCostModel:
         """
         xgb = _xgb()
         records = [r for r in records if r.error is None]
+        require_kinds([r.workload for r in records], KERNEL_KINDS, "XGBCostModel")
         if len(records) < 10:
             raise CostModelError(f"need at least 10 successful records to train, got {len(records)}")
         if prior is not None:
@@ -191,6 +192,7 @@ class XGBCostModel:
         workloads = list(workloads)
         if not workloads:
             return Estimate(np.zeros(0), np.zeros(0), "modelled")
+        require_kinds(workloads, KERNEL_KINDS, "XGBCostModel")
         raw = raw_fields(workloads)
         ev = self.counter.events(raw)
         x = feature_matrix(workloads, self.counter, self.knob_names, events=ev, raw=raw)

@@ -213,18 +213,40 @@ class LayerEnergy:
         return self.total_pj / PJ_PER_UJ
 
 
-def weight_storage_bits(info: LayerInfo, precision: Precision | None) -> int:
-    """Bits of the layer's weights as stored (float formats: their container; clustered: packed indices + K
-    int8 centroids; integer: ``w_bits`` per weight)."""
+def storage_bits(weight_count: int, precision: Precision | None) -> int:
+    """Bits of ``weight_count`` weights as stored (float formats: their container; clustered: ``ceil(log2 K)``-bit
+    indices + K int8 centroids; integer: ``w_bits`` per weight; None: fp32)."""
+    count = int(weight_count)
     if precision is None:
-        return 32 * info.weight_count
+        return 32 * count
     if precision.kind == "float":
         total = precision.w_bits
         container = 8 if total <= 8 else 16 if total <= 16 else 32
-        return container * info.weight_count
+        return container * count
     if precision.kind == "clustered":
-        return index_bits(precision.clusters) * info.weight_count + 8 * precision.clusters
-    return precision.w_bits * info.weight_count
+        return index_bits(precision.clusters) * count + 8 * precision.clusters
+    return precision.w_bits * count
+
+
+def weight_storage_bits(info: LayerInfo, precision: Precision | None) -> int:
+    """Bits of the layer's weights as stored (:func:`storage_bits` of ``info.weight_count``)."""
+    return storage_bits(info.weight_count, precision)
+
+
+def stored_weight_bytes(info, precision: Precision) -> int:
+    """Bytes of a float-format or clustered layer's weight constants exactly as the compiled artifact stores them
+    (what ``CompiledModel.report`` counts): float formats ``weight_storage_bits / 8`` (8/16/32-bit containers);
+    clustered the packed index stream -- ``ceil(count * index_bits / 32) + 1`` uint32 words, the extra word lets
+    the kernel always load two words -- plus the ``K`` int8 centroids. ``info``: anything with ``weight_count``
+    (a :class:`~tvm_mp.layers.LayerInfo` or a cost-model ``Workload``). Integer layers: their storage depends on
+    the kernel kind, see :func:`tvm_mp.search.costs.weight_bytes`."""
+    if not isinstance(precision, Precision) or precision.kind not in ("float", "clustered"):
+        raise EnergyModelError(f"stored_weight_bytes covers float-format and clustered layers, got {precision}: "
+                               "integer storage depends on the kernel (tvm_mp.search.costs.weight_bytes)")
+    if precision.kind == "float":
+        return storage_bits(info.weight_count, precision) // 8
+    words = -(-int(info.weight_count) * index_bits(precision.clusters) // 32) + 1
+    return 4 * words + precision.clusters
 
 
 def activation_bits(precision: Precision | None) -> int:
@@ -233,13 +255,23 @@ def activation_bits(precision: Precision | None) -> int:
     return precision.a_bits
 
 
+def datapath_energy_pj(macs: int, input_elements: int, weight_count: int, precision: Precision | None,
+                       figures: EnergyFigures | None = None, mac_pj: float | None = None) -> tuple[float, float]:
+    """``(compute_pj, memory_pj)`` of one layer on a datapath that computes in the layer's own format: MACs x
+    :func:`op_energy` (or ``mac_pj``) and one on-chip SRAM read of the stored weight bits and of the input
+    activation bits. The one formula behind :func:`layer_energy` and the search's
+    :class:`~tvm_mp.cost_models.analytical.DatapathModel`, for every kind alike."""
+    fig = figures or EnergyFigures()
+    per_mac = op_energy(precision, fig).mac_pj if mac_pj is None else float(mac_pj)
+    bits = storage_bits(weight_count, precision) + int(input_elements) * activation_bits(precision)
+    return int(macs) * per_mac, fig.sram_read_pj(bits)
+
+
 def layer_energy(info: LayerInfo, precision: Precision | None, figures: EnergyFigures | None = None,
                  mac_pj: float | None = None) -> LayerEnergy:
     """Modelled energy of ``info`` in ``precision`` (None = fp32). ``mac_pj`` overrides the per-MAC energy (e.g.
     :meth:`AssociativePE.mac_pj` of a measured hit rate)."""
-    fig = figures or EnergyFigures()
-    per_mac = op_energy(precision, fig).mac_pj if mac_pj is None else float(mac_pj)
-    in_elems = int(np.prod(info.input_shape))
-    bits = weight_storage_bits(info, precision) + in_elems * activation_bits(precision)
+    compute, memory = datapath_energy_pj(info.macs, int(np.prod(info.input_shape)), info.weight_count, precision,
+                                         figures, mac_pj)
     name = "fp32" if precision is None else str(precision)
-    return LayerEnergy(info.name, name, int(info.macs), info.macs * per_mac, fig.sram_read_pj(bits))
+    return LayerEnergy(info.name, name, int(info.macs), compute, memory)

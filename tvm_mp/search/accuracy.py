@@ -16,6 +16,15 @@ made fast in three ways, none of which changes a single output bit:
   every partial sum is an integer whose magnitude is bounded by ``qmax * max|w_q| * R``, so float32 is exact below
   ``2**24`` and float64 below ``2**53`` (always, at 8 bits or less), and the result equals the int64 reference.
 
+Number formats are scored the same way. A **clustered** layer (``Precision.clustered(K, a)``) is built once per
+``(layer, K, a)`` exactly as QuantizeWeights builds it (k-means with the compiler's seed, int8 centroids, one scale)
+and computed by the same exact BLAS product on ``w_q = c_q[idx]`` -- the table look-ups of the compiled kernel
+add the same integers, so the result is the same int64 sum. A **float-format** layer (fp16, bf16, fp8, any eXmY) is
+computed by its NumPy reference (:func:`tvm_mp.formats.floats.conv2d` / ``dense``: operands rounded to the format,
+float32 products accumulated sequentially), never by BLAS, whose summation order differs. Edges touching a float
+layer are float edges (:mod:`tvm_mp.quantize.graph`), so the graph structure is cached per set of quantized layers
+*and* set of float layers.
+
 What a plan is scored by (:class:`Scorer`): the user's ``accuracy_fn(model)``, where ``model.run(*inputs)`` is the
 reference of the plan (the same function works on a :class:`~tvm_mp.compile.CompiledModel`), or an
 output-fidelity proxy against the fp32 network on the user's data: top-1 agreement, SQNR of the outputs (dB) or the
@@ -66,11 +75,15 @@ def plan_key(plan: PrecisionPlan) -> tuple:
 
 class LayerBank:
     """Quantized layers of ``mod``, built once per ``(layer, w_bits)`` and ``(layer, a_bits)``, exactly as the
-    passes build them (same GPTQ statistics, same clipped activation ranges)."""
+    passes build them (same GPTQ statistics, same clipped activation ranges); float-format layers once per
+    ``(layer, format)``, clustered ones once per ``(layer, K)`` (k-means seeded with ``cluster_seed``, the seed of
+    ``QuantizeWeights`` in ``tvm_mp.compile``)."""
 
-    def __init__(self, mod: tvm.IRModule, ranges: Mapping[str, ActivationRange]):
+    def __init__(self, mod: tvm.IRModule, ranges: Mapping[str, ActivationRange], cluster_seed: int = 0):
         self.matches = {m.info.name: m for m in match_layers(mod["main"], mod)}
         self.ranges = dict(ranges)
+        self.cluster_seed = int(cluster_seed)
+        self._clustered: dict[tuple[str, int], object] = {}
         self._weights: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._acts: dict[tuple[str, int], ActQuant] = {}
         self._layers: dict[tuple, QuantLayer] = {}
@@ -95,12 +108,38 @@ class LayerBank:
             self._acts[key] = ActQuant.from_range(lo, hi, a_bits, unsigned=rng.unsigned)
         return self._acts[key]
 
+    def clustered(self, name: str, clusters: int):
+        """``(ClusteredWeights as the compiled layer reads them back, w_q int8, per-channel scale float32)``."""
+        key = (name, clusters)
+        if key not in self._clustered:
+            from ..formats.clustering import cluster_weights, from_integer_weights
+
+            match = self._match(name)
+            cw = cluster_weights(match.weight, clusters, seed=self.cluster_seed)  # QuantizeWeights' orientation
+            w_q = cw.w_q
+            scale = np.full(match.weight.shape[0], cw.scale, np.float32)
+            self._clustered[key] = (from_integer_weights(w_q, float(scale[0]), clusters), w_q, scale)
+        return self._clustered[key]
+
     def layer(self, name: str, precision: Precision) -> QuantLayer:
         key = (name, _canon(precision))
         if key not in self._layers:
+            if precision.kind == "float":
+                from ..formats.floats import FloatFormat, round_to_format
+
+                match = self._match(name)
+                rounded = round_to_format(np.asarray(match.weight, np.float32), FloatFormat.of(precision))
+                self._layers[key] = QuantLayer(match.info, precision, None, None, None, match.bias, w_float=rounded)
+                return self._layers[key]
+            if precision.kind == "clustered":
+                match = self._match(name)
+                cw, w_q, scale = self.clustered(name, precision.clusters)
+                self._layers[key] = QuantLayer(match.info, precision, self.act(name, precision.a_bits), w_q, scale,
+                                               match.bias, clustered=cw)
+                return self._layers[key]
             if not is_integer(precision):
-                raise UnsupportedError(f"the fast plan scorer computes integer layers only; {precision} "
-                                       f"({precision.kind}) of layer {name!r} is not one: search integer options")
+                raise UnsupportedError(f"the fast plan scorer cannot compute {precision} ({precision.kind}) of "
+                                       f"layer {name!r}")
             match = self._match(name)
             w_q, scale = self.weights(name, precision.w_bits)
             prec = _canon(precision)
@@ -190,9 +229,11 @@ class _PlanInterpreter(Interpreter):
 
     def _quantized_layer(self, var, call, x, outputs, env):
         layer = self._layer(call.op)
+        if layer.precision.kind == "float":  # the formats' own reference (sequential float32 sums, not BLAS)
+            return self._float_format_layer(layer, x, outputs[var])
         act = layer.require_act()
         codes = x if x.dtype == np.uint8 else act.quantize(x)
-        acc = integer_acc(layer, codes)
+        acc = integer_acc(layer, codes)  # clustered layers too: the same integers as the table look-ups
         corr = layer.bias_corr().reshape((1, -1) + (1,) * (acc.ndim - 2))
         acc = (acc + corr).astype(np.int32)
         out = outputs[var]
@@ -211,7 +252,7 @@ class _PlanInterpreter(Interpreter):
 class _Structure:
     """The annotated graph for one set of quantized layers: bindings, output edges and dependency sets."""
 
-    names: frozenset
+    names: tuple  # (quantized layer names, float-format layer names): the cache key of this structure
     interp: _PlanInterpreter
     bindings: tuple
     outputs: dict
@@ -233,12 +274,13 @@ class PlanEvaluator:
     ``cache_mb`` bounds the memory of cached activations (least recently used ones are dropped first).
     """
 
-    def __init__(self, mod: tvm.IRModule, ranges: Mapping[str, ActivationRange], cache_mb: float = 256.0):
+    def __init__(self, mod: tvm.IRModule, ranges: Mapping[str, ActivationRange], cache_mb: float = 256.0,
+                 cluster_seed: int = 0):
         if not isinstance(mod, tvm.IRModule):
             raise Error(f"PlanEvaluator needs a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
         self.mod = mod
         self.ranges = dict(ranges)
-        self.bank = LayerBank(mod, self.ranges)
+        self.bank = LayerBank(mod, self.ranges, cluster_seed)
         self.layer_names = tuple(self.bank.matches)
         self.cache_bytes = int(cache_mb * 2**20)
         self._structures: dict[frozenset, _Structure] = {}
@@ -247,10 +289,13 @@ class PlanEvaluator:
         self._blas = None
         self._input_specs = [tuple(int(v) for v in p.ty.shape.values) for p in mod["main"].params]
 
-    def _structure(self, names: frozenset) -> _Structure:
-        if names in self._structures:
-            return self._structures[names]
-        plan = PrecisionPlan({n: Precision(8, 8) for n in names})
+    def _structure(self, names: frozenset, floats: frozenset = frozenset()) -> _Structure:
+        """The graph with ``names`` quantized, ``floats`` (a subset) of them in a float format."""
+        key = (frozenset(names), frozenset(floats))
+        if key in self._structures:
+            return self._structures[key]
+        names = key[0]
+        plan = PrecisionPlan({n: Precision.fp16() if n in key[1] else Precision(8, 8) for n in names})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # layers left in fp32 are intended here
             annotated = AnnotatePrecision(plan, self.ranges)(self.mod) if names else self.mod
@@ -270,14 +315,15 @@ class PlanEvaluator:
                 if out is not None and out.integer:
                     dep.add(out.consumer_layer)
             deps[b.var] = tuple(sorted(dep))
-        struct = _Structure(names, _PlanInterpreter(annotated, self.bank), bindings, outputs, taken, deps)
-        self._structures[names] = struct
+        struct = _Structure(key, _PlanInterpreter(annotated, self.bank), bindings, outputs, taken, deps)
+        self._structures[key] = struct
         return struct
 
-    def epilogues(self, names: Iterable[str]) -> dict[str, str]:
+    def epilogues(self, names: Iterable[str], floats: Iterable[str] = ()) -> dict[str, str]:
         """Layer -> "requant" (output requantized into the next layer's codes) or "float", when the layers
-        ``names`` are quantized (the edge rule of :mod:`tvm_mp.quantize.graph`)."""
-        struct = self._structure(frozenset(names))
+        ``names`` are quantized, ``floats`` of them in a float format (the edge rule of
+        :mod:`tvm_mp.quantize.graph`)."""
+        struct = self._structure(frozenset(names), frozenset(floats))
         out = {}
         for b in struct.bindings:
             name = layer_name_of(b.value, struct.interp.mod)
@@ -318,7 +364,7 @@ class PlanEvaluator:
             digest.update(str(a.shape).encode())
             digest.update(a.tobytes())
         digest = digest.hexdigest()
-        struct = self._structure(frozenset(plan))
+        struct = self._structure(frozenset(plan), frozenset(n for n, p in plan.items() if p.kind == "float"))
         interp = struct.interp
         interp.plan = plan
         func = interp.mod["main"]

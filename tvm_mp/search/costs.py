@@ -2,12 +2,30 @@
 
 Costs are additive over layers (layers run one after another; their weights are stored side by side), so a plan's
 totals are sums of table entries. The cost model is anything with ``predict(workloads) -> Estimate``
-(:mod:`tvm_mp.cost_models.base`); by default the :class:`~tvm_mp.cost_models.analytical.AnalyticalModel`
-(roofline latency, modelled CPU energy). All layer/option workloads go to the model in one batch.
+(:mod:`tvm_mp.cost_models.base`). All layer/option workloads go to the model in one batch.
+
+Default model (:func:`default_cost_model`), chosen by what the space holds:
+
+* integer options only: :class:`~tvm_mp.cost_models.analytical.AnalyticalModel` -- roofline latency and modelled
+  CPU energy counted from tvm-mp's integer kernels (unchanged behaviour);
+* any float-format or clustered option: :class:`~tvm_mp.cost_models.analytical.DatapathModel` for **every**
+  option of the space, integer ones included, so all options sit on one comparable scale. Its energy basis is
+  "modelled": per layer, MACs x the energy of one MAC in the layer's own format (:func:`tvm_mp.formats.energy.
+  op_energy`: ``w x a``-bit integer multiply + int32 add; eXmY float multiply + fp32 add; int8 centroid x
+  ``a``-bit multiply + int32 add for clustered weights), plus one on-chip SRAM read of the stored weight bits and
+  the input activation bits (``sram_read_pj``, 8 KB-class SRAM) -- the memory traffic is priced by the same rule
+  for integer and format options. Latency is the datapath roofline (MACs per cycle vs bytes moved). These
+  figures are not CPU figures: never compare a mixed table's energy with an integer-only table built with the
+  CPU model (the table's ``model_name`` says which one it is).
+
+A model that cannot cost an option's kind raises ``CostModelError`` naming it (e.g. AnalyticalModel or the
+learned model given a float option): pass ``cost_model=DatapathModel()`` or drop the format options.
 
 Weight memory is the bytes of the weight constant a kernel stores (what ``CompiledModel.report`` counts):
 bit-planes of ``ceil(R / 32)`` 32-bit words per plane for bit-serial kernels, ``ceil(R / (8 // c))`` bytes per
-output channel for packed kernels with a ``c``-bit container.
+output channel for packed kernels with a ``c``-bit container; float formats their 8/16/32-bit containers;
+clustered layers the packed index stream (plus one padding word) and the K int8 centroids
+(:func:`tvm_mp.formats.energy.stored_weight_bytes`).
 """
 
 from __future__ import annotations
@@ -31,9 +49,12 @@ FIT_RTOL = 1e-9
 
 
 def weight_bytes(layer: LayerInfo, precision: Precision) -> int:
-    """Bytes of the weight constant a kernel of ``precision`` stores for ``layer`` (integer kinds)."""
-    if precision.resolved_kind not in ("bitserial", "packed"):
-        raise PlanError(f"weight storage of {precision} ({precision.kind}) is not modelled here: search integer options")
+    """Bytes of the weight constants a kernel of ``precision`` stores for ``layer`` (every kind; equal to the
+    layer's ``weight_bytes`` in ``CompiledModel.report``)."""
+    if precision.kind in ("float", "clustered"):
+        from ..formats.energy import stored_weight_bytes
+
+        return stored_weight_bytes(layer, precision)
     oc = layer.out_channels
     r = layer.reduction
     if precision.resolved_kind == "bitserial":
@@ -43,10 +64,14 @@ def weight_bytes(layer: LayerInfo, precision: Precision) -> int:
     return oc * (-(-r // per_byte))
 
 
-def default_cost_model():
-    """The analytical cost model (roofline latency, modelled energy) with its default parameters."""
-    from ..cost_models.analytical import AnalyticalModel
+def default_cost_model(space: SearchSpace | None = None):
+    """The model for ``space`` (see module docstring): :class:`~tvm_mp.cost_models.analytical.AnalyticalModel` if
+    every option is an integer one (or no space is given), else
+    :class:`~tvm_mp.cost_models.analytical.DatapathModel` for all options."""
+    from ..cost_models.analytical import AnalyticalModel, DatapathModel
 
+    if space is not None and any(not is_integer(o) for opts in space.options for o in opts):
+        return DatapathModel()
     return AnalyticalModel()
 
 
@@ -86,7 +111,7 @@ class CostTable:
         """
         from ..cost_models.base import Workload
 
-        model = model if model is not None else default_cost_model()
+        model = model if model is not None else default_cost_model(space)
         if not hasattr(model, "predict"):
             raise PlanError(f"cost model {type(model).__name__} has no predict(workloads) method")
         epilogues = dict(epilogues or {})
@@ -164,7 +189,9 @@ class CostTable:
 def prune_dominated(space: SearchSpace, costs: CostTable, metrics: Sequence[str] = METRICS
                     ) -> tuple[SearchSpace, CostTable]:
     """Drop options another option of the same layer beats: no more costly in any of ``metrics`` and with at
-    least as many weight and activation bits (assumed at least as accurate). Keeps the space's order."""
+    least as many weight and activation bits (assumed at least as accurate). Keeps the space's order. Only
+    integer options are compared (more bits of a float format or more clusters are not assumed more accurate
+    than an integer option): float-format and clustered options are never dropped."""
     for m in metrics:
         costs.array(m)
     keep = []

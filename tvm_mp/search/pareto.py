@@ -6,6 +6,12 @@ sensitivity guide. Every plan scored on the way is a candidate; the front of an 
 other candidate beats in both that cost and the score. The result, a :class:`ParetoFront`, keeps the plans behind
 each point, writes JSON (the format ``tvm_mp.reporting`` reads: ``points`` with ``energy_uj``, ``accuracy``,
 ``kind``) and a PNG that marks uniform plans against mixed ones.
+
+Spaces may mix number formats with integer options (``options=default_options() + format_options()``; costs then
+come from the format-aware datapath model, see :mod:`tvm_mp.search.costs`). Every point records its format mix
+(:func:`plan_mix`: the families its layers use, e.g. "integer+clustered"); the PNG colours front points by mix
+and draws every uniform plan by family (integer squares, float diamonds, clustered triangles, labelled when no
+other uniform plan beats them or when they are a format), so one sees where formats win.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from .costs import METRICS, CostTable, check_budget, prune_dominated
 from .ilp import solve_ilp
 from .problem import Problem, ScoreObjective
 from .sensitivity import Sensitivity, measure_sensitivity
-from .space import SearchSpace
+from .space import FAMILIES, SearchSpace, family
 
 #: Axis labels for plots and tables.
 AXIS_LABELS = {"energy_uj": "energy per inference (uJ)", "latency_ms": "latency (ms)", "memory_kb": "weight memory (kB)"}
@@ -54,6 +60,11 @@ class ParetoPoint:
             if not math.isfinite(getattr(self, name)):
                 raise PlanError(f"ParetoPoint.{name} must be finite, got {getattr(self, name)}")
 
+    @property
+    def mix(self) -> str:
+        """The plan's format mix (:func:`plan_mix`)."""
+        return plan_mix(self.plan)
+
     def cost(self, axis: str) -> float:
         if axis not in METRICS:
             raise PlanError(f"unknown axis {axis!r}: use one of {', '.join(METRICS)}")
@@ -62,13 +73,28 @@ class ParetoPoint:
     def to_dict(self) -> dict:
         return {"plan": {n: p.to_dict() for n, p in self.plan.items()}, "accuracy": self.score,
                 "energy_uj": self.energy_uj, "latency_ms": self.latency_ms, "memory_kb": self.memory_kb,
-                "kind": self.kind, "label": self.label}
+                "kind": self.kind, "label": self.label, "mix": self.mix}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ParetoPoint":
         plan = PrecisionPlan({n: Precision.from_dict(p) for n, p in data["plan"].items()})
         return cls(plan, float(data["accuracy"]), float(data["energy_uj"]), float(data["latency_ms"]),
                    float(data["memory_kb"]), str(data["kind"]), str(data.get("label", "")))
+
+
+def plan_mix(plan: PrecisionPlan) -> str:
+    """The families a plan's layers use, joined in :data:`~tvm_mp.search.space.FAMILIES` order: "integer",
+    "float", "clustered", "integer+float", "integer+float+clustered", ... ("fp32" for an empty plan)."""
+    used = {family(p) for _, p in plan.items()}
+    return "+".join(f for f in FAMILIES if f in used) or "fp32"
+
+
+#: Plot colour of each format mix (front points).
+MIX_COLOURS = {"integer": "tab:blue", "float": "tab:orange", "clustered": "tab:green", "integer+float": "tab:purple",
+               "integer+clustered": "tab:olive", "float+clustered": "tab:brown", "integer+float+clustered": "tab:pink",
+               "fp32": "0.3"}
+#: Marker of each family of uniform plans.
+FAMILY_MARKERS = {"integer": "s", "float": "D", "clustered": "^"}
 
 
 def non_dominated(points: Sequence[ParetoPoint], axis: str) -> list[int]:
@@ -168,8 +194,12 @@ class ParetoFront:
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
             raise Error(f"not a Pareto front JSON ({err!s}): write it with ParetoFront.to_json") from None
 
-    def plot(self, path: str | Path, axes: Sequence[str] | None = None) -> Path:
-        """PNG: one panel per axis; mixed front (circles, line), uniform plans (squares, labelled)."""
+    def plot(self, path: str | Path, axes: Sequence[str] | None = None, title: str | None = None,
+             compare: "ParetoFront | None" = None, compare_label: str = "other front") -> Path:
+        """PNG: one panel per axis; front (line) with its mixed plans coloured by format mix, uniform plans by
+        family (squares integer, diamonds float, triangles clustered; labelled when no other uniform plan beats
+        them, and every uniform format plan). ``compare``: another front drawn as a dashed line (e.g. the
+        integer-only search of the same model, to show where formats win)."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -177,21 +207,36 @@ class ParetoFront:
         import matplotlib.ticker
 
         axes = list(axes or self.fronts)
-        fig, panels = plt.subplots(1, len(axes), figsize=(5.2 * len(axes), 4.0), squeeze=False)
+        fig, panels = plt.subplots(1, len(axes), figsize=(5.6 * len(axes), 4.3), squeeze=False)
         for ax, axis in zip(panels[0], axes):
             front = self.front(axis)
-            mixed = [p for p in front if p.kind == "mixed"]
             ax.step([p.cost(axis) for p in front], [p.score for p in front], where="post", color="0.7", lw=1,
                     zorder=1, label="front")
-            ax.scatter([p.cost(axis) for p in mixed], [p.score for p in mixed], marker="o", s=22, zorder=3,
-                       label="mixed plans (front)")
+            if compare is not None:
+                other = compare.front(axis)
+                ax.step([p.cost(axis) for p in other], [p.score for p in other], where="post", color="black",
+                        lw=0.9, ls="--", zorder=1, label=compare_label)
+            mixed = [p for p in front if p.kind == "mixed"]
+            for mix in MIX_COLOURS:
+                group = [p for p in mixed if p.mix == mix]
+                if group:
+                    ax.scatter([p.cost(axis) for p in group], [p.score for p in group], marker="o", s=24, zorder=3,
+                               color=MIX_COLOURS[mix], label=f"mixed plan: {mix}")
             uni = self.uniform()
-            ax.scatter([p.cost(axis) for p in uni], [p.score for p in uni], marker="s", s=26, zorder=2,
-                       facecolors="none", edgecolors="tab:red", linewidths=0.8, label="uniform plans")
-            for i in non_dominated(uni, axis):  # label the uniform plans no other uniform plan beats
-                p = uni[i]
-                ax.annotate(p.label, (p.cost(axis), p.score), fontsize=7, color="tab:red", xytext=(4, -10),
-                            textcoords="offset points")
+            best = set(non_dominated(uni, axis))
+            for fam, marker in FAMILY_MARKERS.items():
+                group = [(i, p) for i, p in enumerate(uni) if p.mix == fam]
+                if not group:
+                    continue
+                ax.scatter([p.cost(axis) for _, p in group], [p.score for _, p in group], marker=marker, s=30,
+                           zorder=2, facecolors="none", edgecolors="tab:red" if fam == "integer" else "black",
+                           linewidths=0.8, label=f"uniform {fam}")
+                shown = [(i, p) for i, p in group if i in best or fam != "integer"]
+                for k, (i, p) in enumerate(sorted(shown, key=lambda t: t[1].cost(axis))):
+                    stagger = 0 if fam == "integer" else 8 * (k % 3)  # format plans often share a score
+                    ax.annotate(p.label, (p.cost(axis), p.score), fontsize=6.5,
+                                color="tab:red" if fam == "integer" else "black", xytext=(4, -9 - stagger),
+                                textcoords="offset points")
             label = AXIS_LABELS[axis] + (f", {self.energy_basis}" if axis == "energy_uj" else "")
             ax.set_xlabel(label)
             ax.set_xscale("log")
@@ -199,7 +244,9 @@ class ParetoFront:
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_ylabel(f"score ({self.metric})")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=6.5, loc="lower right")
+        if title:
+            fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,7 +335,9 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
         of the dearest uniform plan no other uniform plan beats), or a mapping axis -> explicit limits.
     axes: which costs to sweep: any of "energy_uj", "latency_ms", "memory_kb". Every front is computed over all
         candidates found, so sweeping energy alone still gives latency and memory fronts of those plans.
-    options: the per-layer precisions (default :func:`~tvm_mp.search.space.default_options`).
+    options: the per-layer precisions (default :func:`~tvm_mp.search.space.default_options`); add
+        :func:`~tvm_mp.search.space.format_options` to mix float formats and clustered weights with integer layers
+        (costs then from :class:`~tvm_mp.cost_models.analytical.DatapathModel` unless ``cost_model`` is given).
     seed: seeds the annealer (same seed, same front).
     """
     for axis in axes:

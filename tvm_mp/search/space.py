@@ -7,6 +7,13 @@ tuple of candidate :class:`~tvm_mp.precision.Precision` options. A point of the 
 
 Options may name a kernel kind (``Precision(2, 4, "bitserial")``): a bit-serial kernel at ``w * a > 4`` costs
 more than at ``w2a2`` but can still be cheaper than the packed 8-bit kernel, so it is a real choice.
+
+Options may also be number formats (:mod:`tvm_mp.formats`): reduced-precision floats (``Precision.fp16()``, ...) and
+clustered weights (``Precision.clustered(K, a_bits)``), next to integer ones in one space --
+``default_options() + format_options()``. Each option belongs to a *family* (:func:`family`: "integer", "float",
+"clustered"); :meth:`SearchSpace.neighbours` steps within a family (one bit in w or a; the next float format by
+total and mantissa bits, e.g. e5m2 <-> e4m3 <-> bf16 <-> fp16; the next K, e.g. K8 <-> K16 <-> K32) and jumps between
+families at the nearest storage footprint (:func:`storage_key`: bits per stored weight and per activation).
 """
 
 from __future__ import annotations
@@ -36,6 +43,41 @@ def default_options(w_bits: Iterable[int] = VALID_BITS, a_bits: Iterable[int] = 
     return tuple(out)
 
 
+#: Float formats :func:`format_options` offers by default.
+DEFAULT_FLOAT_FORMATS = ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2")
+#: Cluster counts :func:`format_options` offers by default.
+DEFAULT_CLUSTERS = (4, 8, 16, 32, 64)
+#: Option families.
+FAMILIES = ("integer", "float", "clustered")
+
+
+def format_options(floats: Iterable[str] = DEFAULT_FLOAT_FORMATS, clusters: Iterable[int] = DEFAULT_CLUSTERS,
+                   cluster_a_bits: Iterable[int] = (8,)) -> tuple[Precision, ...]:
+    """Number-format options to add to integer ones (``default_options() + format_options()``): the named float
+    formats (``fp16``, ``bf16``, ``fp8_e4m3``, ``fp8_e5m2`` or any ``eXmY``, see :meth:`Precision.parse`) and
+    clustered weights with each K of ``clusters`` at each activation width of ``cluster_a_bits``."""
+    out = [Precision.parse(str(name)) for name in floats]
+    for name, prec in zip(floats, out):
+        if prec.kind != "float":
+            raise PlanError(f"format_options(floats=...) takes float format names such as 'fp16', got {name!r}")
+    out += [Precision.clustered(int(k), int(a)) for k in clusters for a in cluster_a_bits]
+    return tuple(out)
+
+
+def family(prec: Precision) -> str:
+    """"integer", "float" or "clustered"."""
+    return prec.kind if prec.kind in ("float", "clustered") else "integer"
+
+
+def storage_key(prec: Precision) -> tuple[int, int]:
+    """(bits per stored weight, bits per activation), each capped at 8: what cross-family jumps compare. Integer
+    ``(w, a)``; float formats their 8/16-bit container and total bits; clustered the index width and ``a_bits``."""
+    if prec.kind == "float":
+        container = 8 if prec.w_bits <= 8 else 16 if prec.w_bits <= 16 else 32
+        return min(container, 8), min(prec.a_bits, 8)
+    return min(prec.w_bits, 8), min(prec.a_bits, 8)
+
+
 def canonical(prec: Precision) -> Precision:
     """The same precision with its kernel kind made explicit (so "auto" and its resolved kind compare equal)."""
     return replace(prec, kind=prec.resolved_kind) if prec.kind == "auto" else prec
@@ -44,6 +86,22 @@ def canonical(prec: Precision) -> Precision:
 def is_integer(prec: Precision) -> bool:
     """True for the integer kinds (bit-serial / packed), the ones the bit-based neighbourhoods and dominance use."""
     return prec.resolved_kind in ("bitserial", "packed")
+
+
+def _jumps(c: Precision, canon: Sequence[Precision]) -> list[int]:
+    """Options of every other family nearest to ``c`` in :func:`storage_key` (ties: all of them)."""
+    here, fam = storage_key(c), family(c)
+    out = []
+    for other in FAMILIES:
+        if other == fam:
+            continue
+        cands = [j for j, o in enumerate(canon) if family(o) == other]
+        if not cands:
+            continue
+        dist = {j: sum(abs(x - y) for x, y in zip(storage_key(canon[j]), here)) for j in cands}
+        best = min(dist.values())
+        out += [j for j in cands if dist[j] == best]
+    return out
 
 
 @dataclass(frozen=True)
@@ -165,32 +223,62 @@ class SearchSpace:
 
     # ---- neighbourhoods --------------------------------------------------------------------------------------
     def neighbours(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
-        """Per layer and option: the options one step away (one bit more or less in w or a, same kernel rule;
-        or the same bits with the other kernel kind). Used by the annealer's local moves."""
+        """Per layer and option: the options one step away. Integer options: one bit more or less in w or a, same
+        kernel rule, or the same bits with the other kernel kind. Float formats: the previous and next float option
+        of the layer ordered by (total bits, mantissa bits). Clustered: the previous and next K at the same
+        ``a_bits`` and the next ``a_bits`` at the same K. Plus, when a layer has options of several families, a
+        jump from each option to the option(s) of every other family nearest in :func:`storage_key` (L1
+        distance). Used by the annealer's local moves; integer-only spaces are unchanged by the formats."""
         out = []
         for opts in self.options:
             canon = [canonical(o) for o in opts]
             where = {c: j for j, c in enumerate(canon)}
+            floats = sorted((j for j, c in enumerate(canon) if c.kind == "float"),
+                            key=lambda j: (canon[j].w_bits, canon[j].man_bits, canon[j].exp_bits, j))
+            fams = {family(c) for c in canon}
             per = []
-            for c in canon:
-                near = []
-                if not is_integer(c):
-                    per.append(())
-                    continue
-                for dw, da in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-                    w, a = c.w_bits + dw, c.a_bits + da
-                    if w not in VALID_BITS or a not in VALID_BITS:
-                        continue
-                    for kind in (c.kind, Precision(w, a).resolved_kind):
-                        j = where.get(Precision(w, a, kind))
-                        if j is not None and j not in near:
-                            near.append(j)
-                other = Precision(c.w_bits, c.a_bits, "packed" if c.kind == "bitserial" else "bitserial")
-                if other in where:
-                    near.append(where[other])
+            for j0, c in enumerate(canon):
+                near: list[int] = []
+                if is_integer(c):
+                    near += self._integer_steps(c, where)
+                elif c.kind == "float":
+                    k = floats.index(j0)
+                    near += [floats[k2] for k2 in (k - 1, k + 1) if 0 <= k2 < len(floats)]
+                else:
+                    near += self._cluster_steps(c, canon)
+                if len(fams) > 1:
+                    near += [j for j in _jumps(c, canon) if j not in near]
                 per.append(tuple(near))
             out.append(tuple(per))
         return tuple(out)
+
+    @staticmethod
+    def _integer_steps(c: Precision, where: Mapping[Precision, int]) -> list[int]:
+        near = []
+        for dw, da in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            w, a = c.w_bits + dw, c.a_bits + da
+            if w not in VALID_BITS or a not in VALID_BITS:
+                continue
+            for kind in (c.kind, Precision(w, a).resolved_kind):
+                j = where.get(Precision(w, a, kind))
+                if j is not None and j not in near:
+                    near.append(j)
+        other = Precision(c.w_bits, c.a_bits, "packed" if c.kind == "bitserial" else "bitserial")
+        if other in where:
+            near.append(where[other])
+        return near
+
+    @staticmethod
+    def _cluster_steps(c: Precision, canon: Sequence[Precision]) -> list[int]:
+        same_a = sorted((j for j, o in enumerate(canon) if o.kind == "clustered" and o.a_bits == c.a_bits),
+                        key=lambda j: canon[j].clusters)
+        same_k = sorted((j for j, o in enumerate(canon) if o.kind == "clustered" and o.clusters == c.clusters),
+                        key=lambda j: canon[j].a_bits)
+        near = []
+        for chain in (same_a, same_k):
+            k = next(i for i, j in enumerate(chain) if canon[j] == c)
+            near += [chain[k2] for k2 in (k - 1, k + 1) if 0 <= k2 < len(chain) and chain[k2] not in near]
+        return near
 
     def restricted(self, keep: Sequence[Sequence[int]]) -> "SearchSpace":
         """A space keeping, per layer, the options at the given indices."""
