@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -42,33 +39,19 @@ from pathlib import Path
 
 import numpy as np
 
+from tvm_mp.measure.machine import describe_machine, machine_line
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "formats.md"
 DATA = ROOT / "docs" / "data" / "formats.json"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-FLAGS_OF_INTEREST = ("sse4_2", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512fp16", "avx512_vnni")
 #: Narrow IEEE-style formats tried uniformly (total bits <= 8).
 NARROW = ((2, 1), (2, 2), (3, 1), (2, 3), (3, 2), (4, 1), (3, 3), (4, 2), (2, 5), (3, 4), (4, 3))
 CLUSTERS = (4, 8, 16, 32, 64)
 
 
 def machine() -> dict:
-    info = {}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    flags = set(info.get("Flags", "").split())
-    import sklearn
-    import tvm
-
-    return {"cpu_model": info.get("Model name", platform.processor()), "cores": os.cpu_count(),
-            "flags_of_interest": [f for f in FLAGS_OF_INTEREST if f in flags], "python": platform.python_version(),
-            "tvm": tvm.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__}
-
+    return describe_machine(packages=("apache-tvm", "numpy", "scikit-learn"), tvm_runtime=False)
 
 def evaluate(mod, layers, plan, calib, digits, figures, mac_pj=None) -> dict:
     """Compile, check bit-exactness on the test split, top-1, weight memory and modelled energy."""
@@ -177,10 +160,8 @@ def markdown(res: dict) -> str:
     base = rows["fp32"]["energy_uj"]
     w8 = rows["w8a8"]["energy_uj"]
     lines = [START, "", "## Results on the digits CNN", "",
-             f"Command: `{res['command']}` ({res['date']}, {res['seconds']:.0f} s). Machine: "
-             f"{res['machine']['cpu_model']}, "
-             f"{res['machine']['cores']} cores, flags {', '.join(res['machine']['flags_of_interest'])}; TVM "
-             f"{res['machine']['tvm']}. Test split: {res['test_samples']} images; calibration: "
+             f"Command: `{res['command']}` ({res['date']}, {res['seconds']:.0f} s). {machine_line(res['machine'])} "
+             f"Test split: {res['test_samples']} images; calibration: "
              f"{res['calibration']}. Energy is modelled (see above), per inference.", "",
              "| plan | top-1 | Δ vs fp32 | weight kB | energy µJ (compute + memory) | vs fp32 | vs w8a8 "
              "| exact vs reference |",
@@ -202,7 +183,7 @@ def markdown(res: dict) -> str:
     else:
         lines.append("Best mixed integer plan: not reported (tvm_mp.search not available).")
     k16 = res["clustered_k16"]
-    lines += ["", f"### Clustered K=16: an associative memory beside each PE", "",
+    lines += ["", "### Clustered K=16: an associative memory beside each PE", "",
               "Static memory: the S most frequent (cluster, code) pairs on the calibration batches; hit rates counted "
               "on "
               f"the test split; the approximate rule matches the top {res['top_bits']} of the 8 activation bits. "
@@ -371,8 +352,8 @@ def search_comparison(budgets: int, seed: int, argv) -> dict:
 def search_markdown(res: dict) -> str:
     m = res["machine"]
     lines = ["## Mixing formats with integer layers in the search", "",
-             f"Command: `{res['command']}` ({res['date']}; {m['cpu_model']}, {m['cores']} cores; "
-             f"total {res['total_seconds']:.0f} s). Digits CNN, score = {res['score']}; fp32 "
+             f"Command: `{res['command']}` ({res['date']}; total {res['total_seconds']:.0f} s). {machine_line(m)} "
+             f"Digits CNN, score = {res['score']}; fp32 "
              f"{100 * res['fp32_top1']:.2f} %. Both searches: `tvm_mp.explore`, seed {res['seed']}, the same "
              f"{res['budgets_per_axis']} budgets per axis (energy and weight memory, geometric from the cheapest plan "
              "to uniform w8a8), one shared scorer, the same cost model: "
@@ -505,6 +486,10 @@ def main(argv=None) -> int:
         print(f"wrote {SEARCH_DATA.relative_to(ROOT)}, {SEARCH_PNG.relative_to(ROOT)} and the search sections of "
               f"{DOC.relative_to(ROOT)} and {SEARCH_DOC.relative_to(ROOT)}", file=sys.stderr)
         return 0
+    if args.markdown_only:
+        _write_results(json.loads(DATA.read_text()))
+        print(f"wrote {DOC.relative_to(ROOT)} from {DATA.relative_to(ROOT)}", file=sys.stderr)
+        return 0
 
     import tvm_mp
     from tvm_mp import Precision, PrecisionPlan
@@ -559,14 +544,19 @@ def main(argv=None) -> int:
     res["seconds"] = time.perf_counter() - t_start
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_text(json.dumps(res, indent=2) + "\n")
+    _write_results(res)
+    print(f"wrote {DATA.relative_to(ROOT)} and {DOC.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+def _write_results(res: dict) -> None:
+    """The results section of docs/formats.md (between its markers) from ``res``."""
     text = DOC.read_text() if DOC.exists() else f"# Number formats\n\n{START}\n{END}\n"
     if START not in text:
         text += f"\n{START}\n{END}\n"
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     DOC.write_text(head + markdown(res) + tail)
-    print(f"wrote {DATA.relative_to(ROOT)} and {DOC.relative_to(ROOT)}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

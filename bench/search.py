@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,29 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tvm_mp.measure.machine import describe_machine, machine_line
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_vpopcntdq", "popcnt", "fma")
 COMMAND = "python bench/search.py"
 
 
 def machine_description() -> dict:
-    import tvm
-
-    info = {}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    flags = set(info.get("Flags", "").split())
-    return {"cpu_model": info.get("Model name", platform.processor()), "cores": os.cpu_count(),
-            "hypervisor": info.get("Hypervisor vendor"), "flags_of_interest": [f for f in FLAGS_OF_INTEREST if f in flags],
-            "python": platform.python_version(), "tvm": tvm.__version__, "numpy": np.__version__,
-            "load_average": os.getloadavg()[0]}
-
+    return describe_machine(packages=("apache-tvm", "numpy", "scipy"))
 
 def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
@@ -260,10 +243,7 @@ def adaptive_part(seed: int, front) -> dict:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# Precision search benchmark", "",
-             f"Command: `{result['command']}` ({result['seconds']:.0f} s). Machine: {m['cpu_model']}, {m['cores']} "
-             f"cores ({m['hypervisor'] or 'bare metal'}), flags {', '.join(m['flags_of_interest'])}; load average "
-             f"{m['load_average']:.1f} at the start (shared host: timings are noisy). Python {m['python']}, TVM "
-             f"{m['tvm']}. Energy is *modelled* (analytical cost model: CPU event counts x energy table), never "
+             f"Command: `{result['command']}` ({result['seconds']:.0f} s). {machine_line(m)} Energy is *modelled* (analytical cost model: CPU event counts x energy table), never "
              "measured.", ""]
     lines += ["## A. Additive objective: annealing vs greedy vs random vs ILP", ""]
     for name, part in result.get("additive", {}).items():

@@ -13,9 +13,10 @@ import platform
 import subprocess
 from typing import Mapping, Sequence
 
-#: CPU flags our kernels use or could use (VNNI dot products, vector popcount, AVX-512 widths).
-FLAGS_OF_INTEREST = ("popcnt", "sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                     "avx512_vpopcntdq", "avx512_bitalg", "avx512_bf16")
+#: CPU flags our kernels use or could use (VNNI dot products, vector popcount, AVX-512 widths, half and bfloat16
+#: conversions and arithmetic for the float formats).
+FLAGS_OF_INTEREST = ("popcnt", "sse4_2", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                     "avx512_vpopcntdq", "avx512_bitalg", "avx512_bf16", "avx512fp16")
 CACHES = ("L1d cache", "L2 cache", "L3 cache")
 
 
