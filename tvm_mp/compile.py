@@ -14,8 +14,8 @@ import tvm
 
 from . import _tvm
 from .budget import Budget
-from .errors import CalibrationError, CompileError, Error, InputShapeError, PlanError, UnsupportedError
-from .layers import LayerInfo, list_layers
+from .errors import CalibrationError, CompileError, Error, InputShapeError, PlanError
+from .layers import list_layers
 from .passes.pipeline import annotate_phase, lower_phase, quantize_phase
 from .precision import PrecisionPlan
 from .quantize.calibrate import calibrate
@@ -85,6 +85,20 @@ class Report:
         return "\n".join(lines)
 
 
+def check_inputs(inputs, input_shapes) -> list[np.ndarray]:
+    """``inputs`` as float32 arrays, checked against the compiled input shapes (any batch size)."""
+    if len(inputs) != len(input_shapes):
+        raise InputShapeError(f"the model takes {len(input_shapes)} input(s), got {len(inputs)}")
+    arrays = []
+    for i, (x, shape) in enumerate(zip(inputs, input_shapes)):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != len(shape) or tuple(x.shape[1:]) != tuple(shape[1:]):
+            raise InputShapeError(f"input {i} has shape {x.shape}; expected (batch, "
+                                  f"{', '.join(map(str, shape[1:]))})")
+        arrays.append(x)
+    return arrays
+
+
 class CompiledModel:
     """A built model: ``run`` it on NumPy arrays; ``reference`` runs the NumPy reference of the same plan."""
 
@@ -100,16 +114,7 @@ class CompiledModel:
         self._input_shapes = [_tvm.expr_shape(p) for p in lowered["main"].params]
 
     def _check(self, inputs) -> list[np.ndarray]:
-        if len(inputs) != len(self._input_shapes):
-            raise InputShapeError(f"the model takes {len(self._input_shapes)} input(s), got {len(inputs)}")
-        arrays = []
-        for i, (x, shape) in enumerate(zip(inputs, self._input_shapes)):
-            x = np.asarray(x, dtype=np.float32)
-            if x.ndim != len(shape) or tuple(x.shape[1:]) != tuple(shape[1:]):
-                raise InputShapeError(f"input {i} has shape {x.shape}; expected (batch, "
-                                      f"{', '.join(map(str, shape[1:]))})")
-            arrays.append(x)
-        return arrays
+        return check_inputs(inputs, self._input_shapes)
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         """Run on NumPy inputs; a batch larger than the compiled one runs sample-block by sample-block."""

@@ -31,6 +31,7 @@ import tvm
 from tvm import relax
 
 from .. import _tvm
+from ..compile import check_inputs
 from ..errors import CalibrationError, CompileError, Error, InputShapeError, PlanError
 from ..layers import list_layers
 from ..passes.pipeline import annotate_phase, lower_phase, quantize_phase
@@ -121,16 +122,7 @@ class AdaptiveModel:
         return best
 
     def _check(self, inputs) -> list[np.ndarray]:
-        if len(inputs) != len(self._input_shapes):
-            raise InputShapeError(f"the model takes {len(self._input_shapes)} input(s), got {len(inputs)}")
-        arrays = []
-        for i, (x, shape) in enumerate(zip(inputs, self._input_shapes)):
-            x = np.asarray(x, dtype=np.float32)
-            if x.ndim != len(shape) or tuple(x.shape[1:]) != tuple(shape[1:]):
-                raise InputShapeError(f"input {i} has shape {x.shape}; expected (batch, "
-                                      f"{', '.join(map(str, shape[1:]))})")
-            arrays.append(x)
-        return arrays
+        return check_inputs(inputs, self._input_shapes)
 
     def run(self, *inputs: np.ndarray, point: OperatingPoint | int | None = None) -> np.ndarray:
         """Run the selected point (or ``point``: an OperatingPoint or its index) on NumPy inputs."""
