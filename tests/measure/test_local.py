@@ -12,7 +12,7 @@ from tvm_mp.measure.source import TimingConfig
 from tvm_mp.quantize import packing, reference
 from tvm_mp.workload import ConvParams
 
-FAST = TimingConfig(repeat=3, min_repeat_ms=1.0, max_attempts=1, reference_waits=0)
+FAST = TimingConfig(repeat=3, min_repeat_ms=1.0, max_attempts=1, reference=False)
 
 
 @pytest.mark.parametrize("kind, w_bits", [("bitserial", 1), ("bitserial", 3), ("packed", 2), ("packed", 8)])
@@ -52,14 +52,25 @@ def test_local_source_records():
         TimingConfig(max_attempts=0)
 
 
-def test_reference_kernel_guard_records_its_ratios(monkeypatch):
+def test_reference_kernel_times_are_recorded_and_normalize(monkeypatch):
     from tvm_mp.measure import local
+    from tvm_mp.measure.records import nominal_reference_ms, normalize_latency
 
     warm_up = local._Reference.warm_up
-    monkeypatch.setattr(local._Reference, "warm_up", lambda self: warm_up(self, max_s=1.0, settled=2))
-    timing = TimingConfig(repeat=3, min_repeat_ms=1.0, max_attempts=1, reference_waits=2)
-    rec = LocalSource(timing).measure([Workload("dense", (1, 64), (10, 64), 2, 2, "bitserial", None, "acc")])[0]
-    before, after = rec.meta["reference_ratio"]
-    assert rec.error is None and before >= 1.0 and after >= 1.0
+    monkeypatch.setattr(local._Reference, "warm_up", lambda self: warm_up(self, max_s=0.5, settled=2))
+    timing = TimingConfig(repeat=3, min_repeat_ms=1.0, max_attempts=1, reference_waits=1)
+    wls = [Workload("dense", (1, 64), (10, 64), 2, 2, "bitserial", None, "acc"),
+           Workload("dense", (1, 128), (16, 128), 4, 4, "packed", None, "acc")]
+    recs = LocalSource(timing).measure(wls)
+    for rec in recs:
+        before, after = rec.meta["reference_ms"]
+        assert rec.error is None and before > 0 and after > 0
+        assert rec.reference_ms == pytest.approx((before * after) ** 0.5)
+    nominal = nominal_reference_ms(recs)
+    assert min(r.reference_ms for r in recs) <= nominal <= max(r.reference_ms for r in recs)
+    scaled = normalize_latency(recs, nominal_ms=2 * recs[0].reference_ms)
+    assert scaled[0].latency_ms == pytest.approx(2 * recs[0].latency_ms) and scaled[0].meta["speed_factor"] == 2.0
+    unreferenced = LocalSource(FAST).measure(wls[:1])
+    assert "reference_ms" not in unreferenced[0].meta and normalize_latency(unreferenced) == unreferenced
     with pytest.raises(CostModelError, match="reference"):
         TimingConfig(reference_tolerance=-1.0)

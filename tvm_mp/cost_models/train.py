@@ -198,13 +198,19 @@ def collect(records_path: str | Path, budget_s: float = 840.0, seed: int = 0, n_
     return count
 
 
+def _speed_scaled_ms(record) -> float:
+    """Latency over the reference kernel's time around it (raw latency when it has none): comparable across
+    passes run at different CPU speeds."""
+    return record.latency_ms / (record.reference_ms or 1.0)
+
+
 def retime(records_path: str | Path, passes: int = 2, budget_s: float = 900.0, seed: int = 0,
            log: Callable[[str], None] = print) -> int:
     """Measure every stored workload again until it has ``passes`` passes; keep the pass with the lower median.
 
     On a shared machine other processes can slow a whole timing down (their cache and memory traffic, not just
     their turns on the core); passes minutes apart rarely meet the same interference, and interference only adds
-    time, so the lower median is the better estimate. Resumable; compacts the file (one line per workload) at
+    time, so the lower median (relative to the reference kernel timed around it) is the better estimate. Resumable; compacts the file (one line per workload) at
     the end.
     """
     from ..measure.local import LocalSource
@@ -229,7 +235,7 @@ def retime(records_path: str | Path, passes: int = 2, budget_s: float = 900.0, s
         old = records[new.key]
         if new.error is not None:
             continue
-        better = new if new.latency_ms < old.latency_ms else old
+        better = new if _speed_scaled_ms(new) < _speed_scaled_ms(old) else old
         meta = {**better.meta, "origins": old.meta.get("origins", []), "passes": int(old.meta.get("passes", 1)) + 1,
                 "pass_medians_ms": [float(f"{x:.6g}") for x in (*old.meta.get("pass_medians_ms", [old.latency_ms]),
                                                                   new.latency_ms)]}
@@ -386,8 +392,14 @@ def metrics(predicted: np.ndarray, measured: np.ndarray, groups: Sequence[str], 
 
 
 # ---- training and held-out evaluation -------------------------------------------------------------------------
-def load_records(path: str | Path, device: str | None = None, target_families: Sequence[str] | None = None):
-    from ..measure.records import RecordStore
+def load_records(path: str | Path, device: str | None = None, target_families: Sequence[str] | None = None,
+                 normalize: bool = True):
+    """Successful and failed records of ``path`` (optionally one device / target families only).
+
+    ``normalize``: host timings are put on one CPU-speed scale with the reference kernel timed around each
+    (:func:`~tvm_mp.measure.records.normalize_latency`), which is what models train and are judged on.
+    """
+    from ..measure.records import RecordStore, normalize_latency
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -403,7 +415,7 @@ def load_records(path: str | Path, device: str | None = None, target_families: S
         records = [r for r in records if target_family(r.workload.target) in target_families]
     if not records:
         raise CostModelError(f"no usable records in {path}: run `tvm-mp cost-model collect` first")
-    return records
+    return normalize_latency(records) if normalize else records
 
 
 def train_model(records: Sequence, seed: int = 0, rounds: int = 250, quantile_rounds: int = 100, params=None,

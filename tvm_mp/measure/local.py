@@ -168,40 +168,42 @@ REFERENCE_WORKLOAD = dict(op="dense", input_shape=(1, 512), weight_shape=(64, 51
 
 
 class _Reference:
-    """Times the reference kernel; remembers the fastest it has been in this process."""
+    """Times the reference kernel (ms, the same clock as the workloads); remembers the fastest in this process."""
 
     def __init__(self, timing: TimingConfig, dev):
         wl = Workload(**REFERENCE_WORKLOAD)
         self.module = build(wl)
         self.args = [_tvm.to_device(a, dev) for a in kernel_arguments(wl, np.random.default_rng(0))]
         self.timing = TimingConfig(warmup_runs=1, repeat=3, min_repeat_ms=2.0, max_attempts=1, clock=timing.clock,
-                                   reference_waits=0)
+                                   reference=False)
         self.dev = dev
         self.best = float("inf")
         self.warm_up()
 
-    def warm_up(self, max_s: float = 15.0, settled: int = 5) -> None:
-        """Run the reference until its time settles (the CPU ran up to 1.5x slower for the first seconds of
-        sustained work after idling): ``settled`` timings in a row within the tolerance of the fastest."""
+    def warm_up(self, max_s: float = 2.0, settled: int = 3) -> None:
+        """Run the reference until its time settles (first calls pay cold caches and page faults): ``settled``
+        timings in a row within 3 % of the fastest, or ``max_s`` seconds."""
         start, streak = time.monotonic(), 0
         while time.monotonic() - start < max_s and streak < settled:
-            streak = streak + 1 if self.ratio() <= 1.03 else 0
+            streak = streak + 1 if self.time_ms() <= 1.03 * self.best else 0
 
-    def ratio(self) -> float:
-        """This moment's reference time over the fastest seen (>= 1)."""
+    def time_ms(self) -> float:
+        """The reference kernel's time now (median of its repeats)."""
         samples, _ = time_function(self.module, self.dev, self.args, self.timing)
         now = float(np.median(samples))
         self.best = min(self.best, now)
-        return now / self.best
+        return now
 
     def wait_for_nominal(self, tolerance: float, waits: int) -> float:
-        ratio = self.ratio()
+        """Time the reference, waiting (0.2 s, at most ``waits`` times) while it is slower than the fastest by more
+        than ``tolerance``; returns the last time (ms)."""
+        now = self.time_ms()
         for _ in range(waits):
-            if ratio <= 1 + tolerance:
+            if now <= (1 + tolerance) * self.best:
                 break
             time.sleep(0.2)
-            ratio = self.ratio()
-        return ratio
+            now = self.time_ms()
+        return now
 
 
 class LocalSource:
@@ -239,23 +241,24 @@ class LocalSource:
             yield Record(wl, tuple(samples), "local", meta={**meta, **self._host, "kernel": kernel_fingerprint(wl)})
 
     def _timed(self, module, dev, args) -> tuple[list[float], dict]:
-        """Time at the CPU's usual speed (see :class:`TimingConfig`, reference kernel)."""
+        """Time with the reference kernel timed just before and just after (see :class:`TimingConfig`)."""
         timing = self.timing
-        if timing.reference_waits == 0:
+        if not timing.reference:
             return time_function(module, dev, args, timing)
         if self._reference is None:
             self._reference = _Reference(timing, dev)
         ref = self._reference
         before = ref.wait_for_nominal(timing.reference_tolerance, timing.reference_waits)
         samples, meta = time_function(module, dev, args, timing)
-        after = ref.ratio()
-        if after > 1 + timing.reference_tolerance:  # slowed down while timing: once more at the usual speed
-            before = ref.wait_for_nominal(timing.reference_tolerance, timing.reference_waits)
+        after = ref.time_ms()
+        if timing.reference_waits and after > (1 + timing.reference_tolerance) * ref.best:
+            # slowed down while timing: once more at the usual speed, keep the faster
+            before2 = ref.wait_for_nominal(timing.reference_tolerance, timing.reference_waits)
             again, meta2 = time_function(module, dev, args, timing)
+            after2 = ref.time_ms()
             if np.median(again) < np.median(samples):
-                samples, meta = again, meta2
-            after = ref.ratio()
-        return samples, {**meta, "reference_ratio": [round(before, 3), round(after, 3)]}
+                samples, meta, before, after = again, meta2, before2, after2
+        return samples, {**meta, "reference_ms": [float(f"{before:.6g}"), float(f"{after:.6g}")]}
 
     def measure(self, workloads: Sequence[Workload]) -> list[Record]:
         return list(self.measure_iter(workloads))

@@ -97,6 +97,12 @@ class Record:
         return float(np.median(self.latency_samples_ms)) if self.latency_samples_ms else float("nan")
 
     @property
+    def reference_ms(self) -> float | None:
+        """The reference kernel's time around this measurement (geometric mean of before and after), if timed."""
+        ref = self.meta.get("reference_ms")
+        return float(np.sqrt(ref[0] * ref[1])) if ref else None
+
+    @property
     def latency_spread_ms(self) -> float:
         """Interquartile range of the samples (0 for a single sample)."""
         if len(self.latency_samples_ms) < 2:
@@ -136,6 +142,40 @@ class Record:
             raise RecordError(f"record field {err.args[0]!r} is missing") from None
         except CostModelError as err:
             raise RecordError(str(err)) from None
+
+
+#: Percentile of the reference kernel's times taken as the CPU's nominal (fast) speed by :func:`normalize_latency`.
+NOMINAL_PERCENTILE = 5.0
+
+
+def nominal_reference_ms(records: Iterable[Record]) -> float | None:
+    """The reference time that stands for the CPU's fast speed: a low percentile over ``records`` (None when no
+    record carries reference timings)."""
+    refs = [r.reference_ms for r in records if r.reference_ms is not None]
+    return float(np.percentile(refs, NOMINAL_PERCENTILE)) if refs else None
+
+
+def normalize_latency(records: Iterable[Record], nominal_ms: float | None = None) -> list[Record]:
+    """Records put on one CPU-speed scale: samples x ``nominal_ms`` / the record's reference time.
+
+    A host whose speed changes over minutes (shared or virtual machines) makes the same kernel measure up to
+    1.7x apart; the reference kernel timed around each measurement (see
+    :class:`~tvm_mp.measure.source.TimingConfig`) says how fast the CPU ran then. ``nominal_ms`` defaults to
+    :func:`nominal_reference_ms` of these records. Records without reference timings (other sources, older
+    records) are returned unchanged; each scaled record notes its factor in ``meta["speed_factor"]``.
+    """
+    records = list(records)
+    nominal = nominal_ms if nominal_ms is not None else nominal_reference_ms(records)
+    out = []
+    for r in records:
+        ref = r.reference_ms
+        if ref is None or nominal is None or not r.latency_samples_ms:
+            out.append(r)
+            continue
+        factor = nominal / ref
+        out.append(Record(r.workload, tuple(x * factor for x in r.latency_samples_ms), r.source, r.energy_uj,
+                          r.energy_basis, r.events, {**r.meta, "speed_factor": round(factor, 4)}, r.error))
+    return out
 
 
 class RecordStore:
