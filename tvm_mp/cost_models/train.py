@@ -158,11 +158,12 @@ def collection_plan(rng: np.random.Generator, model_shapes: Sequence[LayerShape]
 def collect(records_path: str | Path, budget_s: float = 840.0, seed: int = 0, n_random: int = 260,
             configs_per_model_layer: int = 14, configs_per_random_layer: int = 5,
             models: Sequence[str] = MODEL_NAMES, log: Callable[[str], None] = print,
-            n_random_upper_same: int = 150) -> int:
+            n_random_upper_same: int = 150, n_random_more: int = 400) -> int:
     """Measure the plan on this host into ``records_path`` (resumable; stops starting new work after budget_s).
 
-    Random layers: ``n_random`` with centred "same" padding, and ``n_random_upper_same`` more with SAME_UPPER
-    padding, drawn from their own random stream (``[seed, 1]``) so adding them left the first set unchanged.
+    Random layers: ``n_random`` with centred "same" padding, ``n_random_upper_same`` more with SAME_UPPER padding
+    and ``n_random_more`` more like the first set, the later sets each from their own random stream
+    (``[seed, 1]``, ``[seed, 2]``) so that adding them left the earlier sets unchanged.
     """
     from ..measure.local import LocalSource
     from ..measure.records import RecordStore
@@ -174,6 +175,9 @@ def collect(records_path: str | Path, budget_s: float = 840.0, seed: int = 0, n_
     rng_upper = np.random.default_rng([seed, 1])
     plan += collection_plan(rng_upper, [], random_layer_shapes(rng_upper, n_random_upper_same, upper_same=True),
                             configs_per_model_layer, configs_per_random_layer)
+    rng_more = np.random.default_rng([seed, 2])
+    plan += collection_plan(rng_more, [], random_layer_shapes(rng_more, n_random_more), configs_per_model_layer,
+                            configs_per_random_layer)
     store = RecordStore(records_path)
     done = store.keys()
     todo = [(w, o) for w, o in plan if w.key not in done]
@@ -600,7 +604,7 @@ def scatter_plot(results: Sequence[HeldOut], path: str | Path) -> Path:
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-        what = "median of repeats" if quantity == "latency" else "simulated"
+        what = "median of repeats, speed-normalized" if quantity == "latency" else "simulated"
         ax.set_xlabel(f"measured {quantity} ({unit}, {what})")
         ax.set_ylabel(f"predicted {quantity} ({unit})")
         ax.set_title(f"{quantity}, {res.name} ({measured.size} workloads)")

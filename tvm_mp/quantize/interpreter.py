@@ -243,9 +243,12 @@ class Interpreter:
             acc = reference.dense_acc(codes, layer.w_q)
         else:
             acc = reference.conv2d_acc(codes, layer.w_q, layer.info.params, act.zero_point)
+        return self._finish_layer(layer, acc, outputs[var])
+
+    def _finish_layer(self, layer: QuantLayer, acc: np.ndarray, out) -> np.ndarray:
+        """Bias correction, then requantized codes for the next layer (integer edge) or dequantized floats."""
         corr = layer.bias_corr().reshape((1, -1) + (1,) * (acc.ndim - 2))
-        acc = (acc.astype(np.int64) + corr).astype(np.int32)
-        out = outputs[var]
+        acc = (np.asarray(acc, dtype=np.int64) + corr).astype(np.int32)
         if out.integer:
             consumer = self._layer(_binding_of(self.mod["main"], out.consumer).value.op)
             cact = consumer.require_act()

@@ -48,10 +48,10 @@ from ..errors import CalibrationError, Error, InputShapeError, PlanError, Unsupp
 from ..layers import dataflow_bindings, match_layers
 from ..passes.annotate_precision import AnnotatePrecision
 from ..precision import Precision, PrecisionPlan
-from ..quantize import reference, scheme
+from ..quantize import reference
 from ..quantize.calibrate import ActivationRange, calibrate, normalize_batches
-from ..quantize.graph import analyze_outputs, integer_bounds, layer_name_of
-from ..quantize.interpreter import Interpreter, _binding_of
+from ..quantize.graph import analyze_outputs, layer_name_of
+from ..quantize.interpreter import Interpreter
 from ..quantize.qlayer import QuantLayer
 from ..quantize.scheme import ActQuant, quantize_weights
 from .space import canonical, is_integer
@@ -234,18 +234,7 @@ class _PlanInterpreter(Interpreter):
         act = layer.require_act()
         codes = x if x.dtype == np.uint8 else act.quantize(x)
         acc = integer_acc(layer, codes)  # clustered layers too: the same integers as the table look-ups
-        corr = layer.bias_corr().reshape((1, -1) + (1,) * (acc.ndim - 2))
-        acc = (acc + corr).astype(np.int32)
-        out = outputs[var]
-        if out.integer:
-            consumer = self._layer(_binding_of(self.mod["main"], out.consumer).value.op)
-            cact = consumer.require_act()
-            mult, shift = scheme.requant_multiplier(layer.out_scale().astype(np.float64) / cact.scale)
-            lo, hi = integer_bounds(out.chain, cact)
-            return scheme.requantize(acc, 1, mult, shift, cact.zero_point, lo, hi)
-        lo = -np.inf if out.float_lo is None else out.float_lo
-        hi = np.inf if out.float_hi is None else out.float_hi
-        return scheme.dequantize_output(acc, 1, layer.out_scale(), lo, hi)
+        return self._finish_layer(layer, acc, outputs[var])
 
 
 @dataclass(frozen=True, eq=False)
