@@ -118,8 +118,24 @@ class Load:
         return (self.pad_top + self.rows + self.pad_bottom) * (self.pad_left + self.cols + self.pad_right)
 
 
+class _MicroOpLoop:
+    """Compute instructions run micro-ops ``[uop_begin, uop_end)`` over a two-level loop on the compute unit."""
+
+    @property
+    def unit(self) -> str:
+        return "compute"
+
+    @property
+    def uops(self) -> int:
+        return self.uop_end - self.uop_begin
+
+    @property
+    def steps(self) -> int:
+        return self.uops * self.extent_outer * self.extent_inner
+
+
 @dataclass(frozen=True)
-class Gemm:
+class Gemm(_MicroOpLoop):
     """``acc[dst] += inp[src] . wgt[wgt]^T`` over micro-ops and a two-level loop; ``reset`` writes zeros to ``dst``
     instead (no input or weight read)."""
 
@@ -144,21 +160,9 @@ class Gemm:
         if self.dataflow not in DATAFLOWS:
             raise ProgramError(f"GEMM dataflow {self.dataflow!r}: use one of {', '.join(DATAFLOWS)}")
 
-    @property
-    def unit(self) -> str:
-        return "compute"
-
-    @property
-    def uops(self) -> int:
-        return self.uop_end - self.uop_begin
-
-    @property
-    def steps(self) -> int:
-        return self.uops * self.extent_outer * self.extent_inner
-
 
 @dataclass(frozen=True)
-class Alu:
+class Alu(_MicroOpLoop):
     """Vector ALU on accumulator entries, 32-bit lanes, over micro-ops and a two-level loop.
 
     ``add``: ``dst += src`` (wrapping int32). ``add_imm``: ``dst += imm``; ``max_imm`` / ``min_imm``: ``dst =
@@ -186,18 +190,6 @@ class Alu:
         _check_ints(self, ("uop_begin", "uop_end", "extent_outer", "extent_inner", "dst_base", "src_base"))
         if self.uop_end <= self.uop_begin:
             raise ProgramError("ALU needs at least one micro-op (uop_end > uop_begin)")
-
-    @property
-    def unit(self) -> str:
-        return "compute"
-
-    @property
-    def uops(self) -> int:
-        return self.uop_end - self.uop_begin
-
-    @property
-    def steps(self) -> int:
-        return self.uops * self.extent_outer * self.extent_inner
 
     @property
     def reads_src(self) -> int:
