@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     results["one_measurement_s"] = {"median": float(np.median([t["seconds"] for t in times])), "samples": times}
     speedup = results["one_measurement_s"]["median"] * results["xgboost (default model)"]["configs_per_s"]
     results["predictions_per_measurement"] = speedup
-    results["machine"] = describe_machine(packages=("apache-tvm", "numpy", "xgboost"))
+    results["machine"] = describe_machine(packages=("apache-tvm", "numpy", "xgboost-cpu"))
     results["command"] = COMMAND
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -100,7 +100,7 @@ def test_default_model_is_small_and_ranks_the_shipped_measurements():
     from tvm_mp.measure.records import RecordStore
 
     path = Path(__file__).resolve().parents[2] / "tvm_mp" / "cost_models" / "default_model.json"
-    assert path.stat().st_size < 1_500_000  # 250 trees of depth 7 + the quantile booster, compact JSON
+    assert path.stat().st_size < 2_000_000  # 250 trees of depth 7 + the quantile booster, compact JSON
     model = XGBCostModel.default()
     assert "command" in model.info and model.info["records"] >= 500
     records = RecordStore(RECORDS).load()

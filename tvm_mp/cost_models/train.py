@@ -158,12 +158,12 @@ def collection_plan(rng: np.random.Generator, model_shapes: Sequence[LayerShape]
 def collect(records_path: str | Path, budget_s: float = 840.0, seed: int = 0, n_random: int = 260,
             configs_per_model_layer: int = 14, configs_per_random_layer: int = 5,
             models: Sequence[str] = MODEL_NAMES, log: Callable[[str], None] = print,
-            n_random_upper_same: int = 150, n_random_more: int = 400) -> int:
+            n_random_upper_same: int = 150, n_random_more: Sequence[int] = (400, 400)) -> int:
     """Measure the plan on this host into ``records_path`` (resumable; stops starting new work after budget_s).
 
     Random layers: ``n_random`` with centred "same" padding, ``n_random_upper_same`` more with SAME_UPPER padding
-    and ``n_random_more`` more like the first set, the later sets each from their own random stream
-    (``[seed, 1]``, ``[seed, 2]``) so that adding them left the earlier sets unchanged.
+    and sets of ``n_random_more`` more like the first, each later set from its own random stream (``[seed, 1]``,
+    ``[seed, 2]``, ...) so that adding a set left the earlier ones unchanged.
     """
     from ..measure.local import LocalSource
     from ..measure.records import RecordStore
@@ -175,9 +175,10 @@ def collect(records_path: str | Path, budget_s: float = 840.0, seed: int = 0, n_
     rng_upper = np.random.default_rng([seed, 1])
     plan += collection_plan(rng_upper, [], random_layer_shapes(rng_upper, n_random_upper_same, upper_same=True),
                             configs_per_model_layer, configs_per_random_layer)
-    rng_more = np.random.default_rng([seed, 2])
-    plan += collection_plan(rng_more, [], random_layer_shapes(rng_more, n_random_more), configs_per_model_layer,
-                            configs_per_random_layer)
+    for i, count in enumerate(n_random_more):
+        rng_more = np.random.default_rng([seed, 2 + i])
+        plan += collection_plan(rng_more, [], random_layer_shapes(rng_more, count), configs_per_model_layer,
+                                configs_per_random_layer)
     store = RecordStore(records_path)
     done = store.keys()
     todo = [(w, o) for w, o in plan if w.key not in done]
