@@ -144,3 +144,25 @@ def test_a_searched_mixed_plan_compiles_and_equals_its_reference_exactly(net, sc
     for row in cm.report.layers:
         assert row.weight_bytes == weight_bytes(layers[row.name], point.plan[row.name]), row.name
     assert cm.report.memory_kb == pytest.approx(point.memory_kb, rel=1e-12)
+
+
+def test_mixed_search_never_ends_below_the_integer_only_search(net, scorer):
+    import numpy as np
+
+    from tvm_mp import Budget
+    from tvm_mp.search.annealing import AnnealConfig
+    from tvm_mp.search.pareto import integer_start, optimize, search_context
+
+    config = AnnealConfig(steps=100, restarts=1, max_evaluations=20, progress=False)
+    mixed = search_context(net, scorer=scorer, options=INTEGER + FLOATS + CLUSTERS)
+    integer_only = search_context(net, scorer=scorer, options=INTEGER)
+    lo, hi = integer_only.costs.minimum()["energy_uj"], integer_only.costs.maximum()["energy_uj"]
+    for limit in (lo * 1.05, float(np.sqrt(lo * hi))):
+        budget = Budget(energy_uj=limit)
+        problem = mixed.problem(budget)
+        alt = integer_start(mixed, problem, np.random.default_rng(1), config)
+        assert alt is not None and all(prec.is_integer for _, prec in problem.space.plan(alt).items())
+        result, _ = optimize(mixed, budget, np.random.default_rng(0), config)
+        ref, _ = optimize(integer_only, budget, np.random.default_rng(0), config)
+        assert result.feasible and result.objective <= ref.objective  # scores: minus top-1 agreement
+        assert integer_start(integer_only, integer_only.problem(budget), np.random.default_rng(0), config) is None

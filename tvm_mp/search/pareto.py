@@ -35,7 +35,7 @@ from .costs import METRICS, CostTable, check_budget, prune_dominated
 from .ilp import solve_ilp
 from .problem import Problem, ScoreObjective
 from .sensitivity import Sensitivity, measure_sensitivity
-from .space import FAMILIES, SearchSpace, family
+from .space import FAMILIES, SearchSpace, family, is_integer
 
 #: Axis labels for plots and tables.
 AXIS_LABELS = {"energy_uj": "energy per inference (uJ)", "latency_ms": "latency (ms)", "memory_kb": "weight memory (kB)"}
@@ -311,13 +311,47 @@ def _target_name(target) -> str:
     return str(target)
 
 
+def _integer_options(space: SearchSpace) -> list[list[int]] | None:
+    """Per layer, the indices of its integer options (all options where a layer has none), or None when the space
+    has no number-format option."""
+    keep = [[j for j, prec in enumerate(opts) if is_integer(prec)] for opts in space.options]
+    if all(len(k) == len(opts) for k, opts in zip(keep, space.options)):
+        return None
+    return [k or list(range(len(opts))) for k, opts in zip(keep, space.options)]
+
+
+def integer_start(ctx: SearchContext, problem: Problem, rng: np.random.Generator, config: AnnealConfig):
+    """In a space with number formats: the best plan the integer-only search finds for ``problem``'s budget (ILP on
+    its guide, then annealing), as an index vector of ``problem``'s space; None in an integer-only space.
+
+    Annealing the mixed space from here means a mixed search never ends below the integer-only search of the same
+    budget: the larger space holds every integer plan, but the same number of scored plans spread over it."""
+    keep = _integer_options(problem.space)
+    if keep is None:
+        return None
+    space, costs = problem.space.restricted(keep), problem.costs.restricted(keep)
+    sub = Problem(space, costs, problem.budget, ScoreObjective(ctx.scorer, space), ctx.sensitivity(space).noise)
+    start = solve_ilp(sub)
+    result = anneal(sub, rng, config, init=start.index)
+    if start.feasible and start.objective < result.objective:
+        result = start
+    if not result.feasible:
+        return None
+    return np.array([keep[i][j] for i, j in enumerate(result.index)], dtype=np.int64)
+
+
 def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator, config: AnnealConfig | None = None):
-    """Best plan for ``budget``: ILP on the sensitivity guide, then annealing on the real score from there.
-    Returns ``(SearchResult, Problem)``."""
+    """Best plan for ``budget``: ILP on the sensitivity guide, then annealing on the real score from there; in a
+    space with number formats, from the better of that ILP plan and the integer-only search's plan
+    (:func:`integer_start`). Returns ``(SearchResult, Problem)``."""
     problem = ctx.problem(budget)
     start = solve_ilp(problem)
     config = config or AnnealConfig(steps=1500, restarts=1, reheat_after=400, max_evaluations=250)
-    result = anneal(problem, rng, config, init=start.index)
+    init = start.index
+    alt = integer_start(ctx, problem, rng, config)
+    if alt is not None and (not start.feasible or problem.objective.value(alt) < start.objective):
+        init = alt
+    result = anneal(problem, rng, config, init=init)
     if start.feasible and start.objective < result.objective:
         result = start
     return result, problem
