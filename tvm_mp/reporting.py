@@ -21,12 +21,25 @@ def _load(path: Path):
         raise Error(f"cannot read {path.name} in {path.parent}: {err}") from None
 
 
-def _plot_weights(rows: list[dict], out: Path) -> Path:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (reports are written, never shown)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_weights(rows: list[dict], out: Path) -> Path:
+    plt = _pyplot()
     names = [r["name"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(rows) + 2), 3.2))
     xs = range(len(rows))
@@ -35,19 +48,11 @@ def _plot_weights(rows: list[dict], out: Path) -> Path:
     ax.set_xticks(list(xs), names, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("weight storage (kB)")
     ax.legend()
-    fig.tight_layout()
-    path = out / "weights.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "weights.png")
 
 
 def _plot_pareto(data: dict, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for group, marker in (("mixed", "o"), ("uniform", "s")):
         pts = [p for p in data.get("points", []) if p.get("kind", "mixed") == group]
@@ -56,37 +61,21 @@ def _plot_pareto(data: dict, out: Path) -> Path:
     ax.set_xlabel("energy per inference (uJ, modelled)")
     ax.set_ylabel("accuracy")
     ax.legend()
-    fig.tight_layout()
-    path = out / "pareto.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "pareto.png")
 
 
 def _plot_layer_energy(rows: list[dict], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     named = [r for r in rows if r.get("energy_uj") is not None]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(named) + 2), 3.2))
     ax.bar(range(len(named)), [r["energy_uj"] for r in named], color="tab:orange")
     ax.set_xticks(range(len(named)), [f"{r['name']}\n{r['precision']}" for r in named], fontsize=7)
     ax.set_ylabel("energy per inference (uJ, modelled)")
-    fig.tight_layout()
-    path = out / "energy_by_layer.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "energy_by_layer.png")
 
 
 def _plot_predicted_vs_measured(data: dict, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     pts = data.get("points", [])
     pred = [p["predicted_ms"] for p in pts]
     meas = [p["measured_ms"] for p in pts]
@@ -98,11 +87,7 @@ def _plot_predicted_vs_measured(data: dict, out: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("predicted latency (ms)")
-    fig.tight_layout()
-    path = out / "predicted_vs_measured.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "predicted_vs_measured.png")
 
 
 def render(directory: str | Path) -> Path:
