@@ -131,13 +131,7 @@ def read_layer(func: relax.Function) -> QuantLayer:
     scale = _attr(func, ATTR_IN_SCALE)
     act = None if scale is None else ActQuant(float(scale), int(_attr(func, ATTR_IN_ZP)), precision.a_bits)
     bindings = {b.var: b.value for b in dataflow_bindings(func)}
-    core = core_var = None
-    for var, call in bindings.items():
-        if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name in (
-                "relax.nn.conv2d", "relax.matmul"):
-            core, core_var = call, var
-    if core is None:
-        raise UnsupportedError(f"layer function {name!r} holds no conv2d/matmul")
+    core, core_var = _core_of(func, bindings, name)
     quantized = dequantized_weight(core.args[1], bindings)
     if quantized is not None:
         w_q, w_scale = quantized
