@@ -156,14 +156,20 @@ def read_layer(func: relax.Function) -> QuantLayer:
             w_scale = np.full(weight.shape[0], clustered.scale, np.float32)
         else:
             clustered = from_integer_weights(w_q, float(w_scale.reshape(-1)[0]), precision.clusters)
+    info, bias = _layer_info(name, kind, in_shape, weight, params, bindings, core_var)
+    return QuantLayer(info, precision, act, w_q.astype(np.int8), w_scale, bias, clustered=clustered)
+
+
+def _layer_info(name: str, kind: str, in_shape, weight: np.ndarray, params, bindings: dict, core_var):
+    """The layer's :class:`LayerInfo` and its bias (from the ``relax.add`` after the core, if any)."""
     bias = None
-    for var, call in bindings.items():
+    for call in bindings.values():
         if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.add":
             bias = _bias_of(call, core_var, weight.shape[0], 1, len(_tvm.expr_shape(core_var)))
     out_shape = _tvm.expr_shape(core_var)
     macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))
     info = LayerInfo(name, kind, in_shape, weight.shape, out_shape, params, bias is not None, macs, int(weight.size))
-    return QuantLayer(info, precision, act, w_q.astype(np.int8), w_scale, bias, clustered=clustered)
+    return info, bias
 
 
 def _core_of(func: relax.Function, bindings: dict, name: str):
@@ -184,12 +190,6 @@ def _read_float_layer(func: relax.Function, name: str, precision: Precision) -> 
     bindings = {b.var: b.value for b in dataflow_bindings(func)}
     core, core_var = _core_of(func, bindings, name)
     kind, _, weight, params, in_shape = describe_core(core, _float_weight(core.args[1], bindings))
-    bias = None
-    for var, call in bindings.items():
-        if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.add":
-            bias = _bias_of(call, core_var, weight.shape[0], 1, len(_tvm.expr_shape(core_var)))
-    out_shape = _tvm.expr_shape(core_var)
-    macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))
-    info = LayerInfo(name, kind, in_shape, weight.shape, out_shape, params, bias is not None, macs, int(weight.size))
+    info, bias = _layer_info(name, kind, in_shape, weight, params, bindings, core_var)
     rounded = round_to_format(weight, FloatFormat.of(precision))
     return QuantLayer(info, precision, None, None, None, bias, w_float=rounded)
