@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     from tvm_mp import _tvm
     from tvm_mp.cost_models.train import load_records
     from tvm_mp.measure import local
+    from tvm_mp.measure.records import NOMINAL_PERCENTILE
     from tvm_mp.measure.source import TimingConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
             refs[i, rnd] = np.sqrt(before * ref.time_ms())
             raw[i, rnd] = np.median(samples)
         time.sleep(args.pause_s)
-    nominal = float(np.percentile(refs, 5))
+    nominal = float(np.percentile(refs, NOMINAL_PERCENTILE))  # the rule of normalize_latency
     scaled = raw * nominal / refs
 
     def spread(x):

@@ -194,3 +194,8 @@ def tir_nodes(prim_func) -> list:
             elif hasattr(child, "same_as"):
                 stack.append(child)
     return out
+
+
+def runtime_threads() -> int:
+    """Threads the TVM runtime's thread pool runs kernels on."""
+    return int(tvm.get_global_func("runtime.NumThreads")())

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..workload import ConvParams
 from .base import CostModelError, Workload, target_family
+from .xgb import DEFAULT_QUANTILE_ROUNDS, DEFAULT_ROUNDS
 
 MODEL_NAMES = ("resnet8", "ds_cnn", "mobilenet_v1_025", "fer_cnn", "digits_cnn")
 DEFAULT_RECORDS = Path("docs/data/host_kernels.jsonl")
@@ -423,7 +424,7 @@ def load_records(path: str | Path, device: str | None = None, target_families: S
     return normalize_latency(records) if normalize else records
 
 
-def train_model(records: Sequence, seed: int = 0, rounds: int = 250, quantile_rounds: int = 100, params=None,
+def train_model(records: Sequence, seed: int = 0, rounds: int = DEFAULT_ROUNDS, quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, params=None,
                 counter=None, accel_prior=None):
     """An XGBoost model on ``records``. ``accel_prior``: an :class:`~tvm_mp.accel.mapping.AccelCostModel` to share
     (it remembers each layer's best mapping, the slow part of predicting accelerator workloads)."""
@@ -456,32 +457,29 @@ class HeldOut:
     extra_ms: dict = dataclasses.field(default_factory=dict)  # other baselines: name -> latency predictions
 
 
-def _baseline(train: Sequence, test_wl: Sequence[Workload], counter, cache: dict) -> tuple[np.ndarray, np.ndarray, str]:
-    """(latency ms, energy µJ, name) of the analytical baseline on ``test_wl`` (``cache`` keeps models across
-    folds: the accelerator's mapping model remembers the best mapping of each layer)."""
+def _baseline(train: Sequence, test_wl: Sequence[Workload], counter, accel_model=None
+              ) -> tuple[np.ndarray, np.ndarray, str, dict]:
+    """(latency ms, energy µJ, name, other baselines' latency by name) of the analytical baseline on ``test_wl``:
+    ``accel_model`` (the accelerator's mapping model, shared across folds) for accelerator workloads, else the
+    roofline calibrated on ``train`` (and, as another baseline, the same calibrated on relative error)."""
     from .analytical import AnalyticalModel
 
-    fams = {target_family(w.target) for w in test_wl}
-    if fams == {"accel"}:
-        if "accel" not in cache:
-            from ..accel.mapping import AccelCostModel
-
-            cache["accel"] = AccelCostModel()
-        est = cache["accel"].predict(test_wl)
-        return est.latency_ms, est.energy_uj, "accelerator mapping model"
+    if {target_family(w.target) for w in test_wl} == {"accel"}:
+        est = accel_model.predict(test_wl)
+        return est.latency_ms, est.energy_uj, "accelerator mapping model", {}
     model = AnalyticalModel.calibrated(train, AnalyticalModel(counter=counter))
     relative = AnalyticalModel.calibrated(train, AnalyticalModel(counter=counter), method="relative")
-    cache["extra"] = {"analytical (calibrated, relative error)": relative.latency_ms(test_wl)}
-    return model.latency_ms(test_wl), np.full(len(test_wl), np.nan), "analytical (calibrated)"
+    extra = {"analytical (calibrated, relative error)": relative.latency_ms(test_wl)}
+    return model.latency_ms(test_wl), np.full(len(test_wl), np.nan), "analytical (calibrated)", extra
 
 
 def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarray]], name: str, seed: int = 0,
-             rounds: int = 250, quantile_rounds: int = 100, log: Callable[[str], None] = print) -> HeldOut:
+             rounds: int = DEFAULT_ROUNDS, quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, log: Callable[[str], None] = print) -> HeldOut:
     """Train on each fold's train part (XGBoost, and the baseline where it needs training), predict its test part."""
     from .features import KernelCounter
 
     counter = KernelCounter()
-    cache: dict = {}
+    accel_model = None
     extra: dict = {}
     n = len(records)
     xgb_ms, ana_ms = np.full(n, np.nan), np.full(n, np.nan)
@@ -492,19 +490,19 @@ def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarra
     if any(target_family(r.workload.target) == "accel" for r in records):
         from ..accel.mapping import AccelCostModel
 
-        cache["accel"] = AccelCostModel()  # one instance: the baseline and the learned model's prior share it
+        accel_model = AccelCostModel()  # one instance: the baseline and the learned model's prior share it
     for fold, train_idx, test_idx in folds:
         train = [records[i] for i in train_idx]
         test_wl = [records[i].workload for i in test_idx]
-        model = train_model(train, seed, rounds, quantile_rounds, counter=counter, accel_prior=cache.get("accel"))
+        model = train_model(train, seed, rounds, quantile_rounds, counter=counter, accel_prior=accel_model)
         est = model.predict(test_wl)
         xgb_ms[test_idx] = est.latency_ms
         if est.latency_interval_ms is not None:
             interval[test_idx] = est.latency_interval_ms
         if est.energy_basis in ("learned", "mixed"):
             xgb_uj[test_idx] = est.energy_uj
-        ana_ms[test_idx], ana_uj[test_idx], baseline_name = _baseline(train, test_wl, counter, cache)
-        for label, pred in cache.pop("extra", {}).items():
+        ana_ms[test_idx], ana_uj[test_idx], baseline_name, others = _baseline(train, test_wl, counter, accel_model)
+        for label, pred in others.items():
             extra.setdefault(label, np.full(n, np.nan))[test_idx] = pred
         for i in test_idx:
             fold_of[i] = fold
@@ -517,8 +515,8 @@ def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarra
                    baseline_name, {label: pred[keep] for label, pred in extra.items()})
 
 
-def evaluate_records(records: Sequence, seed: int = 0, n_folds: int = 5, rounds: int = 250,
-                     quantile_rounds: int = 100, splits: Sequence[str] = ("shapes", "models"),
+def evaluate_records(records: Sequence, seed: int = 0, n_folds: int = 5, rounds: int = DEFAULT_ROUNDS,
+                     quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, splits: Sequence[str] = ("shapes", "models"),
                      log: Callable[[str], None] = print) -> list[HeldOut]:
     """Held-out predictions for each requested split ("shapes": GroupKFold on layer shapes; "models")."""
     results = []
@@ -634,7 +632,7 @@ def evaluate_model_file(model_path: str | Path | None, records: Sequence, k: int
     return table, {"xgboost": dataclasses.asdict(mx), "analytical prior": dataclasses.asdict(ma)}
 
 
-def write_default(records_path: str | Path, seed: int = 0, rounds: int = 250, quantile_rounds: int = 100,
+def write_default(records_path: str | Path, seed: int = 0, rounds: int = DEFAULT_ROUNDS, quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS,
                   out: str | Path | None = None) -> Path:
     """Retrain the shipped default model on ``records_path``."""
     records = load_records(records_path)
@@ -672,8 +670,8 @@ def add_commands(sub) -> None:
     d.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
     for p in (t, e, d):
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--rounds", type=int, default=250)
-        p.add_argument("--quantile-rounds", type=int, default=100)
+        p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+        p.add_argument("--quantile-rounds", type=int, default=DEFAULT_QUANTILE_ROUNDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -100,26 +100,6 @@ class XGBCostModel:
         self.families = tuple(self.info.get("families", ()))
         self.accel_prior = accel_prior  # AccelCostModel for "accel" workloads (None: no accelerator training data)
 
-    def _priors(self, workloads: Sequence[Workload], ev: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(latency ms, energy µJ) priors: the accelerator mapping model for ``accel`` workloads, the calibrated
-        roofline and ``PJ_PER_MAC_PRIOR`` for the others."""
-        is_accel = np.array([target_family(w.target) == "accel" for w in workloads], dtype=bool)
-        if is_accel.any() and self.accel_prior is None:
-            raise CostModelError("this cost model was trained without accelerator records, so it cannot predict "
-                                 "accelerator workloads: train it on records from the accelerator simulator")
-        lat = np.zeros(len(workloads))
-        energy = _energy_prior_uj(workloads, ev)
-        for rows, accel in ((np.flatnonzero(~is_accel), False), (np.flatnonzero(is_accel), True)):
-            if not rows.size:
-                continue
-            sub = [workloads[i] for i in rows]
-            if accel:
-                est = self.accel_prior.predict(sub)
-                lat[rows], energy[rows] = est.latency_ms, est.energy_uj
-            else:
-                lat[rows] = self.prior.latency_ms(sub, {k: v[rows] for k, v in ev.items()})
-        return lat, energy
-
     # ---- training -------------------------------------------------------------------------------------------
     @classmethod
     def fit(cls, records, seed: int = 0, rounds: int = DEFAULT_ROUNDS, params: Mapping[str, Any] | None = None,
@@ -152,8 +132,7 @@ class XGBCostModel:
             from ..accel.mapping import AccelCostModel
 
             accel_prior = AccelCostModel()
-        shell = cls({"latency": None}, prior, knob_names, accel_prior=accel_prior)
-        prior_lat, prior_energy = shell._priors(workloads, ev)
+        prior_lat, prior_energy = _priors(prior, accel_prior, workloads, ev)
         lat = np.array([r.latency_ms for r in records])
         y_lat = np.log(lat) - np.log(prior_lat)
         base = dict(DEFAULT_PARAMS)
@@ -196,7 +175,7 @@ class XGBCostModel:
         raw = raw_fields(workloads)
         ev = self.counter.events(raw)
         x = feature_matrix(workloads, self.counter, self.knob_names, events=ev, raw=raw)
-        prior_lat, prior_energy = self._priors(workloads, ev)
+        prior_lat, prior_energy = _priors(self.prior, self.accel_prior, workloads, ev)
         ratio = self.boosters["latency"].inplace_predict(x)
         latency = prior_lat * np.exp(ratio)
         interval = None
@@ -277,6 +256,28 @@ class XGBCostModel:
         """The model shipped with tvm-mp, trained on this project's host measurements (docs/cost_models.md)."""
         text = resources.files("tvm_mp.cost_models").joinpath(DEFAULT_MODEL).read_text()
         return cls.from_dict(json.loads(text), energy_model)
+
+
+def _priors(prior: AnalyticalModel, accel_prior, workloads: Sequence[Workload],
+            ev: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(latency ms, energy µJ) priors: ``accel_prior`` (the accelerator's mapping model) for ``accel`` workloads,
+    the calibrated roofline ``prior`` and ``PJ_PER_MAC_PRIOR`` for the others."""
+    is_accel = np.array([target_family(w.target) == "accel" for w in workloads], dtype=bool)
+    if is_accel.any() and accel_prior is None:
+        raise CostModelError("this cost model was trained without accelerator records, so it cannot predict "
+                             "accelerator workloads: train it on records from the accelerator simulator")
+    lat = np.zeros(len(workloads))
+    energy = _energy_prior_uj(workloads, ev)
+    for rows, accel in ((np.flatnonzero(~is_accel), False), (np.flatnonzero(is_accel), True)):
+        if not rows.size:
+            continue
+        sub = [workloads[i] for i in rows]
+        if accel:
+            est = accel_prior.predict(sub)
+            lat[rows], energy[rows] = est.latency_ms, est.energy_uj
+        else:
+            lat[rows] = prior.latency_ms(sub, {k: v[rows] for k, v in ev.items()})
+    return lat, energy
 
 
 def _energy_prior_uj(workloads: Sequence[Workload], events: Mapping[str, np.ndarray]) -> np.ndarray:

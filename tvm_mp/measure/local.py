@@ -99,12 +99,6 @@ def kernel_fingerprint(workload: Workload) -> str:
     return f"{tvm_ffi.structural_hash(kernel_func(workload)) & (2**64 - 1):016x}"
 
 
-def _runtime_threads() -> int:
-    import tvm
-
-    return int(tvm.get_global_func("runtime.NumThreads")())
-
-
 def time_function(module, dev, args, timing: TimingConfig, local: bool = True) -> tuple[list[float], dict]:
     """Warm up, pick ``number``, time ``repeat`` repeats (again while too spread, see :class:`TimingConfig`).
 
@@ -116,8 +110,8 @@ def time_function(module, dev, args, timing: TimingConfig, local: bool = True) -
         func(*args)
     clock = timing.clock
     if clock == "auto":
-        clock = "cpu" if local and _runtime_threads() == 1 else "wall"
-    if clock == "cpu" and (not local or _runtime_threads() != 1):
+        clock = "cpu" if local and _tvm.runtime_threads() == 1 else "wall"
+    if clock == "cpu" and (not local or _tvm.runtime_threads() != 1):
         raise CostModelError("the 'cpu' clock needs a local TVM runtime with one thread (TVM_NUM_THREADS=1); "
                              "use clock='wall'")
     probe = module.time_evaluator(KERNEL_NAME, dev, number=1, repeat=1)(*args).mean
@@ -158,8 +152,7 @@ def host_description() -> dict:
                     break
     except OSError:
         pass
-    threads = int(tvm.get_global_func("runtime.NumThreads")())
-    return {"cpu": model, "threads": threads, "tvm": tvm.__version__}
+    return {"cpu": model, "threads": _tvm.runtime_threads(), "tvm": tvm.__version__}
 
 
 #: The reference kernel: small, fixed, compute-bound (about 0.1 ms here).

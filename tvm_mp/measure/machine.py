@@ -73,11 +73,10 @@ def describe_machine(packages: Sequence[str] = ("apache-tvm", "numpy"),
     except OSError:
         out["load_average"] = None
     if tvm_runtime:
-        import tvm
-        from tvm.target import codegen
+        from .. import _tvm
 
-        out["tvm_threads"] = int(tvm.get_global_func("runtime.NumThreads")())
-        out["llvm_mcpu"] = str(codegen.llvm_get_system_cpu())
+        out["tvm_threads"] = _tvm.runtime_threads()
+        out["llvm_mcpu"] = _tvm.host_target_json()["mcpu"]
     return out
 
 

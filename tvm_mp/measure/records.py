@@ -20,7 +20,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -173,8 +173,8 @@ def normalize_latency(records: Iterable[Record], nominal_ms: float | None = None
             out.append(r)
             continue
         factor = nominal / ref
-        out.append(Record(r.workload, tuple(x * factor for x in r.latency_samples_ms), r.source, r.energy_uj,
-                          r.energy_basis, r.events, {**r.meta, "speed_factor": round(factor, 4)}, r.error))
+        out.append(replace(r, latency_samples_ms=tuple(x * factor for x in r.latency_samples_ms),
+                           meta={**r.meta, "speed_factor": round(factor, 4)}))
     return out
 
 
