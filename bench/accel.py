@@ -201,7 +201,7 @@ def agreement_study(layers, hw, n_random: int, rng) -> dict:
 
 def end_to_end(mod, hw, out_prefix: Path) -> dict:
     from tvm_mp import Precision, PrecisionPlan
-    from tvm_mp.accel.offload import compile_offloaded
+    from tvm_mp.driver import compile_offloaded
 
     rng = np.random.default_rng(0)
     calib = [rng.normal(0, 1, (4,) + MODELS["resnet8"][1:]).astype(np.float32)]
@@ -271,7 +271,7 @@ def markdown(data: dict) -> str:
             lines.append(f"| {name} | {r['layer']} | {r['mapping']} | {r['sim_cycles']} | {r['model_cycles']} | "
                          f"{100 * r['cycle_error']:.2f} % | {r['sim_energy_uj']:.3f} | {r['model_energy_uj']:.3f} |")
     lines += ["", "## End to end: ResNet-8 with every layer on the simulated accelerator", "",
-              "Through the Relax VM (`tvm_mp.accel.offload.compile_offloaded`); accelerator layers take and return "
+              "Through the Relax VM (`tvm_mp.driver.compile_offloaded`); accelerator layers take and return "
               "float tensors, so outputs leave the accelerator as int32 accumulators.", "",
               "| plan | build (s) | inference incl. simulation (s, median of 3) | bit-exact vs NumPy reference | "
               "energy (µJ) | cycles |", "|---|---|---|---|---|---|"]

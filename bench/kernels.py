@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tvm_mp.targets import parse
 from tvm_mp.measure.machine import describe_machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,7 +338,7 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
     from tvm_mp import _tvm
     from tvm_mp.schedules import kernels, qemu, tuning
 
-    target = _tvm.make_target(target_json)
+    target = parse(target_json).tvm_target
     work = kernels.conv_workload(kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params)
     config = kernels.conv2d_config(work, target)
     codes, data, _ = tuning.random_operands(work, 0, np.random.default_rng(0), config)
@@ -417,7 +418,7 @@ def run(args) -> dict:
     import tvm_mp
     from tvm_mp import _tvm
 
-    target = _tvm.make_target("host")
+    target = parse("host").tvm_target
     log = (lambda m: print(m, flush=True))
     layers = unique_layers(args.models.split(","))
     log(f"{len(layers)} unique layer shapes")
@@ -607,7 +608,7 @@ def main(argv=None) -> int:
         from tvm_mp import _tvm
 
         result = json.loads((DATA / "bench_kernels.json").read_text())
-        result["host_inner_loop_mix"] = host_inner_loop_mix(_tvm.make_target("host"))
+        result["host_inner_loop_mix"] = host_inner_loop_mix(parse("host").tvm_target)
         (DATA / "bench_kernels.json").write_text(json.dumps(result, indent=1) + "\n")
     if args.repeaks:
         result = json.loads((DATA / "bench_kernels.json").read_text())

@@ -57,11 +57,11 @@ def load(name):
 
 def quantize(mod, w_bits: int, calib):
     from tvm_mp import Precision, PrecisionPlan
-    from tvm_mp.mcu import quantize_module
+    from tvm_mp.driver import quantize as quantize_plan
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_module(mod, PrecisionPlan.uniform(mod, Precision(w_bits, 8)), calib)
+        return quantize_plan(mod, PrecisionPlan.uniform(mod, Precision(w_bits, 8)), calibration=calib)
 
 
 def measure(q, xs, word_bits: int = 32, target: str = "cortex-m3", workdir: Path | None = None) -> dict:

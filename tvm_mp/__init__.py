@@ -4,10 +4,11 @@ Public API only; see the README and the tutorials.
 """
 
 from .budget import Budget
-from .compile import CompiledModel, Report, compile
+from .compile import compile
 from .errors import Error
 from .frontend import load_onnx
 from .layers import LayerInfo, list_layers
+from .model import CompiledModel, Report, load
 from .precision import Precision, PrecisionPlan
 from .search.adaptive import compile_adaptive
 from .search.pareto import explore
@@ -27,6 +28,7 @@ __all__ = [
     "explore",
     "format_options",
     "list_layers",
+    "load",
     "load_onnx",
 ]
 __version__ = "0.1.0"

@@ -6,54 +6,11 @@ TVM names through here when they have changed recently (constants, targets, tens
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tvm
 from tvm import relax
-
-from .errors import Error
-
-#: Short target names that tvm-mp defines, as TVM target JSON.
-TARGET_ALIASES: dict[str, dict] = {
-    "llvm": {"kind": "llvm"},
-    "host": {"kind": "llvm"},
-    "aarch64": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]},
-}
-
-
-def host_target_json() -> dict:
-    """This machine as an LLVM target with its CPU named (``mcpu``), so codegen may use every vector feature it
-    has (AVX-512, VNNI, ...); plain ``"llvm"`` means generic x86-64."""
-    from tvm.target import codegen
-
-    return {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu())}
-
-
-def make_target(target: Any) -> tvm.target.Target:
-    """Accept a Target, a JSON dict, a JSON string or one of :data:`TARGET_ALIASES` (``"host"``: this machine's
-    CPU, see :func:`host_target_json`)."""
-    if isinstance(target, tvm.target.Target):
-        return target
-    if isinstance(target, str):
-        if target == "host":
-            target = host_target_json()
-        elif target in TARGET_ALIASES:
-            target = TARGET_ALIASES[target]
-        elif target.lstrip().startswith("{"):
-            target = json.loads(target)
-        else:
-            raise Error(
-                f"unknown target {target!r}: use one of {', '.join(TARGET_ALIASES)}, a tvm.target.Target, "
-                'or a JSON dict such as {"kind": "llvm", "mtriple": "aarch64-linux-gnu"}'
-            )
-    if not isinstance(target, Mapping):
-        raise Error(f"target must be a name, a dict or a tvm.target.Target, got {type(target).__name__}")
-    try:
-        return tvm.target.Target(dict(target))
-    except Exception as err:  # TVM raises its own error types; give one line
-        raise Error(f"invalid target {dict(target)}: {str(err).strip().splitlines()[-1]}") from None
 
 
 def const(array: np.ndarray) -> relax.Expr:
@@ -101,8 +58,9 @@ def to_device(array: np.ndarray, dev=None):
 
 
 def build(mod: tvm.IRModule, target: Any = "llvm"):
-    """Compile a Relax or TIR module (``tvm.compile``)."""
-    return tvm.compile(mod, make_target(target))
+    """Compile a Relax or TIR module (``tvm.compile``) for a ``tvm.target.Target`` or its JSON dict (tvm-mp's
+    target names are parsed by :func:`tvm_mp.targets.parse`; pass its ``tvm_target``)."""
+    return tvm.compile(mod, target if isinstance(target, tvm.target.Target) else tvm.target.Target(target))
 
 
 def vm(executable, dev=None):

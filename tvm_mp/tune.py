@@ -34,6 +34,7 @@ from . import _tvm
 from .errors import Error
 from .layers import list_layers
 from .precision import PrecisionPlan
+from .targets import parse
 
 
 class TuneError(Error):
@@ -171,7 +172,7 @@ def _tracker(rpc_config: RPCConfig):
     return client, n
 
 
-def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = "llvm", rpc: RPCConfig | None = None,
+def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCConfig | None = None,
          trials: int = 8, records: str | Path = "tvm_mp_records.jsonl", database: str | Path | None = None,
          seed: int = 0, number: int = 20, repeat: int = 3, fcompile=None, progress: bool = True) -> TuneResult:
     """Tune the plan's conv kernels on the devices behind ``rpc`` (see the module docstring).
@@ -189,8 +190,9 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = "llvm", rpc: RPCC
     if trials < 1:
         raise TuneError(f"trials must be >= 1, got {trials}")
     plan.validate_for([layer.name for layer in list_layers(mod)])
-    tgt = _tvm.make_target(target)
-    target_name = target if isinstance(target, str) else tgt.kind.name
+    compile_target = parse(target)
+    tgt = compile_target.tvm_target
+    target_name = compile_target.cost_key
     client, n_devices = _tracker(rpc)
     rng = np.random.default_rng(seed)
     tasks = plan_tasks(mod, plan)

@@ -11,7 +11,8 @@ import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.datasets import calibration_batches, load_digits_split
 from tvm_mp.errors import UnsupportedError
-from tvm_mp.mcu import emit_network, quantize_module, run_network
+from tvm_mp.driver import quantize
+from tvm_mp.mcu import emit_network, run_network
 from tvm_mp.models.builders import BUILDERS
 
 
@@ -56,7 +57,7 @@ def test_ds_cnn_depthwise_avgpool_and_float_edges(tmp_path):
     cycle = [(2, 8), (5, 6), (8, 8), (3, 4), (1, 8), (7, 5), (4, 8)]
     plan = PrecisionPlan({n: Precision(*cycle[i % len(cycle)]) for i, n in enumerate(names)})
     xs = random_inputs((1, 1, 49, 10), 2, 3)
-    q = quantize_module(mod, plan, xs)
+    q = quantize(mod, plan, calibration=xs)
     result = run_network(q, xs, word_bits=16, workdir=tmp_path)
     assert result.ok, result.failures()
     kinds = [s.kind for s in result.network.steps]
@@ -68,7 +69,7 @@ def test_resnet8_residual_add_and_global_mean(tmp_path):
     mod = load("resnet8")
     plan = PrecisionPlan.uniform(mod, Precision(3, 8))
     xs = random_inputs((1, 3, 32, 32), 1, 4)
-    result = run_network(quantize_module(mod, plan, xs, calibration_method="minmax"), xs, workdir=tmp_path,
+    result = run_network(quantize(mod, plan, calibration=xs, calibration_method="minmax"), xs, workdir=tmp_path,
                          timeout_s=120)
     assert result.ok, result.failures()
     kinds = {s.kind for s in result.network.steps}
@@ -79,14 +80,14 @@ def test_a_float_layer_is_refused(digits):
     names = [layer.name for layer in tvm_mp.list_layers(digits)]
     plan = PrecisionPlan({n: Precision(4, 8) for n in names[:-1]})  # dense_0 stays fp32
     with pytest.warns(UserWarning, match="stay fp32"):
-        q = quantize_module(digits, plan, calibration_batches(1, 8))
+        q = quantize(digits, plan, calibration=calibration_batches(1, 8))
     with pytest.raises(UnsupportedError, match="quantize every layer"):
         emit_network(q)
 
 
 def test_arena_places_live_tensors_apart(digits):
     plan = PrecisionPlan.uniform(digits, Precision(2, 8))
-    net = emit_network(quantize_module(digits, plan, calibration_batches(1, 8), calibration_method="minmax"))
+    net = emit_network(quantize(digits, plan, calibration=calibration_batches(1, 8), calibration_method="minmax"))
     steps = net.steps
     live = {}
     for k, s in enumerate(steps):

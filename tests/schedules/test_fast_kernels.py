@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tvm_mp
+from tvm_mp.targets import parse
 from tvm_mp import Precision, PrecisionPlan, _tvm
 from tvm_mp.errors import UnsupportedError
 from tvm_mp.quantize import packing, reference
@@ -24,7 +25,7 @@ from tvm_mp.schedules.computes import PACK_BLOCK
 from tvm_mp.workload import ConvParams
 
 BITS = [1, 2, 3, 4, 8]
-HOST = _tvm.make_target("host")
+HOST = parse("host").tvm_target
 
 
 def random_weights(rng, shape, w_bits):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tvm_mp.targets import parse
 from tvm_mp import _tvm
 from tvm_mp.errors import UnsupportedError
 from tvm_mp.schedules import registry
@@ -18,8 +19,8 @@ DEPTHWISE = registry.ConvWorkload("depthwise_conv2d", "bitserial", 1, 1, (1, 8, 
 
 
 def test_target_families():
-    assert registry.target_family(_tvm.make_target("host")) == "x86"
-    assert registry.target_family(_tvm.make_target("aarch64")) == "arm_cpu"
+    assert registry.target_family(parse("host").tvm_target) == "x86_64"
+    assert registry.target_family(parse("aarch64").tvm_target) == "aarch64"
     assert registry.target_family(None) == "generic"
 
 
@@ -27,19 +28,19 @@ def test_every_op_kind_family_is_registered():
     table = registry.entries()
     for op in ("conv2d", "depthwise_conv2d", "dense"):
         for kind in ("bitserial", "packed"):
-            for family in ("x86", "arm_cpu", "generic"):
+            for family in ("x86_64", "aarch64", "generic"):
                 assert (op, kind, family) in table
 
 
 def test_defaults_follow_the_target():
-    host = _tvm.make_target("host")
-    arm = _tvm.make_target("aarch64")
+    host = parse("host").tvm_target
+    arm = parse("aarch64").tvm_target
     x86_default = registry.lookup("conv2d", "packed", host).default(CONV, host)
     arm_default = registry.lookup("conv2d", "packed", arm).default(CONV, arm)
     assert x86_default.algorithm == arm_default.algorithm == "direct"
     assert arm_default.lanes == 4 and not arm_default.use_dot  # plain +neon: no sdot
     assert x86_default.use_dot == registry.target_has(host, "avx512vnni")
-    dotprod = _tvm.make_target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]})
+    dotprod = parse({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}).tvm_target
     assert not registry.lookup("conv2d", "packed", dotprod).default(CONV, dotprod).use_dot  # codes up to 255
     w4a4 = registry.ConvWorkload("conv2d", "packed", 4, 4, CONV.in_shape, CONV.weight_shape, CONV.params)
     assert registry.lookup("conv2d", "packed", dotprod).default(w4a4, dotprod).use_dot  # sdot: codes < 128
@@ -53,7 +54,7 @@ def test_algorithms_and_legality():
     assert registry.algorithms_for(STRIDED) == ["direct", "im2col"]  # strides: phase planes
     assert registry.algorithms_for(DEPTHWISE)[0] == "depthwise"
     assert not registry.legal(registry.KernelConfig("direct"), DEPTHWISE)  # grouped
-    space = registry.lookup("conv2d", "bitserial", _tvm.make_target("host")).space(STRIDED, _tvm.make_target("host"))
+    space = registry.lookup("conv2d", "bitserial", parse("host").tvm_target).space(STRIDED, parse("host").tvm_target)
     assert space and all(registry.legal(c, STRIDED) for c in space)
 
 

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from tvm_mp.targets import parse
 from tvm_mp import _tvm
 from tvm_mp.errors import Error
 from tvm_mp.schedules import kernels, registry, tuning
 from tvm_mp.workload import ConvParams
 
-HOST = _tvm.make_target("host")
+HOST = parse("host").tvm_target
 WORK = registry.ConvWorkload("conv2d", "bitserial", 2, 2, (1, 8, 6, 6), (8, 8, 3, 3),
                              ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1))
 
@@ -30,7 +31,7 @@ def test_tune_stores_and_builds_reuse(tmp_path):
     reloaded.put(WORK, HOST, forced, 1.0)
     assert kernels.conv2d_config(WORK, HOST, reloaded) == forced
     # another target is a different record
-    assert reloaded.get(WORK, _tvm.make_target("aarch64")) is None
+    assert reloaded.get(WORK, parse("aarch64").tvm_target) is None
 
 
 def test_database_keys_by_target_and_workload(tmp_path):

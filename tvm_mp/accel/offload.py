@@ -10,26 +10,26 @@ is compiled from and what :class:`~tvm_mp.quantize.interpreter.Interpreter` chec
 between CPU layers are kept). Integer edges between two accelerator layers (requantizing on chip, which the ISA
 supports: see :class:`~tvm_mp.accel.lower.OutputSpec`) are left for later.
 
-Flow (:func:`compile_offloaded`): calibrate -> AnnotatePrecision -> QuantizeWeights -> :func:`isolate` ->
+Flow (:func:`tvm_mp.driver.compile_offloaded`, the compile driver): calibrate -> AnnotatePrecision -> QuantizeWeights -> :func:`isolate` ->
 :func:`offload` (accelerator layer calls become ``R.call_dps_packed("tvm_mp.accel.<id>.<layer>", x)``) ->
 RewriteMixedPrecision (the CPU layers) -> ``tvm.compile``. The packed functions are registered when the model is
 built (not at import) and removed by :meth:`OffloadedModel.close`. Each call simulates the layer; the last run's
 per-layer cycles and energy are in :meth:`OffloadedModel.accel_report`.
 
-This module is the compiler side of the accelerator: :func:`compile_offloaded` imports the calibration and the
-pass pipeline when called.
+This module rewrites a quantized module for the accelerator; it imports neither the passes nor the driver (the
+driver calls it).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import tvm
 from tvm import relax
 
 from .. import _tvm
-from ..errors import Error, UnsupportedError, ensure_ffi_registration
+from ..errors import Error, ensure_ffi_registration
 from ..layers import annotated_layer_functions
 from ..quantize import scheme
 from ..quantize.graph import layer_name_of
@@ -93,7 +93,7 @@ class AccelLayer:
         return run
 
 
-def _accel_calls(main: relax.Function, mod: tvm.IRModule, names: set[str]) -> set[str]:
+def accel_calls(main: relax.Function, mod: tvm.IRModule, names: set[str]) -> set[str]:
     found = set()
     for block in main.body.blocks:
         for b in block.bindings:
@@ -254,46 +254,3 @@ class OffloadedModel:
     def close(self) -> None:
         """Unregister the packed functions (the model cannot run afterwards)."""
         self.session.unregister()
-
-
-def compile_offloaded(mod: tvm.IRModule, plan, calibration: Iterable, hw: HardwareConfig | None = None,
-                      accel_layers: Iterable[str] | None = None, mappings: Mapping[str, LayerMapping] | None = None,
-                      target: Any = "llvm", objective: str = "energy", calibration_method: str = "mse"
-                      ) -> OffloadedModel:
-    """Compile ``mod`` with ``plan``; ``accel_layers`` (default: every planned layer the hardware supports) run on
-    the accelerator simulator, the other planned layers as tvm-mp integer kernels on the CPU."""
-    import warnings
-
-    from ..compile import CompiledModel, build_report
-    from ..passes.pipeline import annotate_phase, lower_phase, quantize_phase
-    from ..precision import PrecisionPlan
-    from ..quantize.calibrate import calibrate
-
-    if not isinstance(plan, PrecisionPlan):
-        raise Error(f"plan must be a PrecisionPlan, got {type(plan).__name__}")
-    hw = hw or HardwareConfig.default()
-    tgt = _tvm.make_target(target)
-    ranges = calibrate(mod, calibration, calibration_method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        quantized = tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase(ranges))(mod)
-    names = supported_layers(quantized, hw) if accel_layers is None else sorted(set(accel_layers))
-    for name in names:
-        if name not in plan:
-            raise UnsupportedError(f"layer {name!r} has no precision in the plan: the accelerator runs quantized "
-                                   "layers only; add it to the plan or leave it on the CPU")
-    if names and not _accel_calls(quantized["main"], quantized, set(names)):
-        raise Error("none of the accelerator layers is called from main")
-    isolated = isolate(quantized, names)
-    offloaded, session = offload(isolated, names, hw, mappings, objective)
-    lowered = tvm.transform.Sequential(lower_phase())(offloaded)
-    try:
-        executable = _tvm.build(lowered, tgt)
-    except Error:
-        raise
-    except Exception as err:
-        raise Error(f"TVM failed to build the offloaded model: {_tvm.error_line(err)}") from None
-    session.register()
-    compiled = CompiledModel(lowered, isolated, executable, plan, build_report(mod, isolated), tgt)
-    cpu = tuple(n for n in plan if n not in session.layers)
-    return OffloadedModel(compiled, session, hw, cpu)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import Error
 from ..precision import Precision
+from ..targets import arch_of_record
 from ..workload import ConvParams
 
 #: Layer operations a workload can describe (the ``LayerInfo.op`` values).
@@ -67,13 +68,9 @@ def require_kinds(workloads: Sequence["Workload"], kinds: Sequence[str], model: 
 
 
 def target_family(target: str) -> str:
-    """``"x86_64"``, ``"aarch64"`` or ``"accel"`` for a workload's target string (used as a model feature)."""
-    text = target.lower()
-    if "accel" in text:
-        return "accel"
-    if "aarch64" in text or "arm" in text:
-        return "aarch64"
-    return "x86_64"
+    """``"x86_64"``, ``"aarch64"`` or ``"accel"`` for a workload's target string (used as a model feature; the
+    architecture word of :mod:`tvm_mp.targets`)."""
+    return arch_of_record(target)
 
 
 @dataclass(frozen=True)

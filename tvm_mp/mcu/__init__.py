@@ -12,7 +12,7 @@ from .network import McuNetwork, emit_network
 from .packing import VqFormat
 from .runner import (TARGETS, Firmware, McuRunError, McuTarget, QemuRun, ToolchainError, build_firmware,
                      find_tool, run_on_qemu)
-from .verify import McuResult, quantize_module, reference_outputs, run_layers, run_network
+from .verify import McuResult, reference_outputs, run_layers, run_network
 
 __all__ = [
     "TARGETS",
@@ -30,7 +30,6 @@ __all__ = [
     "build_firmware",
     "emit_network",
     "find_tool",
-    "quantize_module",
     "reference_outputs",
     "run_layers",
     "run_network",

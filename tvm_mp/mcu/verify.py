@@ -117,20 +117,6 @@ def run_layers(cases: Sequence[tuple[McuLayer, np.ndarray]], target: str = "cort
     return _finish(fw, run, checks, layers=tuple(layer for layer, _ in cases))
 
 
-def quantize_module(mod, plan, calibration, calibration_method: str = "mse", percentile: float = 99.99):
-    """The quantized module ``tvm_mp.compile`` would build (same calibration and passes), without the host build:
-    all the MCU flow needs (``emit_network`` and the NumPy reference read it)."""
-    import tvm
-
-    from ..layers import list_layers
-    from ..passes.pipeline import annotate_phase, quantize_phase
-    from ..quantize.calibrate import calibrate
-
-    plan.validate_for([layer.name for layer in list_layers(mod)])
-    ranges = calibrate(mod, calibration, calibration_method, percentile)
-    return tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase(ranges))(mod)
-
-
 def reference_outputs(quantized_module, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The NumPy reference (``CompiledModel.reference``) of each input."""
     from ..quantize.interpreter import Interpreter

@@ -18,6 +18,7 @@ import numpy as np
 from .. import _tvm
 from ..cost_models.base import CostModelError, Workload, target_family
 from ..quantize import packing, scheme
+from ..targets import parse
 from .records import Record
 from .source import TimingConfig, check_device
 
@@ -89,7 +90,7 @@ def build(workload: Workload, target=None):
     """Compile the workload's kernel for ``target`` (default: the workload's own target)."""
     import tvm
 
-    return _tvm.build(tvm.IRModule({KERNEL_NAME: kernel_func(workload)}), target or workload.target)
+    return _tvm.build(tvm.IRModule({KERNEL_NAME: kernel_func(workload)}), parse(target or workload.target).tvm_target)
 
 
 def kernel_fingerprint(workload: Workload) -> str:

@@ -74,9 +74,10 @@ def describe_machine(packages: Sequence[str] = ("apache-tvm", "numpy"),
         out["load_average"] = None
     if tvm_runtime:
         from .. import _tvm
+        from ..targets import host_cpu
 
         out["tvm_threads"] = _tvm.runtime_threads()
-        out["llvm_mcpu"] = _tvm.host_target_json()["mcpu"]
+        out["llvm_mcpu"] = host_cpu()
     return out
 
 

@@ -25,12 +25,12 @@ def annotate_phase(plan: PrecisionPlan, activations: Mapping[str, ActivationRang
     return [AnnotatePrecision(plan, activations)]
 
 
-def quantize_phase(statistics: Mapping[str, ActivationRange] | None = None) -> list:
-    return [QuantizeWeights(statistics)]
+def quantize_phase(statistics: Mapping[str, ActivationRange] | None = None, weights: Mapping | None = None) -> list:
+    return [QuantizeWeights(statistics, weights=weights)]
 
 
-def lower_phase(schedule: bool = True) -> list:
-    return [RewriteMixedPrecision(schedule=schedule)]
+def lower_phase(schedule: bool = True, target=None, database=None) -> list:
+    return [RewriteMixedPrecision(schedule=schedule, target=target, database=database)]
 
 
 def mixed_precision_passes(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None,

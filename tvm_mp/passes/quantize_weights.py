@@ -35,11 +35,19 @@ from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight, precision_of
 from ..quantize.scheme import quantize_weights
 
 
-def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool, hessian=None, groups: int = 1
-                          ) -> relax.Expr:
-    """``astype(W_q, float32) * scale`` for a weight with output channels on axis 0 (or 1 if ``transposed``)."""
+def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool, hessian=None, groups: int = 1,
+                          rounded: tuple[np.ndarray, np.ndarray] | None = None) -> relax.Expr:
+    """``astype(W_q, float32) * scale`` for a weight with output channels on axis 0 (or 1 if ``transposed``).
+
+    ``rounded``: ``(w_q, scale)`` already computed by :func:`~tvm_mp.quantize.scheme.quantize_weights` for this
+    weight (output channels on axis 0), used as they are."""
     w = weight.T if transposed else weight
-    w_q, scale = quantize_weights(w, bits, hessian, groups)
+    if rounded is not None:
+        w_q, scale = rounded
+        w_q = np.asarray(w_q, np.int8).reshape(w.shape)
+        scale = np.asarray(scale, np.float32).reshape(-1)
+    else:
+        w_q, scale = quantize_weights(w, bits, hessian, groups)
     if transposed:
         w_q, scale_shape = w_q.T.copy(), (1, -1)
     else:
@@ -75,10 +83,13 @@ class QuantizeWeights:
 
     ``statistics``: optional layer name -> calibration result carrying ``hessian`` (the input second moment);
     layers that have one get GPTQ-style rounding, the others round to nearest.
+    ``weights``: optional ``(layer name, w_bits) -> (w_q, scale)`` rounded by the same rule from the same
+    statistics (e.g. by the plan search), used instead of rounding again.
     """
 
-    def __init__(self, statistics: Mapping | None = None, seed: int = 0):
+    def __init__(self, statistics: Mapping | None = None, seed: int = 0, weights: Mapping | None = None):
         self.statistics = dict(statistics or {})
+        self.weights = dict(weights or {})
         self.seed = int(seed)  # seeds the k-means of clustered layers
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -90,6 +101,7 @@ class QuantizeWeights:
             bits = int(func.attrs["tvm_mp.w_bits"])
             precision = precision_of(func)
             seed = self.seed
+            rounded = self.weights.get((name, bits))
             hessian = getattr(self.statistics.get(name), "hessian", None)
 
             @relax.expr_functor.mutator
@@ -105,7 +117,8 @@ class QuantizeWeights:
                                                            call.op.name == "relax.matmul", seed)
                             else:
                                 new_w = quantized_weight_expr(_tvm.const_value(weight), bits,
-                                                              call.op.name == "relax.matmul", hessian, groups)
+                                                              call.op.name == "relax.matmul", hessian, groups,
+                                                              rounded)
                             return relax.Call(call.op, [call.args[0], new_w], call.attrs)
                     return call
 

@@ -34,6 +34,7 @@ from ..quantize.graph import analyze_outputs, integer_bounds, layer_name_of
 from ..quantize.qlayer import QuantLayer, read_layer
 from ..quantize.scheme import requant_multiplier
 from ..schedules import kernels
+from ..targets import parse
 
 
 def weight_storage(layer: QuantLayer) -> list[np.ndarray]:
@@ -108,7 +109,7 @@ class RewriteMixedPrecision:
                 consumer_of[out.producer] = layers[out.consumer_layer]
         schedule = self.schedule
         target = self.target if self.target is not None else tvm.target.Target.current(allow_none=True)
-        target = _tvm.make_target(target) if (target is not None and schedule) else None
+        target = parse(target).tvm_target if (target is not None and schedule) else None
         database = self.database
 
         @relax.expr_functor.mutator

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te, tirx
 
-from .. import _tvm
 from ..errors import UnsupportedError
+from ..targets import parse
 from ..quantize.packing import container_bits, pack_dense, plane_coefficients, weight_bitplanes
 from ..workload import ConvParams
 from . import computes as C
@@ -203,7 +203,7 @@ def conv2d_config(work: ConvWorkload, target, database=None) -> KernelConfig:
     """The knobs a build uses: the tuning database's entry for ``work`` on ``target``, else the defaults."""
     from . import tuning
 
-    target = _tvm.make_target(target)
+    target = parse(target).tvm_target
     db = tuning.TuningDatabase.default() if database is None else database
     found = db.get(work, target) if db is not False else None
     return found if found is not None else lookup(work.op, work.kind, target).default(work, target)
@@ -317,9 +317,9 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
     func = te.create_prim_func(args)
     if not schedule:
         return func
-    family = registry.target_family(_tvm.make_target(target))
-    intrin = {"x86": x86.dot_intrin, "arm_cpu": arm_cpu.dot_intrin}.get(family, lambda *_: None)(
-        _tvm.make_target(target), config)
+    tvm_target = parse(target).tvm_target
+    intrin = {"x86_64": x86.dot_intrin, "aarch64": arm_cpu.dot_intrin}.get(
+        registry.target_family(tvm_target), lambda *_: None)(tvm_target, config)
     return tiled.schedule(func, config, hints, intrin)
 
 

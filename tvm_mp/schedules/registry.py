@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from ..errors import UnsupportedError
+from ..targets import parse
 from ..workload import ConvParams
 
 ALGORITHMS = ("direct", "im2col", "depthwise", "dense")
-FAMILIES = ("x86", "arm_cpu", "generic")
+FAMILIES = ("x86_64", "aarch64", "generic")
 
 
 @dataclass(frozen=True)
@@ -100,30 +101,16 @@ class ConvWorkload:
 
 
 def target_family(target) -> str:
-    """``x86`` / ``arm_cpu`` / ``generic`` from a tvm Target (None -> ``generic``)."""
-    if target is None or target.kind.name != "llvm":
+    """The schedule family of a target: its architecture (``"x86_64"``, ``"aarch64"``, ``"generic"``; None ->
+    ``"generic"``), read from :class:`~tvm_mp.targets.CompileTarget`."""
+    if target is None:
         return "generic"
-    triple = str(target.attrs.get("mtriple", "")) or _host_triple()
-    if triple.startswith(("aarch64", "arm64")):
-        return "arm_cpu"
-    if triple.startswith(("x86_64", "i686", "i386")):
-        return "x86"
-    return "generic"
-
-
-def _host_triple() -> str:
-    from tvm.target import codegen
-
-    return str(codegen.llvm_get_system_triple())
+    return parse(target).arch
 
 
 def target_has(target, feature: str) -> bool:
     """True when the LLVM target has ``feature`` (e.g. ``avx512vnni``, ``dotprod``) from its mcpu and mattr."""
-    if target is None or target.kind.name != "llvm":
-        return False
-    from tvm.target import codegen
-
-    return bool(codegen.llvm_cpu_has_features([feature], target))
+    return target is not None and parse(target).has(feature)
 
 
 @dataclass(frozen=True)
@@ -163,7 +150,7 @@ def _ensure_registered() -> None:
         return
     from . import arm_cpu, x86
 
-    for module, family in ((x86, "x86"), (arm_cpu, "arm_cpu"), (x86, "generic")):
+    for module, family in ((x86, "x86_64"), (arm_cpu, "aarch64"), (x86, "generic")):
         for op in ("conv2d", "depthwise_conv2d", "dense"):
             for kind in ("bitserial", "packed"):
                 register(op, kind, family, ScheduleEntry(f"{family}.{op}.{kind}", module.default_config,

@@ -16,19 +16,16 @@ import numpy as np
 
 from .. import _tvm
 from ..errors import Error
+from ..targets import SHIPPED_DATABASE, parse
 from .registry import ConvWorkload, KernelConfig, lookup
 
 #: The database shipped with tvm-mp (written by ``python bench/kernels.py --tune``).
-DEFAULT_DATABASE = Path(__file__).with_name("tuning_db.json")
+DEFAULT_DATABASE = SHIPPED_DATABASE
 
 
 def target_key(target) -> str:
-    """What identifies a target in the database: kind, triple, cpu and attributes."""
-    t = _tvm.make_target(target)
-    attrs = t.attrs
-    parts = [t.kind.name, str(attrs.get("mtriple", "")), str(attrs.get("mcpu", "")),
-             ",".join(sorted(str(a) for a in attrs.get("mattr", [])))]
-    return "|".join(parts)
+    """What identifies a target in the database (:attr:`tvm_mp.targets.CompileTarget.key`)."""
+    return parse(target).key
 
 
 @dataclass
@@ -115,7 +112,7 @@ def tune_conv(work: ConvWorkload, target, database: TuningDatabase, max_trials: 
               rng: np.random.Generator | None = None, log=None) -> tuple[KernelConfig, float]:
     """Try the registry's config space for ``work`` (all of it, or ``max_trials`` drawn with ``rng``), keep the
     fastest config whose output equals the default config's, store it in ``database`` and return it."""
-    target = _tvm.make_target(target)
+    target = parse(target).tvm_target
     entry = lookup(work.op, work.kind, target)
     default = entry.default(work, target)
     space = [c for c in entry.space(work, target) if c != default]

@@ -26,7 +26,7 @@ layer are float edges (:mod:`tvm_mp.quantize.graph`), so the graph structure is 
 *and* set of float layers.
 
 What a plan is scored by (:class:`Scorer`): the user's ``accuracy_fn(model)``, where ``model.run(*inputs)`` is the
-reference of the plan (the same function works on a :class:`~tvm_mp.compile.CompiledModel`), or an
+reference of the plan (the same function works on a :class:`~tvm_mp.model.CompiledModel`), or an
 output-fidelity proxy against the fp32 network on the user's data: top-1 agreement, SQNR of the outputs (dB) or the
 negative KL divergence of their softmax. Higher scores are better. :meth:`Scorer.noise` gives the outputs'
 noise-to-signal power ratio, the additive proxy used for per-layer sensitivity.
@@ -97,6 +97,10 @@ class LayerBank:
             w_q, scale = quantize_weights(match.weight, w_bits, hessian, groups)
             self._weights[key] = (w_q.astype(np.int8), scale.reshape(-1).astype(np.float32))
         return self._weights[key]
+
+    def rounded_weights(self) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+        """Every ``(layer, w_bits) -> (w_q, scale)`` rounded so far (what ``QuantizeWeights(weights=...)`` takes)."""
+        return dict(self._weights)
 
     def act(self, name: str, a_bits: int) -> ActQuant:
         key = (name, a_bits)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -31,14 +30,15 @@ import tvm
 from tvm import relax
 
 from .. import _tvm
-from ..compile import check_inputs
-from ..errors import CalibrationError, CompileError, Error, InputShapeError, PlanError
+from ..canonical import canonicalize
+from ..driver import build_executable, lower_plans
+from ..errors import CalibrationError, Error, InputShapeError, PlanError
 from ..layers import list_layers
-from ..passes.pipeline import annotate_phase, lower_phase, quantize_phase
+from ..model import check_inputs
 from ..precision import PrecisionPlan
-from ..quantize.calibrate import calibrate
+from ..targets import parse
 from .costs import FIT_RTOL, METRICS, BudgetError, CostTable, _fmt
-from .pareto import ParetoFront, ParetoPoint, _target_name
+from .pareto import ParetoFront, ParetoPoint
 from .space import SearchSpace
 
 
@@ -151,7 +151,7 @@ class AdaptiveModel:
         """Write ``model.so`` (all points) and ``points.json``."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.executable.export_library(str(out / "model.so"))
+        self.target.export_library(self.executable, out / "model.so")
         (out / "points.json").write_text(json.dumps(self.to_dict(), indent=2))
         return out
 
@@ -233,16 +233,19 @@ def merge_points(lowered: Sequence[tvm.IRModule]) -> tuple[tvm.IRModule, list[st
     return bb.get(), names, store
 
 
-def compile_adaptive(mod: tvm.IRModule, points, calibration: Iterable | None = None, target: Any = "llvm",
-                     calibration_method: str = "mse", percentile: float = 99.99, cost_model=None) -> AdaptiveModel:
+def compile_adaptive(mod: tvm.IRModule, points, calibration: Iterable | None = None, target: Any = None,
+                     calibration_method: str = "mse", percentile: float = 99.99, cost_model=None,
+                     database: Any = None) -> AdaptiveModel:
     """Build one artifact holding every plan of ``points`` (PrecisionPlans, ParetoPoints, or a ParetoFront: its
-    energy front). Costs per point come from ``cost_model`` (default: the analytical model); see module docstring.
+    energy front). Each point is lowered by the compile driver exactly as ``tvm_mp.compile`` lowers it alone (one
+    calibration for all). Costs per point come from ``cost_model`` (default: the target's); see module docstring.
     """
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"compile_adaptive needs a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
     plans = _plans_of(points)
     if calibration is None:
         raise CalibrationError("compile_adaptive needs calibration=[batches of representative inputs]")
+    mod = canonicalize(mod)
     layers = list_layers(mod)
     names = [layer.name for layer in layers]
     for plan, _ in plans:
@@ -250,25 +253,14 @@ def compile_adaptive(mod: tvm.IRModule, points, calibration: Iterable | None = N
         missing = [n for n in names if n not in plan]
         if missing:
             raise PlanError(f"every operating point must give each layer a precision; a plan lacks {missing}")
-    tgt = _tvm.make_target(target)
-    ranges = calibrate(mod, list(calibration), calibration_method, percentile)
-    lowered = []
-    for plan, _ in plans:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            quantized = tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase(ranges))(mod)
-        lowered.append(tvm.transform.Sequential(lower_phase())(quantized))
+    tgt = parse(target)
+    _, lowered = lower_plans(mod, [plan for plan, _ in plans], tgt, calibration=list(calibration),
+                             calibration_method=calibration_method, percentile=percentile, database=database)
     merged, functions, store = merge_points(lowered)
-    try:
-        executable = _tvm.build(merged, tgt)
-    except Error:
-        raise
-    except Exception as err:  # TVM's own error types: one line naming the stage
-        raise CompileError(f"TVM failed to build the adaptive model for {tgt.kind.name}: "
-                           f"{_tvm.error_line(err)}") from None
+    executable = build_executable(merged, tgt, "the adaptive model")
     options = {n: list(dict.fromkeys(plan[n] for plan, _ in plans)) for n in names}
     space = SearchSpace.build(layers, options)
-    costs = CostTable.from_model(space, cost_model, _target_name(target))
+    costs = CostTable.from_model(space, cost_model, tgt)
     result = []
     for (plan, score), fn in zip(plans, functions):
         totals = costs.totals(space.index_of(plan))

@@ -7,24 +7,28 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
    can meet raises :class:`~tvm_mp.search.costs.BudgetError` with the smallest achievable value of each limit;
 3. per-layer sensitivity, the ILP optimum of that additive guide, then simulated annealing on the real score
    (``accuracy_fn`` on the plan's NumPy reference, or top-1 agreement with fp32 on the calibration data);
-4. ``tvm_mp.compile(mod, plan=best)`` (the passes and the build);
-5. the report's per-layer and total latency/energy filled from the cost model's estimate (energy labelled by its
-   basis, "modelled" on CPUs), the accuracy from ``accuracy_fn`` on the compiled model, and -- on the host --
-   the measured latency of the built model. ``model.search`` keeps the outcome (:class:`BudgetOutcome`).
+4. the compile driver (:func:`tvm_mp.driver.build`) with the search's activation ranges and rounded weights
+   (calibrated and rounded once) and the search's cost model, so the report's per-layer and total latency/energy
+   are the ones the search used (energy labelled by its basis, "modelled" on CPUs);
+5. the accuracy from ``accuracy_fn`` on the compiled model, and -- on the host -- the measured latency of the
+   built model. ``model.search`` keeps the outcome (:class:`BudgetOutcome`).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import tvm
 
 from ..budget import Budget
-from ..errors import CalibrationError, PlanError
+from ..canonical import canonicalize
+from ..driver import build
+from ..errors import CalibrationError, Error, PlanError
+from ..targets import parse
 from .annealing import AnnealConfig
 from .costs import FIT_RTOL, METRICS, BudgetError
 from .pareto import optimize, search_context
@@ -65,13 +69,6 @@ class BudgetOutcome:
                 "meets_budget": self.meets_budget(), "search": self.result.to_dict()}
 
 
-def _is_host(target: tvm.target.Target) -> bool:
-    if target.kind.name != "llvm":
-        return False
-    triple = str(target.attrs.get("mtriple", "") or "")
-    return triple == "" or triple.startswith("x86_64")
-
-
 def measure_latency_ms(model, runs: int = MEASURE_RUNS) -> float:
     """Median wall time (ms) of ``model.run`` on one zero input of the compiled shape."""
     inputs = [np.zeros(shape, dtype=np.float32) for shape in model._input_shapes]
@@ -84,50 +81,36 @@ def measure_latency_ms(model, runs: int = MEASURE_RUNS) -> float:
     return float(statistics.median(times))
 
 
-def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = "llvm", calibration: Iterable | None = None,
+def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, calibration: Iterable | None = None,
                         accuracy_fn=None, calibration_method: str = "mse", percentile: float = 99.99, *,
                         options=None, cost_model=None, seed: int = 0, config: AnnealConfig | None = None,
-                        metric: str = "agreement", measure: bool = True, progress: bool | None = None):
+                        metric: str = "agreement", measure: bool = True, progress: bool | None = None,
+                        database: Any = None):
     """Search the plan that scores best within ``budget``, compile it, and report (see module docstring)."""
-    from .. import _tvm
-    from ..compile import Report, compile as compile_plan
-
     if not isinstance(budget, Budget):
         raise PlanError(f"budget must be a tvm_mp.Budget, e.g. Budget(energy_uj=20.0), got {type(budget).__name__}")
     if calibration is None:
         raise CalibrationError("budget-driven compile needs calibration=[batches of representative inputs]: the "
                                "search scores plans on them")
+    if not isinstance(mod, tvm.IRModule):
+        raise Error(f"compile needs a tvm.IRModule (from tvm_mp.load_onnx or a TVM frontend), got "
+                    f"{type(mod).__name__}")
     calibration = list(calibration)
-    tgt = _tvm.make_target(target)
+    tgt = parse(target)
+    mod = canonicalize(mod)
     ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
-                         cost_model=cost_model, target=_target_key(target), budget=budget, progress=progress,
+                         cost_model=cost_model, target=tgt, budget=budget, progress=progress,
                          calibration_method=calibration_method, percentile=percentile)
     result, _ = optimize(ctx, budget, np.random.default_rng(seed), config)
     if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
         raise BudgetError(f"the search found no plan within {budget}; widen the options or raise the limits")
     plan = result.plan
-    model = compile_plan(mod, plan=plan, target=tgt, calibration=calibration, accuracy_fn=accuracy_fn,
-                         calibration_method=calibration_method, percentile=percentile)
+    # one calibration, one rounding: the driver takes the search's ranges and rounded weights
+    model = build(mod, plan, tgt, ranges=ctx.scorer.ranges, weights=ctx.scorer.evaluator.bank.rounded_weights(),
+                  accuracy_fn=accuracy_fn, cost_model=ctx.costs.model, database=database)
     index = ctx.space.index_of(plan)
     predicted = ctx.costs.totals(index)
-    per_layer = dict(zip(ctx.space.names, ctx.costs.layer_costs(index)))
-    rows = tuple(replace(r, latency_ms=per_layer[r.name]["latency_ms"], energy_uj=per_layer[r.name]["energy_uj"])
-                 if r.name in per_layer else r for r in model.report.layers)
-    rep = model.report
-    model.report = Report(rows, rep.memory_kb, predicted["energy_uj"], predicted["latency_ms"], rep.accuracy,
-                          rep.fp32_layers)
-    measured = measure_latency_ms(model) if measure and _is_host(tgt) else None
+    measured = measure_latency_ms(model) if measure and tgt.is_host else None
     model.search = BudgetOutcome(budget, result, predicted, ctx.costs.energy_basis, ctx.costs.model_name,
                                  ctx.scorer.name, -result.objective, measured)
     return model
-
-
-def _target_key(target) -> str:
-    """The cost-model target string of a compile target ("llvm", "aarch64", or target JSON)."""
-    if isinstance(target, str):
-        return "llvm" if target == "host" else target
-    if isinstance(target, tvm.target.Target):
-        return "aarch64" if "aarch64" in str(target.attrs.get("mtriple", "") or "") else "llvm"
-    if isinstance(target, Mapping):
-        return "aarch64" if "aarch64" in str(target.get("mtriple", "")) else "llvm"
-    return "llvm"

@@ -36,10 +36,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..budget import Budget
+from ..cost_models import select
+from ..cost_models.base import Workload
 from ..errors import PlanError
 from ..layers import LayerInfo
 from ..precision import Precision
 from ..quantize.packing import WORD_BITS, container_bits
+from ..targets import parse
 from .space import SearchSpace, is_integer
 
 #: Cost quantities and the Budget field limiting each.
@@ -64,15 +67,12 @@ def weight_bytes(layer: LayerInfo, precision: Precision) -> int:
     return oc * (-(-r // per_byte))
 
 
-def default_cost_model(space: SearchSpace | None = None):
-    """The model for ``space`` (see module docstring): :class:`~tvm_mp.cost_models.analytical.AnalyticalModel` if
-    every option is an integer one (or no space is given), else
+def default_cost_model(space: SearchSpace | None = None, target=None):
+    """The model for ``space`` on ``target`` (:func:`tvm_mp.cost_models.select.default_cost_model`): the
+    target's model if every option is an integer one (or no space is given), else
     :class:`~tvm_mp.cost_models.analytical.DatapathModel` for all options."""
-    from ..cost_models.analytical import AnalyticalModel, DatapathModel
-
-    if space is not None and any(not is_integer(o) for opts in space.options for o in opts):
-        return DatapathModel()
-    return AnalyticalModel()
+    options = [o for opts in space.options for o in opts] if space is not None else []
+    return select.default_cost_model(parse(target), options)
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +88,7 @@ class CostTable:
     memory_kb: np.ndarray
     energy_basis: str = "modelled"
     model_name: str = ""
+    model: object = None  # the cost model that filled the table (the driver reports with the same one)
 
     def __post_init__(self) -> None:
         shape = (self.space.n_layers, self.space.max_options)
@@ -103,15 +104,14 @@ class CostTable:
             object.__setattr__(self, name, arr)
 
     @classmethod
-    def from_model(cls, space: SearchSpace, model=None, target: str = "llvm",
+    def from_model(cls, space: SearchSpace, model=None, target=None,
                    epilogues: Mapping[str, str] | None = None) -> "CostTable":
         """Ask ``model`` (default: :func:`default_cost_model`) about every layer at every option, in one batch.
 
         ``epilogues``: layer name -> "requant" (integer output edge) or "float"; default "requant".
         """
-        from ..cost_models.base import Workload
-
-        model = model if model is not None else default_cost_model(space)
+        target = parse(target)
+        model = model if model is not None else default_cost_model(space, target)
         if not hasattr(model, "predict"):
             raise PlanError(f"cost model {type(model).__name__} has no predict(workloads) method")
         epilogues = dict(epilogues or {})
@@ -119,7 +119,7 @@ class CostTable:
         for i, (layer, opts) in enumerate(zip(space.layers, space.options)):
             for j, prec in enumerate(opts):
                 workloads.append(Workload.from_layer(layer, prec, epilogue=epilogues.get(layer.name, "requant"),
-                                                     target=target))
+                                                     target=target.cost_key))
                 where.append((i, j))
         est = model.predict(workloads)
         if len(est) != len(workloads):
@@ -131,7 +131,7 @@ class CostTable:
             energy[i, j] = est.energy_uj[k]
             latency[i, j] = est.latency_ms[k]
             memory[i, j] = weight_bytes(space.layers[i], space.options[i][j]) / 1024.0
-        return cls(space, energy, latency, memory, est.energy_basis, type(model).__name__)
+        return cls(space, energy, latency, memory, est.energy_basis, type(model).__name__, model)
 
     # ---- totals ------------------------------------------------------------------------------------------
     def array(self, metric: str) -> np.ndarray:
@@ -183,7 +183,7 @@ class CostTable:
                 arr[i, : len(k)] = self.array(m)[i, list(k)]
             out[m] = arr
         return CostTable(space, out["energy_uj"], out["latency_ms"], out["memory_kb"], self.energy_basis,
-                         self.model_name)
+                         self.model_name, self.model)
 
 
 def prune_dominated(space: SearchSpace, costs: CostTable, metrics: Sequence[str] = METRICS

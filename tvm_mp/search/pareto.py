@@ -284,7 +284,7 @@ class SearchContext:
 
 
 def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn=None, data=None,
-                   metric: str = "agreement", options=None, cost_model=None, target: str = "llvm",
+                   metric: str = "agreement", options=None, cost_model=None, target=None,
                    scorer: Scorer | None = None, progress: bool | None = None,
                    budget: Budget | None = None, calibration_method: str = "mse",
                    percentile: float = 99.99) -> SearchContext:
@@ -296,19 +296,11 @@ def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, ac
     space = SearchSpace.build(layers, options)
     scorer = scorer or Scorer(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric,
                               calibration_method=calibration_method, percentile=percentile)
-    costs = CostTable.from_model(space, cost_model, _target_name(target),
+    costs = CostTable.from_model(space, cost_model, target,
                                  scorer.evaluator.epilogues(space.names))
     if budget is not None:
         check_budget(costs, budget)
     return SearchContext(scorer, space, costs, progress)
-
-
-def _target_name(target) -> str:
-    if isinstance(target, str):
-        return target
-    if isinstance(target, Mapping):
-        return json.dumps(dict(target), sort_keys=True)
-    return str(target)
 
 
 def _integer_options(space: SearchSpace) -> list[list[int]] | None:
@@ -359,7 +351,7 @@ def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator, confi
 
 def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn=None, data=None,
             metric: str = "agreement", budgets: int | Mapping[str, Sequence[float]] = 8,
-            axes: Sequence[str] = ("energy_uj",), options=None, cost_model=None, target: str = "llvm",
+            axes: Sequence[str] = ("energy_uj",), options=None, cost_model=None, target=None,
             seed: int = 0, config: AnnealConfig | None = None, context: SearchContext | None = None,
             progress: bool | None = None) -> ParetoFront:
     """Sweep budgets and return the Pareto front of score against cost (see module docstring).

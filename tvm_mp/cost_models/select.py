@@ -1,0 +1,21 @@
+"""Which cost model costs a target's plans by default."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..precision import Precision
+from ..targets import CompileTarget
+from .analytical import AnalyticalModel, DatapathModel
+
+
+def default_cost_model(target: CompileTarget | None = None, precisions: Iterable[Precision] = ()):
+    """:class:`~tvm_mp.cost_models.analytical.DatapathModel` when any precision is a number format (it costs every
+    kind on one scale), else the target's default model (``target.default_cost_model``: the analytical model of
+    tvm-mp's integer kernels)."""
+    if any(not p.is_integer for p in precisions):
+        return DatapathModel()
+    name = target.default_cost_model if target is not None else "analytical"
+    if name != "analytical":
+        raise ValueError(f"unknown default cost model {name!r}")
+    return AnalyticalModel()

@@ -1,0 +1,271 @@
+"""The compile driver: the one path from (module, plan, target, calibration or ranges) to a :class:`CompiledModel`.
+
+Phases, in this order and nowhere else::
+
+    canonicalize -> calibrate -> annotate -> quantize -> [offload] -> lower inside the target -> build -> report
+
+- canonicalize: :func:`tvm_mp.canonical.canonicalize` (raw TVM modules: entry function, BatchNorm, folded weights);
+- calibrate: activation ranges and input statistics (:func:`tvm_mp.quantize.calibrate.calibrate`), unless the
+  caller hands ``ranges`` it already has (a budget compile hands the search's, so it calibrates once);
+- annotate, quantize: the pass phases of :mod:`tvm_mp.passes.pipeline`; ``weights`` hands already rounded weights
+  (``(layer, w_bits) -> (w_q, scale)``, e.g. the search's) so they are not rounded twice;
+- offload (accelerator only): the accelerator layers become packed calls (:func:`compile_offloaded`);
+- lower: RewriteMixedPrecision **inside the target's context** with the target's tuning database, so every entry
+  point builds the same fast kernels;
+- build: ``tvm.compile``; errors become one line;
+- report: per-layer weights and MACs, and per-layer and total latency and energy from the target's cost model
+  (labelled "modelled").
+
+``tvm_mp.compile(plan=...)``, ``tvm_mp.compile(budget=...)`` (after its search), ``compile_adaptive`` (each
+point), :func:`compile_offloaded` and the Cortex-M flow (:func:`quantize`) all come through here.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import tvm
+
+from . import _tvm
+from .canonical import canonicalize
+from .cost_models.base import Workload
+from .cost_models.select import default_cost_model
+from .errors import CalibrationError, CompileError, Error, PlanError, UnsupportedError
+from .formats import lowering as format_lowering
+from .layers import annotated_layer_functions, list_layers
+from .model import CompiledModel, LayerReport, Report
+from .passes.pipeline import annotate_phase, lower_phase, quantize_phase
+from .passes.rewrite_mixed_precision import weight_storage
+from .precision import PrecisionPlan
+from .quantize.calibrate import ActivationRange, calibrate
+from .quantize.graph import analyze_outputs, layer_name_of
+from .quantize.qlayer import read_layer
+from .schedules.tuning import TuningDatabase
+from .targets import CompileTarget, parse
+
+#: Calibration methods (see :func:`tvm_mp.quantize.calibrate.calibrate`).
+CALIBRATION_METHODS = ("minmax", "percentile", "mse")
+
+
+def check_plan(mod: tvm.IRModule, plan: Any) -> PrecisionPlan:
+    if plan is None:
+        raise PlanError("compile needs plan=PrecisionPlan(...), e.g. PrecisionPlan.uniform(mod, Precision(8, 8))")
+    if not isinstance(plan, PrecisionPlan):
+        raise PlanError(f"plan must be a PrecisionPlan, got {type(plan).__name__}")
+    plan.validate_for([layer.name for layer in list_layers(mod)])
+    return plan
+
+
+def calibrate_for(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Iterable | None, method: str = "mse",
+                  percentile: float = 99.99) -> dict[str, ActivationRange]:
+    """Activation ranges (with input statistics) for the quantized layers of ``plan`` (none for float formats)."""
+    if all(p.kind == "float" for _, p in plan.items()):  # float-format layers need no activation ranges
+        return {}
+    if calibration is None:
+        raise CalibrationError("quantized layers need calibration=[batches of representative inputs]")
+    return calibrate(mod, calibration, method, percentile)
+
+
+def quantize(mod: tvm.IRModule, plan: PrecisionPlan, *, calibration: Iterable | None = None,
+             ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = "mse",
+             percentile: float = 99.99, weights: Mapping | None = None) -> tvm.IRModule:
+    """Canonicalize, calibrate (unless ``ranges`` are given), annotate and quantize: the quantized module that the
+    build lowers and the NumPy reference runs (the Cortex-M flow takes it from here)."""
+    mod = canonicalize(mod)
+    plan = check_plan(mod, plan)
+    if ranges is None:
+        ranges = calibrate_for(mod, plan, calibration, calibration_method, percentile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        return tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase(ranges, weights))(mod)
+
+
+def tuning_database(target: CompileTarget, database: Any = None) -> TuningDatabase | bool:
+    """The tuning database a build of ``target`` reads: ``database`` (a TuningDatabase, a path, or False for
+    defaults only), else the one shipped for the target."""
+    if database is None:
+        return TuningDatabase.load(target.shipped_database)
+    if database is False or isinstance(database, TuningDatabase):
+        return database
+    if isinstance(database, (str, Path)):
+        return TuningDatabase.load(database)
+    raise Error(f"database must be a TuningDatabase, a path or False, got {type(database).__name__}")
+
+
+def lower(quantized: tvm.IRModule, target: CompileTarget, database: Any = None) -> tvm.IRModule:
+    """The integer-kernel module of a quantized one, lowered inside ``target`` with its tuning database."""
+    db = tuning_database(target, database)
+    with target:
+        return tvm.transform.Sequential(lower_phase(target=target.tvm_target, database=db))(quantized)
+
+
+def build_executable(lowered: tvm.IRModule, target: CompileTarget, what: str = "the model"):
+    try:
+        return tvm.compile(lowered, target.tvm_target)
+    except Error:
+        raise
+    except Exception as err:  # TVM's own error types: one line naming the stage
+        raise CompileError(f"TVM failed to build {what} for {target}: {_tvm.error_line(err)}") from None
+
+
+def epilogues(quantized: tvm.IRModule) -> dict[str, str]:
+    """Layer -> "requant" (its output is requantized into the next layer's codes) or "float"."""
+    main = quantized["main"]
+    edges = analyze_outputs(main, quantized)
+    out = {}
+    for block in main.body.blocks:
+        for b in block.bindings:
+            name = layer_name_of(b.value, quantized)
+            if name is not None and b.var in edges:
+                out[name] = "requant" if edges[b.var].integer else "float"
+    return out
+
+
+def layer_rows(mod: tvm.IRModule, quantized: tvm.IRModule) -> tuple[list[LayerReport], list[str]]:
+    """Per-layer storage and MACs of the quantized module (fp32 rows for layers left in float)."""
+    layers: dict[str, LayerReport] = {}
+    for name, (_, func) in annotated_layer_functions(quantized).items():
+        layer = read_layer(func)
+        info = layer.info
+        if format_lowering.is_format_layer(layer):  # float formats and clustered weights
+            layers[name] = LayerReport(name, info.op, str(layer.precision), layer.precision.kernel_name, info.macs,
+                                       format_lowering.storage_bytes(layer), info.weight_count * 4,
+                                       arithmetic=format_lowering.arithmetic(layer))
+            continue
+        nbytes = sum(int(a.nbytes) for a in weight_storage(layer)[:1])
+        layers[name] = LayerReport(name, info.op, f"w{layer.precision.w_bits}a{layer.precision.a_bits}",
+                                   layer.precision.resolved_kind, info.macs, nbytes, info.weight_count * 4,
+                                   arithmetic="int32")
+    fp32 = []
+    infos = list_layers(mod)
+    for info in infos:
+        if info.name not in layers:
+            fp32.append(info.name)
+            layers[info.name] = LayerReport(info.name, info.op, "fp32", "fp32", info.macs, info.weight_count * 4,
+                                            info.weight_count * 4, arithmetic="fp32")
+    return [layers[i.name] for i in infos], fp32
+
+
+def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan, target: CompileTarget,
+                 cost_model=None) -> Report:
+    """The report of a build: layer rows plus per-layer and total latency and energy from ``cost_model`` (default:
+    the target's) for the planned layers. Layers left in fp32 have no cost figures; the totals cover the planned
+    layers."""
+    rows, fp32 = layer_rows(mod, quantized)
+    memory_kb = sum(r.weight_bytes for r in rows) / 1024.0
+    infos = {i.name: i for i in list_layers(mod)}
+    planned = [name for name in infos if name in plan]
+    if not planned:
+        return Report(tuple(rows), memory_kb, fp32_layers=tuple(fp32), target=target.name)
+    model = cost_model if cost_model is not None else default_cost_model(target, [plan[n] for n in planned])
+    edges = epilogues(quantized)
+    workloads = [Workload.from_layer(infos[n], plan[n], epilogue=edges.get(n, "float"), target=target.cost_key)
+                 for n in planned]
+    try:
+        est = model.predict(workloads)
+    except Error as err:  # a model that cannot cost these kinds: report without figures, say why
+        warnings.warn(f"no cost figures in the report: {err}", stacklevel=3)
+        return Report(tuple(rows), memory_kb, fp32_layers=tuple(fp32), target=target.name)
+    costs = {n: (float(est.latency_ms[k]), float(est.energy_uj[k])) for k, n in enumerate(planned)}
+    rows = [r.__class__(**{**r.__dict__, "latency_ms": costs[r.name][0], "energy_uj": costs[r.name][1]})
+            if r.name in costs else r for r in rows]
+    return Report(tuple(rows), memory_kb, float(np.sum(est.energy_uj)), float(np.sum(est.latency_ms)),
+                  fp32_layers=tuple(fp32), cost_model=type(model).__name__, latency_basis="modelled",
+                  energy_basis=est.energy_basis, target=target.name)
+
+
+def score(model: CompiledModel, accuracy_fn: Callable | None) -> CompiledModel:
+    """Fill ``model.report.accuracy`` from ``accuracy_fn(model)`` (a finite number)."""
+    if accuracy_fn is None:
+        return model
+    if not callable(accuracy_fn):
+        raise Error("accuracy_fn must be a function taking the compiled model and returning a number")
+    acc = accuracy_fn(model)
+    if isinstance(acc, bool) or not isinstance(acc, (int, float, np.number)) or not math.isfinite(float(acc)):
+        raise Error(f"accuracy_fn returned {acc!r}; it must return a finite number")
+    model.report = model.report.with_accuracy(float(acc))
+    return model
+
+
+def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibration: Iterable | None = None,
+          ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = "mse",
+          percentile: float = 99.99, weights: Mapping | None = None, database: Any = None, cost_model=None,
+          accuracy_fn: Callable | None = None,
+          offload: Callable[[tvm.IRModule], tuple[tvm.IRModule, tvm.IRModule]] | None = None) -> CompiledModel:
+    """Every phase (see module docstring) for one plan.
+
+    ``offload(quantized) -> (module to lower, module the reference runs)`` rewrites the quantized module before
+    lowering (the accelerator's packed calls, see :func:`compile_offloaded`).
+    """
+    if not isinstance(mod, tvm.IRModule):
+        raise Error(f"compile needs a tvm.IRModule (from tvm_mp.load_onnx or a TVM frontend), got "
+                    f"{type(mod).__name__}")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise CalibrationError(f"unknown calibration method {calibration_method!r}: use "
+                               f"{', '.join(map(repr, CALIBRATION_METHODS))}")
+    tgt = parse(target)
+    mod = canonicalize(mod)
+    quantized = quantize(mod, plan, calibration=calibration, ranges=ranges, calibration_method=calibration_method,
+                         percentile=percentile, weights=weights)
+    to_lower, reference = offload(quantized) if offload is not None else (quantized, quantized)
+    lowered = lower(to_lower, tgt, database)
+    executable = build_executable(lowered, tgt)
+    report = build_report(mod, reference, plan, tgt, cost_model)
+    return score(CompiledModel(lowered, reference, executable, plan, report, tgt), accuracy_fn)
+
+
+def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any = None, *,
+                calibration: Iterable | None = None, ranges: Mapping[str, ActivationRange] | None = None,
+                calibration_method: str = "mse", percentile: float = 99.99, database: Any = None
+                ) -> tuple[list[tvm.IRModule], list[tvm.IRModule]]:
+    """``(quantized, lowered)`` of each plan, all with one calibration: exactly what :func:`build` lowers for
+    each plan alone (run-time operating points merge them into one artifact)."""
+    tgt = parse(target)
+    mod = canonicalize(mod)
+    for plan in plans:
+        check_plan(mod, plan)
+    if ranges is None:
+        merged = PrecisionPlan({n: p for plan in plans for n, p in plan.items()})
+        ranges = calibrate_for(mod, merged, calibration, calibration_method, percentile)
+    quantized = [quantize(mod, plan, ranges=ranges) for plan in plans]
+    return quantized, [lower(q, tgt, database) for q in quantized]
+
+
+def compile_offloaded(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Iterable, hw=None,
+                      accel_layers: Iterable[str] | None = None, mappings: Mapping | None = None,
+                      target: Any = None, objective: str = "energy", calibration_method: str = "mse",
+                      percentile: float = 99.99, database: Any = None):
+    """Compile ``mod`` with ``plan``; ``accel_layers`` (default: every planned layer the hardware supports) run on
+    the accelerator simulator, the other planned layers as tvm-mp integer kernels on the CPU (built by
+    :func:`build`, so they are the kernels ``tvm_mp.compile`` builds). Returns an
+    :class:`~tvm_mp.accel.offload.OffloadedModel`."""
+    from .accel.hardware import HardwareConfig
+    from .accel.offload import OffloadedModel, isolate, offload, supported_layers, accel_calls
+
+    if not isinstance(plan, PrecisionPlan):
+        raise PlanError(f"plan must be a PrecisionPlan, got {type(plan).__name__}")
+    hw = hw or HardwareConfig.default()
+    held: dict = {}
+
+    def split(quantized: tvm.IRModule) -> tuple[tvm.IRModule, tvm.IRModule]:
+        names = supported_layers(quantized, hw) if accel_layers is None else sorted(set(accel_layers))
+        for name in names:
+            if name not in plan:
+                raise UnsupportedError(f"layer {name!r} has no precision in the plan: the accelerator runs "
+                                       "quantized layers only; add it to the plan or leave it on the CPU")
+        if names and not accel_calls(quantized["main"], quantized, set(names)):
+            raise Error("none of the accelerator layers is called from main")
+        isolated = isolate(quantized, names)
+        offloaded, held["session"] = offload(isolated, names, hw, mappings, objective)
+        return offloaded, isolated
+
+    compiled = build(mod, plan, target, calibration=calibration, calibration_method=calibration_method,
+                     percentile=percentile, database=database, offload=split)
+    session = held["session"]
+    session.register()
+    cpu = tuple(n for n in plan if n not in session.layers)
+    return OffloadedModel(compiled, session, hw, cpu)

@@ -1,0 +1,248 @@
+"""Compile targets as objects: every way a user names a target, parsed once into one :class:`CompileTarget`.
+
+Accepted forms (:func:`parse`):
+
+- ``None`` or ``"host"``: this machine, with its CPU named (``mcpu``) so LLVM may use every vector feature it has
+  (AVX-512, VNNI, VPOPCNTDQ, ...). **The default everywhere.**
+- ``"llvm"``: what TVM means by it, a generic CPU of this machine's architecture (no CPU features beyond the
+  baseline; much slower kernels).
+- ``"aarch64"``: 64-bit ARM Linux with NEON (``{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}``).
+- a JSON dict (or its text), e.g. ``{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}``.
+- a ``tvm.target.Target``.
+- a :class:`CompileTarget` (returned as it is).
+
+A target knows its TVM target, its architecture (``"x86_64"``, ``"aarch64"`` or ``"generic"``: the one word the
+schedule registry, the cost models and the measurement records use), whether it is this machine, its key in a
+tuning database, the tuning database shipped for it, its default cost model, and how its artifacts are exported
+(the C compiler that links them). No other module turns a target into a string.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import tvm
+
+from . import _tvm
+from .errors import Error
+
+#: The tuning database shipped with tvm-mp (written by ``python bench/kernels.py --tune``).
+SHIPPED_DATABASE = Path(__file__).parent / "schedules" / "tuning_db.json"
+
+#: The default target of every entry point.
+DEFAULT = "host"
+
+#: Short names tvm-mp defines, as TVM target JSON (``"host"`` is resolved to this machine's CPU at parse time).
+ALIASES: dict[str, dict] = {
+    "host": {"kind": "llvm"},
+    "llvm": {"kind": "llvm"},
+    "aarch64": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]},
+}
+
+#: Architectures by LLVM triple prefix.
+_ARCHES = (("x86_64", ("x86_64", "i686", "i386")), ("aarch64", ("aarch64", "arm64")))
+
+#: Cross C compilers (Debian package in brackets) that link an architecture's shared libraries.
+CROSS_COMPILERS = {"aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")}
+
+
+class TargetError(Error):
+    """A target that cannot be parsed or used (unknown name, malformed JSON, missing cross compiler)."""
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu() -> str:
+    """LLVM's name of this machine's CPU (e.g. ``znver4``)."""
+    from tvm.target import codegen
+
+    return str(codegen.llvm_get_system_cpu())
+
+
+@functools.lru_cache(maxsize=1)
+def host_triple() -> str:
+    from tvm.target import codegen
+
+    return str(codegen.llvm_get_system_triple())
+
+
+def arch_of_triple(triple: str) -> str:
+    """``"x86_64"``, ``"aarch64"`` or ``"generic"`` for an LLVM triple (``""``: this machine)."""
+    triple = triple or host_triple()
+    for arch, prefixes in _ARCHES:
+        if triple.startswith(prefixes):
+            return arch
+    return "generic"
+
+
+@dataclass(frozen=True, eq=False)
+class CompileTarget:
+    """One compile target (see module docstring). Build it with :func:`parse`."""
+
+    name: str  # how the user named it: "host", "llvm", "aarch64", or "custom" for JSON / tvm Targets
+    tvm_target: tvm.target.Target
+
+    @property
+    def kind(self) -> str:
+        return str(self.tvm_target.kind.name)
+
+    @property
+    def triple(self) -> str:
+        return str(self.tvm_target.attrs.get("mtriple", "") or "")
+
+    @property
+    def mcpu(self) -> str:
+        return str(self.tvm_target.attrs.get("mcpu", "") or "")
+
+    @property
+    def arch(self) -> str:
+        """``"x86_64"``, ``"aarch64"`` or ``"generic"`` (not an LLVM CPU target)."""
+        if self.kind != "llvm":
+            return "generic"
+        return arch_of_triple(self.triple)
+
+    @property
+    def is_host(self) -> bool:
+        """True when code built for this target runs on this machine."""
+        return self.kind == "llvm" and self.arch == arch_of_triple("") and (
+            not self.triple or self.triple.split("-")[0] == host_triple().split("-")[0])
+
+    @property
+    def key(self) -> str:
+        """What identifies the target in a tuning database: kind, triple, cpu and attributes."""
+        attrs = self.tvm_target.attrs
+        return "|".join([self.kind, self.triple, self.mcpu,
+                         ",".join(sorted(str(a) for a in attrs.get("mattr", [])))])
+
+    @property
+    def cost_key(self) -> str:
+        """The target string of cost-model workloads and measurement records (``"llvm"`` for x86-64 CPUs,
+        ``"aarch64"`` for ARM; see :func:`arch_of_record`)."""
+        return "aarch64" if self.arch == "aarch64" else "llvm"
+
+    @property
+    def shipped_database(self) -> Path:
+        """The tuning database shipped with tvm-mp (its entries are keyed by :attr:`key`)."""
+        return SHIPPED_DATABASE
+
+    @property
+    def default_cost_model(self) -> str:
+        """Name of the cost model that costs plans for this target by default (``cost_models.for_target``)."""
+        return "analytical"
+
+    def has(self, feature: str) -> bool:
+        """True when the LLVM target has ``feature`` (e.g. ``avx512vnni``, ``dotprod``) from its mcpu and mattr."""
+        if self.kind != "llvm":
+            return False
+        from tvm.target import codegen
+
+        return bool(codegen.llvm_cpu_has_features([feature], self.tvm_target))
+
+    def export_library(self, executable, path: str | Path) -> Path:
+        """Write ``executable`` as a shared library for this target (cross-linked for another architecture)."""
+        path = Path(path)
+        if self.is_host or self.kind != "llvm":
+            executable.export_library(str(path))
+            return path
+        cc, package = CROSS_COMPILERS.get(self.arch, (None, None))
+        if cc is None:
+            raise TargetError(f"cannot link a shared library for {self}: no cross compiler is known for "
+                              f"architecture {self.arch!r}")
+        if shutil.which(cc) is None:
+            raise TargetError(f"linking for {self.arch} needs the cross compiler {cc}: install it "
+                              f"(apt-get install {package}) or put it on PATH")
+        from tvm.support import cc as tvm_cc
+
+        executable.export_library(str(path), fcompile=tvm_cc.cross_compiler(cc))
+        return path
+
+    def to_json(self) -> dict:
+        """The target as a JSON dict that :func:`parse` reads back (``name`` keeps the short name)."""
+        return {"name": self.name, "tvm": _plain(self.tvm_target.export())}
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.arch}{', ' + self.mcpu if self.mcpu else ''})"
+
+    def __repr__(self) -> str:
+        return f"CompileTarget({self.name!r}, {self.key!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CompileTarget) and self.key == other.key and self.kind == other.kind
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __enter__(self):
+        self.tvm_target.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.tvm_target.__exit__(*exc)
+
+
+def _plain(value):
+    """TVM's exported target config as plain JSON values (arrays as lists)."""
+    if isinstance(value, Mapping) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items() if str(k) != "tag" or str(v)}
+    if isinstance(value, (str, bytes)):
+        return str(value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if hasattr(value, "__iter__"):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def parse(target: Any = None) -> CompileTarget:
+    """A :class:`CompileTarget` from any accepted form (see module docstring); ``None`` is this machine."""
+    if isinstance(target, CompileTarget):
+        return target
+    if target is None:
+        target = DEFAULT
+    if isinstance(target, tvm.target.Target):
+        return CompileTarget("custom", target)
+    name = "custom"
+    if isinstance(target, str):
+        text = target.strip()
+        if text in ALIASES:
+            name, target = text, dict(ALIASES[text])
+            if name == "host":
+                target["mcpu"] = host_cpu()
+        elif text.startswith("{"):
+            try:
+                target = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise TargetError(f"target JSON is malformed ({err.msg} at character {err.pos}): give e.g. "
+                                  '{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}') from None
+        else:
+            raise TargetError(f"unknown target {target!r}: use one of {', '.join(ALIASES)}, a tvm.target.Target, "
+                              'or a JSON dict such as {"kind": "llvm", "mtriple": "aarch64-linux-gnu"}')
+    if not isinstance(target, Mapping):
+        raise TargetError(f"target must be a name, a dict or a tvm.target.Target, got {type(target).__name__}")
+    target = dict(target)
+    if "tvm" in target and isinstance(target["tvm"], Mapping):  # CompileTarget.to_json()
+        name = str(target.get("name", "custom"))
+        target = dict(target["tvm"])
+    try:
+        tvm_target = tvm.target.Target(target)
+    except Exception as err:  # TVM raises its own error types; give one line
+        raise TargetError(f"invalid target {target}: {_tvm.error_line(err)}") from None
+    return CompileTarget(name, tvm_target)
+
+
+@functools.lru_cache(maxsize=256)
+def arch_of_record(target: str) -> str:
+    """The architecture of a cost-model workload's or record's ``target`` string: ``"accel"`` for the
+    accelerator, else :attr:`CompileTarget.arch` of the parsed target (``"llvm"`` -> ``"x86_64"``)."""
+    text = target.strip()
+    if "accel" in text.lower():
+        return "accel"
+    if text in ALIASES or text.startswith("{"):
+        arch = parse(text).arch
+    else:
+        arch = arch_of_triple(text) if text else arch_of_triple("")
+    return "x86_64" if arch == "generic" else arch
