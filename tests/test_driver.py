@@ -1,0 +1,174 @@
+"""The compile driver: every entry point builds the same kernels; the default target is this machine; artifacts load
+back in a fresh process; plan reports carry costs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import tvm
+
+import tvm_mp
+from tvm_mp import Precision, PrecisionPlan
+from tvm_mp.driver import compile_offloaded, quantize
+from tvm_mp.layers import list_layers
+from tvm_mp.schedules import kernels
+from tvm_mp.schedules.registry import KernelConfig
+from tvm_mp.schedules.tuning import TuningDatabase
+from tvm_mp.search.adaptive import compile_adaptive
+from tvm_mp.targets import parse
+
+from ._nets import residual_net
+
+PLANS = [PrecisionPlan.uniform(residual_net(), Precision(8, 8)),
+         PrecisionPlan({"conv2d_0": Precision(8, 8), "conv2d_1": Precision(4, 4), "conv2d_2": Precision(2, 2),
+                        "conv2d_3": Precision(1, 1), "dense_0": Precision(8, 8)})]
+
+
+@pytest.fixture(scope="module")
+def net():
+    return residual_net()
+
+
+@pytest.fixture(scope="module")
+def calib():
+    rng = np.random.default_rng(3)
+    return [rng.normal(0, 1, (1, 3, 10, 10)).astype(np.float32) for _ in range(3)]
+
+
+def kernels_of(module: tvm.IRModule) -> dict[str, str]:
+    """Layer kernel name -> its PrimFunc's TVMScript, with the function's own name replaced by ``K`` (an artifact
+    with several operating points renames kernels that differ between points)."""
+    out = {}
+    for gv, func in module.functions_items():
+        name = gv.name_hint
+        if isinstance(func, tvm.tirx.PrimFunc) and "_kernel" in name:
+            out[name] = func.script().replace(name, "K")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tuned_db(net, tmp_path_factory):
+    """A database whose entry for conv2d_0 at w8a8 differs from the default knobs (so a build that ignores the
+    database is caught)."""
+    target = parse("host")
+    info = {i.name: i for i in list_layers(net)}["conv2d_0"]
+    work = kernels.conv_workload(Precision(8, 8).resolved_kind, 8, 8, info.input_shape, info.weight_shape, info.params)
+    default = kernels.conv2d_config(work, target.tvm_target, database=False)
+    tuned = KernelConfig("im2col" if default.algorithm != "im2col" else "direct", lanes=default.lanes, oc_block=2,
+                         p_unroll=2, parallel=False)
+    db = TuningDatabase(tmp_path_factory.mktemp("db") / "db.json")
+    db.put(work, target.tvm_target, tuned, 1.0)
+    db.save()
+    return db, work, tuned
+
+
+def test_compile_adaptive_and_offload_build_the_same_kernels(net, calib, tuned_db):
+    db, work, tuned = tuned_db
+    plain = tvm_mp.compile(net, plan=PLANS[1], calibration=calib, database=db)
+    assert kernels.conv2d_config(work, parse("host").tvm_target, db) == tuned
+    ours = kernels_of(plain.lowered)
+    assert "tvm_mp_conv2d_0_kernel" in ours
+    without_db = kernels_of(tvm_mp.compile(net, plan=PLANS[1], calibration=calib, database=False).lowered)
+    assert without_db["tvm_mp_conv2d_0_kernel"] != ours["tvm_mp_conv2d_0_kernel"]  # the tuned config is used
+    adaptive = compile_adaptive(net, PLANS, calibration=calib, database=db)
+    merged = kernels_of(adaptive.module)
+    for name, script in ours.items():  # every kernel of the stand-alone compile is in the merged artifact
+        assert script in merged.values(), name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        off = compile_offloaded(net, PLANS[1], calib, accel_layers=[], database=db)
+    try:
+        assert kernels_of(off.compiled.lowered) == ours
+        x = calib[0]
+        np.testing.assert_array_equal(off.run(x), plain.run(x))
+    finally:
+        off.close()
+    point = next(p for p in adaptive.points if p.plan == PLANS[1])
+    np.testing.assert_array_equal(adaptive.run(calib[1], point=point), plain.run(calib[1]))
+
+
+def test_budget_compile_hands_ranges_and_weights_to_the_driver(net, calib):
+    """The budget path builds what a plan compile of its chosen plan builds (same kernels, same numbers)."""
+    model = tvm_mp.compile(net, budget=tvm_mp.Budget(memory_kb=2.0), calibration=calib)
+    again = tvm_mp.compile(net, plan=model.plan, calibration=calib)
+    assert kernels_of(model.lowered) == kernels_of(again.lowered)
+    np.testing.assert_array_equal(model.run(calib[0]), again.run(calib[0]))
+    assert model.report.latency_ms == pytest.approx(again.report.latency_ms)
+
+
+def test_default_target_is_this_machine(net, calib):
+    model = tvm_mp.compile(net, plan=PLANS[0], calibration=calib)
+    host = parse("host")
+    assert model.target == host and model.target.mcpu == host.mcpu and model.target.is_host
+    assert parse(None) == host
+
+
+def vnni_used(lowered: tvm.IRModule) -> bool:
+    return any("vpdpbusd" in script for script in kernels_of(lowered).values())
+
+
+def test_vnni_target_lowers_to_vnni_kernels(net, calib):
+    """A CPU with AVX-512 VNNI gets the vpdpbusd kernels for packed 8-bit layers (lowered, not run)."""
+    quantized = quantize(net, PLANS[0], calibration=calib)
+    from tvm_mp.driver import lower
+
+    assert vnni_used(lower(quantized, parse({"kind": "llvm", "mcpu": "cascadelake"})))
+    assert not vnni_used(lower(quantized, parse({"kind": "llvm", "mcpu": "haswell"})))
+
+
+@pytest.mark.skipif(not parse("host").has("avx512vnni"), reason="this machine's CPU has no AVX-512 VNNI")
+def test_default_target_uses_vnni_on_a_vnni_host(net, calib):
+    model = tvm_mp.compile(net, plan=PLANS[0], calibration=calib)
+    assert vnni_used(model.lowered)
+    np.testing.assert_array_equal(model.run(calib[0]), model.reference(calib[0]))
+
+
+def test_plan_report_has_modelled_latency_and_energy(net, calib):
+    model = tvm_mp.compile(net, plan=PLANS[1], calibration=calib)
+    rep = model.report
+    assert rep.latency_ms > 0 and rep.energy_uj > 0
+    assert rep.latency_basis == "modelled" and rep.energy_basis == "modelled" and rep.cost_model == "AnalyticalModel"
+    assert all(r.latency_ms > 0 and r.energy_uj > 0 for r in rep.layers)
+    assert rep.latency_ms == pytest.approx(sum(r.latency_ms for r in rep.layers))
+    assert "modelled" in str(rep) and "AnalyticalModel" in str(rep)
+
+
+LOAD_SCRIPT = """
+import json, sys
+import numpy as np
+import tvm_mp
+model = tvm_mp.load(sys.argv[1])
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], model.run(x))
+np.save(sys.argv[4], model.reference(x))
+print(json.dumps({"plan": model.plan.to_json(), "latency_ms": model.report.latency_ms, "target": model.target.name}))
+"""
+
+
+def test_load_round_trip_in_a_fresh_process(net, calib, tmp_path):
+    model = tvm_mp.compile(net, plan=PLANS[1], calibration=calib)
+    out = model.export(tmp_path / "artifact")
+    x = np.concatenate(calib)
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(out), str(tmp_path / "x.npy"),
+                           str(tmp_path / "run.npy"), str(tmp_path / "ref.npy")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert PrecisionPlan.from_json(info["plan"]) == model.plan and info["target"] == "host"
+    assert info["latency_ms"] == pytest.approx(model.report.latency_ms)
+    np.testing.assert_array_equal(np.load(tmp_path / "run.npy"), model.run(x))
+    np.testing.assert_array_equal(np.load(tmp_path / "ref.npy"), model.reference(x))
+
+
+def test_load_refuses_what_is_not_an_artifact(tmp_path):
+    with pytest.raises(tvm_mp.Error, match="not a directory"):
+        tvm_mp.load(tmp_path / "missing")
+    (tmp_path / "plan.json").write_text("{}")
+    with pytest.raises(tvm_mp.Error, match="model.so.*missing"):
+        tvm_mp.load(tmp_path)
