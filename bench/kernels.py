@@ -335,7 +335,6 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
     """Dynamic aarch64 instructions of one call of the layer's accumulator kernel under qemu (conv layers)."""
     import tvm
 
-    from tvm_mp import _tvm
     from tvm_mp.schedules import kernels, qemu, tuning
 
     target = parse(target_json).tvm_target
@@ -416,7 +415,6 @@ def geomean(values) -> float:
 
 def run(args) -> dict:
     import tvm_mp
-    from tvm_mp import _tvm
 
     target = parse("host").tvm_target
     log = (lambda m: print(m, flush=True))
@@ -605,7 +603,6 @@ def main(argv=None) -> int:
                         help="re-measure the peaks and recompute the roofline fractions of the saved run")
     args = parser.parse_args(argv)
     if args.mix:
-        from tvm_mp import _tvm
 
         result = json.loads((DATA / "bench_kernels.json").read_text())
         result["host_inner_loop_mix"] = host_inner_loop_mix(parse("host").tvm_target)

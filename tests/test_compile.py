@@ -11,7 +11,7 @@ import pytest
 import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.datasets import calibration_batches, load_digits_split
-from tvm_mp.errors import CalibrationError, Error, InputShapeError, PlanError, UnsupportedError
+from tvm_mp.errors import CalibrationError, Error, InputShapeError, PlanError
 from tvm_mp.models import digits_cnn_path
 from tvm_mp.models.builders import BUILDERS
 
@@ -161,7 +161,6 @@ def test_unknown_target(digits_mod, calib):
 def test_unsupported_op_layer_stays_fp32_with_warning():
     """A conv whose weight is not a constant (computed at run time) cannot be quantized: it stays fp32, with a
     warning naming the fp32 layers, and the rest compiles."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)

@@ -12,7 +12,9 @@ leaves the others in fp32, builds with TVM directly and checks the result agains
 # Import a model
 # --------------
 # ``load_onnx`` fixes the input shapes, folds the exported graph (onnxslim) and imports it with TVM's ONNX
-# frontend. Any Relax module whose convs and matmuls have constant weights works the same way.
+# frontend. A Relax module you already have works the same way: raw ``relax.frontend.onnx.from_onnx`` output, a
+# ``relax.frontend.nn`` module from ``export_tvm`` with its params bound, or TVMScript with constant weights;
+# the ``Canonicalize`` pass (or ``tvm_mp.canonicalize(mod)``) brings it into the form the other passes read.
 import numpy as np
 import tvm
 
@@ -20,7 +22,7 @@ import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.datasets import calibration_batches, load_digits_split
 from tvm_mp.models import digits_cnn_path
-from tvm_mp.passes import AnnotatePrecision, QuantizeWeights, RewriteMixedPrecision
+from tvm_mp.passes import AnnotatePrecision, Canonicalize, QuantizeWeights, RewriteMixedPrecision
 from tvm_mp.quantize.calibrate import calibrate
 from tvm_mp.quantize.interpreter import Interpreter
 
@@ -38,12 +40,14 @@ plan = PrecisionPlan({"conv2d_0": Precision(w_bits=4, a_bits=4), "conv2d_1": Pre
 # %%
 # Your pipeline, with tvm-mp's passes in it
 # -----------------------------------------
-# AnnotatePrecision wraps each planned layer in a function carrying its precision; QuantizeWeights replaces the
+# Canonicalize comes first (a no-op here: load_onnx's output is canonical already; on a raw module it renames
+# the entry to ``main`` and folds batch_norm and transposed weights). AnnotatePrecision wraps each planned layer in a function carrying its precision; QuantizeWeights replaces the
 # weights by their integers and scales; RewriteMixedPrecision lowers the layers to integer kernels (here
 # packed kernels here: bit-serial is chosen automatically only when w_bits * a_bits <= 4) with requantization
 # between integer layers.
 pipeline = tvm.transform.Sequential(
     [
+        Canonicalize(),
         AnnotatePrecision(plan, ranges),
         QuantizeWeights(),
         tvm.relax.transform.FoldConstant(),  # any of your own passes can sit in between

@@ -6,7 +6,7 @@ Public API only; see the README and the tutorials.
 from .budget import Budget
 from .compile import compile
 from .errors import Error
-from .frontend import load_onnx
+from .frontend import canonicalize, load_onnx
 from .layers import LayerInfo, list_layers
 from .model import CompiledModel, Report, load
 from .precision import Precision, PrecisionPlan
@@ -22,6 +22,7 @@ __all__ = [
     "Precision",
     "PrecisionPlan",
     "Report",
+    "canonicalize",
     "compile",
     "compile_adaptive",
     "default_options",

@@ -6,6 +6,10 @@ and symbolic batch or spatial dims, and TVM's importer trips over several of the
 input shapes, lets onnxslim fold what the fixed shapes make constant (and fuse Conv+BatchNormalization), then
 imports with TVM and folds the remaining constant expressions in Relax, so the result has only static tensors
 and every conv / matmul weight is a Relax constant that later passes can quantize.
+
+:func:`canonicalize` (defined in :mod:`tvm_mp.canonical`, re-exported here) is that last Relax step on its own:
+it takes a module a TVM user already has (``relax.frontend.onnx.from_onnx`` output, a ``relax.frontend.nn``
+module exported with ``export_tvm`` and its params bound, TVMScript) into the same form.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from typing import Any, Mapping
 import numpy as np
 import onnx
 import tvm
-from tvm import relax
 
 from . import _tvm
+from .canonical import canonicalize
 from .errors import InputShapeError, ModelError, UnsupportedError
 
-__all__ = ["load_onnx"]
+__all__ = ["canonicalize", "load_onnx"]
 
 #: A declared input: its ONNX element type and dims (int when static, str when symbolic, None when unknown),
 #: or ``dims=None`` when the model declares no shape at all.
@@ -53,8 +57,9 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
          followed by a BatchNormalization is fused into one conv with new weight and bias. onnxslim folds
          general constant subgraphs with onnxruntime when it is installed; shape subgraphs fold without it.
       2. TVM's ONNX importer converts the graph with the weights as constants.
-      3. Relax passes: ``CanonicalizeClip`` (after the first constant folding: the importer's Clip becomes one
-         ``R.clip`` again), ``FoldConstant`` (so a Gemm weight is ``W^T`` as one constant and a conv bias is a
+      3. :func:`canonicalize`, the same step that brings any user's Relax module into tvm-mp's form:
+         ``CanonicalizeClip`` (after the first constant folding: the importer's Clip becomes one ``R.clip``
+         again), ``FoldConstant`` (so a Gemm weight is ``W^T`` as one constant and a conv bias is a
          ``(1, C, 1, 1)`` constant in ``R.add``), ``FoldBatchnormToConv2D`` for a bias-free conv + batch_norm
          left (only when both simplifiers failed), ``DecomposeOpsForInference`` (a BatchNormalization that does
          not follow a conv becomes subtract/divide/multiply/add with constant operands), ``FoldConstant``
@@ -77,9 +82,7 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
     graph_model = folded if folded is not None else _with_fixed_inputs(proto, fixed)
     _check_ops(graph_model)
     mod = _import(graph_model, fixed, dtypes, source)
-    mod = _fold_relax(mod)
-    _check_static(mod)
-    return mod
+    return canonicalize(mod)
 
 
 # --- loading -------------------------------------------------------------------------------------------------
@@ -351,59 +354,3 @@ def _import(proto: onnx.ModelProto, fixed: dict, dtypes: dict, source: str) -> t
             _one_line(f"TVM's ONNX importer failed on {source}{where}: {line}; check that the input shapes fit "
                       "the model, or re-export it (e.g. with another opset)")
         ) from None
-
-
-def _fold_relax(mod: tvm.IRModule) -> tvm.IRModule:
-    """Fold constant expressions so weights are plain constants; fuse or decompose any batch_norm left."""
-    from .passes.canonicalize_clip import CanonicalizeClip
-
-    passes = tvm.transform.Sequential(
-        [
-            relax.transform.FoldConstant(),
-            CanonicalizeClip(),
-            relax.transform.FoldBatchnormToConv2D(),
-            relax.transform.DecomposeOpsForInference(),
-            relax.transform.FoldConstant(),
-            relax.transform.CanonicalizeBindings(),
-            relax.transform.DeadCodeElimination(),
-        ]
-    )
-    try:
-        return passes(mod)
-    except Exception as err:
-        raise ModelError(
-            _one_line(f"folding constants in the imported model failed: {_tvm.error_line(err)}")
-        ) from None
-
-
-def _ty_static(ty: Any) -> bool:
-    if isinstance(ty, relax.TensorType):
-        shape = ty.shape
-        values = getattr(shape, "values", None)
-        return values is not None and all(isinstance(v, tvm.tirx.IntImm) for v in values)
-    if isinstance(ty, relax.ShapeType):
-        return ty.values is not None and all(isinstance(v, tvm.tirx.IntImm) for v in ty.values)
-    if isinstance(ty, tvm.ir.type.TupleType):
-        return all(_ty_static(f) for f in ty.fields)
-    return True
-
-
-def _check_static(mod: tvm.IRModule) -> None:
-    """Every parameter and bound value in every Relax function must have a fully static shape."""
-    for gvar, func in mod.functions.items():
-        if not isinstance(func, relax.Function):
-            continue
-        for param in func.params:
-            if not _ty_static(param.ty):
-                raise UnsupportedError(
-                    _one_line(f"input {_tvm.var_name(param)} of {_tvm.var_name(gvar)} still has a dynamic shape "
-                              f"{param.ty}; fix all its dims with shapes=")) from None
-        for block in func.body.blocks:
-            for binding in block.bindings:
-                if not _ty_static(binding.var.ty):
-                    value = binding.value
-                    op = getattr(getattr(value, "op", None), "name", type(value).__name__)
-                    raise UnsupportedError(
-                        _one_line(f"the output of {op} ({_tvm.var_name(binding.var)}) has a dynamic shape "
-                                  f"{binding.var.ty} even with fixed inputs; tvm-mp needs static shapes: remove "
-                                  "data-dependent ops (e.g. NonZero) from the model")) from None

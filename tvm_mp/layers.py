@@ -15,6 +15,7 @@ import tvm
 from tvm import relax
 
 from . import _tvm
+from .canonical import canonicalize
 from .workload import ConvParams
 
 #: Function attribute holding the layer name of a function made by AnnotatePrecision.
@@ -213,11 +214,17 @@ def annotated_layer_functions(mod: tvm.IRModule) -> dict[str, tuple]:
 
 
 def list_layers(mod: tvm.IRModule) -> list[LayerInfo]:
-    """Every quantizable layer of ``mod`` (its ``main`` and the layer functions AnnotatePrecision made)."""
+    """Every quantizable layer of ``mod`` (its ``main`` and the layer functions AnnotatePrecision made).
+
+    ``mod`` is canonicalized first (:func:`tvm_mp.frontend.canonicalize`, a no-op on a canonical module), so a
+    raw ``from_onnx`` / ``export_tvm`` / TVMScript module lists the same layers, with the same names, as its
+    canonical form.
+    """
     if not isinstance(mod, tvm.IRModule):
         from .errors import Error
 
         raise Error(f"list_layers needs a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
+    mod = canonicalize(mod)
     layers = []
     annotated = annotated_layer_functions(mod)
     for name, (_, func) in annotated.items():

@@ -9,7 +9,7 @@ import tvm
 
 import tvm_mp
 from tvm_mp.targets import parse
-from tvm_mp import Precision, PrecisionPlan, _tvm
+from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.quantize import reference
 from tvm_mp.schedules import kernels, qemu, registry, tuning
 from tvm_mp.workload import ConvParams

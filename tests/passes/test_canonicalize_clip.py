@@ -1,5 +1,4 @@
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tvm.relax.frontend.onnx import from_onnx

@@ -7,7 +7,6 @@ compiles its own shape-specialized kernel, so the example counts are small.
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tvm_mp.targets import parse
-from tvm_mp import _tvm
 from tvm_mp.errors import UnsupportedError
 from tvm_mp.schedules import registry
 from tvm_mp.workload import ConvParams

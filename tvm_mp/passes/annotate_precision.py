@@ -11,8 +11,10 @@ Leaves alone: layers absent from the plan (they stay fp32; a warning names them)
 that are already annotated (so the pass is idempotent). Numerics are unchanged: the module computes exactly what
 it did before.
 
-Must run before: QuantizeWeights and RewriteMixedPrecision. Needs a module from ``tvm_mp.load_onnx`` (static
-shapes, weights bound as constants).
+Must run before: QuantizeWeights and RewriteMixedPrecision. Needs before it: :class:`~tvm_mp.passes.Canonicalize`
+(or a module from ``tvm_mp.load_onnx`` / ``tvm_mp.frontend.canonicalize``, which are canonical already); on a
+module that is not canonical (no ``main``, unfolded ``batch_norm`` or ``permute_dims`` weights, ...) it raises a
+one-line ``ModelError`` saying to put ``Canonicalize()`` first.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Mapping
 import tvm
 from tvm import relax
 
-from ..errors import ensure_ffi_registration
+from ..canonical import canonicalize
+from ..errors import ModelError, ensure_ffi_registration
 from ..layers import LAYER_ATTR, LayerMatch, match_layers
 from ..precision import PrecisionPlan
 from ..quantize.calibrate import ActivationRange
@@ -70,6 +73,10 @@ class AnnotatePrecision:
         ensure_ffi_registration()
         from ..layers import list_layers
 
+        if canonicalize(mod) is not mod:  # raises its own one-line error for unbound weights, legalized modules
+            raise ModelError(
+                "AnnotatePrecision needs a canonical module: put tvm_mp.passes.Canonicalize() first in the "
+                "Sequential (or pass the module through tvm_mp.frontend.canonicalize / tvm_mp.load_onnx)")
         self.plan.validate_for([layer.name for layer in list_layers(mod)])
         matches = match_layers(mod["main"], mod)
         planned = {m.end_var: m for m in matches if m.info.name in self.plan}

@@ -1,5 +1,6 @@
 """The order of tvm-mp's passes, in phases. The one place that says which pass runs when.
 
+Phase 0, canonicalize: Canonicalize (entry ``main``, weights folded to constants; a no-op on a canonical module)
 Phase 1, annotate:  AnnotatePrecision(plan, activation ranges)
 Phase 2, quantize:  QuantizeWeights(calibration statistics: GPTQ rounding)
 Phase 3, lower:     RewriteMixedPrecision (integer kernels, integer edges between layers)
@@ -17,8 +18,13 @@ import tvm
 from ..precision import PrecisionPlan
 from ..quantize.calibrate import ActivationRange
 from .annotate_precision import AnnotatePrecision
+from .canonicalize import Canonicalize
 from .quantize_weights import QuantizeWeights
 from .rewrite_mixed_precision import RewriteMixedPrecision
+
+
+def canonicalize_phase() -> list:
+    return [Canonicalize()]
 
 
 def annotate_phase(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None) -> list:
@@ -35,8 +41,10 @@ def lower_phase(schedule: bool = True, target=None, database=None) -> list:
 
 def mixed_precision_passes(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None,
                            schedule: bool = True) -> list:
-    """All tvm-mp passes in order."""
-    return annotate_phase(plan, activations) + quantize_phase(activations) + lower_phase(schedule)
+    """All tvm-mp passes in order, Canonicalize first. The activation ranges must come from the canonical module
+    (``tvm_mp.frontend.canonicalize(mod)``): calibration reads its ``main``."""
+    return (canonicalize_phase() + annotate_phase(plan, activations) + quantize_phase(activations)
+            + lower_phase(schedule))
 
 
 def mixed_precision_pipeline(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None,

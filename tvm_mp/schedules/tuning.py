@@ -8,7 +8,10 @@ up before falling back to defaults, so a tuned workload is never re-tuned.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,9 +66,47 @@ class TuningDatabase:
             "config": config.to_dict(), "latency_us": round(float(latency_us), 3)}
 
     def save(self, path: str | Path | None = None) -> Path:
+        """Write the database as JSON, atomically: a temporary file in the same directory is written, flushed to
+        disk and renamed onto ``path``, so a reader (or a crash) sees the old file or the new one, never a part."""
         out = Path(path or self.path or DEFAULT_DATABASE)
-        out.write_text(json.dumps({"format": 1, "records": self.records}, indent=1, sort_keys=True) + "\n")
+        if out.is_dir():
+            raise Error(f"tuning database path {out} is a directory: give a file path, e.g. {out / 'tuning_db.json'}")
+        text = json.dumps({"format": 1, "records": self.records}, indent=1, sort_keys=True) + "\n"
+        try:
+            mode = out.stat().st_mode & 0o777  # keep the permissions of the file replaced
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # what a plain open() would have created
+        tmp = tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False,
+                                          encoding="utf-8")
+        try:
+            with tmp:
+                tmp.write(text)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.chmod(tmp.name, mode)
+            os.replace(tmp.name, out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp.name)
+            raise
+        _fsync_dir(out.parent)
         return out
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Flush a directory entry (the rename of :meth:`TuningDatabase.save`) to disk where the OS allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def random_operands(work: ConvWorkload, zero_point: int, rng: np.random.Generator, config: KernelConfig | None):
