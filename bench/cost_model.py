@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_mp.measure.machine import describe_machine, machine_line
+from tvm_mp.testing.machine import describe_machine, machine_line
 
 COMMAND = "python bench/cost_model.py --n 10000"
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_mp.measure.machine import describe_machine, machine_line
+from tvm_mp.testing.machine import describe_machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data"
@@ -335,7 +335,8 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
     import tvm
 
     from tvm_mp import _tvm
-    from tvm_mp.schedules import kernels, qemu, tuning
+    from tvm_mp.schedules import kernels, tuning
+    from tvm_mp.testing import qemu
 
     target = _tvm.make_target(target_json)
     work = kernels.conv_workload(kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params)

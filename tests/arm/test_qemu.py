@@ -10,7 +10,8 @@ import tvm
 import tvm_mp
 from tvm_mp import Precision, PrecisionPlan, _tvm
 from tvm_mp.quantize import reference
-from tvm_mp.schedules import kernels, qemu, registry, tuning
+from tvm_mp.schedules import kernels, registry, tuning
+from tvm_mp.testing import qemu
 from tvm_mp.workload import ConvParams
 
 pytestmark = pytest.mark.external
