@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_mp.measure.machine import describe_machine, machine_line
+from tvm_mp.testing.machine import describe_machine, machine_line
 
 COMMAND = "python bench/accel.py --random 3"
 MODELS = {"resnet8": (1, 3, 32, 32), "mobilenet_v1_025": (1, 3, 96, 96)}

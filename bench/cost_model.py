@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_mp.measure.machine import describe_machine, machine_line
+from tvm_mp.testing.machine import describe_machine, machine_line
 
 COMMAND = "python bench/cost_model.py --n 10000"
 
 
 def configurations(n: int, seed: int = 0):
-    from tvm_mp.cost_models.train import model_layer_shapes, random_layer_shapes
+    from tvm_mp.measure.collect import model_layer_shapes, random_layer_shapes
 
     rng = np.random.default_rng(seed)
     shapes = model_layer_shapes() + random_layer_shapes(rng, 200)

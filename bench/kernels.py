@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from tvm_mp.targets import parse
-from tvm_mp.measure.machine import describe_machine, machine_line
+from tvm_mp.testing.machine import describe_machine, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data"
@@ -335,7 +335,8 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
     """Dynamic aarch64 instructions of one call of the layer's accumulator kernel under qemu (conv layers)."""
     import tvm
 
-    from tvm_mp.schedules import kernels, qemu, tuning
+    from tvm_mp.schedules import kernels, tuning
+    from tvm_mp.testing import qemu
 
     target = parse(target_json).tvm_target
     work = kernels.conv_workload(kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_mp.measure.machine import describe_machine, machine_line
+from tvm_mp.testing.machine import describe_machine, machine_line
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "mcu.md"

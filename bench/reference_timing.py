@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvm_mp.measure.machine import describe_machine, machine_line
+from tvm_mp.testing.machine import describe_machine, machine_line
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "docs" / "data" / "host_kernels.jsonl"
@@ -29,9 +29,8 @@ def main(argv=None) -> int:
     import tvm
 
     from tvm_mp import _tvm
-    from tvm_mp.cost_models.train import load_records
     from tvm_mp.measure import local
-    from tvm_mp.measure.records import NOMINAL_PERCENTILE
+    from tvm_mp.measure.records import NOMINAL_PERCENTILE, load_records
     from tvm_mp.measure.source import TimingConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -196,9 +196,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_cost_model(args) -> int:
-    from .cost_models import train
+    from .measure import cost_model_cli
 
-    return train.run(args)
+    return cost_model_cli.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("directory")
     rep.set_defaults(func=cmd_report)
     cm = sub.add_parser("cost-model", help="collect kernel measurements, train and evaluate cost models")
-    from .cost_models.train import add_commands
+    from .measure.cost_model_cli import add_commands
 
     add_commands(cm.add_subparsers(dest="command", required=True))
     cm.set_defaults(func=cmd_cost_model)

@@ -19,8 +19,8 @@ VALID_BITS = tuple(range(1, 9))
 #: ``packed``.
 INTEGER_KINDS = ("auto", "bitserial", "packed")
 #: Every kind: the integer ones, ``float`` (a reduced-precision floating-point format, see
-#: :mod:`tvm_mp.formats.floats`) and ``clustered`` (weights shared among K values, products from a table, see
-#: :mod:`tvm_mp.formats.clustering`).
+#: :mod:`tvm_mp.quantize.floats`) and ``clustered`` (weights shared among K values, products from a table, see
+#: :mod:`tvm_mp.quantize.clustering`).
 KINDS = INTEGER_KINDS + ("float", "clustered")
 #: Bit-serial work grows with w_bits * a_bits (one AND+popcount per pair of bit-planes), packed-integer work does
 #: not; at or below this product the bit-serial kernel needs fewer word operations than an 8-bit MAC per element.

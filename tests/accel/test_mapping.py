@@ -10,9 +10,10 @@ import tvm_mp
 from tvm_mp import Precision
 from tvm_mp.accel.hardware import HardwareConfig
 from tvm_mp.accel.lower import ConvShape, LayerMapping, LayerPlan, MappingError, OutputSpec
-from tvm_mp.accel.mapping import (AccelCostModel, AnalyticalModel, candidate_mappings, joint_search, mapping_knobs,
-                                  search_mappings, search_model)
+from tvm_mp.accel.mapping import (AnalyticalModel, candidate_mappings, joint_search, mapping_knobs, search_mappings,
+                                  search_model)
 from tvm_mp.accel.simulator import run_layer
+from tvm_mp.cost_models.accel import AccelCostModel
 from tvm_mp.cost_models.base import Estimate, Workload
 from tvm_mp.layers import LayerInfo
 from tvm_mp.models.builders import BUILDERS

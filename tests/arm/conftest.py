@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tvm_mp.schedules import qemu
+from tvm_mp.testing import qemu
 
 
 @pytest.fixture(scope="session")

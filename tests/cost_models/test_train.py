@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from tvm_mp.cost_models import train as T
+from tvm_mp.measure import collect as C
+from tvm_mp.measure.cost_model_cli import main
 from tvm_mp.measure.records import RecordStore
 
 from ._synthetic import synthetic_records
@@ -47,12 +49,12 @@ def test_splits_hold_out_whole_layers_and_whole_models():
 
 def test_collection_plan_is_deterministic_and_distinct():
     rng = np.random.default_rng(0)
-    shapes = T.random_layer_shapes(rng, 20, min_macs=1e3, max_macs=1e6)
+    shapes = C.random_layer_shapes(rng, 20, min_macs=1e3, max_macs=1e6)
     for s in shapes:
         wl = s.workload(4, 4, "packed", "acc")
         assert 1e3 <= wl.macs <= 1e6
-    plan_a = T.collection_plan(np.random.default_rng(1), [], shapes, configs_per_random_layer=4)
-    plan_b = T.collection_plan(np.random.default_rng(1), [], shapes, configs_per_random_layer=4)
+    plan_a = C.collection_plan(np.random.default_rng(1), [], shapes, configs_per_random_layer=4)
+    plan_b = C.collection_plan(np.random.default_rng(1), [], shapes, configs_per_random_layer=4)
     assert [w.key for w, _ in plan_a] == [w.key for w, _ in plan_b]
     assert len({w.key for w, _ in plan_a}) == len(plan_a)
 
@@ -61,11 +63,11 @@ def test_command_line_train_and_eval(tmp_path, capsys):
     path = tmp_path / "records.jsonl"
     RecordStore(path).extend(synthetic_records(seed=4, n_layers=30, configs=6))
     out = tmp_path / "model.json"
-    assert T.main(["train", "--records", str(path), "--out", str(out), "--rounds", "30",
+    assert main(["train", "--records", str(path), "--out", str(out), "--rounds", "30",
                    "--quantile-rounds", "10"]) == 0
     assert out.exists()
     report = tmp_path / "report"
-    assert T.main(["eval", "--records", str(path), "--rounds", "30", "--quantile-rounds", "10",
+    assert main(["eval", "--records", str(path), "--rounds", "30", "--quantile-rounds", "10",
                    "--report-dir", str(report)]) == 0
     table = (report / "table.md").read_text()
     assert "held-out layer shapes" in table and "held-out models" in table and "analytical" in table
@@ -73,6 +75,6 @@ def test_command_line_train_and_eval(tmp_path, capsys):
     assert data["held-out layer shapes"]["latency"]["xgboost"]["count"] > 0
     assert "analytical (calibrated, relative error)" in data["held-out layer shapes"]["latency"]
     assert (report / "scatter.png").read_bytes()[:4] == b"\x89PNG"
-    assert T.main(["eval", "--records", str(path), "--model", str(out)]) == 0
+    assert main(["eval", "--records", str(path), "--model", str(out)]) == 0
     assert "xgboost" in capsys.readouterr().out
-    assert T.main(["train", "--records", str(tmp_path / "none.jsonl"), "--out", str(out)]) == 2
+    assert main(["train", "--records", str(tmp_path / "none.jsonl"), "--out", str(out)]) == 2

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tvm_mp.errors import PlanError
-from tvm_mp.formats import clustering as CL
+from tvm_mp.quantize import clustering as CL
 from tvm_mp.quantize import reference
 from tvm_mp.workload import ConvParams
 

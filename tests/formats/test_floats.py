@@ -16,7 +16,7 @@ from tvm import te
 from tvm_mp import Precision, _tvm
 from tvm_mp.errors import PlanError
 from tvm_mp.formats import computes as C
-from tvm_mp.formats import floats as F
+from tvm_mp.quantize import floats as F
 
 ML = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float8_e4m3fn": ml_dtypes.float8_e4m3fn,
       "float8_e5m2": ml_dtypes.float8_e5m2}

@@ -66,7 +66,7 @@ def test_simulated_layer_validation_and_accel_adapter():
     # the accelerator package is there: a planned workload (a mapping named by knobs) simulates
     import numpy as np
 
-    from tvm_mp.cost_models.train import LayerShape, accel_plan
+    from tvm_mp.measure.collect import LayerShape, accel_plan
 
     shape = LayerShape("dense", (1, 64), (16, 64), None, "test/dense_0")
     plan = accel_plan(np.random.default_rng(0), [shape], configs_per_layer=1, mappings_per_config=1)

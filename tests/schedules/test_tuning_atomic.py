@@ -155,3 +155,19 @@ def test_save_keeps_file_permissions(tmp_path):
     path.chmod(0o640)
     TuningDatabase(path, _original_records()).save()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_failed_save_keeps_the_old_file_and_removes_its_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "db.json"
+    TuningDatabase(path, _original_records()).save()
+    before = path.read_bytes()
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    db = TuningDatabase(path, {TARGET: {"conv2d|other|0": {"config": {}, "latency_us": 2.0}}})
+    with pytest.raises(OSError, match="disk full"):
+        db.save()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["db.json"]

@@ -3,8 +3,9 @@ analytical mapping model and search, Relax offload and reports. See ``docs/accel
 
 Modules: :mod:`.hardware` (``HardwareConfig``), :mod:`.isa`, :mod:`.simulator` (``Simulator``, ``run_layer``),
 :mod:`.energy`, :mod:`.lower` (``LayerMapping``, ``LayerPlan``, ``lower``), :mod:`.mapping` (``AnalyticalModel``,
-``search_mappings``, ``joint_search``, ``search_model``, ``AccelCostModel``), :mod:`.offload`
-(``compile_offloaded``), :mod:`.report`.
+``search_mappings``, ``joint_search``, ``search_model``), :mod:`.offload` (``compile_offloaded``), :mod:`.report`.
+The mapping model behind the cost-model interface (``AccelCostModel``) is :mod:`tvm_mp.cost_models.accel`: this
+package is the hardware and imports no cost model, measurement or search.
 """
 
 

@@ -466,7 +466,7 @@ def search_model(layers: Sequence[LayerInfo], hw: HardwareConfig,
     return ModelSearch({names[i]: chain[i] for i in range(n)}, hw.name)
 
 
-# -- cost-model interface ------------------------------------------------------------------------------------------
+# -- workloads: knobs and shapes of cost-model workloads (tvm_mp.cost_models.accel predicts them) ----------------------
 #: Workload knobs naming a mapping (all of th, tw, toc, tic; order, dataflow and double_buffer are optional).
 MAPPING_KNOBS = ("th", "tw", "toc", "tic", "order", "dataflow", "double_buffer")
 
@@ -506,35 +506,3 @@ def workload_output(workload) -> OutputSpec:
     """Requantized workloads store codes at their activation width; the others int32 accumulators (the host
     dequantizes a float output)."""
     return OutputSpec.codes(workload.a_bits) if workload.epilogue == "requant" else OutputSpec()
-
-
-class AccelCostModel:
-    """The analytical model behind the cost-model interface: ``predict(workloads) -> Estimate``.
-
-    Each workload runs at the mapping its knobs name (:data:`MAPPING_KNOBS`), or at the best mapping for
-    ``objective`` when they name none. Energy is "modelled" (event counts x the hardware's energy table).
-    """
-
-    def __init__(self, hw: HardwareConfig | None = None, objective: str = "energy"):
-        self.hw = hw or HardwareConfig.default()
-        self.objective = objective
-        self.model = AnalyticalModel(self.hw)
-        self._best: dict = {}
-
-    def estimate(self, workload) -> LayerEstimate:
-        shape, output = workload_shape(workload), workload_output(workload)
-        mapping = mapping_from_knobs(workload.knobs)
-        if mapping is None:
-            key = (shape, workload.w_bits, workload.a_bits, output)
-            if key not in self._best:
-                self._best[key] = search_mappings(shape, workload.w_bits, workload.a_bits, self.hw, output,
-                                                  self.objective, model=self.model).best
-            return self._best[key]
-        return self.model.estimate(shape, workload.w_bits, workload.a_bits, mapping, output)
-
-    def predict(self, workloads):
-        from ..cost_models.base import Estimate
-
-        ests = [self.estimate(w) for w in workloads]
-        return Estimate(np.array([e.latency_us / 1000.0 for e in ests]), np.array([e.energy_uj for e in ests]),
-                        "modelled", notes={"hardware": self.hw.name, "model": "tvm_mp.accel.mapping"})

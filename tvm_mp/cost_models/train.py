@@ -1,11 +1,8 @@
-"""Collect measurements, train and evaluate cost models, regenerate the shipped default model.
+"""Train and evaluate cost models on measurement records, regenerate the shipped default model.
 
-Command line (``tvm-mp cost-model ...``, or ``python -m tvm_mp.cost_models.train ...``)::
-
-    collect  --records docs/data/host_kernels.jsonl [--budget-s 840] [--seed 0]
-    train    --records docs/data/host_kernels.jsonl --out model.json [--seed 0]
-    eval     --records docs/data/host_kernels.jsonl [--model model.json] [--report-dir docs/cost_model_eval]
-    default  --records docs/data/host_kernels.jsonl      (retrains tvm_mp/cost_models/default_model.json)
+Records come in as sequences (read them with :func:`tvm_mp.measure.records.load_records`); this module never
+measures. The command line is ``tvm-mp cost-model collect | train | eval | default``
+(:mod:`tvm_mp.measure.cost_model_cli`).
 
 Evaluation never splits random rows of the same layer: records are grouped by layer shape
 (:attr:`Workload.layer_key`) and whole groups are held out -- either a random fifth of the layer shapes
@@ -18,313 +15,19 @@ scatter plot (PNG).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import sys
-import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..workload import ConvParams
 from .base import CostModelError, Workload, target_family
 from .xgb import DEFAULT_QUANTILE_ROUNDS, DEFAULT_ROUNDS
 
-MODEL_NAMES = ("resnet8", "ds_cnn", "mobilenet_v1_025", "fer_cnn", "digits_cnn")
-DEFAULT_RECORDS = Path("docs/data/host_kernels.jsonl")
-#: Regenerates the shipped default model from the shipped records.
-DEFAULT_COMMAND = "python -m tvm_mp.cost_models.train default --records docs/data/host_kernels.jsonl"
-EPILOGUE_P = {"acc": 0.25, "float": 0.25, "requant": 0.5}
+#: How the shipped default model is regenerated (stored in its ``info``).
+DEFAULT_COMMAND = "tvm-mp cost-model default --records docs/data/host_kernels.jsonl"
 
-
-# ---- what to measure ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LayerShape:
-    """A layer without precision: op, input and weight shapes, conv geometry; ``origin`` says where it is from."""
-
-    op: str
-    input_shape: tuple[int, ...]
-    weight_shape: tuple[int, ...]
-    params: ConvParams | None
-    origin: str
-
-    def workload(self, w_bits: int, a_bits: int, kind: str, epilogue: str, target: str = "llvm",
-                 device: str = "host") -> Workload:
-        return Workload(self.op, self.input_shape, self.weight_shape, w_bits, a_bits, kind, self.params, epilogue,
-                        (), target, device)
-
-
-def model_layer_shapes(names: Sequence[str] = MODEL_NAMES) -> list[LayerShape]:
-    """Every quantizable layer of the benchmark models (batch 1), origin ``"<model>/<layer>"``."""
-    from ..frontend import load_onnx
-    from ..layers import list_layers
-    from ..models.builders import BUILDERS
-
-    shapes = []
-    for name in names:
-        if name not in BUILDERS:
-            raise CostModelError(f"unknown model {name!r}: use one of {', '.join(BUILDERS)}")
-        builder = BUILDERS[name]
-        mod = load_onnx(builder.build(0), shapes={builder.input_name: tuple(builder.input_shape)})
-        for layer in list_layers(mod):
-            shapes.append(LayerShape(layer.op, tuple(layer.input_shape), tuple(layer.weight_shape), layer.params,
-                                     f"{name}/{layer.name}"))
-    return shapes
-
-
-def random_layer_shapes(rng: np.random.Generator, count: int, min_macs: float = 2e3,
-                        max_macs: float = 2.5e7, upper_same: bool = False) -> list[LayerShape]:
-    """``count`` random but plausible conv2d / depthwise / dense layers with MACs in [min_macs, max_macs].
-
-    "Same" padding is centred (``(k - 1) // 2`` before, ``k // 2`` after). ``upper_same`` draws only conv2d and
-    depthwise layers, all with the SAME_UPPER padding of models exported from TensorFlow/Keras (total padding
-    from the stride and input size, the extra row/column at the bottom/right -- at stride 2 often ``(0, 0, 1, 1)``).
-    """
-    channels = [1, 3, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
-    out = []
-    while len(out) < count:
-        op = rng.choice(["conv2d", "depthwise_conv2d"] if upper_same else ["conv2d", "conv2d", "depthwise_conv2d", "dense"])
-        if op == "dense":
-            k = int(rng.choice([16, 32, 64, 100, 128, 256, 512, 1024, 2048, 4096, 9216]))
-            oc = int(rng.choice([2, 7, 10, 12, 32, 64, 128, 256]))
-            shape = LayerShape("dense", (1, k), (oc, k), None, "random")
-            macs = k * oc
-        else:
-            kh, kw = [(1, 1), (3, 3), (3, 3), (5, 5), (1, 3), (3, 1), (10, 4), (7, 7)][int(rng.integers(8))]
-            h = int(rng.integers(max(kh, 3), 65))
-            w = int(rng.integers(max(kw, 3), 65)) if rng.random() < 0.3 else h
-            stride = int(rng.choice([1, 2] if upper_same else [1, 1, 2]))
-            same = upper_same or rng.random() < 0.7
-            pad = ((kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2) if same else (0, 0, 0, 0)
-            if same and upper_same:
-                pad = _same_upper(h, kh, stride) + _same_upper(w, kw, stride)
-                pad = (pad[0], pad[2], pad[1], pad[3])
-            c = int(rng.choice(channels))
-            if op == "depthwise_conv2d":
-                groups, cg, oc = c, 1, c
-                if c == 1:
-                    continue
-            else:
-                groups, cg, oc = 1, c, int(rng.choice(channels[1:]))
-            params = ConvParams((stride, stride), pad, (1, 1), groups)
-            oh, ow = params.output_hw(h, w, kh, kw)
-            if oh < 1 or ow < 1:
-                continue
-            shape = LayerShape(str(op), (1, c, h, w), (oc, cg, kh, kw), params, "random")
-            macs = oc * oh * ow * cg * kh * kw
-        if min_macs <= macs <= max_macs:
-            out.append(shape)
-    return out
-
-
-def _same_upper(size: int, k: int, stride: int) -> tuple[int, int]:
-    """(before, after) padding of one spatial axis under SAME_UPPER: output ``ceil(size / stride)``."""
-    total = max((-(-size // stride) - 1) * stride + k - size, 0)
-    return total // 2, total - total // 2
-
-
-def random_configs(rng: np.random.Generator, count: int) -> list[tuple[int, int, str, str]]:
-    """``count`` distinct (w_bits, a_bits, kind, epilogue) drawn uniformly over bits 1..8 and both kinds."""
-    seen: dict = {}
-    epilogues = list(EPILOGUE_P)
-    probs = np.array(list(EPILOGUE_P.values()))
-    while len(seen) < count:
-        cfg = (int(rng.integers(1, 9)), int(rng.integers(1, 9)), str(rng.choice(["bitserial", "packed"])),
-               str(rng.choice(epilogues, p=probs)))
-        seen.setdefault(cfg[:3], cfg)
-    return list(seen.values())
-
-
-def collection_plan(rng: np.random.Generator, model_shapes: Sequence[LayerShape], random_shapes: Sequence[LayerShape],
-                    configs_per_model_layer: int = 14, configs_per_random_layer: int = 5,
-                    target: str = "llvm", device: str = "host") -> list[tuple[Workload, list[str]]]:
-    """(workload, origins) pairs, one per distinct workload key, in a random order (so a budget cut is fair)."""
-    by_layer: dict[str, list] = {}
-    for shape in list(model_shapes) + list(random_shapes):
-        probe = shape.workload(8, 8, "packed", "acc", target, device)
-        by_layer.setdefault(probe.layer_key, [shape, []])[1].append(shape.origin)
-    plan = []
-    for shape, origins in by_layer.values():
-        n_cfg = configs_per_model_layer if any(o != "random" for o in origins) else configs_per_random_layer
-        for w_bits, a_bits, kind, epilogue in random_configs(rng, n_cfg):
-            plan.append((shape.workload(w_bits, a_bits, kind, epilogue, target, device), sorted(set(origins))))
-    order = rng.permutation(len(plan))
-    return [plan[i] for i in order]
-
-
-def collect(records_path: str | Path, budget_s: float = 840.0, seed: int = 0, n_random: int = 260,
-            configs_per_model_layer: int = 14, configs_per_random_layer: int = 5,
-            models: Sequence[str] = MODEL_NAMES, log: Callable[[str], None] = print,
-            n_random_upper_same: int = 150, n_random_more: Sequence[int] = (400, 400)) -> int:
-    """Measure the plan on this host into ``records_path`` (resumable; stops starting new work after budget_s).
-
-    Random layers: ``n_random`` with centred "same" padding, ``n_random_upper_same`` more with SAME_UPPER padding
-    and sets of ``n_random_more`` more like the first, each later set from its own random stream (``[seed, 1]``,
-    ``[seed, 2]``, ...) so that adding a set left the earlier ones unchanged.
-    """
-    from ..measure.local import LocalSource
-    from ..measure.records import RecordStore
-
-    start = time.monotonic()
-    rng = np.random.default_rng(seed)
-    plan = collection_plan(rng, model_layer_shapes(models), random_layer_shapes(rng, n_random),
-                           configs_per_model_layer, configs_per_random_layer)
-    rng_upper = np.random.default_rng([seed, 1])
-    plan += collection_plan(rng_upper, [], random_layer_shapes(rng_upper, n_random_upper_same, upper_same=True),
-                            configs_per_model_layer, configs_per_random_layer)
-    for i, count in enumerate(n_random_more):
-        rng_more = np.random.default_rng([seed, 2 + i])
-        plan += collection_plan(rng_more, [], random_layer_shapes(rng_more, count), configs_per_model_layer,
-                                configs_per_random_layer)
-    store = RecordStore(records_path)
-    done = store.keys()
-    todo = [(w, o) for w, o in plan if w.key not in done]
-    log(f"plan: {len(plan)} workloads, {len(plan) - len(todo)} already in {records_path}, budget {budget_s:.0f} s")
-    source = LocalSource()
-    origins = {w.key: o for w, o in todo}
-
-    def until_budget(items):
-        for wl, _ in items:
-            if time.monotonic() - start > budget_s:
-                return
-            yield wl
-
-    count = 0
-    for record in source.measure_iter(until_budget(todo)):
-        record = dataclasses.replace(record, meta={**record.meta, "origins": origins[record.key]})
-        store.append(record)
-        count += 1
-        if count % 100 == 0:
-            log(f"{count} measured, {time.monotonic() - start:.0f} s")
-    log(f"measured {count} workloads in {time.monotonic() - start:.0f} s")
-    return count
-
-
-def _speed_scaled_ms(record) -> float:
-    """Latency over the reference kernel's time around it (raw latency when it has none): comparable across
-    passes run at different CPU speeds."""
-    return record.latency_ms / (record.reference_ms or 1.0)
-
-
-def retime(records_path: str | Path, passes: int = 2, budget_s: float = 900.0, seed: int = 0,
-           log: Callable[[str], None] = print) -> int:
-    """Measure every stored workload again until it has ``passes`` passes; keep the pass with the lower median.
-
-    On a shared machine other processes can slow a whole timing down (their cache and memory traffic, not just
-    their turns on the core); passes minutes apart rarely meet the same interference, and interference only adds
-    time, so the lower median (relative to the reference kernel timed around it) is the better estimate. Resumable; compacts the file (one line per workload) at
-    the end.
-    """
-    from ..measure.local import LocalSource
-    from ..measure.records import RecordStore
-
-    start = time.monotonic()
-    store = RecordStore(records_path)
-    records = {r.key: r for r in store.load()}
-    todo = [r for r in records.values() if r.source == "local" and int(r.meta.get("passes", 1)) < passes]
-    order = np.random.default_rng(seed).permutation(len(todo))
-    todo = [todo[i] for i in order]
-    log(f"retime: {len(todo)} of {len(records)} records need pass {passes}, budget {budget_s:.0f} s")
-
-    def until_budget():
-        for rec in todo:
-            if time.monotonic() - start > budget_s:
-                return
-            yield rec.workload
-
-    count = 0
-    for new in LocalSource().measure_iter(until_budget()):
-        old = records[new.key]
-        if new.error is not None:
-            continue
-        better = new if _speed_scaled_ms(new) < _speed_scaled_ms(old) else old
-        meta = {**better.meta, "origins": old.meta.get("origins", []), "passes": int(old.meta.get("passes", 1)) + 1,
-                "pass_medians_ms": [float(f"{x:.6g}") for x in (*old.meta.get("pass_medians_ms", [old.latency_ms]),
-                                                                  new.latency_ms)]}
-        store.append(dataclasses.replace(better, meta=meta))
-        count += 1
-        if count % 100 == 0:
-            log(f"{count} re-measured, {time.monotonic() - start:.0f} s")
-    kept = store.compact()
-    log(f"re-measured {count} workloads in {time.monotonic() - start:.0f} s; {kept} records after compaction")
-    return count
-
-
-
-ACCEL_DEVICE = "accel-sim"
-ACCEL_BITS = (1, 2, 4, 8)
-
-
-def accel_plan(rng: np.random.Generator, shapes: Sequence[LayerShape], configs_per_layer: int = 4,
-               mappings_per_config: int = 1, device: str = ACCEL_DEVICE) -> list[tuple[Workload, list[str]]]:
-    """Accelerator workloads: per layer, precisions (mostly 1/2/4/8 bits) x (the best mapping, which names no
-    knobs, plus ``mappings_per_config`` random feasible mappings named by knobs)."""
-    from ..accel.hardware import HardwareConfig
-    from ..accel.mapping import candidate_mappings, mapping_knobs, workload_output, workload_shape
-
-    hw = HardwareConfig.default()
-    by_layer: dict[str, list] = {}
-    for shape in shapes:
-        probe = shape.workload(8, 8, "auto", "acc", "accel", device)
-        by_layer.setdefault(probe.layer_key, [shape, []])[1].append(shape.origin)
-    plan = []
-    for shape, origins in by_layer.values():
-        seen = set()
-        for _ in range(configs_per_layer * 3):
-            if len(seen) == configs_per_layer:
-                break
-            bits = ACCEL_BITS if rng.random() < 0.8 else tuple(range(1, 9))
-            w_bits, a_bits = int(rng.choice(bits)), int(rng.choice(bits))
-            epilogue = str(rng.choice(["acc", "requant"]))
-            if (w_bits, a_bits, epilogue) in seen:
-                continue
-            seen.add((w_bits, a_bits, epilogue))
-            wl = shape.workload(w_bits, a_bits, "auto", epilogue, "accel", device)
-            plan.append((wl, sorted(set(origins))))
-            try:
-                cands = candidate_mappings(workload_shape(wl), w_bits, a_bits, hw, workload_output(wl))
-            except Exception:  # a precision the hardware refuses: the simulator records the error
-                continue
-            for i in rng.permutation(len(cands))[:mappings_per_config]:
-                plan.append((wl.replace(knobs=mapping_knobs(cands[i])), sorted(set(origins))))
-    order = rng.permutation(len(plan))
-    return [plan[i] for i in order]
-
-
-def collect_accel(records_path: str | Path, budget_s: float = 600.0, seed: int = 0, n_random: int = 120,
-                  models: Sequence[str] = MODEL_NAMES, log: Callable[[str], None] = print) -> int:
-    """Simulate accelerator workloads into ``records_path`` (resumable, budgeted like :func:`collect`)."""
-    from ..measure.records import RecordStore
-    from ..measure.source import SimulatorSource, accel_simulator
-
-    start = time.monotonic()
-    rng = np.random.default_rng(seed)
-    shapes = model_layer_shapes(models) + random_layer_shapes(rng, n_random, max_macs=4e6)
-    plan = accel_plan(rng, shapes)
-    store = RecordStore(records_path)
-    done = store.keys()
-    todo = [(w, o) for w, o in plan if w.key not in done]
-    log(f"accelerator plan: {len(plan)} workloads, {len(plan) - len(todo)} already in {records_path}")
-    origins = {w.key: o for w, o in todo}
-
-    def until_budget():
-        for wl, _ in todo:
-            if time.monotonic() - start > budget_s:
-                return
-            yield wl
-
-    count = 0
-    for record in SimulatorSource(accel_simulator(), ACCEL_DEVICE).measure_iter(until_budget()):
-        store.append(dataclasses.replace(record, meta={**record.meta, "origins": origins[record.key]}))
-        count += 1
-        if count % 100 == 0:
-            log(f"{count} simulated, {time.monotonic() - start:.0f} s")
-    log(f"simulated {count} workloads in {time.monotonic() - start:.0f} s")
-    return count
 
 # ---- splits by workload ---------------------------------------------------------------------------------------
 def model_of_origin(origin: str) -> str | None:
@@ -398,35 +101,9 @@ def metrics(predicted: np.ndarray, measured: np.ndarray, groups: Sequence[str], 
 
 
 # ---- training and held-out evaluation -------------------------------------------------------------------------
-def load_records(path: str | Path, device: str | None = None, target_families: Sequence[str] | None = None,
-                 normalize: bool = True):
-    """Successful and failed records of ``path`` (optionally one device / target families only).
-
-    ``normalize``: host timings are put on one CPU-speed scale with the reference kernel timed around each
-    (:func:`~tvm_mp.measure.records.normalize_latency`), which is what models train and are judged on.
-    """
-    from ..measure.records import RecordStore, normalize_latency
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        records = RecordStore(path).load()
-    if not records and caught:
-        raise CostModelError(f"{path} is not a records file: no line of it is a measurement record "
-                             f"({len(caught)} warning(s), first: {caught[0].message})")
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if device is not None:
-        records = [r for r in records if r.workload.device == device]
-    if target_families is not None:
-        records = [r for r in records if target_family(r.workload.target) in target_families]
-    if not records:
-        raise CostModelError(f"no usable records in {path}: run `tvm-mp cost-model collect` first")
-    return normalize_latency(records) if normalize else records
-
-
 def train_model(records: Sequence, seed: int = 0, rounds: int = DEFAULT_ROUNDS, quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, params=None,
                 counter=None, accel_prior=None):
-    """An XGBoost model on ``records``. ``accel_prior``: an :class:`~tvm_mp.accel.mapping.AccelCostModel` to share
+    """An XGBoost model on ``records``. ``accel_prior``: an :class:`~tvm_mp.cost_models.accel.AccelCostModel` to share
     (it remembers each layer's best mapping, the slow part of predicting accelerator workloads)."""
     from .xgb import XGBCostModel
 
@@ -439,7 +116,7 @@ class HeldOut:
     """Out-of-fold predictions of one split: measured and predicted latency (and energy) per record.
 
     The baseline is the analytical model of the records' target: the roofline calibrated on the fold's training
-    part for CPUs, the accelerator package's own mapping model (``tvm_mp.accel.mapping.AccelCostModel``) for the
+    part for CPUs, the accelerator package's own mapping model (``tvm_mp.cost_models.accel.AccelCostModel``) for the
     accelerator. Energy arrays are NaN where the records carry no energy (CPU energy is modelled, not measured).
     """
 
@@ -488,7 +165,7 @@ def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarra
     fold_of = [""] * n
     baseline_name = "analytical (calibrated)"
     if any(target_family(r.workload.target) == "accel" for r in records):
-        from ..accel.mapping import AccelCostModel
+        from .accel import AccelCostModel
 
         accel_model = AccelCostModel()  # one instance: the baseline and the learned model's prior share it
     for fold, train_idx, test_idx in folds:
@@ -632,107 +309,11 @@ def evaluate_model_file(model_path: str | Path | None, records: Sequence, k: int
     return table, {"xgboost": dataclasses.asdict(mx), "analytical prior": dataclasses.asdict(ma)}
 
 
-def write_default(records_path: str | Path, seed: int = 0, rounds: int = DEFAULT_ROUNDS, quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS,
-                  out: str | Path | None = None) -> Path:
-    """Retrain the shipped default model on ``records_path``."""
-    records = load_records(records_path)
+def write_default(records: Sequence, trained_on: str | Path, seed: int = 0, rounds: int = DEFAULT_ROUNDS,
+                  quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, out: str | Path | None = None) -> Path:
+    """Retrain the shipped default model on ``records`` (read from the file ``trained_on``)."""
     model = train_model(records, seed, rounds, quantile_rounds)
-    model.info["trained_on"] = str(records_path)
+    model.info["trained_on"] = str(trained_on)
     model.info["command"] = DEFAULT_COMMAND
     target = Path(out) if out is not None else Path(__file__).with_name("default_model.json")
     return model.save(target)
-
-
-# ---- command line ---------------------------------------------------------------------------------------------
-def add_commands(sub) -> None:
-    """Add ``collect | train | eval | default`` to an argparse sub-parser group (``tvm-mp cost-model`` uses it)."""
-    c = sub.add_parser("collect", help="measure kernels on this host into a records file")
-    c.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
-    c.add_argument("--budget-s", type=float, default=840.0, help="stop starting measurements after this long")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--random-layers", type=int, default=None,
-                   help="random layer shapes besides the models' (default 260 host, 120 accelerator)")
-    c.add_argument("--source", choices=["host", "accel"], default="host",
-                   help="host: time kernels here; accel: run the accelerator simulator")
-    c.add_argument("--passes", type=int, default=2, help="host: time every workload this many times (min kept)")
-    t = sub.add_parser("train", help="train an XGBoost model on a records file")
-    t.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
-    t.add_argument("--out", type=Path, required=True)
-    e = sub.add_parser("eval", help="held-out evaluation (or evaluate a trained model with --model)")
-    e.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
-    e.add_argument("--model", type=Path, default=None, help="evaluate this trained model instead of cross-training")
-    e.add_argument("--default-model", action="store_true", help="evaluate the shipped default model")
-    e.add_argument("--split", choices=["shapes", "models", "both"], default="both")
-    e.add_argument("--folds", type=int, default=5)
-    e.add_argument("--k", type=int, default=3)
-    e.add_argument("--report-dir", type=Path, default=None, help="write table.md, metrics.json, scatter.png here")
-    d = sub.add_parser("default", help="retrain tvm_mp/cost_models/default_model.json")
-    d.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
-    for p in (t, e, d):
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
-        p.add_argument("--quantile-rounds", type=int, default=DEFAULT_QUANTILE_ROUNDS)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvm-mp cost-model",
-                                     description="Collect measurements, train and evaluate tvm-mp cost models.")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
-def _existing_records(path: Path) -> Path:
-    if not Path(path).is_file():
-        raise CostModelError(f"records file {path} does not exist: collect some first "
-                             f"(tvm-mp cost-model collect --records {path}) or pass --records")
-    return path
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run one parsed command (raises :class:`CostModelError` on a user error)."""
-    if args.command == "collect":
-        if args.source == "accel":
-            collect_accel(args.records, args.budget_s, args.seed, args.random_layers or 120)
-        else:
-            collect(args.records, args.budget_s, args.seed, args.random_layers or 260)
-            if args.passes > 1:
-                retime(args.records, args.passes, args.budget_s, args.seed + 1)
-    elif args.command == "train":
-        model = train_model(load_records(_existing_records(args.records)), args.seed, args.rounds,
-                            args.quantile_rounds)
-        path = model.save(args.out)
-        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {model.info['records']} records)")
-    elif args.command == "default":
-        path = write_default(_existing_records(args.records), args.seed, args.rounds, args.quantile_rounds)
-        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
-    elif args.command == "eval":
-        records = load_records(_existing_records(args.records))
-        if args.model is not None or args.default_model:
-            table, data = evaluate_model_file(args.model, records, args.k)
-            results = []
-        else:
-            splits = ("shapes", "models") if args.split == "both" else (args.split,)
-            results = evaluate_records(records, args.seed, args.folds, args.rounds, args.quantile_rounds, splits)
-            table, data = report_table(results, args.k)
-        print(table)
-        if args.report_dir is not None:
-            args.report_dir.mkdir(parents=True, exist_ok=True)
-            (args.report_dir / "table.md").write_text(table + "\n")
-            (args.report_dir / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
-            if results:
-                scatter_plot(results, args.report_dir / "scatter.png")
-            print(f"wrote {args.report_dir}/")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except CostModelError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,8 +9,8 @@ loop overheads of short reductions, cache effects). docs/cost_models.md compares
 kernel's event counts (:mod:`tvm_mp.cost_models.features`).
 
 Accelerator workloads (target family ``accel``) use the accelerator's own analytical mapping model
-(:class:`tvm_mp.accel.mapping.AccelCostModel`, for the hardware description the model was trained with) as the
-prior of both latency and energy: the trees learn how the real device (or its simulator) departs from it.
+(:class:`tvm_mp.cost_models.accel.AccelCostModel`, for the hardware description the model was trained with) as
+the prior of both latency and energy: the trees learn how the real device (or its simulator) departs from it.
 
 Energy: CPU energy is modelled (event counts x table) and stays so. Records that carry energy (the accelerator
 simulator, a power meter) train an energy booster the same way -- against the accelerator prior, or ``1 pJ x MACs``
@@ -107,8 +107,8 @@ class XGBCostModel:
             energy_model: CpuEnergyModel | None = None, counter: KernelCounter | None = None,
             accel_prior=None) -> "XGBCostModel":
         """Train on successful ``records``. ``prior`` defaults to the analytical model calibrated on them;
-        ``accel_prior`` (for accelerator records) to :class:`~tvm_mp.accel.mapping.AccelCostModel` on the default
-        hardware description.
+        ``accel_prior`` (for accelerator records) to :class:`~tvm_mp.cost_models.accel.AccelCostModel` on the
+        default hardware description.
 
         ``counter``: a :class:`KernelCounter` to share (its templates are read once per process otherwise).
         """
@@ -129,7 +129,7 @@ class XGBCostModel:
         ev = counter.events(workloads)
         x = feature_matrix(workloads, counter, knob_names, events=ev)
         if accel_prior is None and any(target_family(w.target) == "accel" for w in workloads):
-            from ..accel.mapping import AccelCostModel
+            from .accel import AccelCostModel
 
             accel_prior = AccelCostModel()
         prior_lat, prior_energy = _priors(prior, accel_prior, workloads, ev)
@@ -153,7 +153,8 @@ class XGBCostModel:
                 "devices": sorted({w.device for w in workloads}), "seed": int(seed), "rounds": rounds,
                 "quantile_rounds": quantile_rounds, "params": {k: v for k, v in base.items()}}
         if accel_prior is not None:
-            info["accel_prior"] = {"model": "tvm_mp.accel.mapping.AccelCostModel", "objective": accel_prior.objective,
+            info["accel_prior"] = {"model": "tvm_mp.cost_models.accel.AccelCostModel",
+                                   "objective": accel_prior.objective,
                                    "hardware": accel_prior.hw.to_dict()}
         return cls(boosters, prior, knob_names, energy_families, info, accel_prior)
 
@@ -229,14 +230,14 @@ class XGBCostModel:
         spec = data.get("info", {}).get("accel_prior")
         if spec is not None:
             from ..accel.hardware import HardwareConfig
-            from ..accel.mapping import AccelCostModel
+            from .accel import AccelCostModel
 
             accel_prior = AccelCostModel(HardwareConfig.from_dict(spec["hardware"]), spec.get("objective", "energy"))
         model = cls({n: _booster_from_json(b) for n, b in data["boosters"].items()}, prior, data.get("knob_names", ()),
                     data.get("energy_families", ()), data.get("info", {}), accel_prior)
         if list(model.feature_names) != list(data.get("feature_names", [])):
             raise CostModelError("the model file was trained on other features than this tvm-mp computes: "
-                                 "retrain it (python -m tvm_mp.cost_models.train train ...)")
+                                 "retrain it (tvm-mp cost-model train ...)")
         return model
 
     @classmethod

@@ -19,7 +19,7 @@ from ..precision import PrecisionPlan
 from ..quantize.calibrate import normalize_batches
 from ..quantize.interpreter import Interpreter
 from ..quantize.qlayer import read_layer
-from .clustering import HitStats, hit_statistics, pair_counts
+from ..quantize.clustering import HitStats, hit_statistics, pair_counts
 from .energy import AssociativePE, EnergyFigures, LayerEnergy, layer_energy
 
 

@@ -1,7 +1,7 @@
 """TE computes of the float-format and clustered kernels (the "what"; :mod:`tvm_mp.formats.kernels` says "how").
 
-The float rounding and decoding are the integer operations of :func:`tvm_mp.formats.floats.round_bits` and
-:func:`tvm_mp.formats.floats.decode`, one for one, on the float32 bit pattern (``tirx.reinterpret``); the
+The float rounding and decoding are the integer operations of :func:`tvm_mp.quantize.floats.round_bits` and
+:func:`tvm_mp.quantize.floats.decode`, one for one, on the float32 bit pattern (``tirx.reinterpret``); the
 accumulation is one ``te.sum`` over the reduction index ``r = (c, ky, kx)`` in order, which the schedules never
 split or reorder. Sizes and conv geometry may be ints or ``tirx`` expressions (shape-generic test kernels).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from tvm import te, tirx
 
 from ..schedules.computes import ConvGeom
-from .floats import F32_EXP_BIAS, F32_MAN_BITS, F32_QNAN_BITS, INF_BITS, FloatFormat
+from ..quantize.floats import F32_EXP_BIAS, F32_MAN_BITS, F32_QNAN_BITS, INF_BITS, FloatFormat
 
 __all__ = ["ConvGeom", "round_to_format", "decode_weights", "float_conv2d", "float_dense", "product_table",
            "unpack_indices", "clustered_conv2d_acc", "clustered_dense_acc"]
@@ -26,7 +26,7 @@ def _i32(value):
 
 
 def round_expr(x, fmt: FloatFormat):
-    """float32 expression rounded to ``fmt`` (the operations of ``floats.round_bits``)."""
+    """float32 expression rounded to ``fmt`` (the operations of ``tvm_mp.quantize.floats.round_bits``)."""
     m = fmt.man_bits
     u = tirx.reinterpret("uint32", x)
     sign = u & _u32(0x80000000)
@@ -53,7 +53,7 @@ def round_to_format(x: te.Tensor, fmt: FloatFormat, name: str = "round") -> te.T
 
 def decode_expr(p, fmt: FloatFormat):
     """float32 value of a bit pattern of ``fmt`` held in an unsigned integer (the operations of
-    ``floats.decode``)."""
+    ``tvm_mp.quantize.floats.decode``)."""
     e, m = fmt.exp_bits, fmt.man_bits
     p = p.astype("uint32")
     sign = ((p >> _u32(e + m)) & _u32(1)) << _u32(31)
@@ -141,7 +141,8 @@ def product_table(centroids: te.Tensor, a_bits) -> te.Tensor:
 
 
 def unpack_indices(packed: te.Tensor, bits, rows, row_len, name: str = "unpack_idx") -> te.Tensor:
-    """int32 ``[rows, row_len]`` cluster indices from the dense bit stream of ``clustering.pack_indices``."""
+    """int32 ``[rows, row_len]`` cluster indices from the dense bit stream of
+    ``tvm_mp.quantize.clustering.pack_indices``."""
 
     def f(o, r):
         pos = (o * row_len + r) * bits

@@ -12,7 +12,7 @@ Derived quantities, each a documented assumption:
   grows with the square of its width, the exponent adder linearly; ``k`` and the fixed overhead (normalization,
   rounding) are fitted to the fp16 and fp32 points above (so fp16 1.1 pJ and fp32 3.7 pJ are reproduced exactly;
   bf16 and fp8 figures are extrapolations). A float-format MAC is that multiply plus an **fp32 add** (0.9 pJ):
-  the layer accumulates in float32 (:mod:`tvm_mp.formats.floats`).
+  the layer accumulates in float32 (:mod:`tvm_mp.quantize.floats`).
 * SRAM read energy of a memory of ``C`` bytes: ``5 pJ * bits/32 * sqrt(C / 8 KB)`` -- the square-root rule that the
   keynote's own figures follow (8 KB 10 pJ, 32 KB 20 pJ, 1 MB 100 pJ per 64 bits). It scales the 8 KB figure
   down to the few dozen bytes of an associative memory.

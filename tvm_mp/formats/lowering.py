@@ -12,7 +12,7 @@ from ..errors import UnsupportedError
 from ..quantize.qlayer import QuantLayer
 from ..schedules.kernels import Epilogue
 from . import kernels
-from .floats import FloatFormat
+from ..quantize.floats import FloatFormat
 
 
 def is_format_layer(layer: QuantLayer) -> bool:

@@ -22,11 +22,11 @@ import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..cost_models.base import CostModelError, Workload
+from ..cost_models.base import CostModelError, Workload, target_family
 from ..errors import Error
 
 #: Version of the line format; readers refuse lines from a newer version with a message.
@@ -282,3 +282,28 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def load_records(path: str | Path, device: str | None = None, target_families: Sequence[str] | None = None,
+                 normalize: bool = True) -> list[Record]:
+    """Successful and failed records of ``path`` (optionally one device / target families only), as the cost
+    models train on them (:mod:`tvm_mp.cost_models.train`).
+
+    ``normalize``: host timings are put on one CPU-speed scale with the reference kernel timed around each
+    (:func:`normalize_latency`), which is what models train and are judged on.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = RecordStore(path).load()
+    if not records and caught:
+        raise CostModelError(f"{path} is not a records file: no line of it is a measurement record "
+                             f"({len(caught)} warning(s), first: {caught[0].message})")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if device is not None:
+        records = [r for r in records if r.workload.device == device]
+    if target_families is not None:
+        records = [r for r in records if target_family(r.workload.target) in target_families]
+    if not records:
+        raise CostModelError(f"no usable records in {path}: run `tvm-mp cost-model collect` first")
+    return normalize_latency(records) if normalize else records

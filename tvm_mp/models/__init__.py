@@ -1,7 +1,7 @@
 """Bundled workloads: the trained digits CNN and builders of untrained MLPerf-Tiny-like ONNX models.
 
 The builders live in :mod:`tvm_mp.models.builders` (imported on demand because they need ``onnx``);
-the digits CNN is trained by :mod:`tvm_mp.models.train_digits` and shipped as ``digits_cnn.onnx``
+the digits CNN is trained by ``tools/train_digits.py`` (not part of the package) and shipped as ``digits_cnn.onnx``
 with its measured accuracy in ``digits_cnn.json``.
 """
 

@@ -27,9 +27,9 @@ from tvm import relax
 from .. import _tvm
 from ..errors import ensure_ffi_registration
 from ..layers import annotated_layer_functions
-from ..formats import floats
-from ..formats.clustering import cluster_weights
-from ..formats.floats import FloatFormat, round_to_format
+from ..quantize import floats
+from ..quantize.clustering import cluster_weights
+from ..quantize.floats import FloatFormat, round_to_format
 from ..precision import Precision
 from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight, precision_of
 from ..quantize.scheme import quantize_weights

@@ -6,8 +6,8 @@ No TVM compilation is involved: the interpreter walks the IR and computes each o
 * the reference of the quantized network (layer functions computed with the integer arithmetic of
   :mod:`tvm_mp.quantize.scheme`, outputs kept integer or dequantized by the rule in :mod:`tvm_mp.quantize.graph`),
   which the compiled model must match exactly on its integer part. Float-format layers compute as
-  :mod:`tvm_mp.formats.floats` defines them, clustered layers by the table look-ups of
-  :mod:`tvm_mp.formats.clustering`; both are matched bit for bit too.
+  :mod:`tvm_mp.quantize.floats` defines them, clustered layers by the table look-ups of
+  :mod:`tvm_mp.quantize.clustering`; both are matched bit for bit too.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tvm import relax
 from .. import _tvm
 from ..errors import UnsupportedError
 from ..layers import LAYER_ATTR, dataflow_bindings
-from ..formats import clustering, floats
+from . import clustering, floats
 from . import reference, scheme
 from ..layers import op_name as _op
 from .graph import analyze_outputs, integer_bounds, layer_name_of
@@ -221,7 +221,7 @@ class Interpreter:
         return self._eval(func.body.body, env)
 
     def _float_format_layer(self, layer: QuantLayer, x, out):
-        """A float-format layer: the NumPy reference of :mod:`tvm_mp.formats.floats` (float in, float out)."""
+        """A float-format layer: the NumPy reference of :mod:`tvm_mp.quantize.floats` (float in, float out)."""
         fmt = floats.FloatFormat.of(layer.precision)
         x = np.asarray(x, dtype=np.float32)
         if layer.info.op == "dense":

@@ -30,7 +30,7 @@ from ..precision import Precision
 from .scheme import ActQuant, bias_correction, output_scale, quantize_weights
 
 if TYPE_CHECKING:
-    from ..formats.clustering import ClusteredWeights
+    from .clustering import ClusteredWeights
 
 ATTR_W_BITS = "tvm_mp.w_bits"
 ATTR_A_BITS = "tvm_mp.a_bits"
@@ -148,7 +148,7 @@ def read_layer(func: relax.Function) -> QuantLayer:
         w_q, w_scale = quantize_weights(weight, precision.w_bits)
     clustered = None
     if precision.kind == "clustered":
-        from ..formats.clustering import cluster_weights, from_integer_weights
+        from .clustering import cluster_weights, from_integer_weights
 
         if w_q is None:
             clustered = cluster_weights(weight, precision.clusters)
@@ -185,7 +185,7 @@ def _core_of(func: relax.Function, bindings: dict, name: str):
 
 def _read_float_layer(func: relax.Function, name: str, precision: Precision) -> QuantLayer:
     """A float-format layer: weights rounded to the format (whether or not QuantizeWeights ran)."""
-    from ..formats.floats import FloatFormat, round_to_format
+    from .floats import FloatFormat, round_to_format
 
     bindings = {b.var: b.value for b in dataflow_bindings(func)}
     core, core_var = _core_of(func, bindings, name)

@@ -78,18 +78,20 @@ class TuningDatabase:
             umask = os.umask(0)
             os.umask(umask)
             mode = 0o666 & ~umask  # what a plain open() would have created
-        tmp = tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False,
-                                          encoding="utf-8")
+        tmp_name = None
         try:
-            with tmp:
+            with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False,
+                                             encoding="utf-8") as tmp:
+                tmp_name = tmp.name
                 tmp.write(text)
                 tmp.flush()
                 os.fsync(tmp.fileno())
-            os.chmod(tmp.name, mode)
-            os.replace(tmp.name, out)
+            os.chmod(tmp_name, mode)
+            os.replace(tmp_name, out)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp.name)
+            if tmp_name is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_name)
             raise
         _fsync_dir(out.parent)
         return out

@@ -20,7 +20,7 @@ Number formats are scored the same way. A **clustered** layer (``Precision.clust
 ``(layer, K, a)`` exactly as QuantizeWeights builds it (k-means with the compiler's seed, int8 centroids, one scale)
 and computed by the same exact BLAS product on ``w_q = c_q[idx]`` -- the table look-ups of the compiled kernel
 add the same integers, so the result is the same int64 sum. A **float-format** layer (fp16, bf16, fp8, any eXmY) is
-computed by its NumPy reference (:func:`tvm_mp.formats.floats.conv2d` / ``dense``: operands rounded to the format,
+computed by its NumPy reference (:func:`tvm_mp.quantize.floats.conv2d` / ``dense``: operands rounded to the format,
 float32 products accumulated sequentially), never by BLAS, whose summation order differs. Edges touching a float
 layer are float edges (:mod:`tvm_mp.quantize.graph`), so the graph structure is cached per set of quantized layers
 *and* set of float layers.
@@ -116,7 +116,7 @@ class LayerBank:
         """``(ClusteredWeights as the compiled layer reads them back, w_q int8, per-channel scale float32)``."""
         key = (name, clusters)
         if key not in self._clustered:
-            from ..formats.clustering import cluster_weights, from_integer_weights
+            from ..quantize.clustering import cluster_weights, from_integer_weights
 
             match = self._match(name)
             cw = cluster_weights(match.weight, clusters, seed=self.cluster_seed)  # QuantizeWeights' orientation
@@ -129,7 +129,7 @@ class LayerBank:
         key = (name, _canon(precision))
         if key not in self._layers:
             if precision.kind == "float":
-                from ..formats.floats import FloatFormat, round_to_format
+                from ..quantize.floats import FloatFormat, round_to_format
 
                 match = self._match(name)
                 rounded = round_to_format(np.asarray(match.weight, np.float32), FloatFormat.of(precision))

@@ -2,7 +2,7 @@
 
 import json
 
-from tvm_mp.measure.machine import FLAGS_OF_INTEREST, describe_machine, machine_line, tool_version
+from tvm_mp.testing.machine import FLAGS_OF_INTEREST, describe_machine, machine_line, tool_version
 
 
 def test_describe_machine_is_json_and_complete():

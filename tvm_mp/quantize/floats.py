@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import PlanError
 from ..precision import Precision
-from ..quantize.reference import im2col
+from .reference import im2col
 from ..workload import ConvParams
 
 F32_EXP_BIAS = 127

@@ -1,7 +1,7 @@
 """Train the bundled digits CNN with NumPy only and export it to ONNX.
 
-Run ``python -m tvm_mp.models.train_digits [--out PATH] [--epochs N] [--seed S]`` to regenerate
-``digits_cnn.onnx`` and its record ``digits_cnn.json`` (training settings, seed and the test accuracy
+Run ``python -m tools.train_digits [--out PATH] [--epochs N] [--seed S]`` from the repository root to regenerate
+``tvm_mp/models/digits_cnn.onnx`` and its record ``digits_cnn.json`` (training settings, seed and the test accuracy
 measured with onnxruntime on the exported file).
 
 Why hand-written NumPy: the project must not depend on a deep-learning framework, and the network is
@@ -45,6 +45,10 @@ BN_MOMENTUM = 0.1
 #: Channels of the three convolutions.
 CONV_CHANNELS = (16, 32, 32)
 NUM_CLASSES = 10
+#: Producer name written into the ONNX file. It names the module where this script lived when the shipped
+#: ``digits_cnn.onnx`` was trained, so that retraining reproduces that file byte for byte (its sha256 is in
+#: ``digits_cnn.json``).
+PRODUCER = "tvm_mp.models.train_digits"
 
 Params = dict[str, np.ndarray]
 
@@ -324,7 +328,7 @@ def export_onnx(params: Params, doc: str = "") -> onnx.ModelProto:
     The dense weight is emitted as a ``Constant`` node and the flatten as PyTorch writes
     ``x.view(x.size(0), -1)``, so the file exercises the same importer paths as real exports.
     """
-    from .builders import GraphBuilder
+    from tvm_mp.models.builders import GraphBuilder
 
     g = GraphBuilder()
     h = "input"
@@ -340,7 +344,7 @@ def export_onnx(params: Params, doc: str = "") -> onnx.ModelProto:
     h = g.torch_flatten(h, "flatten")
     h = g.gemm(h, "fc", CONV_CHANNELS[-1] * 4, NUM_CLASSES, weight=params["fc.weight"],
                bias=params["fc.bias"], as_constant=True)
-    return g.model("digits_cnn", (1, 8, 8), h, NUM_CLASSES, producer="tvm_mp.models.train_digits", doc=doc)
+    return g.model("digits_cnn", (1, 8, 8), h, NUM_CLASSES, producer=PRODUCER, doc=doc)
 
 
 def onnx_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> tuple[int, int]:
@@ -357,8 +361,7 @@ def onnx_accuracy(model_bytes: bytes, x: np.ndarray, y: np.ndarray) -> tuple[int
 def main(argv: list[str] | None = None) -> int:
     """Train, export, measure with onnxruntime and write the ``.onnx`` file and its ``.json`` record."""
     from tvm_mp.datasets import SPLIT_SEED, TEST_FRACTION, load_digits_split
-
-    from . import digits_cnn_path
+    from tvm_mp.models import digits_cnn_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=digits_cnn_path(),
@@ -373,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     params = train(split.x_train, split.y_train, config, log=print)
     seconds = time.perf_counter() - start
 
-    model = export_onnx(params, doc=f"Digits CNN trained by tvm_mp.models.train_digits, seed {config.seed}")
+    model = export_onnx(params, doc=f"Digits CNN trained by {PRODUCER}, seed {config.seed}")
     data = model.SerializeToString()
     correct, total = onnx_accuracy(data, split.x_test, split.y_test)
     numpy_correct = int((forward_eval(params, split.x_test).argmax(axis=1) == split.y_test).sum())

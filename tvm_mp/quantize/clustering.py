@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import PlanError
 from ..precision import VALID_CLUSTERS, index_bits
-from ..quantize.reference import im2col
+from .reference import im2col
 from ..workload import ConvParams
 
 WORD_BITS = 32
