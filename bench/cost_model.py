@@ -27,7 +27,7 @@ COMMAND = "python bench/cost_model.py --n 10000"
 
 
 def configurations(n: int, seed: int = 0):
-    from tvm_mp.measure.collect import model_layer_shapes, random_layer_shapes
+    from tvm_mp.measure.collect import layer_workload, model_layer_shapes, random_layer_shapes
 
     rng = np.random.default_rng(seed)
     shapes = model_layer_shapes() + random_layer_shapes(rng, 200)
@@ -37,7 +37,7 @@ def configurations(n: int, seed: int = 0):
             for w_bits in range(1, 9):
                 for a_bits in range(1, 9):
                     for kind in ("bitserial", "packed"):
-                        out.append(shape.workload(w_bits, a_bits, kind, "requant"))
+                        out.append(layer_workload(shape, w_bits, a_bits, kind, "requant"))
                         if len(out) == n:
                             return out
     return out

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .kinds import CALIBRATION_METHODS
+
 
 def _shapes(items: list[str] | None) -> dict | None:
     if not items:
@@ -220,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--budget-latency-ms", help="search a plan within this latency per inference (ms)")
     comp.add_argument("--budget-memory-kb", help="search a plan within this weight memory (kB)")
     comp.add_argument("--calibration", help="a .npy array of input samples, or 'digits' for the bundled data")
-    comp.add_argument("--calibration-method", default="mse", choices=["minmax", "percentile", "mse"])
+    comp.add_argument("--calibration-method", default="mse", choices=list(CALIBRATION_METHODS))
     comp.add_argument("--shape", action="append", help="NAME=D0,D1,... for inputs with dynamic dims")
     comp.add_argument("--target", default="host", help="host (this machine, the default), llvm (generic CPU), aarch64, or a target JSON")
     comp.add_argument("-o", "--output", required=True, help="artifact directory")

@@ -36,6 +36,7 @@ from .cost_models.base import Workload
 from .cost_models.select import default_cost_model
 from .errors import CalibrationError, CompileError, Error, PlanError, UnsupportedError
 from .formats import lowering as format_lowering
+from .kinds import CALIBRATION_METHODS, check
 from .layers import annotated_layer_functions, list_layers
 from .model import CompiledModel, LayerReport, Report
 from .passes.pipeline import annotate_phase, lower_phase, quantize_phase
@@ -46,10 +47,6 @@ from .quantize.graph import analyze_outputs, layer_name_of
 from .quantize.qlayer import read_layer
 from .schedules.tuning import TuningDatabase
 from .targets import CompileTarget, parse
-
-#: Calibration methods (see :func:`tvm_mp.quantize.calibrate.calibrate`).
-CALIBRATION_METHODS = ("minmax", "percentile", "mse")
-
 
 def check_plan(mod: tvm.IRModule, plan: Any) -> PrecisionPlan:
     if plan is None:
@@ -204,9 +201,7 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"compile needs a tvm.IRModule (from tvm_mp.load_onnx or a TVM frontend), got "
                     f"{type(mod).__name__}")
-    if calibration_method not in CALIBRATION_METHODS:
-        raise CalibrationError(f"unknown calibration method {calibration_method!r}: use "
-                               f"{', '.join(map(repr, CALIBRATION_METHODS))}")
+    check(calibration_method, CALIBRATION_METHODS, "calibration method", CalibrationError)
     tgt = parse(target)
     mod = canonicalize(mod)
     quantized = quantize(mod, plan, calibration=calibration, ranges=ranges, calibration_method=calibration_method,

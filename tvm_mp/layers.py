@@ -16,6 +16,7 @@ from tvm import relax
 
 from . import _tvm
 from .canonical import canonicalize
+from .errors import UnsupportedError
 from .workload import ConvParams
 
 #: Function attribute holding the layer name of a function made by AnnotatePrecision.
@@ -24,7 +25,16 @@ LAYER_ATTR = "tvm_mp.layer"
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One quantizable layer. Shapes are NCHW / OIHW for conv2d, ``[N, K]`` / ``[OC, K]`` for dense."""
+    """One quantizable layer. Shapes are NCHW / OIHW for conv2d, ``[N, K]`` / ``[OC, K]`` for dense.
+
+    The one description of a layer, from discovery to cost model to accelerator. Packages that need more fields
+    wrap it rather than redefine it: a cost-model :class:`~tvm_mp.cost_models.base.Workload` is a layer at a
+    precision with an epilogue, schedule knobs and a target (``Workload.from_layer``); a kernel's
+    :class:`~tvm_mp.schedules.registry.ConvWorkload` is a layer at a kernel kind and bit-widths
+    (``ConvWorkload.from_layer``); the accelerator's :class:`~tvm_mp.accel.lower.ConvShape` is its grouped-conv
+    view (``ConvShape.from_layer``). Layers that are not in a model (random shapes for cost-model records) are made
+    with :meth:`from_shapes`, their ``name`` saying where they come from.
+    """
 
     name: str
     op: str  # "conv2d", "depthwise_conv2d" or "dense"
@@ -35,6 +45,22 @@ class LayerInfo:
     has_bias: bool
     macs: int
     weight_count: int
+
+    @classmethod
+    def from_shapes(cls, name: str, op: str, input_shape, weight_shape, params: ConvParams | None = None,
+                    has_bias: bool = False) -> "LayerInfo":
+        """A layer from its op, input and weight shapes (and conv geometry): output shape and MACs computed."""
+        input_shape = tuple(int(v) for v in input_shape)
+        weight_shape = tuple(int(v) for v in weight_shape)
+        if op == "dense":
+            out_shape = (input_shape[0], weight_shape[0])
+        else:
+            if params is None:
+                raise UnsupportedError(f"a {op} layer needs its ConvParams")
+            oh, ow = params.output_hw(input_shape[2], input_shape[3], weight_shape[2], weight_shape[3])
+            out_shape = (input_shape[0], weight_shape[0], oh, ow)
+        macs = int(np.prod(out_shape)) * int(np.prod(weight_shape[1:]))
+        return cls(name, op, input_shape, weight_shape, out_shape, params, has_bias, macs, int(np.prod(weight_shape)))
 
     @property
     def out_channels(self) -> int:

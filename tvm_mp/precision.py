@@ -1,6 +1,6 @@
 """Per-layer precision and precision plans: frozen, self-validating value types.
 
-This module is at the bottom of the package: it imports nothing else of tvm-mp except the errors.
+This module is at the bottom of the package: it imports nothing else of tvm-mp except the errors and the kinds.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from .errors import PlanError
+from .kinds import KERNEL_KINDS, PRECISION_KINDS
 
 #: Bit-widths a layer may use for integer weights and activations.
 VALID_BITS = tuple(range(1, 9))
 #: Integer kernel kinds. ``auto`` picks ``bitserial`` when ``w_bits * a_bits <= BITSERIAL_MAX_PRODUCT`` else
 #: ``packed``.
-INTEGER_KINDS = ("auto", "bitserial", "packed")
+INTEGER_KINDS = ("auto",) + KERNEL_KINDS
 #: Every kind: the integer ones, ``float`` (a reduced-precision floating-point format, see
 #: :mod:`tvm_mp.quantize.floats`) and ``clustered`` (weights shared among K values, products from a table, see
 #: :mod:`tvm_mp.quantize.clustering`).
-KINDS = INTEGER_KINDS + ("float", "clustered")
+KINDS = PRECISION_KINDS
 #: Bit-serial work grows with w_bits * a_bits (one AND+popcount per pair of bit-planes), packed-integer work does
 #: not; at or below this product the bit-serial kernel needs fewer word operations than an 8-bit MAC per element.
 BITSERIAL_MAX_PRODUCT = 4

@@ -66,9 +66,10 @@ def test_simulated_layer_validation_and_accel_adapter():
     # the accelerator package is there: a planned workload (a mapping named by knobs) simulates
     import numpy as np
 
-    from tvm_mp.measure.collect import LayerShape, accel_plan
+    from tvm_mp.layers import LayerInfo
+    from tvm_mp.measure.collect import accel_plan
 
-    shape = LayerShape("dense", (1, 64), (16, 64), None, "test/dense_0")
+    shape = LayerInfo.from_shapes("test/dense_0", "dense", (1, 64), (16, 64))
     plan = accel_plan(np.random.default_rng(0), [shape], configs_per_layer=1, mappings_per_config=1)
     assert len(plan) == 2 and plan[0][1] == ["test/dense_0"]
     records = SimulatorSource(sim).measure([w for w, _ in plan])

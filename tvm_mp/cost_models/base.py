@@ -20,6 +20,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from .. import kinds
 from ..errors import Error
 from ..precision import Precision
 from ..targets import arch_of_record
@@ -29,14 +30,14 @@ from ..workload import ConvParams
 OPS = ("conv2d", "depthwise_conv2d", "dense")
 #: Integer kernel kinds actually compiled ("auto" is resolved when a workload is made). Learned models and the
 #: kernel event counter (:mod:`tvm_mp.cost_models.features`) know these only.
-KERNEL_KINDS = ("bitserial", "packed")
+KERNEL_KINDS = kinds.KERNEL_KINDS
 #: Number-format kinds (:mod:`tvm_mp.formats`): a reduced-precision float layer and a clustered-weight layer. A
 #: workload of these kinds also carries its format (``exp_bits``/``man_bits``/``finite`` or ``clusters``).
-FORMAT_KINDS = ("float", "clustered")
+FORMAT_KINDS = kinds.FORMAT_KINDS
 #: Every kind a workload may have.
 WORKLOAD_KINDS = KERNEL_KINDS + FORMAT_KINDS
 #: What the kernel returns: the raw int32 accumulator, dequantized float32, or requantized uint8 codes.
-EPILOGUES = ("acc", "float", "requant")
+EPILOGUES = kinds.EPILOGUES
 #: How an energy figure was obtained. CPU energy is never measured here: it is "modelled" (events x table).
 ENERGY_BASES = ("modelled", "simulated", "measured", "learned", "mixed")
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..cost_models.base import CostModelError, Workload
+from ..layers import LayerInfo
 from ..workload import ConvParams
 
 MODEL_NAMES = ("resnet8", "ds_cnn", "mobilenet_v1_025", "fer_cnn", "digits_cnn")
@@ -24,23 +24,14 @@ EPILOGUE_P = {"acc": 0.25, "float": 0.25, "requant": 0.5}
 
 
 # ---- what to measure ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LayerShape:
-    """A layer without precision: op, input and weight shapes, conv geometry; ``origin`` says where it is from."""
-
-    op: str
-    input_shape: tuple[int, ...]
-    weight_shape: tuple[int, ...]
-    params: ConvParams | None
-    origin: str
-
-    def workload(self, w_bits: int, a_bits: int, kind: str, epilogue: str, target: str = "llvm",
-                 device: str = "host") -> Workload:
-        return Workload(self.op, self.input_shape, self.weight_shape, w_bits, a_bits, kind, self.params, epilogue,
-                        (), target, device)
+def layer_workload(layer: LayerInfo, w_bits: int, a_bits: int, kind: str, epilogue: str, target: str = "llvm",
+                   device: str = "host") -> Workload:
+    """The workload of ``layer`` at ``w_bits``/``a_bits`` with kernel ``kind`` (or "auto") and ``epilogue``."""
+    return Workload(layer.op, layer.input_shape, layer.weight_shape, w_bits, a_bits, kind, layer.params, epilogue,
+                    (), target, device)
 
 
-def model_layer_shapes(names: Sequence[str] = MODEL_NAMES) -> list[LayerShape]:
+def model_layer_shapes(names: Sequence[str] = MODEL_NAMES) -> list[LayerInfo]:
     """Every quantizable layer of the benchmark models (batch 1), origin ``"<model>/<layer>"``."""
     from ..frontend import load_onnx
     from ..layers import list_layers
@@ -53,13 +44,12 @@ def model_layer_shapes(names: Sequence[str] = MODEL_NAMES) -> list[LayerShape]:
         builder = BUILDERS[name]
         mod = load_onnx(builder.build(0), shapes={builder.input_name: tuple(builder.input_shape)})
         for layer in list_layers(mod):
-            shapes.append(LayerShape(layer.op, tuple(layer.input_shape), tuple(layer.weight_shape), layer.params,
-                                     f"{name}/{layer.name}"))
+            shapes.append(dataclasses.replace(layer, name=f"{name}/{layer.name}", has_bias=False))
     return shapes
 
 
 def random_layer_shapes(rng: np.random.Generator, count: int, min_macs: float = 2e3,
-                        max_macs: float = 2.5e7, upper_same: bool = False) -> list[LayerShape]:
+                        max_macs: float = 2.5e7, upper_same: bool = False) -> list[LayerInfo]:
     """``count`` random but plausible conv2d / depthwise / dense layers with MACs in [min_macs, max_macs].
 
     "Same" padding is centred (``(k - 1) // 2`` before, ``k // 2`` after). ``upper_same`` draws only conv2d and
@@ -73,7 +63,7 @@ def random_layer_shapes(rng: np.random.Generator, count: int, min_macs: float = 
         if op == "dense":
             k = int(rng.choice([16, 32, 64, 100, 128, 256, 512, 1024, 2048, 4096, 9216]))
             oc = int(rng.choice([2, 7, 10, 12, 32, 64, 128, 256]))
-            shape = LayerShape("dense", (1, k), (oc, k), None, "random")
+            shape = LayerInfo.from_shapes("random", "dense", (1, k), (oc, k))
             macs = k * oc
         else:
             kh, kw = [(1, 1), (3, 3), (3, 3), (5, 5), (1, 3), (3, 1), (10, 4), (7, 7)][int(rng.integers(8))]
@@ -96,7 +86,7 @@ def random_layer_shapes(rng: np.random.Generator, count: int, min_macs: float = 
             oh, ow = params.output_hw(h, w, kh, kw)
             if oh < 1 or ow < 1:
                 continue
-            shape = LayerShape(str(op), (1, c, h, w), (oc, cg, kh, kw), params, "random")
+            shape = LayerInfo.from_shapes("random", str(op), (1, c, h, w), (oc, cg, kh, kw), params)
             macs = oc * oh * ow * cg * kh * kw
         if min_macs <= macs <= max_macs:
             out.append(shape)
@@ -121,19 +111,19 @@ def random_configs(rng: np.random.Generator, count: int) -> list[tuple[int, int,
     return list(seen.values())
 
 
-def collection_plan(rng: np.random.Generator, model_shapes: Sequence[LayerShape], random_shapes: Sequence[LayerShape],
+def collection_plan(rng: np.random.Generator, model_shapes: Sequence[LayerInfo], random_shapes: Sequence[LayerInfo],
                     configs_per_model_layer: int = 14, configs_per_random_layer: int = 5,
                     target: str = "llvm", device: str = "host") -> list[tuple[Workload, list[str]]]:
     """(workload, origins) pairs, one per distinct workload key, in a random order (so a budget cut is fair)."""
     by_layer: dict[str, list] = {}
     for shape in list(model_shapes) + list(random_shapes):
-        probe = shape.workload(8, 8, "packed", "acc", target, device)
-        by_layer.setdefault(probe.layer_key, [shape, []])[1].append(shape.origin)
+        probe = layer_workload(shape, 8, 8, "packed", "acc", target, device)
+        by_layer.setdefault(probe.layer_key, [shape, []])[1].append(shape.name)
     plan = []
     for shape, origins in by_layer.values():
         n_cfg = configs_per_model_layer if any(o != "random" for o in origins) else configs_per_random_layer
         for w_bits, a_bits, kind, epilogue in random_configs(rng, n_cfg):
-            plan.append((shape.workload(w_bits, a_bits, kind, epilogue, target, device), sorted(set(origins))))
+            plan.append((layer_workload(shape, w_bits, a_bits, kind, epilogue, target, device), sorted(set(origins))))
     order = rng.permutation(len(plan))
     return [plan[i] for i in order]
 
@@ -241,7 +231,7 @@ ACCEL_DEVICE = "accel-sim"
 ACCEL_BITS = (1, 2, 4, 8)
 
 
-def accel_plan(rng: np.random.Generator, shapes: Sequence[LayerShape], configs_per_layer: int = 4,
+def accel_plan(rng: np.random.Generator, shapes: Sequence[LayerInfo], configs_per_layer: int = 4,
                mappings_per_config: int = 1, device: str = ACCEL_DEVICE) -> list[tuple[Workload, list[str]]]:
     """Accelerator workloads: per layer, precisions (mostly 1/2/4/8 bits) x (the best mapping, which names no
     knobs, plus ``mappings_per_config`` random feasible mappings named by knobs)."""
@@ -251,8 +241,8 @@ def accel_plan(rng: np.random.Generator, shapes: Sequence[LayerShape], configs_p
     hw = HardwareConfig.default()
     by_layer: dict[str, list] = {}
     for shape in shapes:
-        probe = shape.workload(8, 8, "auto", "acc", "accel", device)
-        by_layer.setdefault(probe.layer_key, [shape, []])[1].append(shape.origin)
+        probe = layer_workload(shape, 8, 8, "auto", "acc", "accel", device)
+        by_layer.setdefault(probe.layer_key, [shape, []])[1].append(shape.name)
     plan = []
     for shape, origins in by_layer.values():
         seen = set()
@@ -265,7 +255,7 @@ def accel_plan(rng: np.random.Generator, shapes: Sequence[LayerShape], configs_p
             if (w_bits, a_bits, epilogue) in seen:
                 continue
             seen.add((w_bits, a_bits, epilogue))
-            wl = shape.workload(w_bits, a_bits, "auto", epilogue, "accel", device)
+            wl = layer_workload(shape, w_bits, a_bits, "auto", epilogue, "accel", device)
             plan.append((wl, sorted(set(origins))))
             try:
                 cands = candidate_mappings(workload_shape(wl), w_bits, a_bits, hw, workload_output(wl))

@@ -15,6 +15,7 @@ import tvm
 
 from .. import _tvm
 from ..errors import CalibrationError
+from ..kinds import CALIBRATION_METHODS, check
 from .interpreter import Interpreter
 
 
@@ -119,8 +120,7 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
     (low bit-widths gain most). With ``statistics`` each range also carries the layer's input second moment
     (used by QuantizeWeights for GPTQ rounding).
     """
-    if method not in ("minmax", "percentile", "mse"):
-        raise CalibrationError(f"unknown calibration method {method!r}: use 'minmax', 'percentile' or 'mse'")
+    check(method, CALIBRATION_METHODS, "calibration method", CalibrationError)
     if not (50.0 < percentile <= 100.0):
         raise CalibrationError(f"percentile must be in (50, 100], got {percentile}")
     data = normalize_batches(mod, batches)

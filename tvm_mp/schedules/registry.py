@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from ..errors import UnsupportedError
+from ..kinds import KERNEL_KINDS, check
 from ..targets import parse
 from ..workload import ConvParams
 
@@ -71,10 +72,14 @@ class ConvWorkload:
     def __post_init__(self) -> None:
         object.__setattr__(self, "in_shape", tuple(int(v) for v in self.in_shape))
         object.__setattr__(self, "weight_shape", tuple(int(v) for v in self.weight_shape))
-        if self.kind not in ("bitserial", "packed"):
-            raise UnsupportedError(f"kernel kind must be 'bitserial' or 'packed', got {self.kind!r}")
+        check(self.kind, KERNEL_KINDS, "kernel kind", UnsupportedError)
         if self.op != "dense" and self.params is None:
             raise UnsupportedError(f"a {self.op} workload needs ConvParams")
+
+    @classmethod
+    def from_layer(cls, layer, kind: str, w_bits: int, a_bits: int) -> "ConvWorkload":
+        """The kernel workload of a :class:`~tvm_mp.layers.LayerInfo` at ``kind`` and bit-widths."""
+        return cls(layer.op, kind, int(w_bits), int(a_bits), layer.input_shape, layer.weight_shape, layer.params)
 
     @property
     def is_depthwise(self) -> bool:
@@ -152,7 +157,7 @@ def _ensure_registered() -> None:
 
     for module, family in ((x86, "x86_64"), (arm_cpu, "aarch64"), (x86, "generic")):
         for op in ("conv2d", "depthwise_conv2d", "dense"):
-            for kind in ("bitserial", "packed"):
+            for kind in KERNEL_KINDS:
                 register(op, kind, family, ScheduleEntry(f"{family}.{op}.{kind}", module.default_config,
                                                          module.config_space))
 

@@ -52,12 +52,13 @@ from ..quantize import reference
 from ..quantize.calibrate import ActivationRange, calibrate, normalize_batches
 from ..quantize.graph import analyze_outputs, layer_name_of
 from ..quantize.interpreter import Interpreter
+from ..kinds import SCORE_METRICS, check
 from ..quantize.qlayer import QuantLayer
 from ..quantize.scheme import ActQuant, quantize_weights
 from .space import canonical, is_integer
 
 #: Output-fidelity proxies (used when no accuracy_fn is given). All are "higher is better".
-PROXY_METRICS = ("agreement", "sqnr_db", "neg_kl")
+PROXY_METRICS = SCORE_METRICS
 #: Smallest positive float64: keeps ratios finite when a signal is exactly zero.
 _TINY = float(np.finfo(np.float64).tiny)
 #: SQNR reported when the outputs are identical to fp32 (no noise).
@@ -472,8 +473,7 @@ class Scorer:
                  data: Iterable | None = None, metric: str = "agreement",
                  ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = "mse",
                  percentile: float = 99.99, cache_mb: float = 256.0, noise_samples: int | None = 128):
-        if metric not in PROXY_METRICS:
-            raise PlanError(f"unknown accuracy metric {metric!r}: use one of {', '.join(PROXY_METRICS)}")
+        check(metric, PROXY_METRICS, "accuracy metric", PlanError)
         if accuracy_fn is not None and not callable(accuracy_fn):
             raise Error("accuracy_fn must be a function taking a model (with .run) and returning a number")
         if calibration is not None and not isinstance(calibration, (list, tuple)):

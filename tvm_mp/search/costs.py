@@ -42,11 +42,12 @@ from ..errors import PlanError
 from ..layers import LayerInfo
 from ..precision import Precision
 from ..quantize.packing import WORD_BITS, container_bits
+from ..kinds import COST_METRICS
 from ..targets import parse
 from .space import SearchSpace, is_integer
 
 #: Cost quantities and the Budget field limiting each.
-METRICS = ("energy_uj", "latency_ms", "memory_kb")
+METRICS = COST_METRICS
 #: Tolerance when checking a total against a limit (relative), so a plan sitting exactly on a limit fits.
 FIT_RTOL = 1e-9
 

@@ -25,6 +25,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import PlanError
+from ..kinds import KERNEL_KINDS
 from ..layers import LayerInfo
 from ..precision import VALID_BITS, Precision, PrecisionPlan
 
@@ -85,7 +86,7 @@ def canonical(prec: Precision) -> Precision:
 
 def is_integer(prec: Precision) -> bool:
     """True for the integer kinds (bit-serial / packed), the ones the bit-based neighbourhoods and dominance use."""
-    return prec.resolved_kind in ("bitserial", "packed")
+    return prec.resolved_kind in KERNEL_KINDS
 
 
 def _jumps(c: Precision, canon: Sequence[Precision]) -> list[int]:
