@@ -71,6 +71,7 @@ class Fidelity:
         import warnings
 
         import tvm
+
         from tvm_mp import Precision, PrecisionPlan
         from tvm_mp.passes.pipeline import annotate_phase, quantize_phase
         from tvm_mp.quantize.interpreter import Interpreter
@@ -296,7 +297,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    data = {"command": COMMAND, "hardware": hw.name, "machine": describe_machine(tvm_runtime=False), "precision": {}, "agreement": {}}
+    data = {"command": COMMAND, "hardware": hw.name, "machine": describe_machine(tvm_runtime=False), "precision": {},
+            "agreement": {}}
     resnet_mod = None
     for name in MODELS:
         mod, layers = load_layers(name)

@@ -108,7 +108,8 @@ def main(argv=None) -> int:
         lines.append(f"| {name} predict | {r['best_batch_s'] * 1e3:.1f} ms | {r['configs_per_s']:,.0f} | "
                      f"{r['first_batch_s']:.2f} s |")
     lines.append(f"| one real measurement (build + time, median of {len(times)}) | "
-                 f"{results['one_measurement_s']['median']:.2f} s | {1 / results['one_measurement_s']['median']:.2f} | |")
+                 f"{results['one_measurement_s']['median']:.2f} s | "
+                 f"{1 / results['one_measurement_s']['median']:.2f} | |")
     lines += ["", f"One real measurement costs as much time as about {speedup:,.0f} XGBoost predictions.", ""]
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")

@@ -339,7 +339,8 @@ def search_comparison(budgets: int, seed: int, argv) -> dict:
            "score": "top-1 on the held-out digits split (accuracy_fn on the plan's NumPy reference)",
            "cost_model": "DatapathModel (energy modelled: MACs x per-MAC energy of the layer's format + SRAM reads of "
                          "stored weight bits and input activation bits; 45 nm figures)",
-           "fp32_top1": mixed.fp32_score, "test_samples": int(len(digits.y_test)), "options_per_layer": {n: len(o) for n, o in spaces.items()},
+           "fp32_top1": mixed.fp32_score, "test_samples": int(len(digits.y_test)),
+           "options_per_layer": {n: len(o) for n, o in spaces.items()},
            "seconds": seconds, "candidates": {n: f.notes["candidates"] for n, f in fronts.items()},
            "per_budget": per_budget, "savings_at_0.5pt_vs_w8a8": savings, "mixed_front_with_formats": with_formats,
            "uniform_format_plans": uniform_formats,

@@ -4,7 +4,8 @@ Models: ResNet-8, DS-CNN, MobileNetV1-0.25 and the digits CNN (``tvm_mp.models.b
 inference, with one and with two threads (onnxruntime ``intra_op_num_threads``; TVM ``TVM_NUM_THREADS``, set per
 worker process before TVM starts its thread pool). Both runtimes' pools are set not to spin between calls
 (``session.intra_op.allow_spinning=0``, ``TVM_THREAD_POOL_SPIN_COUNT=0``): with spinning, the two pools in one
-process steal the two cores from each other and the 2-thread figures mostly measure that. Within a worker all variants are timed round-robin in the same
+process steal the two cores from each other and the 2-thread figures mostly measure that. Within a worker all variants
+are timed round-robin in the same
 Python loop (see ``bench/kernels.py``); the figure is the median round. tvm-mp variants are compiled for
 ``target="host"`` and checked bit-exact against the NumPy reference before timing.
 
@@ -23,7 +24,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 HERE = Path(__file__).resolve().parent
 

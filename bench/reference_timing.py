@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     scaled = raw * nominal / refs
 
     def spread(x):
-        return {"cv_mean": float((x.std(1) / x.mean(1)).mean()), "max_over_min_mean": float((x.max(1) / x.min(1)).mean())}
+        return {"cv_mean": float((x.std(1) / x.mean(1)).mean()),
+                "max_over_min_mean": float((x.max(1) / x.min(1)).mean())}
 
     result = {"command": "python bench/reference_timing.py " + " ".join(argv or []), "machine": machine,
               "workloads": len(picked), "rounds": args.rounds, "seconds": time.monotonic() - start,

@@ -86,7 +86,8 @@ def additive_part(names: list[str], seeds: int, quick: bool) -> dict:
         table = sens.noise
         lo = costs.minimum()
         w8 = costs.totals(space.uniform_index(Precision(8, 8)))
-        budgets = {f"energy {int(f * 100)}%": Budget(energy_uj=lo["energy_uj"] + f * (w8["energy_uj"] - lo["energy_uj"]))
+        budgets = {f"energy {int(f * 100)}%":
+                   Budget(energy_uj=lo["energy_uj"] + f * (w8["energy_uj"] - lo["energy_uj"]))
                    for f in (0.3, 0.5, 0.8)}
         budgets["memory 50%"] = Budget(memory_kb=lo["memory_kb"] + 0.5 * (w8["memory_kb"] - lo["memory_kb"]))
         budgets["energy+latency+memory 50%"] = Budget(
@@ -103,9 +104,10 @@ def additive_part(names: list[str], seeds: int, quick: bool) -> dict:
             rs = random_search(problem, np.random.default_rng(0), samples=2000)
             opt = ilp.objective
 
+            # row() is called only within this iteration, so it sees this iteration's opt and label
             def row(method, res, extra=None):
-                gap = res.objective / opt - 1.0 if opt > 0 else 0.0
-                r = {"budget": label, "method": method, "objective": res.objective, "gap_to_ilp": gap,
+                gap = res.objective / opt - 1.0 if opt > 0 else 0.0  # noqa: B023
+                r = {"budget": label, "method": method, "objective": res.objective, "gap_to_ilp": gap,  # noqa: B023
                      "feasible": res.feasible, "budget_use": max(res.budget_use.values()), "seconds": res.seconds,
                      "evaluations": res.evaluations}
                 r.update(extra or {})
@@ -123,7 +125,8 @@ def additive_part(names: list[str], seeds: int, quick: bool) -> dict:
             rows.append(row("greedy", gr))
             rows.append(row("random (2000)", rs))
             log(f"{name} {label}: ilp {opt:.5g} ({ilp.seconds:.2f}s) sa worst gap "
-                f"{worst.objective / opt - 1:.3%} ({max(r.seconds for r in sa + sa_random):.1f}s) greedy {gr.objective / opt - 1:.2%} "
+                f"{worst.objective / opt - 1:.3%} ({max(r.seconds for r in sa + sa_random):.1f}s) "
+                f"greedy {gr.objective / opt - 1:.2%} "
                 f"random {rs.objective / opt - 1:.2%}")
         # determinism: the same seed twice
         problem = Problem(space, costs, budgets["energy 50%"], AdditiveObjective(table))
@@ -243,14 +246,16 @@ def adaptive_part(seed: int, front) -> dict:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# Precision search benchmark", "",
-             f"Command: `{result['command']}` ({result['seconds']:.0f} s). {machine_line(m)} Energy is *modelled* (analytical cost model: CPU event counts x energy table), never "
+             f"Command: `{result['command']}` ({result['seconds']:.0f} s). {machine_line(m)} "
+             "Energy is *modelled* (analytical cost model: CPU event counts x energy table), never "
              "measured.", ""]
     lines += ["## A. Additive objective: annealing vs greedy vs random vs ILP", ""]
     for name, part in result.get("additive", {}).items():
         lines += [f"**{name}**: {part['layers']} layers x {part['options_per_layer']} options; sensitivity "
                   f"{part['sensitivity_runs']} reference runs ({part['sensitivity_seconds']:.0f} s); same seed -> "
                   f"same plan: {part['same_seed_same_plan']}.", "",
-                  "| budget | method | objective | gap to ILP | budget use | time (s) |", "|---|---|---:|---:|---:|---:|"]
+                  "| budget | method | objective | gap to ILP | budget use | time (s) |",
+                  "|---|---|---:|---:|---:|---:|"]
         for r in part["rows"]:
             t = f"{r['seconds']:.2f}" + (f" (max {r['max_seconds']:.2f})" if "max_seconds" in r else "")
             lines.append(f"| {r['budget']} | {r['method']} | {r['objective']:.5g} | {r['gap_to_ilp']:.3%} | "
@@ -262,12 +267,14 @@ def markdown(result: dict) -> str:
                   f"fp32 top-1 {p['fp32_top1']:.4f}; {p['candidates']} plans scored in {p['seconds']:.0f} s. "
                   f"Mixed plans dominate {p['dominated_uniform_plans']} of the {p['uniform_plans']} uniform plans. "
                   "Plot: `docs/search_pareto_digits.png`.", "",
-                  "| uniform plan (uniform front) | energy (uJ) | top-1 | best mixed at <= that energy | top-1 | dominates |",
+                  "| uniform plan (uniform front) | energy (uJ) | top-1 | best mixed at <= that energy | top-1 "
+                  "| dominates |",
                   "|---|---:|---:|---:|---:|---|"]
         for d in p["dominance_uniform_front"]:
             lines.append(f"| {d['uniform']} | {d['uniform_cost']:.2f} | {d['uniform_score']:.4f} | "
                          f"{d['mixed_cost']:.2f} | {d['mixed_score']:.4f} | {d['dominates']} |")
-        lines += ["", "| max top-1 loss vs w8a8 | energy (uJ) | top-1 | energy saved | plan |", "|---|---:|---:|---:|---|"]
+        lines += ["", "| max top-1 loss vs w8a8 | energy (uJ) | top-1 | energy saved | plan |",
+                  "|---|---:|---:|---:|---|"]
         for loss, s in p["savings_vs_w8a8"].items():
             lines.append(f"| {loss} pt | {s['cost']:.2f} | {s['score']:.4f} | {s['saving']:.1%} | "
                          f"{', '.join(f'{k}={v}' for k, v in s['plan'].items())} |")
@@ -280,7 +287,8 @@ def markdown(result: dict) -> str:
         lines.append("")
     if "budget" in result:
         lines += ["## C. Budget-driven compile (digits CNN, host)", "",
-                  "| budget | plan | predicted energy (uJ) | predicted latency (ms) | memory (kB) | measured latency (ms) "
+                  "| budget | plan | predicted energy (uJ) | predicted latency (ms) | memory (kB) "
+                  "| measured latency (ms) "
                   "| top-1 | meets (model) | time (s) |", "|---|---|---:|---:|---:|---:|---:|---|---:|"]
         for r in result["budget"]:
             b = ", ".join(f"{k}={v}" for k, v in r["budget"].items())
@@ -298,7 +306,8 @@ def markdown(result: dict) -> str:
                   f"{st['shared_bytes']} B shared vs {st['separate_bytes']} B separate ({st['saved_fraction']:.1%} "
                   f"saved); each point bit-exact with its stand-alone compile: {a['each_point_equals_standalone']}; "
                   f"select(energy_uj=...) -> {a['select_energy_uj']}.", "",
-                  "| function | energy (uJ) | latency (ms) | memory (kB) | top-1 | plan |", "|---|---:|---:|---:|---:|---|"]
+                  "| function | energy (uJ) | latency (ms) | memory (kB) | top-1 | plan |",
+                  "|---|---:|---:|---:|---:|---|"]
         for p in a["points"]:
             lines.append(f"| {p['function']} | {p['energy_uj']:.2f} | {p['latency_ms']:.4f} | {p['memory_kb']:.2f} | "
                          f"{p['score']:.4f} | {', '.join(p['plan'].values())} |")

@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from tools import train_digits as td
 from tvm_mp.datasets import load_digits_split
 from tvm_mp.models import digits_cnn_info_path, digits_cnn_path
 from tvm_mp.models.builders import BUILDERS
-from tools import train_digits as td
 
 NUM_CLASSES = {"resnet8": 10, "ds_cnn": 12, "mobilenet_v1_025": 2, "fer_cnn": 7, "digits_cnn": 10}
 RANDOM_BUILDERS = [name for name in BUILDERS if name != "digits_cnn"]

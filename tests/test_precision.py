@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from tvm_mp import Budget, Precision, PrecisionPlan
 from tvm_mp.errors import PlanError
 
-precisions = st.builds(Precision, st.integers(1, 8), st.integers(1, 8), st.sampled_from(["auto", "bitserial", "packed"]))
+precisions = st.builds(Precision, st.integers(1, 8), st.integers(1, 8),
+                       st.sampled_from(["auto", "bitserial", "packed"]))
 
 
 @given(st.dictionaries(st.from_regex(r"(conv2d|dense)_[0-9]{1,2}", fullmatch=True), precisions, max_size=12))

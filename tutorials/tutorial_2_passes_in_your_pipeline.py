@@ -41,7 +41,8 @@ plan = PrecisionPlan({"conv2d_0": Precision(w_bits=4, a_bits=4), "conv2d_1": Pre
 # Your pipeline, with tvm-mp's passes in it
 # -----------------------------------------
 # Canonicalize comes first (a no-op here: load_onnx's output is canonical already; on a raw module it renames
-# the entry to ``main`` and folds batch_norm and transposed weights). AnnotatePrecision wraps each planned layer in a function carrying its precision; QuantizeWeights replaces the
+# the entry to ``main`` and folds batch_norm and transposed weights). AnnotatePrecision wraps each planned layer in a
+# function carrying its precision; QuantizeWeights replaces the
 # weights by their integers and scales; RewriteMixedPrecision lowers the layers to integer kernels (here
 # packed kernels here: bit-serial is chosen automatically only when w_bits * a_bits <= 4) with requantization
 # between integer layers.

@@ -20,8 +20,8 @@ import numpy as np
 import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.accel.hardware import HardwareConfig
-from tvm_mp.driver import compile_offloaded
 from tvm_mp.datasets import calibration_batches, load_digits_split
+from tvm_mp.driver import compile_offloaded
 from tvm_mp.models import digits_cnn_path
 
 out_dir = Path(os.environ.get("TVM_MP_TUTORIAL_OUT", "."))

@@ -39,7 +39,8 @@ def _shapes(items: list[str] | None) -> dict | None:
                 raise ValueError
             shapes[name] = tuple(int(d) for d in dims.split(","))
         except ValueError:
-            raise InputShapeError(f"cannot read --shape {item!r}: write it as NAME=D0,D1,... e.g. input=1,1,8,8") from None
+            raise InputShapeError(f"cannot read --shape {item!r}: "
+                                  "write it as NAME=D0,D1,... e.g. input=1,1,8,8") from None
     return shapes
 
 
@@ -94,7 +95,8 @@ def cmd_demo(args) -> int:
                             accuracy_fn=lambda m: float((m.run(digits.x_test).argmax(1) == digits.y_test).mean()))
         elapsed = time.perf_counter() - start
         exact = np.array_equal(cm.run(digits.x_test[:64]), cm.reference(digits.x_test[:64]))
-        print(f"\n== uniform {text}: top-1 {cm.report.accuracy:.4f} on the held-out split; compiled in {elapsed:.1f} s; "
+        print(f"\n== uniform {text}: top-1 {cm.report.accuracy:.4f} on the held-out split; "
+              f"compiled in {elapsed:.1f} s; "
               f"equals the NumPy reference: {exact}")
         print(cm.report)
         if args.output:
@@ -133,6 +135,7 @@ def _budget(args):
 
 def cmd_compile(args) -> int:
     import tvm_mp
+
     from .errors import PlanError
 
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
@@ -155,6 +158,7 @@ def cmd_compile(args) -> int:
 
 def cmd_tune(args) -> int:
     import tvm_mp
+
     from .tune import RPCConfig, tune
 
     rpc = RPCConfig.parse(args.rpc_tracker, args.key, retries=args.retries)
@@ -208,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="compile the bundled digits CNN under uniform plans and print the reports")
     demo.add_argument("--plans", nargs="+", default=["w8a8", "w4a4", "w2a2"], help="short plans, e.g. w4a4")
-    demo.add_argument("--target", default="host", help="host (this machine, the default), llvm (generic CPU), aarch64, or a target JSON")
+    demo.add_argument("--target", default="host",
+                      help="host (this machine, the default), llvm (generic CPU), aarch64, or a target JSON")
     demo.add_argument("-o", "--output", help="also export each compiled artifact under this directory")
     demo.set_defaults(func=cmd_demo)
     layers = sub.add_parser("layers", help="list the quantizable layers of an ONNX model")
@@ -224,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--calibration", help="a .npy array of input samples, or 'digits' for the bundled data")
     comp.add_argument("--calibration-method", default="mse", choices=list(CALIBRATION_METHODS))
     comp.add_argument("--shape", action="append", help="NAME=D0,D1,... for inputs with dynamic dims")
-    comp.add_argument("--target", default="host", help="host (this machine, the default), llvm (generic CPU), aarch64, or a target JSON")
+    comp.add_argument("--target", default="host",
+                      help="host (this machine, the default), llvm (generic CPU), aarch64, or a target JSON")
     comp.add_argument("-o", "--output", required=True, help="artifact directory")
     comp.set_defaults(func=cmd_compile)
     exp = sub.add_parser("explore", help="sweep budgets and write the Pareto front (JSON + plot)")
@@ -248,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--database", help="tuning database to update (default: beside the records)")
     tun.add_argument("--retries", type=int, default=2, help="other devices tried before a job counts as failed")
     tun.add_argument("--seed", type=int, default=0)
-    tun.add_argument("--target", default="host", help="host (this machine, the default), llvm (generic CPU), aarch64, or a target JSON")
+    tun.add_argument("--target", default="host",
+                     help="host (this machine, the default), llvm (generic CPU), aarch64, or a target JSON")
     tun.add_argument("--shape", action="append", help="NAME=D0,D1,... for inputs with dynamic dims")
     tun.add_argument("--quiet", action="store_true", help="no progress bar")
     tun.set_defaults(func=cmd_tune)

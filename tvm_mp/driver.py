@@ -239,7 +239,7 @@ def compile_offloaded(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Itera
     :func:`build`, so they are the kernels ``tvm_mp.compile`` builds). Returns an
     :class:`~tvm_mp.accel.offload.OffloadedModel`."""
     from .accel.hardware import HardwareConfig
-    from .accel.offload import OffloadedModel, isolate, offload, supported_layers, accel_calls
+    from .accel.offload import OffloadedModel, accel_calls, isolate, offload, supported_layers
 
     if not isinstance(plan, PrecisionPlan):
         raise PlanError(f"plan must be a PrecisionPlan, got {type(plan).__name__}")

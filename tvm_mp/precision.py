@@ -357,9 +357,11 @@ class PrecisionPlan:
         try:
             data = json.loads(text)
         except (TypeError, json.JSONDecodeError) as err:
-            raise PlanError(f"plan is not valid JSON ({err}); write it as {{\"layers\": {{name: {{w_bits, a_bits}}}}}}") from None
+            raise PlanError(f"plan is not valid JSON ({err}); "
+                            f"write it as {{\"layers\": {{name: {{w_bits, a_bits}}}}}}") from None
         if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
-            raise PlanError('plan JSON must be an object with a "layers" object: {"layers": {"conv2d_0": {"w_bits": 4, "a_bits": 4}}}')
+            raise PlanError('plan JSON must be an object with a "layers" object: '
+                            '{"layers": {"conv2d_0": {"w_bits": 4, "a_bits": 4}}}')
         return cls({n: Precision.from_dict(p) for n, p in data["layers"].items()})
 
 

@@ -121,7 +121,8 @@ def render(directory: str | Path) -> Path:
         png = _plot_predicted_vs_measured(_load(out / "predicted_vs_measured.json"), out)
         lines += ["## Cost model: predicted vs measured", "", f"![predicted vs measured]({png.name})", ""]
     if (out / "pareto.json").is_file():
-        lines += ["## Energy-accuracy trade-off", "", f"![Pareto front]({_plot_pareto(_load(out / 'pareto.json'), out).name})", ""]
+        lines += ["## Energy-accuracy trade-off", "",
+                  f"![Pareto front]({_plot_pareto(_load(out / 'pareto.json'), out).name})", ""]
     lines += ["## Plan", "", "```json", json.dumps(plan, indent=2), "```", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

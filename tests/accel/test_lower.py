@@ -1,12 +1,26 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tvm_mp.accel.hardware import HardwareConfig
 from tvm_mp.accel.isa import Alu, Gemm, Load, Store
-from tvm_mp.accel.lower import (ConvShape, LayerMapping, LayerPlan, MappingError, OutputSpec, default_mapping,
-                                input_mask, lower, output_mask, pack_input, pack_weights, super_group_size,
-                                unpack_output, weight_mask)
+from tvm_mp.accel.lower import (
+    ConvShape,
+    LayerMapping,
+    LayerPlan,
+    MappingError,
+    OutputSpec,
+    default_mapping,
+    input_mask,
+    lower,
+    output_mask,
+    pack_input,
+    pack_weights,
+    super_group_size,
+    unpack_output,
+    weight_mask,
+)
 from tvm_mp.workload import ConvParams
 
 HW = HardwareConfig.default()

@@ -4,14 +4,21 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tvm_mp
 from tvm_mp import Precision
 from tvm_mp.accel.hardware import HardwareConfig
 from tvm_mp.accel.lower import ConvShape, LayerMapping, LayerPlan, MappingError, OutputSpec
-from tvm_mp.accel.mapping import (AnalyticalModel, candidate_mappings, joint_search, mapping_knobs, search_mappings,
-                                  search_model)
+from tvm_mp.accel.mapping import (
+    AnalyticalModel,
+    candidate_mappings,
+    joint_search,
+    mapping_knobs,
+    search_mappings,
+    search_model,
+)
 from tvm_mp.accel.simulator import run_layer
 from tvm_mp.cost_models.accel import AccelCostModel
 from tvm_mp.cost_models.base import Estimate, Workload

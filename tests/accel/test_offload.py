@@ -8,13 +8,13 @@ import tvm
 from tvm import relax
 
 import tvm_mp
+from tests._nets import residual_net
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.accel.hardware import HardwareConfig
 from tvm_mp.accel.offload import isolate
 from tvm_mp.driver import compile_offloaded
 from tvm_mp.errors import Error
 from tvm_mp.models.builders import BUILDERS
-from tests._nets import residual_net
 
 HW = HardwareConfig.default()
 

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tvm_mp.accel.hardware import HardwareConfig, mac_key
 from tvm_mp.accel.isa import Deps, Load, Program, ProgramError

@@ -8,10 +8,10 @@ import pytest
 import tvm
 
 import tvm_mp
-from tvm_mp.targets import parse
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.quantize import reference
 from tvm_mp.schedules import kernels, registry, tuning
+from tvm_mp.targets import parse
 from tvm_mp.testing import qemu
 from tvm_mp.workload import ConvParams
 

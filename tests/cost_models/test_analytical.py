@@ -61,7 +61,8 @@ def test_predict_gives_modelled_energy_and_refuses_unknown_targets():
 
 
 # ---- number formats: AnalyticalModel refuses them, DatapathModel costs every kind on one scale --------------------
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from tvm_mp.cost_models.analytical import DatapathModel, DatapathParams  # noqa: E402
 from tvm_mp.formats.energy import EnergyFigures, layer_energy  # noqa: E402

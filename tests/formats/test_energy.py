@@ -105,8 +105,8 @@ def test_figures_validate(bad):
        fmt=st.sampled_from([(5, 10, False), (8, 7, False), (4, 3, True), (5, 2, False), (3, 4, False), (8, 11, False)]))
 def test_stored_weight_bytes_equal_the_kernels_constants(oc, r, k, seed, fmt):
     from tvm_mp.formats import kernels
-    from tvm_mp.quantize.clustering import cluster_weights
     from tvm_mp.formats.energy import EnergyModelError, stored_weight_bytes
+    from tvm_mp.quantize.clustering import cluster_weights
     from tvm_mp.quantize.floats import FloatFormat
 
     w = np.random.default_rng(seed).normal(size=(oc, r)).astype(np.float32)

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tvm_mp import Precision, _tvm
+from tvm_mp.formats import kernels as K
 from tvm_mp.quantize import clustering as CL
 from tvm_mp.quantize import floats as F
-from tvm_mp.formats import kernels as K
 from tvm_mp.quantize import reference, scheme
 from tvm_mp.workload import ConvParams
 

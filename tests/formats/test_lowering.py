@@ -13,10 +13,10 @@ import pytest
 import tvm_mp
 from tvm_mp import Precision, PrecisionPlan, _tvm
 from tvm_mp.datasets import calibration_batches, load_digits_split
-from tvm_mp.quantize import floats as F
 from tvm_mp.layers import annotated_layer_functions
 from tvm_mp.models import digits_cnn_path
 from tvm_mp.passes import AnnotatePrecision, QuantizeWeights, RewriteMixedPrecision
+from tvm_mp.quantize import floats as F
 from tvm_mp.quantize.calibrate import calibrate
 from tvm_mp.quantize.graph import analyze_outputs
 from tvm_mp.quantize.interpreter import Interpreter

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.datasets import calibration_batches, load_digits_split
-from tvm_mp.errors import UnsupportedError
 from tvm_mp.driver import quantize
+from tvm_mp.errors import UnsupportedError
 from tvm_mp.mcu import emit_network, run_network
 from tvm_mp.models.builders import BUILDERS
 

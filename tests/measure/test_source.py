@@ -7,8 +7,14 @@ import pytest
 from tvm_mp.cost_models.base import CostModelError, MeasuredModel, Workload
 from tvm_mp.errors import UnsupportedError
 from tvm_mp.measure.records import RecordStore
-from tvm_mp.measure.source import (LayerSimulator, MeasureSource, SimulatedLayer, SimulatorSource, accel_simulator,
-                                   measure_into)
+from tvm_mp.measure.source import (
+    LayerSimulator,
+    MeasureSource,
+    SimulatedLayer,
+    SimulatorSource,
+    accel_simulator,
+    measure_into,
+)
 
 
 class FakeSimulator:

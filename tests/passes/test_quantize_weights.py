@@ -14,7 +14,8 @@ from .conftest import op_counts
 def annotated(net, calib):
     from tvm_mp.quantize.calibrate import calibrate
 
-    plan = PrecisionPlan({"conv2d_0": Precision(3, 8), "conv2d_1": Precision(1, 2), "conv2d_2": Precision(8, 8), "conv2d_3": Precision(4, 1),
+    plan = PrecisionPlan({"conv2d_0": Precision(3, 8), "conv2d_1": Precision(1, 2), "conv2d_2": Precision(8, 8),
+                          "conv2d_3": Precision(4, 1),
                           "dense_0": Precision(2, 4)})
     return AnnotatePrecision(plan, calibrate(net, calib))(net)
 

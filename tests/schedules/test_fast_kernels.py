@@ -7,7 +7,6 @@ compiles its own shape-specialized kernel, so the example counts are small.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import tvm
@@ -15,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tvm_mp
-from tvm_mp.targets import parse
 from tvm_mp import Precision, PrecisionPlan, _tvm
 from tvm_mp.errors import UnsupportedError
 from tvm_mp.quantize import packing, reference
 from tvm_mp.schedules import kernels, registry
 from tvm_mp.schedules.computes import PACK_BLOCK
+from tvm_mp.targets import parse
 from tvm_mp.workload import ConvParams
 
 BITS = [1, 2, 3, 4, 8]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tvm_mp.targets import parse
 from tvm_mp.errors import UnsupportedError
 from tvm_mp.schedules import registry
+from tvm_mp.targets import parse
 from tvm_mp.workload import ConvParams
 
 CONV = registry.ConvWorkload("conv2d", "packed", 8, 8, (1, 16, 32, 32), (16, 16, 3, 3),

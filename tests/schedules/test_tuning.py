@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from tvm_mp.targets import parse
 from tvm_mp.errors import Error
 from tvm_mp.schedules import kernels, registry, tuning
+from tvm_mp.targets import parse
 from tvm_mp.workload import ConvParams
 
 HOST = parse("host").tvm_target

@@ -3,7 +3,8 @@ import warnings
 import numpy as np
 import pytest
 import tvm
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.errors import Error, InputShapeError, PlanError
@@ -12,7 +13,8 @@ from tvm_mp.quantize.interpreter import Interpreter
 from tvm_mp.search.accuracy import PROXY_METRICS, Scorer, fidelity, noise_ratio, plan_key
 
 NAMES = ["conv2d_0", "conv2d_1", "conv2d_2", "conv2d_3", "dense_0"]
-precisions = st.builds(Precision, st.integers(1, 8), st.integers(1, 8), st.sampled_from(["auto", "bitserial", "packed"]))
+precisions = st.builds(Precision, st.integers(1, 8), st.integers(1, 8),
+                       st.sampled_from(["auto", "bitserial", "packed"]))
 
 
 def reference(net, scorer, plan, x):

@@ -5,8 +5,8 @@ from tvm_mp import Budget, Precision
 from tvm_mp.errors import CalibrationError, PlanError
 from tvm_mp.search.annealing import AnnealConfig
 from tvm_mp.search.budget import compile_with_budget
-from tvm_mp.targets import parse
 from tvm_mp.search.costs import BudgetError
+from tvm_mp.targets import parse
 
 OPTIONS = [Precision(1, 1), Precision(2, 2), Precision(4, 4), Precision(8, 8)]
 
@@ -34,4 +34,5 @@ def test_inputs_are_checked(net, calib):
         compile_with_budget(net, {"energy_uj": 1.0}, calibration=calib)
     with pytest.raises(BudgetError, match="smallest achievable"):
         compile_with_budget(net, Budget(memory_kb=0.01), calibration=calib, options=OPTIONS)
-    assert parse("host").cost_key == "llvm" and parse({"kind": "llvm", "mtriple": "aarch64-linux-gnu"}).cost_key == "aarch64"
+    assert (parse("host").cost_key == "llvm"
+            and parse({"kind": "llvm", "mtriple": "aarch64-linux-gnu"}).cost_key == "aarch64")

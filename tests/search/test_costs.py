@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tvm_mp import Budget, Precision
 from tvm_mp.cost_models.base import Estimate
@@ -40,7 +41,8 @@ def test_table_is_one_batch_and_totals_add_up(layers):
     assert model.calls == 1
     idx = np.array([0, 1, 2, 0, 1])
     totals = costs.totals(idx)
-    expect = sum(p.w_bits * p.a_bits * layer.macs * 1e-6 for layer, p in zip(layers, space.plan(idx).precisions.values()))
+    expect = sum(p.w_bits * p.a_bits * layer.macs * 1e-6
+                 for layer, p in zip(layers, space.plan(idx).precisions.values()))
     assert totals["energy_uj"] == pytest.approx(expect)
     assert totals["latency_ms"] == pytest.approx(expect / 10)
     assert totals["memory_kb"] == pytest.approx(sum(weight_bytes(l, p) for l, p in

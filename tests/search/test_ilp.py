@@ -1,7 +1,8 @@
 import itertools
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tvm_mp import Budget, Precision
 from tvm_mp.cost_models.base import Estimate

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.errors import PlanError
@@ -100,7 +101,8 @@ def test_format_neighbours_step_within_a_family_or_jump_to_the_nearest_footprint
             o = opts[k]
             if family(o) != family(c):  # a jump: the nearest option of that family in storage footprint
                 here = storage_key(c)
-                best = min(sum(abs(x - y) for x, y in zip(storage_key(p), here)) for p in opts if family(p) == family(o))
+                best = min(sum(abs(x - y) for x, y in zip(storage_key(p), here))
+                           for p in opts if family(p) == family(o))
                 assert sum(abs(x - y) for x, y in zip(storage_key(o), here)) == best
             elif c.kind == "float":  # adjacent in (total bits, mantissa bits)
                 order = sorted((p for p in opts if p.kind == "float"), key=lambda p: (p.w_bits, p.man_bits, p.exp_bits))

@@ -526,7 +526,7 @@ def pack_weights(plan: LayerPlan, w_q: np.ndarray) -> np.ndarray:
     s = plan.shape
     w = np.asarray(w_q).reshape(s.oc, s.cg, s.kh, s.kw).astype(np.int32)
     region = np.zeros((plan.nsg, plan.ocb_max, plan.icb_max, s.taps, plan.bo, plan.bi), dtype=np.int32)
-    for sg, (g0, groups, cin, cout) in enumerate(_channel_maps(plan)):
+    for sg, (g0, groups, _cin, _cout) in enumerate(_channel_maps(plan)):
         dense = np.zeros((plan.ocb_max * plan.bo, plan.icb_max * plan.bi, s.kh, s.kw), dtype=np.int32)
         for g in range(groups):
             dense[g * s.kg:(g + 1) * s.kg, g * s.cg:(g + 1) * s.cg] = w[(g0 + g) * s.kg:(g0 + g + 1) * s.kg]

@@ -35,8 +35,17 @@ from ..precision import Precision
 from ..quantize.packing import container_bits
 from .energy import EnergyBreakdown, Events, energy_of
 from .hardware import BUFFERS, HardwareConfig, mac_key
-from .lower import (ORDERS, ConvShape, LayerMapping, LayerPlan, MappingError, OutputSpec, _ceil, super_group_size,
-                    tile_sizes)
+from .lower import (
+    ORDERS,
+    ConvShape,
+    LayerMapping,
+    LayerPlan,
+    MappingError,
+    OutputSpec,
+    _ceil,
+    super_group_size,
+    tile_sizes,
+)
 
 OBJECTIVES = ("energy", "latency", "edp")
 

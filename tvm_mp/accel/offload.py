@@ -10,7 +10,8 @@ is compiled from and what :class:`~tvm_mp.quantize.interpreter.Interpreter` chec
 between CPU layers are kept). Integer edges between two accelerator layers (requantizing on chip, which the ISA
 supports: see :class:`~tvm_mp.accel.lower.OutputSpec`) are left for later.
 
-Flow (:func:`tvm_mp.driver.compile_offloaded`, the compile driver): calibrate -> AnnotatePrecision -> QuantizeWeights -> :func:`isolate` ->
+Flow (:func:`tvm_mp.driver.compile_offloaded`, the compile driver): calibrate -> AnnotatePrecision -> QuantizeWeights ->
+:func:`isolate` ->
 :func:`offload` (accelerator layer calls become ``R.call_dps_packed("tvm_mp.accel.<id>.<layer>", x)``) ->
 RewriteMixedPrecision (the CPU layers) -> ``tvm.compile``. The packed functions are registered when the model is
 built (not at import) and removed by :meth:`OffloadedModel.close`. Each call simulates the layer; the last run's
@@ -35,7 +36,7 @@ from ..quantize import scheme
 from ..quantize.graph import layer_name_of
 from ..quantize.qlayer import QuantLayer, read_layer
 from .hardware import HardwareConfig, HardwareError
-from .lower import ConvShape, LayerMapping, LayerPlan, OutputSpec, lower, pack_layer, pack_input, unpack_output
+from .lower import ConvShape, LayerMapping, LayerPlan, OutputSpec, lower, pack_input, pack_layer, unpack_output
 from .mapping import search_mappings
 from .report import AccelLayerRow, AccelReport
 from .simulator import SimResult, Simulator

@@ -374,8 +374,8 @@ def simulate_layer(workload, hardware: HardwareConfig | None = None, seed: int =
     The mapping is the one the workload's knobs name (see :data:`tvm_mp.accel.mapping.MAPPING_KNOBS`), else the
     analytical model's best for ``objective``. Cycles and energy do not depend on the operand values.
     """
-    from .mapping import mapping_from_knobs, search_mappings, workload_output, workload_shape
     from ..quantize.scheme import weight_qrange
+    from .mapping import mapping_from_knobs, search_mappings, workload_output, workload_shape
 
     hw = hardware or HardwareConfig.default()
     shape, output = workload_shape(workload), workload_output(workload)

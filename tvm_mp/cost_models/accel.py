@@ -9,8 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..accel.hardware import HardwareConfig
-from ..accel.mapping import (AnalyticalModel, LayerEstimate, mapping_from_knobs, search_mappings, workload_output,
-                             workload_shape)
+from ..accel.mapping import (
+    AnalyticalModel,
+    LayerEstimate,
+    mapping_from_knobs,
+    search_mappings,
+    workload_output,
+    workload_shape,
+)
 from .base import Estimate
 
 

@@ -215,8 +215,8 @@ def raw_fields(workloads: Sequence[Workload]) -> dict[str, np.ndarray]:
     for wl in workloads:
         ins, wts = wl.input_shape, wl.weight_shape
         if wl.op == "dense":
-            rows.append((_OP_ID["dense"], _KIND_ID[wl.kind], _EPI_ID[wl.epilogue], ins[0], ins[1], 1, 1, wts[0], 1, 1, 1, 1,
-                         0, 0, 0, 0, 1, 1, 1, 1, 1, wl.w_bits, wl.a_bits))
+            rows.append((_OP_ID["dense"], _KIND_ID[wl.kind], _EPI_ID[wl.epilogue], ins[0], ins[1], 1, 1, wts[0],
+                         1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, wl.w_bits, wl.a_bits))
         else:
             p = wl.params
             out = wl.output_shape

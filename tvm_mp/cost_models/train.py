@@ -101,8 +101,8 @@ def metrics(predicted: np.ndarray, measured: np.ndarray, groups: Sequence[str], 
 
 
 # ---- training and held-out evaluation -------------------------------------------------------------------------
-def train_model(records: Sequence, seed: int = 0, rounds: int = DEFAULT_ROUNDS, quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, params=None,
-                counter=None, accel_prior=None):
+def train_model(records: Sequence, seed: int = 0, rounds: int = DEFAULT_ROUNDS,
+                quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, params=None, counter=None, accel_prior=None):
     """An XGBoost model on ``records``. ``accel_prior``: an :class:`~tvm_mp.cost_models.accel.AccelCostModel` to share
     (it remembers each layer's best mapping, the slow part of predicting accelerator workloads)."""
     from .xgb import XGBCostModel
@@ -151,7 +151,8 @@ def _baseline(train: Sequence, test_wl: Sequence[Workload], counter, accel_model
 
 
 def held_out(records: Sequence, folds: Iterable[tuple[str, np.ndarray, np.ndarray]], name: str, seed: int = 0,
-             rounds: int = DEFAULT_ROUNDS, quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, log: Callable[[str], None] = print) -> HeldOut:
+             rounds: int = DEFAULT_ROUNDS, quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS,
+             log: Callable[[str], None] = print) -> HeldOut:
     """Train on each fold's train part (XGBoost, and the baseline where it needs training), predict its test part."""
     from .features import KernelCounter
 

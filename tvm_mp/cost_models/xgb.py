@@ -5,7 +5,8 @@ What is learned is the *ratio* of the measured value to a physics prior, in log 
 :class:`~tvm_mp.cost_models.analytical.AnalyticalModel` calibrated (in log space) on the same training records.
 The prior carries the scale (so layers larger than any measured one are still predicted sensibly: trees cannot
 extrapolate, ratios need not); the trees learn what it misses (vectorization, bounds checks at padded borders,
-loop overheads of short reductions, cache effects). docs/cost_models.md compares priors on held-out layers. Features: workload sizes, precision, kernel kind, epilogue, target family, schedule knobs, and the
+loop overheads of short reductions, cache effects). docs/cost_models.md compares priors on held-out layers. Features:
+workload sizes, precision, kernel kind, epilogue, target family, schedule knobs, and the
 kernel's event counts (:mod:`tvm_mp.cost_models.features`).
 
 Accelerator workloads (target family ``accel``) use the accelerator's own analytical mapping model

@@ -17,9 +17,9 @@ import tvm
 from ..layers import LayerInfo, annotated_layer_functions
 from ..precision import PrecisionPlan
 from ..quantize.calibrate import normalize_batches
+from ..quantize.clustering import HitStats, hit_statistics, pair_counts
 from ..quantize.interpreter import Interpreter
 from ..quantize.qlayer import read_layer
-from ..quantize.clustering import HitStats, hit_statistics, pair_counts
 from .energy import AssociativePE, EnergyFigures, LayerEnergy, layer_energy
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from ..schedules.computes import ConvGeom
 from ..quantize.floats import F32_EXP_BIAS, F32_MAN_BITS, F32_QNAN_BITS, INF_BITS, FloatFormat
+from ..schedules.computes import ConvGeom
 
 __all__ = ["ConvGeom", "round_to_format", "decode_weights", "float_conv2d", "float_dense", "product_table",
            "unpack_indices", "clustered_conv2d_acc", "clustered_dense_acc"]

@@ -19,12 +19,12 @@ from tvm import te, tirx
 
 from .. import _tvm
 from ..precision import index_bits
+from ..quantize.clustering import ClusteredWeights
+from ..quantize.floats import FloatFormat, storage
 from ..schedules import computes as integer_computes
 from ..schedules.kernels import Epilogue
 from ..workload import ConvParams
 from . import computes as C
-from ..quantize.clustering import ClusteredWeights
-from ..quantize.floats import FloatFormat, storage
 
 #: Marks a PrimFunc opaque to Relax's operator fusion, so its float arithmetic is never merged with another op's.
 OPAQUE_PATTERN = 8

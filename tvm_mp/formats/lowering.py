@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..quantize.floats import FloatFormat
 from ..quantize.qlayer import QuantLayer
 from ..schedules.kernels import Epilogue
 from . import kernels
-from ..quantize.floats import FloatFormat
 
 
 def is_format_layer(layer: QuantLayer) -> bool:

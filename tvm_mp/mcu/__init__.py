@@ -10,8 +10,17 @@ reference of :mod:`tvm_mp.quantize` bit for bit (:mod:`.verify`). See ``docs/mcu
 from .kernels import Dequantize, McuLayer, Requantize
 from .network import McuNetwork, emit_network
 from .packing import VqFormat
-from .runner import (TARGETS, Firmware, McuRunError, McuTarget, QemuRun, ToolchainError, build_firmware,
-                     find_tool, run_on_qemu)
+from .runner import (
+    TARGETS,
+    Firmware,
+    McuRunError,
+    McuTarget,
+    QemuRun,
+    ToolchainError,
+    build_firmware,
+    find_tool,
+    run_on_qemu,
+)
 from .verify import McuResult, reference_outputs, run_layers, run_network
 
 __all__ = [

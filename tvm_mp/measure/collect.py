@@ -59,7 +59,8 @@ def random_layer_shapes(rng: np.random.Generator, count: int, min_macs: float = 
     channels = [1, 3, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
     out = []
     while len(out) < count:
-        op = rng.choice(["conv2d", "depthwise_conv2d"] if upper_same else ["conv2d", "conv2d", "depthwise_conv2d", "dense"])
+        op = rng.choice(["conv2d", "depthwise_conv2d"] if upper_same
+                        else ["conv2d", "conv2d", "depthwise_conv2d", "dense"])
         if op == "dense":
             k = int(rng.choice([16, 32, 64, 100, 128, 256, 512, 1024, 2048, 4096, 9216]))
             oc = int(rng.choice([2, 7, 10, 12, 32, 64, 128, 256]))
@@ -188,7 +189,8 @@ def retime(records_path: str | Path, passes: int = 2, budget_s: float = 900.0, s
 
     On a shared machine other processes can slow a whole timing down (their cache and memory traffic, not just
     their turns on the core); passes minutes apart rarely meet the same interference, and interference only adds
-    time, so the lower median (relative to the reference kernel timed around it) is the better estimate. Resumable; compacts the file (one line per workload) at
+    time, so the lower median (relative to the reference kernel timed around it) is the better estimate. Resumable;
+    compacts the file (one line per workload) at
     the end.
     """
     from .local import LocalSource

@@ -21,8 +21,14 @@ from pathlib import Path
 from typing import Sequence
 
 from ..cost_models.base import CostModelError
-from ..cost_models.train import (evaluate_model_file, evaluate_records, report_table, scatter_plot, train_model,
-                                 write_default)
+from ..cost_models.train import (
+    evaluate_model_file,
+    evaluate_records,
+    report_table,
+    scatter_plot,
+    train_model,
+    write_default,
+)
 from ..cost_models.xgb import DEFAULT_QUANTILE_ROUNDS, DEFAULT_ROUNDS
 from .collect import collect, collect_accel, retime
 from .records import load_records

@@ -120,7 +120,7 @@ def time_function(module, dev, args, timing: TimingConfig, local: bool = True) -
     number = int(min(timing.max_number, max(1, math.ceil(target_s / max(probe, 1e-9)))))
     best: list[float] | None = None
     attempts = 0
-    for attempts in range(1, timing.max_attempts + 1):
+    for attempts in range(1, timing.max_attempts + 1):  # noqa: B007 - read after the loop (attempts made)
         if clock == "wall":
             result = module.time_evaluator(KERNEL_NAME, dev, number=number, repeat=timing.repeat)(*args)
             samples = [float(s) * 1e3 for s in result.results]

@@ -30,8 +30,17 @@ from ..errors import ModelError, ensure_ffi_registration
 from ..layers import LAYER_ATTR, LayerMatch, match_layers
 from ..precision import PrecisionPlan
 from ..quantize.calibrate import ActivationRange
-from ..quantize.qlayer import (ATTR_A_BITS, ATTR_CLUSTERS, ATTR_EXP_BITS, ATTR_FINITE, ATTR_IN_SCALE, ATTR_IN_ZP,
-                                ATTR_KIND, ATTR_MAN_BITS, ATTR_W_BITS)
+from ..quantize.qlayer import (
+    ATTR_A_BITS,
+    ATTR_CLUSTERS,
+    ATTR_EXP_BITS,
+    ATTR_FINITE,
+    ATTR_IN_SCALE,
+    ATTR_IN_ZP,
+    ATTR_KIND,
+    ATTR_MAN_BITS,
+    ATTR_W_BITS,
+)
 from ..quantize.scheme import ActQuant
 
 

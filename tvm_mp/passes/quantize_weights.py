@@ -27,10 +27,10 @@ from tvm import relax
 from .. import _tvm
 from ..errors import ensure_ffi_registration
 from ..layers import annotated_layer_functions
+from ..precision import Precision
 from ..quantize import floats
 from ..quantize.clustering import cluster_weights
 from ..quantize.floats import FloatFormat, round_to_format
-from ..precision import Precision
 from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight, precision_of
 from ..quantize.scheme import quantize_weights
 
@@ -104,6 +104,7 @@ class QuantizeWeights:
             rounded = self.weights.get((name, bits))
             hessian = getattr(self.statistics.get(name), "hessian", None)
 
+            # Replace is instantiated and run within this iteration, so it sees this iteration's values
             @relax.expr_functor.mutator
             class Replace(relax.PyExprMutator):
                 def visit_call_(self, call):
@@ -112,13 +113,13 @@ class QuantizeWeights:
                         weight = call.args[1]
                         if _tvm.is_const(weight) and dequantized_weight(weight) is None:
                             groups = int(call.attrs.groups) if call.op.name == "relax.nn.conv2d" else 1
-                            if not precision.is_integer:  # float format or clustered
-                                new_w = format_weight_expr(_tvm.const_value(weight), precision,
-                                                           call.op.name == "relax.matmul", seed)
+                            if not precision.is_integer:  # float format or clustered  # noqa: B023
+                                new_w = format_weight_expr(_tvm.const_value(weight), precision,  # noqa: B023
+                                                           call.op.name == "relax.matmul", seed)  # noqa: B023
                             else:
-                                new_w = quantized_weight_expr(_tvm.const_value(weight), bits,
-                                                              call.op.name == "relax.matmul", hessian, groups,
-                                                              rounded)
+                                new_w = quantized_weight_expr(_tvm.const_value(weight), bits,  # noqa: B023
+                                                              call.op.name == "relax.matmul", hessian, groups,  # noqa: B023
+                                                              rounded)  # noqa: B023
                             return relax.Call(call.op, [call.args[0], new_w], call.attrs)
                     return call
 

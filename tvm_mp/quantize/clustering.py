@@ -34,8 +34,8 @@ import numpy as np
 
 from ..errors import PlanError
 from ..precision import VALID_CLUSTERS, index_bits
-from .reference import im2col
 from ..workload import ConvParams
+from .reference import im2col
 
 WORD_BITS = 32
 #: k-means restarts (fixed, so a layer's clustering depends only on its weights, K and the seed).

@@ -43,8 +43,8 @@ import numpy as np
 
 from ..errors import PlanError
 from ..precision import Precision
-from .reference import im2col
 from ..workload import ConvParams
+from .reference import im2col
 
 F32_EXP_BIAS = 127
 F32_MAN_BITS = 23

@@ -22,9 +22,8 @@ from tvm import relax
 from .. import _tvm
 from ..errors import UnsupportedError
 from ..layers import LAYER_ATTR, dataflow_bindings
-from . import clustering, floats
-from . import reference, scheme
 from ..layers import op_name as _op
+from . import clustering, floats, reference, scheme
 from .graph import analyze_outputs, integer_bounds, layer_name_of
 from .qlayer import QuantLayer, read_layer
 
@@ -135,10 +134,13 @@ OPS: dict[str, Callable] = {
     "relax.nn.softmax": lambda c, a: _softmax(a[0], int(c.attrs.axis)),
     "relax.nn.max_pool2d": lambda c, a: _max_pool(a[0], c.attrs),
     "relax.nn.avg_pool2d": lambda c, a: _avg_pool(a[0], c.attrs),
-    "relax.mean": lambda c, a: _mean(a[0], None if c.attrs.axis is None else list(c.attrs.axis), bool(c.attrs.keepdims)),
+    "relax.mean": lambda c, a: _mean(a[0], None if c.attrs.axis is None else list(c.attrs.axis),
+                                     bool(c.attrs.keepdims)),
     "relax.reshape": lambda c, a: _reshape(a[0], _shape(c.args[1])),
-    "relax.permute_dims": lambda c, a: np.transpose(a[0], None if c.attrs.axes is None else [int(v) for v in c.attrs.axes]),
-    "relax.squeeze": lambda c, a: np.squeeze(a[0], None if c.attrs.axis is None else tuple(int(v) for v in c.attrs.axis)),
+    "relax.permute_dims": lambda c, a: np.transpose(a[0], None if c.attrs.axes is None
+                                                    else [int(v) for v in c.attrs.axes]),
+    "relax.squeeze": lambda c, a: np.squeeze(a[0], None if c.attrs.axis is None
+                                             else tuple(int(v) for v in c.attrs.axis)),
     "relax.expand_dims": lambda c, a: np.expand_dims(a[0], tuple(int(v) for v in c.attrs.axis)),
     "relax.concat": lambda c, a: np.concatenate(a[0], axis=int(c.attrs.axis)),
     "relax.astype": lambda c, a: a[0].astype(str(c.attrs.dtype)),

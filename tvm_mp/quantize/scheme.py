@@ -14,7 +14,8 @@ Activations
 Weights
     Symmetric per output channel. ``b >= 2`` bits: integers in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, scale
     ``r * max|W_k| / (2**(b-1) - 1)`` with the clipping ratio ``r`` in [0.3, 1] that minimizes the channel's
-    squared quantization error (a fixed grid: deterministic). ``b == 1``: binary ``{-1, +1}`` (the sign), scale ``mean|W_k|``.
+    squared quantization error (a fixed grid: deterministic). ``b == 1``: binary ``{-1, +1}`` (the sign), scale
+    ``mean|W_k|``.
 
 Layer output
     ``acc = sum(q * w_q)`` over the reduction (int32; padding positions hold ``zero_point``, i.e. real 0).
@@ -109,7 +110,8 @@ def quantize_weights(weight: np.ndarray, bits: int, hessian: np.ndarray | None =
 
     Returns ``(w_q int8 of weight's shape, scale float32 [OC])`` with ``weight ~= w_q * scale[:, None, ...]``.
     With ``hessian`` (diagonal blocks ``[G, nblocks, B, B]`` -- or ``[nblocks, B, B]`` for one group -- of the second
-    moment of the layer's inputs per group, from calibration; see :mod:`tvm_mp.quantize.rounding`) the integers are chosen by GPTQ-style error feedback (:mod:`tvm_mp.quantize.rounding`) instead of
+    moment of the layer's inputs per group, from calibration; see :mod:`tvm_mp.quantize.rounding`) the integers are
+    chosen by GPTQ-style error feedback (:mod:`tvm_mp.quantize.rounding`) instead of
     round-to-nearest; the scales and the integer range are the same either way.
     """
     if not (1 <= bits <= 8):

@@ -19,8 +19,8 @@ import numpy as np
 from tvm import te, tirx
 
 from ..errors import UnsupportedError
-from ..targets import parse
 from ..quantize.packing import container_bits, pack_dense, plane_coefficients, weight_bitplanes
+from ..targets import parse
 from ..workload import ConvParams
 from . import computes as C
 from .cpu import schedule_default

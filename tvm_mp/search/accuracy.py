@@ -332,7 +332,8 @@ class PlanEvaluator:
         for i, (x, shape) in enumerate(zip(inputs, self._input_specs)):
             x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
             if x.ndim != len(shape) or tuple(x.shape[1:]) != tuple(shape[1:]):
-                raise InputShapeError(f"input {i} has shape {x.shape}; expected (batch, {', '.join(map(str, shape[1:]))})")
+                raise InputShapeError(f"input {i} has shape {x.shape}; "
+                                      f"expected (batch, {', '.join(map(str, shape[1:]))})")
             arrays.append(x)
         return arrays
 

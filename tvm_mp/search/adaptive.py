@@ -208,16 +208,17 @@ def merge_points(lowered: Sequence[tvm.IRModule]) -> tuple[tvm.IRModule, list[st
             mapping[gv] = by_text[text]
         sizes = [0, 0]
 
+        # Rebind is instantiated and run within this iteration, so it sees this iteration's mapping and sizes
         @relax.expr_functor.mutator
         class Rebind(relax.PyExprMutator):
             def visit_global_var_(self, op):
-                return mapping.get(op, op)
+                return mapping.get(op, op)  # noqa: B023
 
             def visit_generic_const_(self, op):
                 value = _tvm.const_value(op)
                 key = _const_key(value)
-                sizes[0] += value.nbytes
-                sizes[1] += 1
+                sizes[0] += value.nbytes  # noqa: B023
+                sizes[1] += 1  # noqa: B023
                 if key not in consts:
                     consts[key] = op
                 return consts[key]

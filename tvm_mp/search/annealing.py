@@ -21,7 +21,8 @@ Schedule: ``restarts + 1`` cycles of geometric cooling from the cycle's start te
 start temperature. Within a cycle, ``reheat_after`` steps without a new best reheat to the cycle's start
 temperature. For cheap (additive) objectives each cycle ends with a polish: steepest descent over exchange moves
 (every layer to every candidate, repaired by the others) from the best state. The run stops early after
-``stop_after`` steps without a new best, or ``max_evaluations`` distinct plans for expensive objectives. The start temperature, unless given, makes a median uphill move from
+``stop_after`` steps without a new best, or ``max_evaluations`` distinct plans for expensive objectives. The start
+temperature, unless given, makes a median uphill move from
 the initial state accepted with probability 1/2.
 
 Randomness comes only from the ``numpy.random.Generator`` passed in: the same seed gives the same plan.

@@ -202,7 +202,8 @@ def prune_dominated(space: SearchSpace, costs: CostTable, metrics: Sequence[str]
         for j, o in enumerate(opts):
             dominated = False
             for k, p in enumerate(opts):
-                if k == j or not (is_integer(p) and is_integer(o)) or p.w_bits < o.w_bits or p.a_bits < o.a_bits or (c[k] > c[j]).any():
+                if (k == j or not (is_integer(p) and is_integer(o)) or p.w_bits < o.w_bits or p.a_bits < o.a_bits
+                        or (c[k] > c[j]).any()):
                     continue
                 strictly = p.w_bits > o.w_bits or p.a_bits > o.a_bits or (c[k] < c[j]).any()
                 if strictly or k < j:  # equal in everything: keep the first

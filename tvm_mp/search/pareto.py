@@ -38,7 +38,8 @@ from .sensitivity import Sensitivity, measure_sensitivity
 from .space import FAMILIES, SearchSpace, family, is_integer
 
 #: Axis labels for plots and tables.
-AXIS_LABELS = {"energy_uj": "energy per inference (uJ)", "latency_ms": "latency (ms)", "memory_kb": "weight memory (kB)"}
+AXIS_LABELS = {"energy_uj": "energy per inference (uJ)", "latency_ms": "latency (ms)",
+               "memory_kb": "weight memory (kB)"}
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class ParetoFront:
                            zorder=2, facecolors="none", edgecolors="tab:red" if fam == "integer" else "black",
                            linewidths=0.8, label=f"uniform {fam}")
                 shown = [(i, p) for i, p in group if i in best or fam != "integer"]
-                for k, (i, p) in enumerate(sorted(shown, key=lambda t: t[1].cost(axis))):
+                for k, (_i, p) in enumerate(sorted(shown, key=lambda t: t[1].cost(axis))):
                     stagger = 0 if fam == "integer" else 8 * (k % 3)  # format plans often share a score
                     ax.annotate(p.label, (p.cost(axis), p.score), fontsize=6.5,
                                 color="tab:red" if fam == "integer" else "black", xytext=(4, -9 - stagger),

@@ -125,7 +125,8 @@ class Problem:
     def repair(self, index, guide: np.ndarray | None = None, cost_only: bool = False,
                frozen: Sequence[int] = (), one_shot: bool = True) -> np.ndarray:
         """Lower layers until the plan fits. Each step: if some single-layer change makes the plan fit (and
-        ``one_shot``), the one with the least guide increase; otherwise the change with the least guide increase per unit of violation removed
+        ``one_shot``), the one with the least guide increase; otherwise the change with the least guide increase per
+        unit of violation removed
         (with no guide, or ``cost_only``, the change removing the most violation). Layers in ``frozen`` are changed
         only if the others cannot help. Returns a feasible index vector, or the least violating one reached if the
         budget cannot be met with these options."""
