@@ -48,6 +48,7 @@ from .quantize.qlayer import read_layer
 from .schedules.tuning import TuningDatabase
 from .targets import CompileTarget, parse
 
+
 def check_plan(mod: tvm.IRModule, plan: Any) -> PrecisionPlan:
     if plan is None:
         raise PlanError("compile needs plan=PrecisionPlan(...), e.g. PrecisionPlan.uniform(mod, Precision(8, 8))")

@@ -45,6 +45,7 @@ import numpy as np
 import tvm
 
 from ..errors import CalibrationError, Error, InputShapeError, PlanError, UnsupportedError
+from ..kinds import SCORE_METRICS, check
 from ..layers import dataflow_bindings, match_layers
 from ..passes.annotate_precision import AnnotatePrecision
 from ..precision import Precision, PrecisionPlan
@@ -52,7 +53,6 @@ from ..quantize import reference
 from ..quantize.calibrate import ActivationRange, calibrate, normalize_batches
 from ..quantize.graph import analyze_outputs, layer_name_of
 from ..quantize.interpreter import Interpreter
-from ..kinds import SCORE_METRICS, check
 from ..quantize.qlayer import QuantLayer
 from ..quantize.scheme import ActQuant, quantize_weights
 from .space import canonical, is_integer

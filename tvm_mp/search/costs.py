@@ -39,10 +39,10 @@ from ..budget import Budget
 from ..cost_models import select
 from ..cost_models.base import Workload
 from ..errors import PlanError
+from ..kinds import COST_METRICS
 from ..layers import LayerInfo
 from ..precision import Precision
 from ..quantize.packing import WORD_BITS, container_bits
-from ..kinds import COST_METRICS
 from ..targets import parse
 from .space import SearchSpace, is_integer
 
