@@ -51,7 +51,8 @@ def test_collection_plan_is_deterministic_and_distinct():
     rng = np.random.default_rng(0)
     shapes = C.random_layer_shapes(rng, 20, min_macs=1e3, max_macs=1e6)
     for s in shapes:
-        wl = s.workload(4, 4, "packed", "acc")
+        wl = C.layer_workload(s, 4, 4, "packed", "acc")
+        assert wl.macs == s.macs
         assert 1e3 <= wl.macs <= 1e6
     plan_a = C.collection_plan(np.random.default_rng(1), [], shapes, configs_per_random_layer=4)
     plan_b = C.collection_plan(np.random.default_rng(1), [], shapes, configs_per_random_layer=4)
