@@ -1,8 +1,26 @@
-"""Shared test settings: hypothesis profiles (CI runs the same amount of cases as a developer)."""
+"""Shared test settings: hypothesis profiles (CI runs the same amount of cases as a developer); the residual test
+network and its calibration batches, shared by the pass, format, accelerator and driver tests."""
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
+
+from ._nets import residual_net
 
 settings.register_profile(
     "tvm_mp", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], derandomize=True
 )
 settings.load_profile("tvm_mp")
+
+
+@pytest.fixture(scope="session")
+def residual():
+    """:func:`tests._nets.residual_net` (every layer kind, integer and float edges), input (1, 3, 10, 10)."""
+    return residual_net(0, last_channels=4)
+
+
+@pytest.fixture(scope="session")
+def residual_calib():
+    """Three calibration batches of four samples for :func:`residual`."""
+    rng = np.random.default_rng(1)
+    return [rng.normal(0, 1, (4, 3, 10, 10)).astype(np.float32) for _ in range(3)]

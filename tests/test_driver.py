@@ -24,20 +24,19 @@ from tvm_mp.targets import parse
 
 from ._nets import residual_net
 
-PLANS = [PrecisionPlan.uniform(residual_net(), Precision(8, 8)),
+PLANS = [PrecisionPlan.uniform(residual_net(0, last_channels=4), Precision(8, 8)),
          PrecisionPlan({"conv2d_0": Precision(8, 8), "conv2d_1": Precision(4, 4), "conv2d_2": Precision(2, 2),
                         "conv2d_3": Precision(1, 1), "dense_0": Precision(8, 8)})]
 
 
 @pytest.fixture(scope="module")
-def net():
-    return residual_net()
+def net(residual):
+    return residual
 
 
 @pytest.fixture(scope="module")
-def calib():
-    rng = np.random.default_rng(3)
-    return [rng.normal(0, 1, (1, 3, 10, 10)).astype(np.float32) for _ in range(3)]
+def calib(residual_calib):
+    return residual_calib
 
 
 def kernels_of(module: tvm.IRModule) -> dict[str, str]:

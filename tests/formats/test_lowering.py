@@ -22,7 +22,7 @@ from tvm_mp.quantize.graph import analyze_outputs
 from tvm_mp.quantize.interpreter import Interpreter
 from tvm_mp.quantize.qlayer import read_layer
 
-from ..passes.conftest import build_net, op_counts
+from ..passes.conftest import op_counts
 
 PLAN_A = {"conv2d_0": Precision(8, 8), "conv2d_1": Precision.fp16(), "conv2d_2": Precision.clustered(8, 6),
           "conv2d_3": Precision.clustered(16, 8), "dense_0": Precision(4, 8)}
@@ -31,14 +31,13 @@ PLAN_B = {"conv2d_0": Precision.fp8_e4m3(), "conv2d_1": Precision.clustered(16, 
 
 
 @pytest.fixture(scope="module")
-def net():
-    return build_net()
+def net(residual):
+    return residual
 
 
 @pytest.fixture(scope="module")
-def calib():
-    rng = np.random.default_rng(1)
-    return [rng.normal(0, 1, (4, 3, 10, 10)).astype(np.float32) for _ in range(3)]
+def calib(residual_calib):
+    return residual_calib
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ conv2d_0 -> relu -> maxpool -> conv2d_1 (depthwise) -> clip(0, 6) -> conv2d_2 (1
 -> conv2d_3 (1x1, stride 2) -> relu -> reshape -> dense_0
 """
 
-import numpy as np
 import pytest
 import tvm
 from tvm import relax
@@ -18,14 +17,13 @@ def build_net(seed: int = 0) -> tvm.IRModule:
 
 
 @pytest.fixture(scope="module")
-def net():
-    return build_net()
+def net(residual):
+    return residual
 
 
 @pytest.fixture(scope="module")
-def calib():
-    rng = np.random.default_rng(1)
-    return [rng.normal(0, 1, (4, 3, 10, 10)).astype(np.float32) for _ in range(3)]
+def calib(residual_calib):
+    return residual_calib
 
 
 def op_counts(func) -> dict:
