@@ -29,16 +29,6 @@ PLANS = [PrecisionPlan.uniform(residual_net(0, last_channels=4), Precision(8, 8)
                         "conv2d_3": Precision(1, 1), "dense_0": Precision(8, 8)})]
 
 
-@pytest.fixture(scope="module")
-def net(residual):
-    return residual
-
-
-@pytest.fixture(scope="module")
-def calib(residual_calib):
-    return residual_calib
-
-
 def kernels_of(module: tvm.IRModule) -> dict[str, str]:
     """Layer kernel name -> its PrimFunc's TVMScript, with the function's own name replaced by ``K`` (an artifact
     with several operating points renames kernels that differ between points)."""
@@ -51,11 +41,11 @@ def kernels_of(module: tvm.IRModule) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tuned_db(net, tmp_path_factory):
+def tuned_db(residual, tmp_path_factory):
     """A database whose entry for conv2d_0 at w8a8 differs from the default knobs (so a build that ignores the
     database is caught)."""
     target = parse("host")
-    info = {i.name: i for i in list_layers(net)}["conv2d_0"]
+    info = {i.name: i for i in list_layers(residual)}["conv2d_0"]
     work = kernels.conv_workload(Precision(8, 8).resolved_kind, 8, 8, info.input_shape, info.weight_shape, info.params)
     default = kernels.conv2d_config(work, target.tvm_target, database=False)
     tuned = KernelConfig("im2col" if default.algorithm != "im2col" else "direct", lanes=default.lanes, oc_block=2,
@@ -66,42 +56,42 @@ def tuned_db(net, tmp_path_factory):
     return db, work, tuned
 
 
-def test_compile_adaptive_and_offload_build_the_same_kernels(net, calib, tuned_db):
+def test_compile_adaptive_and_offload_build_the_same_kernels(residual, residual_calib, tuned_db):
     db, work, tuned = tuned_db
-    plain = tvm_mp.compile(net, plan=PLANS[1], calibration=calib, database=db)
+    plain = tvm_mp.compile(residual, plan=PLANS[1], calibration=residual_calib, database=db)
     assert kernels.conv2d_config(work, parse("host").tvm_target, db) == tuned
     ours = kernels_of(plain.lowered)
     assert "tvm_mp_conv2d_0_kernel" in ours
-    without_db = kernels_of(tvm_mp.compile(net, plan=PLANS[1], calibration=calib, database=False).lowered)
+    without_db = kernels_of(tvm_mp.compile(residual, plan=PLANS[1], calibration=residual_calib, database=False).lowered)
     assert without_db["tvm_mp_conv2d_0_kernel"] != ours["tvm_mp_conv2d_0_kernel"]  # the tuned config is used
-    adaptive = compile_adaptive(net, PLANS, calibration=calib, database=db)
+    adaptive = compile_adaptive(residual, PLANS, calibration=residual_calib, database=db)
     merged = kernels_of(adaptive.module)
     for name, script in ours.items():  # every kernel of the stand-alone compile is in the merged artifact
         assert script in merged.values(), name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        off = compile_offloaded(net, PLANS[1], calib, accel_layers=[], database=db)
+        off = compile_offloaded(residual, PLANS[1], residual_calib, accel_layers=[], database=db)
     try:
         assert kernels_of(off.compiled.lowered) == ours
-        x = calib[0]
+        x = residual_calib[0]
         np.testing.assert_array_equal(off.run(x), plain.run(x))
     finally:
         off.close()
     point = next(p for p in adaptive.points if p.plan == PLANS[1])
-    np.testing.assert_array_equal(adaptive.run(calib[1], point=point), plain.run(calib[1]))
+    np.testing.assert_array_equal(adaptive.run(residual_calib[1], point=point), plain.run(residual_calib[1]))
 
 
-def test_budget_compile_hands_ranges_and_weights_to_the_driver(net, calib):
+def test_budget_compile_hands_ranges_and_weights_to_the_driver(residual, residual_calib):
     """The budget path builds what a plan compile of its chosen plan builds (same kernels, same numbers)."""
-    model = tvm_mp.compile(net, budget=tvm_mp.Budget(memory_kb=2.0), calibration=calib)
-    again = tvm_mp.compile(net, plan=model.plan, calibration=calib)
+    model = tvm_mp.compile(residual, budget=tvm_mp.Budget(memory_kb=2.0), calibration=residual_calib)
+    again = tvm_mp.compile(residual, plan=model.plan, calibration=residual_calib)
     assert kernels_of(model.lowered) == kernels_of(again.lowered)
-    np.testing.assert_array_equal(model.run(calib[0]), again.run(calib[0]))
+    np.testing.assert_array_equal(model.run(residual_calib[0]), again.run(residual_calib[0]))
     assert model.report.latency_ms == pytest.approx(again.report.latency_ms)
 
 
-def test_default_target_is_this_machine(net, calib):
-    model = tvm_mp.compile(net, plan=PLANS[0], calibration=calib)
+def test_default_target_is_this_machine(residual, residual_calib):
+    model = tvm_mp.compile(residual, plan=PLANS[0], calibration=residual_calib)
     host = parse("host")
     assert model.target == host and model.target.mcpu == host.mcpu and model.target.is_host
     assert parse(None) == host
@@ -111,9 +101,9 @@ def vnni_used(lowered: tvm.IRModule) -> bool:
     return any("vpdpbusd" in script for script in kernels_of(lowered).values())
 
 
-def test_vnni_target_lowers_to_vnni_kernels(net, calib):
+def test_vnni_target_lowers_to_vnni_kernels(residual, residual_calib):
     """A CPU with AVX-512 VNNI gets the vpdpbusd kernels for packed 8-bit layers (lowered, not run)."""
-    quantized = quantize(net, PLANS[0], calibration=calib)
+    quantized = quantize(residual, PLANS[0], calibration=residual_calib)
     from tvm_mp.driver import lower
 
     assert vnni_used(lower(quantized, parse({"kind": "llvm", "mcpu": "cascadelake"})))
@@ -121,14 +111,14 @@ def test_vnni_target_lowers_to_vnni_kernels(net, calib):
 
 
 @pytest.mark.skipif(not parse("host").has("avx512vnni"), reason="this machine's CPU has no AVX-512 VNNI")
-def test_default_target_uses_vnni_on_a_vnni_host(net, calib):
-    model = tvm_mp.compile(net, plan=PLANS[0], calibration=calib)
+def test_default_target_uses_vnni_on_a_vnni_host(residual, residual_calib):
+    model = tvm_mp.compile(residual, plan=PLANS[0], calibration=residual_calib)
     assert vnni_used(model.lowered)
-    np.testing.assert_array_equal(model.run(calib[0]), model.reference(calib[0]))
+    np.testing.assert_array_equal(model.run(residual_calib[0]), model.reference(residual_calib[0]))
 
 
-def test_plan_report_has_modelled_latency_and_energy(net, calib):
-    model = tvm_mp.compile(net, plan=PLANS[1], calibration=calib)
+def test_plan_report_has_modelled_latency_and_energy(residual, residual_calib):
+    model = tvm_mp.compile(residual, plan=PLANS[1], calibration=residual_calib)
     rep = model.report
     assert rep.latency_ms > 0 and rep.energy_uj > 0
     assert rep.latency_basis == "modelled" and rep.energy_basis == "modelled" and rep.cost_model == "AnalyticalModel"
@@ -149,10 +139,10 @@ print(json.dumps({"plan": model.plan.to_json(), "latency_ms": model.report.laten
 """
 
 
-def test_load_round_trip_in_a_fresh_process(net, calib, tmp_path):
-    model = tvm_mp.compile(net, plan=PLANS[1], calibration=calib)
+def test_load_round_trip_in_a_fresh_process(residual, residual_calib, tmp_path):
+    model = tvm_mp.compile(residual, plan=PLANS[1], calibration=residual_calib)
     out = model.export(tmp_path / "artifact")
-    x = np.concatenate(calib)
+    x = np.concatenate(residual_calib)
     np.save(tmp_path / "x.npy", x)
     proc = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(out), str(tmp_path / "x.npy"),
                            str(tmp_path / "run.npy"), str(tmp_path / "ref.npy")],
