@@ -36,3 +36,50 @@ def test_inputs_are_checked(net, calib):
         compile_with_budget(net, Budget(memory_kb=0.01), calibration=calib, options=OPTIONS)
     assert (parse("host").cost_key == "llvm"
             and parse({"kind": "llvm", "mtriple": "aarch64-linux-gnu"}).cost_key == "aarch64")
+
+
+FAST = AnnealConfig(steps=100, restarts=0, max_evaluations=30, progress=False)
+
+
+def test_a_wrong_cost_model_is_corrected_by_measurement(net, calib):
+    """The device runs slower than the cost model predicts: the first plan misses the latency budget by
+    measurement, the search runs again on corrected costs, and the returned plan meets the budget as measured."""
+    from tvm_mp.search.budget import Measurement
+    from tvm_mp.search.pareto import search_context
+
+    kwargs = dict(calibration=calib, options=OPTIONS, config=FAST, metric="sqnr_db")  # a graded score
+    lo = search_context(net, calib, options=OPTIONS, metric="sqnr_db").costs.minimum()["latency_ms"]
+    free = compile_with_budget(net, Budget(latency_ms=1e3), measure=False, **kwargs)
+    favourite = free.search.predicted["latency_ms"]  # what the search takes when latency does not bind
+    assert favourite > lo
+    budget = Budget(latency_ms=favourite)  # the favourite fits by the model's costs
+    factor = budget.latency_ms / lo  # measured, only the cheapest plans fit
+    device = lambda model: Measurement(factor * model.report.latency_ms, 0.0, "test device")  # noqa: E731
+    cm = compile_with_budget(net, budget, measure=device, **kwargs)
+    out = cm.search
+    assert len(out.rounds) >= 2, "the first plan (searched on the model's costs) should have missed by measurement"
+    first, last = out.rounds[0], out.rounds[-1]
+    assert first.measured.latency_ms > budget.latency_ms and first.correction == 1.0
+    assert last.correction == pytest.approx(first.measured.latency_ms / first.predicted_latency_ms, rel=1e-6)
+    assert out.meets_budget_measured() is True and out.measured_latency_ms <= budget.latency_ms * (1 + 1e-9)
+    assert out.to_dict()["meets_budget_measured"] is True and len(out.to_dict()["rounds"]) == len(out.rounds)
+    assert "by measurement" in out.cost_model
+    np.testing.assert_array_equal(cm.run(calib[0]), cm.reference(calib[0]))
+
+
+def test_a_budget_no_measured_plan_meets_is_one_clear_error(net, calib):
+    from tvm_mp.search.budget import Measurement
+
+    slow = lambda model: Measurement(1000.0, 1.0, "test device")  # noqa: E731
+    with pytest.raises(BudgetError, match=r"fastest measured plan ran in 1000 ms") as err:
+        compile_with_budget(net, Budget(latency_ms=10.0), calibration=calib, options=OPTIONS, config=FAST,
+                            measure=slow)
+    assert "\n" not in str(err.value)
+
+
+def test_host_measurement_reports_noise(net, calib):
+    """On this host a generous latency budget is met by measurement at once; the noise is reported."""
+    cm = compile_with_budget(net, Budget(latency_ms=1000.0), calibration=calib, options=OPTIONS, config=FAST)
+    out = cm.search
+    assert len(out.rounds) == 1 and out.measured_latency_ms > 0 and out.measurement_noise_ms >= 0
+    assert out.meets_budget_measured() is True

@@ -10,16 +10,22 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
 4. the compile driver (:func:`tvm_mp.driver.build`) with the search's activation ranges and rounded weights
    (calibrated and rounded once) and the search's cost model, so the report's per-layer and total latency/energy
    are the ones the search used (energy labelled by its basis, "modelled" on CPUs);
-5. the accuracy from ``accuracy_fn`` on the compiled model, and -- on the host -- the measured latency of the
-   built model. ``model.search`` keeps the outcome (:class:`BudgetOutcome`).
+5. the accuracy from ``accuracy_fn`` on the compiled model;
+6. **verification by measurement** (a latency budget on a target that can be measured: this host): the built model
+   is timed (:class:`Measurement`: median and spread of repeats); if it misses the limit by more than the
+   measurement's own noise, the search's latency costs are corrected by the ratio measured / predicted of that
+   plan (costs corrected, never the limit) and the search runs again, at most :data:`MAX_ROUNDS` rounds. The result
+   says predicted and measured values and whether the budget is met by measurement; a budget no measured plan meets
+   raises :class:`~tvm_mp.search.costs.BudgetError` with the best measured plan's figures.
+   ``model.search`` keeps the outcome (:class:`BudgetOutcome`) with every round.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import tvm
@@ -30,12 +36,43 @@ from ..driver import build
 from ..errors import CalibrationError, Error, PlanError
 from ..targets import parse
 from .annealing import AnnealConfig
-from .costs import FIT_RTOL, METRICS, BudgetError
+from .costs import FIT_RTOL, METRICS, BudgetError, check_budget
 from .pareto import optimize, search_context
 from .problem import SearchResult
 
 #: Runs of the built model timed for the measured latency (after one warm-up run).
 MEASURE_RUNS = 15
+#: Search rounds at most when the measured latency misses the budget (the first search included).
+MAX_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Measured latency of a built model: the median of repeats and its noise (half the interquartile range, ms)."""
+
+    latency_ms: float
+    noise_ms: float = 0.0
+    source: str = "host"
+
+    def meets(self, limit_ms: float) -> bool:
+        """True when the median is within the limit, give or take the measurement's own noise."""
+        return self.latency_ms <= limit_ms + self.noise_ms
+
+
+@dataclass(frozen=True)
+class Round:
+    """One search round of a measured budget compile: the plan, its predicted and measured latency, the correction
+    factor of the latency costs it was searched with."""
+
+    plan: Any
+    predicted_latency_ms: float
+    measured: Measurement | None
+    correction: float
+
+    def to_dict(self) -> dict:
+        return {"plan": {n: str(p) for n, p in self.plan.items()}, "predicted_latency_ms": self.predicted_latency_ms,
+                "measured_latency_ms": None if self.measured is None else self.measured.latency_ms,
+                "noise_ms": None if self.measured is None else self.measured.noise_ms, "correction": self.correction}
 
 
 @dataclass(frozen=True)
@@ -56,37 +93,59 @@ class BudgetOutcome:
     metric: str
     search_score: float
     measured_latency_ms: float | None = None
+    measurement_noise_ms: float | None = None
+    rounds: tuple[Round, ...] = field(default=())
 
     def meets_budget(self) -> bool:
-        """True when every limit holds by the cost model's estimate."""
+        """True when every limit holds by the cost model's estimate (latency corrected by measurement, if any)."""
         return all(self.predicted[m] <= getattr(self.budget, m) * (1 + FIT_RTOL) for m in METRICS
                    if getattr(self.budget, m) is not None)
+
+    def meets_budget_measured(self) -> bool | None:
+        """True/False when the latency limit was checked by measuring the built model; None when not measured (no
+        latency limit, or a target this host cannot run)."""
+        if self.budget.latency_ms is None or self.measured_latency_ms is None:
+            return None
+        return Measurement(self.measured_latency_ms, self.measurement_noise_ms or 0.0).meets(self.budget.latency_ms)
 
     def to_dict(self) -> dict:
         return {"budget": {m: getattr(self.budget, m) for m in METRICS}, "predicted": dict(self.predicted),
                 "energy_basis": self.energy_basis, "cost_model": self.cost_model, "metric": self.metric,
                 "search_score": self.search_score, "measured_latency_ms": self.measured_latency_ms,
-                "meets_budget": self.meets_budget(), "search": self.result.to_dict()}
+                "measurement_noise_ms": self.measurement_noise_ms, "meets_budget": self.meets_budget(),
+                "meets_budget_measured": self.meets_budget_measured(),
+                "rounds": [r.to_dict() for r in self.rounds], "search": self.result.to_dict()}
 
 
-def measure_latency_ms(model, runs: int = MEASURE_RUNS) -> float:
-    """Median wall time (ms) of ``model.run`` on one zero input of the compiled shape."""
-    inputs = [np.zeros(shape, dtype=np.float32) for shape in model._input_shapes]
+def measure(model, runs: int = MEASURE_RUNS) -> Measurement:
+    """Median wall time (ms) of ``model.run`` on one zero input of the compiled shape, with half its IQR as noise."""
+    inputs = [np.zeros(shape, dtype=np.float32) for shape in model.input_shapes]
     model.run(*inputs)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         model.run(*inputs)
         times.append((time.perf_counter() - start) * 1e3)
-    return float(statistics.median(times))
+    q1, q3 = np.percentile(times, [25, 75])
+    return Measurement(float(statistics.median(times)), float(q3 - q1) / 2.0)
+
+
+def measure_latency_ms(model, runs: int = MEASURE_RUNS) -> float:
+    """Median wall time (ms) of ``model.run`` on one zero input of the compiled shape."""
+    return measure(model, runs).latency_ms
 
 
 def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, calibration: Iterable | None = None,
                         accuracy_fn=None, calibration_method: str = "mse", percentile: float = 99.99, *,
                         options=None, cost_model=None, seed: int = 0, config: AnnealConfig | None = None,
-                        metric: str = "agreement", measure: bool = True, progress: bool | None = None,
-                        database: Any = None):
-    """Search the plan that scores best within ``budget``, compile it, and report (see module docstring)."""
+                        metric: str = "agreement", measure: bool | Callable = True, progress: bool | None = None,
+                        database: Any = None, max_rounds: int = MAX_ROUNDS):
+    """Search the plan that scores best within ``budget``, compile it, verify it by measurement, and report (see
+    module docstring).
+
+    ``measure``: True (time the built model on this host when the target is this host), False, or a function
+    ``model -> Measurement`` (another device, or a test's stand-in).
+    """
     if not isinstance(budget, Budget):
         raise PlanError(f"budget must be a tvm_mp.Budget, e.g. Budget(energy_uj=20.0), got {type(budget).__name__}")
     if calibration is None:
@@ -95,22 +154,57 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"compile needs a tvm.IRModule (from tvm_mp.load_onnx or a TVM frontend), got "
                     f"{type(mod).__name__}")
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+        raise PlanError(f"max_rounds={max_rounds!r}: give a positive number of search rounds")
     calibration = list(calibration)
     tgt = parse(target)
     mod = canonicalize(mod)
     ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
                          cost_model=cost_model, target=tgt, budget=budget, progress=progress,
                          calibration_method=calibration_method, percentile=percentile)
-    result, _ = optimize(ctx, budget, np.random.default_rng(seed), config)
-    if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
-        raise BudgetError(f"the search found no plan within {budget}; widen the options or raise the limits")
-    plan = result.plan
-    # one calibration, one rounding: the driver takes the search's ranges and rounded weights
-    model = build(mod, plan, tgt, ranges=ctx.scorer.ranges, weights=ctx.scorer.evaluator.bank.rounded_weights(),
-                  accuracy_fn=accuracy_fn, cost_model=ctx.costs.model, database=database)
-    index = ctx.space.index_of(plan)
-    predicted = ctx.costs.totals(index)
-    measured = measure_latency_ms(model) if measure and tgt.is_host else None
-    model.search = BudgetOutcome(budget, result, predicted, ctx.costs.energy_basis, ctx.costs.model_name,
-                                 ctx.scorer.name, -result.objective, measured)
+    measurer = measure if callable(measure) else (_measure_host if measure and tgt.is_host else None)
+    verify = measurer is not None and budget.latency_ms is not None
+    rounds: list[Round] = []
+    correction = 1.0
+    best = None  # (measurement, model, result, predicted, costs) of the fastest measured plan
+    for _ in range(max_rounds if verify else 1):
+        costs = ctx.costs if correction == 1.0 else ctx.costs.scaled(latency_ms=correction)
+        round_ctx = replace(ctx, costs=costs)
+        if correction != 1.0:
+            try:
+                check_budget(costs, budget)  # the corrected costs may show the budget out of reach
+            except BudgetError as err:
+                raise BudgetError(f"{err}. Measured: {_best_text(best)}") from None
+        result, _ = optimize(round_ctx, budget, np.random.default_rng(seed), config)
+        if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
+            raise BudgetError(f"the search found no plan within {budget}; widen the options or raise the limits")
+        model = build(mod, result.plan, tgt, ranges=ctx.scorer.ranges,
+                      weights=ctx.scorer.evaluator.bank.rounded_weights(), accuracy_fn=accuracy_fn,
+                      cost_model=ctx.costs.model, database=database)
+        predicted = costs.totals(costs.space.index_of(result.plan))
+        measured = measurer(model) if measurer is not None else None
+        rounds.append(Round(result.plan, predicted["latency_ms"], measured, correction))
+        if measured is not None and (best is None or measured.latency_ms < best[0].latency_ms):
+            best = (measured, model, result, predicted, costs)
+        if not verify or measured.meets(budget.latency_ms):
+            break
+        # the plan missed by measurement: correct the latency costs by what was measured, and search again
+        correction *= measured.latency_ms / max(predicted["latency_ms"], 1e-12)
+    else:
+        raise BudgetError(f"no plan met latency_ms={budget.latency_ms:.4g} by measurement in {len(rounds)} "
+                          f"round(s): {_best_text(best)}; raise the limit or allow lower precisions")
+    model.search = BudgetOutcome(budget, result, predicted, costs.energy_basis, costs.model_name, ctx.scorer.name,
+                                 -result.objective, None if measured is None else measured.latency_ms,
+                                 None if measured is None else measured.noise_ms, tuple(rounds))
     return model
+
+
+def _measure_host(model) -> Measurement:
+    return measure(model)
+
+
+def _best_text(best) -> str:
+    measured, _, result, _, _ = best
+    mix = ", ".join(sorted({str(p) for _, p in result.plan.items()}))
+    return (f"the fastest measured plan ran in {measured.latency_ms:.4g} ms (+/- {measured.noise_ms:.2g}) with "
+            f"layers at {mix}")

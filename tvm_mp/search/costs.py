@@ -173,6 +173,18 @@ class CostTable:
         totals = self.totals(index)
         return {m: totals[m] / lim for m, lim in self.limits(budget).items()}
 
+    def scaled(self, **factors: float) -> "CostTable":
+        """The table with each named metric multiplied by its factor (e.g. ``latency_ms=1.4``: latencies corrected by
+        a measurement), labelled as corrected."""
+        arrays = {m: self.array(m) for m in METRICS}
+        for m, f in factors.items():
+            if m not in METRICS or not (isinstance(f, (int, float)) and f > 0 and np.isfinite(f)):
+                raise PlanError(f"scaled({m}={f!r}): give a cost metric and a positive finite factor")
+            arrays[m] = arrays[m] * float(f)
+        name = self.model_name + "".join(f", {m} x{f:.3g} by measurement" for m, f in factors.items())
+        return CostTable(self.space, arrays["energy_uj"], arrays["latency_ms"], arrays["memory_kb"], self.energy_basis,
+                         name, self.model)
+
     def restricted(self, keep: Sequence[Sequence[int]]) -> "CostTable":
         """The table of :meth:`SearchSpace.restricted` with the same ``keep``."""
         space = self.space.restricted(keep)
