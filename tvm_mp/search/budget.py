@@ -16,6 +16,7 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import dataclass
@@ -30,9 +31,11 @@ from ..driver import build
 from ..errors import CalibrationError, Error, PlanError
 from ..targets import parse
 from .annealing import AnnealConfig
-from .costs import FIT_RTOL, METRICS, BudgetError
-from .pareto import optimize, search_context
+from .costs import FIT_RTOL, METRICS, BudgetError, check_budget
+from .pareto import SearchContext, optimize, search_context
 from .problem import SearchResult
+
+logger = logging.getLogger(__name__)
 
 #: Runs of the built model timed for the measured latency (after one warm-up run).
 MEASURE_RUNS = 15
@@ -85,8 +88,15 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
                         accuracy_fn=None, calibration_method: str = "mse", percentile: float = 99.99, *,
                         options=None, cost_model=None, seed: int = 0, config: AnnealConfig | None = None,
                         metric: str = "agreement", measure: bool = True, progress: bool | None = None,
-                        database: Any = None):
-    """Search the plan that scores best within ``budget``, compile it, and report (see module docstring)."""
+                        database: Any = None, context: SearchContext | None = None):
+    """Search the plan that scores best within ``budget``, compile it, and report (see module docstring).
+
+    ``config``: the annealer's knobs (default: :func:`~tvm_mp.search.pareto.optimize`'s). ``context``: a
+    :class:`~tvm_mp.search.pareto.SearchContext` of ``mod`` already built (its scorer remembers every plan it
+    scored, so a later :func:`~tvm_mp.search.pareto.explore` or search on the same context reuses them); it
+    replaces ``accuracy_fn``/``metric``/``options``/``cost_model`` for the search, and the budget is checked
+    against it.
+    """
     if not isinstance(budget, Budget):
         raise PlanError(f"budget must be a tvm_mp.Budget, e.g. Budget(energy_uj=20.0), got {type(budget).__name__}")
     if calibration is None:
@@ -98,10 +108,18 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     calibration = list(calibration)
     tgt = parse(target)
     mod = canonicalize(mod)
-    ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
-                         cost_model=cost_model, target=tgt, budget=budget, progress=progress,
-                         calibration_method=calibration_method, percentile=percentile)
+    if context is None:
+        ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
+                             cost_model=cost_model, target=tgt, budget=budget, progress=progress,
+                             calibration_method=calibration_method, percentile=percentile)
+    else:
+        ctx = context
+        check_budget(ctx.costs, budget)
+    start = time.perf_counter()
     result, _ = optimize(ctx, budget, np.random.default_rng(seed), config)
+    logger.info("budget search: %d plans scored in %.1f s; chosen %s", result.evaluations,
+                time.perf_counter() - start,
+                " ".join(f"{name}={prec}" for name, prec in result.plan.items()))
     if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
         raise BudgetError(f"the search found no plan within {budget}; widen the options or raise the limits")
     plan = result.plan

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import tvm
 
+from .._progress import show_progress
 from ..budget import Budget
 from ..errors import Error, PlanError
 from ..layers import list_layers
@@ -340,6 +341,8 @@ def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator, confi
     problem = ctx.problem(budget)
     start = solve_ilp(problem)
     config = config or AnnealConfig(steps=1500, restarts=1, reheat_after=400, max_evaluations=250)
+    if config.progress is None and ctx.progress is not None:  # progress=False on the search silences the annealer
+        config = replace(config, progress=ctx.progress)
     init = start.index
     alt = integer_start(ctx, problem, rng, config)
     if alt is not None and (not start.feasible or problem.objective.value(alt) < start.objective):
@@ -392,8 +395,7 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
     from tqdm.auto import tqdm
 
     total = sum(len(v) for v in sweeps.values())
-    with tqdm(total=total, desc="explore", disable=not (progress if progress is not None else total > 4),
-              leave=False) as bar:
+    with tqdm(total=total, desc="explore", disable=not show_progress(progress, total > 4), leave=False) as bar:
         for axis, limits in sweeps.items():
             for limit in limits:
                 budget = Budget(**{axis: float(limit)})
