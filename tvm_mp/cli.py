@@ -103,7 +103,7 @@ def cmd_demo(args) -> int:
     print(f"Pareto front (energy against top-1 on the held-out split): {len(result.front.front('energy_uj'))} "
           f"points, {mixed} of them mixed plans")
     print(f"every plan's outputs equal the NumPy reference: {exact}")
-    print(f"output: {result.output} (pareto.png, pareto.json, one artifact directory per plan); "
+    print(f"output: {result.output} (pareto.png, pareto.json, budget/: the chosen plan's artifact); "
           f"{result.seconds:.0f} s")
     return 0
 
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "-o out/", "tvm-mp COMMAND --help"),
         formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_common_options(suppress=False)])
     parser.add_argument("--version", action="version", version=f"tvm-mp {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
     demo = _subparser(sub, "demo", "compile the bundled digits CNN under an energy budget and under uniform plans; "
                       "compare accuracy, latency, energy and memory", ("tvm-mp demo",
                       "tvm-mp demo --plans w8a8 w2a2 --budget-energy-uj 20 -o demo/"), common)
@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                     ("tvm-mp cost-model eval --records docs/data/host_kernels.jsonl --default-model",), common)
     from .measure.cost_model_cli import add_commands
 
-    add_commands(cm.add_subparsers(dest="command", required=True, metavar="COMMAND"), parents=[common])
+    add_commands(cm.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                   help="collect, train, eval or default (COMMAND --help for each)"), parents=[common])
     cm.set_defaults(func=cmd_cost_model)
     return parser
 

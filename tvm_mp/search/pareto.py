@@ -360,15 +360,20 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
             progress: bool | None = None) -> ParetoFront:
     """Sweep budgets and return the Pareto front of score against cost (see module docstring).
 
-    mod, calibration, accuracy_fn, data, metric: as for :class:`~tvm_mp.search.accuracy.Scorer`.
-    budgets: the number of budgets per axis (spaced geometrically from the smallest achievable cost to the cost
-        of the dearest uniform plan no other uniform plan beats), or a mapping axis -> explicit limits.
-    axes: which costs to sweep: any of "energy_uj", "latency_ms", "memory_kb". Every front is computed over all
-        candidates found, so sweeping energy alone still gives latency and memory fronts of those plans.
-    options: the per-layer precisions (default :func:`~tvm_mp.search.space.default_options`); add
-        :func:`~tvm_mp.search.space.format_options` to mix float formats and clustered weights with integer layers
-        (costs then from :class:`~tvm_mp.cost_models.analytical.DatapathModel` unless ``cost_model`` is given).
-    seed: seeds the annealer (same seed, same front).
+    Args:
+        mod, calibration, accuracy_fn, data, metric: as for :class:`~tvm_mp.search.accuracy.Scorer`.
+        budgets: the number of budgets per axis (spaced geometrically from the smallest achievable cost to the
+            cost of the dearest uniform plan no other uniform plan beats), or a mapping axis -> explicit limits.
+        axes: which costs to sweep: any of "energy_uj", "latency_ms", "memory_kb". Every front is computed over
+            all candidates found, so sweeping energy alone still gives latency and memory fronts of those plans.
+        options: the per-layer precisions (default :func:`~tvm_mp.search.space.default_options`); add
+            :func:`~tvm_mp.search.space.format_options` to mix float formats and clustered weights with integer
+            layers (costs then from :class:`~tvm_mp.cost_models.analytical.DatapathModel` unless ``cost_model``
+            is given).
+        seed: seeds the annealer (same seed, same front).
+        config: the annealer's effort per budget (default: :func:`optimize`'s).
+        context: a :class:`SearchContext` of ``mod`` already built (its scorer's plans are reused).
+        progress: a progress bar over the budgets: False never, None for long sweeps; only on a terminal.
     """
     for axis in axes:
         if axis not in METRICS:
