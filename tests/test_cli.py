@@ -109,11 +109,85 @@ def test_cost_model_train_then_eval(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_exports_each_plan(tmp_path):
-    proc = tvm_mp_cli("demo", "--plans", "w8a8", "w2a2", "-o", str(tmp_path / "demo"))
+def test_demo_budget_plan_next_to_uniform_plans(tmp_path):
+    out = tmp_path / "demo"
+    proc = tvm_mp_cli("demo", "--plans", "w8a8", "w2a2", "-o", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "equals the NumPy reference: True" in proc.stdout and "top-1" in proc.stdout
-    for plan in ("w8a8", "w2a2"):
-        art = tmp_path / "demo" / plan
-        assert (art / "model.so").stat().st_size > 0
-        assert json.loads((art / "report.json").read_text())["accuracy"] > 0.8
+    lines = proc.stdout.splitlines()
+    # the comparison table comes first: the budget's row, then one per uniform plan, each with every figure
+    rows = [line for line in lines[:10] if line.startswith(("budget ", "uniform "))]
+    figures = {row[:18].strip(): [float(v) for v in row[18:].split()[:5]] for row in rows}
+    assert [name.split()[0] for name in figures] == ["budget", "uniform", "uniform"], proc.stdout
+    budget_row = next(iter(figures))
+    limit = float(budget_row.split()[1])
+    top1, predicted, measured, energy, memory = figures[budget_row]
+    assert 14.0 < limit < 33.0  # between uniform w2a2 and w8a8 by the cost model
+    assert energy <= limit * (1 + 1e-6) and measured > 0 and predicted > 0 and memory > 0
+    assert top1 > figures["uniform w2a2"][0]  # the budget buys accuracy over the cheapest uniform plan
+    assert "every plan's outputs equal the NumPy reference: True" in proc.stdout
+    front = json.loads((out / "pareto.json").read_text())
+    assert front["points"] and (out / "pareto.png").stat().st_size > 1000
+    assert (out / "budget" / "model.so").stat().st_size > 0
+    assert json.loads((out / "budget" / "report.json").read_text())["energy_uj"] <= limit * (1 + 1e-6)
+    assert "\r" not in proc.stderr and "it/s" not in proc.stderr  # no progress bars when stderr is not a terminal
+
+
+def test_version():
+    from tvm_mp import __version__
+
+    proc = tvm_mp_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"tvm-mp {__version__}"
+
+
+def _commands(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,), sub
+                yield from _commands(sub, prefix + (name,))
+
+
+def test_every_command_has_an_example_and_every_option_help():
+    from tvm_mp.cli import build_parser
+
+    commands = list(_commands(build_parser()))
+    assert len(commands) >= 11  # 7 commands and cost-model's 4
+    missing = []
+    for path, sub in commands:
+        if "example:" not in (sub.epilog or "") or "tvm-mp " + path[0] not in sub.epilog:
+            missing.append(f"{' '.join(path)}: no example")
+        for action in sub._actions:
+            if not action.help:
+                missing.append(f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}: no help")
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("flags", [["-q"], ["-v"], ["layers", "-q"]])
+def test_verbose_and_quiet_before_or_after_the_command(flags):
+    from tvm_mp.cli import build_parser
+
+    argv = flags + ["layers", "m.onnx"] if flags[0] != "layers" else ["layers", "m.onnx", "-q"]
+    args = build_parser().parse_args(argv)
+    assert args.command == "layers"
+    assert getattr(args, "quiet", None) or getattr(args, "verbose", 0) == 1
+
+
+def test_verbose_logs_the_library_and_quiet_silences_it():
+    import logging
+
+    from tvm_mp.cli import configure_logging
+
+    log = logging.getLogger("tvm_mp")
+    try:
+        configure_logging(verbose=1)
+        assert logging.getLogger("tvm_mp.search.budget").isEnabledFor(logging.INFO)
+        configure_logging(quiet=True)
+        assert not logging.getLogger("tvm_mp.search.budget").isEnabledFor(logging.WARNING)
+        assert len([h for h in log.handlers if getattr(h, "_tvm_mp_cli", False)]) == 1
+    finally:
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+        log.propagate = True

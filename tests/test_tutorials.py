@@ -1,4 +1,6 @@
-"""The tutorials are documentation that must run: each one is executed as a script (small sizes, < 2 min)."""
+"""The tutorials are documentation that must run: each one is executed as a script (small sizes, < 2 min), from a
+temporary working directory, and must write nothing into the repository (its files go to a temporary directory).
+"""
 
 import os
 import subprocess
@@ -7,17 +9,36 @@ from pathlib import Path
 
 import pytest
 
+from tests._snapshot import changes, snapshot
+
 TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("tutorial_*.py"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs(path, tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg", TVM_MP_TUTORIAL_OUT=str(tmp_path))
-    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
+def test_tutorial_runs_and_writes_nothing_into_the_repository(path, tmp_path):
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    env = dict(os.environ, MPLBACKEND="Agg", TMPDIR=str(tmp))
+    env.pop("TVM_MP_TUTORIAL_OUT", None)  # the tutorial's own default: a temporary directory
+    before = snapshot()
+    proc = subprocess.run([sys.executable, str(path)], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert not changes(before, snapshot()), changes(before, snapshot())
+    # nor into the working directory (sphinx-gallery runs tutorials from the tutorials folder)
+    assert not list(cwd.iterdir()), list(cwd.iterdir())
 
 
-def test_there_are_tutorials():
+def test_there_are_tutorials_and_the_gallery_header():
     assert TUTORIALS
+    assert (TUTORIALS[0].parent / "README.txt").is_file()  # sphinx-gallery refuses a folder without it
+
+
+def test_snapshot_sees_a_new_file(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    before = snapshot(tmp_path)
+    (tmp_path / "pareto.png").write_bytes(b"x")
+    (tmp_path / "a.txt").write_text("bb")
+    assert changes(before, snapshot(tmp_path)) == ["new: pareto.png", "changed: a.txt"]

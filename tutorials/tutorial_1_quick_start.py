@@ -9,6 +9,7 @@ while keeping as much accuracy as possible, then compiles the chosen plan into i
 # %%
 # Load a model and data
 # ---------------------
+import matplotlib.pyplot as plt
 import numpy as np
 
 import tvm_mp
@@ -35,6 +36,16 @@ print(model.plan.to_json())
 print(model.report)
 assert model.report.energy_uj <= 20.0  # by the cost model's estimate
 assert model.report.accuracy > 0.95
+
+# %%
+# Where the energy goes
+# ---------------------
+# The report has the cost model's energy for each layer at the precision the search gave it.
+fig, ax = plt.subplots(figsize=(6, 3))
+rows = model.report.layers
+ax.bar([f"{r.name}\n{r.precision}" for r in rows], [r.energy_uj for r in rows])
+ax.set_ylabel(f"energy (uJ, {model.report.energy_basis})")
+fig.tight_layout()
 
 # %%
 # Run it

@@ -15,6 +15,8 @@ leaves the others in fp32, builds with TVM directly and checks the result agains
 # frontend. A Relax module you already have works the same way: raw ``relax.frontend.onnx.from_onnx`` output, a
 # ``relax.frontend.nn`` module from ``export_tvm`` with its params bound, or TVMScript with constant weights;
 # the ``Canonicalize`` pass (or ``tvm_mp.canonicalize(mod)``) brings it into the form the other passes read.
+import warnings
+
 import numpy as np
 import tvm
 
@@ -55,7 +57,10 @@ pipeline = tvm.transform.Sequential(
         RewriteMixedPrecision(),
     ]
 )
-lowered = pipeline(mod)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    lowered = pipeline(mod)
+print("AnnotatePrecision warned:", *(str(w.message) for w in caught))
 kernels = sorted(gv.name_hint for gv in lowered.get_global_vars() if gv.name_hint.startswith("tvm_mp_"))
 print(kernels)
 
@@ -74,7 +79,9 @@ print(f"top-1 with conv2d_0 at w4a4 and conv2d_1 at w2a4: {accuracy:.4f}")
 # ---------------------------------
 # The reference interprets the annotated, weight-quantized module with the same integer arithmetic, without TVM.
 # The integer layers match exactly; the fp32 layers after them (TVM's conv vs NumPy's) to float tolerance.
-quantized = tvm.transform.Sequential([AnnotatePrecision(plan, ranges), QuantizeWeights()])(mod)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the same fp32 layers as above
+    quantized = tvm.transform.Sequential([AnnotatePrecision(plan, ranges), QuantizeWeights()])(mod)
 reference = Interpreter(quantized, quantized=True).run([digits.x_test])
 assert np.allclose(logits, reference, rtol=1e-5, atol=1e-5)
 assert kernels == ["tvm_mp_conv2d_0_kernel", "tvm_mp_conv2d_0_quantize", "tvm_mp_conv2d_1_kernel"]

@@ -13,6 +13,7 @@ the board, ``python -m tvm.exec.rpc_server --tracker HOST:9190 --key my-board`` 
 # A tracker and a device on this machine
 # --------------------------------------
 import os
+import tempfile
 from pathlib import Path
 
 import tvm_mp
@@ -22,7 +23,8 @@ from tvm_mp.measure.rpc import LocalRPCCluster
 from tvm_mp.models import digits_cnn_path
 from tvm_mp.tune import RPCConfig, tune
 
-out_dir = Path(os.environ.get("TVM_MP_TUTORIAL_OUT", "."))
+# Everything this tutorial writes goes to a fresh temporary directory (set TVM_MP_TUTORIAL_OUT to keep it).
+out_dir = Path(os.environ.get("TVM_MP_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="tvm-mp-tutorial-"))
 mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
 plan = PrecisionPlan({"conv2d_0": Precision(2, 2), "conv2d_1": Precision(2, 2)})
 records = out_dir / "tutorial_records.jsonl"

@@ -13,8 +13,10 @@ in ``tvm_mp/accel/default.json``).
 # A model and two plans
 # ---------------------
 import os
+import tempfile
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 import tvm_mp
@@ -24,7 +26,8 @@ from tvm_mp.datasets import calibration_batches, load_digits_split
 from tvm_mp.driver import compile_offloaded
 from tvm_mp.models import digits_cnn_path
 
-out_dir = Path(os.environ.get("TVM_MP_TUTORIAL_OUT", "."))
+# Everything this tutorial writes goes to a fresh temporary directory (set TVM_MP_TUTORIAL_OUT to keep it).
+out_dir = Path(os.environ.get("TVM_MP_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="tvm-mp-tutorial-"))
 mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
 digits = load_digits_split()
 calib = calibration_batches(4, 32)
@@ -57,4 +60,9 @@ for text in ("w8a8", "w4a4"):
 # ----------------------------
 # The same datapath does twice the w4a4 MACs per cycle, and every buffer word holds twice the operands.
 print(f"w4a4 uses {100 * energies['w4a4'] / energies['w8a8']:.1f} % of the w8a8 energy")
+fig, ax = plt.subplots(figsize=(4, 3))
+ax.bar(list(energies), list(energies.values()), color=["tab:blue", "tab:green"])
+ax.set_ylabel("energy per inference (uJ, simulated)")
+ax.set_title("digits CNN on the accelerator")
+fig.tight_layout()
 assert energies["w4a4"] < energies["w8a8"]

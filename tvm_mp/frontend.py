@@ -52,6 +52,7 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
         ``input.1`` -> ``input_1``) and whose every tensor shape is static.
 
     What is folded, in order:
+
       1. The input shapes are fixed, then onnxslim (onnxsim if onnxslim fails and is installed) simplifies the
          ONNX graph: shape subgraphs and Constant nodes become initializers, and each Conv (or ConvTranspose)
          followed by a BatchNormalization is fused into one conv with new weight and bias. onnxslim folds
@@ -65,7 +66,9 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
          not follow a conv becomes subtract/divide/multiply/add with constant operands), ``FoldConstant``
          again, then ``CanonicalizeBindings`` and dead-code elimination to drop the leftovers.
 
-    Raises (each a one-line message that says what to fix):
+    Errors are each a one-line message that says what to fix.
+
+    Raises:
         ModelError: the file is missing, not ONNX, truncated, or TVM's importer fails on the graph.
         InputShapeError: ``shapes`` names an unknown input, has the wrong rank or a non-positive or
             non-integer dim, or the model has dynamic dims and no shape was given for them.

@@ -59,16 +59,18 @@ class Precision:
     """Number format of one layer.
 
     Integer kinds (``auto``, ``bitserial``, ``packed``):
-        w_bits: weight bits, 1..8. One bit means binary weights {-1, +1} times a per-channel scale; b >= 2 bits
-            means symmetric integers in [-(2**(b-1) - 1), 2**(b-1) - 1] times a per-channel scale.
-        a_bits: activation bits, 1..8; activations are unsigned codes in [0, 2**a_bits - 1] with a zero point.
-        ``resolved_kind`` gives the kernel actually used.
+        ``w_bits``: weight bits, 1..8. One bit means binary weights {-1, +1} times a per-channel scale; b >= 2
+        bits means symmetric integers in [-(2**(b-1) - 1), 2**(b-1) - 1] times a per-channel scale.
+        ``a_bits``: activation bits, 1..8; activations are unsigned codes in [0, 2**a_bits - 1] with a zero
+        point. ``resolved_kind`` gives the kernel actually used.
+
     ``kind="float"``: weights and input activations rounded to an IEEE-style format with ``exp_bits`` (2..8) and
         ``man_bits`` (0..11) -- round to nearest even, overflow saturates to the largest finite value, subnormals
         kept -- multiplied and accumulated in float32. ``finite=True`` is the OCP FP8 "fn" layout (no infinities:
         the top exponent holds numbers, only its all-ones mantissa is NaN), as in fp8 e4m3. ``w_bits`` and
         ``a_bits`` both equal the format's total bits ``1 + exp_bits + man_bits``. Use the presets
         :meth:`fp16`, :meth:`bf16`, :meth:`fp8_e4m3`, :meth:`fp8_e5m2` or :meth:`float`.
+
     ``kind="clustered"``: the layer's weights share ``clusters`` values (k-means; int8 centroids, one scale per
         layer); activations are ``a_bits`` integer codes; each product is read from a table of
         ``clusters x 2**a_bits`` precomputed products. ``w_bits`` is the index width ``ceil(log2(clusters))``.

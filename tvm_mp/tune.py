@@ -31,6 +31,7 @@ import numpy as np
 import tvm
 
 from . import _tvm
+from ._progress import show_progress
 from .errors import Error
 from .layers import list_layers
 from .precision import PrecisionPlan
@@ -338,7 +339,7 @@ class _NoBar:
 
 
 def _progress(total: int, enabled: bool):
-    if not enabled or total == 0:
+    if not show_progress(enabled) or total == 0:
         return _NoBar()
     from tqdm import tqdm
 

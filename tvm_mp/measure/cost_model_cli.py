@@ -34,34 +34,48 @@ from .collect import collect, collect_accel, retime
 from .records import load_records
 
 
-def add_commands(sub) -> None:
-    """Add ``collect | train | eval | default`` to an argparse sub-parser group (``tvm-mp cost-model`` uses it)."""
-    c = sub.add_parser("collect", help="measure kernels on this host into a records file")
+def add_commands(sub, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Add ``collect | train | eval | default`` to an argparse sub-parser group (``tvm-mp cost-model`` uses it);
+    ``parents``: parsers whose options every command also takes (the CLI's -v/-q)."""
+
+    def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                              epilog=f"example:\n  {example}", parents=list(parents),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    c = command("collect", "measure kernels on this host into a records file",
+                "tvm-mp cost-model collect --records host_kernels.jsonl --budget-s 600")
     c.add_argument("--records", type=Path, required=True, help="records file (appended; resumable)")
     c.add_argument("--budget-s", type=float, default=840.0, help="stop starting measurements after this long")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of the random layer shapes")
     c.add_argument("--random-layers", type=int, default=None,
                    help="random layer shapes besides the models' (default 260 host, 120 accelerator)")
     c.add_argument("--source", choices=["host", "accel"], default="host",
                    help="host: time kernels here; accel: run the accelerator simulator")
     c.add_argument("--passes", type=int, default=2, help="host: time every workload this many times (min kept)")
-    t = sub.add_parser("train", help="train an XGBoost model on a records file")
-    t.add_argument("--records", type=Path, required=True)
-    t.add_argument("--out", type=Path, required=True)
-    e = sub.add_parser("eval", help="held-out evaluation (or evaluate a trained model with --model)")
-    e.add_argument("--records", type=Path, required=True)
+    t = command("train", "train an XGBoost model on a records file",
+                "tvm-mp cost-model train --records host_kernels.jsonl --out model.json")
+    t.add_argument("--records", type=Path, required=True, help="records file to train on")
+    t.add_argument("--out", type=Path, required=True, help="where to write the trained model (JSON)")
+    e = command("eval", "held-out evaluation (or evaluate a trained model with --model)",
+                "tvm-mp cost-model eval --records host_kernels.jsonl --report-dir eval/")
+    e.add_argument("--records", type=Path, required=True, help="records file to evaluate on")
     e.add_argument("--model", type=Path, default=None, help="evaluate this trained model instead of cross-training")
     e.add_argument("--default-model", action="store_true", help="evaluate the shipped default model")
-    e.add_argument("--split", choices=["shapes", "models", "both"], default="both")
-    e.add_argument("--folds", type=int, default=5)
-    e.add_argument("--k", type=int, default=3)
+    e.add_argument("--split", choices=["shapes", "models", "both"], default="both",
+                   help="hold out unseen layer shapes, unseen models, or both (default both)")
+    e.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    e.add_argument("--k", type=int, default=3, help="top-k used by the ranking metrics (default 3)")
     e.add_argument("--report-dir", type=Path, default=None, help="write table.md, metrics.json, scatter.png here")
-    d = sub.add_parser("default", help="retrain tvm_mp/cost_models/default_model.json")
-    d.add_argument("--records", type=Path, required=True)
+    d = command("default", "retrain tvm_mp/cost_models/default_model.json",
+                "tvm-mp cost-model default --records docs/data/host_kernels.jsonl")
+    d.add_argument("--records", type=Path, required=True, help="records file to train the shipped model on")
     for p in (t, e, d):
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
-        p.add_argument("--quantile-rounds", type=int, default=DEFAULT_QUANTILE_ROUNDS)
+        p.add_argument("--seed", type=int, default=0, help="seed of the training")
+        p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                       help=f"boosting rounds of the mean model (default {DEFAULT_ROUNDS})")
+        p.add_argument("--quantile-rounds", type=int, default=DEFAULT_QUANTILE_ROUNDS,
+                       help=f"boosting rounds of the quantile models (default {DEFAULT_QUANTILE_ROUNDS})")
 
 
 def build_parser() -> argparse.ArgumentParser:

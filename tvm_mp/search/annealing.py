@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._progress import show_progress
 from ..errors import PlanError
 from .problem import Problem, SearchResult, check_rng
 from .space import canonical
@@ -286,7 +287,7 @@ def anneal(problem: Problem, rng: np.random.Generator, config: AnnealConfig | No
     since_best = 0
     step = 0
     stopped = ""
-    show = config.progress if config.progress is not None else (expensive and config.steps >= 200)
+    show = show_progress(config.progress, expensive and config.steps >= 200)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=config.steps, desc="annealing", disable=not show, leave=False)

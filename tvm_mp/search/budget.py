@@ -22,6 +22,7 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -37,8 +38,10 @@ from ..errors import CalibrationError, Error, PlanError
 from ..targets import parse
 from .annealing import AnnealConfig
 from .costs import FIT_RTOL, METRICS, BudgetError, check_budget
-from .pareto import optimize, search_context
+from .pareto import SearchContext, optimize, search_context
 from .problem import SearchResult
+
+logger = logging.getLogger(__name__)
 
 #: Runs of the built model timed for the measured latency (after one warm-up run).
 MEASURE_RUNS = 15
@@ -139,12 +142,17 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
                         accuracy_fn=None, calibration_method: str = "mse", percentile: float = 99.99, *,
                         options=None, cost_model=None, seed: int = 0, config: AnnealConfig | None = None,
                         metric: str = "agreement", measure: bool | Callable = True, progress: bool | None = None,
-                        database: Any = None, max_rounds: int = MAX_ROUNDS):
+                        database: Any = None, max_rounds: int = MAX_ROUNDS, context: SearchContext | None = None):
     """Search the plan that scores best within ``budget``, compile it, verify it by measurement, and report (see
     module docstring).
 
     ``measure``: True (time the built model on this host when the target is this host), False, or a function
     ``model -> Measurement`` (another device, or a test's stand-in).
+    ``config``: the annealer's knobs (default: :func:`~tvm_mp.search.pareto.optimize`'s). ``context``: a
+    :class:`~tvm_mp.search.pareto.SearchContext` of ``mod`` already built (its scorer remembers every plan it
+    scored, so a later :func:`~tvm_mp.search.pareto.explore` or search on the same context reuses them); it
+    replaces ``accuracy_fn``/``metric``/``options``/``cost_model`` for the search, and the budget is checked
+    against it.
     """
     if not isinstance(budget, Budget):
         raise PlanError(f"budget must be a tvm_mp.Budget, e.g. Budget(energy_uj=20.0), got {type(budget).__name__}")
@@ -159,9 +167,13 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     calibration = list(calibration)
     tgt = parse(target)
     mod = canonicalize(mod)
-    ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
-                         cost_model=cost_model, target=tgt, budget=budget, progress=progress,
-                         calibration_method=calibration_method, percentile=percentile)
+    if context is None:
+        ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
+                             cost_model=cost_model, target=tgt, budget=budget, progress=progress,
+                             calibration_method=calibration_method, percentile=percentile)
+    else:
+        ctx = context
+        check_budget(ctx.costs, budget)
     measurer = measure if callable(measure) else (_measure_host if measure and tgt.is_host else None)
     verify = measurer is not None and budget.latency_ms is not None
     rounds: list[Round] = []
@@ -175,7 +187,10 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
                 check_budget(costs, budget)  # the corrected costs may show the budget out of reach
             except BudgetError as err:
                 raise BudgetError(f"{err}. Measured: {_best_text(best)}") from None
+        start = time.perf_counter()
         result, _ = optimize(round_ctx, budget, np.random.default_rng(seed), config)
+        logger.info("budget search: %d plans scored in %.1f s; chosen %s", result.evaluations,
+                    time.perf_counter() - start, " ".join(f"{name}={prec}" for name, prec in result.plan.items()))
         if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
             raise BudgetError(f"the search found no plan within {budget}; widen the options or raise the limits")
         model = build(mod, result.plan, tgt, ranges=ctx.scorer.ranges,

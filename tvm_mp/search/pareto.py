@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import tvm
 
+from .._progress import show_progress
 from ..budget import Budget
 from ..errors import Error, PlanError
 from ..layers import list_layers
@@ -340,6 +341,8 @@ def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator, confi
     problem = ctx.problem(budget)
     start = solve_ilp(problem)
     config = config or AnnealConfig(steps=1500, restarts=1, reheat_after=400, max_evaluations=250)
+    if config.progress is None and ctx.progress is not None:  # progress=False on the search silences the annealer
+        config = replace(config, progress=ctx.progress)
     init = start.index
     alt = integer_start(ctx, problem, rng, config)
     if alt is not None and (not start.feasible or problem.objective.value(alt) < start.objective):
@@ -357,15 +360,20 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
             progress: bool | None = None) -> ParetoFront:
     """Sweep budgets and return the Pareto front of score against cost (see module docstring).
 
-    mod, calibration, accuracy_fn, data, metric: as for :class:`~tvm_mp.search.accuracy.Scorer`.
-    budgets: the number of budgets per axis (spaced geometrically from the smallest achievable cost to the cost
-        of the dearest uniform plan no other uniform plan beats), or a mapping axis -> explicit limits.
-    axes: which costs to sweep: any of "energy_uj", "latency_ms", "memory_kb". Every front is computed over all
-        candidates found, so sweeping energy alone still gives latency and memory fronts of those plans.
-    options: the per-layer precisions (default :func:`~tvm_mp.search.space.default_options`); add
-        :func:`~tvm_mp.search.space.format_options` to mix float formats and clustered weights with integer layers
-        (costs then from :class:`~tvm_mp.cost_models.analytical.DatapathModel` unless ``cost_model`` is given).
-    seed: seeds the annealer (same seed, same front).
+    Args:
+        mod, calibration, accuracy_fn, data, metric: as for :class:`~tvm_mp.search.accuracy.Scorer`.
+        budgets: the number of budgets per axis (spaced geometrically from the smallest achievable cost to the
+            cost of the dearest uniform plan no other uniform plan beats), or a mapping axis -> explicit limits.
+        axes: which costs to sweep: any of "energy_uj", "latency_ms", "memory_kb". Every front is computed over
+            all candidates found, so sweeping energy alone still gives latency and memory fronts of those plans.
+        options: the per-layer precisions (default :func:`~tvm_mp.search.space.default_options`); add
+            :func:`~tvm_mp.search.space.format_options` to mix float formats and clustered weights with integer
+            layers (costs then from :class:`~tvm_mp.cost_models.analytical.DatapathModel` unless ``cost_model``
+            is given).
+        seed: seeds the annealer (same seed, same front).
+        config: the annealer's effort per budget (default: :func:`optimize`'s).
+        context: a :class:`SearchContext` of ``mod`` already built (its scorer's plans are reused).
+        progress: a progress bar over the budgets: False never, None for long sweeps; only on a terminal.
     """
     for axis in axes:
         if axis not in METRICS:
@@ -392,8 +400,7 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
     from tqdm.auto import tqdm
 
     total = sum(len(v) for v in sweeps.values())
-    with tqdm(total=total, desc="explore", disable=not (progress if progress is not None else total > 4),
-              leave=False) as bar:
+    with tqdm(total=total, desc="explore", disable=not show_progress(progress, total > 4), leave=False) as bar:
         for axis, limits in sweeps.items():
             for limit in limits:
                 budget = Budget(**{axis: float(limit)})

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._progress import show_progress
 from ..errors import Error
 from ..precision import PrecisionPlan
 from .accuracy import Scorer
@@ -131,7 +132,7 @@ def measure_sensitivity(scorer: Scorer, space: SearchSpace, cache_path: str | Pa
     shape = (space.n_layers, space.max_options)
     drop, noise = np.full(shape, np.inf), np.full(shape, np.inf)
     runs = [(i, j) for i in range(space.n_layers) for j in range(len(space.options[i]))]
-    show = progress if progress is not None else len(runs) >= PROGRESS_MIN_RUNS
+    show = show_progress(progress, len(runs) >= PROGRESS_MIN_RUNS)
     from tqdm.auto import tqdm
 
     for i, j in tqdm(runs, desc="sensitivity", disable=not show, leave=False):
