@@ -187,31 +187,26 @@ class Interpreter:
         on axis 0 (:func:`batch_polymorphic`), else sample-block by sample-block (``on_layer_input`` still sees
         each layer's input of the whole batch, once)."""
         arrays = [np.asarray(x) for x in inputs]
-        block = self._block(arrays)
-        if block is None:
+        blocks = sample_blocks(self.mod, arrays)
+        if blocks is not None:
+            if self._polymorphic is None:
+                self._polymorphic = batch_polymorphic(self.mod)
+            if self._polymorphic:
+                blocks = None
+        if blocks is None:
             return self._run_function(self.mod["main"], arrays, top=True)
         outer = self.on_layer_input
         seen: dict[str, list[np.ndarray]] = {}
         if outer is not None:
             self.on_layer_input = lambda name, x: seen.setdefault(name, []).append(np.asarray(x))
         try:
-            outs = [self._run_function(self.mod["main"], [a[i : i + block] for a in arrays], top=True)
-                    for i in range(0, arrays[0].shape[0], block)]
+            outs = [self._run_function(self.mod["main"], block, top=True) for block in blocks]
         finally:
             self.on_layer_input = outer
         if outer is not None:
             for name, xs in seen.items():
                 outer(name, np.concatenate(xs, axis=0))
         return concat_batches(outs)
-
-    def _block(self, arrays: list[np.ndarray]) -> int | None:
-        """The IR's batch if ``arrays`` must run block by block, else None."""
-        block = ir_batch(self.mod)
-        if not arrays or arrays[0].ndim == 0 or block in (None, arrays[0].shape[0]) or arrays[0].shape[0] % block:
-            return None
-        if self._polymorphic is None:
-            self._polymorphic = batch_polymorphic(self.mod)
-        return None if self._polymorphic else block
 
     def _run_function(self, func: relax.Function, args: list, top: bool = False):
         env = {p: np.asarray(v) for p, v in zip(func.params, args)}
@@ -382,6 +377,18 @@ def batch_polymorphic(mod: tvm.IRModule) -> bool:
             elif any(a == 0 or (ndim and a % ndim == 0) for a in listed):
                 return False
     return True
+
+
+def sample_blocks(mod: tvm.IRModule, arrays: Sequence[np.ndarray]) -> list[list[np.ndarray]] | None:
+    """``arrays`` cut into blocks of the IR's batch when their batch is a larger multiple of it (inputs whose
+    leading dimension is not the batch pass whole), else None."""
+    block = ir_batch(mod)
+    if not arrays or np.ndim(arrays[0]) == 0 or block in (None, arrays[0].shape[0]) or arrays[0].shape[0] % block:
+        return None
+    batch = arrays[0].shape[0]
+    shapes = [_tvm.expr_shape(p) if isinstance(p.ty, relax.TensorType) else () for p in mod["main"].params]
+    cut = [bool(s) and s[0] == block and np.ndim(a) > 0 and a.shape[0] == batch for a, s in zip(arrays, shapes)]
+    return [[a[i : i + block] if c else a for a, c in zip(arrays, cut)] for i in range(0, batch, block)]
 
 
 def concat_batches(parts: list):

@@ -214,24 +214,31 @@ def fit_accumulator(weight: np.ndarray, w_q: np.ndarray, w_scale: np.ndarray, bi
     BatchNorm folding: ``bias / (s_in * s_w)`` far beyond int32) and channels so tiny that ``s_in * s_w``
     underflows float32. For ``bits >= 2`` such a channel gets the smallest scale at which its bias correction
     fits :data:`BIAS_LIMIT` and the accumulator scale is at least :data:`MIN_ACC_SCALE`, and its integers are
-    rounded again to nearest at that scale (they are small or zero: the bias carries the channel). One-bit
-    channels (``w = +-s_w``) only get the floor; a bias that still does not fit saturates in
-    :func:`bias_correction`. Other channels are returned unchanged, so the function is idempotent and the
-    compiler, the NumPy reference and the plan scorer, which all call it with the same arguments, agree.
+    rounded again to nearest at that scale (they are small or zero: the bias carries the channel). Dead channels
+    (all-zero weights) get exactly that scale at every bit-width. Other one-bit channels (``w = +-s_w``) only
+    get the floor; a bias that still does not fit saturates in :func:`bias_correction`. Other channels are
+    returned unchanged. The function is idempotent, and the compiler, the NumPy reference and the plan scorer,
+    which all call it with the same arguments, agree.
 
     ``weight`` float, ``w_q`` int8, both with output channels on axis 0; ``w_scale`` float32 ``[OC]``.
     """
     oc = w_q.shape[0]
     scale = np.asarray(w_scale, dtype=np.float32).reshape(oc)
     s_in = np.float64(np.float32(in_scale))
-    need = np.full(oc, MIN_ACC_SCALE / s_in)
-    if bias is not None and bits >= 2:
-        need = np.maximum(need, np.abs(np.asarray(bias, dtype=np.float64).reshape(oc)) / (s_in * BIAS_LIMIT))
-    low = scale.astype(np.float64) < need
+    floor = np.full(oc, MIN_ACC_SCALE / s_in)
+    fit = np.zeros(oc) if bias is None else \
+        np.abs(np.asarray(bias, dtype=np.float64).reshape(oc)) / (s_in * BIAS_LIMIT)
+    dead = ~np.asarray(weight).reshape(oc, -1).any(axis=1)
+    need = np.maximum(floor, fit) if bits >= 2 else floor
+    need = np.where(dead, np.maximum(floor, fit), need)
+    need32 = need.astype(np.float32)
+    need32 = np.where(need32.astype(np.float64) < need, np.nextafter(need32, np.float32(np.inf)), need32)  # round up
+    # dead channels (all-zero weights): any scale represents them, the finest one that holds the bias keeps the
+    # bias exact (a scale of 1 would round it to a multiple of s_in) and a one-bit channel's +-s_w negligible
+    low = (scale.astype(np.float64) < need) | (dead & (scale != need32))
     if not low.any():
         return w_q, scale
-    new = need[low].astype(np.float32)
-    new = np.where(new.astype(np.float64) < need[low], np.nextafter(new, np.float32(np.inf)), new)  # round up
+    new = need32[low]
     scale = scale.copy()
     scale[low] = new
     if bits >= 2:

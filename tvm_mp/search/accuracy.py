@@ -52,7 +52,7 @@ from ..precision import Precision, PrecisionPlan
 from ..quantize import reference
 from ..quantize.calibrate import ActivationRange, calibrate, normalize_batches
 from ..quantize.graph import analyze_outputs, layer_name_of
-from ..quantize.interpreter import Interpreter, batch_polymorphic, concat_batches, ir_batch
+from ..quantize.interpreter import Interpreter, batch_polymorphic, concat_batches, sample_blocks
 from ..quantize.qlayer import QuantLayer
 from ..quantize.scheme import ActQuant, fit_accumulator, quantize_weights
 from .space import canonical, is_integer
@@ -356,13 +356,12 @@ class PlanEvaluator:
             raise PlanError(f"expected a PrecisionPlan, got {type(plan).__name__}")
         plan.validate_for(self.layer_names)
         arrays = self.check_inputs(inputs)
-        block = ir_batch(self.mod)
-        if block and arrays[0].shape[0] != block and arrays[0].shape[0] % block == 0:
+        blocks = sample_blocks(self.mod, arrays)
+        if blocks is not None:
             if self._polymorphic is None:
                 self._polymorphic = batch_polymorphic(self.mod)
             if not self._polymorphic:  # ops mix the batch axis: sample-block by sample-block
-                return concat_batches([self._run(plan, [a[i : i + block] for a in arrays])
-                                       for i in range(0, arrays[0].shape[0], block)])
+                return concat_batches([self._run(plan, block) for block in blocks])
         digest = hashlib.blake2b(digest_size=16)
         for a in arrays:
             digest.update(str(a.shape).encode())
