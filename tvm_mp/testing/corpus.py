@@ -25,6 +25,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import Error
 
 PACKAGE = "rapidocr_onnxruntime"
@@ -85,3 +87,26 @@ def load(name: str, shapes: dict | None = None):
 
     m = model(name, shapes)
     return load_onnx(m.path, shapes=m.shapes), m
+
+
+def text_images(n: int, shape: tuple[int, ...], seed: int = 0, rotate: bool = False) -> tuple:
+    """``(images, strings)``: ``n`` renderings of random digit strings, dark on a light background, as the models
+    take them (NCHW float32, ``(pixel / 255 - 0.5) / 0.5``), and the strings drawn. ``rotate`` turns every second
+    image by 180 degrees (the classifier's second class). Uses Pillow's built-in font: no file, no download."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    _, _, h, w = shape
+    rng = np.random.default_rng(seed)
+    font = ImageFont.load_default(size=max(8, int(h * 0.6)))
+    images, strings = [], []
+    for i in range(n):
+        text = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(2, max(3, w // max(1, h // 2))))))
+        shade = int(rng.integers(200, 256))
+        im = Image.new("RGB", (w, h), (shade, shade, shade))
+        ImageDraw.Draw(im).text((int(rng.integers(0, 4)), int(h * 0.1)), text, fill=tuple(int(v) for v in
+                                rng.integers(0, 60, 3)), font=font)
+        if rotate and i % 2:
+            im = im.rotate(180)
+        images.append(np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0)
+        strings.append(text)
+    return ((np.stack(images) - 0.5) / 0.5).astype(np.float32), strings
