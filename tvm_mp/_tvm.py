@@ -157,3 +157,10 @@ def tir_nodes(prim_func) -> list:
 def runtime_threads() -> int:
     """Threads the TVM runtime's thread pool runs kernels on."""
     return int(tvm.get_global_func("runtime.NumThreads")())
+
+
+def structural_hash(node: Any) -> int:
+    """Structural hash of an IR node (0.27: in ``tvm_ffi``, no longer ``tvm.ir``)."""
+    import tvm_ffi
+
+    return tvm_ffi.structural_hash(node)

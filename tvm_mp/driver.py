@@ -44,6 +44,7 @@ from .passes.rewrite_mixed_precision import weight_storage
 from .precision import PrecisionPlan
 from .quantize.calibrate import ActivationRange, calibrate
 from .quantize.graph import analyze_outputs, layer_name_of
+from .quantize.interpreter import unimplemented_ops
 from .quantize.qlayer import read_layer
 from .schedules.tuning import TuningDatabase
 from .targets import CompileTarget, parse
@@ -80,6 +81,13 @@ def quantize(mod: tvm.IRModule, plan: PrecisionPlan, *, calibration: Iterable | 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         return tvm.transform.Sequential(annotate_phase(plan, ranges) + quantize_phase(ranges, weights))(mod)
+
+
+def warn_fp32_ops(mod: tvm.IRModule) -> None:
+    """One warning naming the fp32 ops the NumPy reference computes through TVM (float tolerance there)."""
+    ops = unimplemented_ops(mod)
+    if ops:
+        warnings.warn(f"fp32 ops run through TVM in the reference: {', '.join(ops)}", stacklevel=4)
 
 
 def tuning_database(target: CompileTarget, database: Any = None) -> TuningDatabase | bool:
@@ -205,6 +213,7 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
     check(calibration_method, CALIBRATION_METHODS, "calibration method", CalibrationError)
     tgt = parse(target)
     mod = canonicalize(mod)
+    warn_fp32_ops(mod)
     quantized = quantize(mod, plan, calibration=calibration, ranges=ranges, calibration_method=calibration_method,
                          percentile=percentile, weights=weights)
     to_lower, reference = offload(quantized) if offload is not None else (quantized, quantized)
@@ -222,6 +231,7 @@ def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any =
     each plan alone (run-time operating points merge them into one artifact)."""
     tgt = parse(target)
     mod = canonicalize(mod)
+    warn_fp32_ops(mod)
     for plan in plans:
         check_plan(mod, plan)
     if ranges is None:

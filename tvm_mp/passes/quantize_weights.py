@@ -31,16 +31,19 @@ from ..precision import Precision
 from ..quantize import floats
 from ..quantize.clustering import cluster_weights
 from ..quantize.floats import FloatFormat, round_to_format
-from ..quantize.qlayer import ATTR_QUANTIZED, dequantized_weight, precision_of
-from ..quantize.scheme import quantize_weights
+from ..quantize.qlayer import ATTR_IN_SCALE, ATTR_QUANTIZED, dequantized_weight, layer_bias, precision_of
+from ..quantize.scheme import fit_accumulator, quantize_weights
 
 
 def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool, hessian=None, groups: int = 1,
-                          rounded: tuple[np.ndarray, np.ndarray] | None = None) -> relax.Expr:
+                          rounded: tuple[np.ndarray, np.ndarray] | None = None, bias: np.ndarray | None = None,
+                          in_scale: float | None = None) -> relax.Expr:
     """``astype(W_q, float32) * scale`` for a weight with output channels on axis 0 (or 1 if ``transposed``).
 
     ``rounded``: ``(w_q, scale)`` already computed by :func:`~tvm_mp.quantize.scheme.quantize_weights` for this
-    weight (output channels on axis 0), used as they are."""
+    weight (output channels on axis 0), used as they are. With the layer's calibrated input scale ``in_scale``,
+    channels whose bias or tiny scale the int32 accumulator cannot hold get a wider scale
+    (:func:`~tvm_mp.quantize.scheme.fit_accumulator`)."""
     w = weight.T if transposed else weight
     if rounded is not None:
         w_q, scale = rounded
@@ -48,6 +51,8 @@ def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool, hessi
         scale = np.asarray(scale, np.float32).reshape(-1)
     else:
         w_q, scale = quantize_weights(w, bits, hessian, groups)
+    if in_scale is not None:
+        w_q, scale = fit_accumulator(w, w_q, scale, bias, in_scale, bits)
     if transposed:
         w_q, scale_shape = w_q.T.copy(), (1, -1)
     else:
@@ -103,6 +108,8 @@ class QuantizeWeights:
             seed = self.seed
             rounded = self.weights.get((name, bits))
             hessian = getattr(self.statistics.get(name), "hessian", None)
+            in_scale = float(func.attrs[ATTR_IN_SCALE].value) if ATTR_IN_SCALE in func.attrs else None
+            bias = layer_bias(func) if in_scale is not None and precision.is_integer else None
 
             # Replace is instantiated and run within this iteration, so it sees this iteration's values
             @relax.expr_functor.mutator
@@ -119,7 +126,7 @@ class QuantizeWeights:
                             else:
                                 new_w = quantized_weight_expr(_tvm.const_value(weight), bits,  # noqa: B023
                                                               call.op.name == "relax.matmul", hessian, groups,  # noqa: B023
-                                                              rounded)  # noqa: B023
+                                                              rounded, bias, in_scale)  # noqa: B023
                             return relax.Call(call.op, [call.args[0], new_w], call.attrs)
                     return call
 

@@ -23,7 +23,7 @@ from .. import _tvm
 from ..errors import UnsupportedError
 from ..layers import LAYER_ATTR, dataflow_bindings
 from ..layers import op_name as _op
-from . import clustering, floats, reference, scheme
+from . import clustering, floats, reference, scheme, tvm_ops
 from .graph import analyze_outputs, integer_bounds, layer_name_of
 from .qlayer import QuantLayer, read_layer
 
@@ -151,7 +151,7 @@ def _adaptive_avg(c, a):
     x = a[0]
     out = c.attrs.output_size
     if out is not None and tuple(int(v) for v in out) != (1, 1):
-        raise UnsupportedError("the NumPy reference supports adaptive_avg_pool2d only to 1x1")
+        return tvm_ops.run_op(c, a)
     return _mean(x, [2, 3], True)
 
 
@@ -172,6 +172,8 @@ class Interpreter:
         self.quantized = quantized
         self.on_layer_input = on_layer_input
         self._layers: dict[str, QuantLayer] = {}
+        self.fallback_ops: set[str] = set()  # ops this interpreter computed through TVM
+        self._polymorphic: bool | None = None
 
     def _layer(self, gv) -> QuantLayer:
         func = self.mod[gv]
@@ -181,7 +183,30 @@ class Interpreter:
         return self._layers[name]
 
     def run(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        return self._run_function(self.mod["main"], list(inputs), top=True)
+        """``main`` on ``inputs``. A batch larger than the IR's runs as one batch when every value keeps the batch
+        on axis 0 (:func:`batch_polymorphic`), else sample-block by sample-block (``on_layer_input`` still sees
+        each layer's input of the whole batch, once)."""
+        arrays = [np.asarray(x) for x in inputs]
+        blocks = sample_blocks(self.mod, arrays)
+        if blocks is not None:
+            if self._polymorphic is None:
+                self._polymorphic = batch_polymorphic(self.mod)
+            if self._polymorphic:
+                blocks = None
+        if blocks is None:
+            return self._run_function(self.mod["main"], arrays, top=True)
+        outer = self.on_layer_input
+        seen: dict[str, list[np.ndarray]] = {}
+        if outer is not None:
+            self.on_layer_input = lambda name, x: seen.setdefault(name, []).append(np.asarray(x))
+        try:
+            outs = [self._run_function(self.mod["main"], block, top=True) for block in blocks]
+        finally:
+            self.on_layer_input = outer
+        if outer is not None:
+            for name, xs in seen.items():
+                outer(name, np.concatenate(xs, axis=0))
+        return concat_batches(outs)
 
     def _run_function(self, func: relax.Function, args: list, top: bool = False):
         env = {p: np.asarray(v) for p, v in zip(func.params, args)}
@@ -266,6 +291,8 @@ class Interpreter:
             return env[expr]
         if _tvm.is_const(expr):
             return _tvm.const_value(expr)
+        if _tvm.is_prim_value(expr):
+            return _tvm.prim_value(expr)
         if isinstance(expr, relax.Tuple):
             return tuple(self._eval(f, env) for f in expr.fields)
         if isinstance(expr, relax.TupleGetItem):
@@ -282,12 +309,115 @@ class Interpreter:
     def _eval_call(self, call, args):
         name = _op(call)
         fn = OPS.get(name)
-        if fn is None:
-            raise UnsupportedError(f"the NumPy reference does not implement op {name}")
-        out = fn(call, args)
+        if fn is None:  # an fp32 op without a NumPy rule: TVM computes it (float tolerance, see tvm_ops)
+            self.fallback_ops.add(name)
+            out = tvm_ops.run_op(call, args)
+        else:
+            out = fn(call, args)
         if isinstance(out, np.ndarray) and out.dtype == np.float64:
             out = out.astype(np.float32)
         return out
+
+
+def ir_batch(mod: tvm.IRModule) -> int | None:
+    """Leading dimension of ``main``'s first input (None for a scalar input)."""
+    params = mod["main"].params
+    if not params or not isinstance(params[0].ty, relax.TensorType):
+        return None
+    shape = _tvm.expr_shape(params[0])
+    return shape[0] if shape else None
+
+
+def _axes(attrs, name: str):
+    try:
+        return getattr(attrs, name)
+    except AttributeError:
+        return ...
+
+
+def batch_polymorphic(mod: tvm.IRModule) -> bool:
+    """True when every value of ``main`` keeps the batch on axis 0 and no op mixes samples (no reshape, transpose,
+    reduction, concat, ... touches axis 0): then a larger batch runs through the graph in one go."""
+    main = mod["main"]
+    batch = ir_batch(mod)
+    if batch is None:
+        return False
+
+    def leading_ok(ty) -> bool:
+        if isinstance(ty, relax.TupleType):
+            return all(leading_ok(f) for f in ty.fields)
+        if not isinstance(ty, relax.TensorType) or ty.shape is None:
+            return False
+        values = ty.shape.values
+        return len(values) > 0 and int(values[0]) == batch
+
+    for b in dataflow_bindings(main):
+        if not leading_ok(b.var.ty):
+            return False
+        value = b.value
+        if not (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)) or value.attrs is None:
+            continue
+        for name in ("axis", "axes"):
+            axes = _axes(value.attrs, name)
+            if axes is ...:
+                continue
+            if axes is None:
+                return False
+            first = value.args[0]
+            ndim = len(first.fields) if isinstance(first, relax.Tuple) else None
+            if ndim is None and isinstance(first.ty, relax.TensorType):
+                ndim = int(first.ty.ndim)
+            listed = [int(a) for a in axes] if hasattr(axes, "__len__") else [int(axes)]
+            if _op(value) == "relax.permute_dims":
+                if listed and listed[0] != 0:
+                    return False
+            elif _op(value) == "relax.concat":
+                if listed[0] == 0:
+                    return False
+            elif any(a == 0 or (ndim and a % ndim == 0) for a in listed):
+                return False
+    return True
+
+
+def sample_blocks(mod: tvm.IRModule, arrays: Sequence[np.ndarray]) -> list[list[np.ndarray]] | None:
+    """``arrays`` cut into blocks of the IR's batch when their batch is a larger multiple of it (inputs whose
+    leading dimension is not the batch pass whole), else None."""
+    block = ir_batch(mod)
+    if not arrays or np.ndim(arrays[0]) == 0 or block in (None, arrays[0].shape[0]) or arrays[0].shape[0] % block:
+        return None
+    batch = arrays[0].shape[0]
+    shapes = [_tvm.expr_shape(p) if isinstance(p.ty, relax.TensorType) else () for p in mod["main"].params]
+    cut = [bool(s) and s[0] == block and np.ndim(a) > 0 and a.shape[0] == batch for a, s in zip(arrays, shapes)]
+    return [[a[i : i + block] if c else a for a, c in zip(arrays, cut)] for i in range(0, batch, block)]
+
+
+def concat_batches(parts: list):
+    """Outputs of sample blocks joined along axis 0 (tuples field by field)."""
+    if isinstance(parts[0], tuple):
+        return tuple(concat_batches([p[i] for p in parts]) for i in range(len(parts[0])))
+    return np.concatenate([np.asarray(p) for p in parts], axis=0)
+
+
+def unimplemented_ops(mod: tvm.IRModule) -> list[str]:
+    """Sorted names of the ops in ``main`` (and the functions it calls) that the NumPy reference computes through
+    TVM (:mod:`tvm_mp.quantize.tvm_ops`) because it has no NumPy rule for them."""
+    found: set[str] = set()
+    seen: set[str] = set()
+
+    def visit(func) -> None:
+        for b in dataflow_bindings(func):
+            value = b.value
+            if not isinstance(value, relax.Call):
+                continue
+            if isinstance(value.op, tvm.ir.GlobalVar):
+                if value.op.name_hint not in seen and isinstance(mod[value.op], relax.Function):
+                    seen.add(value.op.name_hint)
+                    visit(mod[value.op])
+            elif isinstance(value.op, tvm.ir.Op) and value.op.name not in OPS:
+                found.add(value.op.name)
+
+    visit(mod["main"])
+    return sorted(found)
 
 
 def _binding_of(func, var):

@@ -27,7 +27,7 @@ from .. import _tvm
 from ..errors import CalibrationError, UnsupportedError
 from ..layers import LAYER_ATTR, LayerInfo, _bias_of, dataflow_bindings, describe_core
 from ..precision import Precision
-from .scheme import ActQuant, bias_correction, output_scale, quantize_weights
+from .scheme import ActQuant, bias_correction, fit_accumulator, output_scale, quantize_weights
 
 if TYPE_CHECKING:
     from .clustering import ClusteredWeights
@@ -146,6 +146,9 @@ def read_layer(func: relax.Function) -> QuantLayer:
         w_q, w_scale = None, None
     else:
         w_q, w_scale = quantize_weights(weight, precision.w_bits)
+        if act is not None:  # as QuantizeWeights would store them
+            w_q, w_scale = fit_accumulator(weight, w_q, w_scale, _bias(bindings, core_var, weight.shape[0]),
+                                           act.scale, precision.w_bits)
     clustered = None
     if precision.kind == "clustered":
         from .clustering import cluster_weights, from_integer_weights
@@ -160,12 +163,25 @@ def read_layer(func: relax.Function) -> QuantLayer:
     return QuantLayer(info, precision, act, w_q.astype(np.int8), w_scale, bias, clustered=clustered)
 
 
-def _layer_info(name: str, kind: str, in_shape, weight: np.ndarray, params, bindings: dict, core_var):
-    """The layer's :class:`LayerInfo` and its bias (from the ``relax.add`` after the core, if any)."""
+def _bias(bindings: dict, core_var, out_channels: int) -> np.ndarray | None:
+    """The bias of a layer function (the ``relax.add`` of a constant after the core), if any."""
     bias = None
     for call in bindings.values():
         if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.add":
-            bias = _bias_of(call, core_var, weight.shape[0], 1, len(_tvm.expr_shape(core_var)))
+            bias = _bias_of(call, core_var, out_channels, 1, len(_tvm.expr_shape(core_var)))
+    return bias
+
+
+def layer_bias(func: relax.Function) -> np.ndarray | None:
+    """The bias vector of a layer function made by AnnotatePrecision, or None."""
+    bindings = {b.var: b.value for b in dataflow_bindings(func)}
+    _, core_var = _core_of(func, bindings, str(_attr(func, LAYER_ATTR)))
+    return _bias(bindings, core_var, _tvm.expr_shape(core_var)[1])
+
+
+def _layer_info(name: str, kind: str, in_shape, weight: np.ndarray, params, bindings: dict, core_var):
+    """The layer's :class:`LayerInfo` and its bias (from the ``relax.add`` after the core, if any)."""
+    bias = _bias(bindings, core_var, weight.shape[0])
     out_shape = _tvm.expr_shape(core_var)
     macs = int(np.prod(out_shape)) * int(np.prod(weight.shape[1:]))
     info = LayerInfo(name, kind, in_shape, weight.shape, out_shape, params, bias is not None, macs, int(weight.size))

@@ -190,22 +190,80 @@ def requant_multiplier(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     big = shift > 62
     mult = np.where(big, np.rint(np.where(big, real, 0.0) * 2.0**62).astype(np.int64), mult)
     shift = np.where(big, 62, shift)
-    if (shift < 1).any():
-        raise CalibrationError("requantization multiplier too large (>= 2**29): the output scale is degenerate")
+    # huge multipliers (>= 2**30: one accumulator unit spans 2**30 codes): M * 2**-1 saturates every non-zero
+    # accumulator to the clamp bounds, which is what the exact product does too
+    small = shift < 1
+    mult = np.where(small, (1 << 31) - 1, mult)
+    shift = np.where(small, 1, shift)
     return mult.astype(np.int64), shift.astype(np.int64)
 
 
+#: Largest ``|rint(bias / (s_in * s_w))|`` a channel's int32 correction holds: with ``|acc - zp * sum(w_q)|``
+#: at most ``255 * 127 * R``, ``acc'`` stays inside int32 for reductions up to ~49,000.
+BIAS_LIMIT = 2**29
+#: Smallest accumulator scale ``s_in * s_w``: keeps the output scale a positive float32 (and the requantization
+#: multiplier positive). A channel below it contributes less than 2**-100 per unit of its accumulator.
+MIN_ACC_SCALE = 2.0**-100
+
+
+def fit_accumulator(weight: np.ndarray, w_q: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None,
+                    in_scale: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Widen the weight scale of the channels whose accumulator scale ``s_in * s_w`` is too fine for int32.
+
+    Trained networks have output channels with near-zero weights and a real bias (a pruned channel after
+    BatchNorm folding: ``bias / (s_in * s_w)`` far beyond int32) and channels so tiny that ``s_in * s_w``
+    underflows float32. For ``bits >= 2`` such a channel gets the smallest scale at which its bias correction
+    fits :data:`BIAS_LIMIT` and the accumulator scale is at least :data:`MIN_ACC_SCALE`, and its integers are
+    rounded again to nearest at that scale (they are small or zero: the bias carries the channel). Dead channels
+    (all-zero weights) get exactly that scale at every bit-width. Other one-bit channels (``w = +-s_w``) only
+    get the floor; a bias that still does not fit saturates in :func:`bias_correction`. Other channels are
+    returned unchanged. The function is idempotent, and the compiler, the NumPy reference and the plan scorer,
+    which all call it with the same arguments, agree.
+
+    ``weight`` float, ``w_q`` int8, both with output channels on axis 0; ``w_scale`` float32 ``[OC]``.
+    """
+    oc = w_q.shape[0]
+    scale = np.asarray(w_scale, dtype=np.float32).reshape(oc)
+    s_in = np.float64(np.float32(in_scale))
+    floor = np.full(oc, MIN_ACC_SCALE / s_in)
+    fit = np.zeros(oc) if bias is None else \
+        np.abs(np.asarray(bias, dtype=np.float64).reshape(oc)) / (s_in * BIAS_LIMIT)
+    dead = ~np.asarray(weight).reshape(oc, -1).any(axis=1)
+    need = np.maximum(floor, fit) if bits >= 2 else floor
+    need = np.where(dead, np.maximum(floor, fit), need)
+    need32 = need.astype(np.float32)
+    need32 = np.where(need32.astype(np.float64) < need, np.nextafter(need32, np.float32(np.inf)), need32)  # round up
+    # dead channels (all-zero weights): any scale represents them, the finest one that holds the bias keeps the
+    # bias exact (a scale of 1 would round it to a multiple of s_in) and a one-bit channel's +-s_w negligible
+    low = (scale.astype(np.float64) < need) | (dead & (scale != need32))
+    if not low.any():
+        return w_q, scale
+    new = need32[low]
+    scale = scale.copy()
+    scale[low] = new
+    if bits >= 2:
+        w_q = np.array(w_q, dtype=np.int8, copy=True)
+        qmax = (1 << (bits - 1)) - 1
+        flat = np.asarray(weight, dtype=np.float64).reshape(oc, -1)[low]
+        rows = np.clip(np.rint(flat / new.astype(np.float64)[:, None]), -qmax, qmax)
+        w_q.reshape(oc, -1)[low] = rows.astype(np.int8)
+    return w_q, scale
+
+
 def bias_correction(bias: np.ndarray | None, w_q: np.ndarray, w_scale: np.ndarray, act: ActQuant) -> np.ndarray:
-    """``rint(bias / (s_in * s_w)) - zero_point * sum(w_q)`` per output channel, int32."""
+    """``rint(bias / (s_in * s_w)) - zero_point * sum(w_q)`` per output channel, int32.
+
+    The bias term saturates at ``+-2 * BIAS_LIMIT`` (only one-bit channels can reach it after
+    :func:`fit_accumulator`), so a trained network never fails here; the compiled kernels read this same vector."""
     oc = w_q.shape[0]
     wsum = w_q.reshape(oc, -1).astype(np.int64).sum(axis=1)
     corr = -act.zero_point * wsum
     if bias is not None:
         acc_scale = np.float64(act.scale) * w_scale.astype(np.float64)
-        corr = corr + np.rint(np.asarray(bias, dtype=np.float64).reshape(oc) / acc_scale).astype(np.int64)
-    if (corr < INT32_MIN).any() or (corr > INT32_MAX).any():
-        raise CalibrationError("bias does not fit the int32 accumulator at this scale: check calibration ranges")
-    return corr.astype(np.int32)
+        term = np.clip(np.asarray(bias, dtype=np.float64).reshape(oc) / acc_scale, -2.0 * BIAS_LIMIT,
+                       2.0 * BIAS_LIMIT)
+        corr = corr + np.rint(term).astype(np.int64)
+    return np.clip(corr, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
 def output_scale(w_scale: np.ndarray, act: ActQuant) -> np.ndarray:

@@ -52,9 +52,9 @@ from ..precision import Precision, PrecisionPlan
 from ..quantize import reference
 from ..quantize.calibrate import ActivationRange, calibrate, normalize_batches
 from ..quantize.graph import analyze_outputs, layer_name_of
-from ..quantize.interpreter import Interpreter
+from ..quantize.interpreter import Interpreter, batch_polymorphic, concat_batches, sample_blocks
 from ..quantize.qlayer import QuantLayer
-from ..quantize.scheme import ActQuant, quantize_weights
+from ..quantize.scheme import ActQuant, fit_accumulator, quantize_weights
 from .space import canonical, is_integer
 
 #: Output-fidelity proxies (used when no accuracy_fn is given). All are "higher is better".
@@ -147,9 +147,10 @@ class LayerBank:
                                        f"layer {name!r}")
             match = self._match(name)
             w_q, scale = self.weights(name, precision.w_bits)
+            act = self.act(name, precision.a_bits)
+            w_q, scale = fit_accumulator(match.weight, w_q, scale, match.bias, act.scale, precision.w_bits)
             prec = _canon(precision)
-            self._layers[key] = QuantLayer(match.info, prec, self.act(name, precision.a_bits), w_q, scale,
-                                           match.bias)
+            self._layers[key] = QuantLayer(match.info, prec, act, w_q, scale, match.bias)
         return self._layers[key]
 
     def _match(self, name: str):
@@ -281,6 +282,7 @@ class PlanEvaluator:
         self._cache: OrderedDict = OrderedDict()
         self._used = 0
         self._blas = None
+        self._polymorphic: bool | None = None
         self._input_specs = [tuple(int(v) for v in p.ty.shape.values) for p in mod["main"].params]
 
     def _structure(self, names: frozenset, floats: frozenset = frozenset()) -> _Structure:
@@ -354,6 +356,12 @@ class PlanEvaluator:
             raise PlanError(f"expected a PrecisionPlan, got {type(plan).__name__}")
         plan.validate_for(self.layer_names)
         arrays = self.check_inputs(inputs)
+        blocks = sample_blocks(self.mod, arrays)
+        if blocks is not None:
+            if self._polymorphic is None:
+                self._polymorphic = batch_polymorphic(self.mod)
+            if not self._polymorphic:  # ops mix the batch axis: sample-block by sample-block
+                return concat_batches([self._run(plan, block) for block in blocks])
         digest = hashlib.blake2b(digest_size=16)
         for a in arrays:
             digest.update(str(a.shape).encode())
