@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import Error
+from ..deploy.program import Program
+from ..deploy.program import model_program as _model_program
+from ..errors import Error, ToolchainError
 
 CROSS_CC = "aarch64-linux-gnu-gcc"
 QEMU = "qemu-aarch64"
@@ -33,7 +35,7 @@ SYSROOT = "/usr/aarch64-linux-gnu"
 HOST_CC = "gcc"
 
 
-class ToolMissing(Error):
+class ToolMissing(ToolchainError):
     """A cross compiler or emulator is not installed."""
 
 
@@ -230,37 +232,23 @@ def _dtype_fields(dtype: np.dtype) -> tuple[int, int]:
     return _DTYPE_CODES[kind], dtype.itemsize * 8
 
 
-@dataclass
-class Program:
-    """Buffers, calls and outputs for the harness (see module docstring)."""
-
-    buffers: list[tuple[tuple[int, ...], np.dtype, np.ndarray | None]] = field(default_factory=list)
-    calls: list[tuple[str, list[int]]] = field(default_factory=list)
-    outputs: list[int] = field(default_factory=list)
-
-    def buffer(self, shape, dtype, value: np.ndarray | None = None) -> int:
-        self.buffers.append((tuple(int(s) for s in shape), np.dtype(dtype), value))
-        return len(self.buffers) - 1
-
-    def call(self, name: str, args: list[int]) -> None:
-        self.calls.append((name, list(args)))
-
-    def write(self, directory: Path, lib: Path) -> Path:
-        lines = [f"lib {lib}"]
-        for i, (shape, dtype, value) in enumerate(self.buffers):
-            src = "-"
-            if value is not None:
-                src = str(directory / f"buf{i}.bin")
-                np.ascontiguousarray(value, dtype=dtype).tofile(src)
-            code, bits = _dtype_fields(dtype)
-            lines.append(f"buf {i} {code} {bits} {len(shape)} {' '.join(map(str, shape))} {src}")
-        for name, args in self.calls:
-            lines.append(f"call {name} {len(args)} {' '.join(map(str, args))}")
-        for i in self.outputs:
-            lines.append(f"out {i} {directory / f'out{i}.bin'}")
-        path = directory / "program.txt"
-        path.write_text("\n".join(lines) + "\n")
-        return path
+def write_program(program: Program, directory: Path, lib: Path) -> Path:
+    """The harness's text form of ``program`` (constants written next to it)."""
+    lines = [f"lib {lib}"]
+    for i, (shape, dtype, value) in enumerate(program.buffers):
+        src = "-"
+        if value is not None:
+            src = str(directory / f"buf{i}.bin")
+            np.ascontiguousarray(value, dtype=dtype).tofile(src)
+        code, bits = _dtype_fields(dtype)
+        lines.append(f"buf {i} {code} {bits} {len(shape)} {' '.join(map(str, shape))} {src}")
+    for name, args in program.calls:
+        lines.append(f"call {name} {len(args)} {' '.join(map(str, args))}")
+    for i in program.outputs:
+        lines.append(f"out {i} {directory / f'out{i}.bin'}")
+    path = directory / "program.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @dataclass(frozen=True)
@@ -318,7 +306,7 @@ def run_program(program: Program, lib: Path, directory: Path, cpu: str = "max", 
     require_tools()
     directory.mkdir(parents=True, exist_ok=True)
     harness = build_harness(directory)
-    prog = program.write(directory, lib)
+    prog = write_program(program, directory, lib)
     base = [QEMU, "-L", SYSROOT, "-cpu", cpu]
     _run(base + [str(harness), str(prog), str(repeats)], "the emulated run")
     outputs = []
@@ -358,44 +346,32 @@ def kernel_program(func_name: str, inputs: list[np.ndarray], output_shapes: list
 
 
 def model_program(lowered_mod, input_value: np.ndarray):
-    """``(tir IRModule, Program)`` for a lowered single-input, single-output Relax model: ``main`` after
-    ``LegalizeOps`` is a straight line of ``call_tir`` whose PrimFuncs go into one library."""
-    import tvm
-    from tvm import relax
+    """``(tir IRModule, Program)`` for a lowered single-input, single-output Relax model (the program of the
+    standalone bundle, :func:`tvm_mp.deploy.program.model_program`), its input set to ``input_value``."""
+    tir_mod, prog = _model_program(lowered_mod)
+    (inp,) = prog.inputs
+    shape, dtype, _ = prog.buffers[inp]
+    prog.buffers[inp] = (shape, dtype, np.asarray(input_value, dtype=dtype).reshape(shape))
+    prog.inputs = []
+    return tir_mod, prog
 
-    from .. import _tvm
 
-    mod = relax.transform.LegalizeOps()(lowered_mod)
-    main = mod["main"]
-    prog = Program()
-    env = {}
-    param = main.params[0]
-    env[param] = prog.buffer(_tvm.expr_shape(param), _tvm.expr_dtype(param), input_value)
-    tir_funcs = {}
-
-    def operand(expr):
-        if _tvm.is_const(expr):
-            value = _tvm.const_value(expr)
-            return prog.buffer(value.shape, value.dtype, value)
-        if expr in env:
-            return env[expr]
-        raise Error(f"model_program: unsupported operand {type(expr).__name__}")
-
-    for block in main.body.blocks:
-        for binding in block.bindings:
-            value = binding.value
-            if isinstance(value, relax.Var):
-                env[binding.var] = env[value]
-                continue
-            if not (isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.call_tir"):
-                raise Error(f"model_program: only call_tir bindings are supported, got {value.op}")
-            gv = value.args[0]
-            name = gv.name_hint
-            tir_funcs[name] = mod[gv].with_attr("global_symbol", name)
-            args = [operand(a) for a in value.args[1].fields]
-            out = prog.buffer(_tvm.expr_shape(binding.var), _tvm.expr_dtype(binding.var))
-            env[binding.var] = out
-            prog.call(name, args + [out])
-    result = main.body.body
-    prog.outputs = [env[result]]
-    return tvm.IRModule(tir_funcs), prog
+def run_bundle(bundle: Path, x: np.ndarray, out_shape, count: bool = False, cc: str = CROSS_CC) -> EmulatedRun:
+    """Build the standalone bundle in ``bundle`` with ``make`` and run its demo under qemu-aarch64 on ``x``;
+    with ``count``, also the emulated instructions of one inference (runs of 1 and 2 inferences differ by one)."""
+    require_tools()
+    bundle = Path(bundle)
+    _run(["make", "-s", "-C", str(bundle), f"CC={cc}"], "building the bundle")
+    np.ascontiguousarray(x, dtype=np.float32).tofile(bundle / "input.bin")
+    base = [QEMU, "-L", SYSROOT, str(bundle / "tvm_mp_demo"), str(bundle / "input.bin"), str(bundle / "output.bin")]
+    _run(base, "the emulated bundle run")
+    out = np.fromfile(bundle / "output.bin", dtype=np.float32).reshape(out_shape)
+    if not count:
+        return EmulatedRun([out])
+    plugin = build_plugin(bundle / "plugin")
+    counted = []
+    for reps in (1, 2):
+        stats = bundle / f"insn{reps}.txt"
+        _run([QEMU, "-L", SYSROOT, "-plugin", f"{plugin},out={stats}", *base[3:], str(reps)], "the counted run")
+        counted.append(_read_counts(stats))
+    return EmulatedRun([out], counted[1]["total"] - counted[0]["total"])
