@@ -51,15 +51,21 @@ def test_builder_model_bundle_exact_under_qemu(arm_tools, tmp_path):
     builder = BUILDERS["ds_cnn"]
     mod = tvm_mp.load_onnx(builder.build(0), shapes={builder.input_name: builder.input_shape})
     names = [layer.name for layer in tvm_mp.list_layers(mod)]
-    # mixed: 1- to 8-bit layers; the last layer stays fp32 (TVM's float kernel in the bundle)
-    plan = PrecisionPlan({n: Precision(*[(2, 4), (1, 2), (4, 4), (8, 8)][i % 4]) for i, n in enumerate(names[:-1])})
     rng = np.random.default_rng(0)
     calib = [rng.normal(0, 1, builder.input_shape).astype(np.float32) for _ in range(2)]
-    cm = tvm_mp.compile(mod, plan=plan, calibration=calib, target="aarch64")
-    assert cm.report.fp32_layers == (names[-1],)
-    cm.export(tmp_path / "out")
     x = rng.normal(0, 1, builder.input_shape).astype(np.float32)
-    run = qemu.run_bundle(tmp_path / "out" / "bundle", x, cm.reference(x).shape)
+    # every layer planned, 1 to 8 bits (float edges: dequantize, float pooling): bit-exact
+    mixed = PrecisionPlan({n: Precision(*[(2, 4), (1, 2), (4, 4), (8, 8)][i % 4]) for i, n in enumerate(names)})
+    cm = tvm_mp.compile(mod, plan=mixed, calibration=calib, target="aarch64")
+    cm.export(tmp_path / "mixed")
+    run = qemu.run_bundle(tmp_path / "mixed" / "bundle", x, cm.reference(x).shape)
+    np.testing.assert_array_equal(run.outputs[0], cm.reference(x))
+    # the last layer left in fp32 (TVM's float kernel in the bundle): its sum order differs from NumPy's
+    cm = tvm_mp.compile(mod, plan=PrecisionPlan({n: mixed[n] for n in names[:-1]}), calibration=calib,
+                        target="aarch64")
+    assert cm.report.fp32_layers == (names[-1],)
+    cm.export(tmp_path / "fp32")
+    run = qemu.run_bundle(tmp_path / "fp32" / "bundle", x, cm.reference(x).shape)
     np.testing.assert_allclose(run.outputs[0], cm.reference(x), rtol=1e-5, atol=1e-5)
 
 
