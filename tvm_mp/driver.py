@@ -245,6 +245,9 @@ def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any =
     """``(quantized, lowered)`` of each plan, all with one calibration: exactly what :func:`build` lowers for
     each plan alone (run-time operating points merge them into one artifact)."""
     tgt = parse(target)
+    if not tgt.builds_with_tvm:
+        raise UnsupportedError(f"run-time operating points merge TVM builds; {tgt.name} is a C target: compile "
+                               "each plan on its own")
     mod = canonicalize(mod)
     for plan in plans:
         check_plan(mod, plan)

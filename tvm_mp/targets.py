@@ -163,12 +163,9 @@ class CompileTarget:
 
         return bool(codegen.llvm_cpu_has_features([feature], self.tvm_target))
 
-    def export_library(self, executable, path: str | Path) -> Path:
-        """Write ``executable`` as a shared library for this target (cross-linked for another architecture)."""
-        path = Path(path)
-        if self.is_host or self.kind != "llvm":
-            executable.export_library(str(path))
-            return path
+    def check_cross_compiler(self) -> str:
+        """The cross C compiler that links for this target's architecture; a one-line error naming the Debian
+        package when it is not on PATH."""
         cc, package = CROSS_COMPILERS.get(self.arch, (None, None))
         if cc is None:
             raise TargetError(f"cannot link a shared library for {self}: no cross compiler is known for "
@@ -176,6 +173,15 @@ class CompileTarget:
         if shutil.which(cc) is None:
             raise CrossCompilerMissing(f"linking for {self.arch} needs the cross compiler {cc}: install it "
                                        f"(apt-get install {package}) or put it on PATH")
+        return cc
+
+    def export_library(self, executable, path: str | Path) -> Path:
+        """Write ``executable`` as a shared library for this target (cross-linked for another architecture)."""
+        path = Path(path)
+        if self.is_host or self.kind != "llvm":
+            executable.export_library(str(path))
+            return path
+        cc = self.check_cross_compiler()
         from tvm.support import cc as tvm_cc
 
         try:

@@ -23,7 +23,7 @@ def test_cli_aarch64_writes_so_and_bundle_exact_under_qemu(arm_tools, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "tvm_mp.cli", "compile", str(digits_cnn_path()), "--shape",
                            "input=1,1,8,8", "--plan", "w4a4", "--calibration", "digits", "--target", "aarch64",
-                           "-o", str(out)], capture_output=True, text=True, timeout=600)
+                           "--emulate", "-o", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "aarch64" in subprocess.run(["file", str(out / "model.so")], capture_output=True, text=True).stdout
     bundle = out / "bundle"
@@ -35,14 +35,18 @@ def test_cli_aarch64_writes_so_and_bundle_exact_under_qemu(arm_tools, tmp_path):
     with pytest.raises(tvm_mp.Error, match="not for this machine"):
         model.run(np.zeros((1, 1, 8, 8), np.float32))
     digits = load_digits_split()
-    for k, x in enumerate(digits.x_test[:3]):
-        x = x[None]
-        run = qemu.run_bundle(bundle, x, (1, 10), count=k == 0)
-        np.testing.assert_array_equal(run.outputs[0], model.reference(x))
-        if k == 0:
-            info = json.loads((bundle / "bundle.json").read_text())
-            assert 1000 < run.instructions < 50 * 452864  # emulated instructions of one inference
-            assert info["arena_bytes"] > 0 and info["weight_bytes"] == (bundle / "weights.bin").stat().st_size
+    for x in digits.x_test[:3]:
+        run = qemu.run_bundle(bundle, x[None], (1, 10))
+        np.testing.assert_array_equal(run.outputs[0], model.reference(x[None]))
+    # --emulate: one counted inference of the bundle in the report, labelled as emulated instructions
+    info = json.loads((bundle / "bundle.json").read_text())
+    d = model.report.deployment
+    assert d["equals_reference"] and d["instructions_basis"].startswith("emulated instructions")
+    assert 1000 < d["instructions"] < 50 * 452864 and set(d["kernel_instructions"]) == set(info["kernels"])
+    assert 0.8 * d["instructions"] < sum(d["kernel_instructions"].values()) <= d["instructions"]
+    assert d["weight_bytes"] == (bundle / "weights.bin").stat().st_size and d["activation_bytes"] > 0
+    line = next(ln for ln in proc.stdout.splitlines() if "emulated instructions" in ln)
+    assert " ms" not in line
 
 
 def test_builder_model_bundle_exact_under_qemu(arm_tools, tmp_path):
@@ -69,12 +73,16 @@ def test_builder_model_bundle_exact_under_qemu(arm_tools, tmp_path):
     np.testing.assert_allclose(run.outputs[0], cm.reference(x), rtol=1e-5, atol=1e-5)
 
 
-def test_missing_cross_compiler_is_one_line(tmp_path, monkeypatch):
+def test_missing_cross_compiler_or_emulator_is_one_line(tmp_path, monkeypatch):
     from tvm_mp import targets
+    from tvm_mp.deploy import aarch64, emulate
 
     mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
     cm = tvm_mp.compile(mod, plan=PrecisionPlan.uniform(mod, Precision(8, 8)),
                         calibration=[load_digits_split().x_test[:8]], target="aarch64")
+    monkeypatch.setattr(emulate.shutil, "which", lambda tool: None if tool == emulate.QEMU else "/usr/bin/" + tool)
+    with pytest.raises(tvm_mp.errors.ToolchainError, match=r"qemu-aarch64 not found.*apt-get install qemu-user$"):
+        aarch64.measure(cm, np.zeros((1, 1, 8, 8), np.float32))
     monkeypatch.setattr(targets.shutil, "which", lambda *a, **k: None)
     with pytest.raises(tvm_mp.errors.ToolchainError) as info:
         cm.export(tmp_path / "out")

@@ -336,3 +336,40 @@ def write_bundle(model, directory: str | Path) -> Path:
         {"input_shape": list(in_shape), "output_shape": list(out_shape), "arena_bytes": arena_bytes,
          "weight_bytes": len(blob), "kernels": names, "calls": len(program.calls)}, indent=2))
     return out_dir
+
+
+def measure(model, x: np.ndarray, directory: str | Path | None = None, cc: str | None = None
+            ) -> tuple[dict, np.ndarray]:
+    """``(figures, output)``: build ``model``'s bundle (in ``directory``, else a temporary one) with its Makefile,
+    run one inference on ``x`` under qemu-aarch64 and count it (:mod:`tvm_mp.deploy.emulate`).
+
+    ``figures`` (what ``Report.deployment`` holds): ``instructions`` per inference and ``kernel_instructions``
+    per kernel (emulated instructions, never a time), ``code_bytes`` (the kernels' machine code),
+    ``weight_bytes``, ``activation_bytes`` (the arena) and ``ram_bytes`` (their sum).
+    """
+    import tempfile
+
+    from . import emulate
+
+    cc = cc or emulate.CROSS_CC
+    emulate.require(cc, emulate.QEMU, "make")
+    with tempfile.TemporaryDirectory(prefix="tvm_mp_aarch64_") as tmp:
+        bundle = write_bundle(model, Path(directory) if directory is not None else Path(tmp) / "bundle")
+        info = json.loads((bundle / "bundle.json").read_text())
+        emulate.run_tool(["make", "-s", "-C", str(bundle), f"CC={cc}"], "building the bundle")
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(info["input_shape"]))
+        x.tofile(bundle / "input.bin")
+        demo = [str(bundle / "tvm_mp_demo"), str(bundle / "input.bin"), str(bundle / "output.bin")]
+        ranges = emulate.symbol_ranges(bundle / "tvm_mp_demo", info["kernels"], bundle / "kernel_ranges.txt")
+        counts = emulate.counted(demo, lambda reps: [str(reps)], bundle, ranges=ranges)
+        output = np.fromfile(bundle / "output.bin", dtype=np.float32).reshape(info["output_shape"])
+        code = 0
+        for line in ranges.read_text().split("\n"):
+            if line:
+                start, end, _ = line.split(" ")
+                code += int(end, 16) - int(start, 16)
+    figures = {"target": model.target.name, "code_bytes": code, "weight_bytes": info["weight_bytes"],
+               "activation_bytes": info["arena_bytes"], "ram_bytes": info["weight_bytes"] + info["arena_bytes"],
+               "instructions": counts.total, "instructions_basis": emulate.BASIS,
+               "kernel_instructions": {k: counts.ranges.get(k, 0) for k in info["kernels"]}}
+    return figures, output
