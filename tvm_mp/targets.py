@@ -199,6 +199,9 @@ class CompileTarget:
             from .deploy.cortexm import write_bundle as write_mcu_bundle
 
             return [write_mcu_bundle(model, directory / "bundle")]
+        if model.executable is None:
+            raise Error(f"this {self.name} model was read back by tvm_mp.load and holds no executable to export: "
+                        "copy its artifact directory, or compile it again")
         written = []
         if self.arch == "aarch64" and model.lowered is not None:
             from .deploy.aarch64 import write_bundle
