@@ -220,12 +220,21 @@ class CompiledModel:
         return out
 
 
+def _target_of(src: Path) -> CompileTarget:
+    try:
+        return parse(json.loads((src / "target.json").read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise Error(f"{src} holds a damaged artifact ({err}); re-export the model") from None
+
+
 def load(directory: str | Path) -> CompiledModel:
     """The runnable model (with its plan and report) that :meth:`CompiledModel.export` wrote to ``directory``."""
     src = Path(directory)
     if not src.is_dir():
         raise Error(f"{src} is not a directory: give the directory CompiledModel.export (or tvm-mp compile -o) wrote")
-    missing = [name for name in ARTIFACT_FILES if name != "model.so" and not (src / name).is_file()]
+    missing = [name for name in ARTIFACT_FILES if not (src / name).is_file()]
+    if missing == ["model.so"] and not _target_of(src).builds_with_tvm:  # a C target (Cortex-M) has none
+        missing = []
     if missing:
         raise Error(f"{src} is not a tvm-mp artifact: {', '.join(missing)} missing; re-export the model")
     try:
@@ -239,8 +248,6 @@ def load(directory: str | Path) -> CompiledModel:
         quantized = tvm.ir.load_json((src / "quantized.json").read_text())
     except Exception as err:  # TVM's own error types
         raise Error(f"cannot read quantized.json in {src}: {_tvm.error_line(err)}; re-export the model") from None
-    if target.builds_with_tvm and not (src / "model.so").is_file():
-        raise Error(f"{src} is not a tvm-mp artifact: model.so missing; re-export the model")
     executable = None
     if target.is_host and target.builds_with_tvm:
         try:
