@@ -153,10 +153,28 @@ def cmd_compile(args) -> int:
     else:
         cm = tvm_mp.compile(mod, plan=_plan(args.plan, mod), target=args.target, calibration=calibration,
                             calibration_method=args.calibration_method)
+    if args.emulate:
+        cm = _emulate(cm, calibration)
     print(cm.report)
     out = cm.export(args.output)
     print(f"artifact: {out}")
     return 0
+
+
+def _emulate(cm, calibration):
+    """``cm`` with ``report.deployment`` from one counted inference of its standalone bundle under qemu-aarch64."""
+    from dataclasses import replace
+
+    from .deploy.aarch64 import measure
+    from .errors import Error
+
+    if cm.target.arch != "aarch64":
+        raise Error(f"--emulate counts instructions under qemu-aarch64: give --target aarch64, not {cm.target.name}")
+    x = np.asarray(calibration[0], dtype=np.float32)[:1]
+    figures, output = measure(cm, x)
+    exact = np.array_equal(output, cm.reference(x.reshape(cm.input_shapes[0])))
+    cm.report = replace(cm.report, deployment={**figures, "equals_reference": bool(exact)})
+    return cm
 
 
 def cmd_tune(args) -> int:
@@ -277,7 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--calibration-method", default="mse", choices=list(CALIBRATION_METHODS),
                       help="how activation ranges are chosen from the calibration data (default mse)")
     comp.add_argument("--shape", action="append", help=SHAPE_HELP)
-    comp.add_argument("--target", default="host", help=TARGET_HELP)
+    comp.add_argument("--target", default="host",
+                      help="host (this machine, the default), llvm (generic CPU), aarch64 (also writes bundle/: "
+                           "C with no TVM runtime), cortex-m4 / cortex-m7 (C for a micro-controller), or a target "
+                           "JSON")
+    comp.add_argument("--emulate", action="store_true",
+                      help="aarch64: run the bundle once under qemu-aarch64 and put its emulated instruction "
+                           "counts (per model and kernel; not a time) in the report")
     comp.add_argument("-o", "--output", required=True, help="artifact directory")
     comp.set_defaults(func=cmd_compile)
     exp = _subparser(sub, "explore", "sweep budgets and write the Pareto front (JSON + plot)",

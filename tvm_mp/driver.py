@@ -16,6 +16,11 @@ Phases, in this order and nowhere else::
 - report: per-layer weights and MACs, and per-layer and total latency and energy from the target's cost model
   (labelled "modelled").
 
+The target's kind decides the back end after quantize: TVM targets lower and build as above; a Cortex-M target
+(``target.builds_with_tvm`` False) hands the quantized module to :mod:`tvm_mp.deploy.cortexm` instead (C from
+:func:`tvm_mp.mcu.emit_network`, measured under qemu-system-arm; the report carries its code size, RAM and
+emulated instructions instead of modelled costs).
+
 ``tvm_mp.compile(plan=...)``, ``tvm_mp.compile(budget=...)`` (after its search), ``compile_adaptive`` (each
 point), :func:`compile_offloaded` and the Cortex-M flow (:func:`quantize`) all come through here.
 """
@@ -216,11 +221,30 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
     warn_fp32_ops(mod)
     quantized = quantize(mod, plan, calibration=calibration, ranges=ranges, calibration_method=calibration_method,
                          percentile=percentile, weights=weights)
+    if not tgt.builds_with_tvm:
+        if offload is not None:
+            raise UnsupportedError(f"the accelerator offload needs a TVM target, not {tgt.name}")
+        return score(build_cortex_m(mod, quantized, plan, tgt, calibration), accuracy_fn)
     to_lower, reference = offload(quantized) if offload is not None else (quantized, quantized)
     lowered = lower(to_lower, tgt, database)
     executable = build_executable(lowered, tgt)
     report = build_report(mod, reference, plan, tgt, cost_model)
     return score(CompiledModel(lowered, reference, executable, plan, report, tgt), accuracy_fn)
+
+
+def build_cortex_m(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan, target: CompileTarget,
+                   calibration: Iterable | None = None) -> CompiledModel:
+    """The Cortex-M back end: C of the quantized module, measured on the emulated board (no TVM build). The
+    model's ``reference`` runs; ``export`` writes the C bundle; ``run`` refuses (not this machine)."""
+    from .deploy.cortexm import measure
+
+    network, figures = measure(quantized, target.name, calibration)
+    rows, fp32 = layer_rows(mod, quantized)
+    report = Report(tuple(rows), sum(r.weight_bytes for r in rows) / 1024.0, fp32_layers=tuple(fp32),
+                    target=target.name, deployment=figures)
+    model = CompiledModel(None, quantized, None, plan, report, target)
+    model.network = network
+    return model
 
 
 def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any = None, *,
@@ -230,6 +254,9 @@ def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any =
     """``(quantized, lowered)`` of each plan, all with one calibration: exactly what :func:`build` lowers for
     each plan alone (run-time operating points merge them into one artifact)."""
     tgt = parse(target)
+    if not tgt.builds_with_tvm:
+        raise UnsupportedError(f"run-time operating points merge TVM builds; {tgt.name} is a C target: compile "
+                               "each plan on its own")
     mod = canonicalize(mod)
     warn_fp32_ops(mod)
     for plan in plans:

@@ -31,6 +31,10 @@ class CompileError(Error):
     """TVM failed to build a module; the message names the layer or stage."""
 
 
+class ToolchainError(Error):
+    """A cross compiler or emulator is missing or failed; the message names the Debian package to install."""
+
+
 _registered = False
 
 
@@ -45,6 +49,7 @@ def ensure_ffi_registration() -> None:
         return
     from tvm_ffi.error import register_error
 
-    for cls in (Error, ModelError, InputShapeError, PlanError, CalibrationError, UnsupportedError, CompileError):
+    for cls in (Error, ModelError, InputShapeError, PlanError, CalibrationError, UnsupportedError, CompileError,
+                ToolchainError):
         register_error(cls.__name__, cls)
     _registered = True

@@ -2,7 +2,9 @@
 
 An artifact directory (``CompiledModel.export``) holds:
 
-- ``model.so``: the executable (Relax VM), linked for the target;
+- ``model.so``: the executable (Relax VM), linked for the target (not for Cortex-M targets);
+- ``bundle/``: for aarch64 the standalone C bundle (no TVM runtime, :mod:`tvm_mp.deploy.aarch64`); for Cortex-M
+  the C of the network (:mod:`tvm_mp.deploy.cortexm`);
 - ``quantized.json``: the quantized Relax module (TVM's JSON form), what :meth:`CompiledModel.reference` runs;
 - ``plan.json``, ``report.json`` / ``report.txt``, ``target.json``, ``inputs.json`` (input shapes and dtypes).
 
@@ -25,7 +27,8 @@ from .precision import PrecisionPlan
 from .quantize.interpreter import Interpreter
 from .targets import CompileTarget, parse
 
-#: Files an exported artifact directory holds (``load`` needs all but the report text).
+#: Files an exported artifact directory holds (``load`` needs all but the report text; ``model.so`` only for
+#: targets TVM builds).
 ARTIFACT_FILES = ("model.so", "quantized.json", "plan.json", "report.json", "target.json", "inputs.json")
 
 
@@ -67,6 +70,9 @@ class Report:
     latency_basis: str = ""
     energy_basis: str = ""
     target: str = ""
+    #: Figures of the deployed artifact (Cortex-M: code_bytes, weight_bytes, activation_bytes, ram_bytes,
+    #: instructions with instructions_basis "emulated instructions (...)"); empty for other targets.
+    deployment: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -119,6 +125,15 @@ class Report:
         lines.append("; ".join(extras))
         if self.cost_model:
             lines.append(f"costs from {self.cost_model}" + (f" for {self.target}" if self.target else ""))
+        if self.deployment:
+            d = self.deployment
+
+            def fig(key: str, unit: str = " B") -> str:
+                return "n/a" if d.get(key) is None else f"{d[key]}{unit}"
+
+            lines.append(f"{self.target}: code {fig('code_bytes')}; RAM {fig('ram_bytes')} (weights "
+                         f"{fig('weight_bytes')} + peak activations {fig('activation_bytes')}); "
+                         f"{fig('instructions', '')} {d.get('instructions_basis', 'instructions')} per inference")
         emulated = [r.name for r in self.layers if r.arithmetic == "emulated"]
         if emulated:
             lines.append(f"float formats emulated on this target (float32 arithmetic on operands rounded exactly to "
@@ -171,8 +186,8 @@ class CompiledModel:
         """Run on NumPy inputs; a batch larger than the compiled one runs sample-block by sample-block."""
         arrays = self._check(inputs)
         if not self.target.is_host:
-            raise Error(f"this model is built for {self.target}, not for this machine: run it there, or "
-                        "compile with target='host' to run it here")
+            raise Error(f"this model is built for {self.target}, not for this machine: run it there (export "
+                        "writes what to copy), use reference() here, or compile with target='host' to run it here")
         if self._vm is None:
             self._vm = _tvm.vm(self.executable)
         compiled_batch = self._input_shapes[0][0]
@@ -195,7 +210,7 @@ class CompiledModel:
         if out.exists() and not out.is_dir():
             raise Error(f"cannot export to {out}: it is a file; give a directory")
         out.mkdir(parents=True, exist_ok=True)
-        self.target.export_library(self.executable, out / "model.so")
+        self.target.export(self, out)
         (out / "quantized.json").write_text(tvm.ir.save_json(self.quantized_module))
         (out / "plan.json").write_text(self.plan.to_json())
         (out / "report.json").write_text(json.dumps(self.report.to_dict(), indent=2))
@@ -205,12 +220,21 @@ class CompiledModel:
         return out
 
 
+def _target_of(src: Path) -> CompileTarget:
+    try:
+        return parse(json.loads((src / "target.json").read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise Error(f"{src} holds a damaged artifact ({err}); re-export the model") from None
+
+
 def load(directory: str | Path) -> CompiledModel:
     """The runnable model (with its plan and report) that :meth:`CompiledModel.export` wrote to ``directory``."""
     src = Path(directory)
     if not src.is_dir():
         raise Error(f"{src} is not a directory: give the directory CompiledModel.export (or tvm-mp compile -o) wrote")
     missing = [name for name in ARTIFACT_FILES if not (src / name).is_file()]
+    if missing == ["model.so"] and not _target_of(src).builds_with_tvm:  # a C target (Cortex-M) has none
+        missing = []
     if missing:
         raise Error(f"{src} is not a tvm-mp artifact: {', '.join(missing)} missing; re-export the model")
     try:
@@ -225,7 +249,7 @@ def load(directory: str | Path) -> CompiledModel:
     except Exception as err:  # TVM's own error types
         raise Error(f"cannot read quantized.json in {src}: {_tvm.error_line(err)}; re-export the model") from None
     executable = None
-    if target.is_host:
+    if target.is_host and target.builds_with_tvm:
         try:
             executable = tvm.runtime.load_module(str(src / "model.so"))
         except Exception as err:

@@ -7,6 +7,9 @@ Accepted forms (:func:`parse`):
 - ``"llvm"``: what TVM means by it, a generic CPU of this machine's architecture (no CPU features beyond the
   baseline; much slower kernels).
 - ``"aarch64"``: 64-bit ARM Linux with NEON (``{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}``).
+  Its export also writes the standalone bundle (:mod:`tvm_mp.deploy.aarch64`: C, no TVM runtime).
+- ``"cortex-m4"``, ``"cortex-m7"`` (and ``"cortex-m3"``): a Cortex-M micro-controller, kind ``"cortex-m"``. Not a
+  TVM build: the quantized module becomes C (:mod:`tvm_mp.mcu`, :mod:`tvm_mp.deploy.cortexm`).
 - a JSON dict (or its text), e.g. ``{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}``.
 - a ``tvm.target.Target``.
 - a :class:`CompileTarget` (returned as it is).
@@ -29,7 +32,7 @@ from typing import Any, Mapping
 import tvm
 
 from . import _tvm
-from .errors import Error
+from .errors import CompileError, Error, ToolchainError
 
 #: The tuning database shipped with tvm-mp (written by ``python bench/kernels.py --tune``).
 SHIPPED_DATABASE = Path(__file__).parent / "schedules" / "tuning_db.json"
@@ -42,7 +45,13 @@ ALIASES: dict[str, dict] = {
     "host": {"kind": "llvm"},
     "llvm": {"kind": "llvm"},
     "aarch64": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]},
+    "cortex-m4": {"kind": "c", "mcpu": "cortex-m4"},
+    "cortex-m7": {"kind": "c", "mcpu": "cortex-m7"},
+    "cortex-m3": {"kind": "c", "mcpu": "cortex-m3"},
 }
+
+#: Names of the Cortex-M targets (kind "cortex-m": C from the quantized module, no TVM build).
+CORTEX_M = ("cortex-m3", "cortex-m4", "cortex-m7")
 
 #: Architectures by LLVM triple prefix.
 _ARCHES = (("x86_64", ("x86_64", "i686", "i386")), ("aarch64", ("aarch64", "arm64")))
@@ -53,6 +62,10 @@ CROSS_COMPILERS = {"aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
 
 class TargetError(Error):
     """A target that cannot be parsed or used (unknown name, malformed JSON, missing cross compiler)."""
+
+
+class CrossCompilerMissing(TargetError, ToolchainError):
+    """The cross compiler that links for the target's architecture is not installed."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,7 +101,15 @@ class CompileTarget:
 
     @property
     def kind(self) -> str:
+        """TVM's target kind (``"llvm"``, ...), or ``"cortex-m"`` for the Cortex-M targets (not TVM builds)."""
+        if self.name in CORTEX_M:
+            return "cortex-m"
         return str(self.tvm_target.kind.name)
+
+    @property
+    def builds_with_tvm(self) -> bool:
+        """True when the driver lowers and builds with TVM; False for Cortex-M (C from the quantized module)."""
+        return self.kind != "cortex-m"
 
     @property
     def triple(self) -> str:
@@ -142,23 +163,52 @@ class CompileTarget:
 
         return bool(codegen.llvm_cpu_has_features([feature], self.tvm_target))
 
+    def check_cross_compiler(self) -> str:
+        """The cross C compiler that links for this target's architecture; a one-line error naming the Debian
+        package when it is not on PATH."""
+        cc, package = CROSS_COMPILERS.get(self.arch, (None, None))
+        if cc is None:
+            raise TargetError(f"cannot link a shared library for {self}: no cross compiler is known for "
+                              f"architecture {self.arch!r}")
+        if shutil.which(cc) is None:
+            raise CrossCompilerMissing(f"linking for {self.arch} needs the cross compiler {cc}: install it "
+                                       f"(apt-get install {package}) or put it on PATH")
+        return cc
+
     def export_library(self, executable, path: str | Path) -> Path:
         """Write ``executable`` as a shared library for this target (cross-linked for another architecture)."""
         path = Path(path)
         if self.is_host or self.kind != "llvm":
             executable.export_library(str(path))
             return path
-        cc, package = CROSS_COMPILERS.get(self.arch, (None, None))
-        if cc is None:
-            raise TargetError(f"cannot link a shared library for {self}: no cross compiler is known for "
-                              f"architecture {self.arch!r}")
-        if shutil.which(cc) is None:
-            raise TargetError(f"linking for {self.arch} needs the cross compiler {cc}: install it "
-                              f"(apt-get install {package}) or put it on PATH")
+        cc = self.check_cross_compiler()
         from tvm.support import cc as tvm_cc
 
-        executable.export_library(str(path), fcompile=tvm_cc.cross_compiler(cc))
+        try:
+            executable.export_library(str(path), fcompile=tvm_cc.cross_compiler(cc))
+        except Exception as err:  # the linker's output: keep its last line
+            raise CompileError(f"{cc} failed to link {path.name}: {_tvm.error_line(err)}") from None
         return path
+
+    def export(self, model, directory: Path) -> list[Path]:
+        """Write the target's own artifacts of ``model`` into ``directory`` (the common files are
+        :meth:`CompiledModel.export`'s): ``model.so`` for TVM builds; for aarch64 also ``bundle/``, the standalone
+        C bundle (no TVM runtime); for Cortex-M only ``bundle/``, the C of :func:`tvm_mp.mcu.emit_network`."""
+        directory = Path(directory)
+        if self.kind == "cortex-m":
+            from .deploy.cortexm import write_bundle as write_mcu_bundle
+
+            return [write_mcu_bundle(model, directory / "bundle")]
+        if model.executable is None:
+            raise Error(f"this {self.name} model was read back by tvm_mp.load and holds no executable to export: "
+                        "copy its artifact directory, or compile it again")
+        written = []
+        if self.arch == "aarch64" and model.lowered is not None:
+            from .deploy.aarch64 import write_bundle
+
+            written.append(write_bundle(model, directory / "bundle"))
+        written.append(self.export_library(model.executable, directory / "model.so"))
+        return written
 
     def to_json(self) -> dict:
         """The target as a JSON dict that :func:`parse` reads back (``name`` keeps the short name)."""

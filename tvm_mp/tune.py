@@ -129,7 +129,7 @@ def _candidates(work, target, trials: int, rng: np.random.Generator) -> list:
     return [default] + space
 
 
-def _build(work, config, target, path: Path, fcompile):
+def _build(work, config, compile_target, path: Path, fcompile):
     from .schedules import kernels
     from .schedules.tuning import random_operands
 
@@ -137,11 +137,11 @@ def _build(work, config, target, path: Path, fcompile):
     zp = int(rng.integers(0, 1 << work.a_bits))
     codes, data, _ = random_operands(work, zp, rng, config)
     func = kernels.conv2d_kernel("k", work.kind, work.w_bits, work.a_bits, work.in_shape, work.weight_shape,
-                                 work.params, zp, kernels.Epilogue("acc"), data[0].shape, target=target,
-                                 config=config)
-    lib = _tvm.build(tvm.IRModule({"k": func}), target)
-    if fcompile is None:
-        lib.export_library(str(path))
+                                 work.params, zp, kernels.Epilogue("acc"), data[0].shape,
+                                 target=compile_target.tvm_target, config=config)
+    lib = _tvm.build(tvm.IRModule({"k": func}), compile_target.tvm_target)
+    if fcompile is None:  # cross-linked for another architecture (aarch64-linux-gnu-gcc)
+        compile_target.export_library(lib, path)
     else:
         lib.export_library(str(path), fcompile=fcompile)
     oh, ow = work.out_hw
@@ -181,7 +181,8 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
     ``trials``: configs per task (the default config first, then a seeded sample of the space).
     ``records``: the JSON-lines record store (appended; existing successful records are skipped).
     ``database``: tuning database to update (default: next to ``records``, ``tuning_db.json``).
-    ``fcompile``: cross-compiler for the target (e.g. ``tvm.support.cc.cross_compiler("aarch64-linux-gnu-gcc")``).
+    ``fcompile``: cross-compiler for the target (default: the target's own, e.g. ``aarch64-linux-gnu-gcc`` for
+    aarch64, found on PATH).
     """
     from .measure.records import Record, RecordStore
     from .schedules.tuning import TuningDatabase
@@ -192,7 +193,11 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
         raise TuneError(f"trials must be >= 1, got {trials}")
     plan.validate_for([layer.name for layer in list_layers(mod)])
     compile_target = parse(target)
-    tgt = compile_target.tvm_target
+    if not compile_target.builds_with_tvm:
+        raise TuneError(f"tune measures TVM kernels over RPC; {compile_target.name} is a C target (its report "
+                        "carries emulated instruction counts)")
+    if fcompile is None and not compile_target.is_host:
+        compile_target.check_cross_compiler()  # one line naming the Debian package, before any job
     target_name = compile_target.cost_key
     client, n_devices = _tracker(rpc)
     rng = np.random.default_rng(seed)
@@ -201,7 +206,7 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
     done = {r.key for r in store.load() if r.error is None}
     jobs, result = [], TuneResult(len(tasks), 0, records_path=Path(records))
     for work in tasks:
-        for config in _candidates(work, tgt, trials, rng):
+        for config in _candidates(work, compile_target.tvm_target, trials, rng):
             job = _Job(work, config, _record_workload(work, config, target_name, rpc.device_key))
             result.jobs += 1
             if job.workload.key in done:
@@ -256,7 +261,7 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
                     continue
                 lib = Path(tmp) / f"k{job.attempts}_{abs(hash(job.workload.key))}.so"
                 try:
-                    args = _build(job.work, job.config, tgt, lib, fcompile)
+                    args = _build(job.work, job.config, compile_target, lib, fcompile)
                 except Exception as err:  # a config the schedule cannot build: a failed record, not a retry
                     finish(job, Record(job.workload, (), "rpc", error=f"build: {_tvm.error_line(err)}"))
                     continue
@@ -317,7 +322,7 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
 
         knobs = dict(best.workload.knobs)
         config = KernelConfig(**{k: (bool(v) if k in ("use_dot", "parallel") else v) for k, v in knobs.items()})
-        db.put(work, tgt, config, best.latency_ms * 1e3)
+        db.put(work, compile_target.tvm_target, config, best.latency_ms * 1e3)
         result.best[work.key()] = (config.to_dict(), best.latency_ms * 1e3)
     result.database_path = db.save(db_path)
     return result

@@ -23,12 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, ToolchainError
 from .harness import SEMIHOST_C, STARTUP_C, linker_script
-
-
-class ToolchainError(Error):
-    """A cross compiler or emulator is missing, or failed."""
 
 
 class McuRunError(Error):
@@ -73,11 +69,14 @@ class McuTarget:
 
 
 #: Boards QEMU emulates. MPS2 AN385 (Cortex-M3, no FPU: float in software) is the default; AN386 is a
-#: Cortex-M4 with a single-precision FPU. Both map 4 MB of SSRAM at 0x0 (code) and 4 MB at 0x20000000 (data).
+#: Cortex-M4 with a single-precision FPU, AN500 a Cortex-M7 (built for its single-precision FPU). All three map
+#: 4 MB of SSRAM at 0x0 (code) and 4 MB at 0x20000000 (data).
 TARGETS = {
     "cortex-m3": McuTarget("cortex-m3", "mps2-an385", "cortex-m3", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft")),
     "cortex-m4": McuTarget("cortex-m4", "mps2-an386", "cortex-m4",
                            ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")),
+    "cortex-m7": McuTarget("cortex-m7", "mps2-an500", "cortex-m7",
+                           ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16")),
 }
 
 #: Flags of every build: no FMA contraction (each float op rounds once, like NumPy), no fast-math, no libc startup.

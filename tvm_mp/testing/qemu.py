@@ -7,10 +7,8 @@ with Debian's ``aarch64-linux-gnu-gcc``, loads the library with ``dlopen``, fill
 generated code calls (workspace alloc/free, parallel launch -- run serially --, the FFI error setter), runs the
 program and writes the outputs; the test compares them with the NumPy reference.
 
-Dynamic instruction counts come from a TCG plugin (source below; QEMU's plugin API is a stable C ABI, declared
-here, so no QEMU headers are needed): it adds each translated block's instruction count to a counter as the block
-executes, and splits the count by mnemonic (the instruction mix). A program run ``k`` and ``k + 1`` times differs
-by one run of its calls: that difference is the count reported per kernel.
+Dynamic instruction counts come from the library's TCG plugin (:mod:`tvm_mp.deploy.emulate`): total and
+instruction mix of one run of the program's calls (runs of ``k`` and ``k + 1`` repetitions subtracted).
 
 Tools: ``aarch64-linux-gnu-gcc``, ``qemu-aarch64`` and the aarch64 C library at :data:`SYSROOT` (Debian packages
 ``gcc-aarch64-linux-gnu``, ``qemu-user``; listed in ``.ci/apt-packages.txt``).
@@ -20,12 +18,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import Error
+from ..deploy import emulate
+from ..deploy.program import Program
+from ..deploy.program import model_program as _model_program
+from ..errors import Error, ToolchainError
 
 CROSS_CC = "aarch64-linux-gnu-gcc"
 QEMU = "qemu-aarch64"
@@ -33,7 +34,7 @@ SYSROOT = "/usr/aarch64-linux-gnu"
 HOST_CC = "gcc"
 
 
-class ToolMissing(Error):
+class ToolMissing(ToolchainError):
     """A cross compiler or emulator is not installed."""
 
 
@@ -151,76 +152,6 @@ int main(int argc, char** argv) {
 }
 """
 
-PLUGIN_C = r"""
-/* tvm-mp TCG plugin: dynamic instruction count and mix (QEMU plugin API v1, declared here). */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-typedef uint64_t qemu_plugin_id_t;
-struct qemu_plugin_tb; struct qemu_plugin_insn; typedef struct qemu_info_t qemu_info_t;
-enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
-extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb*);
-extern struct qemu_plugin_insn* qemu_plugin_tb_get_insn(const struct qemu_plugin_tb*, size_t);
-extern char* qemu_plugin_insn_disas(const struct qemu_plugin_insn*);
-extern void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb*, enum qemu_plugin_op, void*, uint64_t);
-extern void qemu_plugin_register_vcpu_insn_exec_inline(struct qemu_plugin_insn*, enum qemu_plugin_op, void*,
-                                                       uint64_t);
-extern void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t,
-                                                  void (*)(qemu_plugin_id_t, struct qemu_plugin_tb*));
-extern void qemu_plugin_register_atexit_cb(qemu_plugin_id_t, void (*)(qemu_plugin_id_t, void*), void*);
-
-__attribute__((visibility("default"))) int qemu_plugin_version = 1;
-
-#define MAXM 1024
-static uint64_t total;
-static char names[MAXM][24];
-static uint64_t counts[MAXM];
-static int nnames;
-static char out_path[512];
-
-static uint64_t* counter_for(const char* disas) {
-  char m[24]; int i = 0;
-  while (disas[i] && disas[i] != ' ' && disas[i] != '\t' && i < 23) { m[i] = disas[i]; ++i; }
-  m[i] = 0;
-  for (int k = 0; k < nnames; ++k) if (!strcmp(names[k], m)) return &counts[k];
-  if (nnames == MAXM) return &counts[MAXM - 1];
-  strcpy(names[nnames], m); return &counts[nnames++];
-}
-
-static void on_trans(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
-  (void)id;
-  size_t n = qemu_plugin_tb_n_insns(tb);
-  qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &total, n);
-  for (size_t i = 0; i < n; ++i) {
-    struct qemu_plugin_insn* insn = qemu_plugin_tb_get_insn(tb, i);
-    char* d = qemu_plugin_insn_disas(insn);
-    qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, counter_for(d ? d : "?"), 1);
-    free(d);
-  }
-}
-
-static void on_exit_cb(qemu_plugin_id_t id, void* p) {
-  (void)id; (void)p;
-  FILE* f = out_path[0] ? fopen(out_path, "w") : stderr;
-  if (!f) return;
-  fprintf(f, "total %llu\n", (unsigned long long)total);
-  for (int k = 0; k < nnames; ++k) fprintf(f, "%s %llu\n", names[k], (unsigned long long)counts[k]);
-  if (f != stderr) fclose(f);
-}
-
-__attribute__((visibility("default")))
-int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* info, int argc, char** argv) {
-  (void)info;
-  for (int i = 0; i < argc; ++i)
-    if (!strncmp(argv[i], "out=", 4)) { strncpy(out_path, argv[i] + 4, sizeof out_path - 1); }
-  qemu_plugin_register_vcpu_tb_trans_cb(id, on_trans);
-  qemu_plugin_register_atexit_cb(id, on_exit_cb, 0);
-  return 0;
-}
-"""
-
 _DTYPE_CODES = {"int": 0, "uint": 1, "float": 2}
 
 
@@ -230,37 +161,23 @@ def _dtype_fields(dtype: np.dtype) -> tuple[int, int]:
     return _DTYPE_CODES[kind], dtype.itemsize * 8
 
 
-@dataclass
-class Program:
-    """Buffers, calls and outputs for the harness (see module docstring)."""
-
-    buffers: list[tuple[tuple[int, ...], np.dtype, np.ndarray | None]] = field(default_factory=list)
-    calls: list[tuple[str, list[int]]] = field(default_factory=list)
-    outputs: list[int] = field(default_factory=list)
-
-    def buffer(self, shape, dtype, value: np.ndarray | None = None) -> int:
-        self.buffers.append((tuple(int(s) for s in shape), np.dtype(dtype), value))
-        return len(self.buffers) - 1
-
-    def call(self, name: str, args: list[int]) -> None:
-        self.calls.append((name, list(args)))
-
-    def write(self, directory: Path, lib: Path) -> Path:
-        lines = [f"lib {lib}"]
-        for i, (shape, dtype, value) in enumerate(self.buffers):
-            src = "-"
-            if value is not None:
-                src = str(directory / f"buf{i}.bin")
-                np.ascontiguousarray(value, dtype=dtype).tofile(src)
-            code, bits = _dtype_fields(dtype)
-            lines.append(f"buf {i} {code} {bits} {len(shape)} {' '.join(map(str, shape))} {src}")
-        for name, args in self.calls:
-            lines.append(f"call {name} {len(args)} {' '.join(map(str, args))}")
-        for i in self.outputs:
-            lines.append(f"out {i} {directory / f'out{i}.bin'}")
-        path = directory / "program.txt"
-        path.write_text("\n".join(lines) + "\n")
-        return path
+def write_program(program: Program, directory: Path, lib: Path) -> Path:
+    """The harness's text form of ``program`` (constants written next to it)."""
+    lines = [f"lib {lib}"]
+    for i, (shape, dtype, value) in enumerate(program.buffers):
+        src = "-"
+        if value is not None:
+            src = str(directory / f"buf{i}.bin")
+            np.ascontiguousarray(value, dtype=dtype).tofile(src)
+        code, bits = _dtype_fields(dtype)
+        lines.append(f"buf {i} {code} {bits} {len(shape)} {' '.join(map(str, shape))} {src}")
+    for name, args in program.calls:
+        lines.append(f"call {name} {len(args)} {' '.join(map(str, args))}")
+    for i in program.outputs:
+        lines.append(f"out {i} {directory / f'out{i}.bin'}")
+    path = directory / "program.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @dataclass(frozen=True)
@@ -289,18 +206,6 @@ def build_harness(directory: Path) -> Path:
     return exe
 
 
-def build_plugin(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    src = directory / "insncount.c"
-    lib = directory / "libinsncount.so"
-    if not lib.exists():
-        if not shutil.which(HOST_CC):
-            raise ToolMissing(f"{HOST_CC} is needed to build the qemu plugin: apt-get install gcc")
-        src.write_text(PLUGIN_C)
-        _run([HOST_CC, "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)], "building the qemu plugin")
-    return lib
-
-
 def export_aarch64(executable, path: Path) -> Path:
     """Export a ``tvm.compile`` result for aarch64 as a shared library (Debian's cross gcc links it)."""
     import tvm.support.cc as cc
@@ -318,7 +223,7 @@ def run_program(program: Program, lib: Path, directory: Path, cpu: str = "max", 
     require_tools()
     directory.mkdir(parents=True, exist_ok=True)
     harness = build_harness(directory)
-    prog = program.write(directory, lib)
+    prog = write_program(program, directory, lib)
     base = [QEMU, "-L", SYSROOT, "-cpu", cpu]
     _run(base + [str(harness), str(prog), str(repeats)], "the emulated run")
     outputs = []
@@ -327,24 +232,8 @@ def run_program(program: Program, lib: Path, directory: Path, cpu: str = "max", 
         outputs.append(np.fromfile(directory / f"out{i}.bin", dtype=dtype).reshape(shape))
     if not count:
         return EmulatedRun(outputs)
-    plugin = build_plugin(directory)
-    counted = []
-    for reps in (1, 2):
-        stats = directory / f"insn{reps}.txt"
-        _run(base + ["-plugin", f"{plugin},out={stats}", str(harness), str(prog), str(reps)], "the counted run")
-        counted.append(_read_counts(stats))
-    total = counted[1]["total"] - counted[0]["total"]
-    mix = {k: counted[1].get(k, 0) - counted[0].get(k, 0) for k in counted[1] if k != "total"}
-    mix = {k: v for k, v in sorted(mix.items(), key=lambda kv: -kv[1]) if v > 0}
-    return EmulatedRun(outputs, total, mix)
-
-
-def _read_counts(path: Path) -> dict[str, int]:
-    out = {}
-    for line in path.read_text().splitlines():
-        name, value = line.rsplit(" ", 1)
-        out[name] = int(value)
-    return out
+    counts = emulate.counted([str(harness), str(prog)], lambda reps: [str(reps)], directory, cpu=cpu)
+    return EmulatedRun(outputs, counts.total, counts.mix)
 
 
 def kernel_program(func_name: str, inputs: list[np.ndarray], output_shapes: list[tuple], output_dtypes) -> Program:
@@ -358,44 +247,27 @@ def kernel_program(func_name: str, inputs: list[np.ndarray], output_shapes: list
 
 
 def model_program(lowered_mod, input_value: np.ndarray):
-    """``(tir IRModule, Program)`` for a lowered single-input, single-output Relax model: ``main`` after
-    ``LegalizeOps`` is a straight line of ``call_tir`` whose PrimFuncs go into one library."""
-    import tvm
-    from tvm import relax
+    """``(tir IRModule, Program)`` for a lowered single-input, single-output Relax model (the program of the
+    standalone bundle, :func:`tvm_mp.deploy.program.model_program`), its input set to ``input_value``."""
+    tir_mod, prog = _model_program(lowered_mod)
+    (inp,) = prog.inputs
+    shape, dtype, _ = prog.buffers[inp]
+    prog.buffers[inp] = (shape, dtype, np.asarray(input_value, dtype=dtype).reshape(shape))
+    prog.inputs = []
+    return tir_mod, prog
 
-    from .. import _tvm
 
-    mod = relax.transform.LegalizeOps()(lowered_mod)
-    main = mod["main"]
-    prog = Program()
-    env = {}
-    param = main.params[0]
-    env[param] = prog.buffer(_tvm.expr_shape(param), _tvm.expr_dtype(param), input_value)
-    tir_funcs = {}
-
-    def operand(expr):
-        if _tvm.is_const(expr):
-            value = _tvm.const_value(expr)
-            return prog.buffer(value.shape, value.dtype, value)
-        if expr in env:
-            return env[expr]
-        raise Error(f"model_program: unsupported operand {type(expr).__name__}")
-
-    for block in main.body.blocks:
-        for binding in block.bindings:
-            value = binding.value
-            if isinstance(value, relax.Var):
-                env[binding.var] = env[value]
-                continue
-            if not (isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.call_tir"):
-                raise Error(f"model_program: only call_tir bindings are supported, got {value.op}")
-            gv = value.args[0]
-            name = gv.name_hint
-            tir_funcs[name] = mod[gv].with_attr("global_symbol", name)
-            args = [operand(a) for a in value.args[1].fields]
-            out = prog.buffer(_tvm.expr_shape(binding.var), _tvm.expr_dtype(binding.var))
-            env[binding.var] = out
-            prog.call(name, args + [out])
-    result = main.body.body
-    prog.outputs = [env[result]]
-    return tvm.IRModule(tir_funcs), prog
+def run_bundle(bundle: Path, x: np.ndarray, out_shape, count: bool = False, cc: str = CROSS_CC) -> EmulatedRun:
+    """Build the standalone bundle in ``bundle`` with ``make`` and run its demo under qemu-aarch64 on ``x``;
+    with ``count``, also the emulated instructions of one inference (runs of 1 and 2 inferences differ by one)."""
+    require_tools()
+    bundle = Path(bundle)
+    _run(["make", "-s", "-C", str(bundle), f"CC={cc}"], "building the bundle")
+    np.ascontiguousarray(x, dtype=np.float32).tofile(bundle / "input.bin")
+    base = [QEMU, "-L", SYSROOT, str(bundle / "tvm_mp_demo"), str(bundle / "input.bin"), str(bundle / "output.bin")]
+    _run(base, "the emulated bundle run")
+    out = np.fromfile(bundle / "output.bin", dtype=np.float32).reshape(out_shape)
+    if not count:
+        return EmulatedRun([out])
+    counts = emulate.counted(base[3:], lambda reps: [str(reps)], bundle)
+    return EmulatedRun([out], counts.total, counts.mix)
