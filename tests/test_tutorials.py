@@ -1,7 +1,11 @@
-"""The tutorials are documentation that must run: each one is executed as a script (small sizes, < 2 min), from a
-temporary working directory, and must write nothing into the repository (its files go to a temporary directory).
-"""
+"""The tutorials are documentation that must run: each one is executed (small sizes, < 2 min) and must write nothing
+into the repository (its files go to a temporary directory).
 
+With the ``docs`` extra installed (the README's test command), ``tests/test_docs.py``'s documentation build executes
+every tutorial (sphinx-gallery) and checks that nothing in the repository or the tutorials folder changed, so the
+scripts are not run a second time here; without it, they run here as scripts.
+"""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -14,7 +18,11 @@ from tests._snapshot import changes, snapshot
 TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("tutorial_*.py"))
 
 
+DOCS_BUILD_RUNS_THEM = importlib.util.find_spec("sphinx_gallery") is not None
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(DOCS_BUILD_RUNS_THEM, reason="executed by the documentation build (tests/test_docs.py)")
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs_and_writes_nothing_into_the_repository(path, tmp_path):
     cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
