@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -182,8 +183,8 @@ def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan
         warnings.warn(f"no cost figures in the report: {err}", stacklevel=3)
         return Report(tuple(rows), memory_kb, fp32_layers=tuple(fp32), target=target.name)
     costs = {n: (float(est.latency_ms[k]), float(est.energy_uj[k])) for k, n in enumerate(planned)}
-    rows = [r.__class__(**{**r.__dict__, "latency_ms": costs[r.name][0], "energy_uj": costs[r.name][1]})
-            if r.name in costs else r for r in rows]
+    rows = [replace(r, latency_ms=costs[r.name][0], energy_uj=costs[r.name][1]) if r.name in costs else r
+            for r in rows]
     return Report(tuple(rows), memory_kb, float(np.sum(est.energy_uj)), float(np.sum(est.latency_ms)),
                   fp32_layers=tuple(fp32), cost_model=type(model).__name__, latency_basis="modelled",
                   energy_basis=est.energy_basis, target=target.name)
