@@ -14,6 +14,16 @@ settings.load_profile("tvm_mp")
 
 
 @pytest.fixture(scope="session")
+def isolator():
+    """A fork server that imported tvm_mp once: runs a case (an API call or a ``tvm-mp`` command line) in its own
+    process for a few milliseconds of start-up instead of ~4 s (:mod:`tvm_mp.testing.isolate`)."""
+    from tvm_mp.testing.isolate import Isolator
+
+    with Isolator(jobs=2) as iso:
+        yield iso
+
+
+@pytest.fixture(scope="session")
 def residual():
     """:func:`tests._nets.residual_net` (every layer kind, integer and float edges), input (1, 3, 10, 10)."""
     return residual_net(0, last_channels=4)

@@ -1,4 +1,5 @@
-"""The tvm-mp command line, run as a real subprocess on the bundled model."""
+"""The tvm-mp command line on the bundled model: quick commands in a fork of a server that imported tvm_mp once
+(``isolator``), whole compiles as real subprocesses."""
 
 import json
 import subprocess
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from tvm_mp.models import digits_cnn_path
+from tvm_mp.testing.isolate import cli
 
 
 def tvm_mp_cli(*args, cwd=None):
@@ -15,8 +17,16 @@ def tvm_mp_cli(*args, cwd=None):
                           timeout=300)
 
 
-def test_layers():
-    proc = tvm_mp_cli("layers", str(digits_cnn_path()), "--shape", "input=1,1,8,8")
+def forked_cli(isolator, *args, cwd=None) -> subprocess.CompletedProcess:
+    """``tvm-mp ARGS`` in a forked child of the test session's fork server (same result as a subprocess)."""
+    outcome = isolator.run(cli(*args, cwd=cwd), timeout_s=300)
+    assert outcome.kind == "ok", outcome.describe()
+    result = outcome.value
+    return subprocess.CompletedProcess(list(args), result.code, result.stdout, result.stderr)
+
+
+def test_layers(isolator):
+    proc = forked_cli(isolator, "layers", str(digits_cnn_path()), "--shape", "input=1,1,8,8")
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()]
     assert names == ["conv2d_0", "conv2d_1", "conv2d_2", "dense_0"]
@@ -59,9 +69,9 @@ def test_compile_then_report(tmp_path):
     (["cost-model", "eval", "--records", "none.jsonl"], "collect some first"),
     (["cost-model", "eval", "--records", "MODEL", "--default-model"], "not a records file"),
 ])
-def test_errors_are_one_line_and_nonzero(args, needle, tmp_path):
+def test_errors_are_one_line_and_nonzero(args, needle, tmp_path, isolator):
     args = [str(digits_cnn_path()) if a == "MODEL" else a for a in args]
-    proc = tvm_mp_cli(*args, cwd=tmp_path)
+    proc = forked_cli(isolator, *args, cwd=tmp_path)
     assert proc.returncode != 0
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("tvm-mp: error:") and needle in err, err
@@ -85,24 +95,24 @@ def test_compile_under_budget_and_explore(tmp_path):
     assert front and (front_dir / "pareto.png").stat().st_size > 1000
 
 
-def test_help_for_every_command():
+def test_help_for_every_command(isolator):
     for cmd in ("demo", "layers", "compile", "explore", "tune", "report", "cost-model"):
-        proc = tvm_mp_cli(cmd, "--help")
+        proc = forked_cli(isolator, cmd, "--help")
         assert proc.returncode == 0 and "usage: tvm-mp " + cmd in proc.stdout
 
 
-def test_cost_model_train_then_eval(tmp_path):
+def test_cost_model_train_then_eval(tmp_path, isolator):
     from tests.cost_models._synthetic import synthetic_records
     from tvm_mp.measure.records import RecordStore
 
     records = tmp_path / "records.jsonl"
     RecordStore(records).extend(synthetic_records(seed=5, n_layers=24, configs=5))
     model = tmp_path / "model.json"
-    proc = tvm_mp_cli("cost-model", "train", "--records", str(records), "--out", str(model), "--rounds", "20",
-                      "--quantile-rounds", "5")
+    proc = forked_cli(isolator, "cost-model", "train", "--records", str(records), "--out", str(model),
+                      "--rounds", "20", "--quantile-rounds", "5")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(model.read_text())["format"] == "tvm-mp-xgb-cost-model"
-    proc = tvm_mp_cli("cost-model", "eval", "--records", str(records), "--model", str(model))
+    proc = forked_cli(isolator, "cost-model", "eval", "--records", str(records), "--model", str(model))
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if "| xgboost |" in line]
     assert rows and all(float(row.split("|")[4]) > 0 for row in rows)  # Spearman rho of the trained model
@@ -132,10 +142,10 @@ def test_demo_budget_plan_next_to_uniform_plans(tmp_path):
     assert "\r" not in proc.stderr and "it/s" not in proc.stderr  # no progress bars when stderr is not a terminal
 
 
-def test_version():
+def test_version(isolator):
     from tvm_mp import __version__
 
-    proc = tvm_mp_cli("--version")
+    proc = forked_cli(isolator, "--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"tvm-mp {__version__}"
 
 

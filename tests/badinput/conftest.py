@@ -1,19 +1,12 @@
-"""Fixtures of the bad-input corpus: one fork server per session, the shared artifacts built once."""
+"""Fixtures of the bad-input corpus: the shared artifacts, built once (the fork server ``isolator`` is in
+tests/conftest.py)."""
 
 import shutil
 
 import numpy as np
 import pytest
 
-from tvm_mp.testing.isolate import Isolator
-
 from ._corpus import Artifacts
-
-
-@pytest.fixture(scope="session")
-def isolator():
-    with Isolator(jobs=2) as iso:
-        yield iso
 
 
 @pytest.fixture(scope="session")

@@ -159,9 +159,11 @@ class Isolator:
         self.close()
 
 
-def _run_cli(argv: list[str], stdin: str | None = None) -> CliResult:
+def _run_cli(argv: list[str], cwd: str | None = None) -> CliResult:
     from tvm_mp.cli import main
 
+    if cwd is not None:
+        os.chdir(cwd)  # a forked child: the server's directory is untouched
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         import sys
 
@@ -190,8 +192,8 @@ def _run_cli(argv: list[str], stdin: str | None = None) -> CliResult:
         return CliResult(int(code or 0), out.read(), err.read())
 
 
-def cli(*argv: str):
-    """A case that runs ``tvm-mp ARGV...`` and returns its :class:`CliResult`."""
+def cli(*argv: str, cwd: str | os.PathLike | None = None):
+    """A case that runs ``tvm-mp ARGV...`` (in directory ``cwd``) and returns its :class:`CliResult`."""
     import functools
 
-    return functools.partial(_run_cli, list(argv))
+    return functools.partial(_run_cli, [str(a) for a in argv], None if cwd is None else str(cwd))
