@@ -255,9 +255,11 @@ def shutdown_sockets(inodes: set[int]) -> int:
 
 
 # ---- bounded calls into TVM's blocking client ----------------------------------------------------------------
-def bounded(fn: Callable[[], Any], timeout_s: float, on_timeout: Callable[[], None], what: str) -> Any:
+def bounded(fn: Callable[[], Any], timeout_s: float, on_timeout: Callable[[], None], what: str,
+            budget: str | None = None) -> Any:
     """``fn()`` on a helper thread; its result, or :class:`RPCError` when it has not ended after ``timeout_s``
-    (``on_timeout`` is then called to make it end: shut its sockets down)."""
+    (``on_timeout`` is then called to make it end: shut its sockets down). ``budget``: how the message names the
+    deadline when ``timeout_s`` is what is left of a larger one (e.g. "the 120 s a job may take")."""
     box: dict[str, Any] = {}
     done = threading.Event()
 
@@ -274,8 +276,8 @@ def bounded(fn: Callable[[], Any], timeout_s: float, on_timeout: Callable[[], No
     if not done.wait(max(float(timeout_s), 0.0)):
         on_timeout()
         done.wait(GRACE_S)
-        raise RPCError(f"{what} did not finish within {seconds(timeout_s)} s (the device or the network is not "
-                       "answering)")
+        limit = budget or f"{seconds(max(float(timeout_s), 0.0))} s"
+        raise RPCError(f"{what} did not finish within {limit} (the device or the network is not answering)")
     if "error" in box:
         err = box.pop("error")
         if isinstance(err, Error):  # RPCError, or a mistake in the settings: as it is
@@ -297,13 +299,15 @@ class Session:
         self.address = f"{host}:{port}"
         self._inodes = inodes
 
-    def call(self, step: str, fn: Callable[[Any], Any], timeout_s: float) -> Any:
-        """``fn(remote)`` -- returning plain values, not remote handles -- within ``timeout_s``."""
+    def call(self, step: str, fn: Callable[[Any], Any], timeout_s: float, budget: str | None = None) -> Any:
+        """``fn(remote)`` -- returning plain values, not remote handles -- within ``timeout_s`` (``budget``: see
+        :func:`bounded`)."""
         remote = self._remote
         if remote is None:
             raise RPCError(f"{step} on the device at {self.address}: the session is closed")
         try:
-            return bounded(lambda: fn(remote), timeout_s, self.abort, f"{step} on the device at {self.address}")
+            return bounded(lambda: fn(remote), timeout_s, self.abort, f"{step} on the device at {self.address}",
+                           budget)
         except RPCError:
             self.abort()
             raise
@@ -318,9 +322,11 @@ class Session:
         self._remote = None
 
 
-def connect(host: str, port: int, key: str, session_timeout_s: float, timeout_s: float) -> Session:
+def connect(host: str, port: int, key: str, session_timeout_s: float, timeout_s: float,
+            budget: str | None = None) -> Session:
     """A session with the device server at ``host:port`` (``key``: the match key a tracker handed out), the
-    handshake bounded by ``timeout_s``; the server ends the session after ``session_timeout_s``."""
+    handshake bounded by ``timeout_s`` (``budget``: see :func:`bounded`); the server ends the session after
+    ``session_timeout_s``."""
     from tvm import rpc
 
     before = sockets_to(host, port)
@@ -334,5 +340,5 @@ def connect(host: str, port: int, key: str, session_timeout_s: float, timeout_s:
     def abort():
         shutdown_sockets(sockets_to(host, port) - before)
 
-    remote = bounded(handshake, timeout_s, abort, f"the session handshake with the device at {host}:{port}")
+    remote = bounded(handshake, timeout_s, abort, f"the session handshake with the device at {host}:{port}", budget)
     return Session(remote, host, port, started.get("inodes", set()))

@@ -22,6 +22,8 @@ flushed per record, :mod:`tvm_mp.measure.records`).
 
 from __future__ import annotations
 
+import math
+import numbers
 import queue
 import tempfile
 import threading
@@ -46,9 +48,7 @@ class TuneError(Error):
 
 
 def _seconds(name: str, value) -> float:
-    import math
-
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise TuneError(f"RPCConfig.{name}={value!r}: give a number of seconds > 0")
     return float(value)
 
@@ -76,11 +76,13 @@ class RPCConfig:
             raise TuneError("RPCConfig.device_key is empty: give the --key the devices' rpc_server registered with")
         if not isinstance(self.tracker_host, str) or not self.tracker_host.strip():
             raise TuneError(f"RPCConfig.tracker_host={self.tracker_host!r}: give a host name or address")
-        if (isinstance(self.tracker_port, bool) or not isinstance(self.tracker_port, int)
+        if (isinstance(self.tracker_port, bool) or not isinstance(self.tracker_port, numbers.Integral)
                 or not 0 < self.tracker_port < 65536):
             raise TuneError(f"RPCConfig.tracker_port={self.tracker_port!r} is not a port number (1..65535)")
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, numbers.Integral) or self.retries < 0:
             raise TuneError(f"RPCConfig.retries={self.retries!r}: give a whole number >= 0")
+        object.__setattr__(self, "tracker_port", int(self.tracker_port))
+        object.__setattr__(self, "retries", int(self.retries))
         object.__setattr__(self, "session_timeout_s", _seconds("session_timeout_s", self.session_timeout_s))
         object.__setattr__(self, "connect_timeout_s", _seconds("connect_timeout_s", self.connect_timeout_s))
 
@@ -181,9 +183,9 @@ def _tracker(rpc_config: RPCConfig) -> int:
         with Tracker(rpc_config.tracker_host, rpc_config.tracker_port, rpc_config.connect_timeout_s) as tracker:
             summary = tracker.summary()
     except RPCError as err:
-        raise TuneError(f"cannot use the RPC tracker at {rpc_config.tracker_host}:{rpc_config.tracker_port} "
-                        f"({err}); start one with `python -m tvm.exec.rpc_tracker --host "
-                        f"{rpc_config.tracker_host} --port {rpc_config.tracker_port}` or fix --rpc-tracker") from None
+        raise TuneError(f"{err}: check that a TVM RPC tracker runs there (`python -m tvm.exec.rpc_tracker --host "
+                        f"{rpc_config.tracker_host} --port {rpc_config.tracker_port}`) or give another "
+                        "--rpc-tracker") from None
     servers = [s for s in summary.get("server_info", []) if str(s.get("key", "")).split(":")[-1] ==
                rpc_config.device_key or rpc_config.device_key in str(s.get("key", ""))]
     queue_info = summary.get("queue_info", {}).get(rpc_config.device_key, {})
@@ -211,9 +213,10 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
 
     * the tracker: connecting, its handshake and its summary, before any job, each within ``C``; a tracker that
       is unreachable, silent or not a TVM tracker raises :class:`TuneError` after at most ``C`` seconds;
-    * a session for a job: asking the tracker for a free device and the device's handshake, together within
-      ``2C`` (a device that takes the request but does not answer is left out and another one is asked for);
-      a worker that gets no answering device in that time stops, leaving its job to the others;
+    * a session for a job: the tracker handing out a free device within ``C``, then the device's handshake
+      within ``C`` (a device that takes the request but does not answer is left out and, while the first ``C``
+      lasts, another one is asked for); a worker that gets no answering device stops, leaving its job to the
+      others;
     * a job on a device: upload, load and the timed run together within ``S``; a job whose device does not
       answer in time (or dies, or refuses) is retried on another device, and after ``rpc.retries`` retries it
       is recorded as failed with the reasons.
@@ -275,33 +278,36 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
     last_open_error = [""]
 
     def open_session():
-        """A session on a free device under the key, or None when none answers within 2 x connect_timeout_s.
+        """A session on a free device under the key, or None when none answers: the tracker has
+        ``connect_timeout_s`` to hand out a free device, the device ``connect_timeout_s`` for its handshake.
 
         The tracker hands out each free device once; a device that takes the request but does not finish the
-        handshake (frozen) is left out and the next one is asked for, while time is left."""
+        handshake (frozen) is left out and, while the first ``connect_timeout_s`` lasts, another one is asked for.
+        So this ends within ``2 x connect_timeout_s``."""
         from ._rpc import Tracker, connect
 
-        deadline = time.monotonic() + 2 * rpc.connect_timeout_s
+        requests_until = time.monotonic() + rpc.connect_timeout_s
         while True:
-            left = deadline - time.monotonic()
+            left = requests_until - time.monotonic()
             if left <= 0:
                 return None
             try:
-                with Tracker(rpc.tracker_host, rpc.tracker_port, min(rpc.connect_timeout_s, left)) as tracker:
-                    host, port, matchkey = tracker.request(rpc.device_key, max(deadline - time.monotonic(), 0.1))
+                with Tracker(rpc.tracker_host, rpc.tracker_port, left) as tracker:
+                    host, port, matchkey = tracker.request(rpc.device_key,
+                                                           max(requests_until - time.monotonic(), 0.05))
             except RPCError as err:  # tracker gone or silent, or no device free in time: this worker stops
                 last_open_error[0] = str(err)
                 return None
             try:
-                return connect(host, port, matchkey, rpc.session_timeout_s,
-                               max(min(rpc.connect_timeout_s, deadline - time.monotonic()), 0.1))
+                return connect(host, port, matchkey, rpc.session_timeout_s, rpc.connect_timeout_s)
             except RPCError as err:  # this device did not answer: ask the tracker for another
                 last_open_error[0] = str(err)
 
     def measure(session, lib: Path, args) -> list[float]:
         """Upload, load and time one job; the three steps share the job's ``session_timeout_s``."""
         deadline = time.monotonic() + rpc.session_timeout_s
-        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic())
+        budget = f"the {rpc.session_timeout_s:.3g} s a job may take (session_timeout_s)"
+        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic(), budget)
 
         def run(remote):  # remote handles live and die inside the step
             rmod = remote.load_module(lib.name)
@@ -310,7 +316,7 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
             timer = rmod.time_evaluator("k", dev, number=number, repeat=repeat)
             return [float(t) * 1e3 for t in timer(*dargs).results]
 
-        return session.call("run", run, deadline - time.monotonic())
+        return session.call("run", run, deadline - time.monotonic(), budget)
 
     def worker(index: int):
         with tempfile.TemporaryDirectory(prefix=f"tvm_mp_tune_{index}_") as tmp:

@@ -90,7 +90,8 @@ class RPCSource:
 
     def _time(self, session: Session, lib: Path, arrays: list) -> tuple[list[float], dict]:
         deadline = time.monotonic() + self.step_timeout_s
-        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic())
+        budget = f"the {self.step_timeout_s:.3g} s a workload may take (step_timeout_s)"
+        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic(), budget)
 
         def run(remote):  # remote handles live and die inside the step
             import tvm
@@ -100,7 +101,7 @@ class RPCSource:
             args = [tvm.runtime.tensor(a, dev) for a in arrays]
             return time_function(rmod, dev, args, self.timing, local=False)
 
-        return session.call("run", run, deadline - time.monotonic())
+        return session.call("run", run, deadline - time.monotonic(), budget)
 
     def measure_iter(self, workloads: Iterable[Workload]) -> Iterator[Record]:
         rng = np.random.default_rng(self.timing.seed)
