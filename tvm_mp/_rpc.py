@@ -60,13 +60,28 @@ class Tracker:
         self.address = f"{host}:{port}"
         self.timeout_s = float(timeout_s)
         deadline = time.monotonic() + self.timeout_s
-        try:
-            self._sock = socket.create_connection((host, int(port)), timeout=self.timeout_s)
-        except (TimeoutError, socket.timeout):
-            raise RPCError(f"the RPC tracker at {self.address} did not accept a connection within "
-                           f"{seconds(self.timeout_s)} s") from None
-        except OSError as err:
-            raise RPCError(f"cannot reach the RPC tracker at {self.address}: {err.strerror or err}") from None
+        self._sock = None
+        # the name lookup too: a resolver that does not answer would otherwise hold this for its own timeouts
+        infos = bounded(lambda: socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM), self.timeout_s,
+                        lambda: None, f"looking up the RPC tracker's host {host!r}")
+        failure = None
+        for family, kind, proto, _, address in infos:  # every address of the name, while time is left
+            if _left(deadline) <= 0:
+                break
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(max(_left(deadline), 1e-3))
+                sock.connect(address)
+                self._sock = sock
+                break
+            except OSError as err:
+                sock.close()
+                failure = err
+        if self._sock is None:
+            if failure is None or isinstance(failure, (TimeoutError, socket.timeout)):
+                raise RPCError(f"the RPC tracker at {self.address} did not accept a connection within "
+                               f"{seconds(self.timeout_s)} s")
+            raise RPCError(f"cannot reach the RPC tracker at {self.address}: {failure.strerror or failure}")
         try:
             self._send(struct.pack("<i", TRACKER_MAGIC), deadline, "the handshake")
             (magic,) = struct.unpack("<i", self._recv(4, deadline, "the handshake"))

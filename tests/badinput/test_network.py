@@ -157,6 +157,8 @@ CASES = [
     Case("api-tracker-port-not-number", _parse, "error", "HOST:PORT", "TuneError", args=("127.0.0.1:90x",)),
     cli_case("cli-tracker-malformed", [*TUNE, "--rpc-tracker", "127.0.0.1", "--key", "board"], "HOST:PORT",
              timeout_s=TIMEOUT_S),
+    cli_case("cli-tracker-unknown-host", [*TUNE, "--rpc-tracker", "no-such-host.invalid:9190", "--key", "board",
+                                          "--connect-timeout", "1"], "looking up", timeout_s=TIMEOUT_S),
     cli_case("cli-tracker-empty", [*TUNE, "--rpc-tracker", "", "--key", "board"], "HOST:PORT", timeout_s=TIMEOUT_S),
     Case("api-port-closed", _api_closed_port, "error", "cannot reach the RPC tracker", "TuneError",
          timeout_s=TIMEOUT_S),
