@@ -366,9 +366,9 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
                     job = pending.get_nowait()
                 except queue.Empty:
                     break
-                reasons = "; ".join([*job.errors, last_open_error[0]][-3:])
+                reasons = "; ".join(why for why in [*job.errors, last_open_error[0]][-3:] if why)
                 finish(job, Record(job.workload, (), "rpc", error=f"no device under key {rpc.device_key!r} "
-                                   f"answered: {reasons}"[-500:]))
+                                   f"answered: {reasons[-450:] or 'no worker left'}"))
             break
         time.sleep(0.1)
     bar.close()
