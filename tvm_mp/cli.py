@@ -182,7 +182,8 @@ def cmd_tune(args) -> int:
 
     from .tune import RPCConfig, tune
 
-    rpc = RPCConfig.parse(args.rpc_tracker, args.key, retries=args.retries)
+    rpc = RPCConfig.parse(args.rpc_tracker, args.key, retries=args.retries, connect_timeout_s=args.connect_timeout,
+                          session_timeout_s=args.session_timeout)
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     plan = _plan(args.plan, mod)
     result = tune(mod, plan, target=args.target, rpc=rpc, trials=args.trials, records=args.records,
@@ -192,6 +193,8 @@ def cmd_tune(args) -> int:
           f"tuning database: {result.database_path}")
     for key, (config, latency_us) in sorted(result.best.items()):
         print(f"  {latency_us:10.2f} us  {config['algorithm']:<9} {key}")
+    if result.failures:
+        print(f"  a failed job's reason: {next(iter(result.failures.values()))}")
     return 0
 
 
@@ -327,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--records", default="tvm_mp_records.jsonl", help="record store (appended; resumable)")
     tun.add_argument("--database", help="tuning database to update (default: beside the records)")
     tun.add_argument("--retries", type=int, default=2, help="other devices tried before a job counts as failed")
+    tun.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                     help="seconds for each exchange with the tracker and each device handshake (default 10)")
+    tun.add_argument("--session-timeout", type=float, default=120.0, metavar="S",
+                     help="seconds for one job on a device: upload, load and timed run (default 120)")
     tun.add_argument("--seed", type=int, default=0, help="seed of the configurations tried")
     tun.add_argument("--target", default="host", help=TARGET_HELP)
     tun.add_argument("--shape", action="append", help=SHAPE_HELP)

@@ -35,6 +35,10 @@ class ToolchainError(Error):
     """A cross compiler or emulator is missing or failed; the message names the Debian package to install."""
 
 
+class RPCError(Error):
+    """A tracker or a device over TVM RPC is unreachable, refused, or did not answer within its deadline."""
+
+
 _registered = False
 
 
@@ -50,6 +54,6 @@ def ensure_ffi_registration() -> None:
     from tvm_ffi.error import register_error
 
     for cls in (Error, ModelError, InputShapeError, PlanError, CalibrationError, UnsupportedError, CompileError,
-                ToolchainError):
+                ToolchainError, RPCError):
         register_error(cls.__name__, cls)
     _registered = True

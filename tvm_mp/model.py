@@ -22,6 +22,7 @@ import numpy as np
 import tvm
 
 from . import _tvm
+from ._files import write_atomic
 from .errors import Error, InputShapeError
 from .precision import PrecisionPlan
 from .quantize.interpreter import Interpreter
@@ -211,12 +212,13 @@ class CompiledModel:
             raise Error(f"cannot export to {out}: it is a file; give a directory")
         out.mkdir(parents=True, exist_ok=True)
         self.target.export(self, out)
-        (out / "quantized.json").write_text(tvm.ir.save_json(self.quantized_module))
-        (out / "plan.json").write_text(self.plan.to_json())
-        (out / "report.json").write_text(json.dumps(self.report.to_dict(), indent=2))
-        (out / "report.txt").write_text(str(self.report) + "\n")
-        (out / "target.json").write_text(json.dumps(self.target.to_json(), indent=2))
-        (out / "inputs.json").write_text(json.dumps({"shapes": [list(s) for s in self._input_shapes]}))
+        # each file replaced atomically: a kill mid-export leaves every file whole (old or new)
+        write_atomic(out / "quantized.json", tvm.ir.save_json(self.quantized_module))
+        write_atomic(out / "plan.json", self.plan.to_json())
+        write_atomic(out / "report.json", json.dumps(self.report.to_dict(), indent=2))
+        write_atomic(out / "report.txt", str(self.report) + "\n")
+        write_atomic(out / "target.json", json.dumps(self.target.to_json(), indent=2))
+        write_atomic(out / "inputs.json", json.dumps({"shapes": [list(s) for s in self._input_shapes]}))
         return out
 
 

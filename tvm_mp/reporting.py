@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ._files import atomic_path, write_atomic
 from .errors import Error
 
 
@@ -33,7 +34,8 @@ def _pyplot():
 
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # a kill mid-write keeps the previous plot whole
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -125,5 +127,5 @@ def render(directory: str | Path) -> Path:
                   f"![Pareto front]({_plot_pareto(_load(out / 'pareto.json'), out).name})", ""]
     lines += ["## Plan", "", "```json", json.dumps(plan, indent=2), "```", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    write_atomic(path, "\n".join(lines))
     return path

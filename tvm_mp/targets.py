@@ -32,6 +32,7 @@ from typing import Any, Mapping
 import tvm
 
 from . import _tvm
+from ._files import atomic_path
 from .errors import CompileError, Error, ToolchainError
 
 #: The tuning database shipped with tvm-mp (written by ``python bench/kernels.py --tune``).
@@ -179,13 +180,17 @@ class CompileTarget:
         """Write ``executable`` as a shared library for this target (cross-linked for another architecture)."""
         path = Path(path)
         if self.is_host or self.kind != "llvm":
-            executable.export_library(str(path))
+            with atomic_path(path) as tmp:  # replaced whole: a kill mid-link keeps the previous library
+                executable.export_library(str(tmp))
             return path
         cc = self.check_cross_compiler()
         from tvm.support import cc as tvm_cc
 
         try:
-            executable.export_library(str(path), fcompile=tvm_cc.cross_compiler(cc))
+            with atomic_path(path) as tmp:
+                executable.export_library(str(tmp), fcompile=tvm_cc.cross_compiler(cc))
+        except Error:
+            raise
         except Exception as err:  # the linker's output: keep its last line
             raise CompileError(f"{cc} failed to link {path.name}: {_tvm.error_line(err)}") from None
         return path

@@ -8,17 +8,22 @@ flushed per record, :mod:`tvm_mp.measure.records`).
 
 * Every device under the key is used in parallel: one worker thread per device, each asking the tracker for a
   session per job, so the tracker spreads jobs over whatever devices are alive.
-* A device that dies mid-measurement costs only that job: it is retried on another device, and after
-  ``RPCConfig.retries`` failures it is recorded as failed (with the error), never silently dropped.
+* A device that dies, freezes or refuses mid-measurement costs only that job's attempt: it is retried on another
+  device, and after ``RPCConfig.retries`` failed attempts it is recorded as failed (with the reason), never
+  silently dropped.
+* Every network step has a deadline (:class:`RPCConfig`, :mod:`tvm_mp._rpc`): a silent tracker or a frozen device
+  ends the run within a bound (see :func:`tune`), with every record measured before it kept.
 * Resume: a job whose successful record is already in the store is skipped, so killing the tuner (even with
   kill -9) and running the same command again continues where it stopped.
-* At the end the fastest correct config of each task goes into the tuning database, which later builds
-  (``RewriteMixedPrecision`` with a target) use without re-tuning.
+* At the end the fastest correct config of each task goes into the tuning database (written atomically: a kill
+  keeps the previous file), which later builds (``RewriteMixedPrecision`` with a target) use without re-tuning.
 * Everything defaults to 127.0.0.1; nothing here opens a port.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import queue
 import tempfile
 import threading
@@ -32,7 +37,7 @@ import tvm
 
 from . import _tvm
 from ._progress import show_progress
-from .errors import Error
+from .errors import Error, RPCError
 from .layers import list_layers
 from .precision import PrecisionPlan
 from .targets import parse
@@ -42,9 +47,22 @@ class TuneError(Error):
     """Tuning cannot start: unreachable tracker, no device under the key, bad settings."""
 
 
+def _seconds(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise TuneError(f"RPCConfig.{name}={value!r}: give a number of seconds > 0")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class RPCConfig:
-    """Where the devices are: a TVM RPC tracker and the key the devices registered with."""
+    """Where the devices are (a TVM RPC tracker and the key the devices registered with), and the deadlines.
+
+    ``connect_timeout_s`` bounds each exchange with the tracker (connection, handshake, summary) and the session
+    handshake with a device; a worker waits at most ``2 x connect_timeout_s`` for a device to be free and answer.
+    ``session_timeout_s`` bounds one job on a device: upload, load and the timed run together (the device's
+    server also ends the session after it). ``retries``: other attempts a job gets after a failed one.
+    See :func:`tune` for what happens when a deadline passes.
+    """
 
     device_key: str
     tracker_host: str = "127.0.0.1"
@@ -54,24 +72,32 @@ class RPCConfig:
     connect_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.device_key, str) or not self.device_key:
+        if not isinstance(self.device_key, str) or not self.device_key.strip():
             raise TuneError("RPCConfig.device_key is empty: give the --key the devices' rpc_server registered with")
-        if not (0 < int(self.tracker_port) < 65536):
-            raise TuneError(f"RPCConfig.tracker_port={self.tracker_port} is not a port number (1..65535)")
-        if self.retries < 0 or self.session_timeout_s <= 0 or self.connect_timeout_s <= 0:
-            raise TuneError("RPCConfig: retries must be >= 0 and the timeouts > 0 seconds")
+        if not isinstance(self.tracker_host, str) or not self.tracker_host.strip():
+            raise TuneError(f"RPCConfig.tracker_host={self.tracker_host!r}: give a host name or address")
+        if (isinstance(self.tracker_port, bool) or not isinstance(self.tracker_port, numbers.Integral)
+                or not 0 < self.tracker_port < 65536):
+            raise TuneError(f"RPCConfig.tracker_port={self.tracker_port!r} is not a port number (1..65535)")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, numbers.Integral) or self.retries < 0:
+            raise TuneError(f"RPCConfig.retries={self.retries!r}: give a whole number >= 0")
+        object.__setattr__(self, "tracker_port", int(self.tracker_port))
+        object.__setattr__(self, "retries", int(self.retries))
+        object.__setattr__(self, "session_timeout_s", _seconds("session_timeout_s", self.session_timeout_s))
+        object.__setattr__(self, "connect_timeout_s", _seconds("connect_timeout_s", self.connect_timeout_s))
 
     @classmethod
     def parse(cls, tracker: str, key: str, **kw) -> "RPCConfig":
-        host, sep, port = tracker.rpartition(":")
+        host, sep, port = str(tracker).strip().rpartition(":")
         if not sep or not host or not port.isdigit():
             raise TuneError(f"cannot read tracker address {tracker!r}: write it as HOST:PORT, e.g. 127.0.0.1:9190")
-        return cls(key, host, int(port), **kw)
+        return cls(key, host.strip("[]"), int(port), **kw)
 
 
 @dataclass
 class TuneResult:
-    """What a tuning run did. ``best``: task key -> (config dict, median latency in us)."""
+    """What a tuning run did. ``best``: task key -> (config dict, median latency in us); ``failures``: record key
+    -> why that job failed (also in its record)."""
 
     tasks: int
     jobs: int
@@ -79,6 +105,7 @@ class TuneResult:
     skipped: int = 0
     failed: int = 0
     best: dict = field(default_factory=dict)
+    failures: dict = field(default_factory=dict)
     records_path: Path | None = None
     database_path: Path | None = None
 
@@ -148,20 +175,17 @@ def _build(work, config, compile_target, path: Path, fcompile):
     return [codes, *data, np.zeros((work.in_shape[0], work.weight_shape[0], oh, ow), np.int32)]
 
 
-def _tracker(rpc_config: RPCConfig):
-    import socket
+def _tracker(rpc_config: RPCConfig) -> int:
+    """How many devices are registered under the key (the tracker's summary, within ``connect_timeout_s``)."""
+    from ._rpc import Tracker
 
-    from tvm import rpc
-
-    try:  # a plain probe first: TVM's client retries for a minute before it gives up
-        socket.create_connection((rpc_config.tracker_host, rpc_config.tracker_port),
-                                 timeout=rpc_config.connect_timeout_s).close()
-        client = rpc.connect_tracker(rpc_config.tracker_host, rpc_config.tracker_port)
-        summary = client.summary()
-    except Exception as err:
-        raise TuneError(f"cannot reach the RPC tracker at {rpc_config.tracker_host}:{rpc_config.tracker_port} "
-                        f"({_tvm.error_line(err)}); start it with `python -m tvm.exec.rpc_tracker --host "
-                        f"{rpc_config.tracker_host} --port {rpc_config.tracker_port}`") from None
+    try:
+        with Tracker(rpc_config.tracker_host, rpc_config.tracker_port, rpc_config.connect_timeout_s) as tracker:
+            summary = tracker.summary()
+    except RPCError as err:
+        raise TuneError(f"{err}: check that a TVM RPC tracker runs there (`python -m tvm.exec.rpc_tracker --host "
+                        f"{rpc_config.tracker_host} --port {rpc_config.tracker_port}`) or give another "
+                        "--rpc-tracker") from None
     servers = [s for s in summary.get("server_info", []) if str(s.get("key", "")).split(":")[-1] ==
                rpc_config.device_key or rpc_config.device_key in str(s.get("key", ""))]
     queue_info = summary.get("queue_info", {}).get(rpc_config.device_key, {})
@@ -170,7 +194,7 @@ def _tracker(rpc_config: RPCConfig):
         keys = sorted(summary.get("queue_info", {}))
         raise TuneError(f"no device registered under key {rpc_config.device_key!r} with the tracker; keys there: "
                         f"{', '.join(keys) or '(none)'}")
-    return client, n
+    return n
 
 
 def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCConfig | None = None,
@@ -183,6 +207,26 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
     ``database``: tuning database to update (default: next to ``records``, ``tuning_db.json``).
     ``fcompile``: cross-compiler for the target (default: the target's own, e.g. ``aarch64-linux-gnu-gcc`` for
     aarch64, found on PATH).
+
+    Deadlines (``C`` = ``rpc.connect_timeout_s``, ``S`` = ``rpc.session_timeout_s``), each step ending with a
+    one-line reason when it passes:
+
+    * the tracker: connecting, its handshake and its summary, before any job, each within ``C``; a tracker that
+      is unreachable, silent or not a TVM tracker raises :class:`TuneError` after at most ``C`` seconds;
+    * a session for a job: the tracker handing out a free device within ``C``, then the device's handshake
+      within ``C`` (a device that takes the request but does not answer is left out and, while the first ``C``
+      lasts, another one is asked for); a worker that gets no answering device stops, leaving its job to the
+      others;
+    * a job on a device: upload, load and the timed run together within ``S``; a job whose device does not
+      answer in time (or dies, or refuses) is retried on another device, and after ``rpc.retries`` retries it
+      is recorded as failed with the reasons.
+
+    When no worker is left, the jobs still waiting are recorded as failed ("no device under key ... answered")
+    and the run ends normally: the tuning database is written from the records that were measured. So once
+    every device stops answering (frozen, unplugged, tracker gone), the run ends within ``S + 4C`` seconds plus
+    the build time of the jobs in flight (the job running then: at most ``2C`` to open its session and ``S`` to
+    run; then one more ``2C`` attempt to find a device). Every record measured before is kept, and running the
+    same call again retries only what was not measured.
     """
     from .measure.records import Record, RecordStore
     from .schedules.tuning import TuningDatabase
@@ -199,7 +243,7 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
     if fcompile is None and not compile_target.is_host:
         compile_target.check_cross_compiler()  # one line naming the Debian package, before any job
     target_name = compile_target.cost_key
-    client, n_devices = _tracker(rpc)
+    n_devices = _tracker(rpc)
     rng = np.random.default_rng(seed)
     tasks = plan_tasks(mod, plan)
     store = RecordStore(records)
@@ -228,28 +272,53 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
                 result.measured += 1
             else:
                 result.failed += 1
+                result.failures[record.key] = record.error
             bar.update(1)
 
+    last_open_error = [""]
+
     def open_session():
-        """A session on any live device under the key, or None if none answers in time."""
-        from tvm import rpc as tvm_rpc
+        """A session on a free device under the key, or None when none answers: the tracker has
+        ``connect_timeout_s`` to hand out a free device, the device ``connect_timeout_s`` for its handshake.
 
-        box = []
+        The tracker hands out each free device once; a device that takes the request but does not finish the
+        handshake (frozen) is left out and, while the first ``connect_timeout_s`` lasts, another one is asked for.
+        So this ends within ``2 x connect_timeout_s``."""
+        from ._rpc import Tracker, connect
 
-        def request():
+        requests_until = time.monotonic() + rpc.connect_timeout_s
+        while True:
+            left = requests_until - time.monotonic()
+            if left <= 0:
+                return None
             try:
-                client = tvm_rpc.connect_tracker(rpc.tracker_host, rpc.tracker_port)
-                box.append(client.request(rpc.device_key, session_timeout=rpc.session_timeout_s, max_retry=2))
-            except Exception as err:  # tracker gone, or no device: the worker gives up
-                box.append(err)
+                with Tracker(rpc.tracker_host, rpc.tracker_port, left) as tracker:
+                    host, port, matchkey = tracker.request(rpc.device_key,
+                                                           max(requests_until - time.monotonic(), 0.05))
+            except RPCError as err:  # tracker gone or silent, or no device free in time: this worker stops
+                last_open_error[0] = str(err)
+                return None
+            try:
+                return connect(host, port, matchkey, rpc.session_timeout_s, rpc.connect_timeout_s)
+            except RPCError as err:  # this device did not answer: ask the tracker for another
+                last_open_error[0] = str(err)
 
-        thread = threading.Thread(target=request, daemon=True)
-        thread.start()
-        thread.join(rpc.connect_timeout_s)
-        return box[0] if box and not isinstance(box[0], Exception) else None
+    def measure(session, lib: Path, args) -> list[float]:
+        """Upload, load and time one job; the three steps share the job's ``session_timeout_s``."""
+        deadline = time.monotonic() + rpc.session_timeout_s
+        budget = f"the {rpc.session_timeout_s:.3g} s a job may take (session_timeout_s)"
+        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic(), budget)
+
+        def run(remote):  # remote handles live and die inside the step
+            rmod = remote.load_module(lib.name)
+            dev = remote.cpu()
+            dargs = [tvm.runtime.tensor(a, dev) for a in args]
+            timer = rmod.time_evaluator("k", dev, number=number, repeat=repeat)
+            return [float(t) * 1e3 for t in timer(*dargs).results]
+
+        return session.call("run", run, deadline - time.monotonic(), budget)
 
     def worker(index: int):
-        session = None
         with tempfile.TemporaryDirectory(prefix=f"tvm_mp_tune_{index}_") as tmp:
             while True:
                 with lock:
@@ -265,27 +334,22 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
                 except Exception as err:  # a config the schedule cannot build: a failed record, not a retry
                     finish(job, Record(job.workload, (), "rpc", error=f"build: {_tvm.error_line(err)}"))
                     continue
+                session = open_session()  # one session per job: the tracker spreads jobs over live devices
+                if session is None:  # no device answers this worker: leave the job to the others
+                    pending.put(job)
+                    return
                 try:
-                    if session is None:
-                        session = open_session()
-                        if session is None:  # this worker's device is gone: leave the job to the others
-                            pending.put(job)
-                            return
-                    session.upload(str(lib))
-                    rmod = session.load_module(lib.name)
-                    dev = session.cpu()
-                    dargs = [tvm.runtime.tensor(a, dev) for a in args]
-                    timer = rmod.time_evaluator("k", dev, number=number, repeat=repeat)
-                    samples = [float(t) * 1e3 for t in timer(*dargs).results]
-                except Exception as err:  # the device died or refused: retry elsewhere, then record the failure
-                    session = None
+                    samples = measure(session, lib, args)
+                except Error as err:  # the device died, froze or refused: retry elsewhere, then record it
                     job.attempts += 1
-                    job.errors.append(_tvm.error_line(err))
+                    job.errors.append(str(err))
                     if job.attempts > rpc.retries:
                         finish(job, Record(job.workload, (), "rpc", error="; ".join(job.errors)[-500:]))
                     else:
                         pending.put(job)
                     continue
+                finally:
+                    session.close()
                 finish(job, Record(job.workload, tuple(samples), "rpc",
                                    meta={"key": rpc.device_key, "number": number, "repeat": repeat}))
 
@@ -302,8 +366,9 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
                     job = pending.get_nowait()
                 except queue.Empty:
                     break
-                finish(job, Record(job.workload, (), "rpc", error="no live device under the key: "
-                                   + "; ".join(job.errors)[-400:]))
+                reasons = "; ".join(why for why in [*job.errors, last_open_error[0]][-3:] if why)
+                finish(job, Record(job.workload, (), "rpc", error=f"no device under key {rpc.device_key!r} "
+                                   f"answered: {reasons[-450:] or 'no worker left'}"))
             break
         time.sleep(0.1)
     bar.close()

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._files import atomic_path
 from ..errors import Error
 from .energy import COMPONENTS, EnergyBreakdown
 
@@ -120,7 +121,8 @@ class AccelReport:
         fig.tight_layout()
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(str(out), dpi=120)
+        with atomic_path(out) as tmp:
+            fig.savefig(str(tmp), dpi=120)
         return out
 
 

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .._files import atomic_path
 from .base import CostModelError, Workload, target_family
 from .xgb import DEFAULT_QUANTILE_ROUNDS, DEFAULT_ROUNDS
 
@@ -289,7 +290,8 @@ def scatter_plot(results: Sequence[HeldOut], path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return path
 

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .._files import write_atomic
 from .analytical import AnalyticalModel
 from .base import KERNEL_KINDS, CostModelError, Estimate, Workload, require_kinds, target_family
 from .energy_cpu import CpuEnergyModel
@@ -216,8 +217,8 @@ class XGBCostModel:
         :func:`_booster_to_json`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(compact), separators=(",", ":")))
-        return path
+        # replaced atomically and flushed to disk: a kill or a crash mid-save keeps the previous model
+        return write_atomic(path, json.dumps(self.to_dict(compact), separators=(",", ":")), durable=True)
 
     @classmethod
     def from_dict(cls, data: Mapping, energy_model: CpuEnergyModel | None = None) -> "XGBCostModel":

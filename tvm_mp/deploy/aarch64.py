@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_path, write_atomic
 from ..errors import CompileError, UnsupportedError
 from .program import Program, model_program
 
@@ -317,7 +318,8 @@ def write_bundle(model, directory: str | Path) -> Path:
                            f"{_tvm.error_line(err)}") from None
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
-    kernels.write_to_file(str(out_dir / "kernels.o"))
+    with atomic_path(out_dir / "kernels.o") as tmp:  # every file of the bundle is replaced whole
+        kernels.write_to_file(str(tmp))
     weights, blob = pack_weights(program)
     arena, arena_bytes = plan_arena(program)
     names = list(dict.fromkeys(name for name, _ in program.calls))
@@ -325,14 +327,14 @@ def write_bundle(model, directory: str | Path) -> Path:
     fields = dict(name="model", in_shape=in_shape, out_shape=out_shape, in_size=int(np.prod(in_shape)),
                   out_size=int(np.prod(out_shape)), arena=arena_bytes, weights=len(blob),
                   plan=", ".join(f"{n}={p}" for n, p in model.plan.items()) or "fp32", target=model.target)
-    (out_dir / "weights.bin").write_bytes(blob)
-    (out_dir / "weights.S").write_text(WEIGHTS_S)
-    (out_dir / "tvm_mp_model.c").write_text(executor_source(program, names, weights, arena, arena_bytes))
-    (out_dir / "tvm_mp_model.h").write_text(HEADER.format(**fields))
-    (out_dir / "main.c").write_text(MAIN_C)
-    (out_dir / "Makefile").write_text(MAKEFILE.format(**fields))
-    (out_dir / "README.txt").write_text(README.format(**fields))
-    (out_dir / "bundle.json").write_text(json.dumps(
+    write_atomic(out_dir / "weights.bin", blob)
+    write_atomic(out_dir / "weights.S", WEIGHTS_S)
+    write_atomic(out_dir / "tvm_mp_model.c", executor_source(program, names, weights, arena, arena_bytes))
+    write_atomic(out_dir / "tvm_mp_model.h", HEADER.format(**fields))
+    write_atomic(out_dir / "main.c", MAIN_C)
+    write_atomic(out_dir / "Makefile", MAKEFILE.format(**fields))
+    write_atomic(out_dir / "README.txt", README.format(**fields))
+    write_atomic(out_dir / "bundle.json", json.dumps(
         {"input_shape": list(in_shape), "output_shape": list(out_shape), "arena_bytes": arena_bytes,
          "weight_bytes": len(blob), "kernels": names, "calls": len(program.calls)}, indent=2))
     return out_dir

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import write_atomic
 from ..errors import CompileError
 from ..mcu.network import McuNetwork, emit_network
 from ..mcu.runner import TOOL_PACKAGES
@@ -95,10 +96,10 @@ def write_bundle(model, directory: str | Path) -> Path:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     board = TARGETS[model.target.name]
-    (out / "net.c").write_text('#include "net.h"\n' + network.c_source())
+    write_atomic(out / "net.c", '#include "net.h"\n' + network.c_source())  # each file replaced whole
     guard = "#ifndef TVM_MP_NET_H_\n#define TVM_MP_NET_H_\n#include <stdint.h>\n"
-    (out / "net.h").write_text(guard + network.declaration() + "#endif\n")
-    (out / "README.txt").write_text(README.format(
+    write_atomic(out / "net.h", guard + network.declaration() + "#endif\n")
+    write_atomic(out / "README.txt", README.format(
         name=model.target.name, cpu=board.cpu, arena=network.arena_bytes, out_ctype=network.output_ctype,
         in_shape=network.input_shape, out_shape=network.output_shape, cflags=" ".join(board.cflags),
         machine=board.machine))

@@ -19,6 +19,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._files import atomic_path, write_atomic
 from ..errors import ToolchainError
 
 QEMU = "qemu-aarch64"
@@ -179,10 +180,11 @@ def build_plugin(directory: Path) -> Path:
     require(HOST_CC)
     directory.mkdir(parents=True, exist_ok=True)
     lib = directory / "libtvm_mp_insncount.so"
-    if not lib.exists():
+    if not lib.exists():  # built beside and renamed: a kill mid-build never leaves a partial plugin to reuse
         src = directory / "tvm_mp_insncount.c"
-        src.write_text(PLUGIN_C)
-        run_tool([HOST_CC, "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)], "building the qemu plugin")
+        write_atomic(src, PLUGIN_C)
+        with atomic_path(lib) as tmp:
+            run_tool([HOST_CC, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(src)], "building the qemu plugin")
     return lib
 
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .._files import write_atomic
 from ..cost_models.base import CostModelError
 from ..cost_models.train import (
     evaluate_model_file,
@@ -122,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         print(table)
         if args.report_dir is not None:
             args.report_dir.mkdir(parents=True, exist_ok=True)
-            (args.report_dir / "table.md").write_text(table + "\n")
-            (args.report_dir / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
+            write_atomic(args.report_dir / "table.md", table + "\n")
+            write_atomic(args.report_dir / "metrics.json", json.dumps(data, indent=2) + "\n")
             if results:
                 scatter_plot(results, args.report_dir / "scatter.png")
             print(f"wrote {args.report_dir}/")

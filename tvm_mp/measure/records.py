@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._files import write_atomic
 from ..cost_models.base import CostModelError, Workload, target_family
 from ..errors import Error
 
@@ -263,13 +264,7 @@ class RecordStore:
         Do not compact while another process appends to the same file: its new lines could be lost.
         """
         records = self.load(include_errors=True)
-        tmp = self.path.with_name(self.path.name + ".compact.tmp")
-        with open(tmp, "wb") as fh:
-            for record in records:
-                fh.write(record.to_line())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, b"".join(record.to_line() for record in records), durable=True)
         return len(records)
 
     def keys(self) -> set[str]:

@@ -3,7 +3,8 @@
 The host builds each workload's kernel for the workload's target (cross-compiling with ``fcompile`` when the
 target is not the host's, e.g. ``tvm.support.cc.cross_compiler("aarch64-linux-gnu-gcc")``), uploads it, and
 times it on the device with the same procedure as :class:`~tvm_mp.measure.local.LocalSource`. One RPC session
-serves a whole batch. The device key of the records is the RPC key.
+serves many workloads. Every network step has a deadline (see :class:`RPCSource`): a frozen device or a silent
+tracker ends a batch within a bound, keeping what was measured. The device key of the records is the RPC key.
 
 :class:`LocalRPCCluster` starts a tracker and a server on this host as subprocesses (their own process groups,
 stopped as groups): what the tests use, and a way to try the RPC path without a board.
@@ -11,6 +12,7 @@ stopped as groups): what the tests use, and a way to try the RPC path without a 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -24,7 +26,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .. import _tvm
+from .._rpc import Session, Tracker, connect
 from ..cost_models.base import CostModelError, Workload
+from ..errors import RPCError
 from .local import build, kernel_arguments, time_function
 from .records import Record
 from .source import TimingConfig, check_device
@@ -35,59 +39,106 @@ class RPCSource:
 
     Give ``tracker=(host, port)`` for a tracker, or ``server=(host, port)`` for a server not registered with
     one (a server registered with a tracker refuses direct connections).
+
+    Deadlines (every network step has one, :mod:`tvm_mp._rpc`): ``connect_timeout_s`` for each exchange with the
+    tracker, for waiting for the device to be free and for the session handshake; ``step_timeout_s`` for one
+    workload's upload, load and timing together. One session serves many workloads; it is renewed before the
+    device's server would end it (``session_timeout_s``) and after any failure.
+
+    When a workload's step misses its deadline or the connection breaks, the session is dropped and a new one is
+    opened at once: if the device answers, that workload gets an error record (it is what stopped the device)
+    and the batch goes on; if it does not, :class:`~tvm_mp.errors.RPCError` is raised -- the records yielded
+    before are kept and the workload is not recorded, so running the collection again resumes there. A device
+    that never answers ends a batch within ``step_timeout_s + 4 x connect_timeout_s`` (plus a build).
     """
 
     name = "rpc"
 
     def __init__(self, key: str, tracker: tuple[str, int] | None = None, server: tuple[str, int] | None = None,
                  timing: TimingConfig | None = None, session_timeout_s: float = 600.0,
-                 fcompile: Callable | None = None):
+                 fcompile: Callable | None = None, connect_timeout_s: float = 10.0, step_timeout_s: float = 120.0):
         if (tracker is None) == (server is None):
             raise CostModelError("RPCSource needs exactly one of tracker=(host, port) or server=(host, port)")
-        if not key:
+        if not isinstance(key, str) or not key:
             raise CostModelError("RPCSource needs the device key the server registered with (--key)")
+        for name, value in (("session_timeout_s", session_timeout_s), ("connect_timeout_s", connect_timeout_s),
+                            ("step_timeout_s", step_timeout_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise CostModelError(f"RPCSource {name}={value!r}: give a number of seconds > 0")
+        if step_timeout_s >= session_timeout_s:
+            raise CostModelError(f"RPCSource step_timeout_s={step_timeout_s:g} must be below session_timeout_s="
+                                 f"{session_timeout_s:g} (a session serves whole steps)")
         self.key = key
         self.device = key
         self.tracker = tracker
         self.server = server
         self.timing = timing or TimingConfig()
-        self.session_timeout_s = session_timeout_s
+        self.session_timeout_s = float(session_timeout_s)
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.step_timeout_s = float(step_timeout_s)
         self.fcompile = fcompile
 
-    def connect(self):
-        from tvm import rpc
+    def connect(self) -> Session:
+        """A session with the device, within ``2 x connect_timeout_s`` (tracker request, then handshake)."""
+        if self.tracker is None:
+            host, port = self.server
+            return connect(host, int(port), "", self.session_timeout_s, self.connect_timeout_s)
+        with Tracker(self.tracker[0], int(self.tracker[1]), self.connect_timeout_s) as tracker:
+            host, port, matchkey = tracker.request(self.key, self.connect_timeout_s)
+        return connect(host, port, matchkey, self.session_timeout_s, self.connect_timeout_s)
 
-        if self.tracker is not None:
-            client = rpc.connect_tracker(*self.tracker)
-            return client.request(self.key, session_timeout=self.session_timeout_s)
-        return rpc.connect(*self.server, session_timeout=self.session_timeout_s)
+    def _time(self, session: Session, lib: Path, arrays: list) -> tuple[list[float], dict]:
+        deadline = time.monotonic() + self.step_timeout_s
+        budget = f"the {self.step_timeout_s:.3g} s a workload may take (step_timeout_s)"
+        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic(), budget)
+
+        def run(remote):  # remote handles live and die inside the step
+            import tvm
+
+            rmod = remote.load_module(lib.name)
+            dev = remote.cpu()
+            args = [tvm.runtime.tensor(a, dev) for a in arrays]
+            return time_function(rmod, dev, args, self.timing, local=False)
+
+        return session.call("run", run, deadline - time.monotonic(), budget)
 
     def measure_iter(self, workloads: Iterable[Workload]) -> Iterator[Record]:
-        import tvm
-
         rng = np.random.default_rng(self.timing.seed)
-        remote = None
+        session, opened = None, 0.0
         with tempfile.TemporaryDirectory(prefix="tvm_mp_rpc_") as tmp:
-            for index, wl in enumerate(workloads):
-                check_device(wl, self.device)
-                try:
-                    if remote is None:
-                        remote = self.connect()
-                    module = build(wl)
-                    lib = Path(tmp) / f"kernel_{index}.so"
-                    if self.fcompile is not None:
-                        module.export_library(str(lib), fcompile=self.fcompile)
-                    else:
-                        module.export_library(str(lib))
-                    remote.upload(str(lib))
-                    rmod = remote.load_module(lib.name)
-                    dev = remote.cpu()
-                    args = [tvm.runtime.tensor(a, dev) for a in kernel_arguments(wl, rng)]
-                    samples, meta = time_function(rmod, dev, args, self.timing, local=False)
-                except Exception as err:  # a failing workload becomes an error record; the batch goes on
-                    yield Record(wl, (), "rpc", error=f"{type(err).__name__}: {_tvm.error_line(err)}")
-                    continue
-                yield Record(wl, tuple(samples), "rpc", meta={**meta, "key": self.key})
+            try:
+                for index, wl in enumerate(workloads):
+                    check_device(wl, self.device)
+                    try:
+                        module = build(wl)
+                        lib = Path(tmp) / f"kernel_{index}.so"
+                        if self.fcompile is not None:
+                            module.export_library(str(lib), fcompile=self.fcompile)
+                        else:
+                            module.export_library(str(lib))
+                        arrays = kernel_arguments(wl, rng)
+                    except Exception as err:  # a workload that does not build becomes an error record
+                        yield Record(wl, (), "rpc", error=f"{type(err).__name__}: {_tvm.error_line(err)}")
+                        continue
+                    if session is not None and time.monotonic() - opened + self.step_timeout_s \
+                            > self.session_timeout_s:
+                        session.close()  # the server would end it during this step
+                        session = None
+                    if session is None:
+                        session, opened = self.connect(), time.monotonic()  # RPCError: nothing answers
+                    try:
+                        samples, meta = self._time(session, lib, arrays)
+                    except RPCError as err:
+                        session.close()
+                        session = None
+                        session, opened = self.connect(), time.monotonic()  # the device must answer again
+                        yield Record(wl, (), "rpc", error=str(err))  # ... then this workload is what failed
+                        continue
+                    yield Record(wl, tuple(samples), "rpc", meta={**meta, "key": self.key})
+            finally:
+                if session is not None:
+                    session.close()
 
     def measure(self, workloads: Sequence[Workload]) -> list[Record]:
         return list(self.measure_iter(workloads))
@@ -129,8 +180,6 @@ class LocalRPCCluster:
         return proc
 
     def start(self) -> "LocalRPCCluster":
-        from tvm import rpc
-
         deadline = time.monotonic() + self.start_timeout_s
         port = free_port(self.host)
         self._spawn(["tvm.exec.rpc_tracker", "--host", self.host, "--port", str(port), "--port-end", str(port + 1)])
@@ -141,9 +190,10 @@ class LocalRPCCluster:
                      str(server_port + 1), "--tracker", f"{self.host}:{port}", "--key", self.key])
         while time.monotonic() < deadline:
             try:
-                if self.key in rpc.connect_tracker(*self.tracker).summary().get("queue_info", {}):
-                    return self
-            except Exception:  # tracker still starting
+                with Tracker(*self.tracker, timeout_s=max(min(5.0, deadline - time.monotonic()), 0.1)) as tracker:
+                    if self.key in tracker.summary().get("queue_info", {}):
+                        return self
+            except RPCError:  # tracker still starting
                 pass
             if any(p.poll() is not None for p in self.processes):
                 self.stop()

@@ -8,16 +8,14 @@ up before falling back to defaults, so a tuned workload is never re-tuned.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .. import _tvm
+from .._files import write_atomic
 from ..errors import Error
 from ..targets import SHIPPED_DATABASE, parse
 from .registry import ConvWorkload, KernelConfig, lookup
@@ -72,43 +70,7 @@ class TuningDatabase:
         if out.is_dir():
             raise Error(f"tuning database path {out} is a directory: give a file path, e.g. {out / 'tuning_db.json'}")
         text = json.dumps({"format": 1, "records": self.records}, indent=1, sort_keys=True) + "\n"
-        try:
-            mode = out.stat().st_mode & 0o777  # keep the permissions of the file replaced
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask  # what a plain open() would have created
-        tmp_name = None
-        try:
-            with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False,
-                                             encoding="utf-8") as tmp:
-                tmp_name = tmp.name
-                tmp.write(text)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.chmod(tmp_name, mode)
-            os.replace(tmp_name, out)
-        except BaseException:
-            if tmp_name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
-            raise
-        _fsync_dir(out.parent)
-        return out
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Flush a directory entry (the rename of :meth:`TuningDatabase.save`) to disk where the OS allows it."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return write_atomic(out, text, durable=True)
 
 
 def random_operands(work: ConvWorkload, zero_point: int, rng: np.random.Generator, config: KernelConfig | None):

@@ -30,6 +30,7 @@ import tvm
 from tvm import relax
 
 from .. import _tvm
+from .._files import write_atomic
 from ..canonical import canonicalize
 from ..driver import build_executable, lower_plans
 from ..errors import CalibrationError, Error, InputShapeError, PlanError
@@ -152,7 +153,7 @@ class AdaptiveModel:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.target.export_library(self.executable, out / "model.so")
-        (out / "points.json").write_text(json.dumps(self.to_dict(), indent=2))
+        write_atomic(out / "points.json", json.dumps(self.to_dict(), indent=2))
         return out
 
 

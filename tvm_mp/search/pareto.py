@@ -25,6 +25,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import tvm
 
+from .._files import atomic_path, write_atomic
 from .._progress import show_progress
 from ..budget import Budget
 from ..errors import Error, PlanError
@@ -182,7 +183,7 @@ class ParetoFront:
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            write_atomic(path, text)
         return text
 
     @classmethod
@@ -252,7 +253,8 @@ class ParetoFront:
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        with atomic_path(path) as tmp:  # a kill mid-write keeps the previous plot whole
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
         return path
 

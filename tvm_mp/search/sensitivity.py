@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import write_atomic
 from .._progress import show_progress
 from ..errors import Error
 from ..precision import PrecisionPlan
@@ -143,5 +144,5 @@ def measure_sensitivity(scorer: Scorer, space: SearchSpace, cache_path: str | Pa
     result = Sensitivity(space, noise, drop if with_drop else None, baseline, scorer.name, fp)
     if cache_path is not None:
         Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(cache_path).write_text(result.to_json())
+        write_atomic(cache_path, result.to_json())
     return result
