@@ -99,11 +99,12 @@ def render(directory: str | Path) -> Path:
     plan = _load(out / "plan.json") if (out / "plan.json").is_file() else {"layers": {}}
     rows = report["layers"]
     lines = [f"# tvm-mp report: {out.name}", ""]
+    n_unq = len(report.get("unquantizable") or [])
     total_w = sum(r["weight_bytes"] for r in rows)
     total_f = sum(r["fp32_weight_bytes"] for r in rows)
     lines += [
         f"- layers: {len(rows)} ({len(report.get('fp32_layers', []))} left in fp32 by the plan); "
-        f"{len(report.get('unquantizable') or [])} conv / matmul ops tvm-mp cannot quantize",
+        f"{n_unq} conv / matmul op{'' if n_unq == 1 else 's'} tvm-mp cannot quantize",
         f"- weight storage: {total_w / 1024:.2f} kB vs {total_f / 1024:.2f} kB in fp32 "
         f"({100 * total_w / max(total_f, 1):.1f} %)",
     ]
