@@ -101,19 +101,20 @@ def warn_fp32_ops(mod: tvm.IRModule) -> None:
         warnings.warn(f"fp32 ops run through TVM in the reference: {', '.join(ops)}", stacklevel=4)
 
 
-def warn_unquantizable(mod: tvm.IRModule) -> tuple[UnquantizableLayer, ...]:
+def warn_unquantizable(mod: tvm.IRModule, stacklevel: int = 4) -> tuple[UnquantizableLayer, ...]:
     """One warning naming every conv-like / matmul-like op tvm-mp cannot quantize, each with its reason (they run
-    unquantized, as TVM builds them), or saying that the model has no layer to quantize at all."""
+    unquantized, as TVM builds them), or saying that the model has no layer to quantize at all. ``stacklevel`` as
+    for ``warnings.warn`` from the caller's caller (the driver's entry points: the user's call)."""
     found = tuple(unquantizable_layers(mod))
     none = not list_layers(mod)
     if found:
         head = (f"tvm-mp cannot quantize {len(found)} layer{'s' if len(found) > 1 else ''} of the model"
                 + (" (it has no layer tvm-mp can quantize: the whole model runs unquantized)" if none else "")
                 + "; they run unquantized, as TVM builds them:")
-        warnings.warn("\n".join([head] + [f"  {layer.summary}" for layer in found]), stacklevel=4)
+        warnings.warn("\n".join([head] + [f"  {layer.summary}" for layer in found]), stacklevel=stacklevel)
     elif none:
         warnings.warn("the model has no conv or matmul layer: nothing to quantize, it runs in fp32 as TVM builds it",
-                      stacklevel=4)
+                      stacklevel=stacklevel)
     return found
 
 

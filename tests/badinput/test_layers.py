@@ -236,6 +236,15 @@ def _budget(art, case_id, builder):
     tvm_mp.compile(mod, budget=tvm_mp.Budget(energy_uj=5.0), calibration=_calibration(mod))
 
 
+def _explore(art, case_id, builder):
+    """A Pareto front covers the quantizable layers; the ops it leaves out are named in the warning."""
+    import tvm_mp
+
+    mod = tvm_mp.load_onnx(_save(art, case_id, builder))
+    front = tvm_mp.explore(mod, _calibration(mod), budgets=1, progress=False)
+    assert front.points and all(set(p.plan) == {"conv2d_0"} for p in front.points)
+
+
 def _cli(art, case_id, builder, argv):
     """``tvm-mp ARGV`` with ``{model}``, ``{calib}``, ``{scratch}`` filled in (the model, a calibration array for
     its first input and a plan naming ``float_conv1d_0`` written first)."""
@@ -310,6 +319,8 @@ CASES = [
     Case("budget-no-layers", _budget, "error", "no plan to search: the model has no layer tvm-mp can quantize "
          "(conv2d, dense); float_conv3d_0 (conv3d): a 3-D convolution", error="PlanError",
          args=("budget-no-layers", "conv3d")),
+    Case("explore", _explore, "warn", CONV1D_REASON.replace("(1, 4, 8)", "(1, 4, 64)"),
+         args=("explore", "conv2d_then_conv1d")),
     Case("supported-forms", _quantizable, "ok",
          args=("supported-forms", "supported_forms", ("conv2d", "conv2d", "depthwise_conv2d"))),
     Case("cli-layers-mixed", _cli_layers_mixed, "cli_ok", "float_conv1d_0", args=("cli-layers-mixed",)),

@@ -27,6 +27,7 @@ import tvm
 
 from .._progress import show_progress
 from ..budget import Budget
+from ..driver import warn_unquantizable
 from ..errors import Error, PlanError
 from ..layers import list_layers, unquantizable_layers
 from ..precision import Precision, PrecisionPlan
@@ -386,6 +387,8 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
             raise PlanError(f"unknown axis {axis!r}: use any of {', '.join(METRICS)}")
     ctx = context or search_context(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric,
                                     options=options, cost_model=cost_model, target=target, progress=progress)
+    if context is None:
+        warn_unquantizable(mod, stacklevel=3)  # the front covers the layers only: name the ops it leaves out
     rng = np.random.default_rng(seed)
     candidates: dict = {}
     for prec in ctx.space.uniform_precisions():
