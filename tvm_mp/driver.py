@@ -110,7 +110,7 @@ def warn_unquantizable(mod: tvm.IRModule, stacklevel: int = 4) -> tuple[Unquanti
     if found:
         head = (f"tvm-mp cannot quantize {len(found)} layer{'s' if len(found) > 1 else ''} of the model"
                 + (" (it has no layer tvm-mp can quantize: the whole model runs unquantized)" if none else "")
-                + "; they run unquantized, as TVM builds them:")
+                + ("; they run" if len(found) > 1 else "; it runs") + " unquantized, as TVM builds them:")
         warnings.warn("\n".join([head] + [f"  {layer.summary}" for layer in found]), stacklevel=stacklevel)
     elif none:
         warnings.warn("the model has no conv or matmul layer: nothing to quantize, it runs in fp32 as TVM builds it",

@@ -149,8 +149,9 @@ class Report:
                          f"{fig('instructions', '')} {d.get('instructions_basis', 'instructions')} per inference")
         if self.unquantizable:
             lines.append(f"not quantized ({len(self.unquantizable)} conv / matmul op"
-                         f"{'s' if len(self.unquantizable) > 1 else ''} tvm-mp cannot quantize; they run as TVM "
-                         "builds them):")
+                         f"{'s' if len(self.unquantizable) > 1 else ''} tvm-mp cannot quantize; "
+                         f"{'they run' if len(self.unquantizable) > 1 else 'it runs'} as TVM builds "
+                         f"{'them' if len(self.unquantizable) > 1 else 'it'}):")
             lines.extend(f"  {entry.summary}" for entry in self.unquantizable)
         emulated = [r.name for r in self.layers if r.arithmetic == "emulated"]
         if emulated:
