@@ -161,3 +161,72 @@ def test_load_refuses_what_is_not_an_artifact(tmp_path):
     (tmp_path / "plan.json").write_text("{}")
     with pytest.raises(tvm_mp.Error, match="model.so.*missing"):
         tvm_mp.load(tmp_path)
+
+
+def _conv1d_after_conv2d(with_conv2d: bool = True) -> tvm.IRModule:
+    """conv2d (optional) -> reshape -> conv1d -> matmul by a run-time input: 0 or 1 layers, 2 unquantizable ops."""
+    from tvm import relax
+
+    from tvm_mp import _tvm
+
+    rng = np.random.default_rng(0)
+    x = relax.Var("x", relax.TensorType((1, 4, 4, 4), "float32"))
+    w = relax.Var("w", relax.TensorType((4, 3), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            h = x
+            if with_conv2d:
+                h = bb.emit(relax.op.nn.conv2d(x, _tvm.const(rng.normal(size=(4, 4, 1, 1)).astype("float32"))))
+            r = bb.emit(relax.op.reshape(h, (1, 4, 16)))
+            c = bb.emit(relax.op.nn.conv1d(r, _tvm.const(rng.normal(size=(4, 4, 1)).astype("float32"))))
+            m = bb.emit(relax.op.reshape(c, (16, 4)))
+            out = bb.emit_output(relax.op.matmul(m, w))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    mod["main"] = mod["main"].with_attr("num_input", 2)
+    return mod
+
+
+def test_unquantizable_ops_are_one_warning_with_each_reason():
+    from tvm_mp.driver import warn_unquantizable
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = warn_unquantizable(_conv1d_after_conv2d())
+    assert [u.name for u in found] == ["float_conv1d_0", "float_matmul_0"]
+    (message,) = [str(w.message) for w in caught]
+    lines = message.splitlines()
+    assert lines[0] == ("tvm-mp cannot quantize 2 layers of the model; they run unquantized, as TVM builds them:")
+    assert lines[1] == f"  {found[0].summary}" and "a 1-D convolution" in lines[1]
+    assert lines[2].startswith("  float_matmul_0 (matmul, input (16, 4), weight (4, 3)): its weight is not a "
+                               "constant (graph input 'w', given at run time)")
+
+
+def test_no_quantizable_layer_is_said_in_the_warning():
+    from tvm import relax
+
+    from tvm_mp.driver import warn_unquantizable
+
+    with pytest.warns(UserWarning, match=r"2 layers of the model \(it has no layer tvm-mp can quantize: the whole "
+                                         r"model runs unquantized\)"):
+        warn_unquantizable(_conv1d_after_conv2d(with_conv2d=False))
+    x = relax.Var("x", relax.TensorType((1, 4), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.nn.relu(x))
+        bb.emit_func_output(out)
+    with pytest.warns(UserWarning, match="the model has no conv or matmul layer: nothing to quantize"):
+        assert warn_unquantizable(bb.get()) == ()
+
+
+def test_a_plan_naming_an_unquantizable_op_is_refused_with_the_reason():
+    from tvm_mp.driver import check_plan
+    from tvm_mp.errors import PlanError
+
+    mod = _conv1d_after_conv2d()
+    with pytest.raises(PlanError, match=r"^layer 'float_conv1d_0' \(conv1d\) in the plan cannot be quantized: a 1-D "
+                                        r"convolution: .*; remove it from the plan$"):
+        check_plan(mod, PrecisionPlan({"conv2d_0": Precision(4, 4), "float_conv1d_0": Precision(4, 4)}))
+    assert check_plan(mod, PrecisionPlan({"conv2d_0": Precision(4, 4)}))

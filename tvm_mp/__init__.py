@@ -7,7 +7,7 @@ from .budget import Budget
 from .compile import compile
 from .errors import Error
 from .frontend import canonicalize, load_onnx
-from .layers import LayerInfo, list_layers
+from .layers import LayerInfo, UnquantizableLayer, list_layers, unquantizable_layers
 from .model import CompiledModel, Report, load
 from .precision import Precision, PrecisionPlan
 from .search.adaptive import compile_adaptive
@@ -22,6 +22,7 @@ __all__ = [
     "Precision",
     "PrecisionPlan",
     "Report",
+    "UnquantizableLayer",
     "canonicalize",
     "compile",
     "compile_adaptive",
@@ -31,5 +32,6 @@ __all__ = [
     "list_layers",
     "load",
     "load_onnx",
+    "unquantizable_layers",
 ]
 __version__ = "0.1.0"

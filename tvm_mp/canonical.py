@@ -239,7 +239,7 @@ def _check_not_lowered(main: relax.Function) -> None:
             "LegalizeOps/tvm.compile's pipeline")) from None
 
 
-def _weight_source(expr, bound: dict):
+def weight_source(expr, bound: dict):
     """Follow a weight through layout/cast ops (permute_dims, reshape, astype) back to what it comes from."""
     seen = 0
     while isinstance(expr, relax.Var) and expr in bound and seen < 16:
@@ -271,7 +271,7 @@ def _check_weights_bound(main: relax.Function, entry_name: str) -> None:
         unbound, constant_weights = [], 0
         for value in bound.values():
             if _op_name(value) in _LAYER_OPS and len(value.args) >= 2:
-                weight = _weight_source(value.args[1], bound)
+                weight = weight_source(value.args[1], bound)
                 if _tvm.is_const(weight):
                     constant_weights += 1
                 elif any(weight.same_as(p) for p in params) and not any(weight.same_as(u) for u in unbound):

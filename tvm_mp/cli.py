@@ -2,7 +2,8 @@
 
     tvm-mp demo                               the bundled digits CNN under an energy budget and uniform plans:
                                               accuracy, latency (modelled, measured), energy, memory; Pareto front
-    tvm-mp layers MODEL.onnx [--shape ...]    list the quantizable layers
+    tvm-mp layers MODEL.onnx [--shape ...]    list the quantizable layers (and the conv / matmul ops that are not,
+                                              with the reason)
     tvm-mp compile MODEL.onnx --plan w4a4 --calibration data.npy -o out/
                                               compile a plan (a short form like w4a4, or a plan JSON file)
     tvm-mp compile MODEL.onnx --budget-energy-uj 20 --calibration data.npy -o out/
@@ -112,8 +113,13 @@ def cmd_layers(args) -> int:
     import tvm_mp
 
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
-    for layer in tvm_mp.list_layers(mod):
+    layers, others = tvm_mp.list_layers(mod), tvm_mp.unquantizable_layers(mod)
+    for layer in layers:
         print(layer)
+    for layer in others:  # conv / matmul ops tvm-mp cannot quantize, with the reason
+        print(layer)
+    if not layers:
+        print("no layer tvm-mp can quantize (conv2d, dense): compiled, the model runs unquantized")
     return 0
 
 
@@ -281,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", help="directory for pareto.png, pareto.json and the artifacts "
                       "(default: a new temporary directory, printed at the end)")
     demo.set_defaults(func=cmd_demo)
-    layers = _subparser(sub, "layers", "list the quantizable layers of an ONNX model",
+    layers = _subparser(sub, "layers", "list the quantizable layers of an ONNX model (and the conv / matmul ops "
+                        "tvm-mp cannot quantize, each with the reason)",
                         ("tvm-mp layers model.onnx --shape input=1,1,8,8",), common)
     layers.add_argument("model", help=MODEL_HELP)
     layers.add_argument("--shape", action="append", help=SHAPE_HELP)

@@ -14,7 +14,8 @@ Phases, in this order and nowhere else::
   point builds the same fast kernels;
 - build: ``tvm.compile``; errors become one line;
 - report: per-layer weights and MACs, and per-layer and total latency and energy from the target's cost model
-  (labelled "modelled").
+  (labelled "modelled"); the conv / matmul ops tvm-mp cannot quantize, each with its reason
+  (:func:`tvm_mp.layers.unquantizable_reason`; a warning names them too when the compile starts).
 
 The target's kind decides the back end after quantize: TVM targets lower and build as above; a Cortex-M target
 (``target.builds_with_tvm`` False) hands the quantized module to :mod:`tvm_mp.deploy.cortexm` instead (C from
@@ -43,7 +44,7 @@ from .cost_models.select import default_cost_model
 from .errors import CalibrationError, CompileError, Error, PlanError, UnsupportedError
 from .formats import lowering as format_lowering
 from .kinds import CALIBRATION_METHODS, check
-from .layers import annotated_layer_functions, list_layers
+from .layers import UnquantizableLayer, annotated_layer_functions, list_layers, unquantizable_layers
 from .model import CompiledModel, LayerReport, Report
 from .passes.pipeline import annotate_phase, lower_phase, quantize_phase
 from .passes.rewrite_mixed_precision import weight_storage
@@ -61,6 +62,10 @@ def check_plan(mod: tvm.IRModule, plan: Any) -> PrecisionPlan:
         raise PlanError("compile needs plan=PrecisionPlan(...), e.g. PrecisionPlan.uniform(mod, Precision(8, 8))")
     if not isinstance(plan, PrecisionPlan):
         raise PlanError(f"plan must be a PrecisionPlan, got {type(plan).__name__}")
+    for layer in unquantizable_layers(mod):
+        if layer.name in plan:
+            raise PlanError(f"layer {layer.name!r} ({layer.op}) in the plan cannot be quantized: {layer.reason}; "
+                            "remove it from the plan")
     plan.validate_for([layer.name for layer in list_layers(mod)])
     return plan
 
@@ -94,6 +99,23 @@ def warn_fp32_ops(mod: tvm.IRModule) -> None:
     ops = unimplemented_ops(mod)
     if ops:
         warnings.warn(f"fp32 ops run through TVM in the reference: {', '.join(ops)}", stacklevel=4)
+
+
+def warn_unquantizable(mod: tvm.IRModule, stacklevel: int = 4) -> tuple[UnquantizableLayer, ...]:
+    """One warning naming every conv-like / matmul-like op tvm-mp cannot quantize, each with its reason (they run
+    unquantized, as TVM builds them), or saying that the model has no layer to quantize at all. ``stacklevel`` as
+    for ``warnings.warn`` from the caller's caller (the driver's entry points: the user's call)."""
+    found = tuple(unquantizable_layers(mod))
+    none = not list_layers(mod)
+    if found:
+        head = (f"tvm-mp cannot quantize {len(found)} layer{'s' if len(found) > 1 else ''} of the model"
+                + (" (it has no layer tvm-mp can quantize: the whole model runs unquantized)" if none else "")
+                + ("; they run" if len(found) > 1 else "; it runs") + " unquantized, as TVM builds them:")
+        warnings.warn("\n".join([head] + [f"  {layer.summary}" for layer in found]), stacklevel=stacklevel)
+    elif none:
+        warnings.warn("the model has no conv or matmul layer: nothing to quantize, it runs in fp32 as TVM builds it",
+                      stacklevel=stacklevel)
+    return found
 
 
 def tuning_database(target: CompileTarget, database: Any = None) -> TuningDatabase | bool:
@@ -171,8 +193,9 @@ def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan
     memory_kb = sum(r.weight_bytes for r in rows) / 1024.0
     infos = {i.name: i for i in list_layers(mod)}
     planned = [name for name in infos if name in plan]
+    unq = tuple(unquantizable_layers(mod))
     if not planned:
-        return Report(tuple(rows), memory_kb, fp32_layers=tuple(fp32), target=target.name)
+        return Report(tuple(rows), memory_kb, fp32_layers=tuple(fp32), target=target.name, unquantizable=unq)
     model = cost_model if cost_model is not None else default_cost_model(target, [plan[n] for n in planned])
     edges = epilogues(quantized)
     workloads = [Workload.from_layer(infos[n], plan[n], epilogue=edges.get(n, "float"), target=target.cost_key)
@@ -181,13 +204,13 @@ def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan
         est = model.predict(workloads)
     except Error as err:  # a model that cannot cost these kinds: report without figures, say why
         warnings.warn(f"no cost figures in the report: {err}", stacklevel=3)
-        return Report(tuple(rows), memory_kb, fp32_layers=tuple(fp32), target=target.name)
+        return Report(tuple(rows), memory_kb, fp32_layers=tuple(fp32), target=target.name, unquantizable=unq)
     costs = {n: (float(est.latency_ms[k]), float(est.energy_uj[k])) for k, n in enumerate(planned)}
     rows = [replace(r, latency_ms=costs[r.name][0], energy_uj=costs[r.name][1]) if r.name in costs else r
             for r in rows]
     return Report(tuple(rows), memory_kb, float(np.sum(est.energy_uj)), float(np.sum(est.latency_ms)),
                   fp32_layers=tuple(fp32), cost_model=type(model).__name__, latency_basis="modelled",
-                  energy_basis=est.energy_basis, target=target.name)
+                  energy_basis=est.energy_basis, target=target.name, unquantizable=unq)
 
 
 def score(model: CompiledModel, accuracy_fn: Callable | None) -> CompiledModel:
@@ -220,6 +243,7 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
     tgt = parse(target)
     mod = canonicalize(mod)
     warn_fp32_ops(mod)
+    warn_unquantizable(mod)
     quantized = quantize(mod, plan, calibration=calibration, ranges=ranges, calibration_method=calibration_method,
                          percentile=percentile, weights=weights)
     if not tgt.builds_with_tvm:
@@ -242,7 +266,7 @@ def build_cortex_m(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPl
     network, figures = measure(quantized, target.name, calibration)
     rows, fp32 = layer_rows(mod, quantized)
     report = Report(tuple(rows), sum(r.weight_bytes for r in rows) / 1024.0, fp32_layers=tuple(fp32),
-                    target=target.name, deployment=figures)
+                    target=target.name, deployment=figures, unquantizable=tuple(unquantizable_layers(mod)))
     model = CompiledModel(None, quantized, None, plan, report, target)
     model.network = network
     return model
@@ -260,6 +284,7 @@ def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any =
                                "each plan on its own")
     mod = canonicalize(mod)
     warn_fp32_ops(mod)
+    warn_unquantizable(mod)
     for plan in plans:
         check_plan(mod, plan)
     if ranges is None:

@@ -24,6 +24,7 @@ import tvm
 from . import _tvm
 from ._files import write_atomic
 from .errors import Error, InputShapeError
+from .layers import UnquantizableLayer
 from .precision import PrecisionPlan
 from .quantize.interpreter import Interpreter
 from .targets import CompileTarget, parse
@@ -58,7 +59,9 @@ class Report:
     """What was compiled: per-layer rows and totals (None where unknown).
 
     ``cost_model`` names the model that gave the latency and energy figures; ``latency_basis`` and
-    ``energy_basis`` say whether each total is "modelled" (predicted) or "measured".
+    ``energy_basis`` say whether each total is "modelled" (predicted) or "measured". ``fp32_layers`` are the
+    quantizable layers the plan left in fp32; ``unquantizable`` the conv / matmul ops tvm-mp cannot quantize, each
+    with its reason (they run unquantized as TVM builds them and have no row in ``layers``).
     """
 
     layers: tuple[LayerReport, ...]
@@ -74,10 +77,19 @@ class Report:
     #: Figures of the deployed artifact (Cortex-M: code_bytes, weight_bytes, activation_bytes, ram_bytes,
     #: instructions with instructions_basis "emulated instructions (...)"); empty for other targets.
     deployment: dict = field(default_factory=dict)
+    unquantizable: tuple[UnquantizableLayer, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        entries = tuple(self.unquantizable)
+        for entry in entries:
+            if not isinstance(entry, UnquantizableLayer):
+                raise Error(f"Report.unquantizable holds UnquantizableLayer records, got {type(entry).__name__}")
+        object.__setattr__(self, "unquantizable", entries)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["layers"] = [asdict(row) for row in self.layers]
+        data["unquantizable"] = [entry.to_dict() for entry in self.unquantizable]
         return data
 
     @classmethod
@@ -91,8 +103,9 @@ class Report:
                 raise TypeError(f"unknown field(s) {', '.join(extra)}")
             rest = {k: v for k, v in data.items() if k in known}
             rest["fp32_layers"] = tuple(rest.get("fp32_layers", ()))
+            rest["unquantizable"] = tuple(UnquantizableLayer.from_dict(e) for e in rest.get("unquantizable", ()))
             return cls(rows, **rest)
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, Error) as err:
             raise Error(f"report.json is not a tvm-mp report ({err}); re-export the model") from None
 
     def with_accuracy(self, accuracy: float | None) -> "Report":
@@ -135,6 +148,12 @@ class Report:
             lines.append(f"{self.target}: code {fig('code_bytes')}; RAM {fig('ram_bytes')} (weights "
                          f"{fig('weight_bytes')} + peak activations {fig('activation_bytes')}); "
                          f"{fig('instructions', '')} {d.get('instructions_basis', 'instructions')} per inference")
+        if self.unquantizable:
+            lines.append(f"not quantized ({len(self.unquantizable)} conv / matmul op"
+                         f"{'s' if len(self.unquantizable) > 1 else ''} tvm-mp cannot quantize; "
+                         f"{'they run' if len(self.unquantizable) > 1 else 'it runs'} as TVM builds "
+                         f"{'them' if len(self.unquantizable) > 1 else 'it'}):")
+            lines.extend(f"  {entry.summary}" for entry in self.unquantizable)
         emulated = [r.name for r in self.layers if r.arithmetic == "emulated"]
         if emulated:
             lines.append(f"float formats emulated on this target (float32 arithmetic on operands rounded exactly to "

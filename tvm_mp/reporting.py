@@ -101,10 +101,12 @@ def render(directory: str | Path) -> Path:
     plan = _load(out / "plan.json") if (out / "plan.json").is_file() else {"layers": {}}
     rows = report["layers"]
     lines = [f"# tvm-mp report: {out.name}", ""]
+    n_unq = len(report.get("unquantizable") or [])
     total_w = sum(r["weight_bytes"] for r in rows)
     total_f = sum(r["fp32_weight_bytes"] for r in rows)
     lines += [
-        f"- layers: {len(rows)} ({len(report.get('fp32_layers', []))} left in fp32)",
+        f"- layers: {len(rows)} ({len(report.get('fp32_layers', []))} left in fp32 by the plan); "
+        f"{n_unq} conv / matmul op{'' if n_unq == 1 else 's'} tvm-mp cannot quantize",
         f"- weight storage: {total_w / 1024:.2f} kB vs {total_f / 1024:.2f} kB in fp32 "
         f"({100 * total_w / max(total_f, 1):.1f} %)",
     ]
@@ -116,7 +118,19 @@ def render(directory: str | Path) -> Path:
     for r in rows:
         lines.append(f"| {r['name']} | {r['op']} | {r['precision']} | {r['kernel']} | {r['macs']} | "
                      f"{r['weight_bytes']} | {r['fp32_weight_bytes']} |")
-    lines += ["", f"![weight storage per layer]({_plot_weights(rows, out).name})", ""]
+    unquantizable = report.get("unquantizable") or []
+    if unquantizable:
+        lines += ["", f"## Not quantized ({len(unquantizable)} conv / matmul op{'s' if len(unquantizable) > 1 else ''}"
+                  " tvm-mp cannot quantize)", "", "They run unquantized, as TVM builds them.", "",
+                  "| op | kind | input | weight | output | why |", "|---|---|---|---|---|---|"]
+        for u in unquantizable:
+            shapes = " | ".join(str(tuple(u.get(k) or ())) for k in ("input_shape", "weight_shape", "output_shape"))
+            lines.append(f"| {u.get('name', '?')} | {u.get('op', '?')} | {shapes} | "
+                         f"{str(u.get('reason', '')).replace('|', '/')} |")
+    if rows:
+        lines += ["", f"![weight storage per layer]({_plot_weights(rows, out).name})", ""]
+    else:
+        lines.append("")
     if any(r.get("energy_uj") is not None for r in rows):
         lines += ["## Energy by layer", "", f"![energy by layer]({_plot_layer_energy(rows, out).name})", ""]
     if (out / "predicted_vs_measured.json").is_file():

@@ -112,3 +112,23 @@ def test_compile_warns_once_and_keeps_unknown_ops_on_float_edges():
     y, ref = cm.run(x), cm.reference(x)
     assert y.shape == (2, 3, 12, 12)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+
+
+def test_float16_conv_and_matmul_run_through_tvm_in_their_dtype():
+    """The NumPy conv2d / matmul rules compute in float32; float16 operands go through TVM, as the build does."""
+    rng = np.random.default_rng(2)
+    x = relax.Var("x", relax.TensorType((1, 2, 4, 4), "float16"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            c = bb.emit(relax.op.nn.conv2d(x, _tvm.const(rng.normal(size=(3, 2, 3, 3)).astype(np.float16))))
+            out = bb.emit_output(relax.op.matmul(relax.op.reshape(c, (1, 12)),
+                                                 _tvm.const(rng.normal(size=(12, 2)).astype(np.float16))))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    assert unimplemented_ops(mod) == ["relax.matmul", "relax.nn.conv2d"]
+    interp = Interpreter(mod)
+    xs = rng.normal(size=(1, 2, 4, 4)).astype(np.float16)
+    got = interp.run([xs])
+    assert got.dtype == np.float16 and interp.fallback_ops == {"relax.matmul", "relax.nn.conv2d"}
+    np.testing.assert_array_equal(got, _tvm.run_relax(_tvm.build(mod, "llvm"), [xs]))

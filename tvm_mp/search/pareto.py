@@ -28,8 +28,9 @@ import tvm
 from .._files import atomic_path, write_atomic
 from .._progress import show_progress
 from ..budget import Budget
+from ..driver import warn_unquantizable
 from ..errors import Error, PlanError
-from ..layers import list_layers
+from ..layers import list_layers, unquantizable_layers
 from ..precision import Precision, PrecisionPlan
 from .accuracy import Scorer, plan_key
 from .annealing import AnnealConfig, anneal
@@ -297,6 +298,12 @@ def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, ac
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"expected a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
     layers = list_layers(mod)
+    if not layers:  # nothing to search: say why each conv / matmul op is not a layer
+        others = unquantizable_layers(mod)
+        why = "".join(f"; {u.name} ({u.op}): {u.reason}" for u in others[:3]) + ("; ..." if len(others) > 3 else "")
+        raise PlanError("no plan to search: the model has no layer tvm-mp can quantize (conv2d, dense)" + why
+                        + "; compile it with a plan instead (any uniform plan, e.g. --plan w8a8, builds it "
+                        "unquantized)")
     space = SearchSpace.build(layers, options)
     scorer = scorer or Scorer(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric,
                               calibration_method=calibration_method, percentile=percentile)
@@ -382,6 +389,8 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
             raise PlanError(f"unknown axis {axis!r}: use any of {', '.join(METRICS)}")
     ctx = context or search_context(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric,
                                     options=options, cost_model=cost_model, target=target, progress=progress)
+    if context is None:
+        warn_unquantizable(mod, stacklevel=3)  # the front covers the layers only: name the ops it leaves out
     rng = np.random.default_rng(seed)
     candidates: dict = {}
     for prec in ctx.space.uniform_precisions():
