@@ -16,9 +16,25 @@ from .errors import Error
 
 def _load(path: Path):
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise Error(f"cannot read {path.name} in {path.parent}: {err}") from None
+        return json.loads(path.read_bytes())
+    except OSError as err:
+        raise Error(f"cannot read {path.name} in {path.parent}: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise Error(f"{path.name} in {path.parent} is not valid JSON ({err}): write it again (re-export the "
+                    "model)") from None
+
+
+def _optional_plot(plot, path: Path) -> Path:
+    """``plot(data, directory)`` of a JSON file another part of tvm-mp wrote; one line if its content is not what
+    that part writes."""
+    data = _load(path)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"a {type(data).__name__}, not an object")
+        return plot(data, path.parent)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise Error(f"{path} is not what tvm-mp writes there ({type(err).__name__}: {err}): delete it or write it "
+                    "again") from None
 
 
 def _pyplot():
@@ -96,6 +112,12 @@ def render(directory: str | Path) -> Path:
     if not (out / "report.json").is_file():
         raise Error(f"{out} is not a tvm-mp artifact directory (no report.json): run `tvm-mp compile ... -o {out}`")
     report = _load(out / "report.json")
+    from .model import Report
+
+    try:
+        Report.from_dict(report)  # refuses missing fields and wrong types with one line
+    except Error as err:
+        raise Error(f"{out / 'report.json'}: {err}") from None
     plan = _load(out / "plan.json") if (out / "plan.json").is_file() else {"layers": {}}
     rows = report["layers"]
     lines = [f"# tvm-mp report: {out.name}", ""]
@@ -118,11 +140,11 @@ def render(directory: str | Path) -> Path:
     if any(r.get("energy_uj") is not None for r in rows):
         lines += ["## Energy by layer", "", f"![energy by layer]({_plot_layer_energy(rows, out).name})", ""]
     if (out / "predicted_vs_measured.json").is_file():
-        png = _plot_predicted_vs_measured(_load(out / "predicted_vs_measured.json"), out)
+        png = _optional_plot(_plot_predicted_vs_measured, out / "predicted_vs_measured.json")
         lines += ["## Cost model: predicted vs measured", "", f"![predicted vs measured]({png.name})", ""]
     if (out / "pareto.json").is_file():
         lines += ["## Energy-accuracy trade-off", "",
-                  f"![Pareto front]({_plot_pareto(_load(out / 'pareto.json'), out).name})", ""]
+                  f"![Pareto front]({_optional_plot(_plot_pareto, out / 'pareto.json').name})", ""]
     lines += ["## Plan", "", "```json", json.dumps(plan, indent=2), "```", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
