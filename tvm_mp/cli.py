@@ -60,17 +60,15 @@ def _plan(text: str, mod=None):
     return PrecisionPlan.uniform(mod, plan)
 
 
-def _calibration(text: str | None, mod, command: str = "compile"):
-    """``--calibration``: ``digits``, a ``.npy`` array of samples ``(N, ...)``, or an ``.npz`` archive (one array,
-    or one array per model input named like the input). Checked against the model's inputs before any work."""
+def _read_samples(text: str | None, command: str = "compile"):
+    """``--calibration`` read before any work: ``"digits"``, an array, or the arrays of an ``.npz`` by name. A
+    missing, unreadable or unusable file fails here, before the model is imported."""
     from .errors import CalibrationError
 
     if text is None:
         raise CalibrationError(f"{command} needs --calibration: a .npy file of input samples (N, ...) or 'digits'")
     if text == "digits":
-        from .datasets import calibration_batches
-
-        return calibration_batches(8, 32)
+        return text
     path = Path(text)
     if path.is_dir():
         raise CalibrationError(f"--calibration {text!r} is a directory: give a .npy array of input samples")
@@ -83,40 +81,66 @@ def _calibration(text: str | None, mod, command: str = "compile"):
     except (ValueError, EOFError) as err:  # not .npy / .npz, truncated, or pickled objects
         raise CalibrationError(f"cannot read {text!r} as a .npy array ({_one_line(err)}): save the samples with "
                                "numpy.save(path, samples)") from None
-    names = [p.name for p in mod["main"].params]
     if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            arrays = {key: data[key] for key in data.files}
-        if set(arrays) == set(names):
-            sizes = {len(a) if a.ndim else 0 for a in arrays.values()}
-            if len(sizes) != 1 or 0 in sizes:
-                raise CalibrationError(f"--calibration {text!r}: the arrays of the model's inputs must hold the same "
-                                       f"number (> 0) of samples, got {[a.shape for a in arrays.values()]}")
+        try:
+            with data:
+                arrays = {key: data[key] for key in data.files}
+        except (ValueError, OSError, EOFError) as err:
+            raise CalibrationError(f"cannot read the arrays of {text!r} ({_one_line(err)}): save plain numeric "
+                                   "arrays with numpy.savez") from None
+        if not arrays:
+            raise CalibrationError(f"--calibration {text!r} is an .npz archive with no arrays")
+    else:
+        arrays = {None: data}
+    for name, array in arrays.items():
+        label = f"--calibration {text!r}" + (f" array {name!r}" if name is not None else "")
+        if array.ndim == 0:
+            raise CalibrationError(f"{label} holds one number (a 0-d array): give samples of shape (N, ...) with "
+                                   "N >= 1")
+        if array.dtype.kind not in "biuf":
+            raise CalibrationError(f"{label} holds {array.dtype} values: give real numbers (float32)")
+        if len(array) == 0:
+            raise CalibrationError(f"{label} holds no samples (shape {array.shape}): give at least one")
+    return arrays[None] if None in arrays else arrays
+
+
+def _calibration(text: str | None, mod, command: str = "compile", samples=None):
+    """``--calibration`` as batches for ``mod``: ``digits``, a ``.npy`` array of samples ``(N, ...)``, or an
+    ``.npz`` archive (one array, or one array per model input named like the input), checked against the model's
+    inputs before any work. ``samples``: what :func:`_read_samples` already returned for ``text``."""
+    from .errors import CalibrationError
+
+    data = _read_samples(text, command) if samples is None else samples
+    if isinstance(data, str):  # "digits"
+        from .datasets import calibration_batches
+
+        return calibration_batches(8, 32)
+    label = f"--calibration {text!r}"
+    names = [p.name for p in mod["main"].params]
+    if isinstance(data, dict):
+        if set(data) == set(names):
+            sizes = {len(a) for a in data.values()}
+            if len(sizes) != 1:
+                raise CalibrationError(f"{label}: the arrays of the model's inputs must hold the same number of "
+                                       f"samples, got {[a.shape for a in data.values()]}")
             count = sizes.pop()
-            batches = [{n: a[i : i + 32] for n, a in arrays.items()} for i in range(0, count, 32)]
-            return _check_calibration(text, mod, batches)
-        if len(arrays) != 1 or len(names) != 1:
-            raise CalibrationError(f"--calibration {text!r} is an .npz archive with arrays {sorted(arrays)}; give "
-                                   f"one array (numpy.save) or one per model input named {names}")
-        data = next(iter(arrays.values()))
-    if data.ndim == 0:
-        raise CalibrationError(f"--calibration {text!r} holds one number (a 0-d array): give samples of shape "
-                               "(N, ...) with N >= 1")
-    if data.dtype.kind not in "biuf":
-        raise CalibrationError(f"--calibration {text!r} holds {data.dtype} values: give real numbers (float32)")
-    if len(data) == 0:
-        raise CalibrationError(f"--calibration {text!r} holds no samples (shape {data.shape}): give at least one")
-    return _check_calibration(text, mod, [data[i : i + 32] for i in range(0, len(data), 32)])
+            return _check_calibration(label, mod, [{n: a[i : i + 32] for n, a in data.items()}
+                                                   for i in range(0, count, 32)])
+        if len(data) != 1 or len(names) != 1:
+            raise CalibrationError(f"{label} is an .npz archive with arrays {sorted(data)}; give one array "
+                                   f"(numpy.save) or one per model input named {names}")
+        data = next(iter(data.values()))
+    return _check_calibration(label, mod, [data[i : i + 32] for i in range(0, len(data), 32)])
 
 
-def _check_calibration(text: str, mod, batches: list):
+def _check_calibration(label: str, mod, batches: list):
     from .errors import CalibrationError
     from .quantize.calibrate import normalize_batches
 
     try:
         normalize_batches(mod, batches)
     except CalibrationError as err:
-        raise CalibrationError(f"--calibration {text!r}: {err}") from None
+        raise CalibrationError(f"{label}: {err}") from None
     return batches
 
 
@@ -196,9 +220,10 @@ def cmd_compile(args) -> int:
     target = _target(args.target)
     if args.plan is not None:
         _plan(args.plan)
+    samples = _read_samples(args.calibration)
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     plan = None if args.plan is None else check_plan(mod, _plan(args.plan, mod))
-    calibration = _calibration(args.calibration, mod)
+    calibration = _calibration(args.calibration, mod, samples=samples)
     if budget is not None:
         cm = tvm_mp.compile(mod, budget=budget, target=target, calibration=calibration,
                             calibration_method=args.calibration_method)
@@ -256,10 +281,11 @@ def cmd_explore(args) -> int:
     from .search.space import default_options, format_options
 
     check_explore_args(args.budgets, args.axes, args.seed)
+    samples = _read_samples(args.calibration, "explore")
     out = _output_dir(args.output)
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     options = default_options() + format_options() if args.formats else None
-    front = tvm_mp.explore(mod, _calibration(args.calibration, mod, "explore"), budgets=args.budgets,
+    front = tvm_mp.explore(mod, _calibration(args.calibration, mod, samples=samples), budgets=args.budgets,
                            seed=args.seed, axes=tuple(args.axes), options=options)
     front.to_json(out / "pareto.json")
     png = front.plot(out / "pareto.png")

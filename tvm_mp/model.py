@@ -270,8 +270,8 @@ class CompiledModel:
 def _target_of(src: Path) -> CompileTarget:
     try:
         return parse(json.loads((src / "target.json").read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise Error(f"{src} holds a damaged artifact ({err}); re-export the model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, Error) as err:
+        raise Error(f"{src} holds a damaged artifact ({' '.join(str(err).split())}); re-export the model") from None
 
 
 def load(directory: str | Path) -> CompiledModel:
@@ -289,8 +289,8 @@ def load(directory: str | Path) -> CompiledModel:
         plan = PrecisionPlan.from_json((src / "plan.json").read_text())
         report = Report.from_dict(json.loads((src / "report.json").read_text()))
         shapes = [tuple(s) for s in json.loads((src / "inputs.json").read_text())["shapes"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise Error(f"{src} holds a damaged artifact ({err}); re-export the model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, Error) as err:
+        raise Error(f"{src} holds a damaged artifact ({' '.join(str(err).split())}); re-export the model") from None
     try:
         quantized = tvm.ir.load_json((src / "quantized.json").read_text())
     except Exception as err:  # TVM's own error types

@@ -24,17 +24,19 @@ def _load(path: Path):
                     "model)") from None
 
 
-def _optional_plot(plot, path: Path) -> Path:
-    """``plot(data, directory)`` of a JSON file another part of tvm-mp wrote; one line if its content is not what
-    that part writes."""
+def _points(path: Path, keys: tuple[str, ...], positive: bool = False) -> dict:
+    """The JSON of ``path`` (written by another part of tvm-mp) when it holds ``{"points": [...]}`` with a number
+    for each of ``keys`` in every point; else one line saying which file is not what tvm-mp writes."""
     data = _load(path)
-    try:
-        if not isinstance(data, dict):
-            raise TypeError(f"a {type(data).__name__}, not an object")
-        return plot(data, path.parent)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise Error(f"{path} is not what tvm-mp writes there ({type(err).__name__}: {err}): delete it or write it "
-                    "again") from None
+    points = data.get("points") if isinstance(data, dict) else None
+    ok = isinstance(points, list) and all(
+        isinstance(p, dict) and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+                                    and p[k] == p[k] and (p[k] > 0 or not positive) for k in keys)
+        for p in points)
+    if not ok:
+        raise Error(f"{path} is not what tvm-mp writes there (an object with a list of points, each with "
+                    f"{', '.join(keys)}{' > 0' if positive else ''}): delete it or write it again")
+    return data
 
 
 def _pyplot():
@@ -119,6 +121,10 @@ def render(directory: str | Path) -> Path:
     except Error as err:
         raise Error(f"{out / 'report.json'}: {err}") from None
     plan = _load(out / "plan.json") if (out / "plan.json").is_file() else {"layers": {}}
+    # every input is read and checked before anything is drawn or written
+    measured = (_points(out / "predicted_vs_measured.json", ("predicted_ms", "measured_ms"), positive=True)
+                if (out / "predicted_vs_measured.json").is_file() else None)
+    pareto = _points(out / "pareto.json", ("energy_uj", "accuracy")) if (out / "pareto.json").is_file() else None
     rows = report["layers"]
     lines = [f"# tvm-mp report: {out.name}", ""]
     total_w = sum(r["weight_bytes"] for r in rows)
@@ -139,12 +145,11 @@ def render(directory: str | Path) -> Path:
     lines += ["", f"![weight storage per layer]({_plot_weights(rows, out).name})", ""]
     if any(r.get("energy_uj") is not None for r in rows):
         lines += ["## Energy by layer", "", f"![energy by layer]({_plot_layer_energy(rows, out).name})", ""]
-    if (out / "predicted_vs_measured.json").is_file():
-        png = _optional_plot(_plot_predicted_vs_measured, out / "predicted_vs_measured.json")
+    if measured is not None and measured["points"]:
+        png = _plot_predicted_vs_measured(measured, out)
         lines += ["## Cost model: predicted vs measured", "", f"![predicted vs measured]({png.name})", ""]
-    if (out / "pareto.json").is_file():
-        lines += ["## Energy-accuracy trade-off", "",
-                  f"![Pareto front]({_optional_plot(_plot_pareto, out / 'pareto.json').name})", ""]
+    if pareto is not None:
+        lines += ["## Energy-accuracy trade-off", "", f"![Pareto front]({_plot_pareto(pareto, out).name})", ""]
     lines += ["## Plan", "", "```json", json.dumps(plan, indent=2), "```", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

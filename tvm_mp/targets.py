@@ -288,6 +288,8 @@ def parse(target: Any = None) -> CompileTarget:
         target = dict(target["tvm"])
     if "kind" in target and (not isinstance(target["kind"], str) or target["kind"] not in KINDS):
         raise TargetError(_kind_message(target["kind"]))
+    if target.get("kind") == "llvm" and all(isinstance(target.get(k, ""), str) for k in ("mtriple", "mcpu")):
+        _check_llvm(target.get("mtriple", ""), target.get("mcpu", ""))  # before TVM, which logs its own warning
     try:
         tvm_target = tvm.target.Target(target)
     except Exception as err:  # TVM raises its own error types; give one line
@@ -308,24 +310,26 @@ def check(tvm_target: tvm.target.Target) -> tvm.target.Target:
     kind = str(tvm_target.kind.name)
     if kind not in KINDS:
         raise TargetError(_kind_message(kind))
-    if kind != "llvm":
-        return tvm_target
+    if kind == "llvm":
+        _check_llvm(str(tvm_target.attrs.get("mtriple", "") or ""), str(tvm_target.attrs.get("mcpu", "") or ""))
+    return tvm_target
+
+
+@functools.lru_cache(maxsize=64)
+def _check_llvm(triple: str, cpu: str) -> None:
     from tvm.target import codegen
 
-    triple = str(tvm_target.attrs.get("mtriple", "") or "")
     if triple:
         arch = triple.split("-")[0]
         known = tuple(str(t) for t in codegen.llvm_get_targets())
         if not arch or not (arch.startswith(known) or arch in _X86_ARCHES):
             raise TargetError(f"unknown mtriple {triple!r}: this LLVM builds for architectures "
                               f"{', '.join(known[:12])}, ... (e.g. \"mtriple\": \"aarch64-linux-gnu\")")
-    cpu = str(tvm_target.attrs.get("mcpu", "") or "")
     if cpu and not codegen.llvm_is_valid_cpu(cpu, triple):
         example = host_cpu() if not triple or arch_of_triple(triple) == arch_of_triple("") else "generic"
         raise TargetError(f"unknown mcpu {cpu!r} for {triple or 'this machine'}: LLVM would build for a generic "
                           f"CPU instead; give a CPU LLVM knows for that triple (e.g. {example!r}, see "
                           "`llc -mtriple=... -mcpu=help`) or leave mcpu out (target 'host' names this machine's)")
-    return tvm_target
 
 
 @functools.lru_cache(maxsize=256)

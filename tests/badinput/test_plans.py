@@ -215,7 +215,6 @@ CASES = [
     _cli_plan("cli-plan-file-truncated", '{"layers": {"conv2d_0": {"w_bits": 4,', "not valid JSON"),
     _cli_plan("cli-plan-file-empty", "", "is empty"),
     _cli_plan("cli-plan-file-other-model", '{"layers": {"fc1": {"w_bits": 4, "a_bits": 4}}}', "another model"),
-    _cli_plan("cli-plan-file-no-layers", '{"layers": {}}', "plan is empty"),
 ]
 
 

@@ -50,7 +50,7 @@ class TuningDatabase:
         if path.is_dir():
             raise Error(f"tuning database path {path} is a directory: give a file path, e.g. "
                         f"{path / 'tuning_db.json'}")
-        fix = f"delete or move {path} to re-tune"
+        fix = "delete it to re-tune (or move it away)"
         try:
             data = json.loads(path.read_bytes())
         except OSError as err:
