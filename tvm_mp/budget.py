@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from .errors import PlanError
@@ -23,7 +24,12 @@ class Budget:
             if value is None:
                 continue
             set_any = True
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise PlanError(f"Budget.{name}={value!r} is a {type(value).__name__}, not a number: give a positive "
+                                f"number, e.g. Budget({name}=20.0)")
+            if not math.isfinite(value) or value <= 0:
                 raise PlanError(f"Budget.{name}={value!r} is invalid: give a positive finite number or None")
+            if type(value) is not float:  # ints and NumPy numbers: kept as plain floats (JSON, arithmetic)
+                object.__setattr__(self, name, float(value))
         if not set_any:
             raise PlanError("Budget needs at least one limit: energy_uj, latency_ms or memory_kb")

@@ -13,7 +13,9 @@
     tvm-mp tune MODEL.onnx --plan w2a2 --rpc-tracker 127.0.0.1:9190 --key KEY
                                               tune the kernels on devices over TVM RPC (resumable)
     tvm-mp report out/                        write out/report.md with the per-layer table and plots
-Errors are one line on stderr and a non-zero exit code. ``-v``/``-vv`` log what tvm-mp does (the library logs
+A mistake in the inputs is one ``tvm-mp: error: ...`` line on stderr and exit code 2; a bug is one
+``tvm-mp: internal error: ...`` line and exit code 1; ``--debug`` prints the full traceback instead (see
+docs/errors.md). ``-v``/``-vv`` log what tvm-mp does (the library logs
 through ``logging.getLogger("tvm_mp...")``), ``-q`` leaves only errors and no progress bars; ``--version``.
 """
 
@@ -46,36 +48,112 @@ def _shapes(items: list[str] | None) -> dict | None:
     return shapes
 
 
-def _plan(text: str, mod):
+def _plan(text: str, mod=None):
+    """``--plan``: a plan JSON file (a ``.json`` name or any existing path), else a short uniform form like
+    ``w4a4``. Without ``mod``: the file's plan or the short form's :class:`Precision`, read before any work (a bad
+    one fails first); with ``mod``: the plan for ``mod``."""
     from .precision import Precision, PrecisionPlan
 
     path = Path(text)
-    if path.suffix == ".json" or path.exists():
-        from .errors import PlanError
-
-        if not path.is_file():
-            raise PlanError(f"plan file {text!r} not found")
-        return PrecisionPlan.from_json(path.read_text())
-    return PrecisionPlan.uniform(mod, Precision.parse(text))
+    plan = PrecisionPlan.load(path) if path.suffix == ".json" or path.exists() else Precision.parse(text)
+    if mod is None or isinstance(plan, PrecisionPlan):
+        return plan
+    return PrecisionPlan.uniform(mod, plan)
 
 
-def _calibration(text: str | None, mod):
+def _read_samples(text: str | None, command: str = "compile"):
+    """``--calibration`` read before any work: ``"digits"``, an array, or the arrays of an ``.npz`` by name. A
+    missing, unreadable or unusable file fails here, before the model is imported."""
     from .errors import CalibrationError
 
     if text is None:
-        raise CalibrationError("compile needs --calibration: a .npy file of input samples (N, ...) or 'digits'")
+        raise CalibrationError(f"{command} needs --calibration: a .npy file of input samples (N, ...) or 'digits'")
     if text == "digits":
-        from .datasets import calibration_batches
-
-        return calibration_batches(8, 32)
+        return text
     path = Path(text)
+    if path.is_dir():
+        raise CalibrationError(f"--calibration {text!r} is a directory: give a .npy array of input samples")
     if not path.is_file():
         raise CalibrationError(f"calibration file {text!r} not found: give a .npy array of input samples")
     try:
         data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise CalibrationError(f"cannot read {text!r} as a .npy array: {err}") from None
-    return [data[i : i + 32] for i in range(0, len(data), 32)]
+    except OSError as err:
+        raise CalibrationError(f"cannot read --calibration {text!r}: {err.strerror or _one_line(err)}") from None
+    except (ValueError, EOFError) as err:  # not .npy / .npz, truncated, or pickled objects
+        raise CalibrationError(f"cannot read {text!r} as a .npy array ({_one_line(err)}): save the samples with "
+                               "numpy.save(path, samples)") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        try:
+            with data:
+                arrays = {key: data[key] for key in data.files}
+        except (ValueError, OSError, EOFError) as err:
+            raise CalibrationError(f"cannot read the arrays of {text!r} ({_one_line(err)}): save plain numeric "
+                                   "arrays with numpy.savez") from None
+        if not arrays:
+            raise CalibrationError(f"--calibration {text!r} is an .npz archive with no arrays")
+    else:
+        arrays = {None: data}
+    for name, array in arrays.items():
+        label = f"--calibration {text!r}" + (f" array {name!r}" if name is not None else "")
+        if array.ndim == 0:
+            raise CalibrationError(f"{label} holds one number (a 0-d array): give samples of shape (N, ...) with "
+                                   "N >= 1")
+        if array.dtype.kind not in "biuf":
+            raise CalibrationError(f"{label} holds {array.dtype} values: give real numbers (float32)")
+        if len(array) == 0:
+            raise CalibrationError(f"{label} holds no samples (shape {array.shape}): give at least one")
+    return arrays[None] if None in arrays else arrays
+
+
+def _calibration(text: str | None, mod, command: str = "compile", samples=None):
+    """``--calibration`` as batches for ``mod``: ``digits``, a ``.npy`` array of samples ``(N, ...)``, or an
+    ``.npz`` archive (one array, or one array per model input named like the input), checked against the model's
+    inputs before any work. ``samples``: what :func:`_read_samples` already returned for ``text``."""
+    from .errors import CalibrationError
+
+    data = _read_samples(text, command) if samples is None else samples
+    if isinstance(data, str):  # "digits"
+        from .datasets import calibration_batches
+
+        return calibration_batches(8, 32)
+    label = f"--calibration {text!r}"
+    names = [p.name for p in mod["main"].params]
+    if isinstance(data, dict):
+        if set(data) == set(names):
+            sizes = {len(a) for a in data.values()}
+            if len(sizes) != 1:
+                raise CalibrationError(f"{label}: the arrays of the model's inputs must hold the same number of "
+                                       f"samples, got {[a.shape for a in data.values()]}")
+            count = sizes.pop()
+            return _check_calibration(label, mod, [{n: a[i : i + 32] for n, a in data.items()}
+                                                   for i in range(0, count, 32)])
+        if len(data) != 1 or len(names) != 1:
+            raise CalibrationError(f"{label} is an .npz archive with arrays {sorted(data)}; give one array "
+                                   f"(numpy.save) or one per model input named {names}")
+        data = next(iter(data.values()))
+    return _check_calibration(label, mod, [data[i : i + 32] for i in range(0, len(data), 32)])
+
+
+def _check_calibration(label: str, mod, batches: list):
+    from .errors import CalibrationError
+    from .quantize.calibrate import normalize_batches
+
+    try:
+        normalize_batches(mod, batches)
+    except CalibrationError as err:
+        raise CalibrationError(f"{label}: {err}") from None
+    return batches
+
+
+def _one_line(err) -> str:
+    return " ".join(str(err).split())[:300]
+
+
+def _target(text: str):
+    """``--target``, parsed before any work (a bad one fails first)."""
+    from .targets import parse
+
+    return parse(text)
 
 
 def cmd_demo(args) -> int:
@@ -83,10 +161,11 @@ def cmd_demo(args) -> int:
 
     from .demo import format_table, run_demo
 
-    output = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="tvm-mp-demo-"))
     budget = None
     if args.budget_energy_uj is not None:
         budget = _positive("--budget-energy-uj", args.budget_energy_uj)
+    _target(args.target)
+    output = _output_dir(args.output) if args.output else Path(tempfile.mkdtemp(prefix="tvm-mp-demo-"))
     result = run_demo(plans=args.plans, budget_energy_uj=budget, target=args.target, output=output,
                       front_budgets=args.front_budgets, seed=args.seed, progress=_progress(args))
     print(f"tvm-mp demo: the bundled digits CNN ({len(result.layers)} layers) compiled for {args.target} under an "
@@ -125,39 +204,37 @@ def cmd_layers(args) -> int:
 
 def _budget(args):
     from .budget import Budget
-    from .errors import PlanError
 
     limits = {"energy_uj": args.budget_energy_uj, "latency_ms": args.budget_latency_ms,
               "memory_kb": args.budget_memory_kb}
     if all(v is None for v in limits.values()):
         return None
-    parsed = {}
-    for name, text in limits.items():
-        if text is None:
-            continue
-        try:
-            parsed[name] = float(text)
-        except ValueError:
-            raise PlanError(f"cannot read --budget-{name.replace('_', '-')} {text!r}: give a positive number") from None
-    return Budget(**parsed)
+    return Budget(**{name: _positive(f"--budget-{name.replace('_', '-')}", text)
+                     for name, text in limits.items() if text is not None})
 
 
 def cmd_compile(args) -> int:
     import tvm_mp
 
+    from .driver import check_plan
     from .errors import PlanError
 
-    mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     budget = _budget(args)
     if (budget is None) == (args.plan is None):
         raise PlanError("give exactly one of --plan or a budget (--budget-energy-uj / --budget-latency-ms / "
                         "--budget-memory-kb)")
-    calibration = _calibration(args.calibration, mod)
+    target = _target(args.target)
+    if args.plan is not None:
+        _plan(args.plan)
+    samples = _read_samples(args.calibration)
+    mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
+    plan = None if args.plan is None else check_plan(mod, _plan(args.plan, mod))
+    calibration = _calibration(args.calibration, mod, samples=samples)
     if budget is not None:
-        cm = tvm_mp.compile(mod, budget=budget, target=args.target, calibration=calibration,
+        cm = tvm_mp.compile(mod, budget=budget, target=target, calibration=calibration,
                             calibration_method=args.calibration_method)
     else:
-        cm = tvm_mp.compile(mod, plan=_plan(args.plan, mod), target=args.target, calibration=calibration,
+        cm = tvm_mp.compile(mod, plan=plan, target=target, calibration=calibration,
                             calibration_method=args.calibration_method)
     if args.emulate:
         cm = _emulate(cm, calibration)
@@ -190,6 +267,8 @@ def cmd_tune(args) -> int:
 
     rpc = RPCConfig.parse(args.rpc_tracker, args.key, retries=args.retries, connect_timeout_s=args.connect_timeout,
                           session_timeout_s=args.session_timeout)
+    _target(args.target)
+    _plan(args.plan)
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     plan = _plan(args.plan, mod)
     result = tune(mod, plan, target=args.target, rpc=rpc, trials=args.trials, records=args.records,
@@ -207,20 +286,36 @@ def cmd_tune(args) -> int:
 def cmd_explore(args) -> int:
     import tvm_mp
 
+    from .search.pareto import check_explore_args
     from .search.space import default_options, format_options
 
+    check_explore_args(args.budgets, args.axes, args.seed)
+    samples = _read_samples(args.calibration, "explore")
+    out = _output_dir(args.output)
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     options = default_options() + format_options() if args.formats else None
-    front = tvm_mp.explore(mod, _calibration(args.calibration, mod), budgets=args.budgets, seed=args.seed,
-                           axes=tuple(args.axes), options=options)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    front = tvm_mp.explore(mod, _calibration(args.calibration, mod, samples=samples), budgets=args.budgets,
+                           seed=args.seed, axes=tuple(args.axes), options=options)
     front.to_json(out / "pareto.json")
     png = front.plot(out / "pareto.png")
     for point in front.front(args.axes[0]):
         print(f"{point.cost(args.axes[0]):12.4f} {args.axes[0]}  score {point.score:.4f}  {point.kind}  {point.mix}")
     print(f"front: {out / 'pareto.json'}; plot: {png}")
     return 0
+
+
+def _output_dir(text: str) -> Path:
+    """``-o DIR`` of a command that writes several files: created if missing; one line if it cannot be."""
+    from .errors import Error
+
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise Error(f"-o {text!r} is a file: give a directory (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise Error(f"cannot create the output directory {text!r}: {err.strerror or err}") from None
+    return out
 
 
 def cmd_report(args) -> int:
@@ -259,6 +354,8 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
                         help="log what tvm-mp does (-vv: debug detail)")
     common.add_argument("-q", "--quiet", action="store_true", default=default,
                         help="only errors on stderr; no progress bars")
+    common.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, print the full Python traceback (for bug reports)")
     return common
 
 
@@ -399,6 +496,10 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A mistake in the inputs (:class:`tvm_mp.errors.Error`, or the file system refusing a
+    path) prints one ``tvm-mp: error: ...`` line and returns 2; any other exception is a bug in tvm-mp: one
+    ``tvm-mp: internal error: ...`` line, return 1. ``--debug`` re-raises instead, so Python prints the traceback.
+    """
     args = build_parser().parse_args(argv)
     quiet = bool(getattr(args, "quiet", False))
     configure_logging(getattr(args, "verbose", 0) or 0, quiet)
@@ -408,11 +509,31 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")  # -q: errors only
     from .errors import Error
 
+    debug = bool(getattr(args, "debug", False))
     try:
         return args.func(args)
     except Error as err:
-        print(f"tvm-mp: error: {err}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"tvm-mp: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
+    except OSError as err:  # the file system refused a path (permission, full disk, a file where a directory goes)
+        if debug:
+            raise
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"tvm-mp: error: {err.strerror or _one_line(err)}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("tvm-mp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: one line, the traceback behind --debug
+        if debug:
+            raise
+        print(f"tvm-mp: internal error: {type(err).__name__}: {_one_line(err)} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

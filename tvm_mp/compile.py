@@ -18,6 +18,8 @@ def compile(mod, plan: PrecisionPlan | None = None, budget: Budget | None = None
             percentile: float = 99.99, cost_model=None, database: Any = None) -> CompiledModel:
     """Quantize ``mod`` per ``plan``, lower its layers to integer kernels, build for ``target``.
 
+    ``plan``: a :class:`PrecisionPlan`, or the ``pathlib.Path`` of a plan file (:meth:`PrecisionPlan.load`).
+
     ``mod``: a Relax ``IRModule`` with its weights bound: from :func:`tvm_mp.load_onnx`, TVM's
     ``relax.frontend.onnx.from_onnx``, a ``relax.frontend.nn`` export or TVMScript (canonicalized first).
     ``target``: None or ``"host"`` (this machine with its CPU features, the default), ``"llvm"`` (a generic CPU),

@@ -107,17 +107,21 @@ def run_demo(plans: Sequence[str] = ("w8a8", "w4a4", "w2a2"), budget_energy_uj: 
     from .datasets import calibration_batches, load_digits_split
     from .models import digits_cnn_path
     from .search.budget import compile_with_budget, measure_latency_ms
-    from .search.pareto import explore, search_context
+    from .search.pareto import check_explore_args, explore, search_context
     from .search.space import default_options
     from .targets import parse
 
     if output is None:
         raise PlanError("run_demo needs output=DIRECTORY for the front and the artifacts")
+    if isinstance(plans, str):
+        raise PlanError(f"plans={plans!r}: give a list of uniform plans, e.g. ['w8a8', 'w4a4']")
+    parsed = {text: Precision.parse(text) for text in plans}  # bad plans and arguments fail before any work
+    check_explore_args(front_budgets, ("energy_uj",), seed)
+    tgt = parse(target)
     start = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     config = config or DEMO_ANNEAL
-    tgt = parse(target)
     digits = load_digits_split()
     mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
     calib = calibration_batches(CALIBRATION_BATCHES, 32)
@@ -128,7 +132,7 @@ def run_demo(plans: Sequence[str] = ("w8a8", "w4a4", "w2a2"), budget_energy_uj: 
     options = default_options(w_bits=DEMO_BITS, a_bits=DEMO_BITS)
     ctx = search_context(mod, calib, accuracy_fn=top1, target=tgt, progress=progress, options=options)
     logger.info("model, data and search context ready: %.1f s", time.perf_counter() - start)
-    uniform_plans = {text: PrecisionPlan.uniform(mod, Precision.parse(text)) for text in plans}
+    uniform_plans = {text: PrecisionPlan.uniform(mod, prec) for text, prec in parsed.items()}
     if budget_energy_uj is None:
         costs = [(text, ctx.costs.totals(ctx.space.index_of(plan))["energy_uj"])
                  for text, plan in uniform_plans.items()]

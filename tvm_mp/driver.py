@@ -29,6 +29,7 @@ point), :func:`compile_offloaded` and the Cortex-M flow (:func:`quantize`) all c
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -58,15 +59,29 @@ from .targets import CompileTarget, parse
 
 
 def check_plan(mod: tvm.IRModule, plan: Any) -> PrecisionPlan:
+    """``plan`` as a :class:`PrecisionPlan` checked against ``mod``'s layers. A ``pathlib.Path`` (any
+    ``os.PathLike``) is read as a plan file (:meth:`PrecisionPlan.load`). An empty plan is refused when the model
+    has quantizable layers (it would compile everything in fp32 without a word)."""
     if plan is None:
         raise PlanError("compile needs plan=PrecisionPlan(...), e.g. PrecisionPlan.uniform(mod, Precision(8, 8))")
+    if isinstance(plan, os.PathLike):
+        plan = PrecisionPlan.load(plan)
+    if isinstance(plan, str):
+        raise PlanError(f"plan={plan!r} is text: give a PrecisionPlan, a plan file as pathlib.Path({plan!r}), or a "
+                        "uniform plan PrecisionPlan.uniform(mod, Precision.parse('w4a4'))")
     if not isinstance(plan, PrecisionPlan):
-        raise PlanError(f"plan must be a PrecisionPlan, got {type(plan).__name__}")
+        raise PlanError(f"plan must be a PrecisionPlan (or the pathlib.Path of a plan file), got "
+                        f"{type(plan).__name__}")
     for layer in unquantizable_layers(mod):
         if layer.name in plan:
             raise PlanError(f"layer {layer.name!r} ({layer.op}) in the plan cannot be quantized: {layer.reason}; "
                             "remove it from the plan")
-    plan.validate_for([layer.name for layer in list_layers(mod)])
+    names = [layer.name for layer in list_layers(mod)]
+    plan.validate_for(names)
+    if not len(plan) and names:
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        raise PlanError(f"the plan is empty: it gives none of the model's {len(names)} layers ({shown}) a precision, "
+                        "so nothing would be quantized; name at least one layer (tvm-mp layers MODEL lists them)")
     return plan
 
 
@@ -242,6 +257,7 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
     check(calibration_method, CALIBRATION_METHODS, "calibration method", CalibrationError)
     tgt = parse(target)
     mod = canonicalize(mod)
+    plan = check_plan(mod, plan)
     warn_fp32_ops(mod)
     warn_unquantizable(mod)
     quantized = quantize(mod, plan, calibration=calibration, ranges=ranges, calibration_method=calibration_method,

@@ -109,6 +109,8 @@ def _load(model: Any) -> tuple[onnx.ModelProto, str]:
             raise ModelError(_one_line(f"{path} is a directory; pass the path of an .onnx file")) from None
         try:
             proto = onnx.load(str(path))
+        except PermissionError as err:
+            raise ModelError(_one_line(f"cannot read {path}: {err.strerror}; check its permissions")) from None
         except Exception as err:  # protobuf DecodeError, missing external data, ...
             raise ModelError(
                 _one_line(

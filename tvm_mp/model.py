@@ -29,6 +29,40 @@ from .precision import PrecisionPlan
 from .quantize.interpreter import Interpreter
 from .targets import CompileTarget, parse
 
+
+def _field_ok(value, kind) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "count":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if kind == "number":
+        return number and value == value
+    if kind == "optional number":
+        return value is None or (number and value == value)
+    if kind == "names":
+        return isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+    return isinstance(value, {"text": str, "object": dict}[kind])
+
+
+_KIND_WORDS = {"text": "a string", "count": "a non-negative integer", "number": "a number",
+               "optional number": "a number or null", "names": "a list of layer names", "object": "an object"}
+
+
+#: What each report field read from a file must hold (its annotation, as :func:`_check_fields` checks it).
+_FIELD_KINDS = {"name": "text", "op": "text", "precision": "text", "kernel": "text", "macs": "count",
+                "weight_bytes": "count", "fp32_weight_bytes": "count", "latency_ms": "optional number",
+                "energy_uj": "optional number", "arithmetic": "text", "memory_kb": "number",
+                "accuracy": "optional number", "fp32_layers": "names", "cost_model": "text", "latency_basis": "text",
+                "energy_basis": "text", "target": "text", "deployment": "object"}
+
+
+def _check_fields(obj, where: str) -> None:
+    """Raise TypeError naming the first field of a report (row) read from a file that has the wrong type."""
+    for f in fields(obj):
+        kind = _FIELD_KINDS.get(f.name)
+        if kind is not None and not _field_ok(getattr(obj, f.name), kind):
+            raise TypeError(f"{where}: {f.name}={getattr(obj, f.name)!r} is not {_KIND_WORDS[kind]}")
+
+
 #: Files an exported artifact directory holds (``load`` needs all but the report text; ``model.so`` only for
 #: targets TVM builds).
 ARTIFACT_FILES = ("model.so", "quantized.json", "plan.json", "report.json", "target.json", "inputs.json")
@@ -96,15 +130,28 @@ class Report:
     def from_dict(cls, data: dict) -> "Report":
         """The report ``to_dict`` wrote (unknown keys are refused with the file's fix)."""
         try:
-            rows = tuple(LayerReport(**row) for row in data["layers"])
+            if not isinstance(data, dict):
+                raise TypeError(f"a {type(data).__name__}, not an object")
+            if not isinstance(data.get("layers"), list):
+                raise TypeError("no list of layers")
+            rows = []
+            for i, row in enumerate(data["layers"]):
+                if not isinstance(row, dict):
+                    raise TypeError(f"layer {i} is a {type(row).__name__}, not an object")
+                rows.append(LayerReport(**row))
+                _check_fields(rows[-1], f"layer {i} ({row.get('name')!r})")
             known = {f.name for f in fields(cls)} - {"layers"}
             extra = sorted(set(data) - known - {"layers"})
             if extra:
                 raise TypeError(f"unknown field(s) {', '.join(extra)}")
             rest = {k: v for k, v in data.items() if k in known}
+            if not isinstance(rest.get("fp32_layers", []), list):
+                raise TypeError("fp32_layers is not a list")
             rest["fp32_layers"] = tuple(rest.get("fp32_layers", ()))
             rest["unquantizable"] = tuple(UnquantizableLayer.from_dict(e) for e in rest.get("unquantizable", ()))
-            return cls(rows, **rest)
+            report = cls(tuple(rows), **rest)
+            _check_fields(report, "the report")
+            return report
         except (KeyError, TypeError, Error) as err:
             raise Error(f"report.json is not a tvm-mp report ({err}); re-export the model") from None
 
@@ -244,8 +291,8 @@ class CompiledModel:
 def _target_of(src: Path) -> CompileTarget:
     try:
         return parse(json.loads((src / "target.json").read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise Error(f"{src} holds a damaged artifact ({err}); re-export the model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, Error) as err:
+        raise Error(f"{src} holds a damaged artifact ({' '.join(str(err).split())}); re-export the model") from None
 
 
 def load(directory: str | Path) -> CompiledModel:
@@ -263,8 +310,8 @@ def load(directory: str | Path) -> CompiledModel:
         plan = PrecisionPlan.from_json((src / "plan.json").read_text())
         report = Report.from_dict(json.loads((src / "report.json").read_text()))
         shapes = [tuple(s) for s in json.loads((src / "inputs.json").read_text())["shapes"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise Error(f"{src} holds a damaged artifact ({err}); re-export the model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, Error) as err:
+        raise Error(f"{src} holds a damaged artifact ({' '.join(str(err).split())}); re-export the model") from None
     try:
         quantized = tvm.ir.load_json((src / "quantized.json").read_text())
     except Exception as err:  # TVM's own error types

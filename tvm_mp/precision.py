@@ -6,6 +6,9 @@ This module is at the bottom of the package: it imports nothing else of tvm-mp e
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import os
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -51,7 +54,42 @@ def index_bits(clusters: int) -> int:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _show(value) -> str:
+    """A value as its JSON text when it has one (``true``, ``"4"``, ``4.7``, ``Infinity``), else its repr."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _not_integer(value) -> str:
+    """Why ``value`` is not a usable integer bit-width ("" when it is an integer)."""
+    if value is None:
+        return "null, not a number"
+    if isinstance(value, bool):
+        return "a boolean, not a number"
+    if isinstance(value, str):
+        return "text, not a number"
+    if isinstance(value, numbers.Real) and not _is_int(value):
+        if not math.isfinite(value):
+            return "not a finite number"
+        return "not a whole number" if value != int(value) else "a float, not an integer"
+    if not _is_int(value):
+        return f"a {type(value).__name__}, not an integer"
+    return ""
+
+
+def _range_error(name: str, value, valid: tuple[int, ...], owner: str = "Precision.") -> str | None:
+    """The message for a bit-width field outside ``valid`` or not an integer (None when it is fine)."""
+    why = _not_integer(value)
+    if why:
+        return f"{owner}{name}={value!r} is {why}: use an integer from {valid[0]} to {valid[-1]}"
+    if value not in valid:
+        return f"{owner}{name}={value!r} is out of range: use an integer from {valid[0]} to {valid[-1]}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -86,7 +124,11 @@ class Precision:
     clusters: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        for name in ("w_bits", "a_bits", "exp_bits", "man_bits", "clusters"):
+            value = getattr(self, name)
+            if _is_int(value) and type(value) is not int:  # NumPy integers: kept as plain ints (JSON, hashing)
+                object.__setattr__(self, name, int(value))
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise PlanError(f"Precision.kind={self.kind!r} is unknown: use one of {', '.join(KINDS)}")
         if not isinstance(self.finite, bool):
             raise PlanError(f"Precision.finite={self.finite!r} must be True or False")
@@ -100,13 +142,10 @@ class Precision:
     def _check_integer(self) -> None:
         for name in ("w_bits", "a_bits"):
             value = getattr(self, name)
-            if not _is_int(value) or value not in VALID_BITS:
-                raise PlanError(
-                    f"Precision.{name}={value!r} is out of range: use an integer from {VALID_BITS[0]} to "
-                    f"{VALID_BITS[-1]}"
-                    + (" (16-bit and 8-bit floats: Precision.fp16(), .bf16(), .fp8_e4m3(), .fp8_e5m2())"
-                       if _is_int(value) and value > VALID_BITS[-1] else "")
-                )
+            problem = _range_error(name, value, VALID_BITS)
+            if problem:
+                raise PlanError(problem + (" (16-bit and 8-bit floats: Precision.fp16(), .bf16(), .fp8_e4m3(), "
+                                           ".fp8_e5m2())" if _is_int(value) and value > VALID_BITS[-1] else ""))
         for name in ("exp_bits", "man_bits", "clusters"):
             if getattr(self, name) is not None:
                 raise PlanError(f"Precision.{name} belongs to kind 'float' or 'clustered', not {self.kind!r}: "
@@ -117,10 +156,10 @@ class Precision:
     def _check_float(self) -> None:
         e, m = self.exp_bits, self.man_bits
         if not _is_int(e) or e not in VALID_EXP_BITS:
-            raise PlanError(f"Precision.exp_bits={e!r}: a float format needs an exponent width from "
+            raise PlanError(f"Precision.exp_bits={e!r}: a float format needs an integer exponent width from "
                             f"{VALID_EXP_BITS[0]} to {VALID_EXP_BITS[-1]}")
         if not _is_int(m) or m not in VALID_MAN_BITS:
-            raise PlanError(f"Precision.man_bits={m!r}: a float format needs a mantissa width from "
+            raise PlanError(f"Precision.man_bits={m!r}: a float format needs an integer mantissa width from "
                             f"{VALID_MAN_BITS[0]} to {VALID_MAN_BITS[-1]} (products of two values stay exact in "
                             f"float32)")
         if self.finite and (e > 7 or m < 1):
@@ -138,9 +177,9 @@ class Precision:
         if not _is_int(k) or k not in VALID_CLUSTERS:
             raise PlanError(f"Precision.clusters={k!r}: use an integer number of shared weight values from "
                             f"{VALID_CLUSTERS[0]} to {VALID_CLUSTERS[-1]}")
-        if not _is_int(self.a_bits) or self.a_bits not in VALID_BITS:
-            raise PlanError(f"Precision.a_bits={self.a_bits!r} is out of range: use an integer from "
-                            f"{VALID_BITS[0]} to {VALID_BITS[-1]}")
+        problem = _range_error("a_bits", self.a_bits, VALID_BITS)
+        if problem:
+            raise PlanError(problem)
         if self.exp_bits is not None or self.man_bits is not None or self.finite:
             raise PlanError("exp_bits, man_bits and finite belong to kind 'float', not 'clustered'")
         if self.w_bits != index_bits(k):
@@ -226,41 +265,56 @@ class Precision:
             out["clusters"] = self.clusters
         return out
 
+    #: The fields of a precision object in a plan file.
+    FIELDS = ("w_bits", "a_bits", "kind", "exp_bits", "man_bits", "finite", "clusters")
+
     @classmethod
     def from_dict(cls, data: Mapping) -> "Precision":
+        """The precision ``to_dict`` wrote. Strict: every bit-width is a JSON integer (``true``, ``4.7``, ``"4"``
+        and ``1e400`` are refused, not converted), ``finite`` a boolean, ``kind`` a string; unknown fields are
+        refused by name."""
         if not isinstance(data, Mapping):
-            raise PlanError(f"a precision must be an object like {{'w_bits': 4, 'a_bits': 4}}, got {data!r}")
-        known = {"w_bits", "a_bits", "kind", "exp_bits", "man_bits", "finite", "clusters"}
-        unknown = set(data) - known
+            raise PlanError(f"a precision must be an object like {{\"w_bits\": 4, \"a_bits\": 4}}, got {_show(data)}")
+        unknown = sorted(str(k) for k in data if k not in cls.FIELDS)
         if unknown:
-            raise PlanError(f"unknown precision field(s) {sorted(unknown)}: use {', '.join(sorted(known))}")
-        kind = str(data.get("kind", "auto"))
-        try:
-            if kind == "float":
-                e, m = int(data["exp_bits"]), int(data["man_bits"])
-                finite = data.get("finite", False)
-                if not isinstance(finite, bool):
-                    raise PlanError(f"precision field finite={finite!r} must be true or false")
-                total = 1 + e + m
-                return cls(int(data.get("w_bits", total)), int(data.get("a_bits", total)), kind, e, m, finite)
-            if kind == "clustered":
-                k = int(data["clusters"])
-                return cls(int(data.get("w_bits", index_bits(k))), int(data["a_bits"]), kind, clusters=k)
-            return cls(int(data["w_bits"]), int(data["a_bits"]), kind,
-                       *(None if data.get(f) is None else int(data[f]) for f in ("exp_bits", "man_bits")),
-                       bool(data.get("finite", False)),
-                       None if data.get("clusters") is None else int(data["clusters"]))
-        except KeyError as err:
-            needs = {"float": "exp_bits and man_bits", "clustered": "clusters and a_bits"}.get(kind,
-                                                                                               "both w_bits and a_bits")
-            raise PlanError(f"a precision of kind {kind!r} needs {needs}; {err.args[0]} is missing") from None
-        except (TypeError, ValueError):
-            raise PlanError(f"precision fields must be integers, got {dict(data)!r}") from None
+            raise PlanError(f"unknown precision field(s) {', '.join(map(repr, unknown))}: the fields are "
+                            f"{', '.join(cls.FIELDS)}")
+        kind = data.get("kind", "auto")
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise PlanError(f"precision field kind={_show(kind)} is unknown: use one of {', '.join(KINDS)}")
+        finite = data.get("finite", False)
+        if not isinstance(finite, bool):
+            raise PlanError(f"precision field finite={_show(finite)} must be true or false")
+        ints = {}
+        for name in ("w_bits", "a_bits", "exp_bits", "man_bits", "clusters"):
+            if name in data:
+                why = _not_integer(data[name])
+                if why:
+                    raise PlanError(f"precision field {name}={_show(data[name])} is {why}: write a JSON integer, "
+                                    f"e.g. \"{name}\": 4")
+                ints[name] = int(data[name])
+        needs = {"float": ("exp_bits", "man_bits"), "clustered": ("clusters", "a_bits")}.get(kind, ("w_bits", "a_bits"))
+        missing = [name for name in needs if name not in ints]
+        if missing:
+            raise PlanError(f"a precision of kind {kind!r} needs {' and '.join(needs)}; {' and '.join(missing)} "
+                            f"{'is' if len(missing) == 1 else 'are'} missing")
+        if kind == "float":
+            total = 1 + ints["exp_bits"] + ints["man_bits"]
+            return cls(ints.get("w_bits", total), ints.get("a_bits", total), kind, ints["exp_bits"], ints["man_bits"],
+                       finite)
+        if kind == "clustered":
+            k = ints["clusters"]
+            return cls(ints.get("w_bits", index_bits(k) if k > 0 else 0), ints["a_bits"], kind, clusters=k)
+        return cls(ints["w_bits"], ints["a_bits"], kind, ints.get("exp_bits"), ints.get("man_bits"), finite,
+                   ints.get("clusters"))
 
     @classmethod
     def parse(cls, text: str) -> "Precision":
         """Parse a short form: ``w4a8`` (optionally ``w4a8/packed``), ``fp16``, ``bf16``, ``fp8_e4m3``,
         ``fp8_e5m2``, ``e3m4`` / ``e4m3fn`` (any eXmY), ``c16a8`` (clustered)."""
+        if not isinstance(text, str):
+            raise PlanError(f"Precision.parse needs text such as 'w4a8', got {type(text).__name__} {text!r}: "
+                            "for numbers use Precision(w_bits, a_bits)")
         body, _, kind = text.strip().lower().partition("/")
         if not kind:
             if body in FLOAT_PRESETS:
@@ -307,6 +361,9 @@ class PrecisionPlan:
             clean[name] = prec
         object.__setattr__(self, "precisions", MappingProxyType(dict(sorted(clean.items()))))
         if self.layers is not None:
+            if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, Iterable):
+                raise PlanError(f"PrecisionPlan(layers=...) takes the model's layer names as a list, got "
+                                f"{type(self.layers).__name__}")
             object.__setattr__(self, "layers", tuple(self.layers))
             self._check_names(self.layers)
 
@@ -315,7 +372,10 @@ class PrecisionPlan:
         unknown = [n for n in self.precisions if n not in set(valid)]
         if unknown:
             shown = ", ".join(valid[:12]) + (", ..." if len(valid) > 12 else "")
-            raise PlanError(f"unknown layer {unknown[0]!r} in plan; the model's layers are: {shown or '(none)'}")
+            names = ", ".join(map(repr, unknown[:3])) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+            other = " (a plan made for another model?)" if len(unknown) == len(self.precisions) else ""
+            raise PlanError(f"unknown layer{'s' if len(unknown) > 1 else ''} {names} in plan{other}; the model's "
+                            f"layers are: {shown or '(none)'}")
 
     def validate_for(self, layer_names: Iterable[str]) -> "PrecisionPlan":
         """Raise :class:`PlanError` naming the valid layers if the plan names a layer the model does not have."""
@@ -355,16 +415,62 @@ class PrecisionPlan:
         return json.dumps({"layers": {n: p.to_dict() for n, p in self.precisions.items()}}, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "PrecisionPlan":
+    def from_json(cls, text: str | bytes) -> "PrecisionPlan":
+        """The plan :meth:`to_json` wrote: ``{"layers": {name: {"w_bits": 4, "a_bits": 4, ...}}}``. Strict (see
+        :meth:`Precision.from_dict`); keys other than ``layers`` are refused by name; an error names the layer."""
+        example = '{"layers": {"conv2d_0": {"w_bits": 4, "a_bits": 4}}}'
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise PlanError(f"PrecisionPlan.from_json needs the JSON text, got {type(text).__name__}: for a file "
+                            "use PrecisionPlan.load(path)")
         try:
             data = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as err:
-            raise PlanError(f"plan is not valid JSON ({err}); "
-                            f"write it as {{\"layers\": {{name: {{w_bits, a_bits}}}}}}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise PlanError(f"plan is not valid JSON ({err}): write it as {example}") from None
+        except RecursionError:
+            raise PlanError(f"plan JSON is nested too deeply: write it as {example}") from None
         if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
-            raise PlanError('plan JSON must be an object with a "layers" object: '
+            raise PlanError(f'plan JSON must be an object with a "layers" object, got {type(data).__name__}'
+                            f"{'' if not isinstance(data, dict) else ' with layers ' + _show_type(data.get('layers'))}"
+                            f": write it as {example}")
+        extra = sorted(str(k) for k in data if k != "layers")
+        if extra:
+            raise PlanError(f"unknown key(s) {', '.join(map(repr, extra))} in plan JSON: it holds only \"layers\", "
+                            f"e.g. {example}")
+        precisions = {}
+        for name, prec in data["layers"].items():
+            try:
+                precisions[name] = Precision.from_dict(prec)
+            except PlanError as err:
+                raise PlanError(f"plan layer {name!r}: {err}") from None
+        return cls(precisions)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PrecisionPlan":
+        """The plan in a JSON file (:meth:`to_json`'s form); one-line :class:`PlanError` for a missing, unreadable
+        or malformed file."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise PlanError(f"PrecisionPlan.load needs a file path, got {type(path).__name__}")
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            raise PlanError(f"plan file {name!r} not found: give a plan .json file (PrecisionPlan.to_json)") from None
+        except IsADirectoryError:
+            raise PlanError(f"plan file {name!r} is a directory: give a plan .json file") from None
+        except OSError as err:
+            raise PlanError(f"cannot read plan file {name!r}: {err.strerror or err}") from None
+        if not text.strip():
+            raise PlanError(f"plan file {name!r} is empty: write it as "
                             '{"layers": {"conv2d_0": {"w_bits": 4, "a_bits": 4}}}')
-        return cls({n: Precision.from_dict(p) for n, p in data["layers"].items()})
+        try:
+            return cls.from_json(text)
+        except PlanError as err:
+            raise PlanError(f"plan file {name!r}: {err}") from None
+
+
+def _show_type(value) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _layer_names(mod_or_layers) -> tuple[str, ...]:

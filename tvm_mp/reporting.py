@@ -17,9 +17,27 @@ from .errors import Error
 
 def _load(path: Path):
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise Error(f"cannot read {path.name} in {path.parent}: {err}") from None
+        return json.loads(path.read_bytes())
+    except OSError as err:
+        raise Error(f"cannot read {path.name} in {path.parent}: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise Error(f"{path.name} in {path.parent} is not valid JSON ({err}): write it again (re-export the "
+                    "model)") from None
+
+
+def _points(path: Path, keys: tuple[str, ...], positive: bool = False) -> dict:
+    """The JSON of ``path`` (written by another part of tvm-mp) when it holds ``{"points": [...]}`` with a number
+    for each of ``keys`` in every point; else one line saying which file is not what tvm-mp writes."""
+    data = _load(path)
+    points = data.get("points") if isinstance(data, dict) else None
+    ok = isinstance(points, list) and all(
+        isinstance(p, dict) and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+                                    and p[k] == p[k] and (p[k] > 0 or not positive) for k in keys)
+        for p in points)
+    if not ok:
+        raise Error(f"{path} is not what tvm-mp writes there (an object with a list of points, each with "
+                    f"{', '.join(keys)}{' > 0' if positive else ''}): delete it or write it again")
+    return data
 
 
 def _pyplot():
@@ -98,7 +116,17 @@ def render(directory: str | Path) -> Path:
     if not (out / "report.json").is_file():
         raise Error(f"{out} is not a tvm-mp artifact directory (no report.json): run `tvm-mp compile ... -o {out}`")
     report = _load(out / "report.json")
+    from .model import Report
+
+    try:
+        Report.from_dict(report)  # refuses missing fields and wrong types with one line
+    except Error as err:
+        raise Error(f"{out / 'report.json'}: {err}") from None
     plan = _load(out / "plan.json") if (out / "plan.json").is_file() else {"layers": {}}
+    # every input is read and checked before anything is drawn or written
+    measured = (_points(out / "predicted_vs_measured.json", ("predicted_ms", "measured_ms"), positive=True)
+                if (out / "predicted_vs_measured.json").is_file() else None)
+    pareto = _points(out / "pareto.json", ("energy_uj", "accuracy")) if (out / "pareto.json").is_file() else None
     rows = report["layers"]
     lines = [f"# tvm-mp report: {out.name}", ""]
     n_unq = len(report.get("unquantizable") or [])
@@ -133,12 +161,11 @@ def render(directory: str | Path) -> Path:
         lines.append("")
     if any(r.get("energy_uj") is not None for r in rows):
         lines += ["## Energy by layer", "", f"![energy by layer]({_plot_layer_energy(rows, out).name})", ""]
-    if (out / "predicted_vs_measured.json").is_file():
-        png = _plot_predicted_vs_measured(_load(out / "predicted_vs_measured.json"), out)
+    if measured is not None and measured["points"]:
+        png = _plot_predicted_vs_measured(measured, out)
         lines += ["## Cost model: predicted vs measured", "", f"![predicted vs measured]({png.name})", ""]
-    if (out / "pareto.json").is_file():
-        lines += ["## Energy-accuracy trade-off", "",
-                  f"![Pareto front]({_plot_pareto(_load(out / 'pareto.json'), out).name})", ""]
+    if pareto is not None:
+        lines += ["## Energy-accuracy trade-off", "", f"![Pareto front]({_plot_pareto(pareto, out).name})", ""]
     lines += ["## Plan", "", "```json", json.dumps(plan, indent=2), "```", ""]
     path = out / "report.md"
     write_atomic(path, "\n".join(lines))

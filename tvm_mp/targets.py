@@ -51,6 +51,13 @@ ALIASES: dict[str, dict] = {
     "cortex-m3": {"kind": "c", "mcpu": "cortex-m3"},
 }
 
+#: TVM target kinds tvm-mp builds for: CPUs through LLVM, and C (the Cortex-M targets). GPUs and other devices
+#: (cuda, opencl, vulkan, rocm, metal, ...) are refused: the integer kernels are CPU schedules.
+KINDS = ("llvm", "c")
+
+#: x86 triples LLVM knows under another name than its target's (``i686-...`` is the ``x86`` target).
+_X86_ARCHES = ("i386", "i486", "i586", "i686")
+
 #: Names of the Cortex-M targets (kind "cortex-m": C from the quantized module, no TVM build).
 CORTEX_M = ("cortex-m3", "cortex-m4", "cortex-m7")
 
@@ -259,7 +266,7 @@ def parse(target: Any = None) -> CompileTarget:
     if target is None:
         target = DEFAULT
     if isinstance(target, tvm.target.Target):
-        return CompileTarget("custom", target)
+        return CompileTarget("custom", check(target))
     name = "custom"
     if isinstance(target, str):
         text = target.strip()
@@ -273,6 +280,8 @@ def parse(target: Any = None) -> CompileTarget:
             except json.JSONDecodeError as err:
                 raise TargetError(f"target JSON is malformed ({err.msg} at character {err.pos}): give e.g. "
                                   '{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}') from None
+        elif text in (str(k) for k in tvm.target.Target.list_kinds()):  # "cuda", "opencl", ...: a TVM kind
+            raise TargetError(_kind_message(text))
         else:
             raise TargetError(f"unknown target {target!r}: use one of {', '.join(ALIASES)}, a tvm.target.Target, "
                               'or a JSON dict such as {"kind": "llvm", "mtriple": "aarch64-linux-gnu"}')
@@ -282,11 +291,50 @@ def parse(target: Any = None) -> CompileTarget:
     if "tvm" in target and isinstance(target["tvm"], Mapping):  # CompileTarget.to_json()
         name = str(target.get("name", "custom"))
         target = dict(target["tvm"])
+    if "kind" in target and (not isinstance(target["kind"], str) or target["kind"] not in KINDS):
+        raise TargetError(_kind_message(target["kind"]))
+    if target.get("kind") == "llvm" and all(isinstance(target.get(k, ""), str) for k in ("mtriple", "mcpu")):
+        _check_llvm(target.get("mtriple", ""), target.get("mcpu", ""))  # before TVM, which logs its own warning
     try:
         tvm_target = tvm.target.Target(target)
     except Exception as err:  # TVM raises its own error types; give one line
-        raise TargetError(f"invalid target {target}: {_tvm.error_line(err)}") from None
-    return CompileTarget(name, tvm_target)
+        raise TargetError(f"invalid target {json.dumps(target, default=str)}: {_tvm.error_line(err)}") from None
+    return CompileTarget(name, check(tvm_target))
+
+
+def _kind_message(kind) -> str:
+    return (f"target kind {kind!r} is not supported: tvm-mp builds CPU kernels only (kinds {', '.join(KINDS)}); "
+            "use 'host', 'llvm', 'aarch64', a Cortex-M name or a JSON dict with \"kind\": \"llvm\"")
+
+
+def check(tvm_target: tvm.target.Target) -> tvm.target.Target:
+    """``tvm_target`` when tvm-mp can build for it; else a :class:`TargetError` that says what to use instead:
+    a kind other than ``llvm`` / ``c`` (a GPU or other device), an LLVM triple whose architecture this LLVM does
+    not know, or an ``mcpu`` LLVM does not know for the triple (LLVM would only warn and build for a generic
+    CPU)."""
+    kind = str(tvm_target.kind.name)
+    if kind not in KINDS:
+        raise TargetError(_kind_message(kind))
+    if kind == "llvm":
+        _check_llvm(str(tvm_target.attrs.get("mtriple", "") or ""), str(tvm_target.attrs.get("mcpu", "") or ""))
+    return tvm_target
+
+
+@functools.lru_cache(maxsize=64)
+def _check_llvm(triple: str, cpu: str) -> None:
+    from tvm.target import codegen
+
+    if triple:
+        arch = triple.split("-")[0]
+        known = tuple(str(t) for t in codegen.llvm_get_targets())
+        if not arch or not (arch.startswith(known) or arch in _X86_ARCHES):
+            raise TargetError(f"unknown mtriple {triple!r}: this LLVM builds for architectures "
+                              f"{', '.join(known[:12])}, ... (e.g. \"mtriple\": \"aarch64-linux-gnu\")")
+    if cpu and not codegen.llvm_is_valid_cpu(cpu, triple):
+        example = host_cpu() if not triple or arch_of_triple(triple) == arch_of_triple("") else "generic"
+        raise TargetError(f"unknown mcpu {cpu!r} for {triple or 'this machine'}: LLVM would build for a generic "
+                          f"CPU instead; give a CPU LLVM knows for that triple (e.g. {example!r}, see "
+                          "`llc -mtriple=... -mcpu=help`) or leave mcpu out (target 'host' names this machine's)")
 
 
 @functools.lru_cache(maxsize=256)

@@ -246,13 +246,23 @@ class XGBCostModel:
     def load(cls, path: str | Path, energy_model: CpuEnergyModel | None = None) -> "XGBCostModel":
         try:
             text = Path(path).read_text()
+        except UnicodeDecodeError:
+            raise CostModelError(f"cost model {path} is not a text (JSON) file: retrain it (tvm-mp cost-model train)"
+                                 ) from None
         except OSError as err:
             raise CostModelError(f"cannot read cost model {path}: {err.strerror}") from None
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CostModelError(f"cost model {path} is not valid JSON ({err})") from None
-        return cls.from_dict(data, energy_model)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise CostModelError(f"cost model {path} is not valid JSON ({err}): retrain it (tvm-mp cost-model train)"
+                                 ) from None
+        try:
+            return cls.from_dict(data, energy_model)
+        except CostModelError:
+            raise
+        except Exception as err:  # a field missing or of the wrong type, or XGBoost refusing a booster
+            raise CostModelError(f"cost model {path} is damaged ({type(err).__name__}: "
+                                 f"{' '.join(str(err).split())[:200]}): retrain it (tvm-mp cost-model train)") from None
 
     @classmethod
     def default(cls, energy_model: CpuEnergyModel | None = None) -> "XGBCostModel":

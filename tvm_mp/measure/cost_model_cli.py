@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _existing_records(path: Path) -> Path:
+    if Path(path).is_dir():
+        raise CostModelError(f"records path {path} is a directory: give the records file (.jsonl) in it")
     if not Path(path).is_file():
         raise CostModelError(f"records file {path} does not exist: collect some first "
                              f"(tvm-mp cost-model collect --records {path})")

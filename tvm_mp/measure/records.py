@@ -227,6 +227,11 @@ class RecordStore:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
+        except IsADirectoryError:
+            raise RecordError(f"records path {self.path} is a directory: give a records file, e.g. "
+                              f"{self.path / 'records.jsonl'}") from None
+        except OSError as err:
+            raise RecordError(f"cannot read records file {self.path}: {err.strerror or err}") from None
         lines = data.split(b"\n")
         tail = lines.pop()  # after the last newline: b"" when the file ends cleanly
         bad: list[int] = []
@@ -237,7 +242,7 @@ class RecordStore:
                 continue
             try:
                 record = Record.from_dict(json.loads(line), params_cache)
-            except (ValueError, RecordError, Error, TypeError) as err:
+            except (ValueError, RecordError, Error, TypeError, AttributeError, KeyError, RecursionError) as err:
                 if isinstance(err, RecordError) and "newer than this tvm-mp" in str(err):
                     raise
                 bad.append(number)

@@ -87,6 +87,9 @@ def normalize_batches(mod: tvm.IRModule, batches: Iterable) -> list[list[np.ndar
             if arr.ndim != len(shape) or tuple(arr.shape[1:]) != tuple(shape[1:]):
                 raise CalibrationError(f"calibration batch {i} for input {name!r} has shape {arr.shape}; expected "
                                        f"(batch, {', '.join(map(str, shape[1:]))})")
+            if np.iscomplexobj(arr):
+                raise CalibrationError(f"calibration batch {i} for input {name!r} holds complex numbers: give real "
+                                       "samples (their imaginary part would be dropped)")
             if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
                 raise CalibrationError(f"calibration batch {i} for input {name!r} contains NaN, Inf or non-numbers")
         out.append([a.astype(np.float32) for a in arrays])

@@ -9,6 +9,7 @@ up before falling back to defaults, so a tuned workload is never re-tuned.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,14 +39,38 @@ class TuningDatabase:
 
     @classmethod
     def load(cls, path: str | Path) -> "TuningDatabase":
+        """The database in ``path`` (empty when the file does not exist yet). A path that is a directory, an
+        unreadable file, or JSON that is not a tuning database is a one-line :class:`Error` (never overwritten)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise Error(f"tuning database must be a file path, got {type(path).__name__}")
         path = Path(path)
         if not path.exists():
             return cls(path, {})
+        if path.is_dir():
+            raise Error(f"tuning database path {path} is a directory: give a file path, e.g. "
+                        f"{path / 'tuning_db.json'}")
+        fix = "delete it to re-tune (or move it away)"
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise Error(f"tuning database {path.name} is not valid JSON ({err}); delete it to re-tune") from None
-        return cls(path, data.get("records", {}))
+            data = json.loads(path.read_bytes())
+        except OSError as err:
+            raise Error(f"cannot read tuning database {path}: {err.strerror or err}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            raise Error(f"tuning database {path} is not valid JSON ({err}): {fix}") from None
+        records = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(records, dict):
+            raise Error(f"{path} is not a tuning database (expected {{\"format\": 1, \"records\": {{...}}}}, got "
+                        f"{type(data).__name__}{' without a records object' if isinstance(data, dict) else ''}): "
+                        f"{fix}")
+        if isinstance(data.get("format", 1), bool) or data.get("format", 1) != 1:
+            raise Error(f"tuning database {path} has format {data.get('format')!r}, this tvm-mp reads format 1: "
+                        f"{fix}")
+        for target, entries in records.items():
+            if not isinstance(entries, dict) or not all(
+                    isinstance(e, dict) and isinstance(e.get("config"), dict) and _is_latency(e.get("latency_us"))
+                    for e in entries.values()):
+                raise Error(f"tuning database {path} is damaged: the entries of target {target!r} are not "
+                            f"{{workload: {{\"config\": {{...}}, \"latency_us\": number}}}}: {fix}")
+        return cls(path, records)
 
     @classmethod
     def default(cls) -> "TuningDatabase":
@@ -71,6 +96,10 @@ class TuningDatabase:
             raise Error(f"tuning database path {out} is a directory: give a file path, e.g. {out / 'tuning_db.json'}")
         text = json.dumps({"format": 1, "records": self.records}, indent=1, sort_keys=True) + "\n"
         return write_atomic(out, text, durable=True)
+
+
+def _is_latency(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value >= 0
 
 
 def random_operands(work: ConvWorkload, zero_point: int, rng: np.random.Generator, config: KernelConfig | None):

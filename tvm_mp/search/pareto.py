@@ -362,6 +362,44 @@ def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator, confi
     return result, problem
 
 
+#: The most budgets :func:`explore` sweeps per axis (each is one search).
+MAX_BUDGETS = 1000
+
+
+def check_explore_args(budgets, axes, seed) -> tuple[str, ...]:
+    """Raise a one-line :class:`PlanError` for an unusable ``budgets`` / ``axes`` / ``seed`` of :func:`explore`
+    (before any work); return the axes as a tuple."""
+    if isinstance(axes, str) or not isinstance(axes, Iterable):
+        raise PlanError(f"axes={axes!r}: give a sequence of cost names, e.g. axes=('energy_uj',) (any of "
+                        f"{', '.join(METRICS)})")
+    axes = tuple(axes)
+    if not axes:
+        raise PlanError(f"axes is empty: give at least one of {', '.join(METRICS)}")
+    for axis in axes:
+        if not isinstance(axis, str) or axis not in METRICS:
+            raise PlanError(f"unknown axis {axis!r}: use any of {', '.join(METRICS)}")
+    if isinstance(budgets, Mapping):
+        for axis, limits in budgets.items():
+            if axis not in axes:
+                raise PlanError(f"budgets names axis {axis!r}, which is not swept: sweep it with axes=(..., "
+                                f"{axis!r}) or drop it (axes: {', '.join(axes)})")
+            if isinstance(limits, (str, bytes)) or not isinstance(limits, Iterable):
+                raise PlanError(f"budgets[{axis!r}]={limits!r}: give a list of positive limits, e.g. [10.0, 20.0]")
+            for limit in limits:
+                if isinstance(limit, bool) or not isinstance(limit, (int, float, np.integer, np.floating)) \
+                        or not math.isfinite(limit) or limit <= 0:
+                    raise PlanError(f"budgets[{axis!r}] holds {limit!r}: every limit is a positive finite number")
+    elif isinstance(budgets, bool) or not isinstance(budgets, (int, np.integer)):
+        raise PlanError(f"budgets={budgets!r}: give the number of budgets per axis (an integer from 1 to "
+                        f"{MAX_BUDGETS}) or a mapping axis -> list of limits")
+    elif not 1 <= budgets <= MAX_BUDGETS:
+        raise PlanError(f"budgets={budgets}: give the number of budgets per axis, an integer from 1 to "
+                        f"{MAX_BUDGETS}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise PlanError(f"seed={seed!r}: give a non-negative integer")
+    return axes
+
+
 def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn=None, data=None,
             metric: str = "agreement", budgets: int | Mapping[str, Sequence[float]] = 8,
             axes: Sequence[str] = ("energy_uj",), options=None, cost_model=None, target=None,
@@ -384,9 +422,7 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
         context: a :class:`SearchContext` of ``mod`` already built (its scorer's plans are reused).
         progress: a progress bar over the budgets: False never, None for long sweeps; only on a terminal.
     """
-    for axis in axes:
-        if axis not in METRICS:
-            raise PlanError(f"unknown axis {axis!r}: use any of {', '.join(METRICS)}")
+    axes = check_explore_args(budgets, axes, seed)
     ctx = context or search_context(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric,
                                     options=options, cost_model=cost_model, target=target, progress=progress)
     if context is None:
