@@ -145,7 +145,7 @@ class Report:
             if extra:
                 raise TypeError(f"unknown field(s) {', '.join(extra)}")
             rest = {k: v for k, v in data.items() if k in known}
-            if not isinstance(rest.get("fp32_layers", []), list):
+            if not isinstance(rest.get("fp32_layers", []), (list, tuple)):
                 raise TypeError("fp32_layers is not a list")
             rest["fp32_layers"] = tuple(rest.get("fp32_layers", ()))
             rest["unquantizable"] = tuple(UnquantizableLayer.from_dict(e) for e in rest.get("unquantizable", ()))
