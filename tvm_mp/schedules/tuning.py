@@ -2,8 +2,14 @@
 
 The search is our own loop over the registry's config space (:meth:`ScheduleEntry.space`): every candidate is
 built, checked bit-exact against the default config's output on random data, and timed with TVM's
-``time_evaluator`` (median of repeats). The database is a JSON file keyed by target and workload; builds look it
-up before falling back to defaults, so a tuned workload is never re-tuned.
+``time_evaluator`` (median of repeats). The database is a JSON file keyed by target
+(:attr:`tvm_mp.targets.CompileTarget.key`, the one key scheme of every database) and workload.
+
+Builds read a :class:`DatabaseStack` (:func:`default_databases`): the user database that ``tvm-mp tune`` writes
+(``$TVM_MP_HOME/tuning.json``, see :func:`tvm_mp.targets.user_database_path`), then the one shipped with tvm-mp;
+the first with an entry for the kernel wins, else the schedule's defaults. Every lookup says where its config came
+from (:data:`USER`, :data:`SHIPPED`, ``"tuned (FILE)"`` or :data:`DEFAULT`), which the compile report shows per
+layer.
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ import numpy as np
 
 from .. import _tvm
 from ..errors import Error
-from ..targets import SHIPPED_DATABASE, parse
+from ..targets import SHIPPED_DATABASE, normalize_key, parse, user_database_path
 from .registry import ConvWorkload, KernelConfig, lookup
 
 #: The database shipped with tvm-mp (written by ``python bench/kernels.py --tune``).
 DEFAULT_DATABASE = SHIPPED_DATABASE
+
+#: Where a build's kernel config came from (``LayerReport.schedule_source``).
+USER = "tuned (user database)"
+SHIPPED = "tuned (shipped)"
+DEFAULT = "default"
 
 
 def target_key(target) -> str:
@@ -31,34 +42,86 @@ def target_key(target) -> str:
     return parse(target).key
 
 
+class TuningDatabaseError(Error):
+    """A tuning database file that cannot be read (not JSON, not a tvm-mp tuning database, a bad entry)."""
+
+
+def _records_of(data, path: Path) -> dict:
+    """The records of a database file's JSON, keys normalized (entries of keys written by older versions kept)."""
+    records = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(records, dict) or not all(isinstance(v, dict) for v in records.values()):
+        raise TuningDatabaseError(f"{path} is not a tvm-mp tuning database (no records by target): give another "
+                                  "file, or delete it to re-tune")
+    out: dict = {}
+    for key, entries in records.items():
+        out.setdefault(normalize_key(key), {}).update(entries)
+    return out
+
+
 @dataclass
 class TuningDatabase:
-    """Best config per (target, workload), with the latency measured for it; ``save()`` writes it as JSON."""
+    """Best config per (target, workload), with the latency measured for it; ``save()`` writes it as JSON.
+    ``label``: how a build's report names a config found here (default ``"tuned (FILE NAME)"``)."""
 
     path: Path | None = None
     records: dict = field(default_factory=dict)
+    label: str = ""
 
     @classmethod
-    def load(cls, path: str | Path) -> "TuningDatabase":
+    def load(cls, path: str | Path, label: str = "") -> "TuningDatabase":
         path = Path(path)
+        if path.is_dir():
+            raise TuningDatabaseError(f"tuning database {path} is a directory: give a file, e.g. "
+                                      f"{path / 'tuning.json'}")
         if not path.exists():
-            return cls(path, {})
+            return cls(path, {}, label)
         try:
             data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise Error(f"tuning database {path.name} is not valid JSON ({err}); delete it to re-tune") from None
-        return cls(path, data.get("records", {}))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise TuningDatabaseError(f"tuning database {path} is not valid JSON ({err}); delete it to re-tune"
+                                      ) from None
+        except OSError as err:
+            raise TuningDatabaseError(f"cannot read tuning database {path}: {err.strerror}") from None
+        return cls(path, _records_of(data, path), label)
 
     @classmethod
     def default(cls) -> "TuningDatabase":
-        return cls.load(DEFAULT_DATABASE)
+        """The database shipped with tvm-mp."""
+        return cls.load(DEFAULT_DATABASE, SHIPPED)
+
+    @classmethod
+    def user(cls) -> "TuningDatabase":
+        """The user database (``$TVM_MP_HOME/tuning.json``; empty until ``tvm-mp tune`` writes it)."""
+        return cls.load(user_database_path(), USER)
+
+    @property
+    def source(self) -> str:
+        """How a report names a config found in this database."""
+        if self.label:
+            return self.label
+        return f"tuned ({self.path.name})" if self.path is not None else "tuned (in memory)"
+
+    def _entry(self, work: ConvWorkload, target) -> dict | None:
+        return self.records.get(target_key(target), {}).get(work.key())
 
     def get(self, work: ConvWorkload, target) -> KernelConfig | None:
-        rec = self.records.get(target_key(target), {}).get(work.key())
-        return None if rec is None else KernelConfig.from_dict(rec["config"])
+        rec = self._entry(work, target)
+        if rec is None:
+            return None
+        try:
+            return KernelConfig.from_dict(rec["config"])
+        except (KeyError, TypeError) as err:
+            where = self.path if self.path is not None else "the tuning database"
+            raise TuningDatabaseError(f"{where} has a bad entry for {work.key()} ({err}): delete the entry or "
+                                      "re-tune") from None
+
+    def lookup(self, work: ConvWorkload, target) -> tuple[KernelConfig | None, str]:
+        """``(config, source)``: this database's entry for ``work`` on ``target`` (None if none) and its label."""
+        config = self.get(work, target)
+        return config, (self.source if config is not None else DEFAULT)
 
     def latency_us(self, work: ConvWorkload, target) -> float | None:
-        rec = self.records.get(target_key(target), {}).get(work.key())
+        rec = self._entry(work, target)
         return None if rec is None else float(rec["latency_us"])
 
     def put(self, work: ConvWorkload, target, config: KernelConfig, latency_us: float) -> None:
@@ -67,10 +130,17 @@ class TuningDatabase:
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the database as JSON, atomically: a temporary file in the same directory is written, flushed to
-        disk and renamed onto ``path``, so a reader (or a crash) sees the old file or the new one, never a part."""
+        disk and renamed onto ``path``, so a reader (or a crash) sees the old file or the new one, never a part.
+        A missing parent directory is created (the user database's on first use)."""
         out = Path(path or self.path or DEFAULT_DATABASE)
         if out.is_dir():
             raise Error(f"tuning database path {out} is a directory: give a file path, e.g. {out / 'tuning_db.json'}")
+        if not out.parent.is_dir():
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise TuningDatabaseError(f"cannot create {out.parent} for the tuning database ({err.strerror}): "
+                                          "set TVM_MP_HOME to a writable directory, or give --database FILE") from None
         text = json.dumps({"format": 1, "records": self.records}, indent=1, sort_keys=True) + "\n"
         try:
             mode = out.stat().st_mode & 0o777  # keep the permissions of the file replaced
@@ -95,6 +165,44 @@ class TuningDatabase:
             raise
         _fsync_dir(out.parent)
         return out
+
+
+@dataclass(frozen=True)
+class DatabaseStack:
+    """Tuning databases a build reads in order: the first with an entry for a kernel gives its config."""
+
+    databases: tuple[TuningDatabase, ...]
+
+    def get(self, work: ConvWorkload, target) -> KernelConfig | None:
+        return self.lookup(work, target)[0]
+
+    def lookup(self, work: ConvWorkload, target) -> tuple[KernelConfig | None, str]:
+        for db in self.databases:
+            config = db.get(work, target)
+            if config is not None:
+                return config, db.source
+        return None, DEFAULT
+
+
+def default_databases() -> DatabaseStack:
+    """What a build reads when given no database: the user database, then the shipped one."""
+    return DatabaseStack((TuningDatabase.user(), TuningDatabase.default()))
+
+
+def resolve(database) -> DatabaseStack | TuningDatabase | bool:
+    """The database(s) a build reads: None -> :func:`default_databases`; False -> none (default knobs); a
+    :class:`TuningDatabase` or :class:`DatabaseStack` as given; a path -> that file (which must exist)."""
+    if database is None:
+        return default_databases()
+    if database is False or isinstance(database, (TuningDatabase, DatabaseStack)):
+        return database
+    if isinstance(database, (str, Path)) and not isinstance(database, bool):
+        path = Path(database)
+        if not path.is_file():
+            raise TuningDatabaseError(f"tuning database {path} not found: give a file written by `tvm-mp tune` "
+                                      "(or omit it to use the user and shipped databases)")
+        return TuningDatabase.load(path)
+    raise Error(f"database must be a TuningDatabase, a path or False, got {type(database).__name__}")
 
 
 def _fsync_dir(directory: Path) -> None:
