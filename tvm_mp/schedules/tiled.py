@@ -158,13 +158,17 @@ def schedule_dense(func, config: KernelConfig, vw: int, pack_per: int):
     wunpack = _block(sch, "wunpack")
     if wunpack is not None:
         sch.compute_at(wunpack, outer)
-        _schedule_unpack(sch, wunpack, pack_per, lanes * 4)
+        if len(sch.get_loops(wunpack)) > 1:  # (a tile needing one weight has no loop of its own)
+            _schedule_unpack(sch, wunpack, pack_per, lanes * 4)
     wb = sch.cache_write(part, 0, "local")
     sch.reverse_compute_at(wb, outer)
-    _vectorize_inner(sch, wb, lanes)
-    sch.vectorize(v)
+    if len(sch.get_loops(wb)) > 1:  # (unit loops are dropped: then the write-back has no loop of its own)
+        _vectorize_inner(sch, wb, lanes)
+    if vw > 1:
+        sch.vectorize(v)
     init = sch.decompose_reduction(part, so)
-    sch.vectorize(sch.get_loops(init)[-1])
+    if vw > 1:
+        sch.vectorize(sch.get_loops(init)[-1])
     for loop in (oi, si, *planes):
         sch.unroll(loop)
     sch.reverse_compute_at(sch.get_sblock("dense_acc"), outer)

@@ -230,33 +230,47 @@ def random_operands(work: ConvWorkload, zero_point: int, rng: np.random.Generato
         w_q = np.where(w_q >= 0, 1, -1)
     w_q = w_q.astype(np.int8)
     codes = rng.integers(0, 1 << work.a_bits, work.in_shape).astype(np.uint8)
-    if work.op == "dense":
-        from .kernels import weight_data_dense
+    return codes, kernels.weight_data(work, w_q, config), w_q
 
-        return codes, weight_data_dense(work.kind, w_q, work.w_bits), w_q
-    return codes, kernels.conv2d_weight_data(work.kind, w_q, work.w_bits, config), w_q
+
+def accumulator_kernel(work: ConvWorkload, config: KernelConfig, target, rng: np.random.Generator):
+    """``(PrimFunc "k", [operands..., zero output])``: the int32-accumulator kernel of ``config`` for ``work`` (conv
+    or dense) on random operands drawn from ``rng``: what tuning builds, times and checks."""
+    from . import kernels
+
+    zp = int(rng.integers(0, 1 << work.a_bits))
+    codes, data, _ = random_operands(work, zp, rng, config)
+    if work.op == "dense":
+        func = kernels.dense_kernel("k", work.kind, work.w_bits, work.a_bits, work.in_shape, work.weight_shape[0],
+                                    kernels.Epilogue("acc"), data[0].shape, target=target, config=config)
+        out_shape = (work.in_shape[0], work.weight_shape[0])
+    else:
+        func = kernels.conv2d_kernel("k", work.kind, work.w_bits, work.a_bits, work.in_shape, work.weight_shape,
+                                     work.params, zp, kernels.Epilogue("acc"), data[0].shape, target=target,
+                                     config=config)
+        out_shape = (work.in_shape[0], work.weight_shape[0], *work.out_hw)
+    return func, [codes, *data, np.zeros(out_shape, np.int32)]
+
+
+def measure_kernel(work: ConvWorkload, config: KernelConfig, target, repeat: int = 5, number: int = 50,
+                   rng: np.random.Generator | None = None) -> tuple[list[float], np.ndarray]:
+    """Latency samples (us, one per repeat) of the accumulator kernel of ``config`` on this host, and its output
+    (for checks)."""
+    import tvm
+
+    func, operands = accumulator_kernel(work, config, target, rng or np.random.default_rng(0))
+    lib = _tvm.build(tvm.IRModule({"k": func}), target)
+    args = [_tvm.to_device(a) for a in operands]
+    timer = lib.mod.time_evaluator("k", tvm.cpu(), number=number, repeat=repeat)
+    return [float(t) * 1e6 for t in timer(*args).results], args[-1].numpy()
 
 
 def measure_conv(work: ConvWorkload, config: KernelConfig, target, repeat: int = 5, number: int = 50,
                  rng: np.random.Generator | None = None) -> tuple[float, np.ndarray]:
-    """Median latency (us) of the accumulator kernel of ``config`` on the host, and its output (for checks)."""
-    import tvm
-
-    from . import kernels
-
-    rng = rng or np.random.default_rng(0)
-    zp = int(rng.integers(0, 1 << work.a_bits))
-    codes, data, _ = random_operands(work, zp, rng, config)
-    func = kernels.conv2d_kernel("k", work.kind, work.w_bits, work.a_bits, work.in_shape, work.weight_shape,
-                                 work.params, zp, kernels.Epilogue("acc"), data[0].shape, target=target,
-                                 config=config)
-    lib = _tvm.build(tvm.IRModule({"k": func}), target)
-    oh, ow = work.out_hw
-    out = _tvm.to_device(np.zeros((work.in_shape[0], work.weight_shape[0], oh, ow), np.int32))
-    args = [_tvm.to_device(a) for a in [codes, *data]] + [out]
-    timer = lib.mod.time_evaluator("k", tvm.cpu(), number=number, repeat=repeat)
-    res = timer(*args)
-    return float(np.median(res.results)) * 1e6, out.numpy()
+    """Median latency (us) of the accumulator kernel of ``config`` on the host, and its output (for checks); any
+    op (conv or dense)."""
+    samples, out = measure_kernel(work, config, target, repeat, number, rng)
+    return float(np.median(samples)), out
 
 
 def tune_conv(work: ConvWorkload, target, database: TuningDatabase, max_trials: int | None = None,

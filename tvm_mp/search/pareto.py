@@ -26,8 +26,8 @@ import numpy as np
 import tvm
 
 from .._progress import show_progress
-from ..cost_models.select import resolve_cost_model
 from ..budget import Budget
+from ..cost_models.select import resolve_cost_model
 from ..errors import Error, PlanError
 from ..layers import list_layers
 from ..precision import Precision, PrecisionPlan
