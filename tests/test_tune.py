@@ -10,6 +10,7 @@ import pytest
 
 import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
+from tvm_mp.errors import Error
 from tvm_mp.models import digits_cnn_path
 from tvm_mp.targets import parse
 from tvm_mp.tune import TuneError, plan_tasks, tune
@@ -40,6 +41,14 @@ def test_plan_tasks_cover_conv_and_dense(digits):
 def test_tuning_another_architecture_needs_the_device(digits, tmp_path):
     with pytest.raises(TuneError, match="needs the device"):
         tune(digits, PLAN, target="aarch64", records=tmp_path / "r.jsonl", progress=False)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_damaged_database_stops_tuning_before_it_measures(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("TVM_MP_HOME", str(tmp_path))
+    (tmp_path / "tuning.json").write_text("{not json")
+    with pytest.raises(Error, match="delete it to re-tune"):
+        tune(digits, PLAN, records=tmp_path / "r.jsonl", progress=False)
     assert not (tmp_path / "r.jsonl").exists()
 
 

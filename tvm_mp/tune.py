@@ -2,8 +2,7 @@
 a measurement.
 
 Every distinct conv or dense workload (layer shape x precision x kernel kind) of a plan is a task; each task's
-candidate
-schedules are knob configurations from the schedule registry (:mod:`tvm_mp.schedules.registry`). A measurement
+candidate schedules are knob configurations from the schedule registry (:mod:`tvm_mp.schedules.registry`). A measurement
 job is one (task, config): the host builds (cross-compiles for the target), a device registered with a TVM RPC
 tracker under the key runs and times it, and the result is appended to the record store at once (JSON lines,
 flushed per record, :mod:`tvm_mp.measure.records`).
@@ -192,6 +191,7 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
     aarch64, found on PATH).
     """
     from .measure.records import Record, RecordStore
+    from .schedules.tuning import TuningDatabase
 
     if trials < 1:
         raise TuneError(f"trials must be >= 1, got {trials}")
@@ -200,6 +200,7 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
     if not compile_target.builds_with_tvm:
         raise TuneError(f"tune measures TVM kernels; {compile_target.name} is a C target (its report "
                         "carries emulated instruction counts)")
+    TuningDatabase.load(_database_path(database, compile_target))  # a damaged database fails now, not after measuring
     if rpc is None:
         return _tune_local(mod, plan, compile_target, trials, records, database, seed, number, repeat, progress)
     if fcompile is None and not compile_target.is_host:

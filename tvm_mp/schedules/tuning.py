@@ -196,7 +196,7 @@ def resolve(database) -> DatabaseStack | TuningDatabase | bool:
         return default_databases()
     if database is False or isinstance(database, (TuningDatabase, DatabaseStack)):
         return database
-    if isinstance(database, (str, Path)) and not isinstance(database, bool):
+    if isinstance(database, (str, Path)):
         path = Path(database)
         if not path.is_file():
             raise TuningDatabaseError(f"tuning database {path} not found: give a file written by `tvm-mp tune` "
