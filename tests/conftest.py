@@ -1,5 +1,8 @@
-"""Shared test settings: hypothesis profiles (CI runs the same amount of cases as a developer); the residual test
-network and its calibration batches, shared by the pass, format, accelerator and driver tests."""
+"""Shared test settings: hypothesis profiles (CI runs the same amount of cases as a developer); tvm-mp's per-user
+directory (the user tuning database) in a temporary directory, so no test reads or writes the real home; the
+residual test network and its calibration batches, shared by the pass, format, accelerator and driver tests."""
+
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +14,22 @@ settings.register_profile(
     "tvm_mp", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], derandomize=True
 )
 settings.load_profile("tvm_mp")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tvm_mp_home(tmp_path_factory):
+    """``$TVM_MP_HOME`` for the whole session (and the subprocesses it starts): an empty directory, so builds see
+    no user tuning database and ``tune`` never writes into ``~/.cache``. Tests that tune point it at their own
+    directory with ``monkeypatch.setenv``."""
+    from tvm_mp.targets import HOME_ENV
+
+    old = os.environ.get(HOME_ENV)
+    os.environ[HOME_ENV] = str(tmp_path_factory.mktemp("tvm_mp_home"))
+    yield os.environ[HOME_ENV]
+    if old is None:
+        os.environ.pop(HOME_ENV, None)
+    else:
+        os.environ[HOME_ENV] = old
 
 
 @pytest.fixture(scope="session")

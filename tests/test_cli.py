@@ -67,6 +67,8 @@ def test_compile_then_report(tmp_path):
     (["tune", "MODEL", "--shape", "input=1,1,8,8", "--plan", "w2a2", "--rpc-tracker", "localhost", "--key", "k"],
      "HOST:PORT"),
     (["cost-model", "eval", "--records", "none.jsonl"], "collect some first"),
+    (["compile", "MODEL", "--shape", "input=1,1,8,8", "--plan", "w4a4", "--calibration", "digits", "--cost-model",
+      "none.json", "-o", "x"], "cost-model train"),
     (["cost-model", "eval", "--records", "MODEL", "--default-model"], "not a records file"),
 ])
 def test_errors_are_one_line_and_nonzero(args, needle, tmp_path, isolator):

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.driver import compile_offloaded, quantize
 from tvm_mp.layers import list_layers
+from tvm_mp.model import Report
 from tvm_mp.schedules import kernels
 from tvm_mp.schedules.registry import KernelConfig
 from tvm_mp.schedules.tuning import TuningDatabase
@@ -62,7 +64,10 @@ def test_compile_adaptive_and_offload_build_the_same_kernels(residual, residual_
     assert kernels.conv2d_config(work, parse("host").tvm_target, db) == tuned
     ours = kernels_of(plain.lowered)
     assert "tvm_mp_conv2d_0_kernel" in ours
-    without_db = kernels_of(tvm_mp.compile(residual, plan=PLANS[1], calibration=residual_calib, database=False).lowered)
+    assert {r.name: r.schedule_source for r in plain.report.layers}["conv2d_0"] == "tuned (db.json)"
+    defaults = tvm_mp.compile(residual, plan=PLANS[1], calibration=residual_calib, database=False)
+    assert {r.schedule_source for r in defaults.report.layers} == {"default"}
+    without_db = kernels_of(defaults.lowered)
     assert without_db["tvm_mp_conv2d_0_kernel"] != ours["tvm_mp_conv2d_0_kernel"]  # the tuned config is used
     adaptive = compile_adaptive(residual, PLANS, calibration=residual_calib, database=db)
     merged = kernels_of(adaptive.module)
@@ -125,6 +130,33 @@ def test_plan_report_has_modelled_latency_and_energy(residual, residual_calib):
     assert all(r.latency_ms > 0 and r.energy_uj > 0 for r in rep.layers)
     assert rep.latency_ms == pytest.approx(sum(r.latency_ms for r in rep.layers))
     assert "modelled" in str(rep) and "AnalyticalModel" in str(rep)
+
+
+def test_user_database_is_read_by_default(residual, residual_calib, tmp_path, monkeypatch):
+    """What `tvm-mp tune` writes (the user database, keyed by the target) is what the next compile builds, conv and
+    dense alike; each report row says which knobs its kernel has and where they came from."""
+    monkeypatch.setenv("TVM_MP_HOME", str(tmp_path))
+    target = parse("host")
+    infos = {i.name: i for i in list_layers(residual)}
+    conv = kernels.conv_workload("packed", 4, 4, infos["conv2d_1"].input_shape, infos["conv2d_1"].weight_shape,
+                                 infos["conv2d_1"].params)
+    dense = kernels.dense_workload("packed", 8, 8, infos["dense_0"].input_shape, infos["dense_0"].weight_shape)
+    forced = {}
+    user = TuningDatabase(target.user_database)
+    for name, work in (("conv2d_1", conv), ("dense_0", dense)):
+        default = kernels.conv2d_config(work, target, database=False)
+        forced[name] = replace(default, oc_block=1 if default.oc_block != 1 else 2, p_unroll=4, parallel=False)
+        user.put(work, target, forced[name], 1.0)
+    user.save()
+    model = tvm_mp.compile(residual, plan=PLANS[1], calibration=residual_calib, cost_model="analytical")
+    rows = {r.name: r for r in model.report.layers}
+    for name, config in forced.items():
+        assert rows[name].schedule == config.to_dict() and rows[name].schedule_source == "tuned (user database)"
+    assert {rows[n].schedule_source for n in rows if n not in forced} <= {"default", "tuned (shipped)"}
+    assert "2 tuned (user database)" in str(model.report) and model.report.cost_model == "AnalyticalModel"
+    assert Report.from_dict(json.loads(json.dumps(model.report.to_dict()))) == model.report
+    for x in residual_calib:
+        np.testing.assert_array_equal(model.run(x), model.reference(x))
 
 
 LOAD_SCRIPT = """

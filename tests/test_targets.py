@@ -70,7 +70,7 @@ def test_aarch64():
     assert t.arch == "aarch64"
     assert t.triple == "aarch64-linux-gnu"
     assert t.cost_key == "aarch64"
-    assert "aarch64-linux-gnu" in t.key and "+neon" in t.key
+    assert t.key == "llvm|aarch64||+neon"
     if HOST_ARCH != "aarch64":
         assert not t.is_host
     assert not t.has("avx2")
@@ -94,6 +94,34 @@ def test_tvm_target():
     assert t == parse("aarch64")
     host = parse(tvm.target.Target({"kind": "llvm", "mcpu": targets.host_cpu()}))
     assert host.is_host and host == parse("host")
+
+
+def test_one_tuning_key_scheme():
+    """host, the same CPU named with a full triple, and the keys older versions wrote all meet."""
+    host = parse("host")
+    machine = targets.host_triple().split("-")[0]
+    assert host.key == f"llvm|{machine}|{targets.host_cpu()}|"
+    spelled = parse({"kind": "llvm", "mtriple": f"{machine}-pc-linux-gnu", "mcpu": targets.host_cpu()})
+    assert spelled.key == host.key
+    assert parse("llvm").key == f"llvm|{machine}||" != host.key  # the generic CPU is another target
+    assert targets.normalize_key(f"llvm||{targets.host_cpu()}|") == host.key  # written before the triple was kept
+    assert targets.normalize_key(f"llvm|{targets.host_triple()}||") == parse("llvm").key
+    assert targets.normalize_key("llvm|aarch64-linux-gnu||+neon") == parse("aarch64").key
+    for t in (host, parse("llvm"), parse("aarch64"), parse("cortex-m4")):
+        assert targets.normalize_key(t.key) == t.key
+    shipped = json.loads(targets.SHIPPED_DATABASE.read_text())["records"]
+    assert all(targets.normalize_key(k) == k for k in shipped)  # the shipped database is in the scheme
+
+
+def test_user_home(monkeypatch, tmp_path):
+    monkeypatch.setenv(targets.HOME_ENV, str(tmp_path / "mine"))
+    assert targets.user_home() == tmp_path / "mine"
+    assert parse("host").user_database == tmp_path / "mine" / "tuning.json" == targets.user_database_path()
+    monkeypatch.delenv(targets.HOME_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert targets.user_home() == tmp_path / "cache" / "tvm-mp"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert targets.user_home() == Path.home() / ".cache" / "tvm-mp"
 
 
 def test_compile_target_returned_as_is():

@@ -136,7 +136,7 @@ def test_tuner_killed_then_resumed_skips_measured(cluster, tmp_path):
     records = tmp_path / "records.jsonl"
     cmd = [sys.executable, "-m", "tvm_mp.cli", "tune", str(digits_cnn_path()), "--shape", "input=1,1,8,8",
            "--plan", "w2a2", "--rpc-tracker", f"{tracker[0]}:{tracker[1]}", "--key", KEY, "--trials", "3",
-           "--records", str(records), "--quiet"]
+           "--records", str(records), "--database", str(tmp_path / "tuning_db.json"), "--quiet"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     wait_for_records(records, 2)
     os.killpg(first.pid, signal.SIGKILL)  # kill -9 the tuner
@@ -146,7 +146,7 @@ def test_tuner_killed_then_resumed_skips_measured(cluster, tmp_path):
     assert second.returncode == 0, second.stderr
     got = lines(records)
     keys = [json.dumps(r["workload"], sort_keys=True) for r in got if "error" not in r]
-    assert len(keys) == len(set(keys)) == 9  # 3 conv tasks x 3 configs, none measured twice
+    assert len(keys) == len(set(keys)) == 12  # 3 conv and 1 dense task x 3 configs, none measured twice
     assert f"already measured {kept}" in second.stdout
     assert (tmp_path / "tuning_db.json").exists()
 

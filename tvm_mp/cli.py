@@ -10,8 +10,9 @@
                                               search the plan that fits the budget, then compile it
     tvm-mp explore MODEL.onnx --calibration data.npy -o out/
                                               the energy-accuracy Pareto front (pareto.json, pareto.png)
-    tvm-mp tune MODEL.onnx --plan w2a2 --rpc-tracker 127.0.0.1:9190 --key KEY
-                                              tune the kernels on devices over TVM RPC (resumable)
+    tvm-mp tune MODEL.onnx --plan w2a2 [--rpc-tracker 127.0.0.1:9190 --key KEY]
+                                              tune the kernels on this machine or on devices over TVM RPC
+                                              (resumable); the next compile of the target uses the result
     tvm-mp report out/                        write out/report.md with the per-layer table and plots
 A mistake in the inputs is one ``tvm-mp: error: ...`` line on stderr and exit code 2; a bug is one
 ``tvm-mp: internal error: ...`` line and exit code 1; ``--debug`` prints the full traceback instead (see
@@ -230,18 +231,31 @@ def cmd_compile(args) -> int:
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     plan = None if args.plan is None else check_plan(mod, _plan(args.plan, mod))
     calibration = _calibration(args.calibration, mod, samples=samples)
+    choices = {"cost_model": args.cost_model, "database": _database(args)}
     if budget is not None:
         cm = tvm_mp.compile(mod, budget=budget, target=target, calibration=calibration,
-                            calibration_method=args.calibration_method)
+                            calibration_method=args.calibration_method, **choices)
     else:
         cm = tvm_mp.compile(mod, plan=plan, target=target, calibration=calibration,
-                            calibration_method=args.calibration_method)
+                            calibration_method=args.calibration_method, **choices)
     if args.emulate:
         cm = _emulate(cm, calibration)
     print(cm.report)
     out = cm.export(args.output)
     print(f"artifact: {out}")
     return 0
+
+
+def _database(args):
+    """``--database FILE`` (that file only), ``--no-database`` (default knobs), else None (the user database, then
+    the shipped one)."""
+    if getattr(args, "no_database", False):
+        if args.database is not None:
+            from .errors import Error
+
+            raise Error("give --database FILE or --no-database, not both")
+        return False
+    return args.database
 
 
 def _emulate(cm, calibration):
@@ -263,10 +277,13 @@ def _emulate(cm, calibration):
 def cmd_tune(args) -> int:
     import tvm_mp
 
-    from .tune import RPCConfig, tune
+    from .tune import RPCConfig, TuneError, tune
 
-    rpc = RPCConfig.parse(args.rpc_tracker, args.key, retries=args.retries, connect_timeout_s=args.connect_timeout,
-                          session_timeout_s=args.session_timeout)
+    if args.key is None and args.rpc_tracker is not None:
+        raise TuneError("--rpc-tracker needs --key (the device key the rpc_server registered with)")
+    rpc = None if args.key is None else RPCConfig.parse(
+        args.rpc_tracker or "127.0.0.1:9190", args.key, retries=args.retries, connect_timeout_s=args.connect_timeout,
+        session_timeout_s=args.session_timeout)
     _target(args.target)
     _plan(args.plan)
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
@@ -276,6 +293,8 @@ def cmd_tune(args) -> int:
     print(f"tasks {result.tasks}, jobs {result.jobs}: measured {result.measured}, already measured "
           f"{result.skipped}, failed {result.failed}; records: {result.records_path}; "
           f"tuning database: {result.database_path}")
+    if args.database is None:
+        print(f"the next `tvm-mp compile --target {args.target}` uses these configs (the user database)")
     for key, (config, latency_us) in sorted(result.best.items()):
         print(f"  {latency_us:10.2f} us  {config['algorithm']:<9} {key}")
     if result.failures:
@@ -295,12 +314,14 @@ def cmd_explore(args) -> int:
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     options = default_options() + format_options() if args.formats else None
     front = tvm_mp.explore(mod, _calibration(args.calibration, mod, samples=samples), budgets=args.budgets,
-                           seed=args.seed, axes=tuple(args.axes), options=options)
+                           seed=args.seed, axes=tuple(args.axes), options=options, cost_model=args.cost_model,
+                           target=args.target)
     front.to_json(out / "pareto.json")
     png = front.plot(out / "pareto.png")
     for point in front.front(args.axes[0]):
         print(f"{point.cost(args.axes[0]):12.4f} {args.axes[0]}  score {point.score:.4f}  {point.kind}  {point.mix}")
-    print(f"front: {out / 'pareto.json'}; plot: {png}")
+    print(f"costs from {front.notes.get('cost_model') or 'the default cost model'} (energy {front.energy_basis}); "
+          f"front: {out / 'pareto.json'}; plot: {png}")
     return 0
 
 
@@ -333,6 +354,11 @@ def cmd_cost_model(args) -> int:
 
 
 TARGET_HELP = "host (this machine, the default), llvm (generic CPU), aarch64, or a target JSON"
+COST_MODEL_HELP = ("what costs plans (default: the target's model): a model file written by `tvm-mp cost-model "
+                   "train --out FILE` (e.g. trained on a device's tuning records), or analytical, datapath, xgboost "
+                   "(the shipped model)")
+DATABASE_HELP = ("tuning database the kernels' knobs come from (default: the user database that `tvm-mp tune` "
+                 "writes, $TVM_MP_HOME/tuning.json, then the one shipped with tvm-mp)")
 SHAPE_HELP = "NAME=D0,D1,... fixes an input's shape (repeat for several inputs), e.g. input=1,1,8,8"
 MODEL_HELP = "an ONNX model file"
 
@@ -406,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="host (this machine, the default), llvm (generic CPU), aarch64 (also writes bundle/: "
                            "C with no TVM runtime), cortex-m4 / cortex-m7 (C for a micro-controller), or a target "
                            "JSON")
+    comp.add_argument("--cost-model", metavar="FILE", help=COST_MODEL_HELP)
+    comp.add_argument("--database", metavar="FILE", help=DATABASE_HELP)
+    comp.add_argument("--no-database", action="store_true", help="build with the schedules' default knobs")
     comp.add_argument("--emulate", action="store_true",
                       help="aarch64: run the bundle once under qemu-aarch64 and put its emulated instruction "
                            "counts (per model and kernel; not a time) in the report")
@@ -421,18 +450,27 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--seed", type=int, default=0, help="seed of the search (same seed, same front)")
     exp.add_argument("--formats", action="store_true",
                      help="also let layers use fp16/bf16/fp8 and clustered weights (costed by the datapath model)")
+    exp.add_argument("--cost-model", metavar="FILE", help=COST_MODEL_HELP)
+    exp.add_argument("--target", default="host", help=TARGET_HELP)
     exp.add_argument("--shape", action="append", help=SHAPE_HELP)
     exp.add_argument("-o", "--output", required=True, help="directory for pareto.json and pareto.png")
     exp.set_defaults(func=cmd_explore)
-    tun = _subparser(sub, "tune", "tune the plan's kernels on devices behind a TVM RPC tracker",
-                     ("tvm-mp tune model.onnx --plan w2a2 --rpc-tracker 127.0.0.1:9190 --key my-board",), common)
+    tun = _subparser(sub, "tune", "tune the plan's kernels on this machine, or on devices behind a TVM RPC "
+                     "tracker; the next compile of the target uses the tuned configs",
+                     ("tvm-mp tune model.onnx --plan w2a2 --trials 8",
+                      "tvm-mp tune model.onnx --plan w2a2 --target aarch64 --rpc-tracker 127.0.0.1:9190 --key board"),
+                     common)
     tun.add_argument("model", help=MODEL_HELP)
     tun.add_argument("--plan", required=True, help="a short uniform plan like w2a2, or a plan .json file")
-    tun.add_argument("--rpc-tracker", default="127.0.0.1:9190", help="HOST:PORT of the TVM RPC tracker")
-    tun.add_argument("--key", required=True, help="the device key the rpc_server(s) registered with")
+    tun.add_argument("--rpc-tracker", default=None, help="HOST:PORT of the TVM RPC tracker (default "
+                     "127.0.0.1:9190 when --key is given)")
+    tun.add_argument("--key", default=None, help="the device key the rpc_server(s) registered with (without it: "
+                     "measure on this machine)")
     tun.add_argument("--trials", type=int, default=8, help="schedule configs tried per kernel")
-    tun.add_argument("--records", default="tvm_mp_records.jsonl", help="record store (appended; resumable)")
-    tun.add_argument("--database", help="tuning database to update (default: beside the records)")
+    tun.add_argument("--records", default="tvm_mp_records.jsonl", help="record store (appended; resumable; "
+                     "`tvm-mp cost-model train --records` takes it)")
+    tun.add_argument("--database", help="tuning database to update (default: the user database, "
+                     "$TVM_MP_HOME/tuning.json, which the next compile reads)")
     tun.add_argument("--retries", type=int, default=2, help="other devices tried before a job counts as failed")
     tun.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                      help="seconds for each exchange with the tracker and each device handshake (default 10)")

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .budget import Budget
+from .cost_models.select import resolve_cost_model
 from .driver import build
 from .errors import PlanError
 from .model import CompiledModel
 from .precision import PrecisionPlan
+from .schedules.tuning import resolve as resolve_database
 from .search.budget import compile_with_budget
 
 
@@ -30,10 +32,20 @@ def compile(mod, plan: PrecisionPlan | None = None, budget: Budget | None = None
     ``accuracy_fn`` on each plan's NumPy reference, else top-1 agreement with fp32 on the calibration data), then
     compile it; see :mod:`tvm_mp.search.budget`. An impossible budget raises ``BudgetError`` with the smallest
     achievable value of each limit.
-    ``cost_model``: what gives the report's (and the search's) latency and energy (default: the target's).
-    ``database``: the tuning database the kernels' knobs come from (a path or ``TuningDatabase``; default: the
-    one shipped for the target; ``False``: default knobs only).
+    ``cost_model``: what gives the report's (and the search's) latency and energy (default: the target's): a cost
+    model object, a model file written by ``tvm-mp cost-model train`` (e.g. trained on the records ``tvm-mp tune``
+    measured on the device), or ``"analytical"`` / ``"datapath"`` / ``"xgboost"``. ``report.cost_model`` names it
+    and ``report.energy_basis`` / ``report.latency_basis`` say whether each figure is modelled or measured.
+    ``database``: the tuning database the kernels' knobs come from: None (default) reads the user database that
+    ``tvm-mp tune`` writes (``$TVM_MP_HOME/tuning.json``, see :func:`tvm_mp.targets.user_home`) and then the one
+    shipped with tvm-mp, under the target's key; a path or ``TuningDatabase`` reads that one only; ``False``
+    uses default knobs. Each layer's ``report.layers[i].schedule`` / ``schedule_source`` say which knobs its
+    kernel was built with and where they came from.
     """
+    if cost_model is not None:  # a model file or a name: read it first, so a bad one fails before calibrating
+        cost_model = resolve_cost_model(cost_model)
+    if database is not None:
+        database = resolve_database(database)
     if budget is not None:
         if plan is not None:
             raise PlanError("give either plan=PrecisionPlan(...) or budget=Budget(...), not both")

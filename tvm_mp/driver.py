@@ -32,7 +32,6 @@ import math
 import os
 import warnings
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -41,20 +40,20 @@ import tvm
 from . import _tvm
 from .canonical import canonicalize
 from .cost_models.base import Workload
-from .cost_models.select import default_cost_model
+from .cost_models.select import cost_model_name, default_cost_model, resolve_cost_model
 from .errors import CalibrationError, CompileError, Error, PlanError, UnsupportedError
 from .formats import lowering as format_lowering
 from .kinds import CALIBRATION_METHODS, check
 from .layers import UnquantizableLayer, annotated_layer_functions, list_layers, unquantizable_layers
 from .model import CompiledModel, LayerReport, Report
 from .passes.pipeline import annotate_phase, lower_phase, quantize_phase
-from .passes.rewrite_mixed_precision import weight_storage
+from .passes.rewrite_mixed_precision import schedule_of, weight_storage
 from .precision import PrecisionPlan
 from .quantize.calibrate import ActivationRange, calibrate
 from .quantize.graph import analyze_outputs, layer_name_of
 from .quantize.interpreter import unimplemented_ops
 from .quantize.qlayer import read_layer
-from .schedules.tuning import TuningDatabase
+from .schedules import tuning
 from .targets import CompileTarget, parse
 
 
@@ -133,16 +132,12 @@ def warn_unquantizable(mod: tvm.IRModule, stacklevel: int = 4) -> tuple[Unquanti
     return found
 
 
-def tuning_database(target: CompileTarget, database: Any = None) -> TuningDatabase | bool:
-    """The tuning database a build of ``target`` reads: ``database`` (a TuningDatabase, a path, or False for
-    defaults only), else the one shipped for the target."""
-    if database is None:
-        return TuningDatabase.load(target.shipped_database)
-    if database is False or isinstance(database, TuningDatabase):
-        return database
-    if isinstance(database, (str, Path)):
-        return TuningDatabase.load(database)
-    raise Error(f"database must be a TuningDatabase, a path or False, got {type(database).__name__}")
+
+def tuning_database(target: CompileTarget, database: Any = None):
+    """The tuning database(s) a build of ``target`` reads (:func:`tvm_mp.schedules.tuning.resolve`): ``database``
+    (a TuningDatabase, a path, or False for default knobs only), else the user database (what ``tvm-mp tune``
+    wrote, ``$TVM_MP_HOME/tuning.json``) and then the one shipped with tvm-mp, both under ``target.key``."""
+    return tuning.resolve(database)
 
 
 def lower(quantized: tvm.IRModule, target: CompileTarget, database: Any = None) -> tvm.IRModule:
@@ -200,18 +195,23 @@ def layer_rows(mod: tvm.IRModule, quantized: tvm.IRModule) -> tuple[list[LayerRe
 
 
 def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan, target: CompileTarget,
-                 cost_model=None) -> Report:
+                 cost_model=None, lowered: tvm.IRModule | None = None) -> Report:
     """The report of a build: layer rows plus per-layer and total latency and energy from ``cost_model`` (default:
     the target's) for the planned layers. Layers left in fp32 have no cost figures; the totals cover the planned
-    layers."""
+    layers. With ``lowered``, each row also says which schedule knobs its kernel was built with and where they
+    came from (read back from the kernel, :func:`~tvm_mp.passes.rewrite_mixed_precision.schedule_of`)."""
     rows, fp32 = layer_rows(mod, quantized)
+    if lowered is not None:
+        rows = [replace(r, schedule=knobs, schedule_source=source) if knobs is not None else r
+                for r in rows for knobs, source in [schedule_of(lowered, r.name)]]
     memory_kb = sum(r.weight_bytes for r in rows) / 1024.0
     infos = {i.name: i for i in list_layers(mod)}
     planned = [name for name in infos if name in plan]
     unq = tuple(unquantizable_layers(mod))
     if not planned:
         return Report(tuple(rows), memory_kb, fp32_layers=tuple(fp32), target=target.name, unquantizable=unq)
-    model = cost_model if cost_model is not None else default_cost_model(target, [plan[n] for n in planned])
+    model = resolve_cost_model(cost_model) if cost_model is not None else default_cost_model(
+        target, [plan[n] for n in planned])
     edges = epilogues(quantized)
     workloads = [Workload.from_layer(infos[n], plan[n], epilogue=edges.get(n, "float"), target=target.cost_key)
                  for n in planned]
@@ -224,7 +224,7 @@ def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan
     rows = [replace(r, latency_ms=costs[r.name][0], energy_uj=costs[r.name][1]) if r.name in costs else r
             for r in rows]
     return Report(tuple(rows), memory_kb, float(np.sum(est.energy_uj)), float(np.sum(est.latency_ms)),
-                  fp32_layers=tuple(fp32), cost_model=type(model).__name__, latency_basis="modelled",
+                  fp32_layers=tuple(fp32), cost_model=cost_model_name(model), latency_basis="modelled",
                   energy_basis=est.energy_basis, target=target.name, unquantizable=unq)
 
 
@@ -269,7 +269,7 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
     to_lower, reference = offload(quantized) if offload is not None else (quantized, quantized)
     lowered = lower(to_lower, tgt, database)
     executable = build_executable(lowered, tgt)
-    report = build_report(mod, reference, plan, tgt, cost_model)
+    report = build_report(mod, reference, plan, tgt, cost_model, lowered)
     return score(CompiledModel(lowered, reference, executable, plan, report, tgt), accuracy_fn)
 
 

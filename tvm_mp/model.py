@@ -82,6 +82,10 @@ class LayerReport:
     latency_ms: float | None = None
     energy_uj: float | None = None
     arithmetic: str = ""  # "int32", "table" (clustered), "emulated" (float formats: fp32 on rounded operands), "fp32"
+    #: The schedule knobs the layer's kernel was built with (KernelConfig as a dict; None: no tunable kernel) and
+    #: where they came from: "tuned (user database)", "tuned (shipped)", "tuned (FILE)" or "default".
+    schedule: dict | None = None
+    schedule_source: str = ""
 
     @property
     def weight_ratio(self) -> float:
@@ -186,6 +190,12 @@ class Report:
         lines.append("; ".join(extras))
         if self.cost_model:
             lines.append(f"costs from {self.cost_model}" + (f" for {self.target}" if self.target else ""))
+        sources: dict[str, int] = {}
+        for r in self.layers:
+            if r.schedule_source:
+                sources[r.schedule_source] = sources.get(r.schedule_source, 0) + 1
+        if sources:
+            lines.append("kernel schedules: " + ", ".join(f"{n} {src}" for src, n in sorted(sources.items())))
         if self.deployment:
             d = self.deployment
 

@@ -110,6 +110,17 @@ def _plot_predicted_vs_measured(data: dict, out: Path) -> Path:
     return _save(plt, fig, out / "predicted_vs_measured.png")
 
 
+def _schedule_text(row: dict) -> str:
+    """A layer's kernel knobs and their source, e.g. ``direct ob4 pu2 16 lanes (tuned (user database))``."""
+    knobs = row.get("schedule")
+    if not knobs:
+        return "-"
+    text = (f"{knobs.get('algorithm')} ob{knobs.get('oc_block')} pu{knobs.get('p_unroll')} "
+            f"{knobs.get('lanes')} lanes{' dot' if knobs.get('use_dot') else ''}"
+            f"{' parallel' if knobs.get('parallel') else ''}")
+    return f"{text} ({row.get('schedule_source') or 'default'})"
+
+
 def render(directory: str | Path) -> Path:
     """Write ``report.md`` (and plots) for an artifact directory; return the Markdown path."""
     out = Path(directory)
@@ -142,10 +153,14 @@ def render(directory: str | Path) -> Path:
                              ("energy_uj", "energy", " uJ")):
         value = report.get(key)
         lines.append(f"- {label}: {'not measured' if value is None else f'{value:.4g}{unit}'}")
-    lines += ["", "| layer | op | precision | kernel | MACs | weight B | fp32 B |", "|---|---|---|---|---:|---:|---:|"]
+    if report.get("cost_model"):
+        lines.append(f"- costs from {report['cost_model']} (latency {report.get('latency_basis') or 'n/a'}, energy "
+                     f"{report.get('energy_basis') or 'n/a'})")
+    lines += ["", "| layer | op | precision | kernel | MACs | weight B | fp32 B | schedule |",
+              "|---|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['op']} | {r['precision']} | {r['kernel']} | {r['macs']} | "
-                     f"{r['weight_bytes']} | {r['fp32_weight_bytes']} |")
+                     f"{r['weight_bytes']} | {r['fp32_weight_bytes']} | {_schedule_text(r)} |")
     unquantizable = report.get("unquantizable") or []
     if unquantizable:
         lines += ["", f"## Not quantized ({len(unquantizable)} conv / matmul op{'s' if len(unquantizable) > 1 else ''}"

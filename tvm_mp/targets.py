@@ -16,14 +16,20 @@ Accepted forms (:func:`parse`):
 
 A target knows its TVM target, its architecture (``"x86_64"``, ``"aarch64"`` or ``"generic"``: the one word the
 schedule registry, the cost models and the measurement records use), whether it is this machine, its key in a
-tuning database, the tuning database shipped for it, its default cost model, and how its artifacts are exported
-(the C compiler that links them). No other module turns a target into a string.
+tuning database (:attr:`CompileTarget.key`, the one key scheme of every tuning database: ``tune`` writes it, builds
+read it), the tuning databases it reads (the per-user one ``tune`` writes, then the one shipped with tvm-mp), its
+default cost model, and how its artifacts are exported (the C compiler that links them). No other module turns a
+target into a string.
+
+The per-user directory (:func:`user_home`) is ``$TVM_MP_HOME``, else ``$XDG_CACHE_HOME/tvm-mp``, else
+``~/.cache/tvm-mp``; it holds the user tuning database ``tuning.json`` (:func:`user_database_path`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +43,13 @@ from .errors import CompileError, Error, ToolchainError
 
 #: The tuning database shipped with tvm-mp (written by ``python bench/kernels.py --tune``).
 SHIPPED_DATABASE = Path(__file__).parent / "schedules" / "tuning_db.json"
+
+#: Environment variable naming tvm-mp's per-user directory (default ``$XDG_CACHE_HOME/tvm-mp``, else
+#: ``~/.cache/tvm-mp``).
+HOME_ENV = "TVM_MP_HOME"
+
+#: File name of the user tuning database in :func:`user_home`.
+USER_DATABASE = "tuning.json"
 
 #: The default target of every entry point.
 DEFAULT = "host"
@@ -91,6 +104,39 @@ def host_triple() -> str:
     return str(codegen.llvm_get_system_triple())
 
 
+def user_home() -> Path:
+    """tvm-mp's per-user directory: ``$TVM_MP_HOME``, else ``$XDG_CACHE_HOME/tvm-mp``, else ``~/.cache/tvm-mp``
+    (read at each call; not created here)."""
+    env = os.environ.get(HOME_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "tvm-mp"
+
+
+def user_database_path() -> Path:
+    """The user tuning database: what ``tvm-mp tune`` writes and every build reads first."""
+    return user_home() / USER_DATABASE
+
+
+def tuning_key(kind: str, triple: str, mcpu: str, mattr) -> str:
+    """A target's key in a tuning database: ``kind|machine|cpu|attributes``. The triple is reduced to its machine
+    (``x86_64``, ``aarch64``; this machine's when empty), so ``host``, the same CPU named with any vendor or OS in
+    its triple, and keys written by older tvm-mp versions (full triple, or none) all meet."""
+    machine = (triple or (host_triple() if kind == "llvm" else "")).split("-")[0]
+    attrs = mattr.split(",") if isinstance(mattr, str) else [str(a) for a in mattr]
+    return "|".join([kind, machine, mcpu, ",".join(sorted(a for a in attrs if a))])
+
+
+def normalize_key(key: str) -> str:
+    """A tuning-database key as :func:`tuning_key` writes it (keys of older versions are rewritten; other strings
+    are returned as they are)."""
+    parts = str(key).split("|")
+    if len(parts) != 4:
+        return str(key)
+    return tuning_key(*parts)
+
+
 def arch_of_triple(triple: str) -> str:
     """``"x86_64"``, ``"aarch64"`` or ``"generic"`` for an LLVM triple (``""``: this machine)."""
     triple = triple or host_triple()
@@ -142,10 +188,9 @@ class CompileTarget:
 
     @property
     def key(self) -> str:
-        """What identifies the target in a tuning database: kind, triple, cpu and attributes."""
-        attrs = self.tvm_target.attrs
-        return "|".join([self.kind, self.triple, self.mcpu,
-                         ",".join(sorted(str(a) for a in attrs.get("mattr", [])))])
+        """What identifies the target in a tuning database (:func:`tuning_key`): kind, machine, cpu and
+        attributes; e.g. ``llvm|x86_64|znver4|`` for ``host`` on a Zen 4, ``llvm|x86_64||`` for ``llvm``."""
+        return tuning_key(self.kind, self.triple, self.mcpu, [str(a) for a in self.tvm_target.attrs.get("mattr", [])])
 
     @property
     def cost_key(self) -> str:
@@ -157,6 +202,11 @@ class CompileTarget:
     def shipped_database(self) -> Path:
         """The tuning database shipped with tvm-mp (its entries are keyed by :attr:`key`)."""
         return SHIPPED_DATABASE
+
+    @property
+    def user_database(self) -> Path:
+        """The user tuning database (:func:`user_database_path`), read before :attr:`shipped_database`."""
+        return user_database_path()
 
     @property
     def default_cost_model(self) -> str:

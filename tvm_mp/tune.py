@@ -1,7 +1,8 @@
-"""``tvm_mp.tune``: tune the kernels of a plan on devices attached over TVM RPC, without losing a measurement.
+"""``tvm_mp.tune``: tune the kernels of a plan on this machine or on devices attached over TVM RPC, without losing
+a measurement.
 
-Every distinct conv workload (layer shape x precision x kernel kind) of a plan is a task; each task's candidate
-schedules are knob configurations from the schedule registry (:mod:`tvm_mp.schedules.registry`). A measurement
+Every distinct conv or dense workload (layer shape x precision x kernel kind) of a plan is a task; each task's
+candidate schedules are knob configurations from the schedule registry (:mod:`tvm_mp.schedules.registry`). A measurement
 job is one (task, config): the host builds (cross-compiles for the target), a device registered with a TVM RPC
 tracker under the key runs and times it, and the result is appended to the record store at once (JSON lines,
 flushed per record, :mod:`tvm_mp.measure.records`).
@@ -16,7 +17,13 @@ flushed per record, :mod:`tvm_mp.measure.records`).
 * Resume: a job whose successful record is already in the store is skipped, so killing the tuner (even with
   kill -9) and running the same command again continues where it stopped.
 * At the end the fastest correct config of each task goes into the tuning database (written atomically: a kill
-  keeps the previous file), which later builds (``RewriteMixedPrecision`` with a target) use without re-tuning.
+  keeps the previous file) -- by default the user database (``$TVM_MP_HOME/tuning.json``,
+  :func:`tvm_mp.targets.user_database_path`) under the target's key -- which the next ``tvm_mp.compile`` of that
+  target reads by default (no re-tuning).
+* The records are measurement records (:mod:`tvm_mp.measure.records`): ``tvm-mp cost-model train --records`` takes
+  them, so a model trained on a device's records costs plans for that device (``compile --cost-model``).
+* Without ``rpc``, the jobs run on this machine (the target must be this machine): each candidate is also checked
+  bit-exact against the default config's output before it can win.
 * Everything defaults to 127.0.0.1; nothing here opens a port.
 """
 
@@ -128,16 +135,21 @@ def _record_workload(work, config, target_name: str, device: str):
 
 
 def plan_tasks(mod: tvm.IRModule, plan: PrecisionPlan) -> list:
-    """Distinct conv workloads of the plan's layers (dense layers keep their default schedule: no knobs)."""
-    from .schedules.registry import ConvWorkload
+    """Distinct conv and dense workloads of the plan's integer layers (float formats and clustered weights have no
+    knobs)."""
+    from .schedules import kernels
 
     seen, tasks = set(), []
     for layer in list_layers(mod):
         prec = plan.get(layer.name)
-        if prec is None or layer.op == "dense":
+        if prec is None or not prec.is_integer:
             continue
-        work = ConvWorkload(layer.op, prec.resolved_kind, prec.w_bits, prec.a_bits, layer.input_shape,
-                            layer.weight_shape, layer.params)
+        if layer.op == "dense":  # the workloads builds look up (RewriteMixedPrecision)
+            work = kernels.dense_workload(prec.resolved_kind, prec.w_bits, prec.a_bits, layer.input_shape,
+                                          layer.weight_shape)
+        else:
+            work = kernels.conv_workload(prec.resolved_kind, prec.w_bits, prec.a_bits, layer.input_shape,
+                                         layer.weight_shape, layer.params)
         if work.key() not in seen:
             seen.add(work.key())
             tasks.append(work)
@@ -157,22 +169,15 @@ def _candidates(work, target, trials: int, rng: np.random.Generator) -> list:
 
 
 def _build(work, config, compile_target, path: Path, fcompile):
-    from .schedules import kernels
-    from .schedules.tuning import random_operands
+    from .schedules.tuning import accumulator_kernel
 
-    rng = np.random.default_rng(1)
-    zp = int(rng.integers(0, 1 << work.a_bits))
-    codes, data, _ = random_operands(work, zp, rng, config)
-    func = kernels.conv2d_kernel("k", work.kind, work.w_bits, work.a_bits, work.in_shape, work.weight_shape,
-                                 work.params, zp, kernels.Epilogue("acc"), data[0].shape,
-                                 target=compile_target.tvm_target, config=config)
+    func, operands = accumulator_kernel(work, config, compile_target.tvm_target, np.random.default_rng(1))
     lib = _tvm.build(tvm.IRModule({"k": func}), compile_target.tvm_target)
     if fcompile is None:  # cross-linked for another architecture (aarch64-linux-gnu-gcc)
         compile_target.export_library(lib, path)
     else:
         lib.export_library(str(path), fcompile=fcompile)
-    oh, ow = work.out_hw
-    return [codes, *data, np.zeros((work.in_shape[0], work.weight_shape[0], oh, ow), np.int32)]
+    return operands
 
 
 def _tracker(rpc_config: RPCConfig) -> int:
@@ -200,11 +205,13 @@ def _tracker(rpc_config: RPCConfig) -> int:
 def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCConfig | None = None,
          trials: int = 8, records: str | Path = "tvm_mp_records.jsonl", database: str | Path | None = None,
          seed: int = 0, number: int = 20, repeat: int = 3, fcompile=None, progress: bool = True) -> TuneResult:
-    """Tune the plan's conv kernels on the devices behind ``rpc`` (see the module docstring).
+    """Tune the plan's conv and dense kernels on the devices behind ``rpc``, or on this machine without ``rpc``
+    (see the module docstring).
 
     ``trials``: configs per task (the default config first, then a seeded sample of the space).
     ``records``: the JSON-lines record store (appended; existing successful records are skipped).
-    ``database``: tuning database to update (default: next to ``records``, ``tuning_db.json``).
+    ``database``: tuning database to update (default: the user database, ``$TVM_MP_HOME/tuning.json``, which
+    the next ``tvm_mp.compile`` of ``target`` reads).
     ``fcompile``: cross-compiler for the target (default: the target's own, e.g. ``aarch64-linux-gnu-gcc`` for
     aarch64, found on PATH).
 
@@ -231,15 +238,16 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
     from .measure.records import Record, RecordStore
     from .schedules.tuning import TuningDatabase
 
-    if rpc is None:
-        raise TuneError("tune needs rpc=RPCConfig(device_key=..., tracker_host=..., tracker_port=...)")
     if trials < 1:
         raise TuneError(f"trials must be >= 1, got {trials}")
     plan.validate_for([layer.name for layer in list_layers(mod)])
     compile_target = parse(target)
     if not compile_target.builds_with_tvm:
-        raise TuneError(f"tune measures TVM kernels over RPC; {compile_target.name} is a C target (its report "
+        raise TuneError(f"tune measures TVM kernels; {compile_target.name} is a C target (its report "
                         "carries emulated instruction counts)")
+    TuningDatabase.load(_database_path(database, compile_target))  # a damaged database fails now, not after measuring
+    if rpc is None:
+        return _tune_local(mod, plan, compile_target, trials, records, database, seed, number, repeat, progress)
     if fcompile is None and not compile_target.is_host:
         compile_target.check_cross_compiler()  # one line naming the Debian package, before any job
     target_name = compile_target.cost_key
@@ -372,25 +380,97 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
             break
         time.sleep(0.1)
     bar.close()
-    db_path = Path(database) if database is not None else Path(records).with_name("tuning_db.json")
+    return _save_best(store, tasks, rpc.device_key, compile_target, database, result)
+
+
+def _database_path(database: str | Path | None, compile_target) -> Path:
+    return Path(database) if database is not None else compile_target.user_database
+
+
+def _save_best(store, tasks, device: str, compile_target, database, result: TuneResult) -> TuneResult:
+    """Put the fastest measured config of each task on ``device`` into the tuning database (merged into what the
+    file holds) and save it atomically."""
+    from .schedules.registry import KernelConfig
+    from .schedules.tuning import TuningDatabase
+
+    db_path = _database_path(database, compile_target)
     db = TuningDatabase.load(db_path)
     by_task: dict = {}
     for rec in store.load():
-        if rec.error is None and rec.workload.device == rpc.device_key:
+        if rec.error is None and rec.workload.device == device:
             by_task.setdefault(_task_key(rec.workload), []).append(rec)
     for work in tasks:
         recs = by_task.get(work.key())
         if not recs:
             continue
         best = min(recs, key=lambda r: r.latency_ms)
-        from .schedules.registry import KernelConfig
-
         knobs = dict(best.workload.knobs)
         config = KernelConfig(**{k: (bool(v) if k in ("use_dot", "parallel") else v) for k, v in knobs.items()})
-        db.put(work, compile_target.tvm_target, config, best.latency_ms * 1e3)
+        db.put(work, compile_target, config, best.latency_ms * 1e3)
         result.best[work.key()] = (config.to_dict(), best.latency_ms * 1e3)
     result.database_path = db.save(db_path)
     return result
+
+
+#: The device name of records measured on this machine (as :mod:`tvm_mp.measure.local` writes them).
+LOCAL_DEVICE = "host"
+
+
+def _tune_local(mod, plan, compile_target, trials: int, records, database, seed: int, number: int, repeat: int,
+                progress: bool) -> TuneResult:
+    """:func:`tune` on this machine: each job built and timed here, in order; a candidate whose output differs from
+    the default config's on the same operands is recorded as failed (a schedule bug), never chosen."""
+    from .measure.records import Record, RecordStore
+    from .schedules.registry import lookup
+    from .schedules.tuning import measure_kernel
+
+    if not compile_target.is_host:
+        raise TuneError(f"tuning for {compile_target} needs the device: give rpc=RPCConfig(...) (tvm-mp tune "
+                        "--rpc-tracker HOST:PORT --key KEY), or tune target host")
+    if number < 1 or repeat < 1:
+        raise TuneError(f"number and repeat must be >= 1, got {number} and {repeat}")
+    rng = np.random.default_rng(seed)
+    tasks = plan_tasks(mod, plan)
+    store = RecordStore(records)
+    done = {r.key for r in store.load() if r.error is None}
+    result = TuneResult(len(tasks), 0, records_path=Path(records))
+    todo = []
+    for work in tasks:
+        for config in _candidates(work, compile_target.tvm_target, trials, rng):
+            result.jobs += 1
+            workload = _record_workload(work, config, compile_target.cost_key, LOCAL_DEVICE)
+            if workload.key in done:
+                result.skipped += 1
+            else:
+                todo.append((work, config, workload))
+    bar = _progress(len(todo), progress)
+    expected: dict = {}  # task key -> the default config's output
+    meta = {"key": LOCAL_DEVICE, "number": number, "repeat": repeat}
+    tvm_target = compile_target.tvm_target
+    for work, config, workload in todo:
+        default = lookup(work.op, work.kind, tvm_target).default(work, tvm_target)
+        try:
+            if work.key() not in expected and config != default:  # the default config was measured before
+                expected[work.key()] = measure_kernel(work, default, tvm_target, 1, 1, np.random.default_rng(1))[1]
+            samples_us, out = measure_kernel(work, config, tvm_target, repeat, number, np.random.default_rng(1))
+            if config == default:  # the first job of a task: its output is what the others must give
+                expected[work.key()] = out
+        except Exception as err:  # a knob combination the schedule cannot build: a failed record
+            record = Record(workload, (), "local", error=f"build: {_tvm.error_line(err)}")
+        else:
+            if np.array_equal(out, expected[work.key()]):
+                record = Record(workload, tuple(t / 1e3 for t in samples_us), "local", meta=meta)
+            else:
+                record = Record(workload, (), "local", error="output differs from the default config's: a "
+                                "schedule bug")
+        store.append(record)
+        if record.error is None:
+            result.measured += 1
+        else:
+            result.failed += 1
+        bar.update(1)
+    bar.close()
+    return _save_best(store, tasks, LOCAL_DEVICE, compile_target, database, result)
 
 
 def _task_key(workload) -> str:

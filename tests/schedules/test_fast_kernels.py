@@ -90,6 +90,51 @@ def test_fast_conv_exact(kind, algorithm):
     check()
 
 
+@st.composite
+def dense_cases(draw):
+    w_bits, a_bits = draw(st.sampled_from(BITS)), draw(st.sampled_from(BITS))
+    knobs = dict(lanes=draw(st.sampled_from([4, 8, 16])), oc_block=draw(st.sampled_from([1, 2, 4, 8])),
+                 p_unroll=draw(st.sampled_from([1, 2, 4])), parallel=draw(st.booleans()))
+    shape = (draw(st.integers(1, 3)), draw(st.sampled_from([1, 5, 31, 64, 77, 130, 300])))
+    return shape, draw(st.integers(1, 40)), w_bits, a_bits, knobs, draw(st.integers(0, 2**31 - 1))
+
+
+def run_fast_dense(kind, case):
+    in_shape, oc, w_bits, a_bits, knobs, seed = case
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 1 << a_bits, in_shape).astype(np.uint8)
+    w_q = random_weights(rng, (oc, in_shape[1]), w_bits)
+    work = kernels.dense_workload(kind, w_bits, a_bits, in_shape, (oc, in_shape[1]))
+    config = registry.KernelConfig("dense", **knobs)
+    data = kernels.weight_data(work, w_q, config)
+    func = kernels.dense_kernel("k", kind, w_bits, a_bits, in_shape, oc, kernels.Epilogue("acc"), data[0].shape,
+                                target=HOST, config=config)
+    lib = _tvm.build(tvm.IRModule({"k": func}), HOST)
+    out = _tvm.to_device(np.zeros((in_shape[0], oc), np.int32))
+    lib["k"](*[_tvm.to_device(a) for a in [codes, *data]], out)
+    np.testing.assert_array_equal(out.numpy(), reference.dense_acc(codes, w_q))
+
+
+@pytest.mark.parametrize("kind", ["bitserial", "packed"])
+def test_fast_dense_exact(kind):
+    """The tunable dense kernel (partial sums per output feature, tiles of oc_block features) for any knobs."""
+    @settings(max_examples=6)
+    @given(dense_cases())
+    def check(case):
+        run_fast_dense(kind, case)
+
+    check()
+
+
+def test_dense_configs_are_tunable_and_default_is_in_the_space():
+    work = kernels.dense_workload("packed", 4, 4, (1, 256), (64, 256))
+    entry = registry.lookup("dense", "packed", HOST)
+    space = entry.space(work, HOST)
+    assert entry.default(work, HOST) in space
+    assert {c.oc_block for c in space} == {1, 2, 4, 8} and {c.p_unroll for c in space} == {1, 2, 4}
+    assert all(c.algorithm == "dense" for c in space)
+
+
 def test_resnet_shape_every_bit_pair_direct_default_knobs():
     """A real layer shape (16 -> 16 channels, 3x3, 32x32) with the host's default knobs (VNNI where present)."""
     params = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)

@@ -3,11 +3,14 @@
 Command line (``tvm-mp cost-model ...``, or ``python -m tvm_mp.measure.cost_model_cli ...``)::
 
     collect  --records docs/data/host_kernels.jsonl [--budget-s 840] [--seed 0] [--source host|accel]
-    train    --records docs/data/host_kernels.jsonl --out model.json [--seed 0]
+    train    --records docs/data/host_kernels.jsonl [--records tuned.jsonl ...] --out model.json [--seed 0]
     eval     --records docs/data/host_kernels.jsonl [--model model.json] [--report-dir docs/cost_model_eval]
     default  --records docs/data/host_kernels.jsonl      (retrains tvm_mp/cost_models/default_model.json)
 
-``--records`` is always given: no path is read relative to the working directory by default. The measuring is
+``--records`` is always given: no path is read relative to the working directory by default. ``train``, ``eval``
+and ``default`` take it more than once: the files' records are read together (a workload in several files keeps
+the last file's record), e.g. the shipped host records plus the records ``tvm-mp tune`` measured on a device
+(``tvm-mp tune --records tuned.jsonl``), so a model learns that device's kernels. The measuring is
 :mod:`tvm_mp.measure.collect`, the fitting and evaluation :mod:`tvm_mp.cost_models.train`; this module reads the
 records file and ties the two together.
 """
@@ -32,7 +35,7 @@ from ..cost_models.train import (
 )
 from ..cost_models.xgb import DEFAULT_QUANTILE_ROUNDS, DEFAULT_ROUNDS
 from .collect import collect, collect_accel, retime
-from .records import load_records
+from .records import load_records, normalize_latency
 
 
 def add_commands(sub, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
@@ -54,13 +57,15 @@ def add_commands(sub, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     c.add_argument("--source", choices=["host", "accel"], default="host",
                    help="host: time kernels here; accel: run the accelerator simulator")
     c.add_argument("--passes", type=int, default=2, help="host: time every workload this many times (min kept)")
-    t = command("train", "train an XGBoost model on a records file",
-                "tvm-mp cost-model train --records host_kernels.jsonl --out model.json")
-    t.add_argument("--records", type=Path, required=True, help="records file to train on")
+    t = command("train", "train an XGBoost model on records files (e.g. with the records tvm-mp tune wrote)",
+                "tvm-mp cost-model train --records host_kernels.jsonl --records tuned.jsonl --out model.json")
+    t.add_argument("--records", type=Path, required=True, action="append",
+                   help="records file to train on (repeat to add files, e.g. `tvm-mp tune --records` output)")
     t.add_argument("--out", type=Path, required=True, help="where to write the trained model (JSON)")
     e = command("eval", "held-out evaluation (or evaluate a trained model with --model)",
                 "tvm-mp cost-model eval --records host_kernels.jsonl --report-dir eval/")
-    e.add_argument("--records", type=Path, required=True, help="records file to evaluate on")
+    e.add_argument("--records", type=Path, required=True, action="append",
+                   help="records file to evaluate on (repeat to add files)")
     e.add_argument("--model", type=Path, default=None, help="evaluate this trained model instead of cross-training")
     e.add_argument("--default-model", action="store_true", help="evaluate the shipped default model")
     e.add_argument("--split", choices=["shapes", "models", "both"], default="both",
@@ -70,7 +75,8 @@ def add_commands(sub, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     e.add_argument("--report-dir", type=Path, default=None, help="write table.md, metrics.json, scatter.png here")
     d = command("default", "retrain tvm_mp/cost_models/default_model.json",
                 "tvm-mp cost-model default --records docs/data/host_kernels.jsonl")
-    d.add_argument("--records", type=Path, required=True, help="records file to train the shipped model on")
+    d.add_argument("--records", type=Path, required=True, action="append",
+                   help="records file to train the shipped model on (repeat to add files)")
     for p in (t, e, d):
         p.add_argument("--seed", type=int, default=0, help="seed of the training")
         p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
@@ -95,6 +101,19 @@ def _existing_records(path: Path) -> Path:
     return path
 
 
+def _read_records(paths) -> list:
+    """The records of one or more files, read together: a workload in several files keeps the last file's record;
+    host timings put on one CPU-speed scale across all of them (:func:`~tvm_mp.measure.records.normalize_latency`)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    merged: dict = {}
+    for path in paths:
+        for record in load_records(_existing_records(path), normalize=False):
+            merged.pop(record.key, None)
+            merged[record.key] = record
+    return normalize_latency(list(merged.values()))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one parsed command (raises :class:`CostModelError` on a user error)."""
     if args.command == "collect":
@@ -105,16 +124,16 @@ def run(args: argparse.Namespace) -> int:
             if args.passes > 1:
                 retime(args.records, args.passes, args.budget_s, args.seed + 1)
     elif args.command == "train":
-        model = train_model(load_records(_existing_records(args.records)), args.seed, args.rounds,
-                            args.quantile_rounds)
+        model = train_model(_read_records(args.records), args.seed, args.rounds, args.quantile_rounds)
         path = model.save(args.out)
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {model.info['records']} records)")
     elif args.command == "default":
-        records_path = _existing_records(args.records)
-        path = write_default(load_records(records_path), records_path, args.seed, args.rounds, args.quantile_rounds)
+        paths = args.records if isinstance(args.records, list) else [args.records]
+        path = write_default(_read_records(paths), _existing_records(paths[0]), args.seed, args.rounds,
+                             args.quantile_rounds)
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
     elif args.command == "eval":
-        records = load_records(_existing_records(args.records))
+        records = _read_records(args.records)
         if args.model is not None or args.default_model:
             table, data = evaluate_model_file(args.model, records, args.k)
             results = []

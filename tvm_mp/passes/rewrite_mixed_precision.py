@@ -21,6 +21,8 @@ layer functions is returned unchanged.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import tvm
 from tvm import relax
@@ -33,7 +35,7 @@ from ..quantize import packing
 from ..quantize.graph import analyze_outputs, integer_bounds, layer_name_of
 from ..quantize.qlayer import QuantLayer, read_layer
 from ..quantize.scheme import requant_multiplier
-from ..schedules import kernels
+from ..schedules import kernels, tuning
 from ..targets import parse
 
 
@@ -48,21 +50,29 @@ def weight_storage(layer: QuantLayer) -> list[np.ndarray]:
     return [packing.pack_dense(layer.w_q, bits)]
 
 
-def kernel_config(layer: QuantLayer, target, database=None):
-    """The schedule knobs of ``layer``'s fast kernel on ``target`` (None: no target, or a dense layer)."""
+def kernel_workload(layer: QuantLayer):
+    """The schedule registry's workload of ``layer``'s integer kernel."""
     info, prec = layer.info, layer.precision
-    if target is None or info.op == "dense" or not prec.is_integer:
-        return None
-    work = kernels.conv_workload(prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape, info.weight_shape,
+    if info.op == "dense":
+        return kernels.dense_workload(prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape,
+                                      info.weight_shape)
+    return kernels.conv_workload(prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape, info.weight_shape,
                                  info.params)
-    return kernels.conv2d_config(work, target, database)
+
+
+def kernel_config(layer: QuantLayer, target, database=None):
+    """``(config, source)``: the schedule knobs of ``layer``'s fast kernel on ``target`` and where they came from
+    (:func:`tvm_mp.schedules.kernels.config_for`); ``(None, "")`` without a target or for a float-format layer."""
+    if target is None or not layer.precision.is_integer or format_lowering.is_format_layer(layer):
+        return None, ""
+    return kernels.config_for(kernel_workload(layer), target, database)
 
 
 def kernel_weight_storage(layer: QuantLayer, config) -> list[np.ndarray]:
     """The weight constants in the layout the kernel of ``config`` reads (:func:`weight_storage` without one)."""
     if config is None:
         return weight_storage(layer)
-    return kernels.conv2d_weight_data(layer.precision.resolved_kind, layer.w_q, layer.precision.w_bits, config)
+    return kernels.weight_data(kernel_workload(layer), layer.w_q, config)
 
 
 def layer_kernel(layer: QuantLayer, epi: kernels.Epilogue, storage: list[np.ndarray], schedule: bool = True,
@@ -73,13 +83,35 @@ def layer_kernel(layer: QuantLayer, epi: kernels.Epilogue, storage: list[np.ndar
     name = f"tvm_mp_{info.name}_kernel"
     if format_lowering.is_format_layer(layer):
         return format_lowering.layer_kernel(layer, epi, storage, schedule)
+    fast = target if config is not None else None
     if info.op == "dense":
         return kernels.dense_kernel(name, prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape,
-                                    info.out_channels, epi, storage[0].shape, schedule)
+                                    info.out_channels, epi, storage[0].shape, schedule, target=fast, config=config)
     return kernels.conv2d_kernel(name, prec.resolved_kind, prec.w_bits, prec.a_bits, info.input_shape,
                                  info.weight_shape, info.params, layer.require_act().zero_point, epi,
-                                 storage[0].shape, schedule, target=target if config is not None else None,
-                                 config=config)
+                                 storage[0].shape, schedule, target=fast, config=config)
+
+
+def with_schedule_attrs(func, config, source: str):
+    """``func`` marked with the knobs it was built with (``tvm_mp.schedule``, JSON) and where they came from
+    (``tvm_mp.schedule_source``): what the compile report reads back per layer (:func:`schedule_of`)."""
+    if config is None:
+        return func
+    return func.with_attr("tvm_mp.schedule", json.dumps(config.to_dict(), sort_keys=True)).with_attr(
+        "tvm_mp.schedule_source", source)
+
+
+def schedule_of(lowered: tvm.IRModule, layer_name: str) -> tuple[dict | None, str]:
+    """``(knobs, source)`` of the kernel a lowered module built for ``layer_name`` (``(None, "")`` when it has no
+    tunable kernel: reference-layout, float-format or fp32 layers)."""
+    name = f"tvm_mp_{layer_name}_kernel"
+    gvs = [gv for gv in lowered.get_global_vars() if gv.name_hint == name]
+    if not gvs:
+        return None, ""
+    attrs = lowered[gvs[0]].attrs
+    if attrs is None or "tvm_mp.schedule" not in attrs:
+        return None, ""
+    return json.loads(str(attrs["tvm_mp.schedule"])), str(attrs["tvm_mp.schedule_source"])
 
 
 @tvm.transform.module_pass(opt_level=0, name="RewriteMixedPrecision")
@@ -89,7 +121,7 @@ class RewriteMixedPrecision:
     def __init__(self, schedule: bool = True, target=None, database=None):
         self.schedule = schedule
         self.target = target  # None: the current tvm.target.Target context, if any, else reference-layout kernels
-        self.database = database  # tuning database (None: the one shipped with tvm-mp)
+        self.database = database  # tuning database(s) (None: the user database, then the one shipped with tvm-mp)
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         ensure_ffi_registration()
@@ -110,7 +142,7 @@ class RewriteMixedPrecision:
         schedule = self.schedule
         target = self.target if self.target is not None else tvm.target.Target.current(allow_none=True)
         target = parse(target).tvm_target if (target is not None and schedule) else None
-        database = self.database
+        database = tuning.resolve(self.database) if target is not None else None  # read once per module
 
         @relax.expr_functor.mutator
         class Lower(relax.PyExprMutator):
@@ -177,9 +209,10 @@ class RewriteMixedPrecision:
                     epi = kernels.Epilogue("float", out.float_lo, out.float_hi)
                     params.append(layer.out_scale())
                     dtype = "float32"
-                config = kernel_config(layer, target, database)
+                config, source = kernel_config(layer, target, database)
                 storage = kernel_weight_storage(layer, config)
-                kfunc = layer_kernel(layer, epi, storage, schedule, target, config)
+                kfunc = with_schedule_attrs(layer_kernel(layer, epi, storage, schedule, target, config), config,
+                                            source)
                 kgv = self.builder_.add_func(kfunc, f"tvm_mp_{layer.name}_kernel")
                 args = [x] + [_tvm.const(a) for a in storage + params]
                 return relax.call_tir(kgv, args, _tvm.tensor_type(layer.info.output_shape, dtype))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .intrinsics import ensure_dot_intrin
 from .registry import ConvWorkload, KernelConfig, target_has, tiling_space
-from .x86 import PARALLEL_MIN_MACS, _default_algorithm
+from .x86 import PARALLEL_MIN_MACS, _default_algorithm, dense_default
 
 SDOT_INTRIN = "tvm_mp_u8s8_dot_4x4_sdot"
 
@@ -29,7 +29,9 @@ def default_config(work: ConvWorkload, target) -> KernelConfig:
     algo = _default_algorithm(work)
     use_dot = work.kind == "packed" and work.a_bits <= 7 and target_has(target, "dotprod")
     parallel = work.macs >= PARALLEL_MIN_MACS
-    if algo in ("depthwise", "dense"):
+    if algo == "dense":
+        return dense_default(work, 4)
+    if algo == "depthwise":
         return KernelConfig(algo, lanes=4, oc_block=1, p_unroll=1, use_dot=False, parallel=parallel)
     return KernelConfig(algo, lanes=4, oc_block=4, p_unroll=2, use_dot=use_dot, parallel=parallel)
 

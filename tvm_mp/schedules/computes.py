@@ -158,10 +158,12 @@ def packed_conv_acc(codes: te.Tensor, wpacked: te.Tensor, w_bits: int, geom: Con
     return te.compute((n_, out_channels, oh, ow), f, name="packed_acc")
 
 
-def bitserial_pack_dense(codes: te.Tensor, a_bits) -> te.Tensor:
-    """uint32 ``[N, a_bits, ceil(K/32)]`` activation bit-planes of ``codes [N, K]``."""
+def bitserial_pack_dense(codes: te.Tensor, a_bits, words=None) -> te.Tensor:
+    """uint32 ``[N, a_bits, words]`` activation bit-planes of ``codes [N, K]`` (``words`` default
+    ``ceil(K/32)``; words past K are zero)."""
     n_, k = codes.shape
-    words = (k + WORD_BITS - 1) // WORD_BITS
+    if words is None:
+        words = (k + WORD_BITS - 1) // WORD_BITS
     t = te.reduce_axis((0, WORD_BITS), name="t")
 
     def f(n, j, wd):
@@ -590,3 +592,60 @@ def crop_flat(acc: te.Tensor, oh: int, ow: int, row: int, name: str = "crop") ->
     """``[N, OC, OH, OW]`` view of a flat ``[N, OC, P]`` accumulator with row pitch ``row``."""
     n_, oc_, _ = acc.shape
     return te.compute((n_, oc_, oh, ow), lambda n, c, y, x: acc[n, c, y * row + x], name=name)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Fast dense: the reduction split into ``vw`` interleaved partial sums (a vector of accumulators per output feature),
+# summed at the end. Integer addition is associative, so every split gives the reference's result exactly.
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def padded_codes_dense(codes: te.Tensor, length: int) -> te.Tensor:
+    """uint8 ``[N, length]``: ``codes [N, K]`` followed by zeros (zero codes add nothing to a product sum)."""
+    _, k = codes.shape
+    return te.compute((codes.shape[0], length),
+                      lambda n, r: tirx.if_then_else(r < k, codes[n, tirx.min(r, k - 1)], tirx.const(0, "uint8")),
+                      name="padded")
+
+
+def dense_partial_acc(codes: te.Tensor, weight, out_features: int, vw: int) -> te.Tensor:
+    """int32 ``[N, OC, vw]`` partial sums: ``part[n, o, v] = sum_s codes[n, s*vw + v] * weight(o, s*vw + v)``
+    (``codes [N, L]`` with ``L`` a multiple of ``vw``; ``weight(o, r)`` an int8 expression). A uint8 code times an
+    int8 weight fits in int16 (-32640..32385), so products are int16 multiplies, widened to add."""
+    n_, length = codes.shape
+    s = te.reduce_axis((0, int(length) // vw), name="s")
+
+    def f(n, o, v):
+        r = s * vw + v
+        return te.sum((codes[n, r].astype("int16") * weight(o, r).astype("int16")).astype("int32"), axis=s)
+
+    return te.compute((n_, out_features, vw), f, name="dense_part")
+
+
+def bitserial_dense_partial_acc(apack: te.Tensor, wplanes: te.Tensor, wcoef: te.Tensor, vw: int) -> te.Tensor:
+    """int32 ``[N, OC, vw]`` partial sums of the bit-serial dense product over words ``s*vw + v`` (``apack``
+    ``[N, a_bits, W]`` and ``wplanes [OC, planes, W]`` with ``W`` a multiple of ``vw``, zero words past K)."""
+    n_, a_bits, words = apack.shape
+    oc_, w_planes, _ = wplanes.shape
+    s = te.reduce_axis((0, int(words) // vw), name="s")
+    i = te.reduce_axis((0, w_planes), name="i")
+    j = te.reduce_axis((0, a_bits), name="j")
+
+    def f(n, o, v):
+        wd = s * vw + v
+        return te.sum(wcoef[i] * (tirx.popcount(wplanes[o, i, wd] & apack[n, j, wd]).astype("int32")
+                                  << j.astype("int32")), axis=[s, i, j])
+
+    return te.compute((n_, oc_, vw), f, name="dense_part")
+
+
+def sum_partials(part: te.Tensor, codes: te.Tensor | None = None, woff=None) -> te.Tensor:
+    """int32 ``[N, OC]``: the partial sums added up (plus ``woff * sum(codes[n])`` for 1-bit weights)."""
+    n_, oc_, vw = part.shape
+    v = te.reduce_axis((0, vw), name="v")
+    acc = te.compute((n_, oc_), lambda n, o: te.sum(part[n, o, v], axis=v), name="dense_acc")
+    if codes is None:
+        return acc
+    k = te.reduce_axis((0, codes.shape[1]), name="k")
+    asum = te.compute((n_,), lambda n: te.sum(codes[n, k].astype("int32"), axis=k), name="row_sum")
+    return te.compute((n_, oc_), lambda n, o: acc[n, o] + woff * asum[n], name="bitserial_offset")

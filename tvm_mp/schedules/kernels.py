@@ -24,7 +24,7 @@ from ..targets import parse
 from ..workload import ConvParams
 from . import computes as C
 from .cpu import schedule_default
-from .registry import ConvWorkload, KernelConfig, lookup
+from .registry import ConvWorkload, KernelConfig, legal, lookup
 
 #: Marks a PrimFunc opaque to Relax's operator fusion, so its float arithmetic is never merged with another op's.
 OPAQUE_PATTERN = 8
@@ -104,8 +104,18 @@ def conv2d_kernel(name: str, kind: str, w_bits: int, a_bits: int, in_shape, weig
 
 
 def dense_kernel(name: str, kind: str, w_bits: int, a_bits: int, in_shape, out_features: int, epi: Epilogue,
-                 weight_data_shape, schedule: bool = True):
-    """Shape-specialized dense kernel: ``[N, K]`` codes times ``[OC, K]`` integer weights."""
+                 weight_data_shape, schedule: bool = True, target=None, config: KernelConfig | None = None,
+                 database=None):
+    """Shape-specialized dense kernel: ``[N, K]`` codes times ``[OC, K]`` integer weights.
+
+    Without ``target``: the reference-layout kernel with the default CPU schedule. With a ``target``: the fast
+    kernel (:func:`fast_dense`) with ``config``, else the tuning database's, else the defaults; its weights must then
+    be laid out by :func:`dense_weight_data` with the same config.
+    """
+    if target is not None:
+        work = dense_workload(kind, w_bits, a_bits, in_shape, (out_features, in_shape[1]))
+        config = config or conv2d_config(work, target, database)
+        return _finish(fast_dense(work, epi, weight_data_shape, config, target, schedule), name)
     codes = te.placeholder(tuple(in_shape), "uint8", "codes")
     bias_corr = te.placeholder((out_features,), "int32", "bias_corr")
     if kind == "bitserial":
@@ -199,14 +209,63 @@ def conv_workload(kind, w_bits, a_bits, in_shape, weight_shape, params) -> ConvW
                         weight_shape, params)
 
 
-def conv2d_config(work: ConvWorkload, target, database=None) -> KernelConfig:
-    """The knobs a build uses: the tuning database's entry for ``work`` on ``target``, else the defaults."""
+def config_for(work: ConvWorkload, target, database=None) -> tuple[KernelConfig, str]:
+    """The knobs a build uses for ``work`` on ``target`` and where they came from: the tuning database's entry
+    (``database``: see :func:`tvm_mp.schedules.tuning.resolve`; None reads the user database, then the shipped
+    one), else the schedule's defaults (source ``"default"``)."""
     from . import tuning
 
     target = parse(target).tvm_target
-    db = tuning.TuningDatabase.default() if database is None else database
-    found = db.get(work, target) if db is not False else None
-    return found if found is not None else lookup(work.op, work.kind, target).default(work, target)
+    db = tuning.resolve(database)
+    if db is not False:
+        found, source = db.lookup(work, target)
+        if found is not None and legal(found, work):
+            return found, source
+    return lookup(work.op, work.kind, target).default(work, target), tuning.DEFAULT
+
+
+def conv2d_config(work: ConvWorkload, target, database=None) -> KernelConfig:
+    """The knobs a build uses: the tuning database's entry for ``work`` on ``target``, else the defaults (any op:
+    conv2d, depthwise_conv2d and dense workloads alike)."""
+    return config_for(work, target, database)[0]
+
+
+def dense_workload(kind, w_bits, a_bits, in_shape, weight_shape) -> ConvWorkload:
+    return ConvWorkload("dense", kind, int(w_bits), int(a_bits), tuple(in_shape), tuple(weight_shape))
+
+
+def dense_vector_width(work: ConvWorkload, config: KernelConfig) -> int:
+    """Partial sums per output feature of the fast dense kernel: the config's lanes, fewer for a short reduction
+    (its K codes, or its ``ceil(K/32)`` words for bit-serial)."""
+    k = work.weight_shape[1]
+    length = -(-k // C.WORD_BITS) if work.kind == "bitserial" else k
+    return min(config.lanes, _pow2_at_least(length))
+
+
+def weight_data(work: ConvWorkload, w_q: np.ndarray, config: KernelConfig | None) -> list[np.ndarray]:
+    """The weight constants of ``work``'s kernel in the layout ``config`` reads (conv or dense)."""
+    if work.op != "dense":
+        return conv2d_weight_data(work.kind, w_q, work.w_bits, config)
+    return dense_weight_data(work, w_q, config)
+
+
+def dense_weight_data(work: ConvWorkload, w_q: np.ndarray, config: KernelConfig | None) -> list[np.ndarray]:
+    """Dense weights: the storage formats as they are without a config; with one, bit-planes padded with zero words
+    to a multiple of the vector width, or the blocked packing of :func:`blocked_pack`."""
+    w_q = np.asarray(w_q)
+    if work.kind == "bitserial":
+        planes = weight_bitplanes(w_q, work.w_bits)
+        if config is not None:
+            words = C.ceil_to(planes.shape[2], dense_vector_width(work, config))
+            planes = np.pad(planes, ((0, 0), (0, 0), (0, words - planes.shape[2])))
+        return [planes, plane_coefficients(work.w_bits)[0]]
+    if config is None:
+        return [pack_dense(w_q, work.w_bits)]
+    if container_bits(work.w_bits) == 8:  # read in place: zero weights up to the vector length
+        k = w_q.shape[1]
+        return [pack_dense(np.pad(w_q, ((0, 0), (0, C.ceil_to(k, dense_vector_width(work, config)) - k))),
+                           work.w_bits)]
+    return [blocked_pack(w_q, work.w_bits)]
 
 
 def conv2d_weight_data(kind: str, w_q: np.ndarray, w_bits: int, config: KernelConfig | None) -> list[np.ndarray]:
@@ -328,3 +387,47 @@ def _pow2_at_least(n: int) -> int:
     while p < n:
         p *= 2
     return p
+
+
+def fast_dense(work: ConvWorkload, epi: Epilogue, weight_data_shape, config: KernelConfig, target,
+               schedule: bool = True):
+    """The fast dense PrimFunc of ``config`` (arguments as :func:`dense_kernel`): the reduction split into
+    :func:`dense_vector_width` partial sums per output feature, tiled by ``oc_block`` output features."""
+    from . import tiled
+
+    if config.algorithm != "dense":
+        raise UnsupportedError(f"kernel algorithm {config.algorithm!r} cannot compute {work.key()}")
+    n, k = work.in_shape
+    oc = work.weight_shape[0]
+    vw = dense_vector_width(work, config)
+    codes = te.placeholder((n, k), "uint8", "codes")
+    bias_corr = te.placeholder((oc,), "int32", "bias_corr")
+    if work.kind == "bitserial":
+        planes = te.placeholder(tuple(weight_data_shape), "uint32", "weight_planes")
+        coef_np, offset = plane_coefficients(work.w_bits)
+        coef = te.placeholder(coef_np.shape, "int32", "plane_coef")
+        apack = C.bitserial_pack_dense(codes, work.a_bits, int(weight_data_shape[2]))
+        part = C.bitserial_dense_partial_acc(apack, planes, coef, vw)
+        acc = C.sum_partials(part, codes if offset else None, offset or None)
+        weights = [planes, coef]
+    else:
+        packed = te.placeholder(tuple(weight_data_shape), "uint8", "packed_weights")
+        length = C.ceil_to(k, vw)
+        padded = codes if length == k else C.padded_codes_dense(codes, length)
+        if container_bits(work.w_bits) == 8:  # one weight per byte, zero-padded to the length: read in place
+            def weight(o, r):
+                return packed[o, r].astype("int8")
+        else:
+            wk = C.unpack_weights(packed, work.w_bits, oc, length)
+
+            def weight(o, r):
+                return wk[o, r]
+        part = C.dense_partial_acc(padded, weight, oc, vw)
+        acc = C.sum_partials(part)
+        weights = [packed]
+    out, extra_args = _epilogue(acc, oc, epi, bias_corr)
+    args = [codes, *weights] + ([bias_corr] if epi.kind != "acc" else []) + extra_args + [out]
+    func = te.create_prim_func(args)
+    if not schedule:
+        return func
+    return tiled.schedule_dense(func, config, vw, 8 // container_bits(work.w_bits))

@@ -177,12 +177,16 @@ def algorithms_for(work: ConvWorkload) -> list[str]:
 
 
 def tiling_space(work: ConvWorkload, lanes: int, use_dot: bool, parallels: tuple[bool, ...]) -> list[KernelConfig]:
-    """The configs a tuner tries on a CPU: per algorithm, output-channel blocks x pixel unrolls (depthwise and
-    dense have one tiling), each with every threading choice in ``parallels``."""
+    """The configs a tuner tries on a CPU: per algorithm, output-channel blocks x pixel unrolls (dense: output
+    features x reduction unrolls; depthwise has one tiling), each with every threading choice in ``parallels``."""
     out = []
     for algo in algorithms_for(work):
-        if algo in ("depthwise", "dense"):
+        if algo == "depthwise":
             out += [KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, parallel=par) for par in parallels]
+            continue
+        if algo == "dense":
+            out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, parallel=par)
+                    for ob in (1, 2, 4, 8) for pu in (1, 2, 4) for par in parallels]
             continue
         for ob in (1, 2, 4, 8):
             for pu in (1, 2, 4):

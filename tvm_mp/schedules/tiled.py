@@ -96,14 +96,7 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         _vectorize_inner(sch, cols, lanes)
     wunpack = _block(sch, "wunpack")
     if wunpack is not None:
-        per = hints.get("pack_per", 1)
-        r = sch.get_loops(wunpack)[-1]
-        if per > 1 and _extent(sch, r) % (per * PACK_BLOCK) == 0:
-            _, s_loop, k = sch.split(r, [None, per, PACK_BLOCK])
-            sch.unroll(s_loop)
-            sch.vectorize(k)
-        else:
-            _vectorize_inner(sch, wunpack, byte_lanes)
+        _schedule_unpack(sch, wunpack, hints.get("pack_per", 1), byte_lanes)
     if _block(sch, "bitplanes") is not None:
         _reduction_pack(sch, sch.get_sblock("bitplanes"), lanes, row)
     if _block(sch, "bitpack") is not None:
@@ -126,6 +119,67 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         if config.parallel and len(loops) >= 2:
             sch.parallel(sch.fuse(loops[0], loops[1]))
         _vectorize_inner(sch, last, lanes)
+    return sch.mod["main"]
+
+
+def _schedule_unpack(sch, wunpack, per: int, byte_lanes: int) -> None:
+    """Weight unpacking: whole packing blocks per step (the sub-byte position unrolled, the block vectorized)."""
+    r = sch.get_loops(wunpack)[-1]
+    if per > 1 and _extent(sch, r) % (per * PACK_BLOCK) == 0:
+        _, s_loop, k = sch.split(r, [None, per, PACK_BLOCK])
+        sch.unroll(s_loop)
+        sch.vectorize(k)
+    else:
+        _vectorize_inner(sch, wunpack, byte_lanes)
+
+
+def schedule_dense(func, config: KernelConfig, vw: int, pack_per: int):
+    """The fast dense kernel's schedule (:func:`tvm_mp.schedules.kernels.fast_dense`): tiles of ``oc_block``
+    output features (spread over threads when ``parallel``), each holding ``vw`` vectorized partial sums per
+    feature in a local buffer; the reduction loop unrolled ``p_unroll`` times (bit-serial: plane loops unrolled
+    too); packed weights unpacked per tile; the partial sums added up and the epilogue applied per tile."""
+    sch = _tvm.schedule(func)
+    lanes = config.lanes
+    padded = _block(sch, "padded")
+    if padded is not None:
+        _vectorize_inner(sch, padded, lanes * 4)
+    if _block(sch, "bitpack") is not None:
+        _reduction_pack(sch, sch.get_sblock("bitpack"), vw)
+    part = sch.get_sblock("dense_part")
+    n, o, v, s, *planes = sch.get_loops(part)
+    ob = _fit(config.oc_block, _extent(sch, o))
+    pu = _fit(config.p_unroll, _extent(sch, s))
+    oo, oi = sch.split(o, [None, ob])
+    so, si = sch.split(s, [None, pu])
+    sch.reorder(n, oo, so, si, *reversed(planes), oi, v)
+    outer = sch.fuse(n, oo)
+    if config.parallel:
+        sch.parallel(outer)
+    wunpack = _block(sch, "wunpack")
+    if wunpack is not None:
+        sch.compute_at(wunpack, outer)
+        if len(sch.get_loops(wunpack)) > 1:  # (a tile needing one weight has no loop of its own)
+            _schedule_unpack(sch, wunpack, pack_per, lanes * 4)
+    wb = sch.cache_write(part, 0, "local")
+    sch.reverse_compute_at(wb, outer)
+    if len(sch.get_loops(wb)) > 1:  # (unit loops are dropped: then the write-back has no loop of its own)
+        _vectorize_inner(sch, wb, lanes)
+    if vw > 1:
+        sch.vectorize(v)
+    init = sch.decompose_reduction(part, so)
+    if vw > 1:
+        sch.vectorize(sch.get_loops(init)[-1])
+    for loop in (oi, si, *planes):
+        sch.unroll(loop)
+    sch.reverse_compute_at(sch.get_sblock("dense_acc"), outer)
+    epi = _block(sch, "dequantize") or _block(sch, "requantize")
+    if _block(sch, "row_sum") is None:
+        if epi is not None:
+            sch.reverse_compute_at(epi, outer)
+    else:  # 1-bit weights: the codes' sum is needed by every tile, so the offset and epilogue run after the tiles
+        for block in (_block(sch, "bitserial_offset"), epi):
+            if block is not None:
+                _flatten_vectorize(sch, block, lanes)
     return sch.mod["main"]
 
 

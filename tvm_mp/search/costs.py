@@ -31,6 +31,7 @@ clustered layers the packed index stream (plus one padding word) and the K int8 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -112,6 +113,8 @@ class CostTable:
         ``epilogues``: layer name -> "requant" (integer output edge) or "float"; default "requant".
         """
         target = parse(target)
+        if isinstance(model, (str, Path)):  # a model file or a name (select.resolve_cost_model)
+            model = select.resolve_cost_model(model)
         model = model if model is not None else default_cost_model(space, target)
         if not hasattr(model, "predict"):
             raise PlanError(f"cost model {type(model).__name__} has no predict(workloads) method")
@@ -132,7 +135,7 @@ class CostTable:
             energy[i, j] = est.energy_uj[k]
             latency[i, j] = est.latency_ms[k]
             memory[i, j] = weight_bytes(space.layers[i], space.options[i][j]) / 1024.0
-        return cls(space, energy, latency, memory, est.energy_basis, type(model).__name__, model)
+        return cls(space, energy, latency, memory, est.energy_basis, select.cost_model_name(model), model)
 
     # ---- totals ------------------------------------------------------------------------------------------
     def array(self, metric: str) -> np.ndarray:

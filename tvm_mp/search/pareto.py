@@ -28,6 +28,7 @@ import tvm
 from .._files import atomic_path, write_atomic
 from .._progress import show_progress
 from ..budget import Budget
+from ..cost_models.select import resolve_cost_model
 from ..driver import warn_unquantizable
 from ..errors import Error, PlanError
 from ..layers import list_layers, unquantizable_layers
@@ -297,6 +298,8 @@ def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, ac
     :class:`~tvm_mp.search.costs.BudgetError` at once if no plan of the space can meet it."""
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"expected a tvm.IRModule (from tvm_mp.load_onnx), got {type(mod).__name__}")
+    if cost_model is not None:  # a file or a name: read it before the (slow) scorer, so a bad one fails at once
+        cost_model = resolve_cost_model(cost_model)
     layers = list_layers(mod)
     if not layers:  # nothing to search: say why each conv / matmul op is not a layer
         others = unquantizable_layers(mod)
@@ -417,6 +420,10 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
             :func:`~tvm_mp.search.space.format_options` to mix float formats and clustered weights with integer
             layers (costs then from :class:`~tvm_mp.cost_models.analytical.DatapathModel` unless ``cost_model``
             is given).
+        cost_model: what costs the plans (default: the target's model): a cost model object, a model file written
+            by ``tvm-mp cost-model train`` or a name (:func:`~tvm_mp.cost_models.select.resolve_cost_model`);
+            ``front.notes["cost_model"]`` names it and ``front.energy_basis`` says how energy was obtained.
+        target: the target the plans are costed for (default: this machine).
         seed: seeds the annealer (same seed, same front).
         config: the annealer's effort per budget (default: :func:`optimize`'s).
         context: a :class:`SearchContext` of ``mod`` already built (its scorer's plans are reused).

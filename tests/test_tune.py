@@ -1,0 +1,89 @@
+"""Tuning on this machine feeds the next compile: ``tvm-mp tune`` writes the user tuning database (keyed by the
+target) and records that ``tvm-mp cost-model train`` takes; ``tvm-mp compile`` then builds the tuned configs and
+costs with the model trained on them. (RPC tuning: test_tune_rpc.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import tvm_mp
+from tvm_mp import Precision, PrecisionPlan
+from tvm_mp.errors import Error
+from tvm_mp.models import digits_cnn_path
+from tvm_mp.targets import parse
+from tvm_mp.tune import TuneError, plan_tasks, tune
+
+PLAN = PrecisionPlan({"conv2d_1": Precision(2, 2), "dense_0": Precision(2, 2)})
+
+
+def cli(*args, cwd, monkeypatch, capsys):
+    """``tvm-mp ARGS`` in this process (the command line without a fresh interpreter's imports)."""
+    from tvm_mp.cli import main
+
+    monkeypatch.chdir(cwd)
+    assert main(list(args)) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
+
+
+def test_plan_tasks_cover_conv_and_dense(digits):
+    tasks = plan_tasks(digits, PLAN)
+    assert [t.op for t in tasks] == ["conv2d", "dense"]
+    assert tasks[1].key() == "dense|bitserial|w2a2|in(1,128)|w(10,128)"
+
+
+def test_tuning_another_architecture_needs_the_device(digits, tmp_path):
+    with pytest.raises(TuneError, match="needs the device"):
+        tune(digits, PLAN, target="aarch64", records=tmp_path / "r.jsonl", progress=False)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_damaged_database_stops_tuning_before_it_measures(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("TVM_MP_HOME", str(tmp_path))
+    (tmp_path / "tuning.json").write_text("{not json")
+    with pytest.raises(Error, match="delete it to re-tune"):
+        tune(digits, PLAN, records=tmp_path / "r.jsonl", progress=False)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_tune_then_compile_uses_the_tuned_configs_and_the_model_trained_on_them(tmp_path, monkeypatch, capsys):
+    from tests.cost_models._synthetic import synthetic_records
+    from tvm_mp.measure.records import RecordStore
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TVM_MP_HOME", str(home))
+    model = str(digits_cnn_path())
+    (tmp_path / "plan.json").write_text(PLAN.to_json())
+    run = dict(cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    out = cli("tune", model, "--shape", "input=1,1,8,8", "--plan", "plan.json", "--trials", "2", "--records",
+              "tuned.jsonl", **run)
+    assert "measured 4," in out and "user database" in out
+    db = json.loads((home / "tuning.json").read_text())["records"]
+    assert list(db) == [parse("host").key]  # keyed by the target: the key every build looks up
+    tuned = db[parse("host").key]
+    assert len(tuned) == 2
+
+    # the tuning records join a training set; the model trained on them is what compile --cost-model uses
+    RecordStore(tmp_path / "lab.jsonl").extend(synthetic_records(seed=3, n_layers=12, configs=3, device="lab"))
+    cli("cost-model", "train", "--records", "lab.jsonl", "--records", "tuned.jsonl", "--out", "device.json",
+        "--rounds", "10", "--quantile-rounds", "5", **run)
+    with pytest.warns(UserWarning, match="stay fp32: conv2d_0, conv2d_2"):
+        cli("compile", model, "--shape", "input=1,1,8,8", "--plan", "plan.json", "--calibration", "digits",
+            "--cost-model", "device.json", "-o", "out", **run)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert "device.json" in report["cost_model"] and "host" in report["cost_model"]
+    assert report["latency_basis"] == "modelled" and report["energy_basis"] == "modelled"
+    rows = {r["name"]: r for r in report["layers"]}
+    keys = [w.key() for w in plan_tasks(tvm_mp.load_onnx(model, shapes={"input": (1, 1, 8, 8)}), PLAN)]
+    for name, key in zip(("conv2d_1", "dense_0"), keys):
+        assert rows[name]["schedule"] == tuned[key]["config"]  # the built kernel's knobs are the database's
+        assert rows[name]["schedule_source"] == "tuned (user database)"
+        assert rows[name]["latency_ms"] > 0
+    assert rows["conv2d_0"]["schedule"] is None  # left in fp32: no tunable kernel
