@@ -140,7 +140,9 @@ def cmd_compile(args) -> int:
     import tvm_mp
 
     from .errors import PlanError
+    from .model import check_export_dir
 
+    check_export_dir(args.output)  # refuse a bad -o before the compile, not after it
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))
     budget = _budget(args)
     if (budget is None) == (args.plan is None):

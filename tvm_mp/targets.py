@@ -132,6 +132,18 @@ class CompileTarget:
         return self.kind == "llvm" and self.arch == arch_of_triple("") and (
             not self.triple or self.triple.split("-")[0] == host_triple().split("-")[0])
 
+    def missing_host_features(self) -> tuple[str, ...]:
+        """CPU features this target's code may use (from its ``mcpu`` and ``mattr``) that this machine's CPU lacks,
+        sorted; empty when the code runs here. Only for targets of this machine's architecture (else empty: see
+        :attr:`is_host`)."""
+        if not self.is_host:
+            return ()
+        from tvm.target import codegen
+
+        want = set(codegen.llvm_get_cpu_features(self.tvm_target))
+        have = set(codegen.llvm_get_cpu_features(parse(DEFAULT).tvm_target))
+        return tuple(sorted(want - have))
+
     @property
     def key(self) -> str:
         """What identifies the target in a tuning database: kind, triple, cpu and attributes."""
