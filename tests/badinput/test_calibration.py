@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from ._corpus import Case, judge, run_cases
+from ._helpers import digits_module, save_digits_module
 
 
 def _mod(art):
-    import tvm_mp
-
-    return tvm_mp.load_onnx(art.onnx, shapes={"input": (1, 1, 8, 8)})
+    return digits_module(art)
 
 
 def _data(art):
@@ -177,6 +176,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def outcomes(isolator, art):
+    save_digits_module(art)
     return run_cases(isolator, art, CASES)
 
 

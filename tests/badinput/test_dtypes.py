@@ -40,7 +40,7 @@ def _calibration(name):
         return [_images(8, 1)]
     if name == "idx":
         return [{"x": _x(8, 1), "idx": np.array([0, 2, 5])}]
-    return [{"x": _x(8, 1), "k": np.array([[1, -2, 3, 0]])}]
+    return [{"x": _x(8, 1), "k": np.repeat(np.array([[1, -2, 3, 0]]), 8, axis=0)}]
 
 
 def build_models(root: Path) -> None:

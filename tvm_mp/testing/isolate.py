@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal
 
 OutcomeKind = Literal["ok", "error", "raw", "hang", "crash"]
-PRELOAD = ["tvm", "tvm_mp", "tvm_mp.cli", "tvm_mp.driver", "numpy"]
+PRELOAD = ["tvm", "tvm_mp", "tvm_mp.cli", "tvm_mp.driver", "numpy", "pytest"]  # pytest: the corpus modules import it
 
 
 @dataclass(frozen=True)
