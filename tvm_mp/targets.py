@@ -60,6 +60,16 @@ _ARCHES = (("x86_64", ("x86_64", "i686", "i386")), ("aarch64", ("aarch64", "arm6
 CROSS_COMPILERS = {"aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")}
 
 
+#: LLVM feature names (prefixes) that are instructions, per architecture: code using one faults (SIGILL) on a CPU
+#: without it. LLVM's other "features" are tuning hints (``macrofusion``, ``slow-3ops-lea``) that any CPU runs.
+_ISA_FEATURES = {
+    "x86_64": ("avx", "amx", "sse", "ssse3", "fma", "f16c", "bmi", "popcnt", "lzcnt", "xop", "aes", "vaes", "pclmul",
+               "vpclmulqdq", "gfni", "sha", "adx", "movbe", "evex512", "cx16", "rdrnd", "rdseed", "xsave"),
+    "aarch64": ("neon", "dotprod", "i8mm", "sve", "sme", "fullfp16", "fp16", "bf16", "crc", "crypto", "aes", "sha",
+                "lse", "rcpc"),
+}
+
+
 class TargetError(Error):
     """A target that cannot be parsed or used (unknown name, malformed JSON, missing cross compiler)."""
 
@@ -140,7 +150,8 @@ class CompileTarget:
             return ()
         from tvm.target import codegen
 
-        want = set(codegen.llvm_get_cpu_features(self.tvm_target))
+        isa = _ISA_FEATURES.get(self.arch, ())
+        want = {f for f in codegen.llvm_get_cpu_features(self.tvm_target) if f.startswith(isa)}
         have = set(codegen.llvm_get_cpu_features(parse(DEFAULT).tvm_target))
         return tuple(sorted(want - have))
 
