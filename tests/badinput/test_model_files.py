@@ -121,7 +121,6 @@ CASES = [
     _cli("cli-a-directory", "a-directory.onnx", "is a directory"),
     cli_case("cli-shape-unknown-input", ["compile", "{onnx}", "--shape", "image=1,1,8,8", *_COMPILE], "'image'"),
     cli_case("cli-shape-negative", ["compile", "{onnx}", "--shape", "input=-1,1,8,8", *_COMPILE], "input"),
-    cli_case("cli-shape-too-large", ["compile", "{onnx}", "--shape", "input=67108864,1,8,8", *_COMPILE], "int32"),
 ]
 
 
