@@ -154,7 +154,8 @@ def check_array(value: Any, spec: InputSpec, *, where: str = "", batch: int | No
     if target.kind == "f":
         if kind not in "biuf":
             raise value_error(f"{label} has dtype {array.dtype}; pass real numbers")
-        converted = array.astype(target, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow to Inf is reported below, in one line
+            converted = array.astype(target, copy=False)
         finite = np.isfinite(converted)
         if not finite.all():
             first = tuple(int(i) for i in np.argwhere(~finite)[0])
