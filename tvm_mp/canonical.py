@@ -37,7 +37,7 @@ import tvm
 from tvm import relax, tirx
 
 from . import _tvm
-from .errors import ModelError, UnsupportedError
+from .errors import InputShapeError, ModelError, UnsupportedError
 
 __all__ = ["canonicalize", "canonicalize_clip", "find_entry"]
 
@@ -310,12 +310,31 @@ def _check_static_inputs(main: relax.Function, entry_name: str) -> None:
                 "numbers, or nn.spec.Tensor with integer dims for export_tvm)")) from None
 
 
+#: Most elements a tensor may hold: TVM indexes buffers with int32 (a larger one fails deep inside the build).
+MAX_ELEMENTS = 2**31 - 1
+
+
+def _check_size(var, what: str) -> None:
+    ty = var.ty
+    if not isinstance(ty, relax.TensorType) or getattr(ty.shape, "values", None) is None:
+        return
+    dims = [int(v) for v in ty.shape.values]
+    count = math.prod(dims)
+    if count > MAX_ELEMENTS:
+        raise InputShapeError(_one_line(
+            f"{what} would hold {count} elements (shape {tuple(dims)}), more than the {MAX_ELEMENTS} TVM can index "
+            "(int32): compile with a smaller batch; run() takes any multiple of the compiled batch")) from None
+
+
 def check_static(mod: tvm.IRModule) -> None:
-    """Every parameter and bound value of every Relax function has a fully static shape, else UnsupportedError."""
+    """Every parameter and bound value of every Relax function has a fully static shape, else UnsupportedError;
+    no tensor holds more than :data:`MAX_ELEMENTS` elements, else InputShapeError."""
     for gvar, func in mod.functions_items():
         if not isinstance(func, relax.Function):
             continue
         _check_static_inputs(func, _tvm.var_name(gvar))
+        for param in func.params:
+            _check_size(param, f"input {_tvm.var_name(param)!r}")
         for binding in _bindings(func):
             if not ty_static(binding.var.ty):
                 value = binding.value
@@ -324,6 +343,9 @@ def check_static(mod: tvm.IRModule) -> None:
                     f"the output of {op} ({_tvm.var_name(binding.var)}) has a dynamic shape {binding.var.ty} even "
                     "with fixed inputs; tvm-mp needs static shapes: remove data-dependent ops (e.g. NonZero) from "
                     "the model")) from None
+            value = binding.value
+            op = getattr(getattr(value, "op", None), "name", type(value).__name__)
+            _check_size(binding.var, f"the output of {op} ({_tvm.var_name(binding.var)})")
 
 
 # --- folding -------------------------------------------------------------------------------------------------

@@ -219,7 +219,9 @@ def cmd_compile(args) -> int:
 
     from .driver import check_plan
     from .errors import PlanError
+    from .model import check_export_dir
 
+    check_export_dir(args.output)  # refuse a bad -o before the compile, not after it
     budget = _budget(args)
     if (budget is None) == (args.plan is None):
         raise PlanError("give exactly one of --plan or a budget (--budget-energy-uj / --budget-latency-ms / "

@@ -28,7 +28,6 @@ point), :func:`compile_offloaded` and the Cortex-M flow (:func:`quantize`) all c
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import replace
@@ -45,7 +44,7 @@ from .errors import CalibrationError, CompileError, Error, PlanError, Unsupporte
 from .formats import lowering as format_lowering
 from .kinds import CALIBRATION_METHODS, check
 from .layers import UnquantizableLayer, annotated_layer_functions, list_layers, unquantizable_layers
-from .model import CompiledModel, LayerReport, Report
+from .model import CompiledModel, LayerReport, Report, call_accuracy_fn
 from .passes.pipeline import annotate_phase, lower_phase, quantize_phase
 from .passes.rewrite_mixed_precision import schedule_of, weight_storage
 from .precision import PrecisionPlan
@@ -229,15 +228,11 @@ def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan
 
 
 def score(model: CompiledModel, accuracy_fn: Callable | None) -> CompiledModel:
-    """Fill ``model.report.accuracy`` from ``accuracy_fn(model)`` (a finite number)."""
+    """Fill ``model.report.accuracy`` from ``accuracy_fn(model)`` (a finite real, see
+    :func:`tvm_mp.model.call_accuracy_fn`; what it raises surfaces as one-line Error naming accuracy_fn)."""
     if accuracy_fn is None:
         return model
-    if not callable(accuracy_fn):
-        raise Error("accuracy_fn must be a function taking the compiled model and returning a number")
-    acc = accuracy_fn(model)
-    if isinstance(acc, bool) or not isinstance(acc, (int, float, np.number)) or not math.isfinite(float(acc)):
-        raise Error(f"accuracy_fn returned {acc!r}; it must return a finite number")
-    model.report = model.report.with_accuracy(float(acc))
+    model.report = model.report.with_accuracy(call_accuracy_fn(accuracy_fn, model))
     return model
 
 

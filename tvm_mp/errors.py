@@ -15,6 +15,11 @@ class InputShapeError(Error):
     """An input name or shape given by the user does not fit the model."""
 
 
+class InputValueError(Error):
+    """An input array's kind, dtype or values do not fit the model (strings, complex numbers, NaN/Inf, an integer
+    outside the input's type, floats for an integer input)."""
+
+
 class PlanError(Error):
     """A precision, plan or layer name is invalid."""
 
@@ -53,7 +58,7 @@ def ensure_ffi_registration() -> None:
         return
     from tvm_ffi.error import register_error
 
-    for cls in (Error, ModelError, InputShapeError, PlanError, CalibrationError, UnsupportedError, CompileError,
-                ToolchainError, RPCError):
+    for cls in (Error, ModelError, InputShapeError, InputValueError, PlanError, CalibrationError, UnsupportedError,
+                CompileError, ToolchainError, RPCError):
         register_error(cls.__name__, cls)
     _registered = True

@@ -70,8 +70,10 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
 
     Raises:
         ModelError: the file is missing, not ONNX, truncated, or TVM's importer fails on the graph.
+        UnsupportedError: also for a default-domain opset newer than the installed ``onnx`` knows.
         InputShapeError: ``shapes`` names an unknown input, has the wrong rank or a non-positive or
-            non-integer dim, or the model has dynamic dims and no shape was given for them.
+            non-integer dim, or the model has dynamic dims and no shape was given for them, or a tensor would hold
+            more than 2**31 - 1 elements (TVM indexes with int32; use a smaller batch).
         UnsupportedError: the graph has op types TVM's importer does not convert (or cannot convert in this
             form or opset), or a tensor shape stays dynamic after the inputs are fixed (data-dependent ops such
             as NonZero).
@@ -124,7 +126,19 @@ def _load(model: Any) -> tuple[onnx.ModelProto, str]:
             f"model must be a path to an .onnx file or an onnx.ModelProto, got {type(model).__name__}"
         ) from None
     _check_complete(proto, source)
+    _check_opset(proto, source)
     return proto, source
+
+
+def _check_opset(proto: onnx.ModelProto, source: str) -> None:
+    """Refuse a default-domain opset newer than the installed onnx package knows: its ops may mean something the
+    importer (written for known opsets) does not compute."""
+    newest = onnx.defs.onnx_opset_version()
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version > newest:
+            raise UnsupportedError(_one_line(
+                f"{source} uses ONNX opset {imp.version}, newer than the newest this onnx package knows ({newest}); "
+                f"re-export the model with opset {newest} or lower")) from None
 
 
 def _check_complete(proto: onnx.ModelProto, source: str) -> None:

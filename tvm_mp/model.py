@@ -14,6 +14,13 @@ An artifact directory (``CompiledModel.export``) holds:
 from __future__ import annotations
 
 import json
+import math
+import os
+import platform
+import shutil
+import struct
+import sys
+import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
@@ -22,11 +29,13 @@ import numpy as np
 import tvm
 
 from . import _tvm
+from . import inputs as inputs_mod
 from ._files import write_atomic
-from .errors import Error, InputShapeError
+from .errors import Error, ToolchainError
+from .inputs import InputSpec
 from .layers import UnquantizableLayer
 from .precision import PrecisionPlan
-from .quantize.interpreter import Interpreter
+from .quantize.interpreter import Interpreter, concat_batches, index_guard, sample_blocks
 from .targets import CompileTarget, parse
 
 
@@ -218,25 +227,119 @@ class Report:
         return "\n".join(lines)
 
 
-def check_inputs(inputs, input_shapes) -> list[np.ndarray]:
-    """``inputs`` as float32 arrays, checked against the compiled input shapes (any batch size)."""
-    if len(inputs) != len(input_shapes):
-        raise InputShapeError(f"the model takes {len(input_shapes)} input(s), got {len(inputs)}")
-    arrays = []
-    for i, (x, shape) in enumerate(zip(inputs, input_shapes)):
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != len(shape) or tuple(x.shape[1:]) != tuple(shape[1:]):
-            raise InputShapeError(f"input {i} has shape {x.shape}; expected (batch, "
-                                  f"{', '.join(map(str, shape[1:]))})")
-        arrays.append(x)
-    return arrays
+def check_inputs(inputs, input_specs) -> list[np.ndarray]:
+    """``inputs`` (positional, in ``main``'s order) checked against the model's inputs and converted to their
+    dtypes; ``input_specs`` are :class:`~tvm_mp.inputs.InputSpec` s (plain shapes mean float32 inputs). The rules
+    are :mod:`tvm_mp.inputs`'."""
+    return inputs_mod.check_inputs(list(inputs), input_specs)
+
+
+def input_specs(quantized: tvm.IRModule) -> list[InputSpec]:
+    """Name, shape and dtype of each parameter of ``main``."""
+    return [InputSpec(_tvm.var_name(p), _tvm.expr_shape(p), _tvm.expr_dtype(p)) for p in quantized["main"].params]
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def accuracy_value(value) -> float:
+    """What ``accuracy_fn`` returned, as a float: a real number (Python or NumPy scalar, or a 0-d array), finite.
+
+    Any finite real is accepted (higher is better; a percentage above 1 is fine and is reported as given). ``None``,
+    ``bool``, strings, arrays of more than one element and NaN/Inf are refused with one line."""
+    raw = value
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    hint = "it must return one finite number (higher is better), e.g. float(np.mean(predictions == labels))"
+    if isinstance(value, np.ndarray):
+        raise Error(f"accuracy_fn returned an array of shape {value.shape}; {hint}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        shown = repr(raw) if len(repr(raw)) <= 60 else f"a {type(raw).__name__}"
+        raise Error(_one_line(f"accuracy_fn returned {shown} ({type(raw).__name__}); {hint}"))
+    out = float(value)
+    if not math.isfinite(out):
+        raise Error(f"accuracy_fn returned {out}; {hint}")
+    return out
+
+
+def call_accuracy_fn(accuracy_fn, model) -> float:
+    """``accuracy_fn(model)`` checked by :func:`accuracy_value`; an exception it raises becomes one-line
+    :class:`~tvm_mp.errors.Error` naming accuracy_fn, chained to the original (``__cause__``)."""
+    if not callable(accuracy_fn):
+        raise Error(f"accuracy_fn must be a function taking the model and returning a number, got "
+                    f"{type(accuracy_fn).__name__}")
+    try:
+        value = accuracy_fn(model)
+    except Exception as err:  # the user's code: keep it as the cause, say where it came from
+        name = getattr(accuracy_fn, "__qualname__", type(accuracy_fn).__name__)
+        raise Error(_one_line(f"accuracy_fn ({name}) raised {type(err).__name__}: {err}; fix accuracy_fn (the "
+                              "original exception is chained as __cause__)")) from err
+    return accuracy_value(value)
+
+
+#: What an artifact directory may hold (``export`` replaces these and refuses to write among other files).
+EXPORT_NAMES = frozenset(ARTIFACT_FILES) | {"report.txt", "bundle"}
+
+
+def check_export_dir(directory) -> Path:
+    """The directory ``export`` may write: new, empty, or holding a previous export (only :data:`EXPORT_NAMES`),
+    under an existing directory or a path that can be created. Anything else raises one line saying why."""
+    if isinstance(directory, bytes):
+        directory = directory.decode(errors="replace")
+    if not isinstance(directory, (str, os.PathLike)) or not str(directory).strip():
+        raise Error(f"export needs a directory path, got {directory!r}")
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise Error(f"cannot export to {out}: it is a file; give a directory (new, empty, or a previous export)")
+    if out.is_dir():
+        try:
+            foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_NAMES)
+        except OSError as err:
+            raise Error(f"cannot export to {out}: {err.strerror or err}") from None
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise Error(_one_line(f"cannot export to {out}: it holds files that are not a tvm-mp export ({shown}); "
+                                  "give a new or empty directory (a previous export is replaced)"))
+        return out
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise Error(f"cannot export to {out}: {parent} is a file, not a directory")
+    return out
+
+
+def _move_into(tmp: Path, out: Path) -> None:
+    """Replace the export in ``out`` (new, empty or a previous export) by the one written in ``tmp``: each file
+    renamed over its previous version (atomic), then the previous export's files the new one lacks removed."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    new = {item.name for item in tmp.iterdir()}
+    for item in tmp.iterdir():
+        dest = out / item.name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(item, dest)
+    for name in EXPORT_NAMES:  # the previous export's files (a bundle/ from another target included)
+        old = out / name
+        if name in new:
+            continue
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    tmp.rmdir()
 
 
 class CompiledModel:
     """A built model: ``run`` it on NumPy arrays; ``reference`` runs the NumPy reference of the same plan.
 
     ``lowered`` is the Relax module that was built (None for a model read back by :func:`load`);
-    ``quantized_module`` the quantized module the reference runs.
+    ``quantized_module`` the quantized module the reference runs. ``inputs`` lists the model's inputs
+    (:class:`~tvm_mp.inputs.InputSpec`: name, compiled shape, dtype); what ``run`` and ``reference`` accept is
+    defined in :mod:`tvm_mp.inputs` (and ``docs/inputs.md``).
     """
 
     def __init__(self, lowered: tvm.IRModule | None, quantized: tvm.IRModule, executable, plan: PrecisionPlan,
@@ -248,89 +351,234 @@ class CompiledModel:
         self.report = report
         self.target = target
         self._vm = None
-        if input_shapes is None:
-            input_shapes = [_tvm.expr_shape(p) for p in quantized["main"].params]
-        self._input_shapes = [tuple(int(v) for v in s) for s in input_shapes]
+        self._specs = input_specs(quantized)
+        if input_shapes is not None and [tuple(int(v) for v in s) for s in input_shapes] != self.input_shapes:
+            raise Error(f"input shapes {list(input_shapes)} do not match the model's {self.input_shapes}")
+        #: The artifact directory a model read back by :func:`load` came from (None for a fresh compile).
+        self.source: Path | None = None
+        self._not_here: str | None = None
+        self._guard = None
+
+    @property
+    def inputs(self) -> list[InputSpec]:
+        """The model's inputs, in ``main``'s order."""
+        return list(self._specs)
 
     @property
     def input_shapes(self) -> list[tuple[int, ...]]:
-        return list(self._input_shapes)
+        return [s.shape for s in self._specs]
 
-    def _check(self, inputs) -> list[np.ndarray]:
-        return check_inputs(inputs, self._input_shapes)
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self._specs]
 
-    def run(self, *inputs: np.ndarray) -> np.ndarray:
-        """Run on NumPy inputs; a batch larger than the compiled one runs sample-block by sample-block."""
-        arrays = self._check(inputs)
-        if not self.target.is_host:
-            raise Error(f"this model is built for {self.target}, not for this machine: run it there (export "
-                        "writes what to copy), use reference() here, or compile with target='host' to run it here")
+    @property
+    def input_dtypes(self) -> list[str]:
+        return [s.dtype for s in self._specs]
+
+    def _check(self, inputs, named=None) -> list[np.ndarray]:
+        arrays = inputs_mod.check_inputs(inputs_mod.bind_inputs(inputs, named or {}, self._specs), self._specs)
+        if self._guard is None:
+            self._guard = index_guard(self.quantized_module) or (lambda arrays: None)
+        self._guard(arrays)
+        return arrays
+
+    def _why_not_here(self) -> str:
+        """Why this model's code cannot run on this machine ("" when it can)."""
+        if self._not_here is None:
+            hint = ("run it there (export writes what to copy), use reference() here, or compile with "
+                    "target='host' to run it here")
+            if not self.target.is_host:
+                self._not_here = f"this model is built for {self.target}, not for this machine: {hint}"
+            elif missing := self.target.missing_host_features():
+                shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+                self._not_here = (f"this model is built for CPU {self.target.mcpu or 'llvm'} whose features "
+                                  f"{shown} this machine's CPU lacks: {hint}")
+            elif self.executable is None:
+                self._not_here = "this model holds no executable: compile it again, or use reference()"
+            else:
+                self._not_here = ""
+        return self._not_here
+
+    def run(self, *inputs, **named) -> np.ndarray:
+        """Run on NumPy inputs, by position (``main``'s order) or by name (one dict, or keywords).
+
+        A batch that is a multiple of the compiled one runs sample-block by sample-block (exactly as
+        :meth:`reference` cuts it). Bad inputs raise one line (:mod:`tvm_mp.inputs`: NaN/Inf, complex and
+        strings are refused; integer inputs run with their own dtype)."""
+        arrays = self._check(inputs, named)
+        reason = self._why_not_here()
+        if reason:
+            raise Error(reason)
         if self._vm is None:
             self._vm = _tvm.vm(self.executable)
-        compiled_batch = self._input_shapes[0][0]
-        batch = arrays[0].shape[0]
-        if batch == compiled_batch:
+        blocks = sample_blocks(self.quantized_module, arrays)
+        if blocks is None:
             return _tvm.run_relax(self._vm, arrays)
-        if batch % compiled_batch:
-            raise InputShapeError(f"batch {batch} is not a multiple of the compiled batch {compiled_batch}")
-        outs = [_tvm.run_relax(self._vm, [a[i : i + compiled_batch] for a in arrays])
-                for i in range(0, batch, compiled_batch)]
-        return np.concatenate(outs, axis=0)
+        return concat_batches([_tvm.run_relax(self._vm, block) for block in blocks])
 
-    def reference(self, *inputs: np.ndarray) -> np.ndarray:
-        """The NumPy reference of the same plan (no TVM): integer layers bit-exact with :meth:`run`."""
-        return Interpreter(self.quantized_module, quantized=True).run(self._check(inputs))
+    def reference(self, *inputs, **named) -> np.ndarray:
+        """The NumPy reference of the same plan (no TVM): integer layers bit-exact with :meth:`run`. Takes the
+        inputs as :meth:`run` does and refuses the same ones."""
+        return Interpreter(self.quantized_module, quantized=True).run(self._check(inputs, named))
 
     def export(self, directory: str | Path) -> Path:
-        """Write the artifact directory (see module docstring); :func:`load` reads it back."""
-        out = Path(directory)
-        if out.exists() and not out.is_dir():
-            raise Error(f"cannot export to {out}: it is a file; give a directory")
-        out.mkdir(parents=True, exist_ok=True)
-        self.target.export(self, out)
-        # each file replaced atomically: a kill mid-export leaves every file whole (old or new)
+        """Write the artifact directory (see module docstring); :func:`load` reads it back.
+
+        ``directory`` may be new (parents are created), empty, or a previous export, which is replaced as a
+        whole (its files, including a ``bundle/`` of another target, are removed). A directory holding any other
+        file is refused, as is a path that is (or is under) a file or that cannot be written. Everything is
+        written to a temporary directory next to it first, so a failed export leaves ``directory`` as it was
+        (except a missing cross compiler, :class:`~tvm_mp.errors.ToolchainError`: what was written without it, the
+        aarch64 ``bundle/``, is delivered before the error).
+        A model read back by :func:`load` exports by copying its ``model.so`` / ``bundle/``."""
+        out = check_export_dir(directory)
+        tmp = None
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir()
+            try:
+                self._write(tmp)
+            except ToolchainError:  # no cross linker: deliver what needs none (the aarch64 bundle), then say so
+                _move_into(tmp, out)
+                tmp = None
+                raise
+            _move_into(tmp, out)
+            tmp = None
+        except OSError as err:
+            where = err.filename if err.filename and tmp is not None and str(tmp) not in str(err.filename) \
+                else out.parent
+            raise Error(_one_line(f"cannot export to {out}: cannot write in {where} ({err.strerror or err}); give "
+                                  "a directory you can write")) from None
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+    def _write(self, out: Path) -> None:
+        if self.source is not None and self.lowered is None:  # read back by load: copy what cannot be rebuilt
+            for name in ("model.so", "bundle"):
+                src = self.source / name
+                if src.is_dir():
+                    shutil.copytree(src, out / name)
+                elif src.is_file():
+                    shutil.copy2(src, out / name)
+                elif name == "model.so" and self.target.builds_with_tvm:
+                    raise Error(f"cannot export: {src} is gone since tvm_mp.load read it; export from the "
+                                "compiled model or copy the artifact directory")
+        else:
+            self.target.export(self, out)
+        # each file written atomically too: a kill mid-write never leaves a part of a file, even in the
+        # temporary directory that replaces the previous export
         write_atomic(out / "quantized.json", tvm.ir.save_json(self.quantized_module))
         write_atomic(out / "plan.json", self.plan.to_json())
         write_atomic(out / "report.json", json.dumps(self.report.to_dict(), indent=2))
         write_atomic(out / "report.txt", str(self.report) + "\n")
         write_atomic(out / "target.json", json.dumps(self.target.to_json(), indent=2))
-        write_atomic(out / "inputs.json", json.dumps({"shapes": [list(s) for s in self._input_shapes]}))
-        return out
+        write_atomic(out / "inputs.json", json.dumps({"shapes": [list(s.shape) for s in self._specs],
+                                                     "inputs": [s.to_json() for s in self._specs]}))
+
+
+def _damaged(src: Path, name: str, why) -> Error:
+    if isinstance(why, Error):  # its own fix ("write the plan as ...") is not the fix for a damaged artifact
+        why = str(why).split("; ")[0]
+    return Error(_one_line(f"{src / name} is damaged ({why}); re-export the model"))
 
 
 def _target_of(src: Path) -> CompileTarget:
     try:
         return parse(json.loads((src / "target.json").read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, Error) as err:
-        raise Error(f"{src} holds a damaged artifact ({' '.join(str(err).split())}); re-export the model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, Error) as err:
+        raise _damaged(src, "target.json", err) from None
+
+
+#: ELF ``e_machine`` of the architectures tvm-mp builds for (``platform.machine()`` names).
+_ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm", 3: "i386"}
+
+
+def check_shared_library(path: Path, target: CompileTarget) -> None:
+    """Refuse, before it is loaded, a ``model.so`` that would crash the process or cannot run here: not an ELF
+    file, cut short (a truncated library makes ``dlopen`` fault), or built for another machine. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    data = path.read_bytes()
+    size = len(data)
+    if size < 64 or data[:4] != b"\x7fELF":
+        raise _damaged(path.parent, path.name, f"not a shared library: {size} bytes without an ELF header")
+    if data[4] != 2 or data[5] != 1:
+        raise _damaged(path.parent, path.name, "not a 64-bit little-endian ELF file")
+    machine = struct.unpack_from("<H", data, 18)[0]
+    arch = _ELF_MACHINES.get(machine, f"ELF machine {machine}")
+    here = platform.machine()
+    if here in _ELF_MACHINES.values() and arch != here:
+        raise Error(f"{path} is built for {arch}, not for this machine ({here}), though target.json says "
+                    f"{target.name}: run it on {arch}, or re-export the model")
+    phoff, shoff = struct.unpack_from("<QQ", data, 32)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 54)
+    need = max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+    if need <= size:
+        for i in range(phnum):
+            offset, filesz = struct.unpack_from("<Q", data, phoff + i * phentsize + 8)[0], \
+                struct.unpack_from("<Q", data, phoff + i * phentsize + 32)[0]
+            need = max(need, offset + filesz)
+    if need > size:
+        raise _damaged(path.parent, path.name, f"truncated: {size} bytes of at least {need}")
 
 
 def load(directory: str | Path) -> CompiledModel:
-    """The runnable model (with its plan and report) that :meth:`CompiledModel.export` wrote to ``directory``."""
+    """The runnable model (with its plan and report) that :meth:`CompiledModel.export` wrote to ``directory``.
+
+    Every file is checked before use: a missing, cut or garbled file, or a ``model.so`` built for another machine,
+    raises one line naming it (nothing is loaded that could crash the process). A model whose target is not this
+    machine (aarch64, Cortex-M, CUDA, or a CPU with features this one lacks) loads without its executable:
+    ``reference`` works, ``run`` says where to run it."""
+    if isinstance(directory, bytes):
+        directory = directory.decode(errors="replace")
+    if not isinstance(directory, (str, os.PathLike)) or not str(directory).strip():
+        raise Error(f"tvm_mp.load needs the path of an artifact directory, got {directory!r}")
     src = Path(directory)
+    hint = "give the directory CompiledModel.export (or tvm-mp compile -o) wrote"
+    if not src.exists():
+        raise Error(f"{src} is not a directory (it does not exist): {hint}")
     if not src.is_dir():
-        raise Error(f"{src} is not a directory: give the directory CompiledModel.export (or tvm-mp compile -o) wrote")
+        raise Error(f"{src} is not a directory (it is a file): {hint}")
     missing = [name for name in ARTIFACT_FILES if not (src / name).is_file()]
-    if missing == ["model.so"] and not _target_of(src).builds_with_tvm:  # a C target (Cortex-M) has none
-        missing = []
+    if "target.json" not in missing:
+        target = _target_of(src)
+        if not target.builds_with_tvm and "model.so" in missing:  # a C target (Cortex-M) has none
+            missing.remove("model.so")
     if missing:
         raise Error(f"{src} is not a tvm-mp artifact: {', '.join(missing)} missing; re-export the model")
+    name = "plan.json"
     try:
-        target = parse(json.loads((src / "target.json").read_text()))
-        plan = PrecisionPlan.from_json((src / "plan.json").read_text())
-        report = Report.from_dict(json.loads((src / "report.json").read_text()))
-        shapes = [tuple(s) for s in json.loads((src / "inputs.json").read_text())["shapes"]]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, Error) as err:
-        raise Error(f"{src} holds a damaged artifact ({' '.join(str(err).split())}); re-export the model") from None
+        plan = PrecisionPlan.from_json((src / name).read_text())
+        name = "report.json"
+        report = Report.from_dict(json.loads((src / name).read_text()))
+        name = "inputs.json"
+        shapes = [tuple(int(d) for d in s) for s in json.loads((src / name).read_text())["shapes"]]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError,
+            Error) as err:
+        raise _damaged(src, name, err) from None
+    except OSError as err:
+        raise Error(f"cannot read {src / name}: {err.strerror or err}") from None
     try:
         quantized = tvm.ir.load_json((src / "quantized.json").read_text())
+        if not isinstance(quantized, tvm.IRModule) or "main" not in [g.name_hint for g in quantized.get_global_vars()]:
+            raise TypeError(f"holds a {type(quantized).__name__}, not a module with main")
+        specs = input_specs(quantized)
     except Exception as err:  # TVM's own error types
-        raise Error(f"cannot read quantized.json in {src}: {_tvm.error_line(err)}; re-export the model") from None
-    executable = None
-    if target.is_host and target.builds_with_tvm:
+        raise _damaged(src, "quantized.json", _tvm.error_line(err)) from None
+    if [s.shape for s in specs] != shapes:
+        raise _damaged(src, "inputs.json", f"shapes {shapes} but the model's inputs are "
+                                           f"{[s.shape for s in specs]}")
+    model = CompiledModel(None, quantized, None, plan, report, target)
+    model.source = src
+    if target.is_host and not target.missing_host_features():
+        so = src / "model.so"
+        check_shared_library(so, target)
         try:
-            executable = tvm.runtime.load_module(str(src / "model.so"))
+            model.executable = tvm.runtime.load_module(str(so))
         except Exception as err:
-            raise Error(f"cannot load model.so in {src}: {_tvm.error_line(err)}") from None
-    return CompiledModel(None, quantized, executable, plan, report, target, shapes)
-
+            raise Error(_one_line(f"cannot load {so}: {_tvm.error_line(err)}; re-export the model")) from None
+    return model

@@ -81,6 +81,16 @@ _ARCHES = (("x86_64", ("x86_64", "i686", "i386")), ("aarch64", ("aarch64", "arm6
 CROSS_COMPILERS = {"aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")}
 
 
+#: LLVM feature names (prefixes) that are instructions, per architecture: code using one faults (SIGILL) on a CPU
+#: without it. LLVM's other "features" are tuning hints (``macrofusion``, ``slow-3ops-lea``) that any CPU runs.
+_ISA_FEATURES = {
+    "x86_64": ("avx", "amx", "sse", "ssse3", "fma", "f16c", "bmi", "popcnt", "lzcnt", "xop", "aes", "vaes", "pclmul",
+               "vpclmulqdq", "gfni", "sha", "adx", "movbe", "evex512", "cx16", "rdrnd", "rdseed", "xsave"),
+    "aarch64": ("neon", "dotprod", "i8mm", "sve", "sme", "fullfp16", "fp16", "bf16", "crc", "crypto", "aes", "sha",
+                "lse", "rcpc"),
+}
+
+
 class TargetError(Error):
     """A target that cannot be parsed or used (unknown name, malformed JSON, missing cross compiler)."""
 
@@ -185,6 +195,19 @@ class CompileTarget:
         """True when code built for this target runs on this machine."""
         return self.kind == "llvm" and self.arch == arch_of_triple("") and (
             not self.triple or self.triple.split("-")[0] == host_triple().split("-")[0])
+
+    def missing_host_features(self) -> tuple[str, ...]:
+        """CPU features this target's code may use (from its ``mcpu`` and ``mattr``) that this machine's CPU lacks,
+        sorted; empty when the code runs here. Only for targets of this machine's architecture (else empty: see
+        :attr:`is_host`)."""
+        if not self.is_host:
+            return ()
+        from tvm.target import codegen
+
+        isa = _ISA_FEATURES.get(self.arch, ())
+        want = {f for f in codegen.llvm_get_cpu_features(self.tvm_target) if f.startswith(isa)}
+        have = set(codegen.llvm_get_cpu_features(parse(DEFAULT).tvm_target))
+        return tuple(sorted(want - have))
 
     @property
     def key(self) -> str:

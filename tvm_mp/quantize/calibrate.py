@@ -15,6 +15,7 @@ import tvm
 
 from .. import _tvm
 from ..errors import CalibrationError
+from ..inputs import InputSpec, check_inputs
 from ..kinds import CALIBRATION_METHODS, check
 from .interpreter import Interpreter
 
@@ -61,38 +62,47 @@ def mse_clipped_ranges(sample: np.ndarray, lo: float, hi: float) -> tuple[tuple[
     return tuple(out)
 
 
-def _input_specs(mod: tvm.IRModule) -> list[tuple[str, tuple[int, ...]]]:
-    return [(p.name, _tvm.expr_shape(p)) for p in mod["main"].params]
+def _input_specs(mod: tvm.IRModule) -> list[InputSpec]:
+    return [InputSpec(_tvm.var_name(p), _tvm.expr_shape(p), _tvm.expr_dtype(p)) for p in mod["main"].params]
 
 
 def normalize_batches(mod: tvm.IRModule, batches: Iterable) -> list[list[np.ndarray]]:
-    """Check calibration data and return it as lists of input arrays (in ``main``'s parameter order)."""
+    """Check calibration data and return it as lists of input arrays (in ``main``'s parameter order).
+
+    ``batches``: an iterable (list, tuple, generator: read once) of batches; a batch is one array (one-input
+    models) or a dict ``{input name: array}`` naming every input. Each array follows the rules of ``run``
+    (:mod:`tvm_mp.inputs`: real numbers converted to the input's dtype, NaN/Inf, complex and strings refused,
+    integer inputs keep their dtype) except that the batch may be any positive size. Every mistake raises one-line
+    :class:`~tvm_mp.errors.CalibrationError`.
+    """
     specs = _input_specs(mod)
-    out = []
+    names = [s.name for s in specs]
+    hint = "give a list of batches, e.g. [array of shape (batch, ...)] or [{name: array}]"
     if isinstance(batches, np.ndarray):
         raise CalibrationError("calibration must be an iterable of batches (e.g. a list of arrays), not one array")
+    if isinstance(batches, Mapping):
+        raise CalibrationError(f"calibration is one dict; {hint}: wrap it in a list, [{{...}}]")
+    if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable):
+        raise CalibrationError(f"calibration must be an iterable of batches, got {type(batches).__name__}; {hint}")
+    out = []
     for i, batch in enumerate(batches):
         if isinstance(batch, Mapping):
-            missing = [n for n, _ in specs if n not in batch]
+            unknown = [k for k in batch if k not in names]
+            if unknown:
+                raise CalibrationError(f"calibration batch {i} names unknown input(s) {unknown}; the model's inputs "
+                                       f"are {names}")
+            missing = [n for n in names if n not in batch]
             if missing:
                 raise CalibrationError(f"calibration batch {i} lacks input(s) {missing}; the model's inputs are "
-                                       f"{[n for n, _ in specs]}")
-            arrays = [np.asarray(batch[n]) for n, _ in specs]
+                                       f"{names}")
+            values = [batch[n] for n in names]
         else:
             if len(specs) != 1:
                 raise CalibrationError(f"the model has {len(specs)} inputs: give each calibration batch as a dict "
-                                       f"{{name: array}} with names {[n for n, _ in specs]}")
-            arrays = [np.asarray(batch)]
-        for (name, shape), arr in zip(specs, arrays):
-            if arr.ndim != len(shape) or tuple(arr.shape[1:]) != tuple(shape[1:]):
-                raise CalibrationError(f"calibration batch {i} for input {name!r} has shape {arr.shape}; expected "
-                                       f"(batch, {', '.join(map(str, shape[1:]))})")
-            if np.iscomplexobj(arr):
-                raise CalibrationError(f"calibration batch {i} for input {name!r} holds complex numbers: give real "
-                                       "samples (their imaginary part would be dropped)")
-            if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-                raise CalibrationError(f"calibration batch {i} for input {name!r} contains NaN, Inf or non-numbers")
-        out.append([a.astype(np.float32) for a in arrays])
+                                       f"{{name: array}} with names {names}")
+            values = [batch]
+        out.append(check_inputs(values, specs, multiple=False, where=f"calibration batch {i}, ",
+                                value_error=CalibrationError, shape_error=CalibrationError))
     if not out:
         raise CalibrationError("calibration data is empty: give at least one batch of representative inputs")
     return out

@@ -20,7 +20,7 @@ import tvm
 from tvm import relax
 
 from .. import _tvm
-from ..errors import UnsupportedError
+from ..errors import InputValueError, UnsupportedError
 from ..layers import LAYER_ATTR, dataflow_bindings
 from ..layers import op_name as _op
 from . import clustering, floats, reference, scheme, tvm_ops
@@ -144,12 +144,37 @@ OPS: dict[str, Callable] = {
     "relax.expand_dims": lambda c, a: np.expand_dims(a[0], tuple(int(v) for v in c.attrs.axis)),
     "relax.concat": lambda c, a: np.concatenate(a[0], axis=int(c.attrs.axis)),
     "relax.astype": lambda c, a: a[0].astype(str(c.attrs.dtype)),
+    # index arithmetic the ONNX importer emits around integer inputs (Gather's negative-index fix-up)
+    "relax.shape_of": lambda c, a: tuple(int(d) for d in np.shape(a[0])),
+    "relax.shape_to_tensor": lambda c, a: np.asarray(a[0], dtype=np.int64),
+    "relax.less": lambda c, a: np.less(a[0], a[1]),
+    "relax.less_equal": lambda c, a: np.less_equal(a[0], a[1]),
+    "relax.greater": lambda c, a: np.greater(a[0], a[1]),
+    "relax.greater_equal": lambda c, a: np.greater_equal(a[0], a[1]),
+    "relax.equal": lambda c, a: np.equal(a[0], a[1]),
+    "relax.not_equal": lambda c, a: np.not_equal(a[0], a[1]),
+    "relax.where": lambda c, a: np.where(a[0], a[1], a[2]),
+    "relax.take": lambda c, a: _take(a[0], a[1], c.attrs),
 }
 
 
 #: Ops whose NumPy rule computes in float32: operands of another dtype (float16, ...) go through TVM instead, so
 #: the reference computes them in their own dtype, as the build does.
 FLOAT32_RULES = ("relax.nn.conv2d", "relax.matmul")
+
+
+def _take(x, indices, attrs):
+    """``R.take``: a gather, exact. Mode "fast" has no bounds check in TVM (it reads past the buffer), so an index
+    out of range is an error here too (:func:`index_guard` refuses the inputs that lead to one first)."""
+    axis = None if attrs.axis is None else int(attrs.axis)
+    mode = str(attrs.mode)
+    indices = np.asarray(indices)
+    if mode == "fast":
+        size = x.size if axis is None else x.shape[axis]
+        if indices.size and (indices.min() < 0 or indices.max() >= size):
+            raise InputValueError(f"an index reaches {int(indices.min() if indices.min() < 0 else indices.max())} "
+                                  f"in a take (ONNX Gather) over {size} elements; give indices within range")
+    return np.take(x, indices, axis=axis, mode="wrap" if mode == "wrap" else "clip")
 
 
 def _adaptive_avg(c, a):
@@ -438,3 +463,88 @@ def _binding_of(func, var):
         if b.var.same_as(var):
             return b
     raise KeyError(var)
+
+
+def _is_int(ty) -> bool:
+    return isinstance(ty, relax.TensorType) and np.dtype(str(ty.dtype)).kind in "iub"
+
+
+def index_guard(mod: tvm.IRModule) -> Callable[[Sequence[np.ndarray]], None] | None:
+    """A check of ``main``'s inputs that refuses integer inputs leading to an out-of-range index in a
+    ``take`` (ONNX Gather) of mode "fast", which TVM compiles without a bounds check (it reads garbage or faults);
+    None when ``main`` has no such take fed by its inputs.
+
+    The check evaluates, in NumPy, only the bindings computed from integer inputs, constants and static shapes
+    (the importer's negative-index fix-up ``where(idx < 0, idx + n, idx)`` included) and then the indices of each
+    such take against the size of its axis."""
+    main = mod["main"]
+    params = [p for p in main.params if _is_int(p.ty)]
+    if not params:
+        return None
+    computable = set(params)
+    source: dict = {p: {p} for p in params}  # var -> the integer inputs it is computed from
+    chain, takes = [], []
+
+    def known(arg) -> bool:
+        if isinstance(arg, relax.Tuple):
+            return all(known(f) for f in arg.fields)
+        if isinstance(arg, relax.Var):
+            return arg in computable
+        return _tvm.is_const(arg) or _tvm.is_prim_value(arg) or isinstance(arg, relax.ShapeExpr)
+
+    def inputs_of(args) -> set:
+        out = set()
+        for a in args:
+            if isinstance(a, relax.Var):
+                out |= source.get(a, set())
+        return out
+
+    for b in dataflow_bindings(main):
+        value = b.value
+        if not (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)):
+            continue
+        name = value.op.name
+        if name == "relax.shape_of" and isinstance(value.args[0].ty, relax.TensorType) and \
+                getattr(value.args[0].ty.shape, "values", None) is not None:
+            computable.add(b.var)
+            chain.append((b, tuple(int(d) for d in value.args[0].ty.shape.values)))
+            continue
+        if name == "relax.take" and str(value.attrs.mode) == "fast" and isinstance(value.args[1], relax.Var) \
+                and value.args[1] in computable and not known(value.args[0]) and source.get(value.args[1]):
+            data_ty = value.args[0].ty
+            if isinstance(data_ty, relax.TensorType) and getattr(data_ty.shape, "values", None) is not None:
+                dims = [int(d) for d in data_ty.shape.values]
+                axis = value.attrs.axis
+                size = int(np.prod(dims)) if axis is None else dims[int(axis)]
+                takes.append((value.args[1], size, None if axis is None else int(axis), source[value.args[1]]))
+            continue
+        if all(known(a) for a in value.args):
+            computable.add(b.var)
+            source[b.var] = inputs_of(value.args)
+            chain.append((b, None))
+    if not takes:
+        return None
+    interp = Interpreter(mod)
+    positions = {p: i for i, p in enumerate(main.params)}
+
+    def check(arrays: Sequence[np.ndarray]) -> None:
+        env = {p: np.asarray(arrays[positions[p]]) for p in params}
+        for b, static in chain:
+            env[b.var] = static if static is not None else interp._eval(b.value, env)
+        for var, size, axis, srcs in takes:
+            idx = np.asarray(env[var])
+            bad = (idx < 0) | (idx >= size)
+            if bad.any():
+                names = ", ".join(repr(_tvm.var_name(p)) for p in params if p in srcs)
+                where = next(iter(np.argwhere(bad)), ())
+                raw = ""
+                if len(srcs) == 1:
+                    src = np.asarray(env[next(iter(srcs))])
+                    if src.shape == idx.shape:
+                        raw = f" (it holds {int(src[tuple(where)])} at index {tuple(int(i) for i in where)})"
+                axis_text = "the flattened data" if axis is None else f"axis {axis}"
+                raise InputValueError(f"input {names} indexes past the {size} elements of {axis_text} of a take "
+                                      f"(ONNX Gather){raw}; give indices in [0, {size - 1}] (or [-{size}, -1] "
+                                      "counting from the end, where the model allows it)")
+
+    return check

@@ -44,9 +44,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import tvm
 
-from ..errors import CalibrationError, Error, InputShapeError, PlanError, UnsupportedError
+from ..errors import CalibrationError, Error, PlanError, UnsupportedError
+from ..inputs import bind_inputs, check_inputs
 from ..kinds import SCORE_METRICS, check
 from ..layers import dataflow_bindings, match_layers
+from ..model import call_accuracy_fn, input_specs
 from ..passes.annotate_precision import AnnotatePrecision
 from ..precision import Precision, PrecisionPlan
 from ..quantize import reference
@@ -283,7 +285,7 @@ class PlanEvaluator:
         self._used = 0
         self._blas = None
         self._polymorphic: bool | None = None
-        self._input_specs = [tuple(int(v) for v in p.ty.shape.values) for p in mod["main"].params]
+        self._input_specs = input_specs(mod)
 
     def _structure(self, names: frozenset, floats: frozenset = frozenset()) -> _Structure:
         """The graph with ``names`` quantized, ``floats`` (a subset) of them in a float format."""
@@ -328,16 +330,8 @@ class PlanEvaluator:
         return out
 
     def check_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if len(inputs) != len(self._input_specs):
-            raise InputShapeError(f"the model takes {len(self._input_specs)} input(s), got {len(inputs)}")
-        arrays = []
-        for i, (x, shape) in enumerate(zip(inputs, self._input_specs)):
-            x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-            if x.ndim != len(shape) or tuple(x.shape[1:]) != tuple(shape[1:]):
-                raise InputShapeError(f"input {i} has shape {x.shape}; "
-                                      f"expected (batch, {', '.join(map(str, shape[1:]))})")
-            arrays.append(x)
-        return arrays
+        """The rules of :mod:`tvm_mp.inputs` (any batch size: calibration batches pass through here too)."""
+        return check_inputs(list(inputs), self._input_specs, multiple=False)
 
     def run(self, plan: PrecisionPlan, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Output of the quantized network of ``plan`` (layers absent from it stay fp32) on ``inputs``.
@@ -417,11 +411,12 @@ class ReferenceModel:
         self._evaluator = evaluator
         self.plan = plan
 
-    def run(self, *inputs: np.ndarray) -> np.ndarray:
-        return self._evaluator.run(self.plan, inputs)
+    def run(self, *inputs, **named) -> np.ndarray:
+        """Inputs by position or by name, as :meth:`CompiledModel.run` takes them."""
+        return self._evaluator.run(self.plan, bind_inputs(inputs, named, self._evaluator._input_specs))
 
-    def reference(self, *inputs: np.ndarray) -> np.ndarray:
-        return self.run(*inputs)
+    def reference(self, *inputs, **named) -> np.ndarray:
+        return self.run(*inputs, **named)
 
 
 def fidelity(metric: str, quant: np.ndarray, fp32: np.ndarray) -> float:
@@ -535,13 +530,7 @@ class Scorer:
         key = plan_key(plan)
         if key not in self._scores:
             if self.accuracy_fn is not None:
-                value = self.accuracy_fn(self.model(plan))
-                try:
-                    value = float(value)
-                except (TypeError, ValueError):
-                    raise Error(f"accuracy_fn returned {value!r}; it must return a number") from None
-                if not math.isfinite(value):
-                    raise Error(f"accuracy_fn returned {value}; it must return a finite number")
+                value = call_accuracy_fn(self.accuracy_fn, self.model(plan))
             else:
                 value = fidelity(self.metric, self._outputs(plan), self.fp32_outputs())
             self._scores[key] = value

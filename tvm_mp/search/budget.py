@@ -122,7 +122,9 @@ class BudgetOutcome:
 
 def measure(model, runs: int = MEASURE_RUNS) -> Measurement:
     """Median wall time (ms) of ``model.run`` on one zero input of the compiled shape, with half its IQR as noise."""
-    inputs = [np.zeros(shape, dtype=np.float32) for shape in model.input_shapes]
+    specs = getattr(model, "inputs", None)  # a CompiledModel's InputSpecs (integer inputs keep their dtype)
+    inputs = ([np.zeros(s.shape, s.dtype) for s in specs] if specs is not None
+              else [np.zeros(shape, np.float32) for shape in model.input_shapes])
     model.run(*inputs)
     times = []
     for _ in range(runs):

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal
 
 OutcomeKind = Literal["ok", "error", "raw", "hang", "crash"]
-# pytest: each case imports its corpus module, which imports pytest; onnxslim: load_onnx imports it (0.7 s a case)
+#: Imported once by the fork server: what nearly every case imports (the corpus modules import pytest; load_onnx
+#: imports onnxslim, ~1.5 s with its sympy). A module missing here is skipped by multiprocessing.
 PRELOAD = ["tvm", "tvm_mp", "tvm_mp.cli", "tvm_mp.driver", "numpy", "pytest", "onnxslim"]
 
 
