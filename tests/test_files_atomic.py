@@ -164,7 +164,12 @@ def test_writers_killed_inside_the_write_keep_the_previous_file(tmp_path):
     for scenario, path in paths.items():
         assert path.read_bytes() == originals[scenario], scenario  # byte for byte
         json.loads(originals[scenario])
-        leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.")]
+        if scenario == "export":  # an export is written in a temporary directory beside the artifact first
+            tmp_dirs = [p for p in path.parent.parent.iterdir() if p.name.startswith(f".{path.parent.name}.tmp-")]
+            assert len(tmp_dirs) == 1 and not list(path.parent.glob(".*.tmp")), tmp_dirs
+            leftovers = [p.name for p in tmp_dirs[0].iterdir() if p.name.startswith(f".{path.name}.")]
+        else:
+            leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.")]
         assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")  # the killed write's temporary only
     import tvm_mp
 

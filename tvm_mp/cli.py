@@ -283,9 +283,10 @@ def cmd_tune(args) -> int:
 
     if args.key is None and args.rpc_tracker is not None:
         raise TuneError("--rpc-tracker needs --key (the device key the rpc_server registered with)")
-    rpc = None if args.key is None else RPCConfig.parse(
-        args.rpc_tracker or "127.0.0.1:9190", args.key, retries=args.retries, connect_timeout_s=args.connect_timeout,
-        session_timeout_s=args.session_timeout)
+    tracker = "127.0.0.1:9190" if args.rpc_tracker is None else args.rpc_tracker
+    rpc = None if args.key is None else RPCConfig.parse(tracker, args.key, retries=args.retries,
+                                                         connect_timeout_s=args.connect_timeout,
+                                                         session_timeout_s=args.session_timeout)
     _target(args.target)
     _plan(args.plan)
     mod = tvm_mp.load_onnx(args.model, shapes=_shapes(args.shape))

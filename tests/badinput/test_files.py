@@ -306,7 +306,7 @@ CASES = [
     _load_case("load-report-wrong-type", "report.json", _set("layers.0.energy_uj", "lots"), "energy_uj='lots'"),
     _load_case("load-report-missing-field", "report.json", _drop("layers"), "not a tvm-mp report"),
     _load_case("load-plan-bool", "plan.json", _Edit("set", "layers", {"conv2d_0": {"w_bits": True, "a_bits": 8}}),
-               "damaged artifact"),
+               "is damaged"),
     # -- ONNX models ------------------------------------------------------------------------------------------------
     Case("onnx-missing", _onnx, "error", "not found", args=("missing",), error="ModelError"),
     Case("onnx-directory", _onnx, "error", "is a directory", args=("directory",), error="ModelError"),

@@ -49,8 +49,10 @@ def _records_of(data, path: Path) -> dict:
     """The records of a database file's JSON, keys normalized (entries of keys written by older versions kept)."""
     records = data.get("records") if isinstance(data, dict) else None
     if not isinstance(records, dict) or not all(isinstance(v, dict) for v in records.values()):
-        raise TuningDatabaseError(f"{path} is not a tvm-mp tuning database (no records by target): give another "
-                                  "file, or delete it to re-tune")
+        got = ("a dict without a records object" if isinstance(data, dict) and not isinstance(records, dict)
+               else "records that are not grouped by target" if isinstance(data, dict) else type(data).__name__)
+        raise TuningDatabaseError(f"{path} is not a tuning database (expected {{\"format\": 1, \"records\": "
+                                  f"{{target: {{...}}}}}}, got {got}): give another file, or delete it to re-tune")
     out: dict = {}
     for key, entries in records.items():
         out.setdefault(normalize_key(key), {}).update(entries)
