@@ -110,8 +110,10 @@ def test_bad_database_arguments_are_one_line(database, needle, tmp_path):
         tuning.resolve(database)
 
 
-@pytest.mark.parametrize("text,needle", [('{"records": []}', "not a tvm-mp tuning database"),
-                                          ('{"records": {"k": {"w": {"config": {"bogus": 1}}}}}', None)])
+@pytest.mark.parametrize("text,needle", [
+    ('{"records": []}', "not a tuning database"),
+    ('{"records": {"k": {"w": {"config": {"bogus": 1}}}}}', "damaged"),  # no latency_us
+    ('{"records": {"k": {"w": {"config": {"bogus": 1}, "latency_us": 1.0}}}}', None)])
 def test_foreign_or_damaged_database_is_one_line(text, needle, tmp_path):
     path = tmp_path / "db.json"
     path.write_text(text)
