@@ -23,7 +23,7 @@ from .. import _tvm
 from ..errors import UnsupportedError
 from ..layers import LAYER_ATTR, dataflow_bindings
 from ..layers import op_name as _op
-from . import clustering, floats, reference, scheme, tvm_ops
+from . import clustering, fastconv, floats, reference, scheme, tvm_ops
 from .graph import analyze_outputs, integer_bounds, layer_name_of
 from .qlayer import QuantLayer, read_layer
 
@@ -96,12 +96,7 @@ def _conv2d(x, w, attrs):
     from ..workload import ConvParams
 
     params = ConvParams(tuple(attrs.strides), tuple(attrs.padding), tuple(attrs.dilation), int(attrs.groups))
-    oc, cg, kh, kw = w.shape
-    cols = reference.im2col(x.astype(np.float32), kh, kw, params, 0.0)  # [N, G, OH, OW, R]
-    wr = w.reshape(params.groups, oc // params.groups, -1).astype(np.float32)
-    out = np.einsum("ngyxr,gkr->ngkyx", cols, wr, optimize=True)
-    n, _, _, oh, ow = out.shape
-    return out.reshape(n, oc, oh, ow).astype(np.float32)
+    return fastconv.conv2d(x, w, params, 0.0, np.float32)
 
 
 def _reshape(x, shape):
