@@ -169,6 +169,7 @@ class Interpreter:
         self._layers: dict[str, QuantLayer] = {}
         self.fallback_ops: set[str] = set()  # ops this interpreter computed through TVM
         self._polymorphic: bool | None = None
+        self._consts: dict = {}
 
     def _layer(self, gv) -> QuantLayer:
         func = self.mod[gv]
@@ -284,8 +285,13 @@ class Interpreter:
     def _eval(self, expr, env):
         if isinstance(expr, relax.Var):
             return env[expr]
-        if _tvm.is_const(expr):
-            return _tvm.const_value(expr)
+        if _tvm.is_const(expr):  # converted once per constant (read-only: ops make new arrays)
+            value = self._consts.get(expr)
+            if value is None:
+                value = self._consts[expr] = _tvm.const_value(expr)
+                if isinstance(value, np.ndarray):
+                    value.setflags(write=False)
+            return value
         if _tvm.is_prim_value(expr):
             return _tvm.prim_value(expr)
         if isinstance(expr, relax.Tuple):
