@@ -85,8 +85,11 @@ def test_host_measurement_reports_noise(net, calib):
     assert out.meets_budget_measured() is True
 
 
-def test_a_budget_compile_uses_the_guided_search_by_default(net, calib):
+def test_a_budget_compile_of_a_larger_network_uses_the_guided_search(net, calib, monkeypatch):
+    from tvm_mp.search import pareto
     from tvm_mp.search.pareto import search_context
+
+    monkeypatch.setattr(pareto, "ANNEAL_MAX_LAYERS", 4)  # the 5-layer net counts as large
 
     costs = search_context(net, calib, options=OPTIONS).costs
     lo = costs.minimum()["energy_uj"]

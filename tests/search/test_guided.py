@@ -55,7 +55,12 @@ def test_same_inputs_same_plan(net, calib, scorer):
     assert plans[0] == plans[1]
 
 
-def test_default_search_is_guided_and_explore_uses_it(net, ctx):
+def test_the_default_search_is_guided_above_a_size_and_explore_uses_it(net, ctx, monkeypatch):
+    from tvm_mp.search import pareto
+
+    small, _ = optimize(ctx, _budget(ctx, 0.5), np.random.default_rng(0))  # 5 layers: annealing, as before
+    assert small.method in ("annealing", "ilp")
+    monkeypatch.setattr(pareto, "ANNEAL_MAX_LAYERS", 4)
     result, _ = optimize(ctx, _budget(ctx, 0.5), np.random.default_rng(0))
     assert result.method == "guided"
     front = explore(net, context=ctx, budgets=2, seed=0, progress=False, config=GuidedConfig(max_evaluations=4))
@@ -70,7 +75,7 @@ def test_config_is_checked():
             GuidedConfig(**bad)
         assert "\n" not in str(err.value)
     assert GuidedConfig(tiers=[[4, 8]]).tiers == ((4, 8),)
-    with pytest.raises(PlanError, match="GuidedConfig .*or an AnnealConfig"):
+    with pytest.raises(PlanError, match="GuidedConfig or an AnnealConfig"):
         optimize(None, Budget(energy_uj=1.0), np.random.default_rng(0), config={"steps": 10})
 
 

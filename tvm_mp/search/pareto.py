@@ -40,6 +40,11 @@ from .proxy import LayerNoise
 from .sensitivity import Sensitivity, measure_sensitivity
 from .space import FAMILIES, SearchSpace, family, is_integer
 
+#: Networks with at most this many layers are searched by annealing on the real score by default (their plans score
+#: in milliseconds, so hundreds of real evaluations are cheap); larger ones by the guided search.
+ANNEAL_MAX_LAYERS = 16
+#: The annealer's effort per budget when it is the default.
+DEFAULT_ANNEAL = AnnealConfig(steps=1500, restarts=1, reheat_after=400, max_evaluations=250)
 #: Axis labels for plots and tables.
 AXIS_LABELS = {"energy_uj": "energy per inference (uJ)", "latency_ms": "latency (ms)",
                "memory_kb": "weight memory (kB)"}
@@ -344,19 +349,22 @@ def integer_start(ctx: SearchContext, problem: Problem, rng: np.random.Generator
 
 def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator,
              config: AnnealConfig | GuidedConfig | None = None):
-    """Best plan for ``budget``. By default (``config`` None or a :class:`~tvm_mp.search.guided.GuidedConfig`) the
-    guided search: integer programs on the per-layer noise proxy, then a few real checks
-    (:func:`~tvm_mp.search.guided.guided_search`). With an :class:`AnnealConfig`: ILP on the measured sensitivity
-    guide, then annealing on the real score from there; in a space with number formats, from the better of that
-    ILP plan and the integer-only search's plan (:func:`integer_start`). Returns ``(SearchResult, Problem)``."""
-    if config is None or isinstance(config, GuidedConfig):
-        config = config or GuidedConfig()
+    """Best plan for ``budget``. With a :class:`~tvm_mp.search.guided.GuidedConfig` (the default for networks of
+    more than :data:`ANNEAL_MAX_LAYERS` layers), the guided search: integer programs on the per-layer noise proxy,
+    then a few real checks (:func:`~tvm_mp.search.guided.guided_search`). With an :class:`AnnealConfig` (the
+    default, :data:`DEFAULT_ANNEAL`, for smaller networks, whose plans score in milliseconds): ILP on the measured
+    sensitivity guide, then annealing on the real score from there; in a space with number formats, from the better
+    of that ILP plan and the integer-only search's plan (:func:`integer_start`). Returns ``(SearchResult,
+    Problem)``."""
+    if config is None:
+        config = DEFAULT_ANNEAL if ctx.space.n_layers <= ANNEAL_MAX_LAYERS else GuidedConfig()
+    if isinstance(config, GuidedConfig):
         if config.progress is None and ctx.progress is not None:
             config = replace(config, progress=ctx.progress)
         return guided_search(ctx, budget, rng, config)
     if not isinstance(config, AnnealConfig):
-        raise PlanError(f"config must be a GuidedConfig (the default search) or an AnnealConfig, got "
-                        f"{type(config).__name__}")
+        raise PlanError(f"config must be a GuidedConfig or an AnnealConfig (or None: the default for the network's "
+                        f"size), got {type(config).__name__}")
     problem = ctx.problem(budget)
     start = solve_ilp(problem)
     if config.progress is None and ctx.progress is not None:  # progress=False on the search silences the annealer
