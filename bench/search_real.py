@@ -272,10 +272,46 @@ def _search_detail(part: dict) -> list[str]:
     return lines
 
 
+def verdict(result: dict) -> list[str]:
+    """The issue's acceptance items, read off the figures."""
+    lines = ["## Acceptance", ""]
+    host = result.get("host")
+    if host:
+        done = [r for r in host["budgets"] if "infeasible" not in r]
+        times = ", ".join(f"{r['budget_fraction']:.2f}x: {r['seconds']:.0f} s at load {r['load_before'][0]:.1f}"
+                          for r in done)
+        ok = all(r["within_target"] for r in done)
+        lines.append(f"* **Budget compile of the 54-layer network within {TARGET_SECONDS:.0f} s** (2 cores, "
+                     f"the machine's load): {'met' if ok else 'NOT met'} ({times}; search part "
+                     + ", ".join(f"{r['search_seconds']:.0f} s / {r['evaluations']} real evaluations" for r in done)
+                     + ").")
+    for name, part in (("host", host), ("accelerator", result.get("accel"))):
+        if not part:
+            continue
+        for r in part["budgets"]:
+            if "infeasible" in r:
+                lines.append(f"* {name} {r['budget_fraction']:.2f}x: no plan of the space meets it.")
+                continue
+            loss = r["loss_vs_w8a8_points"]
+            versus = f"{loss:.0f} pt below w8a8" if loss >= 0 else f"{-loss:.0f} pt above w8a8"
+            lines.append(f"* {name} {r['budget_fraction']:.2f}x: mixed plan {r['held_out_top1']:.2f} held-out "
+                         f"({versus}), best uniform plan within the budget "
+                         f"{r['best_uniform_within'] or 'none'}"
+                         + (f" {r['best_uniform_held_out_top1']:.2f}" if r["best_uniform_within"] else "")
+                         + f"; dominates: {r['mixed_dominates']}; 1-point rule: {r['one_point_rule']}.")
+    if result.get("accel"):
+        f = result["accel"]["front"]
+        lines.append(f"* Accelerator energy front: mixed plans dominate {f['uniform_dominated']} of the "
+                     f"{f['uniform_plans']} uniform plans of the grid.")
+    return lines + [""]
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# Budget search on a real 54-layer network", "",
-             f"Command: `{result['command']}` ({result['seconds']:.0f} s). {machine_line(m)} "
+             f"Command: `{result['command']}` ({result['seconds']:.0f} s"
+             + "".join(f"; the {k} part from an earlier `{c}`" for k, c in result.get("earlier_commands", {}).items())
+             + f"). {machine_line(m)} "
              f"Load average at the end: {' / '.join(f'{x:.2f}' for x in result['load_at_end'])}. The machine was "
              "shared with other jobs during the run (see the load around each compile). Energy is *modelled*.", "",
              "Model: PP-OCR text-orientation classifier (`cls` of `tvm_mp.testing.corpus`, 54 layers: 53 conv "
@@ -284,6 +320,7 @@ def markdown(result: dict) -> str:
              "every second one turned by 180 degrees; 16 images calibrate, 100 are the search's `accuracy_fn` "
              "(*search*), 100 others are held out (*held-out*, never seen by the search). Top-1 on 100 images moves "
              "in steps of 1 point; two plans a few points apart on one split are within sampling noise.", ""]
+    lines += verdict(result)
     if "host" in result:
         h = result["host"]
         lines += ["## A. Host cost model: `tvm_mp.compile(mod, budget=...)` end to end", "",
@@ -331,26 +368,45 @@ def main(argv=None) -> int:
     parser.add_argument("--accel-budgets", default="0.98,0.9,0.85,0.7")
     parser.add_argument("--front-budgets", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 4 accelerator options, 1 front budget")
+    parser.add_argument("--render", metavar="JSON", help="only write the markdown again from a result JSON")
+    parser.add_argument("--merge", action="store_true", help="keep the parts not run from the existing JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+        (DOCS / "bench_search_real.md").write_text(markdown(result) + "\n")
+        return 0
     parts = args.parts.split(",")
     start = time.perf_counter()
     flags = [f" --{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
              if v != parser.get_default(k)]
     result = {"command": COMMAND + "".join(flags),
               "machine": describe_machine(packages=("apache-tvm", "numpy", "scipy"))}
+    out = DOCS / "bench_search_real.json"
+    if args.merge and out.is_file():  # keep the other parts of an earlier run
+        earlier = json.loads(out.read_text())
+        for key in ("host", "accel"):
+            if key in earlier and key not in parts:
+                result[key] = earlier[key]
+                result.setdefault("earlier_commands", {})[key] = earlier["command"]
     task = Task()
     result["load_seconds"] = task.load_seconds
+
+    def save() -> None:  # after each part: a crash later keeps what was measured
+        result["seconds"] = time.perf_counter() - start
+        result["load_at_end"] = load_average()
+        DOCS.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, default=str))
+        (DOCS / "bench_search_real.md").write_text(markdown(result) + "\n")
+
     if "host" in parts:
         result["host"] = host_part(task, [float(b) for b in args.budgets.split(",")])
+        save()
     if "accel" in parts:
         grid = [(2, 4), (4, 4), (4, 8), (8, 8)] if args.quick else ACCEL_GRID
         result["accel"] = accel_part(task, [float(b) for b in args.accel_budgets.split(",")],
                                      1 if args.quick else args.front_budgets, grid)
-    result["seconds"] = time.perf_counter() - start
-    result["load_at_end"] = load_average()
-    DOCS.mkdir(parents=True, exist_ok=True)
-    (DOCS / "bench_search_real.json").write_text(json.dumps(result, indent=1, default=str))
-    (DOCS / "bench_search_real.md").write_text(markdown(result) + "\n")
+        save()
+    save()
     print(markdown(result))
     return 0
 

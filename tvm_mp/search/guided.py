@@ -111,28 +111,33 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     problem = Problem(space, costs, budget, ScoreObjective(scorer, space))
     masks = [_tier_mask(space, t) for t in config.tiers]
     masks.append(np.arange(space.max_options)[None, :] < space.sizes[:, None])  # everything, always last
-    first = next((k for k, m in enumerate(masks) if _fits(problem, m)), None)
-    if first is None:  # check_budget passed on the full space; only limits together can fail: let the ILP say
-        first = len(masks) - 1
+    norm = problem.normalized_costs
+
+    def feasible(mask) -> bool:  # one limit: the cheapest options say; several: an integer program
+        return _fits(problem, mask) and (norm.shape[0] == 1 or solve_table(norm, np.where(mask, 0.0, np.inf))
+                                         is not None)
+
+    first = next((k for k, m in enumerate(masks) if feasible(m)), len(masks) - 1)
     second = next((k for k in range(first + 1, len(masks)) if (masks[k] != masks[first]).any()), None)
     in_play = masks[first] | (masks[second] if second is not None else False)
 
     proxy_start = time.perf_counter()
     table = np.full((space.n_layers, space.max_options), np.inf)
+    exact = np.zeros(table.shape, dtype=bool)  # entries measured by a partial network run (proxy.exact)
     with scorer.evaluator.blas_single_thread():
         for i, (layer, opts) in enumerate(zip(space.layers, space.options)):
             cols = [j for j in range(len(opts)) if in_play[i, j]]
             gain = ctx.proxy.gain(layer.name, [opts[j] for j in cols])
             for j in cols:
-                table[i, j] = gain * ctx.proxy.local(layer.name, opts[j])
+                known = ctx.proxy.known_exact(layer.name, opts[j])  # measured by an earlier search: kept
+                table[i, j] = gain * ctx.proxy.local(layer.name, opts[j]) if known is None else known
+                exact[i, j] = known is not None
     proxy_seconds = time.perf_counter() - proxy_start
 
-    norm = problem.normalized_costs
     tried: list[np.ndarray] = []
     checked: list[tuple[float, float, np.ndarray, str]] = []  # (score, proxy, index, how)
     ilp_seconds = 0.0
 
-    exact = np.zeros(table.shape, dtype=bool)  # entries measured by a partial network run (proxy.exact)
     finite = np.isfinite(table) & (table > 0)
     scale = float(table[finite].max()) if finite.any() else 1.0
     rows = np.arange(space.n_layers)

@@ -183,6 +183,10 @@ class LayerNoise:
                 self._exact[key] = self._output_noise(match.end_var, outs)
         return self._exact[key]
 
+    def known_exact(self, name: str, prec: Precision) -> float | None:
+        """:meth:`exact` if it was computed already, else None (computes nothing)."""
+        return self._exact.get((name, _canon(prec)))
+
     def _output_noise(self, var, values: Sequence[np.ndarray]) -> float:
         noise = signal = 0.0
         for env, q in zip(self._blocks, values):
