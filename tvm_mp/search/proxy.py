@@ -14,10 +14,15 @@ the network's output.
   values downstream of ``l`` are recomputed, **one partial network run per layer**;
 * ``noise[l, o] = gain[l] * local[l, o]``: the output noise ratio ``l`` alone at ``o`` causes, to first order --
   the quantity :func:`~tvm_mp.search.sensitivity.measure_sensitivity` measures, additive over layers like it.
+  First order only: weight and activation errors reach the output differently (a factor 2-3 either way on the
+  test net), and 1-3-bit options hurt far more than linearly;
+* ``exact[l, o]``: that output noise ratio itself, by the same partial network run with ``l`` at ``o`` (equal to
+  the scorer's full-network measurement); the guided search asks for it for the entries its integer programs
+  pick (:mod:`tvm_mp.search.guided`).
 
-The network output is read **before a final softmax, log-softmax or sigmoid** (logits): saturated probabilities
-hide noise, so a classifier's softmax output would call every layer insensitive (the search on it scattered
-w1a1 layers through a 54-layer network).
+The network output is read **before a final softmax, log-softmax or sigmoid** (logits, centred over the softmax
+axis: only differences between classes matter): saturated probabilities hide noise, so a classifier's softmax
+output would call every layer insensitive (the search on it scattered w1a1 layers through a 54-layer network).
 
 Every table entry is computed once per :class:`LayerNoise` (a :class:`~tvm_mp.search.pareto.SearchContext` keeps
 one), whatever the spaces asked for later. Deterministic: no randomness, fixed samples.
