@@ -9,7 +9,8 @@ from tvm import relax
 from tvm_mp import Budget, Precision, _tvm, list_layers
 
 
-def small_net(seed: int = 0) -> tvm.IRModule:
+def small_net(seed: int = 0, softmax: bool = False) -> tvm.IRModule:
+    """The network; ``softmax`` appends a softmax over the 5 outputs and a reshape (a classifier's ending)."""
     rng = np.random.default_rng(seed)
 
     def weight(*shape):
@@ -30,7 +31,12 @@ def small_net(seed: int = 0) -> tvm.IRModule:
             d = bb.emit(relax.op.nn.relu(d))
             flat = bb.emit(relax.op.reshape(d, (1, 64)))
             out = bb.emit(relax.op.matmul(flat, weight(64, 5)))
-            out = bb.emit_output(relax.op.add(out, weight(1, 5)))
+            if softmax:
+                out = bb.emit(relax.op.add(out, weight(1, 5)))
+                out = bb.emit(relax.op.nn.softmax(out, axis=-1))
+                out = bb.emit_output(relax.op.reshape(out, (1, 5)))
+            else:
+                out = bb.emit_output(relax.op.add(out, weight(1, 5)))
         bb.emit_func_output(out)
     return bb.get()
 

@@ -83,3 +83,21 @@ def test_host_measurement_reports_noise(net, calib):
     out = cm.search
     assert len(out.rounds) == 1 and out.measured_latency_ms > 0 and out.measurement_noise_ms >= 0
     assert out.meets_budget_measured() is True
+
+
+def test_a_budget_compile_of_a_larger_network_uses_the_guided_search(net, calib, monkeypatch):
+    from tvm_mp.search import pareto
+    from tvm_mp.search.pareto import search_context
+
+    monkeypatch.setattr(pareto, "ANNEAL_MAX_LAYERS", 4)  # the 5-layer net counts as large
+
+    costs = search_context(net, calib, options=OPTIONS).costs
+    lo = costs.minimum()["energy_uj"]
+    hi = costs.totals(costs.space.uniform_index(Precision(8, 8)))["energy_uj"]
+    cm = compile_with_budget(net, Budget(energy_uj=(lo + hi) / 2), calibration=calib, options=OPTIONS,
+                             measure=False)
+    out = cm.search
+    assert out.result.method == "guided" and out.meets_budget()
+    assert out.to_dict()["search"]["notes"]["strategy"] == "guided"
+    x = calib[0][:1]
+    np.testing.assert_array_equal(cm.run(x), cm.reference(x))

@@ -23,7 +23,7 @@ from .. import _tvm
 from ..errors import InputValueError, UnsupportedError
 from ..layers import LAYER_ATTR, dataflow_bindings
 from ..layers import op_name as _op
-from . import clustering, floats, reference, scheme, tvm_ops
+from . import clustering, fastconv, floats, reference, scheme, tvm_ops
 from .graph import analyze_outputs, integer_bounds, layer_name_of
 from .qlayer import QuantLayer, read_layer
 
@@ -96,12 +96,7 @@ def _conv2d(x, w, attrs):
     from ..workload import ConvParams
 
     params = ConvParams(tuple(attrs.strides), tuple(attrs.padding), tuple(attrs.dilation), int(attrs.groups))
-    oc, cg, kh, kw = w.shape
-    cols = reference.im2col(x.astype(np.float32), kh, kw, params, 0.0)  # [N, G, OH, OW, R]
-    wr = w.reshape(params.groups, oc // params.groups, -1).astype(np.float32)
-    out = np.einsum("ngyxr,gkr->ngkyx", cols, wr, optimize=True)
-    n, _, _, oh, ow = out.shape
-    return out.reshape(n, oc, oh, ow).astype(np.float32)
+    return fastconv.conv2d(x, w, params, 0.0, np.float32)
 
 
 def _reshape(x, shape):
@@ -204,6 +199,7 @@ class Interpreter:
         self._layers: dict[str, QuantLayer] = {}
         self.fallback_ops: set[str] = set()  # ops this interpreter computed through TVM
         self._polymorphic: bool | None = None
+        self._consts: dict = {}
 
     def _layer(self, gv) -> QuantLayer:
         func = self.mod[gv]
@@ -319,8 +315,13 @@ class Interpreter:
     def _eval(self, expr, env):
         if isinstance(expr, relax.Var):
             return env[expr]
-        if _tvm.is_const(expr):
-            return _tvm.const_value(expr)
+        if _tvm.is_const(expr):  # converted once per constant (read-only: ops make new arrays)
+            value = self._consts.get(expr)
+            if value is None:
+                value = self._consts[expr] = _tvm.const_value(expr)
+                if isinstance(value, np.ndarray):
+                    value.setflags(write=False)
+            return value
         if _tvm.is_prim_value(expr):
             return _tvm.prim_value(expr)
         if isinstance(expr, relax.Tuple):

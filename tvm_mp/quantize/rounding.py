@@ -37,7 +37,8 @@ def block_moments(win: np.ndarray) -> np.ndarray:
     for b in range(nblocks):
         part = win[:, :, b * size : (b + 1) * size]
         k = part.shape[2]
-        out[:, b, :k, :k] = np.einsum("gnr,gns->grs", part, part)
+        for i in range(g):  # one BLAS product per group (a batched einsum is 10x slower for depthwise)
+            out[i, b, :k, :k] = part[i].T @ part[i]
     return out
 
 

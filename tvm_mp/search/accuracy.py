@@ -38,6 +38,7 @@ import hashlib
 import math
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -51,7 +52,7 @@ from ..layers import dataflow_bindings, match_layers
 from ..model import call_accuracy_fn, input_specs
 from ..passes.annotate_precision import AnnotatePrecision
 from ..precision import Precision, PrecisionPlan
-from ..quantize import reference
+from ..quantize import fastconv, reference
 from ..quantize.calibrate import ActivationRange, calibrate, normalize_batches
 from ..quantize.graph import analyze_outputs, layer_name_of
 from ..quantize.interpreter import Interpreter, batch_polymorphic, concat_batches, sample_blocks
@@ -163,7 +164,8 @@ class LayerBank:
 
 
 def integer_acc(layer: QuantLayer, codes: np.ndarray) -> np.ndarray:
-    """``sum(code * w_q)`` of a layer as int64, computed by an exact floating-point matrix product."""
+    """``sum(code * w_q)`` of a layer as int64, computed by an exact floating-point product
+    (:func:`tvm_mp.quantize.fastconv.conv2d` for convolutions: every partial sum is an integer below the bound)."""
     r = layer.info.reduction
     bound = float(layer.require_act().qmax) * float(np.abs(layer.w_q).max(initial=0)) * r
     dtype = np.float32 if bound < 2.0**24 else np.float64
@@ -174,48 +176,16 @@ def integer_acc(layer: QuantLayer, codes: np.ndarray) -> np.ndarray:
     if layer.info.op == "dense":
         out = codes.astype(dtype) @ layer.w_q.astype(dtype).T
         return np.rint(out).astype(np.int64)
-    oc, cg, kh, kw = layer.w_q.shape
-    g = layer.info.params.groups
-    cols = windows(codes.astype(dtype), kh, kw, layer.info.params, layer.act.zero_point)  # [N, OH, OW, C, KH, KW]
-    n, oh, ow = cols.shape[:3]
-    if g == 1:
-        acc = cols.reshape(n * oh * ow, -1) @ layer.w_q.reshape(oc, -1).astype(dtype).T  # [N*OH*OW, OC]
-        return np.rint(acc).astype(np.int64).reshape(n, oh, ow, oc).transpose(0, 3, 1, 2)
-    cols = cols.reshape(n, oh, ow, g, cg * kh * kw)
-    wr = layer.w_q.reshape(g, oc // g, cg * kh * kw).astype(dtype)
-    acc = np.einsum("nyxgr,gkr->ngkyx", cols, wr, optimize=True)
-    return np.rint(acc).astype(np.int64).reshape(n, oc, oh, ow)
-
-
-def windows(x: np.ndarray, kh: int, kw: int, params, pad_value) -> np.ndarray:
-    """``[N, OH, OW, C, KH, KW]`` conv windows of ``x [N, C, H, W]`` (padding reads ``pad_value``), one copy."""
-    n, c, h, w = x.shape
-    pt, pl, pb, pr = params.padding
-    sh, sw = params.strides
-    dh, dw = params.dilation
-    oh, ow = params.output_hw(h, w, kh, kw)
-    padded = np.full((n, c, h + pt + pb, w + pl + pr), pad_value, dtype=x.dtype)
-    padded[:, :, pt : pt + h, pl : pl + w] = x
-    view = np.lib.stride_tricks.sliding_window_view(padded, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
-    view = view[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, ::dh, ::dw]  # [N, C, OH, OW, KH, KW]
-    return np.ascontiguousarray(view.transpose(0, 2, 3, 1, 4, 5))
+    out = fastconv.conv2d(codes, layer.w_q, layer.info.params, layer.act.zero_point, dtype)
+    return np.rint(out).astype(np.int64)
 
 
 def float_conv2d(x: np.ndarray, w: np.ndarray, attrs) -> np.ndarray:
-    """fp32 NCHW/OIHW conv2d as a matrix product over :func:`windows` (float32 accumulation)."""
+    """fp32 NCHW/OIHW conv2d (:func:`tvm_mp.quantize.fastconv.conv2d`, float32 accumulation)."""
     from ..workload import ConvParams
 
     params = ConvParams(tuple(attrs.strides), tuple(attrs.padding), tuple(attrs.dilation), int(attrs.groups))
-    oc, cg, kh, kw = w.shape
-    g = params.groups
-    cols = windows(np.asarray(x, dtype=np.float32), kh, kw, params, np.float32(0.0))
-    n, oh, ow = cols.shape[:3]
-    if g == 1:
-        out = cols.reshape(n * oh * ow, -1) @ w.reshape(oc, -1).astype(np.float32).T
-        return np.ascontiguousarray(out.reshape(n, oh, ow, oc).transpose(0, 3, 1, 2))
-    cols = cols.reshape(n, oh, ow, g, cg * kh * kw)
-    out = np.einsum("nyxgr,gkr->ngkyx", cols, w.reshape(g, oc // g, -1).astype(np.float32), optimize=True)
-    return out.reshape(n, oc, oh, ow).astype(np.float32)
+    return fastconv.conv2d(x, w, params, 0.0, np.float32)
 
 
 class _PlanInterpreter(Interpreter):
@@ -338,12 +308,18 @@ class PlanEvaluator:
 
         BLAS runs single-threaded in here: the products are small, and a multi-threaded BLAS on a busy machine
         spins (a 288x288 Cholesky of the GPTQ rounding took 0.7 s with 2 threads under load, 0.02 s with one)."""
+        with self.blas_single_thread():
+            return self._run(plan, inputs)
+
+    @contextmanager
+    def blas_single_thread(self):
+        """BLAS limited to one thread inside (see :meth:`run`)."""
         if self._blas is None:
             from threadpoolctl import ThreadpoolController
 
             self._blas = ThreadpoolController()  # scans the loaded libraries once
         with self._blas.limit(limits=1, user_api="blas"):
-            return self._run(plan, inputs)
+            yield
 
     def _run(self, plan: PrecisionPlan, inputs: Sequence[np.ndarray]) -> np.ndarray:
         if not isinstance(plan, PrecisionPlan):

@@ -5,8 +5,10 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
 1. the layers of ``mod`` and their candidate precisions (:mod:`tvm_mp.search.space`);
 2. every layer at every option through the cost model in one batch (:mod:`tvm_mp.search.costs`); a budget no plan
    can meet raises :class:`~tvm_mp.search.costs.BudgetError` with the smallest achievable value of each limit;
-3. per-layer sensitivity, the ILP optimum of that additive guide, then simulated annealing on the real score
-   (``accuracy_fn`` on the plan's NumPy reference, or top-1 agreement with fp32 on the calibration data);
+3. the search (:func:`~tvm_mp.search.pareto.optimize`): by default integer programs on a per-layer noise proxy
+   and a few real checks (:mod:`tvm_mp.search.guided`); with an ``AnnealConfig``, the ILP optimum of the measured
+   sensitivity, then simulated annealing. Real scores are ``accuracy_fn`` on the plan's NumPy reference, or top-1
+   agreement with fp32 on the calibration data;
 4. the compile driver (:func:`tvm_mp.driver.build`) with the search's activation ranges and rounded weights
    (calibrated and rounded once) and the search's cost model, so the report's per-layer and total latency/energy
    are the ones the search used (energy labelled by its basis, "modelled" on CPUs);
@@ -38,6 +40,7 @@ from ..errors import CalibrationError, Error, PlanError
 from ..targets import parse
 from .annealing import AnnealConfig
 from .costs import FIT_RTOL, METRICS, BudgetError, check_budget
+from .guided import GuidedConfig
 from .pareto import SearchContext, optimize, search_context
 from .problem import SearchResult
 
@@ -142,7 +145,8 @@ def measure_latency_ms(model, runs: int = MEASURE_RUNS) -> float:
 
 def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, calibration: Iterable | None = None,
                         accuracy_fn=None, calibration_method: str = "mse", percentile: float = 99.99, *,
-                        options=None, cost_model=None, seed: int = 0, config: AnnealConfig | None = None,
+                        options=None, cost_model=None, seed: int = 0,
+                        config: AnnealConfig | GuidedConfig | None = None,
                         metric: str = "agreement", measure: bool | Callable = True, progress: bool | None = None,
                         database: Any = None, max_rounds: int = MAX_ROUNDS, context: SearchContext | None = None):
     """Search the plan that scores best within ``budget``, compile it, verify it by measurement, and report (see
@@ -150,7 +154,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
 
     ``measure``: True (time the built model on this host when the target is this host), False, or a function
     ``model -> Measurement`` (another device, or a test's stand-in).
-    ``config``: the annealer's knobs (default: :func:`~tvm_mp.search.pareto.optimize`'s). ``context``: a
+    ``config``: the search's knobs: None or a :class:`~tvm_mp.search.guided.GuidedConfig` (the guided search: proxy
+    integer programs and a few real checks), or an :class:`AnnealConfig` (annealing on the real score). ``context``: a
     :class:`~tvm_mp.search.pareto.SearchContext` of ``mod`` already built (its scorer remembers every plan it
     scored, so a later :func:`~tvm_mp.search.pareto.explore` or search on the same context reuses them); it
     replaces ``accuracy_fn``/``metric``/``options``/``cost_model`` for the search, and the budget is checked

@@ -212,21 +212,19 @@ def prune_dominated(space: SearchSpace, costs: CostTable, metrics: Sequence[str]
         costs.array(m)
     keep = []
     for i, opts in enumerate(space.options):
-        c = np.stack([costs.array(m)[i, : len(opts)] for m in metrics], axis=1) if metrics else np.zeros((len(opts), 0))
-        kept = []
-        for j, o in enumerate(opts):
-            dominated = False
-            for k, p in enumerate(opts):
-                if (k == j or not (is_integer(p) and is_integer(o)) or p.w_bits < o.w_bits or p.a_bits < o.a_bits
-                        or (c[k] > c[j]).any()):
-                    continue
-                strictly = p.w_bits > o.w_bits or p.a_bits > o.a_bits or (c[k] < c[j]).any()
-                if strictly or k < j:  # equal in everything: keep the first
-                    dominated = True
-                    break
-            if not dominated:
-                kept.append(j)
-        keep.append(kept)
+        n = len(opts)
+        c = np.stack([costs.array(m)[i, :n] for m in metrics], axis=1) if metrics else np.zeros((n, 0))
+        w = np.array([o.w_bits for o in opts])
+        a = np.array([o.a_bits for o in opts])
+        integer = np.array([is_integer(o) for o in opts])
+        # [k, j]: option k dominates option j (no more costly anywhere, at least as many bits; strictly better
+        # somewhere, or equal in everything and listed first)
+        no_worse = ((c[:, None, :] <= c[None, :, :]).all(axis=2) & (w[:, None] >= w[None, :])
+                    & (a[:, None] >= a[None, :]) & integer[:, None] & integer[None, :])
+        strictly = (w[:, None] > w[None, :]) | (a[:, None] > a[None, :]) | (c[:, None, :] < c[None, :, :]).any(axis=2)
+        first = np.arange(n)[:, None] < np.arange(n)[None, :]
+        dominates = no_worse & (strictly | first) & ~np.eye(n, dtype=bool)
+        keep.append([j for j in range(n) if not dominates[:, j].any()])
     return space.restricted(keep), costs.restricted(keep)
 
 

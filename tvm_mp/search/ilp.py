@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from ..errors import PlanError
+from .costs import FIT_RTOL
 from .problem import Problem, SearchResult
 
 
@@ -60,3 +61,43 @@ def solve_ilp(problem: Problem, table: np.ndarray | None = None, time_limit_s: f
             idx[i] = j
     return problem.result("ilp", idx, seconds, 1, notes={"status": res.message, "ilp_objective": float(res.fun),
                                                          "optimal": bool(res.status == 0)})
+
+
+def solve_table(norm: np.ndarray, table: np.ndarray, exclude=(), min_changes: int = 1,
+                time_limit_s: float = 2.0, mip_rel_gap: float = 1e-3) -> np.ndarray | None:
+    """The index vector minimizing ``sum table[l, index[l]]`` with every row of ``sum norm[k, l, index[l]] <= 1``;
+    options whose ``table`` entry is inf are not allowed. ``exclude``: index vectors the result must differ from in
+    at least ``min_changes`` layers each. Optimal within ``mip_rel_gap`` (the table is a proxy: a closer optimum is
+    not a better plan) or the best plan found in ``time_limit_s``; None when no allowed plan fits (or none was found
+    in time)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    table = np.asarray(table, dtype=np.float64)
+    n_layers = table.shape[0]
+    cells = [(i, j) for i in range(n_layers) for j in range(table.shape[1]) if np.isfinite(table[i, j])]
+    if not cells or len({i for i, _ in cells}) < n_layers:
+        return None
+    rows = np.array([i for i, _ in cells])
+    opts = np.array([j for _, j in cells])
+    onehot = np.zeros((n_layers, len(cells)))
+    onehot[rows, np.arange(len(cells))] = 1.0
+    constraints = [LinearConstraint(onehot, 1.0, 1.0)]
+    if norm.shape[0]:
+        constraints.append(LinearConstraint(norm[:, rows, opts], -np.inf, 1.0 + FIT_RTOL))
+    for ex in exclude:
+        same = (opts == np.asarray(ex)[rows]).astype(np.float64)
+        constraints.append(LinearConstraint(same[None, :], -np.inf, n_layers - min_changes))
+    for slack in (FIT_RTOL, -1e-6):  # the solver's own tolerance may overshoot a limit: then once more, tighter
+        if norm.shape[0]:
+            constraints[1] = LinearConstraint(norm[:, rows, opts], -np.inf, 1.0 + slack)
+        res = milp(table[rows, opts], integrality=np.ones(len(cells)), bounds=Bounds(0, 1),
+                   constraints=constraints,
+                   options={"time_limit": float(time_limit_s), "mip_rel_gap": float(mip_rel_gap)})
+        if res.x is None:
+            return None
+        chosen = np.rint(res.x) > 0.5
+        idx = np.zeros(n_layers, dtype=np.int64)
+        idx[rows[chosen]] = opts[chosen]
+        if (norm[:, np.arange(n_layers), idx].sum(axis=1) <= 1.0 + FIT_RTOL).all():
+            return idx
+    return None

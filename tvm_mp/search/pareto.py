@@ -36,11 +36,18 @@ from ..precision import Precision, PrecisionPlan
 from .accuracy import Scorer, plan_key
 from .annealing import AnnealConfig, anneal
 from .costs import METRICS, CostTable, check_budget, prune_dominated
+from .guided import GuidedConfig, guided_search
 from .ilp import solve_ilp
 from .problem import Problem, ScoreObjective
+from .proxy import LayerNoise
 from .sensitivity import Sensitivity, measure_sensitivity
 from .space import FAMILIES, SearchSpace, family, is_integer
 
+#: Networks with at most this many layers are searched by annealing on the real score by default (their plans score
+#: in milliseconds, so hundreds of real evaluations are cheap); larger ones by the guided search.
+ANNEAL_MAX_LAYERS = 16
+#: The annealer's effort per budget when it is the default.
+DEFAULT_ANNEAL = AnnealConfig(steps=1500, restarts=1, reheat_after=400, max_evaluations=250)
 #: Axis labels for plots and tables.
 AXIS_LABELS = {"energy_uj": "energy per inference (uJ)", "latency_ms": "latency (ms)",
                "memory_kb": "weight memory (kB)"}
@@ -264,12 +271,18 @@ class ParetoFront:
 @dataclass(frozen=True, eq=False)
 class SearchContext:
     """Everything a search over one model needs, built once: the scorer, the full space and its cost table.
-    Sensitivities are measured on demand, for the options a problem keeps (the scorer remembers every run)."""
+    Sensitivities are measured on demand, for the options a problem keeps (the scorer remembers every run; the
+    proxy of the guided search keeps its per-layer tables)."""
 
     scorer: Scorer
     space: SearchSpace
     costs: CostTable
     progress: bool | None = None
+    proxy: LayerNoise | None = None  # the guided search's per-layer noise proxy (computed on demand, kept)
+
+    def __post_init__(self) -> None:
+        if self.proxy is None:
+            object.__setattr__(self, "proxy", LayerNoise(self.scorer))
 
     def sensitivity(self, space: SearchSpace) -> Sensitivity:
         return measure_sensitivity(self.scorer, space, progress=self.progress)
@@ -346,13 +359,26 @@ def integer_start(ctx: SearchContext, problem: Problem, rng: np.random.Generator
     return np.array([keep[i][j] for i, j in enumerate(result.index)], dtype=np.int64)
 
 
-def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator, config: AnnealConfig | None = None):
-    """Best plan for ``budget``: ILP on the sensitivity guide, then annealing on the real score from there; in a
-    space with number formats, from the better of that ILP plan and the integer-only search's plan
-    (:func:`integer_start`). Returns ``(SearchResult, Problem)``."""
+def optimize(ctx: SearchContext, budget: Budget, rng: np.random.Generator,
+             config: AnnealConfig | GuidedConfig | None = None):
+    """Best plan for ``budget``. With a :class:`~tvm_mp.search.guided.GuidedConfig` (the default for networks of
+    more than :data:`ANNEAL_MAX_LAYERS` layers), the guided search: integer programs on the per-layer noise proxy,
+    then a few real checks (:func:`~tvm_mp.search.guided.guided_search`). With an :class:`AnnealConfig` (the
+    default, :data:`DEFAULT_ANNEAL`, for smaller networks, whose plans score in milliseconds): ILP on the measured
+    sensitivity guide, then annealing on the real score from there; in a space with number formats, from the better
+    of that ILP plan and the integer-only search's plan (:func:`integer_start`). Returns ``(SearchResult,
+    Problem)``."""
+    if config is None:
+        config = DEFAULT_ANNEAL if ctx.space.n_layers <= ANNEAL_MAX_LAYERS else GuidedConfig()
+    if isinstance(config, GuidedConfig):
+        if config.progress is None and ctx.progress is not None:
+            config = replace(config, progress=ctx.progress)
+        return guided_search(ctx, budget, rng, config)
+    if not isinstance(config, AnnealConfig):
+        raise PlanError(f"config must be a GuidedConfig or an AnnealConfig (or None: the default for the network's "
+                        f"size), got {type(config).__name__}")
     problem = ctx.problem(budget)
     start = solve_ilp(problem)
-    config = config or AnnealConfig(steps=1500, restarts=1, reheat_after=400, max_evaluations=250)
     if config.progress is None and ctx.progress is not None:  # progress=False on the search silences the annealer
         config = replace(config, progress=ctx.progress)
     init = start.index
@@ -406,7 +432,7 @@ def check_explore_args(budgets, axes, seed) -> tuple[str, ...]:
 def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn=None, data=None,
             metric: str = "agreement", budgets: int | Mapping[str, Sequence[float]] = 8,
             axes: Sequence[str] = ("energy_uj",), options=None, cost_model=None, target=None,
-            seed: int = 0, config: AnnealConfig | None = None, context: SearchContext | None = None,
+            seed: int = 0, config: AnnealConfig | GuidedConfig | None = None, context: SearchContext | None = None,
             progress: bool | None = None) -> ParetoFront:
     """Sweep budgets and return the Pareto front of score against cost (see module docstring).
 
@@ -425,7 +451,8 @@ def explore(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_
             ``front.notes["cost_model"]`` names it and ``front.energy_basis`` says how energy was obtained.
         target: the target the plans are costed for (default: this machine).
         seed: seeds the annealer (same seed, same front).
-        config: the annealer's effort per budget (default: :func:`optimize`'s).
+        config: the search per budget (:func:`optimize`): None or a
+            :class:`~tvm_mp.search.guided.GuidedConfig` for the guided search, an :class:`AnnealConfig` for annealing.
         context: a :class:`SearchContext` of ``mod`` already built (its scorer's plans are reused).
         progress: a progress bar over the budgets: False never, None for long sweeps; only on a terminal.
     """

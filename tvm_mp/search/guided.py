@@ -1,0 +1,255 @@
+"""The default budget search: integer programs on a cheap per-layer proxy, then a few real checks.
+
+Scoring a plan for real (``accuracy_fn`` on the plan's NumPy reference) costs a network run over the user's
+samples; on a 54-layer network that is seconds, so a search that scores hundreds of plans takes many minutes.
+Here the real score is the judge of a handful of plans only:
+
+1. **Options that make sense for real networks, in tiers.** Options another option beats (no more costly, at
+   least as many bits) are dropped; the rest are split into tiers by their smallest weight and activation bits
+   (default: ``w >= 2, a >= 4``; ``w >= 2, a >= 2``; everything). The search works in the first tier whose
+   cheapest plan fits the budget -- 1-bit weights and activations below 4 bits only when the budget needs them --
+   and also tries the next tier's optimum, in case its few very low-bit layers are better than many low-bit ones.
+2. **The proxy** (:mod:`tvm_mp.search.proxy`): ``noise[l, o]``, the output noise ratio layer ``l`` alone at option
+   ``o`` causes; one layer computation per (layer, option) and one partial network run per layer, on a few
+   samples, computed only for the tiers in play and kept by the :class:`~tvm_mp.search.pareto.SearchContext`.
+3. **Candidates: integer programs** (``scipy.optimize.milp``) minimizing the summed proxy under the budget: the
+   optimum of the tier, of the next tier, of the squared proxy (which spreads the noise over more layers rather
+   than putting much of it in a few), and optima forced to differ from the earlier ones in at least
+   ``diversity`` layers.
+4. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
+   contributing most noise is given a less noisy option and the integer program re-balances the others within the
+   budget -- while they improve the real score, until ``max_evaluations`` new plans were scored or the best plan
+   scores as well as the fp32 network.
+
+Deterministic: integer programs and scores have no randomness (the ``rng`` is not used); the same inputs give the
+same plan.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._progress import show_progress
+from ..budget import Budget
+from ..errors import PlanError
+from .costs import prune_dominated
+from .ilp import solve_table
+from .problem import Problem, ScoreObjective, SearchResult
+from .space import is_integer
+
+#: Rounds of replacing the proxy entries an integer program picks by their exact single-layer noise.
+SETTLE_ROUNDS = 2
+#: Entries weighing less than this fraction of the plan's total proxy are not worth a partial network run.
+SETTLE_FRACTION = 0.05
+#: Default option tiers: (smallest weight bits, smallest activation bits) of the integer options kept.
+DEFAULT_TIERS = ((2, 4), (2, 2), (1, 1))
+
+
+@dataclass(frozen=True)
+class GuidedConfig:
+    """Knobs of :func:`guided_search` (see module docstring).
+
+    ``max_evaluations``: plans scored for real that were not scored before (the fp32 ceiling included).
+    ``candidates``: integer-program plans checked before refining. ``diversity``: layers in which an alternative
+    candidate differs from every earlier one. ``tiers``: (smallest w bits, smallest a bits) per tier, from the most
+    conservative (a last tier with every option is always added). ``refine``: refine the best candidate with
+    the remaining evaluations, stopping after ``patience`` moves in a row that do not improve it. ``progress``:
+    None = a bar on a terminal for long searches.
+    """
+
+    max_evaluations: int = 10
+    candidates: int = 4
+    patience: int = 2
+    diversity: int = 3
+    tiers: tuple[tuple[int, int], ...] = DEFAULT_TIERS
+    refine: bool = True
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_evaluations", "candidates", "diversity", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PlanError(f"GuidedConfig.{name}={value!r}: give a positive integer")
+        tiers = tuple(tuple(int(b) for b in t) for t in self.tiers)
+        if not tiers or any(len(t) != 2 or not (1 <= t[0] <= 8 and 1 <= t[1] <= 8) for t in tiers):
+            raise PlanError(f"GuidedConfig.tiers={self.tiers!r}: give (min w bits, min a bits) pairs in 1..8, e.g. "
+                            f"{DEFAULT_TIERS}")
+        object.__setattr__(self, "tiers", tiers)
+
+
+def _tier_mask(space, tier: tuple[int, int]) -> np.ndarray:
+    """``[L, O]`` options of the tier: integer ones with at least its bits, every number format; a layer with no
+    such option keeps all of its options."""
+    w_min, a_min = tier
+    mask = np.zeros((space.n_layers, space.max_options), dtype=bool)
+    for i, opts in enumerate(space.options):
+        keep = [j for j, o in enumerate(opts) if not is_integer(o) or (o.w_bits >= w_min and o.a_bits >= a_min)]
+        mask[i, keep or list(range(len(opts)))] = True
+    return mask
+
+
+def _fits(problem: Problem, mask: np.ndarray) -> bool:
+    """True when the cheapest options of ``mask`` meet every limit on its own (a quick necessary check)."""
+    norm = np.where(mask[None], problem.normalized_costs, np.inf)
+    return bool((norm.min(axis=2).sum(axis=1) <= 1.0 + 1e-9).all())
+
+
+def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
+                  config: GuidedConfig | None = None) -> tuple[SearchResult, Problem]:
+    """The plan scoring best within ``budget`` found by proxy integer programs and a few real checks (see module
+    docstring). ``ctx``: a :class:`~tvm_mp.search.pareto.SearchContext`. Returns ``(SearchResult, Problem)``; the
+    result's ``evaluations`` counts plans scored for the first time, ``notes`` say where the time went."""
+    config = config or GuidedConfig()
+    start = time.perf_counter()
+    scorer = ctx.scorer
+    evals0 = scorer.evaluations
+    metrics = list(ctx.costs.limits(budget))
+    space, costs = prune_dominated(ctx.space, ctx.costs, metrics)
+    problem = Problem(space, costs, budget, ScoreObjective(scorer, space))
+    masks = [_tier_mask(space, t) for t in config.tiers]
+    masks.append(np.arange(space.max_options)[None, :] < space.sizes[:, None])  # everything, always last
+    norm = problem.normalized_costs
+
+    def feasible(mask) -> bool:  # one limit: the cheapest options say; several: an integer program
+        return _fits(problem, mask) and (norm.shape[0] == 1 or solve_table(norm, np.where(mask, 0.0, np.inf))
+                                         is not None)
+
+    first = next((k for k, m in enumerate(masks) if feasible(m)), len(masks) - 1)
+    second = next((k for k in range(first + 1, len(masks)) if (masks[k] != masks[first]).any()), None)
+    in_play = masks[first] | (masks[second] if second is not None else False)
+
+    proxy_start = time.perf_counter()
+    table = np.full((space.n_layers, space.max_options), np.inf)
+    exact = np.zeros(table.shape, dtype=bool)  # entries measured by a partial network run (proxy.exact)
+    with scorer.evaluator.blas_single_thread():
+        for i, (layer, opts) in enumerate(zip(space.layers, space.options)):
+            cols = [j for j in range(len(opts)) if in_play[i, j]]
+            gain = ctx.proxy.gain(layer.name, [opts[j] for j in cols])
+            for j in cols:
+                known = ctx.proxy.known_exact(layer.name, opts[j])  # measured by an earlier search: kept
+                table[i, j] = gain * ctx.proxy.local(layer.name, opts[j]) if known is None else known
+                exact[i, j] = known is not None
+    proxy_seconds = time.perf_counter() - proxy_start
+
+    tried: list[np.ndarray] = []
+    checked: list[tuple[float, float, np.ndarray, str]] = []  # (score, proxy, index, how)
+    ilp_seconds = 0.0
+
+    finite = np.isfinite(table) & (table > 0)
+    scale = float(table[finite].max()) if finite.any() else 1.0
+    rows = np.arange(space.n_layers)
+    exact_seconds = 0.0
+
+    def ilp(mask, power=1, exclude=(), changes=1):
+        """The integer program's plan on ``table ** power`` within ``mask``; the entries it picks that weigh (at
+        least :data:`SETTLE_FRACTION` of its total) are replaced by their exact single-layer noise and the program
+        solved again, up to :data:`SETTLE_ROUNDS` times."""
+        nonlocal ilp_seconds, exact_seconds
+        for round_ in range(SETTLE_ROUNDS + 1):
+            tab = table if power == 1 else (table / scale) ** power
+            t0 = time.perf_counter()
+            idx = solve_table(norm, np.where(mask, tab, np.inf), exclude=exclude, min_changes=changes)
+            ilp_seconds += time.perf_counter() - t0
+            if idx is None or round_ == SETTLE_ROUNDS:
+                return idx
+            values = table[rows, idx]
+            fresh = [i for i in rows if not exact[i, idx[i]] and values[i] >= SETTLE_FRACTION * values.sum()]
+            if not fresh:
+                return idx
+            t0 = time.perf_counter()
+            for i in fresh:
+                table[i, idx[i]] = ctx.proxy.exact(space.layers[i].name, space.options[i][idx[i]])
+                exact[i, idx[i]] = True
+            exact_seconds += time.perf_counter() - t0
+        return idx
+
+    def proxy_of(idx) -> float:
+        return float(table[np.arange(space.n_layers), idx].sum())
+
+    def budget_left() -> bool:
+        return scorer.evaluations - evals0 < config.max_evaluations
+
+    def check(idx, how: str) -> None:
+        if idx is None or any(np.array_equal(idx, t) for t in tried) or not budget_left():
+            return
+        tried.append(idx)
+        checked.append((-problem.objective.value(idx), proxy_of(idx), idx, how))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.max_evaluations, desc="search", leave=False,
+               disable=not show_progress(config.progress, True))
+    generators = [("tier optimum", masks[first], 1)]
+    if second is not None:
+        generators.append(("next tier optimum", masks[second], 1))
+    generators.append(("squared proxy", masks[first], 2))
+    for how, mask, power in generators:
+        if len(checked) >= config.candidates:
+            break
+        check(ilp(mask, power), how)
+        bar.update(scorer.evaluations - evals0 - bar.n)
+    while len(checked) < config.candidates and budget_left():
+        idx = ilp(masks[first], exclude=tried, changes=config.diversity)
+        if idx is None:
+            break
+        check(idx, f"alternative {len(checked)}")
+        bar.update(scorer.evaluations - evals0 - bar.n)
+    if not checked:  # no plan of the space meets these limits together (check_budget says which)
+        bar.close()
+        idx = problem.repair(np.argmin(np.where(in_play, table, np.inf), axis=1), cost_only=True)
+        return problem.result("guided", idx, time.perf_counter() - start, scorer.evaluations - evals0,
+                              notes={"stopped": "no feasible plan"}), problem
+
+    def best():
+        return max(checked, key=lambda c: (c[0], -c[1]))
+
+    ceiling = None
+    refined = misses = 0
+    if config.refine:
+        blocked: set = set()
+        while budget_left():
+            top = best()
+            if ceiling is None:
+                ceiling = scorer.fp32_score()
+                bar.update(scorer.evaluations - evals0 - bar.n)
+            if top[0] >= ceiling or not budget_left():
+                break
+            idx = top[2]
+            contrib = table[np.arange(space.n_layers), idx]
+            order = [int(i) for i in np.argsort(-contrib, kind="stable") if (int(i), tuple(idx)) not in blocked]
+            moved = False
+            if misses >= config.patience:
+                break
+            for layer in order:
+                blocked.add((layer, tuple(idx)))
+                mask = in_play.copy()
+                mask[layer] &= table[layer] < contrib[layer] * (1 - 1e-9)
+                if not mask[layer].any():
+                    continue
+                cand = ilp(mask)
+                if cand is None or any(np.array_equal(cand, t) for t in tried):
+                    continue
+                before = best()[0]
+                check(cand, f"refine layer {space.layers[layer].name}")
+                misses = misses + 1 if best()[0] <= before else 0
+                refined += 1
+                bar.update(scorer.evaluations - evals0 - bar.n)
+                moved = True
+                break
+            if not moved:
+                break
+    bar.close()
+    score, proxy_value, idx, how = best()
+    notes = {"strategy": "guided", "tier": str(config.tiers[first]) if first < len(config.tiers) else "all",
+             "chosen_by": how, "candidates": len(checked), "refined": refined,
+             "proxy_seconds": round(proxy_seconds, 3), "ilp_seconds": round(ilp_seconds, 3),
+             "exact_seconds": round(exact_seconds, 3), "exact_entries": int(exact.sum()),
+             "proxy_objective": proxy_value, "fp32_score": ceiling,
+             "proxy_entries": int(np.isfinite(table).sum()),
+             "checked": [(h, sc, px, proxy_of(ix)) for sc, px, ix, h in checked]}
+    history = -np.maximum.accumulate([c[0] for c in checked])  # best objective (minus the score) so far
+    return problem.result("guided", idx, time.perf_counter() - start, scorer.evaluations - evals0,
+                          history.tolist(), objective=-score, notes=notes), problem
