@@ -30,7 +30,9 @@ __all__ = [
     "build_ds_cnn",
     "build_fer_cnn",
     "build_mobilenet_v1_025",
+    "build_random_cnn",
     "build_resnet8",
+    "random_cnn_input_shape",
 ]
 
 #: Opset of every model written by tvm-mp.
@@ -359,6 +361,76 @@ def build_digits_cnn(seed: int = 0) -> onnx.ModelProto:
 
     del seed
     return onnx.load(str(digits_cnn_path()))
+
+
+def build_random_cnn(seed: int) -> onnx.ModelProto:
+    """A random but plausible small CNN (for training and testing cost models on architectures they never saw).
+
+    Input ``(N, C, H, W)`` with C 1 or 3 and H, W 16-48; a conv stem; 2-5 blocks, each a 3x3 conv, a
+    depthwise-separable pair or a residual pair (Add, with a 1x1 shortcut when the shape changes), stride 1 or 2,
+    sometimes followed by 2x2 max pooling; ReLU or ReLU6; global average pooling (or a plain flatten of a small
+    map), an optional hidden dense layer, a dense classifier. Every choice comes from ``seed``: the same seed gives
+    the same model. :func:`random_cnn_input_shape` gives its batch-1 input shape.
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    g = GraphBuilder(np.random.default_rng([seed, 1]))
+    c, h, w = _random_cnn_input(seed)
+    act = "relu6" if rng.random() < 0.4 else "relu"
+    width = int(rng.choice([8, 16, 24, 32]))
+    stride = int(rng.choice([1, 2])) if h >= 24 else 1
+    k = int(rng.choice([3, 5])) if rng.random() < 0.3 else 3
+    x = _conv_bn_act(g, INPUT_NAME, "stem", c, width, k, stride=stride, act=act)
+    h, w = -(-h // stride), -(-w // stride)
+    ch = width
+    for i in range(1, int(rng.integers(2, 6)) + 1):
+        s = f"block{i}"
+        kind = str(rng.choice(["conv", "separable", "residual"]))
+        stride = 2 if min(h, w) >= 8 and rng.random() < 0.4 else 1
+        out = int(min(128, ch * int(rng.choice([1, 2])))) if rng.random() < 0.7 else ch
+        if kind == "conv":
+            x = _conv_bn_act(g, x, s, ch, out, 3, stride=stride, act=act)
+        elif kind == "separable":
+            x = _conv_bn_act(g, x, f"{s}/dw", ch, ch, 3, stride=stride, group=ch, act=act)
+            x = _conv_bn_act(g, x, f"{s}/pw", ch, out, 1, pads=(0, 0, 0, 0), act=act)
+        else:
+            y = _conv_bn_act(g, x, f"{s}/a", ch, out, 3, stride=stride, act=act)
+            y = _conv_bn_act(g, y, f"{s}/b", out, out, 3, act="none")
+            shortcut = x
+            if stride != 1 or ch != out:
+                shortcut = g.conv(x, f"{s}/shortcut", ch, out, 1, stride=stride, pads=(0, 0, 0, 0), bias=True)
+            x = g.relu(g.node("Add", [y, shortcut], f"{s}/add"), f"{s}/relu")
+        h, w = -(-h // stride), -(-w // stride)
+        ch = out
+        if min(h, w) >= 8 and rng.random() < 0.25:
+            x = g.maxpool(x, f"{s}/pool")
+            h, w = h // 2, w // 2
+    if h * w * ch <= 1024 and rng.random() < 0.4:
+        x = g.flatten(x, "flatten")
+        features = h * w * ch
+    else:
+        x = g.flatten(g.global_avgpool(x, "pool"), "flatten")
+        features = ch
+    classes = int(rng.choice([2, 10, 12]))
+    if rng.random() < 0.3:
+        hidden = int(rng.choice([32, 64, 128]))
+        x = g.relu(g.gemm(x, "fc1", features, hidden, relu_follows=True), "fc1/relu")
+        features = hidden
+    x = g.gemm(x, "fc", features, classes)
+    return g.model(f"random_cnn_{seed}", (c, *_random_cnn_input(seed)[1:]), x, classes,
+                   doc="random CNN, untrained, seed %d" % seed)
+
+
+def _random_cnn_input(seed: int) -> tuple[int, int, int]:
+    rng = np.random.default_rng([seed, 0x1A9])
+    c = int(rng.choice([1, 3]))
+    h = int(rng.choice([16, 24, 32, 40, 48]))
+    w = h if rng.random() < 0.8 else int(rng.choice([16, 24, 32]))
+    return c, h, w
+
+
+def random_cnn_input_shape(seed: int) -> tuple[int, int, int, int]:
+    """Batch-1 input shape of :func:`build_random_cnn` for ``seed``."""
+    return (1, *_random_cnn_input(seed))
 
 
 @dataclass(frozen=True)
