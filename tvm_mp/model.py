@@ -57,7 +57,9 @@ class Report:
     """What was compiled: per-layer rows and totals (None where unknown).
 
     ``cost_model`` names the model that gave the latency and energy figures; ``latency_basis`` and
-    ``energy_basis`` say whether each total is "modelled" (predicted) or "measured".
+    ``energy_basis`` say whether each total is "modelled" (predicted) or "measured". ``fixed_latency_ms``: the
+    part of ``latency_ms`` outside the layer rows (quantize calls, other operators, VM overhead), when the cost
+    model predicts the whole inference (None: ``latency_ms`` is the sum of the rows).
     """
 
     layers: tuple[LayerReport, ...]
@@ -73,6 +75,7 @@ class Report:
     #: Figures of the deployed artifact (Cortex-M: code_bytes, weight_bytes, activation_bytes, ram_bytes,
     #: instructions with instructions_basis "emulated instructions (...)"); empty for other targets.
     deployment: dict = field(default_factory=dict)
+    fixed_latency_ms: float | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -121,6 +124,8 @@ class Report:
                                           ("energy", self.energy_uj, "uJ", self.energy_basis),
                                           ("accuracy", self.accuracy, "", "")):
             text = "n/a" if value is None else f"{value:.4g} {unit}".strip()
+            if label == "latency" and value is not None and self.fixed_latency_ms is not None:
+                basis = f"{basis}; layers {value - self.fixed_latency_ms:.4g} + fixed {self.fixed_latency_ms:.4g} ms"
             extras.append(f"{label} {text}{f' ({basis})' if basis and value is not None else ''}")
         lines.append("; ".join(extras))
         if self.cost_model:

@@ -94,3 +94,32 @@ def test_shipped_host_predictor_loads_and_predicts():
     est = model.predict_calls(calls())
     assert 0 < est.layers_ms < 10 and np.isfinite(est.total_ms) and est.total_ms > 0
     assert model.info["layer_model"] == "xgboost" and "digits_cnn" in model.info["models"]
+
+
+@pytest.mark.slow
+def test_report_of_a_whole_model_predictor_covers_the_calls_the_build_makes(residual, residual_calib):
+    """The residual net has float and integer edges, a residual add, pooling and clip: the calls listed from the
+    lowered module are the ones its executable makes, and the report's total is the layers plus the fixed terms."""
+    import tvm_mp
+    from tvm_mp import _tvm
+    from tvm_mp.cost_models.whole_model import runtime_calls
+    from tvm_mp.layers import list_layers
+
+    fixed = FixedCosts((1e-3, 1e-6), {}, (2e-3, 1e-7), (0.0, 0.5e-3, 0.0))
+    model = WholeModel(AnalyticalModel(), fixed)
+    plan = tvm_mp.PrecisionPlan({"conv2d_0": "w8a8", "conv2d_1": "w2a2", "conv2d_2": "w4a4", "dense_0": "w4a8"})
+    with pytest.warns(UserWarning, match="stay fp32: conv2d_3"):
+        compiled = tvm_mp.compile(residual, plan, calibration=residual_calib, cost_model=model)
+    calls = runtime_calls(compiled.lowered, {i.name: i for i in list_layers(residual)}, plan, compiled.target)
+    vm = _tvm.vm(compiled.executable)
+    seen = []
+    vm.set_instrument(lambda f, sym, before, ret, *args: seen.append(str(sym)) if before else None)
+    vm["main"](_tvm.to_device(residual_calib[0][:1]))
+    assert [c.func for c in calls.calls] == [s for s in seen if not s.startswith("vm.builtin.")]
+    assert {c.layer for c in calls.of_role("layer")} == set(plan)  # conv2d_3 stays fp32: an operator call
+    assert calls.of_role("quantize") and calls.of_role("op")
+    rep = compiled.report
+    est = model.predict_calls(calls)
+    assert rep.fixed_latency_ms == pytest.approx(est.fixed_ms)
+    assert rep.latency_ms == pytest.approx(sum(r.latency_ms for r in rep.layers if r.latency_ms) + est.fixed_ms)
+    assert "fixed" in str(rep) and rep.cost_model == "WholeModel"

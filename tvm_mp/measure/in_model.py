@@ -36,9 +36,9 @@ class InModelTiming:
     kernel before and after. ``clock``: "cpu" (the calling thread's CPU time; needs one TVM thread), "wall", or
     "auto" ("cpu" with one TVM thread, else "wall")."""
 
-    rounds: int = 5
-    runs_per_round: int = 8
-    min_whole_ms: float = 3.0
+    rounds: int = 9
+    runs_per_round: int = 6
+    min_whole_ms: float = 20.0
     warmup_runs: int = 3
     reference: bool = True
     clock: str = "auto"
@@ -168,8 +168,7 @@ class InModelSource:
                                  "runtime_calls no longer matches tvm.compile; update "
                                  "tvm_mp._tvm.legalize_like_compile")
         ref_before = self.reference_ms()
-        probe = _whole_ms(plain, dev, args, 2, clock)
-        number = int(max(2, np.ceil(timing.min_whole_ms / max(probe, 1e-4))))
+        number = _whole_number(plain, args, timing.min_whole_ms)
         per_call: list[list[float]] = [[] for _ in calls.calls]
         null_ns: list[float] = []
         whole: list[float] = []
@@ -212,9 +211,20 @@ class InModelSource:
         for _ in range(max(self.timing.warmup_runs, 1)):
             plain["main"](*args)
         clock = self.timing.resolved_clock()
-        probe = _whole_ms(plain, dev, args, 2, clock)
-        number = int(max(2, np.ceil(self.timing.min_whole_ms / max(probe, 1e-4))))
+        number = _whole_number(plain, args, self.timing.min_whole_ms)
         return [_whole_ms(plain, dev, args, number, clock) for _ in range(rounds or self.timing.rounds)]
+
+
+def _whole_number(vm, args, min_ms: float, most: int = 100_000) -> int:
+    """Inferences per whole-model sample: enough for ``min_ms`` at the fastest of three single inferences (wall
+    time: never shorter than the inference, so the count is never too large)."""
+    main = vm["main"]
+    once = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        main(*args)
+        once.append(time.perf_counter() - t0)
+    return int(min(most, max(2, np.ceil(min_ms / 1e3 / max(min(once), 1e-7)))))
 
 
 def measure_model(model, inputs: Sequence[np.ndarray], name: str, timing: InModelTiming | None = None,
