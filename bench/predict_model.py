@@ -8,9 +8,10 @@ Run from the repository root:
    ``target="host"`` and time each as it runs (:mod:`tvm_mp.measure.in_model`: the whole inference, and every call
    inside it -- layer kernels, quantize calls, other operators). Models: the five benchmark models of
    ``tvm_mp.models.builders`` at uniform plans (w8a8, w4a4, w2a2, w4a8) and random mixed plans (every layer drawn from
-   the search's integer options), and random CNN architectures (``build_random_cnn``, at most 30 M MACs) at one
-   uniform and two mixed plans. Records go to ``docs/data/host_models.jsonl``; each model's first plan is timed
-   again after its other plans (test-retest noise).
+   the search's integer options), and random CNN architectures (``build_random_cnn``: image-like and
+   spectrogram-like, at most 30 M MACs) at one uniform and two mixed plans. Records go to
+   ``docs/data/host_models.jsonl``; each model's first plan is timed again after its other plans (test-retest
+   noise).
 2. **Evaluate**, leave-one-model-out: for each benchmark model, every predictor is trained on the records of the
    *other* models (the other benchmark models and all random architectures) and predicts the held-out model's
    plans; random architectures are held out the same way in 4 groups. Once on the times as measured, once on
@@ -47,7 +48,8 @@ COMMAND = "python bench/predict_model.py"
 BENCHMARK_MODELS = ("digits_cnn", "ds_cnn", "resnet8", "mobilenet_v1_025", "fer_cnn")
 UNIFORM = ("w8a8", "w4a4", "w2a2", "w4a8")
 MIXED_PER_BENCHMARK = 4
-RANDOM_SEEDS = tuple(range(40))
+RANDOM_SEEDS = tuple(range(40))  # image-like random architectures (random_cnn_<seed>)
+AUDIO_SEEDS = tuple(range(30))  # spectrogram-like random architectures (random_audio_<seed>)
 MAX_RANDOM_MACS = 30e6  # random architectures above this are skipped (their builds and timings are slow)
 RANDOM_FOLDS = 4
 PREDICTORS = ("whole-model (XGBoost layers + fixed terms)", "whole-model (calibrated analytical layers + fixed terms)",
@@ -68,6 +70,9 @@ def model_specs() -> list[tuple[str, str, object, tuple[int, ...]]]:
     for seed in RANDOM_SEEDS:
         specs.append((f"random_cnn_{seed}", "random", lambda _s, seed=seed: build_random_cnn(seed),
                       random_cnn_input_shape(seed)))
+    for seed in AUDIO_SEEDS:
+        specs.append((f"random_audio_{seed}", "random", lambda _s, seed=seed: build_random_cnn(seed, "audio"),
+                      random_cnn_input_shape(seed, "audio")))
     return specs
 
 
@@ -169,7 +174,7 @@ def folds(records) -> list[tuple[str, set[str]]]:
     """(fold name, held-out model names): each benchmark model alone, then the random architectures in groups."""
     names = sorted({r.model for r in records})
     out = [(m, {m}) for m in BENCHMARK_MODELS if m in names]
-    randoms = [m for m in names if m.startswith("random_cnn_")]
+    randoms = [m for m in names if m.startswith("random_")]
     order = np.random.default_rng(0).permutation(len(randoms))
     for k in range(RANDOM_FOLDS):
         held = {randoms[i] for i in order[k::RANDOM_FOLDS]}
