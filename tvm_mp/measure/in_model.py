@@ -34,7 +34,10 @@ class InModelTiming:
     """``rounds`` rounds, each one whole-model timing (at least ``min_whole_ms`` of inferences) and
     ``runs_per_round`` hooked inferences; ``warmup_runs`` inferences first; ``reference``: time the reference
     kernel before and after. ``clock``: "cpu" (the calling thread's CPU time; needs one TVM thread), "wall", or
-    "auto" ("cpu" with one TVM thread, else "wall")."""
+    "auto" ("cpu" with one TVM thread, else "wall"). ``settle_waits``: before timing, wait (0.2 s, at most that
+    many times) while the reference kernel is more than ``settle_tolerance`` slower than the fastest it has been
+    in this process -- on a shared machine other tenants slow the CPU down for minutes at a time, and even its
+    CPU clock then runs slow."""
 
     rounds: int = 9
     runs_per_round: int = 6
@@ -42,11 +45,15 @@ class InModelTiming:
     warmup_runs: int = 3
     reference: bool = True
     clock: str = "auto"
+    settle_waits: int = 25
+    settle_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.runs_per_round < 1 or self.min_whole_ms <= 0 or self.warmup_runs < 0:
             raise CostModelError("InModelTiming needs rounds >= 1, runs_per_round >= 1, min_whole_ms > 0 and "
                                  "warmup_runs >= 0")
+        if self.settle_waits < 0 or self.settle_tolerance < 0:
+            raise CostModelError("InModelTiming needs settle_waits >= 0 and settle_tolerance >= 0")
         if self.clock not in ("auto", "cpu", "wall"):
             raise CostModelError(f"InModelTiming.clock={self.clock!r}: use 'auto', 'cpu' or 'wall'")
 
@@ -124,8 +131,9 @@ class InModelSource:
         self._reference = None
         self._host: dict | None = None
 
-    def reference_ms(self) -> float | None:
-        """The reference kernel's time now (None when ``timing.reference`` is off)."""
+    def reference_ms(self, settle: bool = False) -> float | None:
+        """The reference kernel's time now (None when ``timing.reference`` is off); ``settle``: first wait while
+        the CPU runs slow (see :class:`InModelTiming`)."""
         import tvm
 
         if not self.timing.reference:
@@ -135,6 +143,8 @@ class InModelSource:
             from .source import TimingConfig
 
             self._reference = _Reference(TimingConfig(), tvm.cpu())
+        if settle and self.timing.settle_waits:
+            return self._reference.wait_for_nominal(self.timing.settle_tolerance, self.timing.settle_waits)
         return self._reference.time_ms()
 
     def measure(self, model, inputs: Sequence[np.ndarray], name: str, calls: RuntimeCalls | None = None,
@@ -167,7 +177,7 @@ class InModelSource:
             raise CostModelError(f"the model called {called[:6]}... but its lowered module lists {expected[:6]}...: "
                                  "runtime_calls no longer matches tvm.compile; update "
                                  "tvm_mp._tvm.legalize_like_compile")
-        ref_before = self.reference_ms()
+        ref_before = self.reference_ms(settle=True)
         number = _whole_number(plain, args, timing.min_whole_ms)
         per_call: list[list[float]] = [[] for _ in calls.calls]
         null_ns: list[float] = []
