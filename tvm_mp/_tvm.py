@@ -164,3 +164,42 @@ def structural_hash(node: Any) -> int:
     import tvm_ffi
 
     return tvm_ffi.structural_hash(node)
+
+
+def legalize_like_compile(mod: tvm.IRModule, target) -> tvm.IRModule:
+    """``mod`` legalized as ``tvm.compile`` legalizes it for a CPU: its ``call_tir`` calls are the functions the VM
+    will call. 0.27: the first passes of ``relax.pipeline.default_build_pipeline`` (what ``tvm.compile`` runs for a
+    CPU target; no operator fusion)."""
+    from tvm.relax import backend
+
+    passes = [backend.DispatchSampling(), backend.DispatchSortScan(), relax.transform.LegalizeOps(),
+              relax.transform.RewriteDataflowReshape()]
+    with target:
+        return tvm.transform.Sequential(passes)(mod)
+
+
+def main_bindings(mod: tvm.IRModule, func: str = "main") -> list:
+    """Every binding of a Relax function's blocks, in order."""
+    return [b for block in mod[func].body.blocks for b in block.bindings]
+
+
+def binding_call(binding) -> tuple[str, str, list[tuple[tuple[int, ...], str]], tuple[tuple[int, ...], str] | None]:
+    """``(kind, callee, [(shape, dtype) of each tensor argument], (shape, dtype) of the result)`` of a binding:
+    kind ``"call_tir"`` (callee: the PrimFunc's name), ``"view"`` (reshape: a VM builtin), ``"op"`` (another
+    Relax op) or ``"other"``."""
+    value = binding.value
+    if not isinstance(value, relax.Call):
+        return "other", "", [], None
+
+    def tensor(expr):
+        ty = expr.ty
+        return tuple(int(v) for v in ty.shape.values), str(ty.dtype)
+
+    name = str(getattr(value.op, "name", ""))
+    if name == "relax.call_tir":
+        args = value.args[1]
+        args = list(args.fields) if isinstance(args, relax.Tuple) else [args]
+        return "call_tir", var_name(value.args[0]), [tensor(a) for a in args], tensor(binding.var)
+    if name == "relax.reshape":
+        return "view", name, [], None
+    return ("op" if name else "other"), name, [], None

@@ -195,10 +195,13 @@ def layer_rows(mod: tvm.IRModule, quantized: tvm.IRModule) -> tuple[list[LayerRe
 
 def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan, target: CompileTarget,
                  cost_model=None, lowered: tvm.IRModule | None = None) -> Report:
-    """The report of a build: layer rows plus per-layer and total latency and energy from ``cost_model`` (default:
-    the target's) for the planned layers. Layers left in fp32 have no cost figures; the totals cover the planned
-    layers. With ``lowered``, each row also says which schedule knobs its kernel was built with and where they
-    came from (read back from the kernel, :func:`~tvm_mp.passes.rewrite_mixed_precision.schedule_of`)."""
+    """The report of a build: layer rows plus per-layer and total latency and energy from ``cost_model`` (default: the
+    target's) for the planned layers. Layers left in fp32 have no cost figures; the totals cover the planned layers.
+    With ``lowered``, each row also says which schedule knobs its kernel was built with and where they came from (read
+    back from the kernel, :func:`~tvm_mp.passes.rewrite_mixed_precision.schedule_of`). A whole-model predictor (one with
+    ``predict_calls``, e.g. :class:`~tvm_mp.cost_models.whole_model.WholeModel`) given the ``lowered`` module also costs
+    the calls around the layers (quantize calls, other operators, VM overhead): they are the report's
+    ``fixed_latency_ms``, and its total latency is the whole inference."""
     rows, fp32 = layer_rows(mod, quantized)
     if lowered is not None:
         rows = [replace(r, schedule=knobs, schedule_source=source) if knobs is not None else r
@@ -222,9 +225,28 @@ def build_report(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan
     costs = {n: (float(est.latency_ms[k]), float(est.energy_uj[k])) for k, n in enumerate(planned)}
     rows = [replace(r, latency_ms=costs[r.name][0], energy_uj=costs[r.name][1]) if r.name in costs else r
             for r in rows]
-    return Report(tuple(rows), memory_kb, float(np.sum(est.energy_uj)), float(np.sum(est.latency_ms)),
+    latency, fixed = float(np.sum(est.latency_ms)), None
+    if lowered is not None and callable(getattr(model, "predict_calls", None)):
+        whole = whole_model_estimate(model, lowered, infos, plan, target)
+        if whole is not None:
+            fixed = whole.fixed_ms
+            latency += fixed
+    return Report(tuple(rows), memory_kb, float(np.sum(est.energy_uj)), latency,
                   fp32_layers=tuple(fp32), cost_model=cost_model_name(model), latency_basis="modelled",
-                  energy_basis=est.energy_basis, target=target.name, unquantizable=unq)
+                  energy_basis=est.energy_basis, target=target.name, fixed_latency_ms=fixed,
+                  unquantizable=unq)
+
+
+def whole_model_estimate(model, lowered: tvm.IRModule, infos, plan: PrecisionPlan, target: CompileTarget):
+    """``model.predict_calls`` of the calls the built ``lowered`` module makes (None, with a warning, when they
+    cannot be listed: e.g. layers offloaded to the accelerator)."""
+    from .cost_models.whole_model import runtime_calls
+
+    try:
+        return model.predict_calls(runtime_calls(lowered, infos, plan, target))
+    except Error as err:
+        warnings.warn(f"the report's latency covers the layers only: {err}", stacklevel=4)
+        return None
 
 
 def score(model: CompiledModel, accuracy_fn: Callable | None) -> CompiledModel:

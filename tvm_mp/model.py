@@ -105,10 +105,12 @@ class LayerReport:
 class Report:
     """What was compiled: per-layer rows and totals (None where unknown).
 
-    ``cost_model`` names the model that gave the latency and energy figures; ``latency_basis`` and
-    ``energy_basis`` say whether each total is "modelled" (predicted) or "measured". ``fp32_layers`` are the
-    quantizable layers the plan left in fp32; ``unquantizable`` the conv / matmul ops tvm-mp cannot quantize, each
-    with its reason (they run unquantized as TVM builds them and have no row in ``layers``).
+    ``cost_model`` names the model that gave the latency and energy figures; ``latency_basis`` and ``energy_basis`` say
+    whether each total is "modelled" (predicted) or "measured". ``fp32_layers`` are the quantizable layers the plan left
+    in fp32; ``unquantizable`` the conv / matmul ops tvm-mp cannot quantize, each with its reason (they run unquantized
+    as TVM builds them and have no row in ``layers``). ``fixed_latency_ms``: the part of ``latency_ms`` outside the
+    layer rows (quantize calls, other operators, VM overhead), when the cost model predicts the whole inference (None:
+    ``latency_ms`` is the sum of the rows).
     """
 
     layers: tuple[LayerReport, ...]
@@ -125,6 +127,7 @@ class Report:
     #: instructions with instructions_basis "emulated instructions (...)"); empty for other targets.
     deployment: dict = field(default_factory=dict)
     unquantizable: tuple[UnquantizableLayer, ...] = field(default=())
+    fixed_latency_ms: float | None = None
 
     def __post_init__(self) -> None:
         entries = tuple(self.unquantizable)
@@ -195,6 +198,8 @@ class Report:
                                           ("energy", self.energy_uj, "uJ", self.energy_basis),
                                           ("accuracy", self.accuracy, "", "")):
             text = "n/a" if value is None else f"{value:.4g} {unit}".strip()
+            if label == "latency" and value is not None and self.fixed_latency_ms is not None:
+                basis = f"{basis}; layers {value - self.fixed_latency_ms:.4g} + fixed {self.fixed_latency_ms:.4g} ms"
             extras.append(f"{label} {text}{f' ({basis})' if basis and value is not None else ''}")
         lines.append("; ".join(extras))
         if self.cost_model:

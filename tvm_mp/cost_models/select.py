@@ -3,6 +3,7 @@ model file written by ``tvm-mp cost-model train``), and how reports name it."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -13,16 +14,20 @@ from .analytical import AnalyticalModel, DatapathModel
 from .base import CostModelError, Estimate, Workload
 
 #: Cost models a user can name instead of giving a file (``--cost-model NAME``).
-NAMED = ("analytical", "datapath", "xgboost")
+NAMED = ("analytical", "datapath", "xgboost", "whole-model")
 
 
 def default_cost_model(target: CompileTarget | None = None, precisions: Iterable[Precision] = ()):
     """:class:`~tvm_mp.cost_models.analytical.DatapathModel` when any precision is a number format (it costs every
-    kind on one scale), else the target's default model (``target.default_cost_model``: the analytical model of
-    tvm-mp's integer kernels)."""
+    kind on one scale), else the target's default model (``target.default_cost_model``): "whole-model", the
+    host's shipped :class:`~tvm_mp.cost_models.whole_model.WholeModel` (XGBoost on kernels timed inside built
+    models, plus the fixed per-inference terms), or "analytical", the analytical model of tvm-mp's integer
+    kernels."""
     if any(not p.is_integer for p in precisions):
         return DatapathModel()
     name = target.default_cost_model if target is not None else "analytical"
+    if name == "whole-model":
+        return shipped_whole_model()
     if name != "analytical":
         raise ValueError(f"unknown default cost model {name!r}")
     return AnalyticalModel()
@@ -61,9 +66,9 @@ def load_cost_model(path: str | Path) -> LoadedCostModel:
 
 
 def resolve_cost_model(spec: Any):
-    """The cost model ``spec`` names: a model object (anything with ``predict(workloads)``) as it is; a path to a
-    model file (:func:`load_cost_model`); or a name: ``"analytical"``, ``"datapath"``, ``"xgboost"`` (the model
-    shipped with tvm-mp)."""
+    """The cost model ``spec`` names: a model object (anything with ``predict(workloads)``) as it is; a path to a model
+    file (:func:`load_cost_model`); or a name: ``"analytical"``, ``"datapath"``, ``"xgboost"`` (the isolated-kernel
+    model shipped with tvm-mp), ``"whole-model"`` (the host's shipped whole-model predictor)."""
     if hasattr(spec, "predict"):
         return spec
     if isinstance(spec, (str, Path)):
@@ -73,6 +78,8 @@ def resolve_cost_model(spec: Any):
                 return AnalyticalModel()
             if text == "datapath":
                 return DatapathModel()
+            if text == "whole-model":
+                return shipped_whole_model()
             from .xgb import XGBCostModel
 
             return XGBCostModel.default()
@@ -86,3 +93,12 @@ def cost_model_name(model: Any) -> str:
     if isinstance(model, LoadedCostModel):
         return model.name
     return type(model).__name__
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_whole_model():
+    """The host's shipped :class:`~tvm_mp.cost_models.whole_model.WholeModel`, read once per process (about 1 s:
+    its XGBoost trees); it is only ever read from, so every compile can share it."""
+    from .whole_model import WholeModel
+
+    return WholeModel.default()

@@ -28,6 +28,7 @@ import numpy as np
 
 from .._files import write_atomic
 from ..cost_models.base import CostModelError, Workload, target_family
+from ..cost_models.whole_model import RuntimeCalls
 from ..errors import Error
 
 #: Version of the line format; readers refuse lines from a newer version with a message.
@@ -135,6 +136,9 @@ class Record:
         version = data.get("v", FORMAT_VERSION)
         if version > FORMAT_VERSION:
             raise RecordError(f"record format v{version} is newer than this tvm-mp (v{FORMAT_VERSION}): upgrade tvm-mp")
+        if data.get("kind", "layer") != "layer":
+            raise RecordError(f"a {data.get('kind')!r} record, not a layer record: read it with "
+                              "RecordStore(path, ModelRecord)")
         try:
             workload = Workload.from_dict(data["workload"], params_cache)
             return cls(workload, tuple(data.get("latency_samples_ms", ())), data["source"], data.get("energy_uj"),
@@ -145,11 +149,161 @@ class Record:
             raise RecordError(str(err)) from None
 
 
+def _positive_times(values, name: str, allow_zero: bool = False) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise RecordError(f"ModelRecord.{name} must be numbers (ms), got {values!r}") from None
+    if any(not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero) for v in out):
+        raise RecordError(f"ModelRecord.{name} must be finite and {'>= 0' if allow_zero else '> 0'} ms")
+    return out
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One built model (a model at a plan) timed as it runs: the whole inference and each call inside it.
+
+    ``calls``: the calls one inference makes (:class:`~tvm_mp.cost_models.whole_model.RuntimeCalls`: layer
+    kernels with their workloads, quantize calls, other operators); ``call_ms``: each call's median time inside the
+    running model, in the same order (``call_spread_ms``: interquartile ranges); ``whole_samples_ms``: the whole
+    inference, one value per timing round. ``plan``: layer name -> precision text (``"w4a8"``). ``meta``: how it
+    was measured (clock, rounds, runs, the reference kernel's times ``reference_ms``, the host).
+    """
+
+    model: str
+    plan: Mapping[str, str]
+    calls: RuntimeCalls
+    call_ms: tuple[float, ...]
+    whole_samples_ms: tuple[float, ...]
+    source: str = "local"
+    call_spread_ms: tuple[float, ...] = ()
+    target: str = "llvm"
+    device: str = "host"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise RecordError("ModelRecord.model must name the model")
+        if not isinstance(self.plan, Mapping) or not self.plan:
+            raise RecordError("ModelRecord.plan must map layer names to precision texts such as 'w4a4'")
+        object.__setattr__(self, "plan", {str(k): str(v) for k, v in sorted(self.plan.items())})
+        if not isinstance(self.calls, RuntimeCalls):
+            raise RecordError("ModelRecord.calls must be RuntimeCalls")
+        if self.source not in SOURCES:
+            raise RecordError(f"ModelRecord.source={self.source!r}: use one of {', '.join(SOURCES)}")
+        call_ms = _positive_times(self.call_ms, "call_ms", allow_zero=True)
+        whole = _positive_times(self.whole_samples_ms, "whole_samples_ms")
+        spread = _positive_times(self.call_spread_ms, "call_spread_ms", allow_zero=True)
+        object.__setattr__(self, "call_ms", call_ms)
+        object.__setattr__(self, "whole_samples_ms", whole)
+        object.__setattr__(self, "call_spread_ms", spread)
+        if self.error is None:
+            if not whole:
+                raise RecordError("a successful model record needs at least one whole-model sample")
+            if len(call_ms) != len(self.calls.calls) or (spread and len(spread) != len(call_ms)):
+                raise RecordError(f"ModelRecord has {len(self.calls.calls)} calls but {len(call_ms)} call times "
+                                  f"(and {len(spread)} spreads)")
+        if not isinstance(self.meta, dict):
+            object.__setattr__(self, "meta", dict(self.meta))
+
+    @property
+    def plan_text(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.plan.items())
+
+    @property
+    def key(self) -> str:
+        return f"model;{self.model};{self.plan_text};{self.target};{self.device}"
+
+    @property
+    def latency_ms(self) -> float:
+        """Median of the whole-model samples."""
+        return float(np.median(self.whole_samples_ms)) if self.whole_samples_ms else float("nan")
+
+    @property
+    def latency_spread_ms(self) -> float:
+        if len(self.whole_samples_ms) < 2:
+            return 0.0
+        q1, q3 = np.percentile(self.whole_samples_ms, [25, 75])
+        return float(q3 - q1)
+
+    @property
+    def reference_ms(self) -> float | None:
+        """The reference kernel's time around this model: the faster of before and after (other processes only
+        ever add time, and a model is timed in about a second, so the faster one is the CPU's speed then)."""
+        ref = self.meta.get("reference_ms")
+        return float(min(ref)) if ref else None
+
+    def scaled(self, factor: float) -> "ModelRecord":
+        """Every time multiplied by ``factor`` (a CPU-speed correction), noted in ``meta["speed_factor"]``."""
+        return replace(self, call_ms=tuple(t * factor for t in self.call_ms),
+                       call_spread_ms=tuple(t * factor for t in self.call_spread_ms),
+                       whole_samples_ms=tuple(t * factor for t in self.whole_samples_ms),
+                       meta={**self.meta, "speed_factor": round(float(factor), 4)})
+
+    def layer_records(self) -> list[Record]:
+        """One :class:`Record` per layer kernel: its workload (epilogue as built) and its time inside the model
+        (what a per-layer cost model of models as built trains on). ``meta["origins"]`` is ``model/layer``."""
+        out = []
+        meta = {k: v for k, v in self.meta.items() if k in ("reference_ms", "speed_factor", "cpu", "threads", "tvm",
+                                                             "clock")}
+        for call, ms in zip(self.calls.calls, self.call_ms):
+            if call.role != "layer" or ms <= 0:
+                continue
+            out.append(Record(call.workload, (ms,), self.source,
+                              meta={**meta, "context": "model", "model": self.model, "plan": self.plan_text,
+                                    "origins": [f"{self.model}/{call.layer}"]}))
+        return out
+
+    def to_dict(self) -> dict:
+        data: dict = {"v": FORMAT_VERSION, "kind": "model", "model": self.model, "plan": dict(self.plan),
+                      "calls": self.calls.to_dict(), "call_ms": [float(f"{t:.6g}") for t in self.call_ms],
+                      "whole_samples_ms": [float(f"{t:.6g}") for t in self.whole_samples_ms],
+                      "source": self.source, "target": self.target, "device": self.device}
+        if self.call_spread_ms:
+            data["call_spread_ms"] = [float(f"{t:.4g}") for t in self.call_spread_ms]
+        if self.meta:
+            data["meta"] = dict(self.meta)
+        if self.error is not None:
+            data["error"] = self.error
+        return data
+
+    def to_line(self) -> bytes:
+        return (json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping, params_cache: dict | None = None) -> "ModelRecord":
+        if not isinstance(data, (dict, Mapping)):
+            raise RecordError("a record line must be a JSON object")
+        version = data.get("v", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise RecordError(f"record format v{version} is newer than this tvm-mp (v{FORMAT_VERSION}): upgrade tvm-mp")
+        if data.get("kind") != "model":
+            raise RecordError("not a model record (kind 'model'): read layer records with RecordStore(path)")
+        try:
+            return cls(data["model"], data["plan"], RuntimeCalls.from_dict(data["calls"], params_cache),
+                       tuple(data.get("call_ms", ())), tuple(data.get("whole_samples_ms", ())),
+                       data.get("source", "local"), tuple(data.get("call_spread_ms", ())),
+                       data.get("target", "llvm"), data.get("device", "host"), data.get("meta", {}), data.get("error"))
+        except KeyError as err:
+            raise RecordError(f"model record field {err.args[0]!r} is missing") from None
+        except CostModelError as err:
+            raise RecordError(str(err)) from None
+
+
+def normalize_models(records: Iterable[ModelRecord], nominal_ms: float | None = None) -> list[ModelRecord]:
+    """Model records on one CPU-speed scale (as :func:`normalize_latency` for layer records): every time x
+    ``nominal_ms`` / the record's reference time; ``nominal_ms`` defaults to a low percentile of the records'."""
+    records = list(records)
+    nominal = nominal_ms if nominal_ms is not None else nominal_reference_ms(records)
+    return [r if r.reference_ms is None or nominal is None else r.scaled(nominal / r.reference_ms) for r in records]
+
+
 #: Percentile of the reference kernel's times taken as the CPU's nominal (fast) speed by :func:`normalize_latency`.
 NOMINAL_PERCENTILE = 5.0
 
 
-def nominal_reference_ms(records: Iterable[Record]) -> float | None:
+def nominal_reference_ms(records: Iterable[Record | ModelRecord]) -> float | None:
     """The reference time that stands for the CPU's fast speed: a low percentile over ``records`` (None when no
     record carries reference timings)."""
     refs = [r.reference_ms for r in records if r.reference_ms is not None]
@@ -180,11 +334,15 @@ def normalize_latency(records: Iterable[Record], nominal_ms: float | None = None
 
 
 class RecordStore:
-    """An append-only JSON-lines file of :class:`Record` (see the module docstring for its guarantees)."""
+    """An append-only JSON-lines file of :class:`Record` (see the module docstring for its guarantees), or of
+    :class:`ModelRecord` with ``record_type=ModelRecord``."""
 
-    def __init__(self, path: str | Path, fsync: bool = False):
+    def __init__(self, path: str | Path, fsync: bool = False, record_type: type | None = None):
         self.path = Path(path)
         self.fsync = fsync
+        self.record_type = record_type or Record
+        if self.record_type not in (Record, ModelRecord):
+            raise RecordError("RecordStore stores Record or ModelRecord objects")
 
     def _open_for_append(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,8 +369,9 @@ class RecordStore:
         count = 0
         try:
             for record in records:
-                if not isinstance(record, Record):
-                    raise RecordError(f"RecordStore stores Record objects, got {type(record).__name__}")
+                if not isinstance(record, self.record_type):
+                    raise RecordError(f"this RecordStore stores {self.record_type.__name__} objects, got "
+                                      f"{type(record).__name__}")
                 _write_all(fd, record.to_line())
                 if self.fsync:
                     os.fsync(fd)
@@ -241,7 +400,7 @@ class RecordStore:
             if not line.strip():
                 continue
             try:
-                record = Record.from_dict(json.loads(line), params_cache)
+                record = self.record_type.from_dict(json.loads(line), params_cache)
             except (ValueError, RecordError, Error, TypeError, AttributeError, KeyError, RecursionError) as err:
                 if isinstance(err, RecordError) and "newer than this tvm-mp" in str(err):
                     raise

@@ -30,7 +30,9 @@ __all__ = [
     "build_ds_cnn",
     "build_fer_cnn",
     "build_mobilenet_v1_025",
+    "build_random_cnn",
     "build_resnet8",
+    "random_cnn_input_shape",
 ]
 
 #: Opset of every model written by tvm-mp.
@@ -359,6 +361,94 @@ def build_digits_cnn(seed: int = 0) -> onnx.ModelProto:
 
     del seed
     return onnx.load(str(digits_cnn_path()))
+
+
+def build_random_cnn(seed: int, family: str = "image") -> onnx.ModelProto:
+    """A random but plausible small CNN (for training and testing cost models on architectures they never saw).
+
+    ``family="image"``: input ``(N, C, H, W)`` with C 1 or 3 and H, W 16-48, a square 3x3 or 5x5 conv stem.
+    ``family="audio"``: a spectrogram-like input ``(N, 1, H, W)``, H 32-64 tall and W 8-16 narrow, a stem with a
+    tall kernel (10x4, 7x3, 5x3 or 3x3) and "same" padding. Then 2-5 blocks, each a 3x3 conv, a depthwise-separable
+    pair or a residual pair (Add, with a 1x1 shortcut when the shape changes), stride 1 or 2, sometimes followed by
+    2x2 max pooling; ReLU or ReLU6; global average pooling (or a plain flatten of a small map), an optional hidden
+    dense layer, a dense classifier. Every choice comes from ``seed`` and ``family``: the same pair gives the same
+    model. :func:`random_cnn_input_shape` gives its batch-1 input shape.
+    """
+    if family not in ("image", "audio"):
+        raise ValueError(f"family={family!r}: use 'image' or 'audio'")
+    audio = family == "audio"
+    rng = np.random.default_rng([seed, 0x5EED] + ([0xA0D] if audio else []))
+    g = GraphBuilder(np.random.default_rng([seed, 1] + ([0xA0D] if audio else [])))
+    c, h, w = _random_cnn_input(seed, family)
+    h0, w0 = h, w
+    act = "relu6" if rng.random() < 0.4 else "relu"
+    if audio:
+        width = int(rng.choice([16, 32, 48, 64]))
+        kh, kw = [(10, 4), (7, 3), (5, 3), (3, 3)][int(rng.integers(4))]
+        stride = int(rng.choice([1, 2]))
+        pads = ((kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2)
+        x = _conv_bn_act(g, INPUT_NAME, "stem", c, width, (kh, kw), stride=stride, pads=pads, act=act)
+        h, w = (h + kh - 1 - kh) // stride + 1, (w + kw - 1 - kw) // stride + 1
+    else:
+        width = int(rng.choice([8, 16, 24, 32]))
+        stride = int(rng.choice([1, 2])) if h >= 24 else 1
+        k = int(rng.choice([3, 5])) if rng.random() < 0.3 else 3
+        x = _conv_bn_act(g, INPUT_NAME, "stem", c, width, k, stride=stride, act=act)
+        h, w = -(-h // stride), -(-w // stride)
+    ch = width
+    for i in range(1, int(rng.integers(2, 6)) + 1):
+        s = f"block{i}"
+        kind = str(rng.choice(["conv", "separable", "separable", "residual"] if audio
+                              else ["conv", "separable", "residual"]))
+        stride = 2 if min(h, w) >= 8 and rng.random() < 0.4 else 1
+        out = int(min(128, ch * int(rng.choice([1, 2])))) if rng.random() < 0.7 else ch
+        if kind == "conv":
+            x = _conv_bn_act(g, x, s, ch, out, 3, stride=stride, act=act)
+        elif kind == "separable":
+            x = _conv_bn_act(g, x, f"{s}/dw", ch, ch, 3, stride=stride, group=ch, act=act)
+            x = _conv_bn_act(g, x, f"{s}/pw", ch, out, 1, pads=(0, 0, 0, 0), act=act)
+        else:
+            y = _conv_bn_act(g, x, f"{s}/a", ch, out, 3, stride=stride, act=act)
+            y = _conv_bn_act(g, y, f"{s}/b", out, out, 3, act="none")
+            shortcut = x
+            if stride != 1 or ch != out:
+                shortcut = g.conv(x, f"{s}/shortcut", ch, out, 1, stride=stride, pads=(0, 0, 0, 0), bias=True)
+            x = g.relu(g.node("Add", [y, shortcut], f"{s}/add"), f"{s}/relu")
+        h, w = -(-h // stride), -(-w // stride)
+        ch = out
+        if min(h, w) >= 8 and rng.random() < 0.25:
+            x = g.maxpool(x, f"{s}/pool")
+            h, w = h // 2, w // 2
+    if h * w * ch <= 1024 and rng.random() < 0.4:
+        x = g.flatten(x, "flatten")
+        features = h * w * ch
+    else:
+        x = g.flatten(g.global_avgpool(x, "pool"), "flatten")
+        features = ch
+    classes = int(rng.choice([2, 10, 12]))
+    if rng.random() < 0.3:
+        hidden = int(rng.choice([32, 64, 128]))
+        x = g.relu(g.gemm(x, "fc1", features, hidden, relu_follows=True), "fc1/relu")
+        features = hidden
+    x = g.gemm(x, "fc", features, classes)
+    return g.model(f"random_{'audio' if audio else 'cnn'}_{seed}", (c, h0, w0), x, classes,
+                   doc=f"random {family} CNN, untrained, seed {seed}")
+
+
+def _random_cnn_input(seed: int, family: str = "image") -> tuple[int, int, int]:
+    if family == "audio":
+        rng = np.random.default_rng([seed, 0x1A9, 0xA0D])
+        return 1, int(rng.choice([32, 40, 49, 64])), int(rng.choice([8, 10, 12, 16]))
+    rng = np.random.default_rng([seed, 0x1A9])
+    c = int(rng.choice([1, 3]))
+    h = int(rng.choice([16, 24, 32, 40, 48]))
+    w = h if rng.random() < 0.8 else int(rng.choice([16, 24, 32]))
+    return c, h, w
+
+
+def random_cnn_input_shape(seed: int, family: str = "image") -> tuple[int, int, int, int]:
+    """Batch-1 input shape of :func:`build_random_cnn` for ``seed`` and ``family``."""
+    return (1, *_random_cnn_input(seed, family))
 
 
 @dataclass(frozen=True)
