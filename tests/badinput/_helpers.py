@@ -1,5 +1,5 @@
-"""Helpers the corpus modules of issue 18's classes share: files written before a command line runs, the digits
-module without re-importing the ONNX file in every case, and the one-line check of --debug / internal errors."""
+"""Helpers the corpus modules share for files: files written before a command line runs, and the one-line check
+of --debug / internal errors (the digits module and other models are in ``_models``)."""
 
 from __future__ import annotations
 
@@ -7,31 +7,6 @@ import json
 from pathlib import Path
 
 from ._corpus import Artifacts, Case, Expect, _run_cli_case
-
-MOD_JSON = "digits_mod.json"
-
-
-def ensure_mod_json(art: Artifacts) -> Path:
-    """The bundled digits module as TVM JSON under ``art.root`` (made once, in the test process: reading it back
-    takes milliseconds, importing the ONNX file seconds)."""
-    path = art.root / MOD_JSON
-    if not path.is_file():
-        import tvm
-
-        import tvm_mp
-
-        mod = tvm_mp.load_onnx(art.onnx, shapes={"input": (1, 1, 8, 8)})
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(tvm.ir.save_json(mod))
-        tmp.replace(path)
-    return path
-
-
-def digits_mod(art: Artifacts):
-    """The digits module of :func:`ensure_mod_json` (call that in the module's fixture first)."""
-    import tvm
-
-    return tvm.ir.load_json((art.root / MOD_JSON).read_text())
 
 
 def write(path: Path, content) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ._corpus import Case, cli_case, judge, run_cases
-from ._helpers import digits_mod, ensure_mod_json
+from ._models import digits_module, save_digits_module
 
 
 def _budget(art, **limits):
@@ -29,7 +29,7 @@ def _explore(art, **kwargs):
 def _compile_budget(art, budget, plan=False):
     import tvm_mp
 
-    mod = digits_mod(art)
+    mod = digits_module(art)
     kwargs = {"plan": tvm_mp.PrecisionPlan.uniform(mod, tvm_mp.Precision(4, 4))} if plan else {}
     return tvm_mp.compile(mod, budget=budget, calibration=[np.load(art.calib_npy)], **kwargs)
 
@@ -109,7 +109,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def outcomes(isolator, art):
-    ensure_mod_json(art)
+    save_digits_module(art)
     return run_cases(isolator, art, CASES)
 
 

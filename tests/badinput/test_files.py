@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ._corpus import Case, cli_case, judge, run_cases
-from ._helpers import digits_mod, ensure_mod_json, file_cli_case, write
+from ._helpers import file_cli_case, write
+from ._models import digits_module, save_digits_module
 
 # -- calibration --------------------------------------------------------------------------------------------------
 
@@ -51,7 +52,7 @@ def _calibration_file(art, name, kind):
         path.mkdir(exist_ok=True)
     elif kind != "missing":
         np.save(path, _samples(kind, art))
-    batches = _calibration(str(path), digits_mod(art))
+    batches = _calibration(str(path), digits_module(art))
     total = sum(len(b["input"] if isinstance(b, dict) else b) for b in batches)
     assert total == len(good), (total, len(good))
     return total
@@ -60,7 +61,7 @@ def _calibration_file(art, name, kind):
 def _calibrate_api(art, kind):
     import tvm_mp
 
-    mod = digits_mod(art)
+    mod = digits_module(art)
     plan = tvm_mp.PrecisionPlan.uniform(mod, tvm_mp.Precision(8, 8))
     return tvm_mp.compile(mod, plan=plan, calibration=[_samples(kind, art)])
 
@@ -92,7 +93,7 @@ def _tuning_db_arg(art, arg):
 def _compile_with_database(art, content):
     import tvm_mp
 
-    mod = digits_mod(art)
+    mod = digits_module(art)
     plan = tvm_mp.PrecisionPlan.uniform(mod, tvm_mp.Precision(8, 8))
     path = write(art.scratch("compile-db") / "db.json", content)
     return tvm_mp.compile(mod, plan=plan, calibration=[np.load(art.calib_npy)], database=path)
@@ -325,7 +326,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def outcomes(isolator, art):
-    ensure_mod_json(art)
+    save_digits_module(art)
     return run_cases(isolator, art, CASES)
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from ._corpus import Case, cli_case, judge, run_cases
-from ._helpers import digits_mod, ensure_mod_json, file_cli_case
+from ._helpers import file_cli_case
+from ._models import digits_module, save_digits_module
 
 
 def _precision(art, w_bits, a_bits, kind="auto"):
@@ -76,13 +77,13 @@ def _check_against_model(art, precisions):
     from tvm_mp.driver import check_plan
 
     plan = tvm_mp.PrecisionPlan({n: tvm_mp.Precision.parse(p) for n, p in precisions.items()})
-    return len(check_plan(digits_mod(art), plan))
+    return len(check_plan(digits_module(art), plan))
 
 
 def _compile_plan(art, plan):
     import tvm_mp
 
-    mod = digits_mod(art)
+    mod = digits_module(art)
     if plan == "empty":
         plan = tvm_mp.PrecisionPlan({})
     elif plan == "plan_json":
@@ -100,7 +101,7 @@ def _compile_plan(art, plan):
 def _uniform_with_text(art):
     import tvm_mp
 
-    return tvm_mp.PrecisionPlan.uniform(digits_mod(art), "w4a4")
+    return tvm_mp.PrecisionPlan.uniform(digits_module(art), "w4a4")
 
 
 def _layers_as_text(art):
@@ -220,7 +221,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def outcomes(isolator, art):
-    ensure_mod_json(art)
+    save_digits_module(art)
     return run_cases(isolator, art, CASES)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ._corpus import Case, cli_case, judge, run_cases
-from ._helpers import digits_mod, ensure_mod_json
+from ._models import digits_module, save_digits_module
 
 
 def _parse(art, target):
@@ -31,7 +31,7 @@ def _tvm_target(art, config):
 def _compile(art, target):
     import tvm_mp
 
-    mod = digits_mod(art)
+    mod = digits_module(art)
     plan = tvm_mp.PrecisionPlan.uniform(mod, tvm_mp.Precision(8, 8))
     return tvm_mp.compile(mod, plan=plan, target=target, calibration=[np.load(art.calib_npy)])
 
@@ -104,7 +104,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def outcomes(isolator, art):
-    ensure_mod_json(art)
+    save_digits_module(art)
     return run_cases(isolator, art, CASES)
 
 
