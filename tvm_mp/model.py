@@ -23,7 +23,7 @@ import sys
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tvm
@@ -287,9 +287,10 @@ def call_accuracy_fn(accuracy_fn, model) -> float:
 EXPORT_NAMES = frozenset(ARTIFACT_FILES) | {"report.txt", "bundle"}
 
 
-def check_export_dir(directory) -> Path:
-    """The directory ``export`` may write: new, empty, or holding a previous export (only :data:`EXPORT_NAMES`),
-    under an existing directory or a path that can be created. Anything else raises one line saying why."""
+def check_export_dir(directory, names: frozenset[str] = EXPORT_NAMES) -> Path:
+    """The directory ``export`` may write: new, empty, or holding a previous export (only ``names``, by default
+    :data:`EXPORT_NAMES`), under an existing directory or a path that can be created. Anything else raises one line
+    saying why."""
     if isinstance(directory, bytes):
         directory = directory.decode(errors="replace")
     if not isinstance(directory, (str, os.PathLike)) or not str(directory).strip():
@@ -299,7 +300,7 @@ def check_export_dir(directory) -> Path:
         raise Error(f"cannot export to {out}: it is a file; give a directory (new, empty, or a previous export)")
     if out.is_dir():
         try:
-            foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_NAMES)
+            foreign = sorted(p.name for p in out.iterdir() if p.name not in names)
         except OSError as err:
             raise Error(f"cannot export to {out}: {err.strerror or err}") from None
         if foreign:
@@ -315,7 +316,7 @@ def check_export_dir(directory) -> Path:
     return out
 
 
-def _move_into(tmp: Path, out: Path) -> None:
+def _move_into(tmp: Path, out: Path, names: frozenset[str] = EXPORT_NAMES) -> None:
     """Replace the export in ``out`` (new, empty or a previous export) by the one written in ``tmp``: each file
     renamed over its previous version (atomic), then the previous export's files the new one lacks removed."""
     if not out.exists():
@@ -327,7 +328,7 @@ def _move_into(tmp: Path, out: Path) -> None:
         if dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)
         os.replace(item, dest)
-    for name in EXPORT_NAMES:  # the previous export's files (a bundle/ from another target included)
+    for name in names:  # the previous export's files (a bundle/ from another target included)
         old = out / name
         if name in new:
             continue
@@ -336,6 +337,36 @@ def _move_into(tmp: Path, out: Path) -> None:
         elif old.exists() or old.is_symlink():
             old.unlink()
     tmp.rmdir()
+
+
+def export_directory(directory, write: Callable[[Path], None], names: frozenset[str] = EXPORT_NAMES) -> Path:
+    """Export into ``directory`` (checked by :func:`check_export_dir` against ``names``): ``write(tmp)`` fills a
+    temporary directory next to it, whose files then replace the previous export's one by one (each rename atomic),
+    so a failed export leaves ``directory`` as it was; an OS error is one line naming where. A missing cross
+    compiler (:class:`~tvm_mp.errors.ToolchainError`) delivers what was written without it, then is raised."""
+    out = check_export_dir(directory, names)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            write(tmp)
+        except ToolchainError:  # no cross linker: deliver what needs none (the aarch64 bundle), then say so
+            _move_into(tmp, out, names)
+            tmp = None
+            raise
+        _move_into(tmp, out, names)
+        tmp = None
+    except OSError as err:
+        where = err.filename if err.filename and tmp is not None and str(tmp) not in str(err.filename) \
+            else out.parent
+        raise Error(_one_line(f"cannot export to {out}: cannot write in {where} ({err.strerror or err}); give "
+                              "a directory you can write")) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 class CompiledModel:
@@ -437,29 +468,7 @@ class CompiledModel:
         (except a missing cross compiler, :class:`~tvm_mp.errors.ToolchainError`: what was written without it, the
         aarch64 ``bundle/``, is delivered before the error).
         A model read back by :func:`load` exports by copying its ``model.so`` / ``bundle/``."""
-        out = check_export_dir(directory)
-        tmp = None
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            tmp.mkdir()
-            try:
-                self._write(tmp)
-            except ToolchainError:  # no cross linker: deliver what needs none (the aarch64 bundle), then say so
-                _move_into(tmp, out)
-                tmp = None
-                raise
-            _move_into(tmp, out)
-            tmp = None
-        except OSError as err:
-            where = err.filename if err.filename and tmp is not None and str(tmp) not in str(err.filename) \
-                else out.parent
-            raise Error(_one_line(f"cannot export to {out}: cannot write in {where} ({err.strerror or err}); give "
-                                  "a directory you can write")) from None
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        return export_directory(directory, self._write)
 
     def _write(self, out: Path) -> None:
         if self.source is not None and self.lowered is None:  # read back by load: copy what cannot be rebuilt

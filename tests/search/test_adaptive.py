@@ -1,9 +1,11 @@
+import json
+
 import numpy as np
 import pytest
 
 import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
-from tvm_mp.errors import PlanError
+from tvm_mp.errors import Error, PlanError
 from tvm_mp.search.adaptive import compile_adaptive
 from tvm_mp.search.costs import BudgetError
 
@@ -47,3 +49,18 @@ def test_points_share_one_store_and_switch_at_run_time(adaptive, calib):
 def test_points_must_set_every_layer(net, calib):
     with pytest.raises(PlanError, match="lacks"):
         compile_adaptive(net, [PrecisionPlan({"conv2d_0": Precision(4, 4)})], calibration=calib)
+
+
+def test_export_writes_the_library_and_points_and_refuses_a_foreign_directory(adaptive, tmp_path):
+    out = adaptive.export(tmp_path / "adaptive")
+    assert sorted(p.name for p in out.iterdir()) == ["model.so", "points.json"]
+    points = json.loads((out / "points.json").read_text())
+    assert points == adaptive.to_dict()
+    adaptive.export(out)  # a previous export is replaced
+    assert sorted(p.name for p in out.iterdir()) == ["model.so", "points.json"]
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    with pytest.raises(Error, match="not a tvm-mp export"):
+        adaptive.export(foreign)
+    assert (foreign / "notes.txt").read_text() == "keep" and not (foreign / "model.so").exists()

@@ -35,12 +35,15 @@ from ..canonical import canonicalize
 from ..driver import build_executable, lower_plans
 from ..errors import CalibrationError, Error, InputShapeError, PlanError
 from ..layers import list_layers
-from ..model import check_inputs
+from ..model import check_inputs, export_directory
 from ..precision import PrecisionPlan
 from ..targets import parse
 from .costs import FIT_RTOL, METRICS, BudgetError, CostTable, _fmt
 from .pareto import ParetoFront, ParetoPoint
 from .space import SearchSpace
+
+#: The files an adaptive model's export holds.
+ADAPTIVE_EXPORT_NAMES = frozenset({"model.so", "points.json"})
 
 
 @dataclass(frozen=True)
@@ -149,12 +152,14 @@ class AdaptiveModel:
                 "energy_basis": self.energy_basis, "selected": self.selected.function}
 
     def export(self, directory: str | Path) -> Path:
-        """Write ``model.so`` (all points) and ``points.json``."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write ``model.so`` (all points) and ``points.json`` into ``directory``: new, empty or a previous export
+        of an adaptive model, replaced as a whole; written to a temporary directory first, so a failed export
+        leaves ``directory`` as it was (:func:`tvm_mp.model.export_directory`)."""
+        return export_directory(directory, self._write, ADAPTIVE_EXPORT_NAMES)
+
+    def _write(self, out: Path) -> None:
         self.target.export_library(self.executable, out / "model.so")
         write_atomic(out / "points.json", json.dumps(self.to_dict(), indent=2))
-        return out
 
 
 def _plans_of(points) -> list[tuple[PrecisionPlan, float | None]]:
