@@ -203,3 +203,31 @@ def binding_call(binding) -> tuple[str, str, list[tuple[tuple[int, ...], str]], 
     if name == "relax.reshape":
         return "view", name, [], None
     return ("op" if name else "other"), name, [], None
+
+
+def unknown_llvm_features(triple: str, mcpu: str, features: Sequence[str]) -> list[str]:
+    """The names in ``features`` (without +/-) that this LLVM does not know for ``triple``/``mcpu``. LLVM says so
+    only as a warning on stderr (and builds without the feature); its warning lines are captured here, not shown."""
+    import os
+    import tempfile
+
+    from tvm.target import codegen
+
+    names = sorted({str(f).lstrip("+-") for f in features if str(f).lstrip("+-")})
+    if not names:
+        return []
+    spec: dict[str, Any] = {"kind": "llvm", "mattr": [f"+{n}" for n in names]}
+    if triple:
+        spec["mtriple"] = triple
+    if mcpu:
+        spec["mcpu"] = mcpu
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            probe = tvm.target.Target(spec)
+            known = [n for n in names if codegen.llvm_cpu_has_features([n], probe)]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return [n for n in names if n not in known]

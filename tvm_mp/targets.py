@@ -368,6 +368,7 @@ def parse(target: Any = None) -> CompileTarget:
         raise TargetError(_kind_message(target["kind"]))
     if target.get("kind") == "llvm" and all(isinstance(target.get(k, ""), str) for k in ("mtriple", "mcpu")):
         _check_llvm(target.get("mtriple", ""), target.get("mcpu", ""))  # before TVM, which logs its own warning
+        _check_mattr(target.get("mtriple", ""), target.get("mcpu", ""), target.get("mattr"))
     try:
         tvm_target = tvm.target.Target(target)
     except Exception as err:  # TVM raises its own error types; give one line
@@ -383,13 +384,15 @@ def _kind_message(kind) -> str:
 def check(tvm_target: tvm.target.Target) -> tvm.target.Target:
     """``tvm_target`` when tvm-mp can build for it; else a :class:`TargetError` that says what to use instead:
     a kind other than ``llvm`` / ``c`` (a GPU or other device), an LLVM triple whose architecture this LLVM does
-    not know, or an ``mcpu`` LLVM does not know for the triple (LLVM would only warn and build for a generic
-    CPU)."""
+    not know, an ``mcpu`` LLVM does not know for the triple (LLVM would only warn and build for a generic
+    CPU), or a ``mattr`` feature it does not know (it would only warn and ignore it)."""
     kind = str(tvm_target.kind.name)
     if kind not in KINDS:
         raise TargetError(_kind_message(kind))
     if kind == "llvm":
-        _check_llvm(str(tvm_target.attrs.get("mtriple", "") or ""), str(tvm_target.attrs.get("mcpu", "") or ""))
+        triple, cpu = str(tvm_target.attrs.get("mtriple", "") or ""), str(tvm_target.attrs.get("mcpu", "") or "")
+        _check_llvm(triple, cpu)
+        _check_features(triple, cpu, tuple(str(a) for a in tvm_target.attrs.get("mattr", [])))
     return tvm_target
 
 
@@ -408,6 +411,28 @@ def _check_llvm(triple: str, cpu: str) -> None:
         raise TargetError(f"unknown mcpu {cpu!r} for {triple or 'this machine'}: LLVM would build for a generic "
                           f"CPU instead; give a CPU LLVM knows for that triple (e.g. {example!r}, see "
                           "`llc -mtriple=... -mcpu=help`) or leave mcpu out (target 'host' names this machine's)")
+
+
+def _check_mattr(triple: str, cpu: str, mattr) -> None:
+    """Refuse a ``mattr`` LLVM would ignore with a warning: entries that are not "+feature"/"-feature" strings, or
+    features this LLVM does not know for the triple."""
+    if mattr is None:
+        return
+    if isinstance(mattr, str) or not isinstance(mattr, (list, tuple)):
+        raise TargetError(f'mattr must be a list of "+feature"/"-feature" strings, e.g. ["+neon", "+dotprod"]; '
+                          f"got {mattr!r}")
+    bad = [a for a in mattr if not isinstance(a, str) or len(a) < 2 or a[0] not in "+-"]
+    if bad:
+        raise TargetError(f"mattr entries must read \"+feature\" or \"-feature\" (e.g. \"+dotprod\"); got {bad[0]!r}")
+    _check_features(triple, cpu, tuple(mattr))
+
+
+@functools.lru_cache(maxsize=64)
+def _check_features(triple: str, cpu: str, mattr: tuple[str, ...]) -> None:
+    unknown = _tvm.unknown_llvm_features(triple, cpu, mattr)
+    if unknown:
+        raise TargetError(f"unknown CPU feature(s) {', '.join(unknown)} in mattr for {triple or 'this machine'}: LLVM "
+                          "would ignore them; check the spelling (see `llc -mtriple=... -mattr=help`)")
 
 
 @functools.lru_cache(maxsize=256)
