@@ -37,6 +37,20 @@ SOURCES = ("local", "rpc", "simulator")
 ENERGY_BASES = ("simulated", "measured")
 
 
+
+def _line(data: dict) -> bytes:
+    """One record line: compact JSON with sorted keys."""
+    return (json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n").encode()
+
+
+def _check_line(data) -> None:
+    """A record line's JSON is an object of a format version this tvm-mp reads."""
+    if not isinstance(data, (dict, Mapping)):
+        raise RecordError("a record line must be a JSON object")
+    version = data.get("v", FORMAT_VERSION)
+    if version > FORMAT_VERSION:
+        raise RecordError(f"record format v{version} is newer than this tvm-mp (v{FORMAT_VERSION}): upgrade tvm-mp")
+
 class RecordError(Error):
     """A record or a records file cannot be used as given."""
 
@@ -127,15 +141,11 @@ class Record:
         return data
 
     def to_line(self) -> bytes:
-        return (json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True) + "\n").encode()
+        return _line(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping, params_cache: dict | None = None) -> "Record":
-        if not isinstance(data, (dict, Mapping)):
-            raise RecordError("a record line must be a JSON object")
-        version = data.get("v", FORMAT_VERSION)
-        if version > FORMAT_VERSION:
-            raise RecordError(f"record format v{version} is newer than this tvm-mp (v{FORMAT_VERSION}): upgrade tvm-mp")
+        _check_line(data)
         if data.get("kind", "layer") != "layer":
             raise RecordError(f"a {data.get('kind')!r} record, not a layer record: read it with "
                               "RecordStore(path, ModelRecord)")
@@ -269,15 +279,11 @@ class ModelRecord:
         return data
 
     def to_line(self) -> bytes:
-        return (json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True) + "\n").encode()
+        return _line(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping, params_cache: dict | None = None) -> "ModelRecord":
-        if not isinstance(data, (dict, Mapping)):
-            raise RecordError("a record line must be a JSON object")
-        version = data.get("v", FORMAT_VERSION)
-        if version > FORMAT_VERSION:
-            raise RecordError(f"record format v{version} is newer than this tvm-mp (v{FORMAT_VERSION}): upgrade tvm-mp")
+        _check_line(data)
         if data.get("kind") != "model":
             raise RecordError("not a model record (kind 'model'): read layer records with RecordStore(path)")
         try:
