@@ -67,8 +67,9 @@ def accuracy_fn(model) -> float:
 # %%
 # fp32 and w8a8 on your data
 # --------------------------
-# The fp32 baseline is the ONNX model as onnxruntime runs it; then tvm-mp at uniform w8a8. The integer layers of the built model equal the NumPy reference of the same integer arithmetic exactly
-# (the fp32 parts to float tolerance).
+# The fp32 baseline is the ONNX model as onnxruntime runs it; then tvm-mp at uniform w8a8. The integer layers of
+# the built model equal the NumPy reference of the same integer arithmetic exactly (the fp32 parts to float
+# tolerance).
 start = time.perf_counter()
 session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 w8a8 = tvm_mp.compile(mod, plan=PrecisionPlan.uniform(mod, Precision(8, 8)), calibration=calibration)
@@ -92,8 +93,7 @@ small = tvm_mp.compile(mod, budget=Budget(memory_kb=0.7 * w8a8.report.memory_kb)
 print(f"budget compile: {time.perf_counter() - start:.0f} s; weights {small.report.memory_kb:.1f} kB "
       f"(w8a8: {w8a8.report.memory_kb:.1f} kB); top-1 held-out {top1(small.run, x_held, y_held):.2f}")
 counts: dict[str, int] = {}
-for name, precision in small.plan.items():
-    bits = str(precision)
-    counts[bits] = counts.get(bits, 0) + 1
+for precision in small.plan.precisions.values():
+    counts[str(precision)] = counts.get(str(precision), 0) + 1
 print("bits per layer:", ", ".join(f"{n} x {bits}" for bits, n in sorted(counts.items(), key=lambda kv: -kv[1])))
 print(small.report)
