@@ -25,7 +25,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import tvm
@@ -43,6 +43,9 @@ from .mapping import search_mappings
 from .simulator import SimResult, Simulator
 
 #: Attribute RewriteMixedPrecision puts on each integer kernel: its epilogue as JSON (kind, lo, hi, zero_point).
+if TYPE_CHECKING:
+    from .report import AccelReport
+
 #: (The name :mod:`tvm_mp.passes.rewrite_mixed_precision` writes; this package does not import the passes.)
 EPILOGUE_ATTR = "tvm_mp.epilogue"
 FUNC_PREFIX = "tvm_mp.accel"
@@ -185,6 +188,27 @@ class AccelRuntime:
         for name, k in self.kernels.items():
             _, out[name] = k.simulate(np.full(k._in_shape, k.spec.zero_point, np.uint8))
         return out
+
+    def report(self, model: str = "model", rows=()) -> "AccelReport":
+        """An :class:`~tvm_mp.accel.report.AccelReport` (table, JSON, stacked-bar PNG) of the last run's figures
+        (of :meth:`profile` before the first run); ``rows``: the compile report's rows, to list the layers left on
+        the host CPU too."""
+        from .report import AccelLayerRow, AccelReport
+
+        figures = {**self.profile(), **self.last} if len(self.last) < len(self.kernels) else self.last
+        out = []
+        names = [r.name for r in rows] or list(self.kernels)
+        info = {r.name: r for r in rows}
+        for name in names:
+            k = self.kernels.get(name)
+            if k is None:
+                r = info[name]
+                out.append(AccelLayerRow(name, r.op, r.precision, "cpu", r.macs, None, None, None, "cpu"))
+                continue
+            res = figures[name]
+            out.append(AccelLayerRow(name, k.spec.op, k.spec.precision, str(k.spec.mapping), k.spec.shape.macs,
+                                     res.cycles, res.latency_us, res.energy, "simulator"))
+        return AccelReport(model, self.hw.name, tuple(out))
 
     # -- artifact ------------------------------------------------------------------------------------------------
     def write(self, directory: Path) -> Path:
