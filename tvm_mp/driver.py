@@ -17,6 +17,10 @@ Phases, in this order and nowhere else::
   (labelled "modelled"); the conv / matmul ops tvm-mp cannot quantize, each with its reason
   (:func:`tvm_mp.layers.unquantizable_reason`; a warning names them too when the compile starts).
 
+The accelerator target (``"accel"``) lowers as the host CPU does, then hands the lowered module to
+:func:`tvm_mp.accel.target.offload_lowered` (:func:`build_accel`): the integer layers its datapath runs become packed
+calls to its simulator, and the report's figures are the simulator's.
+
 The target's kind decides the back end after quantize: TVM targets lower and build as above; a Cortex-M target
 (``target.builds_with_tvm`` False) hands the quantized module to :mod:`tvm_mp.deploy.cortexm` instead (C from
 :func:`tvm_mp.mcu.emit_network`, measured under qemu-system-arm; the report carries its code size, RAM and
@@ -283,6 +287,9 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
         if offload is not None:
             raise UnsupportedError(f"the accelerator offload needs a TVM target, not {tgt.name}")
         return score(build_cortex_m(mod, quantized, plan, tgt, calibration), accuracy_fn)
+    if offload is not None and tgt.kind == "accel":
+        raise UnsupportedError("compile_offloaded builds the host side of its own offload: give it a CPU target, "
+                               "or use tvm_mp.compile(..., target='accel')")
     to_lower, reference = offload(quantized) if offload is not None else (quantized, quantized)
     lowered = lower(to_lower, tgt, database)
     if tgt.kind == "accel":
@@ -368,6 +375,9 @@ def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any =
     if not tgt.builds_with_tvm:
         raise UnsupportedError(f"run-time operating points merge TVM builds; {tgt.name} is a C target: compile "
                                "each plan on its own")
+    if tgt.kind == "accel":
+        raise UnsupportedError("run-time operating points are CPU builds; on the accelerator compile each plan on "
+                               "its own with tvm_mp.compile(..., target='accel')")
     mod = canonicalize(mod)
     warn_fp32_ops(mod)
     warn_unquantizable(mod)
