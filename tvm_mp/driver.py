@@ -403,6 +403,9 @@ def compile_offloaded(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Itera
 
     if not isinstance(plan, PrecisionPlan):
         raise PlanError(f"plan must be a PrecisionPlan, got {type(plan).__name__}")
+    if parse(target).kind == "accel":
+        raise UnsupportedError("compile_offloaded builds the host side of its own offload: give it a CPU target, "
+                               "or use tvm_mp.compile(..., target='accel')")
     hw = hw or HardwareConfig.default()
     held: dict = {}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
@@ -238,7 +239,7 @@ class AccelRuntime:
                 mine = {key.split("/", 1)[1]: v for key, v in arrays.items() if key.split("/", 1)[0] == spec.name}
                 kernels[spec.name] = AccelKernel(spec, hw, mine)
             return cls(hw, kernels, str(meta["prefix"]))
-        except (OSError, ValueError, KeyError, TypeError, Error) as err:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, Error) as err:
             raise Error(f"{src} is damaged ({_tvm.error_line(err) if not isinstance(err, Error) else err}); "
                         "re-export the model") from None
 
