@@ -433,8 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--shape", action="append", help=SHAPE_HELP)
     comp.add_argument("--target", default="host",
                       help="host (this machine, the default), llvm (generic CPU), aarch64 (also writes bundle/: "
-                           "C with no TVM runtime), cortex-m4 / cortex-m7 (C for a micro-controller), or a target "
-                           "JSON")
+                           "C with no TVM runtime), cortex-m4 / cortex-m7 (C for a micro-controller), accel (the "
+                           "simulated accelerator; '{\"kind\": \"accel\", \"config\": \"my_accel.json\"}' for "
+                           "your hardware description), or a target JSON")
     comp.add_argument("--cost-model", metavar="FILE", help=COST_MODEL_HELP)
     comp.add_argument("--database", metavar="FILE", help=DATABASE_HELP)
     comp.add_argument("--no-database", action="store_true", help="build with the schedules' default knobs")

@@ -25,7 +25,9 @@ def compile(mod, plan: PrecisionPlan | None = None, budget: Budget | None = None
     ``mod``: a Relax ``IRModule`` with its weights bound: from :func:`tvm_mp.load_onnx`, TVM's
     ``relax.frontend.onnx.from_onnx``, a ``relax.frontend.nn`` export or TVMScript (canonicalized first).
     ``target``: None or ``"host"`` (this machine with its CPU features, the default), ``"llvm"`` (a generic CPU),
-    ``"aarch64"``, a JSON dict or a ``tvm.target.Target`` (see :mod:`tvm_mp.targets`).
+    ``"aarch64"``, ``"accel"`` (the simulated accelerator: its integer layers run on its bit-exact simulator, the
+    report's figures are simulated; ``{"kind": "accel", "config": "my_accel.json"}`` for your hardware description,
+    see :mod:`tvm_mp.accel.target`), a JSON dict or a ``tvm.target.Target`` (see :mod:`tvm_mp.targets`).
     ``calibration``: an iterable of input arrays (one-input models) or of ``{input name: array}`` dicts.
     ``accuracy_fn(compiled_model) -> float``, when given, fills ``report.accuracy``.
     ``budget=Budget(...)`` instead of ``plan``: search the best plan within the budget first (scored with

@@ -17,6 +17,10 @@ Phases, in this order and nowhere else::
   (labelled "modelled"); the conv / matmul ops tvm-mp cannot quantize, each with its reason
   (:func:`tvm_mp.layers.unquantizable_reason`; a warning names them too when the compile starts).
 
+The accelerator target (``"accel"``) lowers as the host CPU does, then hands the lowered module to
+:func:`tvm_mp.accel.target.offload_lowered` (:func:`build_accel`): the integer layers its datapath runs become packed
+calls to its simulator, and the report's figures are the simulator's.
+
 The target's kind decides the back end after quantize: TVM targets lower and build as above; a Cortex-M target
 (``target.builds_with_tvm`` False) hands the quantized module to :mod:`tvm_mp.deploy.cortexm` instead (C from
 :func:`tvm_mp.mcu.emit_network`, measured under qemu-system-arm; the report carries its code size, RAM and
@@ -283,11 +287,67 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
         if offload is not None:
             raise UnsupportedError(f"the accelerator offload needs a TVM target, not {tgt.name}")
         return score(build_cortex_m(mod, quantized, plan, tgt, calibration), accuracy_fn)
+    if offload is not None and tgt.kind == "accel":
+        raise UnsupportedError("compile_offloaded builds the host side of its own offload: give it a CPU target, "
+                               "or use tvm_mp.compile(..., target='accel')")
     to_lower, reference = offload(quantized) if offload is not None else (quantized, quantized)
     lowered = lower(to_lower, tgt, database)
+    if tgt.kind == "accel":
+        return score(build_accel(mod, quantized, lowered, plan, tgt, cost_model), accuracy_fn)
     executable = build_executable(lowered, tgt)
     report = build_report(mod, reference, plan, tgt, cost_model, lowered)
     return score(CompiledModel(lowered, reference, executable, plan, report, tgt), accuracy_fn)
+
+
+def build_accel(mod: tvm.IRModule, quantized: tvm.IRModule, lowered: tvm.IRModule, plan: PrecisionPlan,
+                target: CompileTarget, cost_model=None, mappings: Mapping | None = None) -> CompiledModel:
+    """The accelerator back end (:mod:`tvm_mp.accel.target`): the layers the datapath runs become packed calls to
+    the simulator, the rest is built for the host. The report's layer figures are the simulator's (cycles and
+    energy do not depend on the data); ``report.accelerator`` has cycles, energy per component and the mapping
+    of each accelerator layer."""
+    from .accel.target import offload_lowered
+
+    objective = getattr(cost_model, "objective", "energy")
+    lowered, runtime = offload_lowered(lowered, quantized, target.hardware, mappings, objective)
+    executable = build_executable(lowered, target)
+    runtime.register()
+    report = accel_report(mod, quantized, target, runtime)
+    model = CompiledModel(lowered, quantized, executable, plan, report, target)
+    model.accel = runtime
+    return model
+
+
+def accel_report(mod: tvm.IRModule, quantized: tvm.IRModule, target: CompileTarget, runtime) -> Report:
+    """The report of an accelerator build: each accelerator layer's simulated cycles (as latency at the clock)
+    and energy; layers on the host CPU have no figures (``report.accelerator["cpu_layers"]``)."""
+    rows, fp32 = layer_rows(mod, quantized)
+    figures = runtime.profile()
+    hw = target.hardware
+    rows = [replace(r, kernel="accel", latency_ms=figures[r.name].latency_us / 1000.0,
+                    energy_uj=figures[r.name].energy_uj) if r.name in figures else r for r in rows]
+    components: dict[str, float] = {}
+    layers = []
+    for r in rows:
+        if r.name not in figures:
+            continue
+        res, k = figures[r.name], runtime.kernels[r.name]
+        comp = {c: float(v) for c, v in res.energy.components_uj.items()}
+        for c, v in comp.items():
+            components[c] = components.get(c, 0.0) + v
+        layers.append({"name": r.name, "precision": k.spec.precision, "mapping": str(k.spec.mapping),
+                       "output": "codes" if k.spec.output.kind == "codes" else "int32 to host",
+                       "cycles": int(res.cycles), "energy_uj": float(res.energy_uj), "components_uj": comp,
+                       "instructions": int(sum(res.instructions.values()))})
+    cycles = sum(entry["cycles"] for entry in layers)
+    energy = sum(entry["energy_uj"] for entry in layers)
+    accel = {"hardware": hw.name, "clock_mhz": hw.clock_mhz, "cycles": int(cycles), "energy_uj": float(energy),
+             "components_uj": components, "layers": layers,
+             "cpu_layers": [r.name for r in rows if r.name not in figures and r.precision != "fp32"]}
+    return Report(tuple(rows), sum(r.weight_bytes for r in rows) / 1024.0, float(energy) if layers else None,
+                  cycles / hw.clock_mhz / 1000.0 if layers else None, fp32_layers=tuple(fp32),
+                  cost_model=f"accelerator simulator ({hw.name})", latency_basis="simulated",
+                  energy_basis="simulated", target=target.name, unquantizable=tuple(unquantizable_layers(mod)),
+                  accelerator=accel)
 
 
 def build_cortex_m(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPlan, target: CompileTarget,
@@ -315,6 +375,9 @@ def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any =
     if not tgt.builds_with_tvm:
         raise UnsupportedError(f"run-time operating points merge TVM builds; {tgt.name} is a C target: compile "
                                "each plan on its own")
+    if tgt.kind == "accel":
+        raise UnsupportedError("run-time operating points are CPU builds; on the accelerator compile each plan on "
+                               "its own with tvm_mp.compile(..., target='accel')")
     mod = canonicalize(mod)
     warn_fp32_ops(mod)
     warn_unquantizable(mod)
@@ -340,6 +403,9 @@ def compile_offloaded(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Itera
 
     if not isinstance(plan, PrecisionPlan):
         raise PlanError(f"plan must be a PrecisionPlan, got {type(plan).__name__}")
+    if parse(target).kind == "accel":
+        raise UnsupportedError("compile_offloaded builds the host side of its own offload: give it a CPU target, "
+                               "or use tvm_mp.compile(..., target='accel')")
     hw = hw or HardwareConfig.default()
     held: dict = {}
 

@@ -6,6 +6,8 @@ An artifact directory (``CompiledModel.export``) holds:
 - ``bundle/``: for aarch64 the standalone C bundle (no TVM runtime, :mod:`tvm_mp.deploy.aarch64`); for Cortex-M
   the C of the network (:mod:`tvm_mp.deploy.cortexm`);
 - ``quantized.json``: the quantized Relax module (TVM's JSON form), what :meth:`CompiledModel.reference` runs;
+- ``accel/``: for the accelerator target, its hardware description, per-layer mappings, epilogues, weights and
+  instruction listings (:mod:`tvm_mp.accel.target`);
 - ``plan.json``, ``report.json`` / ``report.txt``, ``target.json``, ``inputs.json`` (input shapes and dtypes).
 
 :func:`load` reads it back into a runnable :class:`CompiledModel` in a fresh process, without recompiling.
@@ -61,7 +63,8 @@ _FIELD_KINDS = {"name": "text", "op": "text", "precision": "text", "kernel": "te
                 "weight_bytes": "count", "fp32_weight_bytes": "count", "latency_ms": "optional number",
                 "energy_uj": "optional number", "arithmetic": "text", "memory_kb": "number",
                 "accuracy": "optional number", "fp32_layers": "names", "cost_model": "text", "latency_basis": "text",
-                "energy_basis": "text", "target": "text", "deployment": "object"}
+                "energy_basis": "text", "target": "text", "deployment": "object",
+                "accelerator": "object"}
 
 
 def _check_fields(obj, where: str) -> None:
@@ -128,6 +131,10 @@ class Report:
     deployment: dict = field(default_factory=dict)
     unquantizable: tuple[UnquantizableLayer, ...] = field(default=())
     fixed_latency_ms: float | None = None
+    #: Accelerator builds (target "accel"): hardware, clock, total cycles and energy, energy per component
+    #: (``components_uj``), and per accelerator layer its mapping, cycles, energy and components; ``cpu_layers``
+    #: lists the planned layers left on the host CPU. Empty for other targets.
+    accelerator: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         entries = tuple(self.unquantizable)
@@ -219,6 +226,17 @@ class Report:
             lines.append(f"{self.target}: code {fig('code_bytes')}; RAM {fig('ram_bytes')} (weights "
                          f"{fig('weight_bytes')} + peak activations {fig('activation_bytes')}); "
                          f"{fig('instructions', '')} {d.get('instructions_basis', 'instructions')} per inference")
+        if self.accelerator:
+            a = self.accelerator
+            comp = ", ".join(f"{c} {v:.4g}" for c, v in sorted(a["components_uj"].items(), key=lambda kv: -kv[1])
+                             if v > 0)
+            lines.append(f"accelerator {a['hardware']} at {a['clock_mhz']:g} MHz: {a['cycles']} cycles, "
+                         f"{a['energy_uj']:.4g} uJ ({comp} uJ)")
+            for entry in a["layers"]:
+                lines.append(f"  {entry['name']:<12} {entry['precision']:<6} {entry['cycles']:>9} cycles "
+                             f"{entry['energy_uj']:>9.4f} uJ  {entry['mapping']}; output {entry['output']}")
+            if a.get("cpu_layers"):
+                lines.append(f"  on the host CPU: {', '.join(a['cpu_layers'])}")
         if self.unquantizable:
             lines.append(f"not quantized ({len(self.unquantizable)} conv / matmul op"
                          f"{'s' if len(self.unquantizable) > 1 else ''} tvm-mp cannot quantize; "
@@ -284,7 +302,7 @@ def call_accuracy_fn(accuracy_fn, model) -> float:
 
 
 #: What an artifact directory may hold (``export`` replaces these and refuses to write among other files).
-EXPORT_NAMES = frozenset(ARTIFACT_FILES) | {"report.txt", "bundle"}
+EXPORT_NAMES = frozenset(ARTIFACT_FILES) | {"report.txt", "bundle", "accel"}
 
 
 def check_export_dir(directory, names: frozenset[str] = EXPORT_NAMES) -> Path:
@@ -394,6 +412,9 @@ class CompiledModel:
         self.source: Path | None = None
         self._not_here: str | None = None
         self._guard = None
+        #: The accelerator runtime of an accelerator build (:class:`tvm_mp.accel.target.AccelRuntime`; its ``last``
+        #: holds each accelerator layer's figures of the last run), else None.
+        self.accel = None
 
     @property
     def inputs(self) -> list[InputSpec]:
@@ -472,7 +493,7 @@ class CompiledModel:
 
     def _write(self, out: Path) -> None:
         if self.source is not None and self.lowered is None:  # read back by load: copy what cannot be rebuilt
-            for name in ("model.so", "bundle"):
+            for name in ("model.so", "bundle", "accel"):
                 src = self.source / name
                 if src.is_dir():
                     shutil.copytree(src, out / name)
@@ -588,6 +609,11 @@ def load(directory: str | Path) -> CompiledModel:
                                            f"{[s.shape for s in specs]}")
     model = CompiledModel(None, quantized, None, plan, report, target)
     model.source = src
+    if target.kind == "accel":  # the accelerator's layers: their packed functions are named in model.so
+        from .accel.target import AccelRuntime
+
+        model.accel = AccelRuntime.read(src)
+        model.accel.register()
     if target.is_host and not target.missing_host_features():
         so = src / "model.so"
         check_shared_library(so, target)

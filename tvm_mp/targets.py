@@ -11,6 +11,11 @@ Accepted forms (:func:`parse`):
 - ``"cortex-m4"``, ``"cortex-m7"`` (and ``"cortex-m3"``): a Cortex-M micro-controller, kind ``"cortex-m"``. Not a
   TVM build: the quantized module becomes C (:mod:`tvm_mp.mcu`, :mod:`tvm_mp.deploy.cortexm`).
 - a JSON dict (or its text), e.g. ``{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}``.
+- ``"accel"``: the VTA-like accelerator (:mod:`tvm_mp.accel`, its default description ``default.json``), or
+  ``{"kind": "accel", "config": "my_accel.json"}`` with your description (a file path, JSON text or a dict, checked by
+  :meth:`~tvm_mp.accel.hardware.HardwareConfig.from_json`). The integer layers whose precision the datapath runs
+  execute on the accelerator's bit-exact simulator (:mod:`tvm_mp.accel.target`); the rest of the model runs on
+  this host's CPU. Its cost model is :class:`~tvm_mp.cost_models.accel.AccelCostModel`.
 - a ``tvm.target.Target``.
 - a :class:`CompileTarget` (returned as it is).
 
@@ -160,14 +165,21 @@ def arch_of_triple(triple: str) -> str:
 class CompileTarget:
     """One compile target (see module docstring). Build it with :func:`parse`."""
 
-    name: str  # how the user named it: "host", "llvm", "aarch64", or "custom" for JSON / tvm Targets
-    tvm_target: tvm.target.Target
+    name: str  # how the user named it: "host", "llvm", "aarch64", "accel", or "custom" for JSON / tvm Targets
+    tvm_target: tvm.target.Target  # the accelerator's: the host CPU that runs the rest of the model
+    hardware: Any = None  # the accelerator's HardwareConfig (None for every other target)
 
     @property
     def kind(self) -> str:
         """TVM's target kind (``"llvm"``, ...), or ``"cortex-m"`` for the Cortex-M targets (not TVM builds)."""
         if self.name in CORTEX_M:
             return "cortex-m"
+        if self.hardware is not None:
+            return "accel"
+        return str(self.tvm_target.kind.name)
+
+    @property
+    def _tvm_kind(self) -> str:
         return str(self.tvm_target.kind.name)
 
     @property
@@ -186,14 +198,14 @@ class CompileTarget:
     @property
     def arch(self) -> str:
         """``"x86_64"``, ``"aarch64"`` or ``"generic"`` (not an LLVM CPU target)."""
-        if self.kind != "llvm":
+        if self._tvm_kind != "llvm" or self.kind == "cortex-m":
             return "generic"
         return arch_of_triple(self.triple)
 
     @property
     def is_host(self) -> bool:
         """True when code built for this target runs on this machine."""
-        return self.kind == "llvm" and self.arch == arch_of_triple("") and (
+        return self._tvm_kind == "llvm" and self.kind != "cortex-m" and self.arch == arch_of_triple("") and (
             not self.triple or self.triple.split("-")[0] == host_triple().split("-")[0])
 
     def missing_host_features(self) -> tuple[str, ...]:
@@ -213,12 +225,15 @@ class CompileTarget:
     def key(self) -> str:
         """What identifies the target in a tuning database (:func:`tuning_key`): kind, machine, cpu and
         attributes; e.g. ``llvm|x86_64|znver4|`` for ``host`` on a Zen 4, ``llvm|x86_64||`` for ``llvm``."""
-        return tuning_key(self.kind, self.triple, self.mcpu, [str(a) for a in self.tvm_target.attrs.get("mattr", [])])
+        kind = self._tvm_kind if self.kind == "accel" else self.kind  # the accelerator's host CPU kernels
+        return tuning_key(kind, self.triple, self.mcpu, [str(a) for a in self.tvm_target.attrs.get("mattr", [])])
 
     @property
     def cost_key(self) -> str:
         """The target string of cost-model workloads and measurement records (``"llvm"`` for x86-64 CPUs,
         ``"aarch64"`` for ARM; see :func:`arch_of_record`)."""
+        if self.kind == "accel":
+            return "accel"
         return "aarch64" if self.arch == "aarch64" else "llvm"
 
     @property
@@ -234,11 +249,11 @@ class CompileTarget:
     @property
     def default_cost_model(self) -> str:
         """Name of the cost model that costs plans for this target by default (``cost_models.for_target``)."""
-        return "analytical"
+        return "accel" if self.kind == "accel" else "analytical"
 
     def has(self, feature: str) -> bool:
         """True when the LLVM target has ``feature`` (e.g. ``avx512vnni``, ``dotprod``) from its mcpu and mattr."""
-        if self.kind != "llvm":
+        if self._tvm_kind != "llvm" or self.kind == "cortex-m":
             return False
         from tvm.target import codegen
 
@@ -259,7 +274,7 @@ class CompileTarget:
     def export_library(self, executable, path: str | Path) -> Path:
         """Write ``executable`` as a shared library for this target (cross-linked for another architecture)."""
         path = Path(path)
-        if self.is_host or self.kind != "llvm":
+        if self.is_host or self._tvm_kind != "llvm":
             with atomic_path(path) as tmp:  # replaced whole: a kill mid-link keeps the previous library
                 executable.export_library(str(tmp))
             return path
@@ -293,20 +308,28 @@ class CompileTarget:
 
             written.append(write_bundle(model, directory / "bundle"))
         written.append(self.export_library(model.executable, directory / "model.so"))
+        if self.kind == "accel":
+            written.append(model.accel.write(directory))
         return written
 
     def to_json(self) -> dict:
         """The target as a JSON dict that :func:`parse` reads back (``name`` keeps the short name)."""
-        return {"name": self.name, "tvm": _plain(self.tvm_target.export())}
+        out = {"name": self.name, "tvm": _plain(self.tvm_target.export())}
+        if self.hardware is not None:
+            out["accel"] = self.hardware.to_dict()
+        return out
 
     def __str__(self) -> str:
+        if self.kind == "accel":
+            return f"{self.name} ({self.hardware.name}; host {self.arch}{', ' + self.mcpu if self.mcpu else ''})"
         return f"{self.name} ({self.kind}, {self.arch}{', ' + self.mcpu if self.mcpu else ''})"
 
     def __repr__(self) -> str:
         return f"CompileTarget({self.name!r}, {self.key!r})"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, CompileTarget) and self.key == other.key and self.kind == other.kind
+        return (isinstance(other, CompileTarget) and self.key == other.key and self.kind == other.kind
+                and self.hardware == other.hardware)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -343,6 +366,8 @@ def parse(target: Any = None) -> CompileTarget:
     name = "custom"
     if isinstance(target, str):
         text = target.strip()
+        if text == ACCEL:
+            return accel_target()
         if text in ALIASES:
             name, target = text, dict(ALIASES[text])
             if name == "host":
@@ -356,11 +381,16 @@ def parse(target: Any = None) -> CompileTarget:
         elif text in (str(k) for k in tvm.target.Target.list_kinds()):  # "cuda", "opencl", ...: a TVM kind
             raise TargetError(_kind_message(text))
         else:
-            raise TargetError(f"unknown target {target!r}: use one of {', '.join(ALIASES)}, a tvm.target.Target, "
-                              'or a JSON dict such as {"kind": "llvm", "mtriple": "aarch64-linux-gnu"}')
+            raise TargetError(f"unknown target {target!r}: use one of {', '.join(ALIASES)}, accel, a "
+                              'tvm.target.Target, or a JSON dict such as '
+                              '{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}')
     if not isinstance(target, Mapping):
         raise TargetError(f"target must be a name, a dict or a tvm.target.Target, got {type(target).__name__}")
     target = dict(target)
+    if target.get("kind") == ACCEL:
+        return accel_target(_accel_config(target))
+    if "tvm" in target and isinstance(target["tvm"], Mapping) and "accel" in target:  # CompileTarget.to_json()
+        return accel_target(target["accel"], str(target.get("name", ACCEL)))
     if "tvm" in target and isinstance(target["tvm"], Mapping):  # CompileTarget.to_json()
         name = str(target.get("name", "custom"))
         target = dict(target["tvm"])
@@ -376,9 +406,43 @@ def parse(target: Any = None) -> CompileTarget:
     return CompileTarget(name, check(tvm_target))
 
 
+#: The accelerator's target name (and JSON ``kind``).
+ACCEL = "accel"
+
+
+def _accel_config(target: Mapping):
+    """The ``config`` of an ``{"kind": "accel", ...}`` target (None: the default description)."""
+    unknown = sorted(set(target) - {"kind", "config"})
+    if unknown:
+        raise TargetError(f"unknown key {unknown[0]!r} in the accel target: give "
+                          '{"kind": "accel", "config": "my_accel.json"} (config: a hardware description file, its '
+                          "JSON text or a dict; see tvm_mp/accel/default.json)")
+    return target.get("config")
+
+
+def accel_target(config: Any = None, name: str = ACCEL) -> CompileTarget:
+    """The accelerator target with the hardware description ``config``: None (the default description), a
+    ``HardwareConfig``, a dict, JSON text or the path of a JSON file (validated: one-line errors with the fix)."""
+    from .accel.hardware import HardwareConfig
+
+    if config is None:
+        hw = HardwareConfig.default()
+    elif isinstance(config, HardwareConfig):
+        hw = config
+    elif isinstance(config, Mapping):
+        hw = HardwareConfig.from_dict(config)
+    elif isinstance(config, (str, os.PathLike)):
+        hw = HardwareConfig.from_json(os.fspath(config))
+    else:
+        raise TargetError(f"accel target config must be a hardware description file, its JSON text or a dict, got "
+                          f"{type(config).__name__}")
+    host = dict(ALIASES["host"], mcpu=host_cpu())
+    return CompileTarget(name, tvm.target.Target(host), hw)
+
+
 def _kind_message(kind) -> str:
     return (f"target kind {kind!r} is not supported: tvm-mp builds CPU kernels only (kinds {', '.join(KINDS)}); "
-            "use 'host', 'llvm', 'aarch64', a Cortex-M name or a JSON dict with \"kind\": \"llvm\"")
+            "use 'host', 'llvm', 'aarch64', 'accel', a Cortex-M name or a JSON dict with \"kind\": \"llvm\"")
 
 
 def check(tvm_target: tvm.target.Target) -> tvm.target.Target:

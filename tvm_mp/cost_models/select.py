@@ -28,6 +28,10 @@ def default_cost_model(target: CompileTarget | None = None, precisions: Iterable
     name = target.default_cost_model if target is not None else "analytical"
     if name == "whole-model":
         return shipped_whole_model()
+    if name == "accel":  # the accelerator's analytical mapping model, for the target's hardware description
+        from .accel import AccelCostModel
+
+        return AccelCostModel(target.hardware)
     if name != "analytical":
         raise ValueError(f"unknown default cost model {name!r}")
     return AnalyticalModel()

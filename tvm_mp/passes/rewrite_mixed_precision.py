@@ -38,6 +38,17 @@ from ..quantize.scheme import requant_multiplier
 from ..schedules import kernels, tuning
 from ..targets import parse
 
+#: The attribute each integer kernel carries: its epilogue as JSON (``kind``, ``lo``, ``hi``, ``zero_point``), what a
+#: back end replacing the kernel (the accelerator, :mod:`tvm_mp.accel.target`) must compute.
+EPILOGUE_ATTR = "tvm_mp.epilogue"
+
+
+def _plain(value):
+    """A clamp bound as JSON: None, an int (code bounds) or a float (float32 bounds)."""
+    if value is None:
+        return None
+    return int(value) if isinstance(value, (int, np.integer)) else float(value)
+
 
 def weight_storage(layer: QuantLayer) -> list[np.ndarray]:
     """The weight constants a layer's kernel takes, in its storage format."""
@@ -213,6 +224,8 @@ class RewriteMixedPrecision:
                 storage = kernel_weight_storage(layer, config)
                 kfunc = with_schedule_attrs(layer_kernel(layer, epi, storage, schedule, target, config), config,
                                             source)
+                kfunc = kfunc.with_attr(EPILOGUE_ATTR, json.dumps(
+                    {"kind": epi.kind, "lo": _plain(epi.lo), "hi": _plain(epi.hi), "zero_point": int(epi.zero_point)}))
                 kgv = self.builder_.add_func(kfunc, f"tvm_mp_{layer.name}_kernel")
                 args = [x] + [_tvm.const(a) for a in storage + params]
                 return relax.call_tir(kgv, args, _tvm.tensor_type(layer.info.output_shape, dtype))

@@ -20,6 +20,9 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
    says predicted and measured values and whether the budget is met by measurement; a budget no measured plan meets
    raises :class:`~tvm_mp.search.costs.BudgetError` with the best measured plan's figures.
    ``model.search`` keeps the outcome (:class:`BudgetOutcome`) with every round.
+   On the accelerator (target ``"accel"``) the figures checked are the simulator's (the build's report: cycles
+   at the clock, energy from the event counts), for energy and latency limits alike; a missed limit corrects that
+   metric's costs by simulated / predicted and the search runs again.
 """
 
 from __future__ import annotations
@@ -181,19 +184,27 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     else:
         ctx = context
         check_budget(ctx.costs, budget)
-    measurer = measure if callable(measure) else (_measure_host if measure and tgt.is_host else None)
-    verify = measurer is not None and budget.latency_ms is not None
+    # the accelerator's figures come from its simulator (the report of the build), not from timing this host
+    simulated = [m for m in ("energy_uj", "latency_ms") if tgt.kind == "accel" and getattr(budget, m) is not None]
+    measurer = measure if callable(measure) else (
+        _measure_host if measure and tgt.is_host and tgt.kind != "accel" else None)
+    verify = (measurer is not None and budget.latency_ms is not None) or bool(simulated)
     rounds: list[Round] = []
     correction = 1.0
+    factors: dict[str, float] = {}  # simulated / predicted of the accelerator's missed limits
     best = None  # (measurement, model, result, predicted, costs) of the fastest measured plan
+    model = None
     for _ in range(max_rounds if verify else 1):
-        costs = ctx.costs if correction == 1.0 else ctx.costs.scaled(latency_ms=correction)
-        round_ctx = replace(ctx, costs=costs)
         if correction != 1.0:
+            factors["latency_ms"] = correction
+        costs = ctx.costs if not factors else ctx.costs.scaled(**factors)
+        round_ctx = replace(ctx, costs=costs)
+        if factors:
             try:
                 check_budget(costs, budget)  # the corrected costs may show the budget out of reach
             except BudgetError as err:
-                raise BudgetError(f"{err}. Measured: {_best_text(best)}") from None
+                raise BudgetError(f"{err}. Measured: {_best_text(best) if best else _simulated_text(model)}") \
+                    from None
         start = time.perf_counter()
         result, _ = optimize(round_ctx, budget, np.random.default_rng(seed), config)
         logger.info("budget search: %d plans scored in %.1f s; chosen %s", result.evaluations,
@@ -208,11 +219,21 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
         rounds.append(Round(result.plan, predicted["latency_ms"], measured, correction))
         if measured is not None and (best is None or measured.latency_ms < best[0].latency_ms):
             best = (measured, model, result, predicted, costs)
+        if simulated:  # the accelerator: check the simulator's figures, correct the costs of what it missed
+            missed = [m for m in simulated if getattr(model.report, m) > getattr(budget, m) * (1 + 1e-9)]
+            if not missed:
+                break
+            for m in missed:
+                factors[m] = factors.get(m, 1.0) * getattr(model.report, m) / max(predicted[m], 1e-12)
+            continue
         if not verify or measured.meets(budget.latency_ms):
             break
         # the plan missed by measurement: correct the latency costs by what was measured, and search again
         correction *= measured.latency_ms / max(predicted["latency_ms"], 1e-12)
     else:
+        if simulated:
+            raise BudgetError(f"no plan met {budget} by the accelerator simulator in {len(rounds)} round(s): "
+                              f"{_simulated_text(model)}; raise the limit or allow lower precisions")
         raise BudgetError(f"no plan met latency_ms={budget.latency_ms:.4g} by measurement in {len(rounds)} "
                           f"round(s): {_best_text(best)}; raise the limit or allow lower precisions")
     model.search = BudgetOutcome(budget, result, predicted, costs.energy_basis, costs.model_name, ctx.scorer.name,
@@ -223,6 +244,11 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
 
 def _measure_host(model) -> Measurement:
     return measure(model)
+
+
+def _simulated_text(model) -> str:
+    r = model.report
+    return f"the last plan simulated at {r.energy_uj:.4g} uJ and {r.latency_ms:.4g} ms"
 
 
 def _best_text(best) -> str:
