@@ -49,6 +49,12 @@ def test_compile_then_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (out / "report.md").read_text()
     assert "| conv2d_1 | conv2d | w4a4 | packed |" in text and (out / "weights.png").stat().st_size > 1000
+    # the rendered report belongs to the export: compiling into the same directory again replaces both
+    proc = tvm_mp_cli("compile", str(digits_cnn_path()), "--shape", "input=1,1,8,8", "--plan", "w8a8",
+                      "--calibration", str(samples), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "report.md").exists() and json.loads((out / "plan.json").read_text())["layers"]["dense_0"][
+        "w_bits"] == 8
 
 
 @pytest.mark.parametrize("args,needle", [

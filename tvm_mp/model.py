@@ -302,7 +302,9 @@ def call_accuracy_fn(accuracy_fn, model) -> float:
 
 
 #: What an artifact directory may hold (``export`` replaces these and refuses to write among other files).
-EXPORT_NAMES = frozenset(ARTIFACT_FILES) | {"report.txt", "bundle", "accel"}
+#: What ``tvm-mp report`` renders from an export (:mod:`tvm_mp.reporting`): derived files, replaced with it.
+RENDERED_FILES = ("report.md", "weights.png", "pareto.png", "energy_by_layer.png", "predicted_vs_measured.png")
+EXPORT_NAMES = frozenset(ARTIFACT_FILES) | {"report.txt", "bundle", "accel"} | frozenset(RENDERED_FILES)
 
 
 def check_export_dir(directory, names: frozenset[str] = EXPORT_NAMES) -> Path:
