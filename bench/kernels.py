@@ -54,6 +54,27 @@ TVM_MP_VARIANTS = {  # name -> (w_bits, a_bits, kind)
     "bitserial_w4a4": (4, 4, "bitserial"),
 }
 BASELINES = ("ort_fp32", "ort_int8", "tvm_fp32")
+#: The realistic set (``--realistic``): ImageNet-scale ResNet-18 / MobileNetV2 layers at 224x224, the first five as
+#: in issue 17. ``name -> (op, input NCHW, weight OIHW or (OC, K), strides, padding, groups)``.
+REALISTIC = {
+    "r18 conv3x3 64-64 56x56": ("conv2d", (1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1),
+    "r18 conv3x3 256-256 14x14": ("conv2d", (1, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1),
+    "r18 conv3x3 128-128 28x28": ("conv2d", (1, 128, 28, 28), (128, 128, 3, 3), 1, 1, 1),
+    "mv2 pointwise 96-576 14x14": ("conv2d", (1, 96, 14, 14), (576, 96, 1, 1), 1, 0, 1),
+    "mv2 depthwise3x3 s2 144ch 56x56": ("depthwise_conv2d", (1, 144, 56, 56), (144, 1, 3, 3), 2, 1, 144),
+    "r18 conv3x3 s2 64-128 56x56": ("conv2d", (1, 64, 56, 56), (128, 64, 3, 3), 2, 1, 1),
+    "mv2 pointwise 144-24 56x56": ("conv2d", (1, 144, 56, 56), (24, 144, 1, 1), 1, 0, 1),
+    "mv2 depthwise3x3 s1 384ch 14x14": ("depthwise_conv2d", (1, 384, 14, 14), (384, 1, 3, 3), 1, 1, 384),
+    "r18 fc 512-1000": ("dense", (1, 512), (1000, 512), 1, 0, 1),
+}
+#: Variants of the realistic set: w8a8, w2a2 (both kinds: the faster is the kernel a plan would pick) and w1a1.
+REALISTIC_VARIANTS = {
+    "packed_w8a8": (8, 8, "packed"),
+    "packed_w2a2": (2, 2, "packed"),
+    "bitserial_w2a2": (2, 2, "bitserial"),
+    "bitserial_w1a1": (1, 1, "bitserial"),
+}
+ALL_VARIANTS = {**TVM_MP_VARIANTS, **REALISTIC_VARIANTS}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -132,33 +153,146 @@ int64_t peak_popcount(int64_t iters) {  /* 1-bit MACs: AND + VPOPCNTD + VPADDD o
 """
 
 
+#: The same peaks on an AVX2 + FMA host without AVX-512: u8 x s8 is ``vpmaddubsw`` (saturating int16 pair sums)
+#: then ``vpmaddwd`` by ones and ``vpaddd`` (32 MACs), i16 x i16 ``vpmaddwd`` + ``vpaddd`` (16 MACs), popcount the
+#: nibble-LUT ``vpshufb`` form (byte counts summed over 8 steps, then ``vpsadbw``) and scalar 64-bit ``popcnt``.
+PEAKS_AVX2_C = r"""
+#include <immintrin.h>
+#include <stdint.h>
+#define CH12(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11)
+int64_t peak_int8(int64_t iters) { /* u8 x s8: vpmaddubsw -> vpmaddwd(1) -> vpaddd, 32 MACs */
+  __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), one = _mm256_set1_epi16(1);
+#define D(i) __m256i c##i = _mm256_set1_epi32(i);
+  CH12(D)
+#undef D
+  for (int64_t it = 0; it < iters; ++it) {
+#define S(i) c##i = _mm256_add_epi32(c##i, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), one));
+    CH12(S)
+#undef S
+    __asm__ volatile("" : "+x"(a));
+  }
+  __m256i s = c0;
+#define A(i) s = _mm256_add_epi32(s, c##i);
+  CH12(A)
+  volatile int sink = _mm256_extract_epi32(s, 0); (void)sink;
+  return iters * 12 * 32;
+}
+int64_t peak_int16(int64_t iters) { /* i16 x i16: vpmaddwd -> vpaddd, 16 MACs */
+  __m256i a = _mm256_set1_epi16(3), b = _mm256_set1_epi16(-2);
+#define D(i) __m256i c##i = _mm256_set1_epi32(i);
+  CH12(D)
+  for (int64_t it = 0; it < iters; ++it) {
+#define S(i) c##i = _mm256_add_epi32(c##i, _mm256_madd_epi16(a, b));
+    CH12(S)
+#undef S
+    __asm__ volatile("" : "+x"(a));
+  }
+  __m256i s = c0;
+  CH12(A)
+  volatile int sink = _mm256_extract_epi32(s, 0); (void)sink;
+  return iters * 12 * 16;
+}
+int64_t peak_fma(int64_t iters) {
+  __m256 a = _mm256_set1_ps(1.0001f), b = _mm256_set1_ps(0.9999f);
+#undef D
+#define D(i) __m256 c##i = _mm256_set1_ps((float)i);
+  CH12(D)
+  for (int64_t it = 0; it < iters; ++it) {
+#define S(i) c##i = _mm256_fmadd_ps(a, b, c##i);
+    CH12(S)
+#undef S
+    __asm__ volatile("" : "+x"(a));
+  }
+  __m256 s = c0;
+#undef A
+#define A(i) s = _mm256_add_ps(s, c##i);
+  CH12(A)
+  volatile float sink = s[0]; (void)sink;
+  return iters * 12 * 8;
+}
+int64_t peak_popcount_lut(int64_t iters) { /* AND + nibble-LUT vpshufb popcount, byte counts summed 8 steps, vpsadbw */
+  const __m256i lut = _mm256_setr_epi8(0,1,1,2,1,2,2,3,1,2,2,3,2,3,3,4,0,1,1,2,1,2,2,3,1,2,2,3,2,3,3,4);
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256i a = _mm256_set1_epi32(0x5a5a5a5a);
+  __m256i w0 = _mm256_set1_epi32(1), w1 = _mm256_set1_epi32(3), w2 = _mm256_set1_epi32(7), w3 = _mm256_set1_epi32(15);
+  __m256i t0 = _mm256_setzero_si256(), t1 = t0, t2 = t0, t3 = t0;
+  for (int64_t it = 0; it < iters; ++it) {
+    __m256i b0 = _mm256_setzero_si256(), b1 = b0, b2 = b0, b3 = b0;
+    for (int k = 0; k < 8; ++k) {
+#define P(i) { __m256i x = _mm256_and_si256(a, w##i); \
+      b##i = _mm256_add_epi8(b##i, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(x, low)), \
+             _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)))); }
+      P(0) P(1) P(2) P(3)
+      __asm__ volatile("" : "+x"(a));
+    }
+    t0 = _mm256_add_epi64(t0, _mm256_sad_epu8(b0, _mm256_setzero_si256()));
+    t1 = _mm256_add_epi64(t1, _mm256_sad_epu8(b1, _mm256_setzero_si256()));
+    t2 = _mm256_add_epi64(t2, _mm256_sad_epu8(b2, _mm256_setzero_si256()));
+    t3 = _mm256_add_epi64(t3, _mm256_sad_epu8(b3, _mm256_setzero_si256()));
+  }
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(t0, t1), _mm256_add_epi64(t2, t3));
+  volatile long long sink = _mm256_extract_epi64(s, 0); (void)sink;
+  return iters * 8 * 4 * 256;
+}
+int64_t peak_popcnt_scalar(int64_t iters) { /* AND + popcnt + add on 64 bits, 8 chains */
+  uint64_t a = 0x5a5a5a5a5a5a5a5aull;
+  uint64_t c[8] = {0}; const uint64_t w[8] = {1, 3, 7, 15, 31, 63, 127, 255};
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int k = 0; k < 8; ++k) c[k] += __builtin_popcountll(a & w[k]);
+    __asm__ volatile("" : "+r"(a));
+  }
+  volatile uint64_t sink = c[0]+c[1]+c[2]+c[3]+c[4]+c[5]+c[6]+c[7]; (void)sink;
+  return iters * 8 * 64;
+}
+"""
+
+
+def _cpu_flags() -> set:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def measure_peaks(repeats: int = 21) -> dict:
-    """Single-core peak MAC/s per data type, measured by register-only loops (best of repeats)."""
+    """Single-core peak MAC/s per data type, measured by register-only loops (best of repeats). AVX-512 VNNI hosts
+    run :data:`PEAKS_C`, others :data:`PEAKS_AVX2_C` (then ``isa`` is ``avx2`` and the int16 and scalar popcount
+    peaks are reported too)."""
+    avx512 = {"avx512_vnni", "avx512_vpopcntdq"} <= _cpu_flags()
     with tempfile.TemporaryDirectory() as tmp:
         src, lib = Path(tmp) / "peaks.c", Path(tmp) / "peaks.so"
-        src.write_text(PEAKS_C)
+        src.write_text(PEAKS_C if avx512 else PEAKS_AVX2_C)
         subprocess.run(["gcc", "-O2", "-march=native", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
         so = ctypes.CDLL(str(lib))
-        peaks = {}
-        for key, fn in (("int8_macs_per_s", so.peak_vnni), ("fp32_macs_per_s", so.peak_fma),
-                        ("bit_macs_per_s", so.peak_popcount)):
+        peaks = {"isa": "avx512" if avx512 else "avx2"}
+        fns = ((("int8_macs_per_s", so.peak_vnni), ("fp32_macs_per_s", so.peak_fma),
+                ("bit_macs_per_s", so.peak_popcount)) if avx512 else
+               (("int8_macs_per_s", so.peak_int8), ("int16_macs_per_s", so.peak_int16),
+                ("fp32_macs_per_s", so.peak_fma), ("bit_macs_per_s", so.peak_popcount_lut),
+                ("bit_scalar_macs_per_s", so.peak_popcnt_scalar)))
+        for key, fn in fns:
             fn.restype = ctypes.c_int64
             fn.argtypes = [ctypes.c_int64]
             fn(100_000)
             rates = []
+            iters = 40_000 if key == "bit_macs_per_s" and not avx512 else 300_000  # (8 inner steps per pass)
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                ops = fn(300_000)
+                ops = fn(iters)
                 rates.append(ops / (time.perf_counter() - t0))
             peaks[key] = float(np.max(rates))  # the best round: other jobs share the cores
     return peaks
 
 
 def peak_for(variant: str, peaks: dict) -> float:
+    variant = variant.split("@")[0]
     if variant in ("ort_fp32", "tvm_fp32"):
         return peaks["fp32_macs_per_s"]
     if variant.startswith("bitserial"):
-        w, a = TVM_MP_VARIANTS[variant][:2]
+        w, a = ALL_VARIANTS[variant][:2]
         return peaks["bit_macs_per_s"] / (w * a)
     return peaks["int8_macs_per_s"]  # ort int8 and packed kernels (sub-byte weights are unpacked to int8)
 
@@ -468,6 +602,81 @@ def run(args) -> dict:
             "geomean_speedup_vs_ort_int8": summary, "geomean_packed_int8_vs_tvm_fp32": fp32_ratio}
 
 
+def realistic_layers(names=None):
+    """``[(name, LayerInfo)]`` of :data:`REALISTIC` (all, or the comma-separated ``names`` substrings)."""
+    from tvm_mp.layers import LayerInfo
+    from tvm_mp.workload import ConvParams
+
+    out = []
+    for name, (op, ins, wsh, stride, pad, groups) in REALISTIC.items():
+        if names and not any(n in name for n in names.split(",")):
+            continue
+        params = None if op == "dense" else ConvParams((stride, stride), (pad,) * 4, (1, 1), groups)
+        out.append((name, LayerInfo.from_shapes(name, op, ins, wsh, params, has_bias=True)))
+    return out
+
+
+def kernel_knobs(info, w, a, kind, target) -> dict:
+    """The knobs and their source (tuning database or defaults) a build of ``info`` uses on ``target``."""
+    from tvm_mp.schedules import kernels
+
+    if info.op == "dense":
+        work = kernels.dense_workload(kind, w, a, info.input_shape, info.weight_shape)
+    else:
+        work = kernels.conv_workload(kind, w, a, info.input_shape, info.weight_shape, info.params)
+    config, source = kernels.config_for(work, target)
+    return {**config.to_dict(), "source": source}
+
+
+def run_realistic(args) -> dict:
+    """The realistic set at ``target="host"`` and at the default target (``target=None``, w8a8), vs onnxruntime
+    int8 in the same interleaved rounds, one thread."""
+    import tvm_mp
+
+    target = parse("host").tvm_target
+    default = parse(None)
+    log = (lambda m: print(m, flush=True))
+    peaks = measure_peaks()
+    log(f"peaks: {peaks}; default target {default} == host: {default == parse('host')}")
+    rows = []
+    variants = {k: v for k, v in REALISTIC_VARIANTS.items()
+                if not args.variants or k in args.variants.split(",")}
+    for idx, (name, info) in enumerate(realistic_layers(args.layers)):
+        model = layer_onnx(info, seed=idx)
+        calib = calibration_inputs(info.input_shape)
+        x = calib[0]
+        mod = tvm_mp.load_onnx(model, shapes={"input": tuple(info.input_shape)})
+        runners = {"ort_int8": ort_sessions(model, calib)["ort_int8"]}
+        knobs = {}
+        t0 = time.perf_counter()
+        for variant, (w, a, kind) in variants.items():
+            runners[variant], _ = tvm_mp_vm(mod, calib, w, a, kind, target)
+            knobs[variant] = kernel_knobs(info, w, a, kind, target)
+        if "packed_w8a8" in variants:
+            runners["packed_w8a8@default"], _ = tvm_mp_vm(mod, calib, 8, 8, "packed", None)
+        compile_s = time.perf_counter() - t0
+        times = interleaved_median_us({k: make_callable(k.split("@")[0], r, x) for k, r in runners.items()},
+                                      args.repeats, target_s=0.02)
+        row = {"name": name, "op": info.op, "input_shape": list(info.input_shape),
+               "weight_shape": list(info.weight_shape), "macs": int(info.macs), "latency_us": times,
+               "gmacs": {k: info.macs / (t * 1e-6) / 1e9 for k, t in times.items()},
+               "speedup_vs_ort_int8": {k: times["ort_int8"] / t for k, t in times.items()},
+               "roofline_fraction": {k: info.macs / (t * 1e-6) / peak_for(k, peaks) for k, t in times.items()},
+               "knobs": knobs, "compile_s": compile_s}
+        rows.append(row)
+        log(f"[{idx + 1}] {name:<34} " + " ".join(f"{k}={v:.0f}us({row['speedup_vs_ort_int8'][k]:.2f}x)"
+                                                 for k, v in times.items()))
+    names = [k for k in rows[0]["latency_us"] if k != "ort_int8"] if rows else []
+    summary = {v: geomean([r["speedup_vs_ort_int8"][v] for r in rows]) for v in names}
+    best_w2a2 = geomean([max(r["speedup_vs_ort_int8"].get(v, 0) for v in ("packed_w2a2", "bitserial_w2a2"))
+                         for r in rows])
+    return {"command": "python bench/kernels.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": machine_description(), "peaks": peaks, "repeats": args.repeats,
+            "target": str(target.attrs.get("mcpu", "")), "default_target": str(default),
+            "default_is_host": default == parse("host"), "rows": rows, "geomean_speedup_vs_ort_int8": summary,
+            "geomean_best_w2a2": best_w2a2, "load_start": args.load_start, "load_end": os.getloadavg()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # markdown
 # ---------------------------------------------------------------------------------------------------------------
@@ -597,12 +806,27 @@ def main(argv=None) -> int:
     parser.add_argument("--tune-min-macs", type=int, default=200_000,
                         help="tune only layers with at least this many MACs (smaller ones are overhead-bound)")
     parser.add_argument("--qemu", action="store_true", help="also count aarch64 instructions under qemu")
+    parser.add_argument("--realistic", action="store_true",
+                        help="ImageNet-scale layers instead of the micro-model layers (own JSON and section)")
+    parser.add_argument("--tag", default="after", help="--realistic: the name this run is stored under")
+    parser.add_argument("--layers", default="", help="--realistic: only layers whose name has one of these")
+    parser.add_argument("--variants", default="", help="--realistic: only these tvm-mp variants")
     parser.add_argument("--render-only", action="store_true", help="only regenerate docs/benchmarks.md")
     parser.add_argument("--mix", action="store_true",
                         help="add the static inner-loop instruction mix of the x86 kernels to the saved run")
     parser.add_argument("--repeaks", action="store_true",
                         help="re-measure the peaks and recompute the roofline fractions of the saved run")
     args = parser.parse_args(argv)
+    args.load_start = os.getloadavg()
+    if args.realistic:
+        os.environ.setdefault("TVM_NUM_THREADS", "1")
+        path = DATA / "bench_kernels_realistic.json"
+        saved = _load(path) or {"runs": {}}
+        saved["runs"][args.tag] = run_realistic(args)
+        DATA.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=1) + "\n")
+        print(f"wrote {write_markdown()}")
+        return 0
     if args.mix:
 
         result = json.loads((DATA / "bench_kernels.json").read_text())
