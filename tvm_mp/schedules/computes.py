@@ -498,6 +498,31 @@ def depthwise_direct_acc(padded: te.Tensor, wk: te.Tensor, geom: ConvGeom, out_c
     return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
 
 
+def column_phases(padded: te.Tensor, stride_w: int, wq: int) -> te.Tensor:
+    """``[N, C, Hp, S, WQ]``: the padded plane's columns split by phase, ``out[.., y, ph, x] = padded[.., y,
+    x * S + ph]`` (the padded plane must be at least ``WQ * S`` wide): a strided conv then reads each tap's
+    pixels contiguously."""
+    n_, c_, hp, _ = padded.shape
+    return te.compute((n_, c_, hp, stride_w, wq), lambda n, c, y, ph, x: padded[n, c, y, x * stride_w + ph],
+                      name="phased")
+
+
+def depthwise_phased_acc(phased: te.Tensor, wk: te.Tensor, geom: ConvGeom, out_channels: int, out_hw) -> te.Tensor:
+    """:func:`depthwise_direct_acc` on the column phases of :func:`column_phases` (stride ``geom.stride_w``)."""
+    n_, c_, _, sw, _ = phased.shape
+    kg = out_channels // c_
+    oh, ow = out_hw
+    ky = te.reduce_axis((0, geom.kh), name="ky")
+    kx = te.reduce_axis((0, geom.kw), name="kx")
+
+    def f(n, oc, oy, ox):
+        col = kx * geom.dil_w
+        a = phased[n, oc // kg, oy * geom.stride_h + ky * geom.dil_h, col % sw, ox + col // sw]
+        return te.sum(a.astype("int32") * wk[oc, ky * geom.kw + kx].astype("int32"), axis=[ky, kx])
+
+    return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
+
+
 def plane_bits(padded: te.Tensor, a_bits: int) -> te.Tensor:
     """uint32 ``[N, A, CW, S, L]``: bit j of the codes of channels ``32*cw .. 32*cw+31`` at each flat phase-plane
     position (from :func:`flat_padded`); channels past C are 0 bits."""

@@ -359,7 +359,11 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         acc4 = C.crop_flat(acc, oh, ow, ow)
     elif config.algorithm == "depthwise":
         owp = C.ceil_to(ow, min(lanes, _pow2_at_least(ow)))
-        need_w = (owp - 1) * params.strides[1] + (kw - 1) * params.dilation[1] + 1
+        sw = params.strides[1]
+        need_w = (owp - 1) * sw + (kw - 1) * params.dilation[1] + 1
+        wq = owp + ((kw - 1) * params.dilation[1]) // sw + 1
+        if sw > 1:  # strided: the taps read column phases (contiguous), not every sw-th code
+            need_w = max(need_w, wq * sw)
         extra = max(0, need_w - (w + params.padding[1] + params.padding[3]))
         padded = C.pad_plane(codes, geom, params.padding[2], params.padding[3] + extra, zero_point)
         if work.kind == "packed":
@@ -367,7 +371,10 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
             hints["pack_per"] = 8 // container_bits(work.w_bits)
         else:  # bit-planes of R = KH*KW <= a few words: decoded to integers, then integer MACs
             wk = C.decode_planes(planes, work.w_bits, kh * kw)
-        acc = C.depthwise_direct_acc(padded, wk, geom, oc, (oh, owp))
+        if sw > 1:
+            acc = C.depthwise_phased_acc(C.column_phases(padded, sw, wq), wk, geom, oc, (oh, owp))
+        else:
+            acc = C.depthwise_direct_acc(padded, wk, geom, oc, (oh, owp))
         acc4 = te.compute((n, oc, oh, ow), lambda a, b, y, x: acc[a, b, y, x], name="crop")
     else:
         raise UnsupportedError(f"conv2d has no {config.algorithm!r} algorithm")
@@ -377,8 +384,13 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
     if not schedule:
         return func
     tvm_target = parse(target).tvm_target
-    intrin = {"x86_64": x86.dot_intrin, "aarch64": arm_cpu.dot_intrin}.get(
-        registry.target_family(tvm_target), lambda *_: None)(tvm_target, config)
+    family = registry.target_family(tvm_target)
+    if family == "x86_64":
+        intrin = x86.dot_intrin(tvm_target, config, work)
+    elif family == "aarch64":
+        intrin = arm_cpu.dot_intrin(tvm_target, config)
+    else:
+        intrin = None
     return tiled.schedule(func, config, hints, intrin)
 
 

@@ -2,15 +2,19 @@
 
 Bit-serial kernels: AND + ``vpopcntd`` on 16 pixels' uint32 words per instruction (LLVM lowers the vectorized
 ``popcount``); packed kernels: u8 x s8 dot products with ``vpdpbusd`` through the tensor intrinsic registered here
-(64 MACs per instruction); without VNNI both fall back to plain vector code of the target's width.
+(64 MACs per instruction). AVX2 without VNNI: packed kernels tensorize the same dot on 8 lanes with ``vpmaddubsw``
++ ``vpmaddwd`` (32 MACs per pair; 8-bit codes x 8-bit weights split the codes in two to stay exact), bit-serial
+kernels are plain vector code (LLVM's ``vpshufb`` nibble popcount).
 """
 
 from __future__ import annotations
 
-from .intrinsics import ensure_dot_intrin
+from .intrinsics import ensure_avx2_dot_intrin, ensure_dot_intrin
 from .registry import ConvWorkload, KernelConfig, algorithms_for, target_has, tiling_space
 
 VNNI_INTRIN = "tvm_mp_u8s8_dot_16x4_vnni"
+AVX2_INTRIN = "tvm_mp_u8s8_dot_8x4_avx2"
+AVX2_SPLIT_INTRIN = "tvm_mp_u8s8_dot_8x4_avx2_split"
 #: Layers below this many MACs run on one thread by default (measured: a parallel launch on this 2-core host
 #: costs ~100 us when the other core is busy, more than these layers take).
 PARALLEL_MIN_MACS = 4_000_000
@@ -30,16 +34,29 @@ def vector_lanes(target) -> int:
     return 4
 
 
-def dot_intrin(target, config: KernelConfig) -> str | None:
-    if config.use_dot and config.lanes == 16 and target_has(target, "avx512vnni"):
+def dot_intrin(target, config: KernelConfig, work: ConvWorkload | None = None) -> str | None:
+    """The dot-product tensor intrinsic of ``config`` on ``target``: VNNI (16 lanes), else AVX2 (8 lanes; the
+    exact split form unless the codes or the weights have at most 7 bits -- without ``work``, the split form)."""
+    if not config.use_dot:
+        return None
+    if config.lanes == 16 and target_has(target, "avx512vnni"):
         return ensure_intrinsics()
+    if config.lanes == 8 and target_has(target, "avx2"):
+        narrow = work is not None and min(work.a_bits, work.w_bits) <= 7
+        return ensure_avx2_dot_intrin(AVX2_INTRIN, False) if narrow else ensure_avx2_dot_intrin(AVX2_SPLIT_INTRIN,
+                                                                                               True)
     return None
+
+
+def has_dot(target, lanes: int) -> bool:
+    """True when ``target`` has a dot-product intrinsic for packed kernels of ``lanes`` int32 lanes."""
+    return (lanes == 16 and target_has(target, "avx512vnni")) or (lanes == 8 and target_has(target, "avx2"))
 
 
 def default_config(work: ConvWorkload, target) -> KernelConfig:
     lanes = vector_lanes(target)
     algo = _default_algorithm(work)
-    use_dot = work.kind == "packed" and lanes == 16 and target_has(target, "avx512vnni")
+    use_dot = work.kind == "packed" and has_dot(target, lanes)
     parallel = work.macs >= PARALLEL_MIN_MACS
     if algo == "depthwise":
         return KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, use_dot=False, parallel=parallel)
