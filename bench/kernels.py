@@ -485,10 +485,16 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
             "algorithm": config.algorithm, "use_dot": config.use_dot}
 
 
-def host_inner_loop_mix(target) -> dict:
-    """Static instruction mix of the hottest loop (the basic block with the most vpopcntd / vpdpbusd) of the
-    x86 kernels of one ResNet-8 layer (16 -> 16 channels, 3x3, 32x32), per variant, with the MACs that one pass
-    of the loop computes -- the instruction budget per MAC that bounds each kind on this host."""
+#: Mnemonics that mark a kernel's hottest loop: the MAC instructions of each kind (VNNI, AVX2 u8 x s8 and i16,
+#: AVX-512 and AVX2 nibble-LUT popcount, scalar popcount).
+HOT_MNEMONICS = ("vpopcntd", "vpdpbusd", "vpmaddubsw", "vpmaddwd", "vpshufb", "popcntq", "popcntl", "vpmulld")
+
+
+def host_inner_loop_mix(target, in_shape=(1, 16, 32, 32), weight_shape=(16, 16, 3, 3), variants=None) -> dict:
+    """Static instruction mix of the hottest loop (the basic block with the most MAC instructions, see
+    :data:`HOT_MNEMONICS`) of the x86 kernels of one conv layer (default: ResNet-8's 16 -> 16 channels, 3x3,
+    32x32), per variant, with the MACs that one pass of the loop computes -- the instruction budget per MAC that
+    bounds each kind on this host."""
     import collections
 
     import tvm
@@ -498,8 +504,8 @@ def host_inner_loop_mix(target) -> dict:
 
     params = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)
     out = {}
-    for variant, (w, a, kind) in TVM_MP_VARIANTS.items():
-        work = kernels.conv_workload(kind, w, a, (1, 16, 32, 32), (16, 16, 3, 3), params)
+    for variant, (w, a, kind) in (variants or TVM_MP_VARIANTS).items():
+        work = kernels.conv_workload(kind, w, a, in_shape, weight_shape, params)
         config = kernels.conv2d_config(work, target)
         _, data, _ = tuning.random_operands(work, 0, np.random.default_rng(0), config)
         func = kernels.conv2d_kernel("k", kind, w, a, work.in_shape, work.weight_shape, params, 0,
@@ -512,7 +518,7 @@ def host_inner_loop_mix(target) -> dict:
             if not text or text.startswith(("#", ".loc", ".cfi", ".p2align", ".Ltmp")):
                 continue
             if text.endswith(":"):  # a label starts a new basic block
-                score = sum(op in ("vpopcntd", "vpdpbusd") for op in block)
+                score = sum(op in HOT_MNEMONICS for op in block)
                 if score > best_score:
                     best, best_score = collections.Counter(block), score
                 block = []
@@ -673,7 +679,9 @@ def run_realistic(args) -> dict:
     return {"command": "python bench/kernels.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": machine_description(), "peaks": peaks, "repeats": args.repeats,
             "target": str(target.attrs.get("mcpu", "")), "default_target": str(default),
-            "default_is_host": default == parse("host"), "rows": rows, "geomean_speedup_vs_ort_int8": summary,
+            "default_is_host": default == parse("host"), "rows": rows,
+            "inner_loop_mix": host_inner_loop_mix(target, (1, 64, 56, 56), (64, 64, 3, 3), variants),
+            "geomean_speedup_vs_ort_int8": summary,
             "geomean_best_w2a2": best_w2a2, "load_start": args.load_start, "load_end": os.getloadavg()}
 
 
