@@ -77,3 +77,28 @@ def test_strided_depthwise_reads_column_phases(kind, bits, stride):
     config = registry.KernelConfig("depthwise", lanes=8, oc_block=1, p_unroll=1, parallel=False)
     func = _check(kind, *bits, (1, 6, 11, 13), (6, 1, 3, 3), params, config, zp=3)
     assert 'sblock("phased")' in func.script()
+
+
+@pytest.mark.parametrize("bits,channels,params", [
+    ((1, 1), 70, P3),  # 3 words of 32 channels: the last 64-bit word half empty
+    ((2, 3), 64, ConvParams((2, 1), (0, 1, 2, 1), (1, 2), 1)),
+    ((4, 1), 33, P3),
+])
+def test_direct64_bitserial_exact(bits, channels, params):
+    """Bit-serial conv on 64-bit words (the AVX2 default above 32 channels), extreme and random operands."""
+    config = registry.KernelConfig("direct64", lanes=4, oc_block=4, p_unroll=2, parallel=False)
+    for extreme in (True, False):
+        _check("bitserial", *bits, (1, channels, 7, 9), (5, channels, 3, 3), params, config, extreme=extreme, zp=1)
+
+
+def test_direct64_is_the_avx2_default_for_wide_bitserial_convs():
+    work = kernels.conv_workload("bitserial", 1, 1, (1, 64, 8, 8), (64, 64, 3, 3), P3)
+    narrow = kernels.conv_workload("bitserial", 1, 1, (1, 16, 8, 8), (16, 16, 3, 3), P3)
+    if parse("host").has("avx512vpopcntdq"):
+        pytest.skip("VPOPCNTDQ host: 32-bit words")
+    assert kernels.conv2d_config(work, HOST, database=False).algorithm == "direct64"
+    assert kernels.conv2d_config(narrow, HOST, database=False).algorithm == "direct"
+    with pytest.raises(Exception, match="direct64"):
+        kernels.conv2d_kernel("k", "packed", 8, 8, (1, 4, 6, 6), (4, 4, 1, 1), ConvParams(), 0,
+                              kernels.Epilogue("acc"), (4, 4), target=HOST,
+                              config=registry.KernelConfig("direct64", lanes=4))

@@ -275,9 +275,9 @@ def conv2d_weight_data(kind: str, w_q: np.ndarray, w_bits: int, config: KernelCo
     ``direct``: the same formats over the reduction order (ky, kx, c), channels zero-padded to a multiple of 4
     (packed) or 32 (bit-planes) so each tap starts a new byte quad / word.
     """
-    if config is not None and config.algorithm == "direct":
+    if config is not None and config.algorithm in ("direct", "direct64"):
         oc, cg, kh, kw = w_q.shape
-        mult = 4 if kind == "packed" else C.WORD_BITS
+        mult = 4 if kind == "packed" else 2 * C.WORD_BITS if config.algorithm == "direct64" else C.WORD_BITS
         cpad = C.ceil_to(cg, mult)
         w = np.zeros((oc, kh, kw, cpad), dtype=w_q.dtype)
         w[..., :cg] = np.transpose(w_q, (0, 2, 3, 1))
@@ -332,7 +332,17 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         packed = te.placeholder(tuple(weight_data_shape), "uint8", "packed_weights")
         weights = [packed]
     lanes = config.lanes
-    if config.algorithm == "direct":
+    if config.algorithm == "direct64":
+        if work.kind != "bitserial":
+            raise UnsupportedError(f"kernel algorithm 'direct64' cannot compute {work.key()}")
+        fp = C.flat_plane((h, w), (kh, kw), params.padding, params.dilation, lanes, params.strides)
+        hints["flat_row"] = fp.wq
+        bits = C.plane_bits(C.flat_padded(codes, fp, zero_point), work.a_bits)
+        cw64 = -(-int(bits.shape[2]) // 2)
+        acc = C.bitplane_direct_acc64(C.words64(bits, cw64), C.weight_words64(planes, kh * kw, cw64),
+                                      work.w_bits, fp, oc)
+        acc4 = C.crop_flat(acc, oh, ow, fp.wq)
+    elif config.algorithm == "direct":
         fp = C.flat_plane((h, w), (kh, kw), params.padding, params.dilation, lanes, params.strides)
         padded = C.flat_padded(codes, fp, zero_point)
         hints["flat_row"] = fp.wq

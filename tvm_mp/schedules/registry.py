@@ -18,7 +18,7 @@ from ..kinds import KERNEL_KINDS, check
 from ..targets import parse
 from ..workload import ConvParams
 
-ALGORITHMS = ("direct", "im2col", "depthwise", "dense")
+ALGORITHMS = ("direct", "im2col", "depthwise", "dense", "direct64")
 FAMILIES = ("x86_64", "aarch64", "generic")
 
 
@@ -173,6 +173,8 @@ def algorithms_for(work: ConvWorkload) -> list[str]:
     if p.groups == 1:
         algos.append("direct")
     algos.append("im2col")
+    if p.groups == 1 and work.kind == "bitserial":
+        algos.append("direct64")
     return algos
 
 

@@ -18,6 +18,9 @@ AVX2_SPLIT_INTRIN = "tvm_mp_u8s8_dot_8x4_avx2_split"
 #: Layers below this many MACs run on one thread by default (measured: a parallel launch on this 2-core host
 #: costs ~100 us when the other core is busy, more than these layers take).
 PARALLEL_MIN_MACS = 4_000_000
+#: Bit-serial convs with more input channels than this use 64-bit words without VPOPCNTDQ (fewer channels would
+#: leave most of each word empty).
+DIRECT64_MIN_CHANNELS = 32
 
 
 def ensure_intrinsics() -> str:
@@ -62,6 +65,12 @@ def default_config(work: ConvWorkload, target) -> KernelConfig:
         return KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, use_dot=False, parallel=parallel)
     if algo == "dense":
         return dense_default(work, lanes)
+    if algo == "direct" and work.kind == "bitserial" and work.weight_shape[1] > DIRECT64_MIN_CHANNELS and \
+            not target_has(target, "avx512vpopcntdq"):
+        # 64-bit words: the popcount's widening is one vpsadbw per lane (measured on the AVX2 host, 64->64 3x3
+        # 56x56 w1a1: 53 against 35 GMAC/s with 32-bit words)
+        return KernelConfig("direct64", lanes=max(4, lanes // 2), oc_block=4, p_unroll=1, use_dot=False,
+                            parallel=parallel)
     return KernelConfig(algo, lanes=lanes, oc_block=4, p_unroll=2 if work.kind == "packed" else 1,
                         use_dot=use_dot, parallel=parallel)
 
