@@ -412,8 +412,11 @@ def make_callable(variant: str, runner, x: np.ndarray):
     return lambda: fn(dev_x)
 
 
-def interleaved_median_us(callables: dict, repeats: int, target_s: float = 0.004) -> dict:
-    """Median over ``repeats`` round-robin rounds of each callable's mean call time (us)."""
+def interleaved_median_us(callables: dict, repeats: int, target_s: float = 0.004, cpu_out: dict | None = None) -> dict:
+    """Median over ``repeats`` round-robin rounds of each callable's mean call time (us). With ``cpu_out``, the
+    median process CPU time per call (us) is stored there too: on a loaded machine the wall time mostly measures
+    the waits for a core, the CPU time what the call itself costs (one-thread runs; other threads' spinning would
+    count)."""
     numbers = {}
     for name, fn in callables.items():
         for _ in range(3):
@@ -423,13 +426,18 @@ def interleaved_median_us(callables: dict, repeats: int, target_s: float = 0.004
         once = max(time.perf_counter() - t0, 1e-6)
         numbers[name] = max(3, int(target_s / once))
     rounds = {name: [] for name in callables}
+    cpu = {name: [] for name in callables}
     for _ in range(repeats):
         for name, fn in callables.items():
             n = numbers[name]
+            c0 = time.process_time()
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
             rounds[name].append((time.perf_counter() - t0) / n * 1e6)
+            cpu[name].append((time.process_time() - c0) / n * 1e6)
+    if cpu_out is not None:
+        cpu_out.update({name: float(np.median(v)) for name, v in cpu.items()})
     return {name: float(np.median(v)) for name, v in rounds.items()}
 
 
@@ -661,10 +669,14 @@ def run_realistic(args) -> dict:
         if "packed_w8a8" in variants:
             runners["packed_w8a8@default"], _ = tvm_mp_vm(mod, calib, 8, 8, "packed", None)
         compile_s = time.perf_counter() - t0
+        cpu: dict = {}
         times = interleaved_median_us({k: make_callable(k.split("@")[0], r, x) for k, r in runners.items()},
-                                      args.repeats, target_s=0.02)
+                                      args.repeats, target_s=0.02, cpu_out=cpu)
         row = {"name": name, "op": info.op, "input_shape": list(info.input_shape),
                "weight_shape": list(info.weight_shape), "macs": int(info.macs), "latency_us": times,
+               "cpu_us": cpu, "speedup_cpu_vs_ort_int8": {k: cpu["ort_int8"] / t for k, t in cpu.items()},
+               "gmacs_cpu": {k: info.macs / (t * 1e-6) / 1e9 for k, t in cpu.items()},
+               "roofline_fraction_cpu": {k: info.macs / (t * 1e-6) / peak_for(k, peaks) for k, t in cpu.items()},
                "gmacs": {k: info.macs / (t * 1e-6) / 1e9 for k, t in times.items()},
                "speedup_vs_ort_int8": {k: times["ort_int8"] / t for k, t in times.items()},
                "roofline_fraction": {k: info.macs / (t * 1e-6) / peak_for(k, peaks) for k, t in times.items()},
@@ -674,6 +686,7 @@ def run_realistic(args) -> dict:
                                                  for k, v in times.items()))
     names = [k for k in rows[0]["latency_us"] if k != "ort_int8"] if rows else []
     summary = {v: geomean([r["speedup_vs_ort_int8"][v] for r in rows]) for v in names}
+    summary_cpu = {v: geomean([r["speedup_cpu_vs_ort_int8"][v] for r in rows]) for v in names}
     best_w2a2 = geomean([max(r["speedup_vs_ort_int8"].get(v, 0) for v in ("packed_w2a2", "bitserial_w2a2"))
                          for r in rows])
     return {"command": "python bench/kernels.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -681,7 +694,7 @@ def run_realistic(args) -> dict:
             "target": str(target.attrs.get("mcpu", "")), "default_target": str(default),
             "default_is_host": default == parse("host"), "rows": rows,
             "inner_loop_mix": host_inner_loop_mix(target, (1, 64, 56, 56), (64, 64, 3, 3), variants),
-            "geomean_speedup_vs_ort_int8": summary,
+            "geomean_speedup_vs_ort_int8": summary, "geomean_speedup_cpu_vs_ort_int8": summary_cpu,
             "geomean_best_w2a2": best_w2a2, "load_start": args.load_start, "load_end": os.getloadavg()}
 
 
@@ -771,6 +784,7 @@ def render_markdown() -> str:
                     cells.append(f"{q.get('instructions', 0) / 1e3:.0f}k insn / {host:.1f} us" if q else "-")
                 out.append(f"| {r['layers'][0]} | {r['macs']} | " + " | ".join(cells) + " |")
             out.append("")
+    out += render_realistic()
     if models:
         out += ["## Whole models", "", f"Command: `{models['command']}` ({models['date']}, {models['repeats']} "
                 "rounds). Latency per inference, batch 1, median of interleaved rounds (ms).", ""]
@@ -789,6 +803,125 @@ def render_markdown() -> str:
     if notes:
         out += [notes.strip(), ""]
     return "\n".join(out)
+
+
+GOALS = {"packed_w8a8": 1.1, "best w2a2": 1.3, "bitserial_w1a1": 3.0}  # issue 17, geomean vs onnxruntime int8
+
+
+def _ratio_cell(row: dict, v: str, cpu: bool) -> str:
+    key = "speedup_cpu_vs_ort_int8" if cpu else "speedup_vs_ort_int8"
+    return f"{row[key][v]:.2f}x" if v in row.get(key, {}) else "-"
+
+
+def render_realistic() -> list[str]:
+    """The ``--realistic`` section (ImageNet-scale layers, this host) and the issue-17 whole-model table."""
+    saved = _load(DATA / "bench_kernels_realistic.json")
+    models = _load(DATA / "bench_models_issue17.json")
+    notes = _load_text(DATA / "bench_notes_realistic.md")
+    if not saved and not models:
+        return []
+    out = ["## Realistic layers (ImageNet-scale ResNet-18 / MobileNetV2), this host", ""]
+    runs = (saved or {}).get("runs", {})
+    after = runs.get("after")
+    before = runs.get("before")
+    if after:
+        pk = after["peaks"]
+        la, lb = after["load_start"], after["load_end"]
+        out += [f"Command: `{after['command']}` ({after['date']}, {after['repeats']} interleaved rounds, one thread; "
+                f"load average at start {la[0]:.1f}, at end {lb[0]:.1f} on 2 cores). Machine: "
+                f"{machine_line(after['machine'])}", ""]
+        if pk.get("isa") == "avx2":
+            out += [f"Single-core peaks measured here (AVX2 + FMA, no AVX-512 / VNNI / VPOPCNTDQ; register-only "
+                    f"loops, best of 21): u8 x s8 `vpmaddubsw`+`vpmaddwd` {pk['int8_macs_per_s'] / 1e9:.0f} GMAC/s "
+                    f"(int16 pair sums saturate: exact only for 7-bit codes or weights), i16 `vpmaddwd` "
+                    f"{pk['int16_macs_per_s'] / 1e9:.0f} GMAC/s, fp32 FMA {pk['fp32_macs_per_s'] / 1e9:.0f} "
+                    f"GMAC/s, AND + `vpshufb` nibble popcount {pk['bit_macs_per_s'] / 1e9:.0f} G one-bit MAC/s "
+                    f"(scalar `popcnt` {pk['bit_scalar_macs_per_s'] / 1e9:.0f}). Roofline fractions: int8 "
+                    "variants over the u8 x s8 peak, bit-serial wXaY over the popcount peak / (X*Y).", ""]
+        out += [f"Default target: `target=None` resolves to `{after['default_target']}`, "
+                f"{'the same target as' if after['default_is_host'] else 'NOT the same as'} `\"host\"` "
+                "(column `packed_w8a8@default`: compiled with `target=None`).", "",
+                "Figures are medians of interleaved rounds, each layer a one-layer model (conv + bias + ReLU, float "
+                "in and out: quantize, kernel, epilogue) beside onnxruntime int8 (static QDQ, per-channel s8 "
+                "weights, u8 activations). Two clocks: **CPU** = process CPU time per call (what the call costs; "
+                "the machine was shared, so wall time mostly measured waiting for a core) and **wall**.", "",
+                "### Geomean speedup vs onnxruntime int8 (before -> after this work)", "",
+                "| variant | goal | before CPU | after CPU | before wall | after wall |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        variants = list(after["geomean_speedup_vs_ort_int8"])
+        for v in variants:
+            b = before or {}
+            goal = GOALS.get(v, "")
+            cells = [b.get("geomean_speedup_cpu_vs_ort_int8", {}).get(v),
+                     after.get("geomean_speedup_cpu_vs_ort_int8", {}).get(v),
+                     b.get("geomean_speedup_vs_ort_int8", {}).get(v), after["geomean_speedup_vs_ort_int8"].get(v)]
+            out.append(f"| {v} | {goal and f'>= {goal}x'} | " + " | ".join(
+                "-" if c is None else f"{c:.2f}x" for c in cells) + " |")
+
+        def best(run, key):
+            return geomean([max(r[key].get(v, 0) for v in ("packed_w2a2", "bitserial_w2a2"))
+                            for r in run["rows"]]) if run and key in run["rows"][0] else None
+        cells = [best(before, "speedup_cpu_vs_ort_int8"), best(after, "speedup_cpu_vs_ort_int8"),
+                 best(before, "speedup_vs_ort_int8"), best(after, "speedup_vs_ort_int8")]
+        out.append("| best w2a2 (faster kind per layer) | >= 1.3x | " + " | ".join(
+            "-" if c is None else f"{c:.2f}x" for c in cells) + " |")
+        out += ["", "### Per layer, after: CPU us / GMAC/s / % of peak / speedup vs onnxruntime int8 (CPU)", "",
+                "| layer | MACs | ort_int8 | " + " | ".join(variants) + " |",
+                "| --- | ---: | ---: | " + " | ".join("---:" for _ in variants) + " |"]
+        for r in after["rows"]:
+            ort = (f"{r['cpu_us']['ort_int8']:.0f} / {r['gmacs_cpu']['ort_int8']:.1f} / "
+                   f"{100 * r['macs'] / (r['cpu_us']['ort_int8'] * 1e-6) / pk['int8_macs_per_s']:.0f}%")
+            cells = [f"{r['cpu_us'][v]:.0f} / {r['gmacs_cpu'][v]:.1f} / {100 * r['roofline_fraction_cpu'][v]:.0f}% "
+                     f"/ **{r['speedup_cpu_vs_ort_int8'][v]:.2f}x**" for v in variants]
+            out.append(f"| {r['name']} | {r['macs'] / 1e6:.1f} M | {ort} | " + " | ".join(cells) + " |")
+        if before:
+            out += ["", "### Per layer, before -> after: speedup vs onnxruntime int8 (CPU; wall in brackets)", "",
+                    "| layer | " + " | ".join(variants) + " |", "| --- | " + " | ".join("---:" for _ in variants)
+                    + " |"]
+            rows_b = {r["name"]: r for r in before["rows"]}
+            for r in after["rows"]:
+                b = rows_b.get(r["name"], {})
+                cells = [f"{_ratio_cell(b, v, True)} -> {_ratio_cell(r, v, True)} "
+                         f"({_ratio_cell(b, v, False)} -> {_ratio_cell(r, v, False)})" for v in variants]
+                out.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+            out += ["", "Knobs used after (no tuning-database entry for this CPU: the defaults): " + "; ".join(
+                f"{v}: {k['algorithm']} {k['oc_block']}x{k['p_unroll']}x{k['lanes']}" + (" dot" if k["use_dot"]
+                                                                                       else "")
+                for v, k in after["rows"][0]["knobs"].items()) + " (first layer).", ""]
+        mix = after.get("inner_loop_mix")
+        if mix:
+            out += ["### Inner loops on this host: static instruction mix (64 -> 64, 3x3, 56x56)", "",
+                    "The hottest basic block of each kernel in the generated assembly (the block with the most MAC "
+                    "instructions; this VM exposes no hardware counters).", "",
+                    "| variant | knobs | loop instructions | mix |", "| --- | --- | ---: | --- |"]
+            for v, m in mix.items():
+                c = m["config"]
+                knobs = f"{c['algorithm']}, {c['oc_block']}x{c['p_unroll']}x{c['lanes']}" + (
+                    ", dot" if c["use_dot"] else "")
+                top = ", ".join(f"{k} {n}" for k, n in m["loop_mix"].items())
+                out.append(f"| {v} | {knobs} | {m['loop_instructions']} | {top} |")
+            out.append("")
+    if models:
+        la, lb = models.get("load_start", [0]), models.get("load_end", [0])
+        out += ["### Whole models, this host", "", f"Command: `{models['command']}` ({models['date']}, "
+                f"{models['repeats']} interleaved rounds; load average {la[0]:.1f} at start, {lb[0]:.1f} at end). "
+                "Latency per inference, batch 1, ms, wall (speedup vs onnxruntime int8); one-thread runs also as "
+                "process CPU time.", ""]
+        variants = [v for v in models["variants"] if v != "ort_int8"]
+        out += ["| model | threads | clock | ort_int8 | " + " | ".join(variants) + " |",
+                "| --- | ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
+        for name, res in models["results"].items():
+            for t in models["threads"]:
+                lat = res[str(t)]
+                clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])
+                for clock, vals in clocks:
+                    base = vals["ort_int8"]
+                    cells = [f"{vals[v]:.3f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
+                    out.append(f"| {name} | {t} | {clock} | {base:.3f} | " + " | ".join(cells) + " |")
+        out.append("")
+    if notes:
+        out += [notes.strip(), ""]
+    return out
 
 
 def _load(path: Path):
