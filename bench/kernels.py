@@ -963,7 +963,19 @@ def main(argv=None) -> int:
         os.environ.setdefault("TVM_NUM_THREADS", "1")
         path = DATA / "bench_kernels_realistic.json"
         saved = _load(path) or {"runs": {}}
-        saved["runs"][args.tag] = run_realistic(args)
+        result = run_realistic(args)
+        old = saved["runs"].get(args.tag)
+        if args.layers and old:  # a partial run replaces its layers' rows in the saved run of the same tag
+            new = {r["name"]: r for r in result["rows"]}
+            rows = [new.pop(r["name"], r) for r in old["rows"]] + list(new.values())
+            for key, ratio in (("geomean_speedup_vs_ort_int8", "speedup_vs_ort_int8"),
+                               ("geomean_speedup_cpu_vs_ort_int8", "speedup_cpu_vs_ort_int8")):
+                old[key] = {v: geomean([r[ratio][v] for r in rows]) for v in old[key]}
+            old["rows"] = rows
+            old["command"] += f"; rows of {args.layers!r} re-measured: {result['command']} ({result['date']}, load "\
+                              f"{result['load_start'][0]:.1f} -> {result['load_end'][0]:.1f})"
+            result = old
+        saved["runs"][args.tag] = result
         DATA.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(saved, indent=1) + "\n")
         print(f"wrote {write_markdown()}")

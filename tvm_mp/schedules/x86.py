@@ -66,9 +66,10 @@ def default_config(work: ConvWorkload, target) -> KernelConfig:
     if algo == "dense":
         return dense_default(work, lanes)
     if algo == "direct" and work.kind == "bitserial" and work.weight_shape[1] > DIRECT64_MIN_CHANNELS and \
-            not target_has(target, "avx512vpopcntdq"):
+            work.weight_shape[2] * work.weight_shape[3] > 1 and not target_has(target, "avx512vpopcntdq"):
         # 64-bit words: the popcount's widening is one vpsadbw per lane (measured on the AVX2 host, 64->64 3x3
-        # 56x56 w1a1: 53 against 35 GMAC/s with 32-bit words)
+        # 56x56 w1a1, interleaved: 1.88 against 2.89 ms with 32-bit words); 1x1 convs measured no faster (96 -> 576
+        # at 14x14: 248 against 249 us) and slower inside a whole layer, so they keep 32-bit words
         return KernelConfig("direct64", lanes=max(4, lanes // 2), oc_block=4, p_unroll=1, use_dot=False,
                             parallel=parallel)
     return KernelConfig(algo, lanes=lanes, oc_block=4, p_unroll=2 if work.kind == "packed" else 1,
