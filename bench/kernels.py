@@ -828,7 +828,7 @@ def render_realistic() -> list[str]:
         pk = after["peaks"]
         la, lb = after["load_start"], after["load_end"]
         out += [f"Command: `{after['command']}` ({after['date']}, {after['repeats']} interleaved rounds, one thread; "
-                f"load average at start {la[0]:.1f}, at end {lb[0]:.1f} on 2 cores). Machine: "
+                f"load average at start {la[0]:.1f}, at end {lb[0]:.1f} on 2 cores). "
                 f"{machine_line(after['machine'])}", ""]
         if pk.get("isa") == "avx2":
             out += [f"Single-core peaks measured here (AVX2 + FMA, no AVX-512 / VNNI / VPOPCNTDQ; register-only "
