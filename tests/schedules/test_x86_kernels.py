@@ -98,6 +98,8 @@ def test_direct64_is_the_avx2_default_for_wide_bitserial_convs():
         pytest.skip("VPOPCNTDQ host: 32-bit words")
     assert kernels.conv2d_config(work, HOST, database=False).algorithm == "direct64"
     assert kernels.conv2d_config(narrow, HOST, database=False).algorithm == "direct"
+    assert kernels.conv2d_config(work, HOST, database=False) in registry.lookup("conv2d", "bitserial", HOST).space(
+        work, HOST)
     pointwise = kernels.conv_workload("bitserial", 1, 1, (1, 96, 8, 8), (64, 96, 1, 1), ConvParams())
     assert kernels.conv2d_config(pointwise, HOST, database=False).algorithm == "direct"
     with pytest.raises(Exception, match="direct64"):

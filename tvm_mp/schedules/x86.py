@@ -100,4 +100,5 @@ def config_space(work: ConvWorkload, target) -> list[KernelConfig]:
     base = default_config(work, target)
     # threads only pay off on big layers (a parallel launch costs more than these small layers take)
     parallels = (False, True) if work.macs >= PARALLEL_MIN_MACS else (False,)
-    return tiling_space(work, vector_lanes(target), base.use_dot, parallels)
+    space = tiling_space(work, vector_lanes(target), base.use_dot, parallels)
+    return space if base in space else [base] + space  # (direct64's default counts 64-bit lanes)
