@@ -54,6 +54,27 @@ TVM_MP_VARIANTS = {  # name -> (w_bits, a_bits, kind)
     "bitserial_w4a4": (4, 4, "bitserial"),
 }
 BASELINES = ("ort_fp32", "ort_int8", "tvm_fp32")
+#: The realistic set (``--realistic``): ImageNet-scale ResNet-18 / MobileNetV2 layers at 224x224, the first five as
+#: in issue 17. ``name -> (op, input NCHW, weight OIHW or (OC, K), strides, padding, groups)``.
+REALISTIC = {
+    "r18 conv3x3 64-64 56x56": ("conv2d", (1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1),
+    "r18 conv3x3 256-256 14x14": ("conv2d", (1, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1),
+    "r18 conv3x3 128-128 28x28": ("conv2d", (1, 128, 28, 28), (128, 128, 3, 3), 1, 1, 1),
+    "mv2 pointwise 96-576 14x14": ("conv2d", (1, 96, 14, 14), (576, 96, 1, 1), 1, 0, 1),
+    "mv2 depthwise3x3 s2 144ch 56x56": ("depthwise_conv2d", (1, 144, 56, 56), (144, 1, 3, 3), 2, 1, 144),
+    "r18 conv3x3 s2 64-128 56x56": ("conv2d", (1, 64, 56, 56), (128, 64, 3, 3), 2, 1, 1),
+    "mv2 pointwise 144-24 56x56": ("conv2d", (1, 144, 56, 56), (24, 144, 1, 1), 1, 0, 1),
+    "mv2 depthwise3x3 s1 384ch 14x14": ("depthwise_conv2d", (1, 384, 14, 14), (384, 1, 3, 3), 1, 1, 384),
+    "r18 fc 512-1000": ("dense", (1, 512), (1000, 512), 1, 0, 1),
+}
+#: Variants of the realistic set: w8a8, w2a2 (both kinds: the faster is the kernel a plan would pick) and w1a1.
+REALISTIC_VARIANTS = {
+    "packed_w8a8": (8, 8, "packed"),
+    "packed_w2a2": (2, 2, "packed"),
+    "bitserial_w2a2": (2, 2, "bitserial"),
+    "bitserial_w1a1": (1, 1, "bitserial"),
+}
+ALL_VARIANTS = {**TVM_MP_VARIANTS, **REALISTIC_VARIANTS}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -132,33 +153,146 @@ int64_t peak_popcount(int64_t iters) {  /* 1-bit MACs: AND + VPOPCNTD + VPADDD o
 """
 
 
+#: The same peaks on an AVX2 + FMA host without AVX-512: u8 x s8 is ``vpmaddubsw`` (saturating int16 pair sums)
+#: then ``vpmaddwd`` by ones and ``vpaddd`` (32 MACs), i16 x i16 ``vpmaddwd`` + ``vpaddd`` (16 MACs), popcount the
+#: nibble-LUT ``vpshufb`` form (byte counts summed over 8 steps, then ``vpsadbw``) and scalar 64-bit ``popcnt``.
+PEAKS_AVX2_C = r"""
+#include <immintrin.h>
+#include <stdint.h>
+#define CH12(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11)
+int64_t peak_int8(int64_t iters) { /* u8 x s8: vpmaddubsw -> vpmaddwd(1) -> vpaddd, 32 MACs */
+  __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), one = _mm256_set1_epi16(1);
+#define D(i) __m256i c##i = _mm256_set1_epi32(i);
+  CH12(D)
+#undef D
+  for (int64_t it = 0; it < iters; ++it) {
+#define S(i) c##i = _mm256_add_epi32(c##i, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), one));
+    CH12(S)
+#undef S
+    __asm__ volatile("" : "+x"(a));
+  }
+  __m256i s = c0;
+#define A(i) s = _mm256_add_epi32(s, c##i);
+  CH12(A)
+  volatile int sink = _mm256_extract_epi32(s, 0); (void)sink;
+  return iters * 12 * 32;
+}
+int64_t peak_int16(int64_t iters) { /* i16 x i16: vpmaddwd -> vpaddd, 16 MACs */
+  __m256i a = _mm256_set1_epi16(3), b = _mm256_set1_epi16(-2);
+#define D(i) __m256i c##i = _mm256_set1_epi32(i);
+  CH12(D)
+  for (int64_t it = 0; it < iters; ++it) {
+#define S(i) c##i = _mm256_add_epi32(c##i, _mm256_madd_epi16(a, b));
+    CH12(S)
+#undef S
+    __asm__ volatile("" : "+x"(a));
+  }
+  __m256i s = c0;
+  CH12(A)
+  volatile int sink = _mm256_extract_epi32(s, 0); (void)sink;
+  return iters * 12 * 16;
+}
+int64_t peak_fma(int64_t iters) {
+  __m256 a = _mm256_set1_ps(1.0001f), b = _mm256_set1_ps(0.9999f);
+#undef D
+#define D(i) __m256 c##i = _mm256_set1_ps((float)i);
+  CH12(D)
+  for (int64_t it = 0; it < iters; ++it) {
+#define S(i) c##i = _mm256_fmadd_ps(a, b, c##i);
+    CH12(S)
+#undef S
+    __asm__ volatile("" : "+x"(a));
+  }
+  __m256 s = c0;
+#undef A
+#define A(i) s = _mm256_add_ps(s, c##i);
+  CH12(A)
+  volatile float sink = s[0]; (void)sink;
+  return iters * 12 * 8;
+}
+int64_t peak_popcount_lut(int64_t iters) { /* AND + nibble-LUT vpshufb popcount, byte counts summed 8 steps, vpsadbw */
+  const __m256i lut = _mm256_setr_epi8(0,1,1,2,1,2,2,3,1,2,2,3,2,3,3,4,0,1,1,2,1,2,2,3,1,2,2,3,2,3,3,4);
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256i a = _mm256_set1_epi32(0x5a5a5a5a);
+  __m256i w0 = _mm256_set1_epi32(1), w1 = _mm256_set1_epi32(3), w2 = _mm256_set1_epi32(7), w3 = _mm256_set1_epi32(15);
+  __m256i t0 = _mm256_setzero_si256(), t1 = t0, t2 = t0, t3 = t0;
+  for (int64_t it = 0; it < iters; ++it) {
+    __m256i b0 = _mm256_setzero_si256(), b1 = b0, b2 = b0, b3 = b0;
+    for (int k = 0; k < 8; ++k) {
+#define P(i) { __m256i x = _mm256_and_si256(a, w##i); \
+      b##i = _mm256_add_epi8(b##i, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(x, low)), \
+             _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)))); }
+      P(0) P(1) P(2) P(3)
+      __asm__ volatile("" : "+x"(a));
+    }
+    t0 = _mm256_add_epi64(t0, _mm256_sad_epu8(b0, _mm256_setzero_si256()));
+    t1 = _mm256_add_epi64(t1, _mm256_sad_epu8(b1, _mm256_setzero_si256()));
+    t2 = _mm256_add_epi64(t2, _mm256_sad_epu8(b2, _mm256_setzero_si256()));
+    t3 = _mm256_add_epi64(t3, _mm256_sad_epu8(b3, _mm256_setzero_si256()));
+  }
+  __m256i s = _mm256_add_epi64(_mm256_add_epi64(t0, t1), _mm256_add_epi64(t2, t3));
+  volatile long long sink = _mm256_extract_epi64(s, 0); (void)sink;
+  return iters * 8 * 4 * 256;
+}
+int64_t peak_popcnt_scalar(int64_t iters) { /* AND + popcnt + add on 64 bits, 8 chains */
+  uint64_t a = 0x5a5a5a5a5a5a5a5aull;
+  uint64_t c[8] = {0}; const uint64_t w[8] = {1, 3, 7, 15, 31, 63, 127, 255};
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int k = 0; k < 8; ++k) c[k] += __builtin_popcountll(a & w[k]);
+    __asm__ volatile("" : "+r"(a));
+  }
+  volatile uint64_t sink = c[0]+c[1]+c[2]+c[3]+c[4]+c[5]+c[6]+c[7]; (void)sink;
+  return iters * 8 * 64;
+}
+"""
+
+
+def _cpu_flags() -> set:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def measure_peaks(repeats: int = 21) -> dict:
-    """Single-core peak MAC/s per data type, measured by register-only loops (best of repeats)."""
+    """Single-core peak MAC/s per data type, measured by register-only loops (best of repeats). AVX-512 VNNI hosts
+    run :data:`PEAKS_C`, others :data:`PEAKS_AVX2_C` (then ``isa`` is ``avx2`` and the int16 and scalar popcount
+    peaks are reported too)."""
+    avx512 = {"avx512_vnni", "avx512_vpopcntdq"} <= _cpu_flags()
     with tempfile.TemporaryDirectory() as tmp:
         src, lib = Path(tmp) / "peaks.c", Path(tmp) / "peaks.so"
-        src.write_text(PEAKS_C)
+        src.write_text(PEAKS_C if avx512 else PEAKS_AVX2_C)
         subprocess.run(["gcc", "-O2", "-march=native", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
         so = ctypes.CDLL(str(lib))
-        peaks = {}
-        for key, fn in (("int8_macs_per_s", so.peak_vnni), ("fp32_macs_per_s", so.peak_fma),
-                        ("bit_macs_per_s", so.peak_popcount)):
+        peaks = {"isa": "avx512" if avx512 else "avx2"}
+        fns = ((("int8_macs_per_s", so.peak_vnni), ("fp32_macs_per_s", so.peak_fma),
+                ("bit_macs_per_s", so.peak_popcount)) if avx512 else
+               (("int8_macs_per_s", so.peak_int8), ("int16_macs_per_s", so.peak_int16),
+                ("fp32_macs_per_s", so.peak_fma), ("bit_macs_per_s", so.peak_popcount_lut),
+                ("bit_scalar_macs_per_s", so.peak_popcnt_scalar)))
+        for key, fn in fns:
             fn.restype = ctypes.c_int64
             fn.argtypes = [ctypes.c_int64]
             fn(100_000)
             rates = []
+            iters = 40_000 if key == "bit_macs_per_s" and not avx512 else 300_000  # (8 inner steps per pass)
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                ops = fn(300_000)
+                ops = fn(iters)
                 rates.append(ops / (time.perf_counter() - t0))
             peaks[key] = float(np.max(rates))  # the best round: other jobs share the cores
     return peaks
 
 
 def peak_for(variant: str, peaks: dict) -> float:
+    variant = variant.split("@")[0]
     if variant in ("ort_fp32", "tvm_fp32"):
         return peaks["fp32_macs_per_s"]
     if variant.startswith("bitserial"):
-        w, a = TVM_MP_VARIANTS[variant][:2]
+        w, a = ALL_VARIANTS[variant][:2]
         return peaks["bit_macs_per_s"] / (w * a)
     return peaks["int8_macs_per_s"]  # ort int8 and packed kernels (sub-byte weights are unpacked to int8)
 
@@ -278,8 +412,11 @@ def make_callable(variant: str, runner, x: np.ndarray):
     return lambda: fn(dev_x)
 
 
-def interleaved_median_us(callables: dict, repeats: int, target_s: float = 0.004) -> dict:
-    """Median over ``repeats`` round-robin rounds of each callable's mean call time (us)."""
+def interleaved_median_us(callables: dict, repeats: int, target_s: float = 0.004, cpu_out: dict | None = None) -> dict:
+    """Median over ``repeats`` round-robin rounds of each callable's mean call time (us). With ``cpu_out``, the
+    median process CPU time per call (us) is stored there too: on a loaded machine the wall time mostly measures
+    the waits for a core, the CPU time what the call itself costs (one-thread runs; other threads' spinning would
+    count)."""
     numbers = {}
     for name, fn in callables.items():
         for _ in range(3):
@@ -289,13 +426,18 @@ def interleaved_median_us(callables: dict, repeats: int, target_s: float = 0.004
         once = max(time.perf_counter() - t0, 1e-6)
         numbers[name] = max(3, int(target_s / once))
     rounds = {name: [] for name in callables}
+    cpu = {name: [] for name in callables}
     for _ in range(repeats):
         for name, fn in callables.items():
             n = numbers[name]
+            c0 = time.process_time()
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
             rounds[name].append((time.perf_counter() - t0) / n * 1e6)
+            cpu[name].append((time.process_time() - c0) / n * 1e6)
+    if cpu_out is not None:
+        cpu_out.update({name: float(np.median(v)) for name, v in cpu.items()})
     return {name: float(np.median(v)) for name, v in rounds.items()}
 
 
@@ -351,10 +493,16 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
             "algorithm": config.algorithm, "use_dot": config.use_dot}
 
 
-def host_inner_loop_mix(target) -> dict:
-    """Static instruction mix of the hottest loop (the basic block with the most vpopcntd / vpdpbusd) of the
-    x86 kernels of one ResNet-8 layer (16 -> 16 channels, 3x3, 32x32), per variant, with the MACs that one pass
-    of the loop computes -- the instruction budget per MAC that bounds each kind on this host."""
+#: Mnemonics that mark a kernel's hottest loop: the MAC instructions of each kind (VNNI, AVX2 u8 x s8 and i16,
+#: AVX-512 and AVX2 nibble-LUT popcount, scalar popcount).
+HOT_MNEMONICS = ("vpopcntd", "vpdpbusd", "vpmaddubsw", "vpmaddwd", "vpshufb", "popcntq", "popcntl", "vpmulld")
+
+
+def host_inner_loop_mix(target, in_shape=(1, 16, 32, 32), weight_shape=(16, 16, 3, 3), variants=None) -> dict:
+    """Static instruction mix of the hottest loop (the basic block with the most MAC instructions, see
+    :data:`HOT_MNEMONICS`) of the x86 kernels of one conv layer (default: ResNet-8's 16 -> 16 channels, 3x3,
+    32x32), per variant, with the MACs that one pass of the loop computes -- the instruction budget per MAC that
+    bounds each kind on this host."""
     import collections
 
     import tvm
@@ -364,8 +512,8 @@ def host_inner_loop_mix(target) -> dict:
 
     params = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)
     out = {}
-    for variant, (w, a, kind) in TVM_MP_VARIANTS.items():
-        work = kernels.conv_workload(kind, w, a, (1, 16, 32, 32), (16, 16, 3, 3), params)
+    for variant, (w, a, kind) in (variants or TVM_MP_VARIANTS).items():
+        work = kernels.conv_workload(kind, w, a, in_shape, weight_shape, params)
         config = kernels.conv2d_config(work, target)
         _, data, _ = tuning.random_operands(work, 0, np.random.default_rng(0), config)
         func = kernels.conv2d_kernel("k", kind, w, a, work.in_shape, work.weight_shape, params, 0,
@@ -378,7 +526,7 @@ def host_inner_loop_mix(target) -> dict:
             if not text or text.startswith(("#", ".loc", ".cfi", ".p2align", ".Ltmp")):
                 continue
             if text.endswith(":"):  # a label starts a new basic block
-                score = sum(op in ("vpopcntd", "vpdpbusd") for op in block)
+                score = sum(op in HOT_MNEMONICS for op in block)
                 if score > best_score:
                     best, best_score = collections.Counter(block), score
                 block = []
@@ -468,6 +616,88 @@ def run(args) -> dict:
             "geomean_speedup_vs_ort_int8": summary, "geomean_packed_int8_vs_tvm_fp32": fp32_ratio}
 
 
+def realistic_layers(names=None):
+    """``[(name, LayerInfo)]`` of :data:`REALISTIC` (all, or the comma-separated ``names`` substrings)."""
+    from tvm_mp.layers import LayerInfo
+    from tvm_mp.workload import ConvParams
+
+    out = []
+    for name, (op, ins, wsh, stride, pad, groups) in REALISTIC.items():
+        if names and not any(n in name for n in names.split(",")):
+            continue
+        params = None if op == "dense" else ConvParams((stride, stride), (pad,) * 4, (1, 1), groups)
+        out.append((name, LayerInfo.from_shapes(name, op, ins, wsh, params, has_bias=True)))
+    return out
+
+
+def kernel_knobs(info, w, a, kind, target) -> dict:
+    """The knobs and their source (tuning database or defaults) a build of ``info`` uses on ``target``."""
+    from tvm_mp.schedules import kernels
+
+    if info.op == "dense":
+        work = kernels.dense_workload(kind, w, a, info.input_shape, info.weight_shape)
+    else:
+        work = kernels.conv_workload(kind, w, a, info.input_shape, info.weight_shape, info.params)
+    config, source = kernels.config_for(work, target)
+    return {**config.to_dict(), "source": source}
+
+
+def run_realistic(args) -> dict:
+    """The realistic set at ``target="host"`` and at the default target (``target=None``, w8a8), vs onnxruntime
+    int8 in the same interleaved rounds, one thread."""
+    import tvm_mp
+
+    target = parse("host").tvm_target
+    default = parse(None)
+    log = (lambda m: print(m, flush=True))
+    peaks = measure_peaks()
+    log(f"peaks: {peaks}; default target {default} == host: {default == parse('host')}")
+    rows = []
+    variants = {k: v for k, v in REALISTIC_VARIANTS.items()
+                if not args.variants or k in args.variants.split(",")}
+    for idx, (name, info) in enumerate(realistic_layers(args.layers)):
+        model = layer_onnx(info, seed=idx)
+        calib = calibration_inputs(info.input_shape)
+        x = calib[0]
+        mod = tvm_mp.load_onnx(model, shapes={"input": tuple(info.input_shape)})
+        runners = {"ort_int8": ort_sessions(model, calib)["ort_int8"]}
+        knobs = {}
+        t0 = time.perf_counter()
+        for variant, (w, a, kind) in variants.items():
+            runners[variant], _ = tvm_mp_vm(mod, calib, w, a, kind, target)
+            knobs[variant] = kernel_knobs(info, w, a, kind, target)
+        if "packed_w8a8" in variants:
+            runners["packed_w8a8@default"], _ = tvm_mp_vm(mod, calib, 8, 8, "packed", None)
+        compile_s = time.perf_counter() - t0
+        cpu: dict = {}
+        times = interleaved_median_us({k: make_callable(k.split("@")[0], r, x) for k, r in runners.items()},
+                                      args.repeats, target_s=0.02, cpu_out=cpu)
+        row = {"name": name, "op": info.op, "input_shape": list(info.input_shape),
+               "weight_shape": list(info.weight_shape), "macs": int(info.macs), "latency_us": times,
+               "cpu_us": cpu, "speedup_cpu_vs_ort_int8": {k: cpu["ort_int8"] / t for k, t in cpu.items()},
+               "gmacs_cpu": {k: info.macs / (t * 1e-6) / 1e9 for k, t in cpu.items()},
+               "roofline_fraction_cpu": {k: info.macs / (t * 1e-6) / peak_for(k, peaks) for k, t in cpu.items()},
+               "gmacs": {k: info.macs / (t * 1e-6) / 1e9 for k, t in times.items()},
+               "speedup_vs_ort_int8": {k: times["ort_int8"] / t for k, t in times.items()},
+               "roofline_fraction": {k: info.macs / (t * 1e-6) / peak_for(k, peaks) for k, t in times.items()},
+               "knobs": knobs, "compile_s": compile_s}
+        rows.append(row)
+        log(f"[{idx + 1}] {name:<34} " + " ".join(f"{k}={v:.0f}us({row['speedup_vs_ort_int8'][k]:.2f}x)"
+                                                 for k, v in times.items()))
+    names = [k for k in rows[0]["latency_us"] if k != "ort_int8"] if rows else []
+    summary = {v: geomean([r["speedup_vs_ort_int8"][v] for r in rows]) for v in names}
+    summary_cpu = {v: geomean([r["speedup_cpu_vs_ort_int8"][v] for r in rows]) for v in names}
+    best_w2a2 = geomean([max(r["speedup_vs_ort_int8"].get(v, 0) for v in ("packed_w2a2", "bitserial_w2a2"))
+                         for r in rows])
+    return {"command": "python bench/kernels.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": machine_description(), "peaks": peaks, "repeats": args.repeats,
+            "target": str(target.attrs.get("mcpu", "")), "default_target": str(default),
+            "default_is_host": default == parse("host"), "rows": rows,
+            "inner_loop_mix": host_inner_loop_mix(target, (1, 64, 56, 56), (64, 64, 3, 3), variants),
+            "geomean_speedup_vs_ort_int8": summary, "geomean_speedup_cpu_vs_ort_int8": summary_cpu,
+            "geomean_best_w2a2": best_w2a2, "load_start": args.load_start, "load_end": os.getloadavg()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # markdown
 # ---------------------------------------------------------------------------------------------------------------
@@ -554,6 +784,7 @@ def render_markdown() -> str:
                     cells.append(f"{q.get('instructions', 0) / 1e3:.0f}k insn / {host:.1f} us" if q else "-")
                 out.append(f"| {r['layers'][0]} | {r['macs']} | " + " | ".join(cells) + " |")
             out.append("")
+    out += render_realistic()
     if models:
         out += ["## Whole models", "", f"Command: `{models['command']}` ({models['date']}, {models['repeats']} "
                 "rounds). Latency per inference, batch 1, median of interleaved rounds (ms).", ""]
@@ -572,6 +803,125 @@ def render_markdown() -> str:
     if notes:
         out += [notes.strip(), ""]
     return "\n".join(out)
+
+
+GOALS = {"packed_w8a8": 1.1, "best w2a2": 1.3, "bitserial_w1a1": 3.0}  # issue 17, geomean vs onnxruntime int8
+
+
+def _ratio_cell(row: dict, v: str, cpu: bool) -> str:
+    key = "speedup_cpu_vs_ort_int8" if cpu else "speedup_vs_ort_int8"
+    return f"{row[key][v]:.2f}x" if v in row.get(key, {}) else "-"
+
+
+def render_realistic() -> list[str]:
+    """The ``--realistic`` section (ImageNet-scale layers, this host) and the issue-17 whole-model table."""
+    saved = _load(DATA / "bench_kernels_realistic.json")
+    models = _load(DATA / "bench_models_issue17.json")
+    notes = _load_text(DATA / "bench_notes_realistic.md")
+    if not saved and not models:
+        return []
+    out = ["## Realistic layers (ImageNet-scale ResNet-18 / MobileNetV2), this host", ""]
+    runs = (saved or {}).get("runs", {})
+    after = runs.get("after")
+    before = runs.get("before")
+    if after:
+        pk = after["peaks"]
+        la, lb = after["load_start"], after["load_end"]
+        out += [f"Command: `{after['command']}` ({after['date']}, {after['repeats']} interleaved rounds, one thread; "
+                f"load average at start {la[0]:.1f}, at end {lb[0]:.1f} on 2 cores). "
+                f"{machine_line(after['machine'])}", ""]
+        if pk.get("isa") == "avx2":
+            out += [f"Single-core peaks measured here (AVX2 + FMA, no AVX-512 / VNNI / VPOPCNTDQ; register-only "
+                    f"loops, best of 21): u8 x s8 `vpmaddubsw`+`vpmaddwd` {pk['int8_macs_per_s'] / 1e9:.0f} GMAC/s "
+                    f"(int16 pair sums saturate: exact only for 7-bit codes or weights), i16 `vpmaddwd` "
+                    f"{pk['int16_macs_per_s'] / 1e9:.0f} GMAC/s, fp32 FMA {pk['fp32_macs_per_s'] / 1e9:.0f} "
+                    f"GMAC/s, AND + `vpshufb` nibble popcount {pk['bit_macs_per_s'] / 1e9:.0f} G one-bit MAC/s "
+                    f"(scalar `popcnt` {pk['bit_scalar_macs_per_s'] / 1e9:.0f}). Roofline fractions: int8 "
+                    "variants over the u8 x s8 peak, bit-serial wXaY over the popcount peak / (X*Y).", ""]
+        out += [f"Default target: `target=None` resolves to `{after['default_target']}`, "
+                f"{'the same target as' if after['default_is_host'] else 'NOT the same as'} `\"host\"` "
+                "(column `packed_w8a8@default`: compiled with `target=None`).", "",
+                "Figures are medians of interleaved rounds, each layer a one-layer model (conv + bias + ReLU, float "
+                "in and out: quantize, kernel, epilogue) beside onnxruntime int8 (static QDQ, per-channel s8 "
+                "weights, u8 activations). Two clocks: **CPU** = process CPU time per call (what the call costs; "
+                "the machine was shared, so wall time mostly measured waiting for a core) and **wall**.", "",
+                "### Geomean speedup vs onnxruntime int8 (before -> after this work)", "",
+                "| variant | goal | before CPU | after CPU | before wall | after wall |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        variants = list(after["geomean_speedup_vs_ort_int8"])
+        for v in variants:
+            b = before or {}
+            goal = GOALS.get(v, "")
+            cells = [b.get("geomean_speedup_cpu_vs_ort_int8", {}).get(v),
+                     after.get("geomean_speedup_cpu_vs_ort_int8", {}).get(v),
+                     b.get("geomean_speedup_vs_ort_int8", {}).get(v), after["geomean_speedup_vs_ort_int8"].get(v)]
+            out.append(f"| {v} | {goal and f'>= {goal}x'} | " + " | ".join(
+                "-" if c is None else f"{c:.2f}x" for c in cells) + " |")
+
+        def best(run, key):
+            return geomean([max(r[key].get(v, 0) for v in ("packed_w2a2", "bitserial_w2a2"))
+                            for r in run["rows"]]) if run and key in run["rows"][0] else None
+        cells = [best(before, "speedup_cpu_vs_ort_int8"), best(after, "speedup_cpu_vs_ort_int8"),
+                 best(before, "speedup_vs_ort_int8"), best(after, "speedup_vs_ort_int8")]
+        out.append("| best w2a2 (faster kind per layer) | >= 1.3x | " + " | ".join(
+            "-" if c is None else f"{c:.2f}x" for c in cells) + " |")
+        out += ["", "### Per layer, after: CPU us / GMAC/s / % of peak / speedup vs onnxruntime int8 (CPU)", "",
+                "| layer | MACs | ort_int8 | " + " | ".join(variants) + " |",
+                "| --- | ---: | ---: | " + " | ".join("---:" for _ in variants) + " |"]
+        for r in after["rows"]:
+            ort = (f"{r['cpu_us']['ort_int8']:.0f} / {r['gmacs_cpu']['ort_int8']:.1f} / "
+                   f"{100 * r['macs'] / (r['cpu_us']['ort_int8'] * 1e-6) / pk['int8_macs_per_s']:.0f}%")
+            cells = [f"{r['cpu_us'][v]:.0f} / {r['gmacs_cpu'][v]:.1f} / {100 * r['roofline_fraction_cpu'][v]:.0f}% "
+                     f"/ **{r['speedup_cpu_vs_ort_int8'][v]:.2f}x**" for v in variants]
+            out.append(f"| {r['name']} | {r['macs'] / 1e6:.1f} M | {ort} | " + " | ".join(cells) + " |")
+        if before:
+            out += ["", "### Per layer, before -> after: speedup vs onnxruntime int8 (CPU; wall in brackets)", "",
+                    "| layer | " + " | ".join(variants) + " |", "| --- | " + " | ".join("---:" for _ in variants)
+                    + " |"]
+            rows_b = {r["name"]: r for r in before["rows"]}
+            for r in after["rows"]:
+                b = rows_b.get(r["name"], {})
+                cells = [f"{_ratio_cell(b, v, True)} -> {_ratio_cell(r, v, True)} "
+                         f"({_ratio_cell(b, v, False)} -> {_ratio_cell(r, v, False)})" for v in variants]
+                out.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+            out += ["", "Knobs used after (no tuning-database entry for this CPU: the defaults): " + "; ".join(
+                f"{v}: {k['algorithm']} {k['oc_block']}x{k['p_unroll']}x{k['lanes']}" + (" dot" if k["use_dot"]
+                                                                                       else "")
+                for v, k in after["rows"][0]["knobs"].items()) + " (first layer).", ""]
+        mix = after.get("inner_loop_mix")
+        if mix:
+            out += ["### Inner loops on this host: static instruction mix (64 -> 64, 3x3, 56x56)", "",
+                    "The hottest basic block of each kernel in the generated assembly (the block with the most MAC "
+                    "instructions; this VM exposes no hardware counters).", "",
+                    "| variant | knobs | loop instructions | mix |", "| --- | --- | ---: | --- |"]
+            for v, m in mix.items():
+                c = m["config"]
+                knobs = f"{c['algorithm']}, {c['oc_block']}x{c['p_unroll']}x{c['lanes']}" + (
+                    ", dot" if c["use_dot"] else "")
+                top = ", ".join(f"{k} {n}" for k, n in m["loop_mix"].items())
+                out.append(f"| {v} | {knobs} | {m['loop_instructions']} | {top} |")
+            out.append("")
+    if models:
+        la, lb = models.get("load_start", [0]), models.get("load_end", [0])
+        out += ["### Whole models, this host", "", f"Command: `{models['command']}` ({models['date']}, "
+                f"{models['repeats']} interleaved rounds; load average {la[0]:.1f} at start, {lb[0]:.1f} at end). "
+                "Latency per inference, batch 1, ms, wall (speedup vs onnxruntime int8); one-thread runs also as "
+                "process CPU time.", ""]
+        variants = [v for v in models["variants"] if v != "ort_int8"]
+        out += ["| model | threads | clock | ort_int8 | " + " | ".join(variants) + " |",
+                "| --- | ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
+        for name, res in models["results"].items():
+            for t in models["threads"]:
+                lat = res[str(t)]
+                clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])
+                for clock, vals in clocks:
+                    base = vals["ort_int8"]
+                    cells = [f"{vals[v]:.3f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
+                    out.append(f"| {name} | {t} | {clock} | {base:.3f} | " + " | ".join(cells) + " |")
+        out.append("")
+    if notes:
+        out += [notes.strip(), ""]
+    return out
 
 
 def _load(path: Path):
@@ -597,12 +947,39 @@ def main(argv=None) -> int:
     parser.add_argument("--tune-min-macs", type=int, default=200_000,
                         help="tune only layers with at least this many MACs (smaller ones are overhead-bound)")
     parser.add_argument("--qemu", action="store_true", help="also count aarch64 instructions under qemu")
+    parser.add_argument("--realistic", action="store_true",
+                        help="ImageNet-scale layers instead of the micro-model layers (own JSON and section)")
+    parser.add_argument("--tag", default="after", help="--realistic: the name this run is stored under")
+    parser.add_argument("--layers", default="", help="--realistic: only layers whose name has one of these")
+    parser.add_argument("--variants", default="", help="--realistic: only these tvm-mp variants")
     parser.add_argument("--render-only", action="store_true", help="only regenerate docs/benchmarks.md")
     parser.add_argument("--mix", action="store_true",
                         help="add the static inner-loop instruction mix of the x86 kernels to the saved run")
     parser.add_argument("--repeaks", action="store_true",
                         help="re-measure the peaks and recompute the roofline fractions of the saved run")
     args = parser.parse_args(argv)
+    args.load_start = os.getloadavg()
+    if args.realistic:
+        os.environ.setdefault("TVM_NUM_THREADS", "1")
+        path = DATA / "bench_kernels_realistic.json"
+        saved = _load(path) or {"runs": {}}
+        result = run_realistic(args)
+        old = saved["runs"].get(args.tag)
+        if args.layers and old:  # a partial run replaces its layers' rows in the saved run of the same tag
+            new = {r["name"]: r for r in result["rows"]}
+            rows = [new.pop(r["name"], r) for r in old["rows"]] + list(new.values())
+            for key, ratio in (("geomean_speedup_vs_ort_int8", "speedup_vs_ort_int8"),
+                               ("geomean_speedup_cpu_vs_ort_int8", "speedup_cpu_vs_ort_int8")):
+                old[key] = {v: geomean([r[ratio][v] for r in rows]) for v in old[key]}
+            old["rows"] = rows
+            old["command"] += f"; rows of {args.layers!r} re-measured: {result['command']} ({result['date']}, load "\
+                              f"{result['load_start'][0]:.1f} -> {result['load_end'][0]:.1f})"
+            result = old
+        saved["runs"][args.tag] = result
+        DATA.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=1) + "\n")
+        print(f"wrote {write_markdown()}")
+        return 0
     if args.mix:
 
         result = json.loads((DATA / "bench_kernels.json").read_text())

@@ -35,7 +35,12 @@ def _kernels_bench():
     return module
 
 
-def worker(models: list[str], threads: int, repeats: int) -> dict:
+def times_ms(result: dict) -> dict:
+    """The wall times (ms) of one model's result, without its CPU times."""
+    return {k: v for k, v in result.items() if k != "cpu_ms"}
+
+
+def worker(models: list[str], threads: int, repeats: int, variants: str = "") -> dict:
     """Time every variant of every model in this process (``TVM_NUM_THREADS`` already set)."""
     import tvm_mp
     from tvm_mp.models.builders import BUILDERS
@@ -50,13 +55,20 @@ def worker(models: list[str], threads: int, repeats: int) -> dict:
         x = calib[0]
         mod = tvm_mp.load_onnx(model, shapes={b.input_name: shape})
         runners = dict(kb.ort_sessions(model, calib, threads=threads))
-        runners["tvm_fp32"] = kb.tvm_fp32_vm(mod, "host")
-        for variant, (w, a, kind) in kb.TVM_MP_VARIANTS.items():
+        if not variants or "tvm_fp32" in variants.split(","):
+            runners["tvm_fp32"] = kb.tvm_fp32_vm(mod, "host")
+        for variant, (w, a, kind) in kb.ALL_VARIANTS.items():
+            if (variants and variant not in variants.split(",")) or (not variants and variant not in
+                                                                     kb.TVM_MP_VARIANTS):
+                continue
             runners[variant], _ = kb.tvm_mp_vm(mod, calib, w, a, kind, "host")
+        cpu: dict = {}
         times = kb.interleaved_median_us({k: kb.make_callable(k, r, x) for k, r in runners.items()}, repeats,
-                                         target_s=0.02)
+                                         target_s=0.02, cpu_out=cpu)
         results[name] = {k: v / 1e3 for k, v in times.items()}  # ms
-        print(f"{threads} thread(s) {name}: " + " ".join(f"{k}={v:.3f}" for k, v in results[name].items()),
+        if variants:  # (the default run keeps its JSON layout)
+            results[name]["cpu_ms"] = {k: v / 1e3 for k, v in cpu.items()}
+        print(f"{threads} thread(s) {name}: " + " ".join(f"{k}={v:.3f}" for k, v in times_ms(results[name]).items()),
               file=sys.stderr, flush=True)
     return results
 
@@ -66,31 +78,37 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="resnet8,ds_cnn,mobilenet_v1_025,digits_cnn")
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--variants", default="",
+                        help="tvm-mp variants (names of bench/kernels.py; tvm_fp32 too) instead of all")
+    parser.add_argument("--out", default="bench_models.json", help="JSON file under docs/data")
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     models = args.models.split(",")
     if args.worker:
-        print(json.dumps(worker(models, args.worker, args.repeats)))
+        print(json.dumps(worker(models, args.worker, args.repeats, args.variants)))
         return 0
     kb = _kernels_bench()
+    load_start = os.getloadavg()
     threads = [int(t) for t in args.threads.split(",")]
     per_thread = {}
     for t in threads:
         # no spinning thread pools: onnxruntime's and TVM's pools share this process and the two cores
         env = dict(os.environ, TVM_NUM_THREADS=str(t), TVM_THREAD_POOL_SPIN_COUNT="0")
         proc = subprocess.run([sys.executable, __file__, "--models", args.models, "--repeats", str(args.repeats),
-                               "--worker", str(t)], env=env, capture_output=True, text=True)
+                               "--worker", str(t), "--variants", args.variants], env=env, capture_output=True,
+                              text=True)
         sys.stderr.write(proc.stderr)
         if proc.returncode:
             return proc.returncode
         per_thread[t] = json.loads(proc.stdout.strip().splitlines()[-1])
-    variants = list(kb.BASELINES) + list(kb.TVM_MP_VARIANTS)
+    variants = [k for k in next(iter(per_thread[threads[0]].values())) if k != "cpu_ms"]
     results = {m: {str(t): per_thread[t][m] for t in threads} for m in models}
     out = {"command": "python bench/models.py " + " ".join(a for a in (argv or sys.argv[1:])),
            "date": time.strftime("%Y-%m-%d"), "machine": kb.machine_description(), "repeats": args.repeats,
-           "threads": threads, "variants": variants, "results": results}
+           "threads": threads, "variants": variants, "results": results, "load_start": load_start,
+           "load_end": os.getloadavg()}
     kb.DATA.mkdir(parents=True, exist_ok=True)
-    (kb.DATA / "bench_models.json").write_text(json.dumps(out, indent=1) + "\n")
+    (kb.DATA / args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {kb.write_markdown()}")
     return 0
 

@@ -38,7 +38,8 @@ def test_defaults_follow_the_target():
     arm_default = registry.lookup("conv2d", "packed", arm).default(CONV, arm)
     assert x86_default.algorithm == arm_default.algorithm == "direct"
     assert arm_default.lanes == 4 and not arm_default.use_dot  # plain +neon: no sdot
-    assert x86_default.use_dot == registry.target_has(host, "avx512vnni")
+    # the VNNI dot with 16 lanes, the AVX2 vpmaddubsw dot with 8
+    assert x86_default.use_dot == (registry.target_has(host, "avx512vnni") or registry.target_has(host, "avx2"))
     dotprod = parse({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}).tvm_target
     assert not registry.lookup("conv2d", "packed", dotprod).default(CONV, dotprod).use_dot  # codes up to 255
     w4a4 = registry.ConvWorkload("conv2d", "packed", 4, 4, CONV.in_shape, CONV.weight_shape, CONV.params)
@@ -50,7 +51,7 @@ def test_defaults_follow_the_target():
 
 def test_algorithms_and_legality():
     assert registry.algorithms_for(CONV) == ["direct", "im2col"]
-    assert registry.algorithms_for(STRIDED) == ["direct", "im2col"]  # strides: phase planes
+    assert registry.algorithms_for(STRIDED) == ["direct", "im2col", "direct64"]  # strides: phase planes
     assert registry.algorithms_for(DEPTHWISE)[0] == "depthwise"
     assert not registry.legal(registry.KernelConfig("direct"), DEPTHWISE)  # grouped
     space = registry.lookup("conv2d", "bitserial", parse("host").tvm_target).space(STRIDED, parse("host").tvm_target)

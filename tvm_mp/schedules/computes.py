@@ -498,6 +498,31 @@ def depthwise_direct_acc(padded: te.Tensor, wk: te.Tensor, geom: ConvGeom, out_c
     return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
 
 
+def column_phases(padded: te.Tensor, stride_w: int, wq: int) -> te.Tensor:
+    """``[N, C, Hp, S, WQ]``: the padded plane's columns split by phase, ``out[.., y, ph, x] = padded[.., y,
+    x * S + ph]`` (the padded plane must be at least ``WQ * S`` wide): a strided conv then reads each tap's
+    pixels contiguously."""
+    n_, c_, hp, _ = padded.shape
+    return te.compute((n_, c_, hp, stride_w, wq), lambda n, c, y, ph, x: padded[n, c, y, x * stride_w + ph],
+                      name="phased")
+
+
+def depthwise_phased_acc(phased: te.Tensor, wk: te.Tensor, geom: ConvGeom, out_channels: int, out_hw) -> te.Tensor:
+    """:func:`depthwise_direct_acc` on the column phases of :func:`column_phases` (stride ``geom.stride_w``)."""
+    n_, c_, _, sw, _ = phased.shape
+    kg = out_channels // c_
+    oh, ow = out_hw
+    ky = te.reduce_axis((0, geom.kh), name="ky")
+    kx = te.reduce_axis((0, geom.kw), name="kx")
+
+    def f(n, oc, oy, ox):
+        col = kx * geom.dil_w
+        a = phased[n, oc // kg, oy * geom.stride_h + ky * geom.dil_h, col % sw, ox + col // sw]
+        return te.sum(a.astype("int32") * wk[oc, ky * geom.kw + kx].astype("int32"), axis=[ky, kx])
+
+    return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
+
+
 def plane_bits(padded: te.Tensor, a_bits: int) -> te.Tensor:
     """uint32 ``[N, A, CW, S, L]``: bit j of the codes of channels ``32*cw .. 32*cw+31`` at each flat phase-plane
     position (from :func:`flat_padded`); channels past C are 0 bits."""
@@ -541,6 +566,59 @@ def bitplane_direct_acc(bits: te.Tensor, wplanes: te.Tensor, w_bits: int, fp: Fl
             term = (tirx.popcount(wv & a).astype("int32") * 2 - tirx.popcount(a).astype("int32")) << j
         else:
             term = (tirx.popcount(wv & a).astype("int32") << j) * _coef_expr(i, w_planes)
+        return te.sum(term, axis=[i, j, ky, kx, cw])
+
+    return te.compute((n_, out_channels, fp.p_out), f, name="bitserial_acc")
+
+
+def words64(bits: te.Tensor, cw64: int) -> te.Tensor:
+    """uint64 ``[N, A, CW64, S, L]``: pairs of :func:`plane_bits` words (word ``2k`` low, ``2k+1`` high; past the
+    last word 0), so AND + popcount run on 64 channels per lane (AVX2's popcount widens to 64-bit lanes in one
+    ``vpsadbw``)."""
+    n_, a_, cw32, s_, l_ = bits.shape
+
+    def f(n, j, k, ph, l):
+        lo = bits[n, j, 2 * k, ph, l].astype("uint64")
+        hi_idx = 2 * k + 1
+        hi = tirx.if_then_else(hi_idx < cw32, bits[n, j, tirx.min(hi_idx, cw32 - 1), ph, l],
+                               tirx.const(0, "uint32")).astype("uint64")
+        return lo | (hi << tirx.const(32, "uint64"))
+
+    return te.compute((n_, a_, cw64, s_, l_), f, name="bits64")
+
+
+def weight_words64(wplanes: te.Tensor, taps: int, cw64: int) -> te.Tensor:
+    """uint64 ``[OC, planes, taps * CW64]`` from weight bit-planes stored with ``2 * CW64`` uint32 words per tap."""
+    oc_, planes, _ = wplanes.shape
+
+    def f(o, i, r):
+        tap, k = r // cw64, r % cw64
+        base = tap * (2 * cw64) + 2 * k
+        return (wplanes[o, i, base].astype("uint64")
+                | (wplanes[o, i, base + 1].astype("uint64") << tirx.const(32, "uint64")))
+
+    return te.compute((oc_, planes, taps * cw64), f, name="w64")
+
+
+def bitplane_direct_acc64(bits: te.Tensor, wplanes: te.Tensor, w_bits: int, fp: FlatPlane,
+                          out_channels: int) -> te.Tensor:
+    """:func:`bitplane_direct_acc` on 64-bit words (:func:`words64`, :func:`weight_words64`), int64 sums."""
+    n_, a_bits, cwords, _, _ = bits.shape
+    w_planes = int(wplanes.shape[1])
+    i = te.reduce_axis((0, w_planes), name="i")
+    j = te.reduce_axis((0, a_bits), name="j")
+    ky = te.reduce_axis((0, fp.kh), name="ky")
+    kx = te.reduce_axis((0, fp.kw), name="kx")
+    cw = te.reduce_axis((0, cwords), name="cw")
+
+    def f(n, oc, p):
+        a = bits[n, j, cw, fp.tap_phase(ky, kx), p + fp.tap_offset(ky, kx)]
+        wv = wplanes[oc, i, (ky * fp.kw + kx) * cwords + cw]
+        both = tirx.popcount(wv & a).astype("int64")
+        if w_bits == 1:
+            term = (both * 2 - tirx.popcount(a).astype("int64")) << j.astype("int64")
+        else:
+            term = (both << j.astype("int64")) * _coef_expr(i, w_planes).astype("int64")
         return te.sum(term, axis=[i, j, ky, kx, cw])
 
     return te.compute((n_, out_channels, fp.p_out), f, name="bitserial_acc")
@@ -591,7 +669,7 @@ def window_bits_acc(apack: te.Tensor, wplanes: te.Tensor, w_bits: int, out_chann
 def crop_flat(acc: te.Tensor, oh: int, ow: int, row: int, name: str = "crop") -> te.Tensor:
     """``[N, OC, OH, OW]`` view of a flat ``[N, OC, P]`` accumulator with row pitch ``row``."""
     n_, oc_, _ = acc.shape
-    return te.compute((n_, oc_, oh, ow), lambda n, c, y, x: acc[n, c, y * row + x], name=name)
+    return te.compute((n_, oc_, oh, ow), lambda n, c, y, x: acc[n, c, y * row + x].astype("int32"), name=name)
 
 
 # ------------------------------------------------------------------------------------------------------------------

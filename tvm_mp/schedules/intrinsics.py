@@ -58,3 +58,55 @@ def _desc_impl(lanes: int, code_vector: str, llvm_intrinsic: str):
                 dtype=acc_vector)
 
     return desc, impl
+
+
+def ensure_avx2_dot_intrin(name: str, split: bool) -> str:
+    """Register the AVX2 form of the 8-lane u8 x s8 4-way dot (idempotent) and return its name: ``vpmaddubsw``
+    (u8 x s8 products summed in pairs to int16, saturating) then ``vpmaddwd`` by ones (pairs summed to int32).
+
+    Exact only while a pair sum fits int16: codes < 128 (``a_bits <= 7``) or weights within +-64 (``w_bits <= 7``).
+    ``split`` (8-bit codes and 8-bit weights): the codes' low seven bits and their top bit go through separate
+    ``vpmaddubsw`` (each pair sum then fits: 127*128*2 and 128*128*2), both widened and added -- exact for every
+    u8 x s8, at twice the multiplies.
+    """
+    from tvm.s_tir import TensorIntrin
+
+    if TensorIntrin.get(name, allow_missing=True) is None:
+        TensorIntrin.register(name, *_desc_impl_avx2(split))
+    return name
+
+
+def _desc_impl_avx2(split: bool):
+    lanes = 8
+    desc, _ = _desc_impl(lanes, "uint8x32", "llvm.x86.avx512.vpdpbusd.512")  # the description is shared
+    ones = T.Broadcast(T.int16(1), 16)
+
+    def madd(codes, weights):
+        prod = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                                       T.reinterpret(codes, dtype="uint8x32"), weights, dtype="int16x16")
+        return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), prod, ones,
+                                       dtype="int32x8")
+
+    if split:
+        def dot(words, weights):
+            low = T.bitwise_and(words, T.Broadcast(T.uint32(0x7F7F7F7F), lanes))
+            top = T.bitwise_and(words, T.Broadcast(T.uint32(0x80808080), lanes))
+            return madd(low, weights) + madd(top, weights)
+    else:
+        def dot(words, weights):
+            return madd(words, weights)
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (lanes,), "uint32", offset_factor=1)
+        B = T.match_buffer(b, (4,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:lanes], B[0:4])
+            T.writes(C[0:lanes])
+            C[T.ramp(T.int32(0), 1, lanes)] = C.vload([0], "int32x8") + dot(
+                A.vload([0], "uint32x8"),
+                T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), lanes),
+                              dtype="int8x32"))
+
+    return desc, impl

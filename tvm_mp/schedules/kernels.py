@@ -275,9 +275,9 @@ def conv2d_weight_data(kind: str, w_q: np.ndarray, w_bits: int, config: KernelCo
     ``direct``: the same formats over the reduction order (ky, kx, c), channels zero-padded to a multiple of 4
     (packed) or 32 (bit-planes) so each tap starts a new byte quad / word.
     """
-    if config is not None and config.algorithm == "direct":
+    if config is not None and config.algorithm in ("direct", "direct64"):
         oc, cg, kh, kw = w_q.shape
-        mult = 4 if kind == "packed" else C.WORD_BITS
+        mult = 4 if kind == "packed" else 2 * C.WORD_BITS if config.algorithm == "direct64" else C.WORD_BITS
         cpad = C.ceil_to(cg, mult)
         w = np.zeros((oc, kh, kw, cpad), dtype=w_q.dtype)
         w[..., :cg] = np.transpose(w_q, (0, 2, 3, 1))
@@ -332,7 +332,17 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         packed = te.placeholder(tuple(weight_data_shape), "uint8", "packed_weights")
         weights = [packed]
     lanes = config.lanes
-    if config.algorithm == "direct":
+    if config.algorithm == "direct64":
+        if work.kind != "bitserial":
+            raise UnsupportedError(f"kernel algorithm 'direct64' cannot compute {work.key()}")
+        fp = C.flat_plane((h, w), (kh, kw), params.padding, params.dilation, lanes, params.strides)
+        hints["flat_row"] = fp.wq
+        bits = C.plane_bits(C.flat_padded(codes, fp, zero_point), work.a_bits)
+        cw64 = -(-int(bits.shape[2]) // 2)
+        acc = C.bitplane_direct_acc64(C.words64(bits, cw64), C.weight_words64(planes, kh * kw, cw64),
+                                      work.w_bits, fp, oc)
+        acc4 = C.crop_flat(acc, oh, ow, fp.wq)
+    elif config.algorithm == "direct":
         fp = C.flat_plane((h, w), (kh, kw), params.padding, params.dilation, lanes, params.strides)
         padded = C.flat_padded(codes, fp, zero_point)
         hints["flat_row"] = fp.wq
@@ -359,7 +369,11 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         acc4 = C.crop_flat(acc, oh, ow, ow)
     elif config.algorithm == "depthwise":
         owp = C.ceil_to(ow, min(lanes, _pow2_at_least(ow)))
-        need_w = (owp - 1) * params.strides[1] + (kw - 1) * params.dilation[1] + 1
+        sw = params.strides[1]
+        need_w = (owp - 1) * sw + (kw - 1) * params.dilation[1] + 1
+        wq = owp + ((kw - 1) * params.dilation[1]) // sw + 1
+        if sw > 1:  # strided: the taps read column phases (contiguous), not every sw-th code
+            need_w = max(need_w, wq * sw)
         extra = max(0, need_w - (w + params.padding[1] + params.padding[3]))
         padded = C.pad_plane(codes, geom, params.padding[2], params.padding[3] + extra, zero_point)
         if work.kind == "packed":
@@ -367,7 +381,10 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
             hints["pack_per"] = 8 // container_bits(work.w_bits)
         else:  # bit-planes of R = KH*KW <= a few words: decoded to integers, then integer MACs
             wk = C.decode_planes(planes, work.w_bits, kh * kw)
-        acc = C.depthwise_direct_acc(padded, wk, geom, oc, (oh, owp))
+        if sw > 1:
+            acc = C.depthwise_phased_acc(C.column_phases(padded, sw, wq), wk, geom, oc, (oh, owp))
+        else:
+            acc = C.depthwise_direct_acc(padded, wk, geom, oc, (oh, owp))
         acc4 = te.compute((n, oc, oh, ow), lambda a, b, y, x: acc[a, b, y, x], name="crop")
     else:
         raise UnsupportedError(f"conv2d has no {config.algorithm!r} algorithm")
@@ -377,8 +394,13 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
     if not schedule:
         return func
     tvm_target = parse(target).tvm_target
-    intrin = {"x86_64": x86.dot_intrin, "aarch64": arm_cpu.dot_intrin}.get(
-        registry.target_family(tvm_target), lambda *_: None)(tvm_target, config)
+    family = registry.target_family(tvm_target)
+    if family == "x86_64":
+        intrin = x86.dot_intrin(tvm_target, config, work)
+    elif family == "aarch64":
+        intrin = arm_cpu.dot_intrin(tvm_target, config)
+    else:
+        intrin = None
     return tiled.schedule(func, config, hints, intrin)
 
 

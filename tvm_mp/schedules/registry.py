@@ -18,7 +18,7 @@ from ..kinds import KERNEL_KINDS, check
 from ..targets import parse
 from ..workload import ConvParams
 
-ALGORITHMS = ("direct", "im2col", "depthwise", "dense")
+ALGORITHMS = ("direct", "im2col", "depthwise", "dense", "direct64")
 FAMILIES = ("x86_64", "aarch64", "generic")
 
 
@@ -28,7 +28,9 @@ class KernelConfig:
 
     ``algorithm``: ``direct`` (conv on the flattened padded stride-phase planes, weights re-laid out in
     (ky, kx, c) order), ``im2col`` (run-time im2col, weights in the standard (c, ky, kx) order; any stride / groups),
-    ``depthwise`` (one input channel per group, integer MACs on the padded plane) or ``dense``.
+    ``depthwise`` (one input channel per group, integer MACs on the padded plane; strided convs read column
+    phases), ``dense``, or ``direct64`` (bit-serial ``direct`` on 64-bit words, channels padded to 64 per tap: on
+    AVX2 a 64-bit lane's popcount widens in one ``vpsadbw``; ``lanes`` then counts 64-bit lanes).
     ``oc_block`` x ``p_unroll`` is the register tile (output channels x vectors of ``lanes`` int32 pixels);
     ``use_dot``: tensorize the 4-way u8 x s8 dot product (packed kernels); ``parallel``: spread the outer tile loop
     over the runtime's threads.
@@ -173,6 +175,8 @@ def algorithms_for(work: ConvWorkload) -> list[str]:
     if p.groups == 1:
         algos.append("direct")
     algos.append("im2col")
+    if p.groups == 1 and work.kind == "bitserial":
+        algos.append("direct64")
     return algos
 
 

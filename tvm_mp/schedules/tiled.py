@@ -91,6 +91,13 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
     quads = _block(sch, "quads")
     if quads is not None:
         _row_vectorize(sch, quads, row)
+    for name in ("bits64", "w64"):
+        block = _block(sch, name)
+        if block is not None:
+            _vectorize_inner(sch, block, lanes)
+    phased = _block(sch, "phased")
+    if phased is not None:
+        _vectorize_inner(sch, phased, byte_lanes)
     cols = _block(sch, "cols")
     if cols is not None:
         _vectorize_inner(sch, cols, lanes)

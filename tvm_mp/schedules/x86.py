@@ -2,18 +2,25 @@
 
 Bit-serial kernels: AND + ``vpopcntd`` on 16 pixels' uint32 words per instruction (LLVM lowers the vectorized
 ``popcount``); packed kernels: u8 x s8 dot products with ``vpdpbusd`` through the tensor intrinsic registered here
-(64 MACs per instruction); without VNNI both fall back to plain vector code of the target's width.
+(64 MACs per instruction). AVX2 without VNNI: packed kernels tensorize the same dot on 8 lanes with ``vpmaddubsw``
++ ``vpmaddwd`` (32 MACs per pair; 8-bit codes x 8-bit weights split the codes in two to stay exact), bit-serial
+kernels are plain vector code (LLVM's ``vpshufb`` nibble popcount).
 """
 
 from __future__ import annotations
 
-from .intrinsics import ensure_dot_intrin
+from .intrinsics import ensure_avx2_dot_intrin, ensure_dot_intrin
 from .registry import ConvWorkload, KernelConfig, algorithms_for, target_has, tiling_space
 
 VNNI_INTRIN = "tvm_mp_u8s8_dot_16x4_vnni"
+AVX2_INTRIN = "tvm_mp_u8s8_dot_8x4_avx2"
+AVX2_SPLIT_INTRIN = "tvm_mp_u8s8_dot_8x4_avx2_split"
 #: Layers below this many MACs run on one thread by default (measured: a parallel launch on this 2-core host
 #: costs ~100 us when the other core is busy, more than these layers take).
 PARALLEL_MIN_MACS = 4_000_000
+#: Bit-serial convs with more input channels than this use 64-bit words without VPOPCNTDQ (fewer channels would
+#: leave most of each word empty).
+DIRECT64_MIN_CHANNELS = 32
 
 
 def ensure_intrinsics() -> str:
@@ -30,21 +37,41 @@ def vector_lanes(target) -> int:
     return 4
 
 
-def dot_intrin(target, config: KernelConfig) -> str | None:
-    if config.use_dot and config.lanes == 16 and target_has(target, "avx512vnni"):
+def dot_intrin(target, config: KernelConfig, work: ConvWorkload | None = None) -> str | None:
+    """The dot-product tensor intrinsic of ``config`` on ``target``: VNNI (16 lanes), else AVX2 (8 lanes; the
+    exact split form unless the codes or the weights have at most 7 bits -- without ``work``, the split form)."""
+    if not config.use_dot:
+        return None
+    if config.lanes == 16 and target_has(target, "avx512vnni"):
         return ensure_intrinsics()
+    if config.lanes == 8 and target_has(target, "avx2"):
+        narrow = work is not None and min(work.a_bits, work.w_bits) <= 7
+        return ensure_avx2_dot_intrin(AVX2_INTRIN, False) if narrow else ensure_avx2_dot_intrin(AVX2_SPLIT_INTRIN,
+                                                                                               True)
     return None
+
+
+def has_dot(target, lanes: int) -> bool:
+    """True when ``target`` has a dot-product intrinsic for packed kernels of ``lanes`` int32 lanes."""
+    return (lanes == 16 and target_has(target, "avx512vnni")) or (lanes == 8 and target_has(target, "avx2"))
 
 
 def default_config(work: ConvWorkload, target) -> KernelConfig:
     lanes = vector_lanes(target)
     algo = _default_algorithm(work)
-    use_dot = work.kind == "packed" and lanes == 16 and target_has(target, "avx512vnni")
+    use_dot = work.kind == "packed" and has_dot(target, lanes)
     parallel = work.macs >= PARALLEL_MIN_MACS
     if algo == "depthwise":
         return KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, use_dot=False, parallel=parallel)
     if algo == "dense":
         return dense_default(work, lanes)
+    if algo == "direct" and work.kind == "bitserial" and work.weight_shape[1] > DIRECT64_MIN_CHANNELS and \
+            work.weight_shape[2] * work.weight_shape[3] > 1 and not target_has(target, "avx512vpopcntdq"):
+        # 64-bit words: the popcount's widening is one vpsadbw per lane (measured on the AVX2 host, 64->64 3x3
+        # 56x56 w1a1, interleaved: 1.88 against 2.89 ms with 32-bit words); 1x1 convs measured no faster (96 -> 576
+        # at 14x14: 248 against 249 us) and slower inside a whole layer, so they keep 32-bit words
+        return KernelConfig("direct64", lanes=max(4, lanes // 2), oc_block=4, p_unroll=1, use_dot=False,
+                            parallel=parallel)
     return KernelConfig(algo, lanes=lanes, oc_block=4, p_unroll=2 if work.kind == "packed" else 1,
                         use_dot=use_dot, parallel=parallel)
 
@@ -73,4 +100,5 @@ def config_space(work: ConvWorkload, target) -> list[KernelConfig]:
     base = default_config(work, target)
     # threads only pay off on big layers (a parallel launch costs more than these small layers take)
     parallels = (False, True) if work.macs >= PARALLEL_MIN_MACS else (False,)
-    return tiling_space(work, vector_lanes(target), base.use_dot, parallels)
+    space = tiling_space(work, vector_lanes(target), base.use_dot, parallels)
+    return space if base in space else [base] + space  # (direct64's default counts 64-bit lanes)
