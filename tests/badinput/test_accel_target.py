@@ -6,7 +6,8 @@ import json
 import pytest
 
 from ._corpus import Case, cli_case, judge, run_cases
-from ._helpers import digits_mod, ensure_mod_json, file_cli_case
+from ._helpers import file_cli_case
+from ._models import digits_module, save_digits_module
 
 
 def _parse(art, spec):
@@ -37,7 +38,7 @@ def _offloaded_on_accel(art):
     import tvm_mp
     from tvm_mp.driver import compile_offloaded
 
-    mod = digits_mod(art)
+    mod = digits_module(art)
     compile_offloaded(mod, tvm_mp.PrecisionPlan.uniform(mod, tvm_mp.Precision(4, 4)), [], target="accel")
 
 
@@ -46,7 +47,7 @@ def _damaged_accel_artifact(art):
 
     import tvm_mp
 
-    mod = digits_mod(art)
+    mod = digits_module(art)
     x = np.load(art.calib_npy)[:1]
     model = tvm_mp.compile(mod, plan=tvm_mp.PrecisionPlan.uniform(mod, tvm_mp.Precision(4, 4)), target="accel",
                            calibration=[np.load(art.calib_npy)])
@@ -86,7 +87,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def outcomes(isolator, art):
-    ensure_mod_json(art)
+    save_digits_module(art)
     return run_cases(isolator, art, CASES)
 
 
