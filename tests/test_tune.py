@@ -89,3 +89,51 @@ def test_tune_then_compile_uses_the_tuned_configs_and_the_model_trained_on_them(
         assert rows[name]["schedule_source"] == "tuned (user database)"
         assert rows[name]["latency_ms"] > 0
     assert rows["conv2d_0"]["schedule"] is None  # left in fp32: no tunable kernel
+
+
+def test_rpc_tuning_for_aarch64_uploads_aarch64_libraries(digits, tmp_path, monkeypatch):
+    # the host cross-links each job with aarch64-linux-gnu-gcc before upload (no network: tracker and session faked)
+    import shutil
+
+    import tvm_mp._rpc as rpc_mod
+    import tvm_mp.tune as tune_mod
+    from tvm_mp.measure.records import RecordStore
+    from tvm_mp.tune import RPCConfig
+
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.skip("needs gcc-aarch64-linux-gnu")
+    uploaded = []
+
+    class Tracker:
+        def __init__(self, *a):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def request(self, key, timeout):
+            return "127.0.0.1", 1, key
+
+    class Remote:
+        def upload(self, path):
+            uploaded.append(open(path, "rb").read(20))
+
+    class Session:
+        def call(self, step, fn, timeout, budget):
+            return fn(Remote()) if step == "upload" else [0.01, 0.012, 0.011]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tune_mod, "_tracker", lambda config: 1)
+    monkeypatch.setattr(rpc_mod, "Tracker", Tracker)
+    monkeypatch.setattr(rpc_mod, "connect", lambda *a: Session())
+    result = tune(digits, PrecisionPlan({"dense_0": Precision(2, 2)}), target="aarch64", rpc=RPCConfig("board"),
+                  trials=1, records=tmp_path / "r.jsonl", database=tmp_path / "db.json", progress=False)
+    assert result.measured == 1 and len(uploaded) == 1
+    assert uploaded[0][:4] == b"\x7fELF" and int.from_bytes(uploaded[0][18:20], "little") == 183  # EM_AARCH64
+    (record,) = RecordStore(tmp_path / "r.jsonl").load()
+    assert record.source == "rpc" and record.workload.target == "aarch64" and record.unit == "ms"
