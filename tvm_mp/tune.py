@@ -322,18 +322,15 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
 
     def measure(session, lib: Path, args) -> list[float]:
         """Upload, load and time one job; the three steps share the job's ``session_timeout_s``."""
-        deadline = time.monotonic() + rpc.session_timeout_s
-        budget = f"the {rpc.session_timeout_s:.3g} s a job may take (session_timeout_s)"
-        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic(), budget)
+        from ._rpc import upload_and_run
 
-        def run(remote):  # remote handles live and die inside the step
-            rmod = remote.load_module(lib.name)
-            dev = remote.cpu()
+        def run(rmod, dev):
             dargs = [tvm.runtime.tensor(a, dev) for a in args]
             timer = rmod.time_evaluator("k", dev, number=number, repeat=repeat)
             return [float(t) * 1e3 for t in timer(*dargs).results]
 
-        return session.call("run", run, deadline - time.monotonic(), budget)
+        return upload_and_run(session, lib, run, rpc.session_timeout_s,
+                              f"the {rpc.session_timeout_s:.3g} s a job may take (session_timeout_s)")
 
     def worker(index: int):
         with tempfile.TemporaryDirectory(prefix=f"tvm_mp_tune_{index}_") as tmp:
