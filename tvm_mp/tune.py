@@ -484,16 +484,13 @@ def _tune_local(mod, plan, compile_target, trials: int, records, database, seed:
     return _save_best(store, tasks, LOCAL_DEVICE, compile_target, database, result)
 
 
-#: The device name of records counted under qemu-aarch64.
-EMULATED_DEVICE = "qemu-aarch64"
-
-
 def _tune_emulated(mod, plan, compile_target, trials: int, records, database, seed: int, progress: bool
                    ) -> TuneResult:
     """:func:`tune` for an aarch64 target without a device: each job cross-compiled, run once under qemu-aarch64
     and counted (emulated instructions); a candidate whose output differs from the default config's is recorded
     as failed, never chosen."""
     from .deploy import emulate
+    from .measure.emulated import EMULATED_DEVICE
     from .measure.records import EMULATED_UNIT, Record, RecordStore
     from .schedules.registry import lookup
     from .schedules.tuning import accumulator_kernel

@@ -33,3 +33,22 @@ def test_tune_aarch64_counts_emulated_instructions(arm_tools, tmp_path, monkeypa
     assert line["unit"] == EMULATED_UNIT and line["latency_samples_ms"] == []
     (entry,) = json.loads((home / "tuning.json").read_text())["records"][parse("aarch64").key].values()
     assert entry["emulated_instructions"] == min(r.instructions for r in records) and "latency_us" not in entry
+
+
+def test_a_whole_model_emulated_gives_per_layer_records(arm_tools, tmp_path):
+    import numpy as np
+
+    import tvm_mp
+    from tvm_mp.measure.emulated import model_records
+
+    mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
+    calib = [np.random.default_rng(0).normal(0, 1, (1, 1, 8, 8)).astype(np.float32)]
+    cm = tvm_mp.compile(mod, plan=PrecisionPlan.uniform(mod, Precision(4, 4)), calibration=calib, target="aarch64")
+    figures, records = model_records(cm, calib[0], name="digits")
+    assert figures["equals_reference"] and figures["instructions_basis"].startswith("emulated instructions")
+    assert sorted(r.meta["origins"][0] for r in records) == [f"digits/{n}" for n in
+                                                             ("conv2d_0", "conv2d_1", "conv2d_2", "dense_0")]
+    assert all(r.unit == EMULATED_UNIT and r.workload.target == "aarch64" for r in records)
+    assert 0 < sum(r.instructions for r in records) < figures["instructions"]
+    RecordStore(tmp_path / "m.jsonl").extend(records)  # the file cost-model train --records takes
+    assert len(RecordStore(tmp_path / "m.jsonl").load()) == 4
