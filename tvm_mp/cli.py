@@ -464,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     tun = _subparser(sub, "tune", "tune the plan's kernels on this machine, or on devices behind a TVM RPC "
                      "tracker; the next compile of the target uses the tuned configs",
                      ("tvm-mp tune model.onnx --plan w2a2 --trials 8",
-                      "tvm-mp tune model.onnx --plan w2a2 --target aarch64 --trials 4   (counted under qemu-aarch64)",
+                      "tvm-mp tune model.onnx --plan w2a2 --target aarch64 --trials 4  # counted under qemu",
                       "tvm-mp tune model.onnx --plan w2a2 --target aarch64 --rpc-tracker 127.0.0.1:9190 --key board"),
                      common)
     tun.add_argument("model", help=MODEL_HELP)
