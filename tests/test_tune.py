@@ -137,3 +137,31 @@ def test_rpc_tuning_for_aarch64_uploads_aarch64_libraries(digits, tmp_path, monk
     assert uploaded[0][:4] == b"\x7fELF" and int.from_bytes(uploaded[0][18:20], "little") == 183  # EM_AARCH64
     (record,) = RecordStore(tmp_path / "r.jsonl").load()
     assert record.source == "rpc" and record.workload.target == "aarch64" and record.unit == "ms"
+
+
+def test_emulated_tuning_without_qemu_or_its_plugin_is_one_line(digits, tmp_path, monkeypatch):
+    import shutil
+
+    from tvm_mp.deploy import emulate
+    from tvm_mp.errors import ToolchainError
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "qemu-aarch64" else real_which(tool))
+    with pytest.raises(ToolchainError, match=r"^\S+ not found on PATH: apt-get install \S+$") as err:
+        tune(digits, PLAN, target="aarch64", records=tmp_path / "r.jsonl", database=tmp_path / "db.json",
+             progress=False)
+    assert "\n" not in str(err.value) and ("qemu-user" in str(err.value) or "gcc-aarch64" in str(err.value))
+    assert not (tmp_path / "r.jsonl").exists()
+    # a qemu that cannot load the counting plugin: one line naming the package
+    monkeypatch.setattr(shutil, "which", real_which)
+    monkeypatch.setattr(emulate, "require", lambda *tools: None)
+    monkeypatch.setattr(emulate, "build_plugin", lambda directory: directory / "p.so")
+
+    def fail(cmd, what, **kw):
+        raise ToolchainError(f"{what} failed (1): qemu-aarch64: -plugin: unknown option")
+
+    monkeypatch.setattr(emulate, "run_tool", fail)
+    with pytest.raises(ToolchainError, match="cannot load tvm-mp's instruction-count plugin.*apt-get install "
+                                             "qemu-user") as err:
+        emulate.counted(["prog"], lambda reps: [str(reps)], tmp_path)
+    assert "\n" not in str(err.value)
