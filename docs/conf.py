@@ -8,12 +8,14 @@ Build (warnings are errors), from the repository root::
 """
 
 import os
+import sys
 from pathlib import Path
 
 import tvm_mp  # the installed package (pip install -e), or the checkout on PYTHONPATH
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _sorting (the tutorials' gallery order)
 
 project = "tvm-mp"
 author = "the tvm-mp authors"
@@ -49,7 +51,7 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "download_all_examples": False,
     "remove_config_comments": True,
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "_sorting.TutorialNumberSortKey",  # tutorial_10 after tutorial_9
 }
 
 html_theme = "alabaster"

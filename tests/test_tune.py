@@ -39,8 +39,10 @@ def test_plan_tasks_cover_conv_and_dense(digits):
 
 
 def test_tuning_another_architecture_needs_the_device(digits, tmp_path):
+    # (aarch64 without a device is counted under qemu: tests/arm/test_tune_emulated.py)
     with pytest.raises(TuneError, match="needs the device"):
-        tune(digits, PLAN, target="aarch64", records=tmp_path / "r.jsonl", progress=False)
+        tune(digits, PLAN, target={"kind": "llvm", "mtriple": "riscv64-linux-gnu"}, records=tmp_path / "r.jsonl",
+             progress=False)
     assert not (tmp_path / "r.jsonl").exists()
 
 
@@ -87,3 +89,79 @@ def test_tune_then_compile_uses_the_tuned_configs_and_the_model_trained_on_them(
         assert rows[name]["schedule_source"] == "tuned (user database)"
         assert rows[name]["latency_ms"] > 0
     assert rows["conv2d_0"]["schedule"] is None  # left in fp32: no tunable kernel
+
+
+def test_rpc_tuning_for_aarch64_uploads_aarch64_libraries(digits, tmp_path, monkeypatch):
+    # the host cross-links each job with aarch64-linux-gnu-gcc before upload (no network: tracker and session faked)
+    import shutil
+
+    import tvm_mp._rpc as rpc_mod
+    import tvm_mp.tune as tune_mod
+    from tvm_mp.measure.records import RecordStore
+    from tvm_mp.tune import RPCConfig
+
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.skip("needs gcc-aarch64-linux-gnu")
+    uploaded = []
+
+    class Tracker:
+        def __init__(self, *a):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def request(self, key, timeout):
+            return "127.0.0.1", 1, key
+
+    class Remote:
+        def upload(self, path):
+            uploaded.append(open(path, "rb").read(20))
+
+    class Session:
+        def call(self, step, fn, timeout, budget):
+            return fn(Remote()) if step == "upload" else [0.01, 0.012, 0.011]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tune_mod, "_tracker", lambda config: 1)
+    monkeypatch.setattr(rpc_mod, "Tracker", Tracker)
+    monkeypatch.setattr(rpc_mod, "connect", lambda *a: Session())
+    result = tune(digits, PrecisionPlan({"dense_0": Precision(2, 2)}), target="aarch64", rpc=RPCConfig("board"),
+                  trials=1, records=tmp_path / "r.jsonl", database=tmp_path / "db.json", progress=False)
+    assert result.measured == 1 and len(uploaded) == 1
+    assert uploaded[0][:4] == b"\x7fELF" and int.from_bytes(uploaded[0][18:20], "little") == 183  # EM_AARCH64
+    (record,) = RecordStore(tmp_path / "r.jsonl").load()
+    assert record.source == "rpc" and record.workload.target == "aarch64" and record.unit == "ms"
+
+
+def test_emulated_tuning_without_qemu_or_its_plugin_is_one_line(digits, tmp_path, monkeypatch):
+    import shutil
+
+    from tvm_mp.deploy import emulate
+    from tvm_mp.errors import ToolchainError
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "qemu-aarch64" else real_which(tool))
+    with pytest.raises(ToolchainError, match=r"^\S+ not found on PATH: apt-get install \S+$") as err:
+        tune(digits, PLAN, target="aarch64", records=tmp_path / "r.jsonl", database=tmp_path / "db.json",
+             progress=False)
+    assert "\n" not in str(err.value) and ("qemu-user" in str(err.value) or "gcc-aarch64" in str(err.value))
+    assert not (tmp_path / "r.jsonl").exists()
+    # a qemu that cannot load the counting plugin: one line naming the package
+    monkeypatch.setattr(shutil, "which", real_which)
+    monkeypatch.setattr(emulate, "require", lambda *tools: None)
+    monkeypatch.setattr(emulate, "build_plugin", lambda directory: directory / "p.so")
+
+    def fail(cmd, what, **kw):
+        raise ToolchainError(f"{what} failed (1): qemu-aarch64: -plugin: unknown option")
+
+    monkeypatch.setattr(emulate, "run_tool", fail)
+    with pytest.raises(ToolchainError, match="cannot load tvm-mp's instruction-count plugin.*apt-get install "
+                                             "qemu-user") as err:
+        emulate.counted(["prog"], lambda reps: [str(reps)], tmp_path)
+    assert "\n" not in str(err.value)

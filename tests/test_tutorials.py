@@ -50,3 +50,15 @@ def test_snapshot_sees_a_new_file(tmp_path):
     (tmp_path / "pareto.png").write_bytes(b"x")
     (tmp_path / "a.txt").write_text("bb")
     assert changes(before, snapshot(tmp_path)) == ["new: pareto.png", "changed: a.txt"]
+
+
+def test_gallery_orders_tutorials_by_number():
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("_sorting", TUTORIALS[0].parents[1] / "docs" / "_sorting.py")
+    sorting = iu.module_from_spec(spec)
+    spec.loader.exec_module(sorting)
+    key = sorting.TutorialNumberSortKey("tutorials")
+    names = sorted((p.name for p in TUTORIALS), key=key)
+    numbers = [int(n.split("_")[1]) for n in names]
+    assert numbers == sorted(numbers) and "tutorial_10_tune_then_compile.py" in names

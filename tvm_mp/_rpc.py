@@ -337,6 +337,19 @@ class Session:
         self._remote = None
 
 
+def upload_and_run(session: Session, lib, run: Callable[[Any, Any], Any], timeout_s: float, budget: str) -> Any:
+    """Upload the library file ``lib`` to the device, load it there and return ``run(module, device)`` (plain values,
+    not remote handles), the three steps sharing one deadline of ``timeout_s`` (``budget`` names it in the
+    message of a step that misses it: see :func:`bounded`)."""
+    deadline = time.monotonic() + timeout_s
+    session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic(), budget)
+
+    def step(remote):  # remote handles live and die inside the step
+        return run(remote.load_module(lib.name), remote.cpu())
+
+    return session.call("run", step, deadline - time.monotonic(), budget)
+
+
 def connect(host: str, port: int, key: str, session_timeout_s: float, timeout_s: float,
             budget: str | None = None) -> Session:
     """A session with the device server at ``host:port`` (``key``: the match key a tracker handed out), the

@@ -298,8 +298,11 @@ def cmd_tune(args) -> int:
           f"tuning database: {result.database_path}")
     if args.database is None:
         print(f"the next `tvm-mp compile --target {args.target}` uses these configs (the user database)")
-    for key, (config, latency_us) in sorted(result.best.items()):
-        print(f"  {latency_us:10.2f} us  {config['algorithm']:<9} {key}")
+    for key, (config, cost) in sorted(result.best.items()):
+        if result.unit == "us":
+            print(f"  {cost:10.2f} us  {config['algorithm']:<9} {key}")
+        else:  # emulated instruction counts (aarch64 without a device): a count, not a time
+            print(f"  {cost:10,d} {result.unit}  {config['algorithm']:<9} {key}")
     if result.failures:
         print(f"  a failed job's reason: {next(iter(result.failures.values()))}")
     return 0
@@ -462,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     tun = _subparser(sub, "tune", "tune the plan's kernels on this machine, or on devices behind a TVM RPC "
                      "tracker; the next compile of the target uses the tuned configs",
                      ("tvm-mp tune model.onnx --plan w2a2 --trials 8",
+                      "tvm-mp tune model.onnx --plan w2a2 --target aarch64 --trials 4  # counted under qemu",
                       "tvm-mp tune model.onnx --plan w2a2 --target aarch64 --rpc-tracker 127.0.0.1:9190 --key board"),
                      common)
     tun.add_argument("model", help=MODEL_HELP)
@@ -469,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--rpc-tracker", default=None, help="HOST:PORT of the TVM RPC tracker (default "
                      "127.0.0.1:9190 when --key is given)")
     tun.add_argument("--key", default=None, help="the device key the rpc_server(s) registered with (without it: "
-                     "measure on this machine)")
+                     "time on this machine, or for --target aarch64 count emulated instructions under qemu-aarch64)")
     tun.add_argument("--trials", type=int, default=8, help="schedule configs tried per kernel")
     tun.add_argument("--records", default="tvm_mp_records.jsonl", help="record store (appended; resumable; "
                      "`tvm-mp cost-model train --records` takes it)")

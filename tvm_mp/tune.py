@@ -24,6 +24,11 @@ flushed per record, :mod:`tvm_mp.measure.records`).
   them, so a model trained on a device's records costs plans for that device (``compile --cost-model``).
 * Without ``rpc``, the jobs run on this machine (the target must be this machine): each candidate is also checked
   bit-exact against the default config's output before it can win.
+* Without ``rpc`` for an aarch64 target, the jobs are cross-compiled with ``aarch64-linux-gnu-gcc`` and run under
+  ``qemu-aarch64 -cpu max`` with tvm-mp's counting plugin (:mod:`tvm_mp.deploy.emulate`): the measure is the
+  dynamic instruction count of one call, "emulated instructions" (records of source ``"emulator"`` with
+  ``instructions``, database entries with ``emulated_instructions``; never a time), each candidate checked
+  bit-exact against the default config's emulated output.
 * Everything defaults to 127.0.0.1; nothing here opens a port.
 """
 
@@ -103,8 +108,9 @@ class RPCConfig:
 
 @dataclass
 class TuneResult:
-    """What a tuning run did. ``best``: task key -> (config dict, median latency in us); ``failures``: record key
-    -> why that job failed (also in its record)."""
+    """What a tuning run did. ``best``: task key -> (config dict, its cost in ``unit``: median latency in "us", or
+    "emulated instructions" for an emulated run); ``failures``: record key -> why that job failed (also in its
+    record)."""
 
     tasks: int
     jobs: int
@@ -115,6 +121,7 @@ class TuneResult:
     failures: dict = field(default_factory=dict)
     records_path: Path | None = None
     database_path: Path | None = None
+    unit: str = "us"
 
 
 @dataclass
@@ -247,6 +254,8 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
                         "carries emulated instruction counts)")
     TuningDatabase.load(_database_path(database, compile_target))  # a damaged database fails now, not after measuring
     if rpc is None:
+        if compile_target.arch == "aarch64":
+            return _tune_emulated(mod, plan, compile_target, trials, records, database, seed, progress)
         return _tune_local(mod, plan, compile_target, trials, records, database, seed, number, repeat, progress)
     if fcompile is None and not compile_target.is_host:
         compile_target.check_cross_compiler()  # one line naming the Debian package, before any job
@@ -313,18 +322,15 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
 
     def measure(session, lib: Path, args) -> list[float]:
         """Upload, load and time one job; the three steps share the job's ``session_timeout_s``."""
-        deadline = time.monotonic() + rpc.session_timeout_s
-        budget = f"the {rpc.session_timeout_s:.3g} s a job may take (session_timeout_s)"
-        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic(), budget)
+        from ._rpc import upload_and_run
 
-        def run(remote):  # remote handles live and die inside the step
-            rmod = remote.load_module(lib.name)
-            dev = remote.cpu()
+        def run(rmod, dev):
             dargs = [tvm.runtime.tensor(a, dev) for a in args]
             timer = rmod.time_evaluator("k", dev, number=number, repeat=repeat)
             return [float(t) * 1e3 for t in timer(*dargs).results]
 
-        return session.call("run", run, deadline - time.monotonic(), budget)
+        return upload_and_run(session, lib, run, rpc.session_timeout_s,
+                              f"the {rpc.session_timeout_s:.3g} s a job may take (session_timeout_s)")
 
     def worker(index: int):
         with tempfile.TemporaryDirectory(prefix=f"tvm_mp_tune_{index}_") as tmp:
@@ -403,11 +409,16 @@ def _save_best(store, tasks, device: str, compile_target, database, result: Tune
         recs = by_task.get(work.key())
         if not recs:
             continue
-        best = min(recs, key=lambda r: r.latency_ms)
+        best = min(recs, key=lambda r: r.cost)
         knobs = dict(best.workload.knobs)
         config = KernelConfig(**{k: (bool(v) if k in ("use_dot", "parallel") else v) for k, v in knobs.items()})
-        db.put(work, compile_target, config, best.latency_ms * 1e3)
-        result.best[work.key()] = (config.to_dict(), best.latency_ms * 1e3)
+        if best.instructions is not None:  # emulated: a count, stored and reported as such
+            db.put(work, compile_target, config, emulated_instructions=best.instructions)
+            result.best[work.key()] = (config.to_dict(), best.instructions)
+            result.unit = best.unit
+        else:
+            db.put(work, compile_target, config, best.latency_ms * 1e3)
+            result.best[work.key()] = (config.to_dict(), best.latency_ms * 1e3)
     result.database_path = db.save(db_path)
     return result
 
@@ -426,7 +437,7 @@ def _tune_local(mod, plan, compile_target, trials: int, records, database, seed:
 
     if not compile_target.is_host:
         raise TuneError(f"tuning for {compile_target} needs the device: give rpc=RPCConfig(...) (tvm-mp tune "
-                        "--rpc-tracker HOST:PORT --key KEY), or tune target host")
+                        "--rpc-tracker HOST:PORT --key KEY), or tune target host (or aarch64, counted under qemu)")
     if number < 1 or repeat < 1:
         raise TuneError(f"number and repeat must be >= 1, got {number} and {repeat}")
     rng = np.random.default_rng(seed)
@@ -471,6 +482,74 @@ def _tune_local(mod, plan, compile_target, trials: int, records, database, seed:
         bar.update(1)
     bar.close()
     return _save_best(store, tasks, LOCAL_DEVICE, compile_target, database, result)
+
+
+def _tune_emulated(mod, plan, compile_target, trials: int, records, database, seed: int, progress: bool
+                   ) -> TuneResult:
+    """:func:`tune` for an aarch64 target without a device: each job cross-compiled, run once under qemu-aarch64
+    and counted (emulated instructions); a candidate whose output differs from the default config's is recorded
+    as failed, never chosen."""
+    from .deploy import emulate
+    from .measure.emulated import EMULATED_DEVICE
+    from .measure.records import EMULATED_UNIT, Record, RecordStore
+    from .schedules.registry import lookup
+    from .schedules.tuning import accumulator_kernel
+
+    compile_target.check_cross_compiler()
+    emulate.require(emulate.QEMU, emulate.HOST_CC)  # one line naming the Debian package, before any job
+    rng = np.random.default_rng(seed)
+    tasks = plan_tasks(mod, plan)
+    store = RecordStore(records)
+    done = {r.key for r in store.load() if r.error is None}
+    result = TuneResult(len(tasks), 0, records_path=Path(records), unit=EMULATED_UNIT)
+    todo = []
+    for work in tasks:
+        for config in _candidates(work, compile_target.tvm_target, trials, rng):
+            result.jobs += 1
+            workload = _record_workload(work, config, compile_target.cost_key, EMULATED_DEVICE)
+            if workload.key in done:
+                result.skipped += 1
+            else:
+                todo.append((work, config, workload))
+    bar = _progress(len(todo), progress)
+    tvm_target = compile_target.tvm_target
+    expected: dict = {}
+    meta = {"key": EMULATED_DEVICE, "basis": emulate.BASIS}
+
+    def run(work, config, directory: Path):
+        func, operands = accumulator_kernel(work, config, tvm_target, np.random.default_rng(1))
+        directory.mkdir(parents=True, exist_ok=True)
+        lib = compile_target.export_library(_tvm.build(tvm.IRModule({"k": func}), tvm_target), directory / "k.so")
+        out = operands[-1]
+        return emulate.count_kernel(lib, "k", operands[:-1], out.shape, out.dtype, directory)
+
+    with tempfile.TemporaryDirectory(prefix="tvm_mp_tune_qemu_") as tmp:
+        for index, (work, config, workload) in enumerate(todo):
+            default = lookup(work.op, work.kind, tvm_target).default(work, tvm_target)
+            try:
+                if work.key() not in expected and config != default:
+                    expected[work.key()] = run(work, default, Path(tmp) / f"d{index}")[1]
+                counts, out = run(work, config, Path(tmp) / f"j{index}")
+                if config == default:
+                    expected[work.key()] = out
+            except Error:  # a missing tool or plugin: stop with its one line (records measured so far kept)
+                raise
+            except Exception as err:  # a knob combination the schedule cannot build: a failed record
+                record = Record(workload, (), "emulator", error=f"build: {_tvm.error_line(err)}")
+            else:
+                if np.array_equal(out, expected[work.key()]):
+                    record = Record(workload, (), "emulator", meta=meta, instructions=counts.total)
+                else:
+                    record = Record(workload, (), "emulator", error="output differs from the default config's: a "
+                                    "schedule bug")
+            store.append(record)
+            if record.error is None:
+                result.measured += 1
+            else:
+                result.failed += 1
+            bar.update(1)
+    bar.close()
+    return _save_best(store, tasks, EMULATED_DEVICE, compile_target, database, result)
 
 
 def _task_key(workload) -> str:

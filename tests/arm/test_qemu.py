@@ -81,3 +81,28 @@ def test_whole_model_exact_under_qemu(arm_tools, tmp_path, model, bits):
     lib = qemu.export_aarch64(tvm.compile(tir_mod, NEON), tmp_path / "model.so")
     run = qemu.run_program(program, lib, tmp_path / "run")
     np.testing.assert_array_equal(run.outputs[0], cm.reference(calib[1]))
+
+
+def test_depthwise_requant_3_pixel_rows_exact(arm_tools, tmp_path):
+    # regression: MobileNetV1-0.25's conv2d_23 (depthwise, stride 2, 6x6 -> 3x3, requantized to uint8). With each
+    # 3-pixel output row vectorized whole, LLVM's aarch64 backend miscompiled the <3 x i64> multiply-shift
+    # truncated to uint8 (370 of 1152 codes wrong); the epilogue now uses power-of-two vectors only.
+    params = ConvParams((2, 2), (0, 0, 1, 1), (1, 1), 8)
+    in_shape, w_shape = (1, 8, 6, 6), (8, 1, 3, 3)
+    rng = np.random.default_rng(3)
+    work = kernels.conv_workload("packed", 8, 8, in_shape, w_shape, params)
+    config = kernels.conv2d_config(work, NEON, database=False)
+    codes, data, _ = tuning.random_operands(work, 0, rng, config)
+    bias = rng.integers(-2000, 2000, 8).astype(np.int32)
+    mult = rng.integers(1 << 28, 1 << 30, 8).astype(np.int64)
+    shift = rng.integers(34, 38, 8).astype(np.int64)
+    func = kernels.conv2d_kernel("k", "packed", 8, 8, in_shape, w_shape, params, 0,
+                                 kernels.Epilogue("requant", 0, 255, 0), data[0].shape, target=NEON, config=config)
+    inputs = [codes, *data, bias, mult, shift]
+    host = tvm.compile(tvm.IRModule({"k": func}), "llvm")
+    expected = tvm.runtime.tensor(np.zeros((1, 8, 3, 3), np.uint8), tvm.cpu())
+    host["k"](*[tvm.runtime.tensor(a, tvm.cpu()) for a in inputs], expected)
+    assert len(np.unique(expected.numpy())) > 10  # codes spread over the range, not clamped
+    lib = qemu.export_aarch64(tvm.compile(tvm.IRModule({"k": func}), NEON), tmp_path / "k.so")
+    run = qemu.run_program(qemu.kernel_program("k", inputs, [(1, 8, 3, 3)], [np.uint8]), lib, tmp_path / "run")
+    np.testing.assert_array_equal(run.outputs[0], expected.numpy())

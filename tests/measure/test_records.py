@@ -219,3 +219,47 @@ def test_compact_keeps_one_line_per_key(tmp_path):
     assert store.compact() == 2
     assert store.path.read_bytes().count(b"\n") == 2
     assert [r.latency_ms for r in store.load()] == [1.0, 1.0]
+
+
+@pytest.mark.slow
+def test_emulated_records_carry_their_unit_and_train_a_model_in_instructions(tmp_path):
+    # ... and that model, read from its file, is the ARM latency proxy the budget search costs aarch64 plans with
+    from dataclasses import replace
+
+    from tests.cost_models._synthetic import synthetic_records
+    from tvm_mp.cost_models.base import CostModelError
+    from tvm_mp.cost_models.train import train_model
+    from tvm_mp.measure.records import EMULATED_UNIT, Record, RecordError, RecordStore
+
+    timed = synthetic_records(seed=1, n_layers=6, configs=2, target="aarch64", device="qemu-aarch64")
+    emulated = [Record(replace(r.workload, device="qemu-aarch64"), (), "emulator",
+                       instructions=int(r.latency_ms * 1e7)) for r in timed]
+    store = RecordStore(tmp_path / "e.jsonl")
+    store.extend(emulated)
+    back = store.load()
+    assert all(r.unit == EMULATED_UNIT and r.cost == r.instructions for r in back)
+    assert back[0].instructions == emulated[0].instructions
+    with pytest.raises(RecordError, match="replace latency samples"):
+        Record(timed[0].workload, (1.0,), "emulator", instructions=5)
+    model = train_model(back, rounds=5, quantile_rounds=3)
+    assert model.unit == EMULATED_UNIT
+    predicted = model.predict([r.workload for r in back]).latency_ms  # in emulated instructions
+    assert 0.2 < float(sum(predicted)) / sum(r.instructions for r in back) < 5
+    with pytest.raises(CostModelError, match="mix units"):
+        train_model(back + timed, rounds=2, quantile_rounds=2)
+
+    import numpy as np
+
+    import tvm_mp
+    from tvm_mp.budget import Budget
+    from tvm_mp.cost_models.select import resolve_cost_model
+    from tvm_mp.datasets import calibration_batches
+    from tvm_mp.models import digits_cnn_path
+
+    proxy = resolve_cost_model(model.save(tmp_path / "arm.json"))
+    assert proxy.is_proxy and "ARM latency proxy: emulated instructions at 1e+06 per ms" in proxy.name
+    np.testing.assert_allclose(proxy.predict([r.workload for r in back]).latency_ms, predicted / 1e6, rtol=1e-6)
+    mod = tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)})
+    cm = tvm_mp.compile(mod, budget=Budget(latency_ms=1.0), target="aarch64", cost_model=tmp_path / "arm.json",
+                        calibration=calibration_batches(2, 16))
+    assert "ARM latency proxy" in cm.report.cost_model and cm.report.latency_ms <= 1.0  # 1e6 emulated instructions

@@ -185,7 +185,7 @@ class AnalyticalModel:
             raise CostModelError("no successful records to calibrate on")
         workloads = [r.workload for r in records]
         ev = base.counter.events(workloads)
-        lat = np.array([r.latency_ms for r in records])
+        lat = np.array([getattr(r, "cost", r.latency_ms) for r in records])  # ms, or emulated instructions
         fams = np.array([target_family(w.target) for w in workloads])
         roofline = dict(base.roofline)
         for fam in np.unique(fams):

@@ -37,16 +37,45 @@ def default_cost_model(target: CompileTarget | None = None, precisions: Iterable
     return AnalyticalModel()
 
 
+#: The unit of a model trained on emulated records (``tvm_mp.measure.records.EMULATED_UNIT``).
+EMULATED_UNIT = "emulated instructions"
+#: The ARM latency proxy's default rate: 1e6 emulated instructions per proxy millisecond (one per ns).
+PROXY_INSTRUCTIONS_PER_MS = 1e6
+
+
 @dataclass(frozen=True)
 class LoadedCostModel:
     """A cost model read from a file (an XGBoost model as ``tvm-mp cost-model train --out`` writes it): predicts as
-    the model does; reports name it with its file and what it was trained on."""
+    the model does; reports name it with its file and what it was trained on.
+
+    A model trained on emulated records (``model.unit == "emulated instructions"``, e.g. from ``tvm-mp tune
+    --target aarch64`` without a device) is the **ARM latency proxy**: its predicted instruction counts become
+    proxy milliseconds at ``instructions_per_ms`` (default :data:`PROXY_INSTRUCTIONS_PER_MS`, one instruction per
+    ns), so latency budgets are read in those units (``Budget(latency_ms=0.5)`` = 500k emulated instructions per
+    inference) and the report names the rate. It is a count scaled by a declared rate, not a time.
+    """
 
     model: Any
     path: Path
+    instructions_per_ms: float = PROXY_INSTRUCTIONS_PER_MS
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.instructions_per_ms, (int, float)) and self.instructions_per_ms > 0):
+            raise CostModelError(f"instructions_per_ms={self.instructions_per_ms!r}: give a positive number")
+
+    @property
+    def is_proxy(self) -> bool:
+        """True for a model predicting emulated instructions (read as proxy ms)."""
+        return getattr(self.model, "unit", "ms") == EMULATED_UNIT
 
     def predict(self, workloads: Sequence[Workload]) -> Estimate:
-        return self.model.predict(workloads)
+        est = self.model.predict(workloads)
+        if not self.is_proxy:
+            return est
+        scale = 1.0 / self.instructions_per_ms
+        interval = None if est.latency_interval_ms is None else est.latency_interval_ms * scale
+        return Estimate(est.latency_ms * scale, est.energy_uj, est.energy_basis, interval, est.energy_interval_uj,
+                        {**est.notes, "latency": f"proxy: {EMULATED_UNIT} / {self.instructions_per_ms:g} per ms"})
 
     @property
     def name(self) -> str:
@@ -55,7 +84,9 @@ class LoadedCostModel:
         if info.get("records"):
             devices = ", ".join(str(d) for d in info.get("devices", ())) or "?"
             trained = f", trained on {info['records']} records of {devices}"
-        return f"{type(self.model).__name__} ({self.path.name}{trained})"
+        proxy = (f"; ARM latency proxy: {EMULATED_UNIT} at {self.instructions_per_ms:g} per ms"
+                 if self.is_proxy else "")
+        return f"{type(self.model).__name__} ({self.path.name}{trained}{proxy})"
 
 
 def load_cost_model(path: str | Path) -> LoadedCostModel:

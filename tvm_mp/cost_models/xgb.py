@@ -100,6 +100,9 @@ class XGBCostModel:
         self.info = dict(info or {})
         self.feature_names = feature_names(self.knob_names)
         self.families = tuple(self.info.get("families", ()))
+        #: What the latency predictions count: "ms", or "emulated instructions" for a model trained on
+        #: emulated records (``Estimate.latency_ms`` then holds instruction counts).
+        self.unit = str(self.info.get("unit", "ms"))
         self.accel_prior = accel_prior  # AccelCostModel for "accel" workloads (None: no accelerator training data)
 
     # ---- training -------------------------------------------------------------------------------------------
@@ -119,6 +122,10 @@ class XGBCostModel:
         require_kinds([r.workload for r in records], KERNEL_KINDS, "XGBCostModel")
         if len(records) < 10:
             raise CostModelError(f"need at least 10 successful records to train, got {len(records)}")
+        units = sorted({getattr(r, "unit", "ms") for r in records})
+        if len(units) > 1:
+            raise CostModelError(f"the records mix units ({', '.join(units)}): train on timed records or on "
+                                 "emulated instruction counts, not both (give the records files of one target)")
         if prior is not None:
             counter = prior.counter
         elif energy_model is not None:
@@ -135,7 +142,7 @@ class XGBCostModel:
 
             accel_prior = AccelCostModel()
         prior_lat, prior_energy = _priors(prior, accel_prior, workloads, ev)
-        lat = np.array([r.latency_ms for r in records])
+        lat = np.array([getattr(r, "cost", r.latency_ms) for r in records])  # in units[0]
         y_lat = np.log(lat) - np.log(prior_lat)
         base = dict(DEFAULT_PARAMS)
         base.update(params or {})
@@ -151,7 +158,8 @@ class XGBCostModel:
             y_e = np.log(np.maximum(energy, 1e-12)) - np.log(prior_energy[idx])
             boosters["energy"], boosters["energy_q"] = cls._fit_pair(xgb, x[idx], y_e, base, rounds, quantile_rounds)
             energy_families = sorted({target_family(w.target) for w in sub})
-        info = {"records": len(records), "families": sorted({target_family(w.target) for w in workloads}),
+        info = {"records": len(records), "unit": units[0],
+                "families": sorted({target_family(w.target) for w in workloads}),
                 "devices": sorted({w.device for w in workloads}), "seed": int(seed), "rounds": rounds,
                 "quantile_rounds": quantile_rounds, "params": {k: v for k, v in base.items()}}
         if accel_prior is not None:

@@ -19,6 +19,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .._files import atomic_path, write_atomic
 from ..errors import ToolchainError
 
@@ -197,8 +199,15 @@ def counted(cmd: list[str], repeats_arg, directory: Path, ranges: Path | None = 
     for reps in (1, 2):
         stats = directory / f"insn{reps}.txt"
         args = f"{plugin},out={stats}" + (f",ranges={ranges}" if ranges is not None else "")
-        run_tool([QEMU, "-L", SYSROOT, "-cpu", cpu, "-plugin", args, *cmd, *repeats_arg(reps)],
-                 "the counted qemu-aarch64 run")
+        try:
+            run_tool([QEMU, "-L", SYSROOT, "-cpu", cpu, "-plugin", args, *cmd, *repeats_arg(reps)],
+                     "the counted qemu-aarch64 run")
+        except ToolchainError as err:
+            if "plugin" in str(err).lower():  # this qemu has no TCG plugin support (or cannot load ours)
+                raise ToolchainError(f"{QEMU} cannot load tvm-mp's instruction-count plugin ({err}): install a "
+                                     "qemu-aarch64 built with TCG plugins: apt-get install qemu-user (Debian 12 or "
+                                     "later)") from None
+            raise
         runs.append(read_counts(stats))
     return runs[1].minus(runs[0])
 
@@ -221,3 +230,173 @@ def symbol_ranges(binary: Path, names: list[str], out: Path) -> Path:
             lines.append(f"{addr:x} {addr + size:x} {kernel}")
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+# ---- a bare harness: calls into a TVM-built aarch64 shared library without the TVM runtime -----------------
+HARNESS_C = r"""
+/* tvm-mp bare harness: runs calls into a TVM-generated shared library without the TVM runtime. */
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { int32_t device_type, device_id; } Device;
+typedef struct { uint8_t code, bits; uint16_t lanes; } DType;
+typedef struct {
+  void* data; Device device; int32_t ndim; DType dtype; int64_t* shape; int64_t* strides; uint64_t byte_offset;
+} Tensor;
+typedef struct { int32_t type_index; uint32_t zero_padding; union { int64_t v_int64; void* v_ptr; }; } Any;
+typedef int (*SafeCall)(void*, const Any*, int32_t, Any*);
+typedef struct { void* sync_handle; int32_t num_task; } ParallelEnv;
+typedef int (*ParallelLambda)(int, ParallelEnv*, void*);
+
+static char last_error[1024];
+void TVMFFIErrorSetRaisedFromCStrParts(const char* kind, const char** parts, int32_t n) {
+  snprintf(last_error, sizeof last_error, "%s:", kind ? kind : "Error");
+  for (int i = 0; i < n; ++i)
+    if (parts[i]) strncat(last_error, parts[i], sizeof last_error - strlen(last_error) - 1);
+}
+static void* alloc_ws(int dt, int di, uint64_t n, int c, int b) {
+  (void)dt; (void)di; (void)c; (void)b; return aligned_alloc(64, (n + 63) / 64 * 64);
+}
+static int free_ws(int dt, int di, void* p) { (void)dt; (void)di; free(p); return 0; }
+static int parallel_launch(ParallelLambda f, void* cdata, int num_task) {
+  ParallelEnv env = {0, 1}; (void)num_task; return f(0, &env, cdata);
+}
+static int parallel_barrier(int task, ParallelEnv* env) { (void)task; (void)env; return 0; }
+
+#define MAXB 4096
+#define MAXC 4096
+#define MAXA 64
+static Tensor bufs[MAXB];
+static int64_t shapes[MAXB][8];
+static size_t nbytes[MAXB];
+static SafeCall calls[MAXC];
+static int call_args[MAXC][MAXA], call_nargs[MAXC], ncalls;
+static int outs[MAXB], nouts; static char out_files[MAXB][512];
+
+static void die(const char* m, const char* a) { fprintf(stderr, "harness: %s %s\n", m, a ? a : ""); exit(2); }
+
+int main(int argc, char** argv) {
+  if (argc < 3) die("usage: harness PROGRAM REPEATS", 0);
+  FILE* f = fopen(argv[1], "r"); if (!f) die("cannot open", argv[1]);
+  int repeats = atoi(argv[2]);
+  void* lib = 0; char word[64], path[512];
+  while (fscanf(f, "%63s", word) == 1) {
+    if (!strcmp(word, "lib")) {
+      if (fscanf(f, "%511s", path) != 1) die("bad lib line", 0);
+      lib = dlopen(path, RTLD_NOW | RTLD_GLOBAL); if (!lib) die("dlopen failed:", dlerror());
+      void** p;
+      if ((p = dlsym(lib, "__TVMBackendAllocWorkspace"))) *p = (void*)alloc_ws;
+      if ((p = dlsym(lib, "__TVMBackendFreeWorkspace"))) *p = (void*)free_ws;
+      if ((p = dlsym(lib, "__TVMBackendParallelLaunch"))) *p = (void*)parallel_launch;
+      if ((p = dlsym(lib, "__TVMBackendParallelBarrier"))) *p = (void*)parallel_barrier;
+    } else if (!strcmp(word, "buf")) {
+      int id, code, bits, ndim; size_t n = 1;
+      if (fscanf(f, "%d %d %d %d", &id, &code, &bits, &ndim) != 4 || id >= MAXB || ndim > 8) die("bad buf", 0);
+      for (int d = 0; d < ndim; ++d) { long long s; if (fscanf(f, "%lld", &s) != 1) die("bad shape", 0);
+        shapes[id][d] = s; n *= (size_t)s; }
+      if (fscanf(f, "%511s", path) != 1) die("bad buf file", 0);
+      nbytes[id] = n * (size_t)bits / 8;
+      Tensor* t = &bufs[id];
+      t->data = aligned_alloc(64, (nbytes[id] + 64) / 64 * 64); memset(t->data, 0, (nbytes[id] + 64) / 64 * 64);
+      t->device.device_type = 1; t->device.device_id = 0; t->ndim = ndim;
+      t->dtype.code = (uint8_t)code; t->dtype.bits = (uint8_t)bits; t->dtype.lanes = 1;
+      t->shape = shapes[id]; t->strides = 0; t->byte_offset = 0;
+      if (strcmp(path, "-")) {
+        FILE* d = fopen(path, "rb"); if (!d) die("cannot open", path);
+        if (fread(t->data, 1, nbytes[id], d) != nbytes[id]) die("short read", path); fclose(d);
+      }
+    } else if (!strcmp(word, "call")) {
+      char fname[300], sym[320]; int nargs;
+      if (fscanf(f, "%299s %d", fname, &nargs) != 2 || nargs > MAXA || ncalls >= MAXC) die("bad call", 0);
+      snprintf(sym, sizeof sym, "__tvm_ffi_%s", fname);
+      calls[ncalls] = (SafeCall)dlsym(lib, sym); if (!calls[ncalls]) die("missing symbol", sym);
+      for (int a = 0; a < nargs; ++a) if (fscanf(f, "%d", &call_args[ncalls][a]) != 1) die("bad call arg", 0);
+      call_nargs[ncalls++] = nargs;
+    } else if (!strcmp(word, "out")) {
+      if (fscanf(f, "%d %511s", &outs[nouts], out_files[nouts]) != 2) die("bad out", 0); ++nouts;
+    } else die("unknown directive", word);
+  }
+  fclose(f);
+  Any args[MAXA]; Any ret;
+  for (int r = 0; r < repeats; ++r)
+    for (int c = 0; c < ncalls; ++c) {
+      for (int a = 0; a < call_nargs[c]; ++a) {
+        args[a].type_index = 7; args[a].zero_padding = 0; args[a].v_ptr = &bufs[call_args[c][a]];
+      }
+      ret.type_index = 0; ret.zero_padding = 0; ret.v_int64 = 0;
+      if (calls[c](0, args, call_nargs[c], &ret) != 0) die("kernel failed:", last_error);
+    }
+  for (int o = 0; o < nouts; ++o) {
+    FILE* d = fopen(out_files[o], "wb"); if (!d) die("cannot write", out_files[o]);
+    fwrite(bufs[outs[o]].data, 1, nbytes[outs[o]], d); fclose(d);
+  }
+  return 0;
+}
+"""
+
+_DTYPE_CODES = {"int": 0, "uint": 1, "float": 2}
+
+
+def _dtype_fields(dtype: np.dtype) -> tuple[int, int]:
+    dtype = np.dtype(dtype)
+    kind = {"i": "int", "u": "uint", "f": "float", "b": "uint"}[dtype.kind]
+    return _DTYPE_CODES[kind], dtype.itemsize * 8
+
+
+def write_program(program, directory: Path, lib: Path) -> Path:
+    """The harness's text form of ``program`` (constants written next to it)."""
+    lines = [f"lib {lib}"]
+    for i, (shape, dtype, value) in enumerate(program.buffers):
+        src = "-"
+        if value is not None:
+            src = str(directory / f"buf{i}.bin")
+            np.ascontiguousarray(value, dtype=dtype).tofile(src)
+        code, bits = _dtype_fields(dtype)
+        lines.append(f"buf {i} {code} {bits} {len(shape)} {' '.join(map(str, shape))} {src}")
+    for name, args in program.calls:
+        lines.append(f"call {name} {len(args)} {' '.join(map(str, args))}")
+    for i in program.outputs:
+        lines.append(f"out {i} {directory / f'out{i}.bin'}")
+    path = directory / "program.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+
+def build_harness(directory: Path) -> Path:
+    """The aarch64 harness (built with the cross compiler on first use, in ``directory``)."""
+    require(CROSS_CC)
+    directory.mkdir(parents=True, exist_ok=True)
+    exe = directory / "harness"
+    if not exe.exists():
+        src = directory / "harness.c"
+        write_atomic(src, HARNESS_C)
+        with atomic_path(exe) as tmp:
+            run_tool([CROSS_CC, "-O2", "-rdynamic", "-o", str(tmp), str(src), "-ldl"], "building the aarch64 harness")
+    return exe
+
+
+def count_kernel(lib: Path, name: str, inputs: list, output_shape, output_dtype, directory: Path,
+                 cpu: str = "max") -> tuple[Counts, "np.ndarray"]:
+    """``(counts, output)``: emulated instructions of one call of kernel ``name`` of the aarch64 shared library
+    ``lib`` on ``inputs`` (NumPy arrays; a zeroed output of ``output_shape`` / ``output_dtype`` last), and the
+    output it wrote."""
+    from .program import Program
+
+    require(QEMU, CROSS_CC)
+    if not Path(SYSROOT).is_dir():
+        raise ToolchainError(f"the aarch64 C library ({SYSROOT}) is missing: apt-get install libc6-dev-arm64-cross")
+    prog = Program()
+    ids = [prog.buffer(a.shape, a.dtype, a) for a in inputs]
+    out = prog.buffer(output_shape, output_dtype)
+    prog.call(name, ids + [out])
+    prog.outputs = [out]
+    directory.mkdir(parents=True, exist_ok=True)
+    harness = build_harness(directory)
+    program = write_program(prog, directory, lib)
+    counts = counted([str(harness), str(program)], lambda reps: [str(reps)], directory, cpu=cpu)
+    output = np.fromfile(directory / f"out{out}.bin", dtype=np.dtype(output_dtype)).reshape(output_shape)
+    return counts, output

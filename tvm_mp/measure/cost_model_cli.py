@@ -126,7 +126,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "train":
         model = train_model(_read_records(args.records), args.seed, args.rounds, args.quantile_rounds)
         path = model.save(args.out)
-        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {model.info['records']} records)")
+        unit = model.info.get("unit", "ms")
+        predicts = "ms" if unit == "ms" else f"{unit}; compile --cost-model reads it as the ARM latency proxy"
+        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {model.info['records']} records; predicts "
+              f"{predicts})")
     elif args.command == "default":
         paths = args.records if isinstance(args.records, list) else [args.records]
         path = write_default(_read_records(paths), _existing_records(paths[0]), args.seed, args.rounds,

@@ -33,7 +33,9 @@ from ..errors import Error
 
 #: Version of the line format; readers refuse lines from a newer version with a message.
 FORMAT_VERSION = 1
-SOURCES = ("local", "rpc", "simulator")
+SOURCES = ("local", "rpc", "simulator", "emulator")
+#: The unit of records measured under emulation (dynamic instruction counts, not times).
+EMULATED_UNIT = "emulated instructions"
 ENERGY_BASES = ("simulated", "measured")
 
 
@@ -67,6 +69,10 @@ class Record:
     ``error`` says why the measurement failed. ``energy_uj`` with ``energy_basis`` "simulated" or "measured" when
     the source knows it (never for CPU energy, which is modelled, not measured). ``events``: event counts the
     source reports (e.g. the simulator's). ``meta``: how it was measured (threads, number, repeat, origins...).
+
+    ``instructions``: for source "emulator" (``qemu-aarch64`` with tvm-mp's counting plugin), the dynamic
+    instruction count of one call instead of latency samples; such a record's :attr:`unit` is
+    ``"emulated instructions"`` and its :attr:`cost` is the count (never a time).
     """
 
     workload: Workload
@@ -77,6 +83,7 @@ class Record:
     events: Mapping[str, float] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    instructions: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.workload, Workload):
@@ -85,7 +92,14 @@ class Record:
         object.__setattr__(self, "latency_samples_ms", samples)
         if self.source not in SOURCES:
             raise RecordError(f"Record.source={self.source!r}: use one of {', '.join(SOURCES)}")
-        if self.error is None:
+        if self.instructions is not None:
+            if (isinstance(self.instructions, bool) or not isinstance(self.instructions, (int, np.integer))
+                    or self.instructions <= 0):
+                raise RecordError(f"Record.instructions={self.instructions!r} must be a whole number > 0")
+            if samples or self.source != "emulator":
+                raise RecordError("instruction counts come from source 'emulator' and replace latency samples")
+            object.__setattr__(self, "instructions", int(self.instructions))
+        elif self.error is None:
             if not samples:
                 raise RecordError("a successful record needs at least one latency sample (or an error message)")
             if any(not math.isfinite(s) or s <= 0 for s in samples):
@@ -109,8 +123,18 @@ class Record:
 
     @property
     def latency_ms(self) -> float:
-        """Median of the samples."""
+        """Median of the samples (NaN for an emulated record: it has no time)."""
         return float(np.median(self.latency_samples_ms)) if self.latency_samples_ms else float("nan")
+
+    @property
+    def unit(self) -> str:
+        """What :attr:`cost` counts: ``"ms"`` or ``"emulated instructions"``."""
+        return EMULATED_UNIT if self.instructions is not None else "ms"
+
+    @property
+    def cost(self) -> float:
+        """What the cost models train on, in :attr:`unit`: the median latency (ms) or the instruction count."""
+        return float(self.instructions) if self.instructions is not None else self.latency_ms
 
     @property
     def reference_ms(self) -> float | None:
@@ -138,6 +162,9 @@ class Record:
             data["meta"] = dict(self.meta)
         if self.error is not None:
             data["error"] = self.error
+        if self.instructions is not None:
+            data["instructions"] = self.instructions
+            data["unit"] = EMULATED_UNIT
         return data
 
     def to_line(self) -> bytes:
@@ -152,7 +179,8 @@ class Record:
         try:
             workload = Workload.from_dict(data["workload"], params_cache)
             return cls(workload, tuple(data.get("latency_samples_ms", ())), data["source"], data.get("energy_uj"),
-                       data.get("energy_basis"), data.get("events"), data.get("meta", {}), data.get("error"))
+                       data.get("energy_basis"), data.get("events"), data.get("meta", {}), data.get("error"),
+                       data.get("instructions"))
         except KeyError as err:
             raise RecordError(f"record field {err.args[0]!r} is missing") from None
         except CostModelError as err:

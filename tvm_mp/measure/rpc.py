@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .. import _tvm
-from .._rpc import Session, Tracker, connect
+from .._rpc import Session, Tracker, connect, upload_and_run
 from ..cost_models.base import CostModelError, Workload
 from ..errors import RPCError
 from .local import build, kernel_arguments, time_function
@@ -89,19 +89,14 @@ class RPCSource:
         return connect(host, port, matchkey, self.session_timeout_s, self.connect_timeout_s)
 
     def _time(self, session: Session, lib: Path, arrays: list) -> tuple[list[float], dict]:
-        deadline = time.monotonic() + self.step_timeout_s
-        budget = f"the {self.step_timeout_s:.3g} s a workload may take (step_timeout_s)"
-        session.call("upload", lambda remote: remote.upload(str(lib)), deadline - time.monotonic(), budget)
-
-        def run(remote):  # remote handles live and die inside the step
+        def run(rmod, dev):
             import tvm
 
-            rmod = remote.load_module(lib.name)
-            dev = remote.cpu()
             args = [tvm.runtime.tensor(a, dev) for a in arrays]
             return time_function(rmod, dev, args, self.timing, local=False)
 
-        return session.call("run", run, deadline - time.monotonic(), budget)
+        return upload_and_run(session, lib, run, self.step_timeout_s,
+                              f"the {self.step_timeout_s:.3g} s a workload may take (step_timeout_s)")
 
     def measure_iter(self, workloads: Iterable[Workload]) -> Iterator[Record]:
         rng = np.random.default_rng(self.timing.seed)

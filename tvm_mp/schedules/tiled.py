@@ -25,24 +25,28 @@ def _extent(sch, loop) -> int:
     return int(sch.get(loop).extent)
 
 
-def _vectorize_inner(sch, block, width: int) -> None:
+def _vectorize_inner(sch, block, width: int, pow2: bool = False) -> None:
     """Vectorize the innermost loop without a tail predicate (a predicated vector loop is scalarized, and LLVM
     then vectorizes across the outer loop with gathers / scatters): split by the widest divisor of its extent up
-    to ``width``; a loop no such divisor fits is vectorized whole when short, else split with a tail."""
+    to ``width``; a loop no such divisor fits is vectorized whole when short, else split with a tail.
+
+    ``pow2``: vectors only of a power-of-two number of lanes (a loop no power of two >= 2 divides is split by
+    ``width`` with a scalarized tail). The requantizing epilogue needs it: LLVM's aarch64 backend miscompiles a
+    3-lane int64 multiply-shift truncated to uint8 (see :func:`schedule`)."""
     inner = sch.get_loops(block)[-1]
     ext = _extent(sch, inner)
     if ext == 1:
         return
-    if ext <= width:
+    if ext <= width and (not pow2 or ext & (ext - 1) == 0):
         sch.vectorize(inner)
         return
     factor = width
-    while factor >= 4 and ext % factor:
+    while factor >= (2 if pow2 else 4) and ext % factor:
         factor //= 2
-    if factor >= 4:
+    if factor >= (2 if pow2 else 4):
         _, vec = sch.split(inner, [None, factor])
         sch.vectorize(vec)
-    elif ext <= 4 * width:
+    elif ext <= 4 * width and not pow2:
         sch.vectorize(inner)
     else:
         _, vec = sch.split(inner, [None, width])
@@ -122,10 +126,19 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         sch.compute_inline(crop)
     last = epi if epi is not None else crop
     if last is not None:
+        # The epilogue writes the output contiguously: its pixel loops are fused (an output row is often shorter
+        # than a vector) and vectorized in power-of-two lanes only. With the row vectorized whole, a depthwise
+        # layer with 3-pixel rows (MobileNetV1-0.25's conv2d_23) got <3 x i64> requantization, which LLVM's
+        # aarch64 backend miscompiles (the int64 multiply-shift truncated to uint8: 370 of 1152 codes wrong).
         loops = sch.get_loops(last)
+        keep = 0
         if config.parallel and len(loops) >= 2:
             sch.parallel(sch.fuse(loops[0], loops[1]))
-        _vectorize_inner(sch, last, lanes)
+            keep = 1
+        loops = sch.get_loops(last)
+        if len(loops) - keep > 1:
+            sch.fuse(*loops[keep:])
+        _vectorize_inner(sch, last, lanes, pow2=True)
     return sch.mod["main"]
 
 

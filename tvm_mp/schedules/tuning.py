@@ -29,6 +29,8 @@ from .registry import ConvWorkload, KernelConfig, lookup
 
 #: The database shipped with tvm-mp (written by ``python bench/kernels.py --tune``).
 DEFAULT_DATABASE = SHIPPED_DATABASE
+#: The field of a database entry tuned on emulated instruction counts (not a time).
+EMULATED_KEY = "emulated_instructions"
 
 #: Where a build's kernel config came from (``LayerReport.schedule_source``).
 USER = "tuned (user database)"
@@ -92,7 +94,8 @@ class TuningDatabase:
                                       f"format 1: {fix}")
         records = _records_of(data, path)
         for target, entries in records.items():
-            if not all(isinstance(e, dict) and isinstance(e.get("config"), dict) and _is_latency(e.get("latency_us"))
+            if not all(isinstance(e, dict) and isinstance(e.get("config"), dict)
+                       and (_is_latency(e.get("latency_us")) or _is_latency(e.get(EMULATED_KEY)))
                        for e in entries.values()):
                 raise TuningDatabaseError(f"tuning database {path} is damaged: the entries of target {target!r} are "
                                           f"not {{workload: {{\"config\": {{...}}, \"latency_us\": number}}}}: {fix}")
@@ -135,12 +138,28 @@ class TuningDatabase:
         return config, (self.source if config is not None else DEFAULT)
 
     def latency_us(self, work: ConvWorkload, target) -> float | None:
+        """The entry's measured latency (None without an entry, or for an entry measured in emulated
+        instructions: see :meth:`emulated_instructions`)."""
         rec = self._entry(work, target)
-        return None if rec is None else float(rec["latency_us"])
+        return None if rec is None or "latency_us" not in rec else float(rec["latency_us"])
 
-    def put(self, work: ConvWorkload, target, config: KernelConfig, latency_us: float) -> None:
-        self.records.setdefault(target_key(target), {})[work.key()] = {
-            "config": config.to_dict(), "latency_us": round(float(latency_us), 3)}
+    def emulated_instructions(self, work: ConvWorkload, target) -> int | None:
+        """The entry's dynamic instruction count under emulation, when it was tuned that way (``tvm-mp tune
+        --target aarch64`` without a device)."""
+        rec = self._entry(work, target)
+        return None if rec is None or EMULATED_KEY not in rec else int(rec[EMULATED_KEY])
+
+    def put(self, work: ConvWorkload, target, config: KernelConfig, latency_us: float | None = None,
+            emulated_instructions: int | None = None) -> None:
+        """Store ``config`` for ``work`` with what it measured: ``latency_us`` or ``emulated_instructions``."""
+        if (latency_us is None) == (emulated_instructions is None):
+            raise ValueError("give one of latency_us or emulated_instructions")
+        entry = {"config": config.to_dict()}
+        if latency_us is not None:
+            entry["latency_us"] = round(float(latency_us), 3)
+        else:
+            entry[EMULATED_KEY] = int(emulated_instructions)
+        self.records.setdefault(target_key(target), {})[work.key()] = entry
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the database as JSON, atomically: a temporary file in the same directory is written, flushed to
