@@ -383,7 +383,6 @@ def lower(plan: LayerPlan) -> Program:
     """The instruction stream of ``plan`` (see the module docstring)."""
     s, m, out = plan.shape, plan.mapping, plan.output
     steps = list(plan.steps())
-    n_steps = len(steps)
     dist = plan.nbuf
     acc_blk = m.th * m.tw
     h_off = np.cumsum([0] + plan.h_tiles)
