@@ -344,3 +344,8 @@ class TirRecorder:
         if len(loads) != len(computes) or not computes or not computes[-1][2]:
             raise TirLowerError("the TIR run pushed an incomplete program (a GEMM without its loads or epilogue)")
         return Program(tuple(link(loads, computes, self.stores, p.nbuf)), p.w_bits, p.a_bits, p.regions())
+
+
+def tir_program(plan: LayerPlan) -> Program:
+    """The instruction stream of a dense ``plan`` as its scheduled, tensorized and built TIR pushes it."""
+    return TirLayer(plan).run()
