@@ -44,10 +44,12 @@ class TirLowerError(Error):
 
 
 def tir_supported(plan: LayerPlan) -> bool:
-    """True when ``plan`` is a dense layer whose tiles divide its blocks (the case this module schedules)."""
+    """True when ``plan`` is a dense layer or a 1x1, stride-1, unpadded, ungrouped convolution whose tiles divide
+    the layer (``toc`` the output blocks, ``tic`` the input blocks, ``th`` / ``tw`` the output rows / columns)."""
     s, m = plan.shape, plan.mapping
-    return (s.h == s.w == s.kh == s.kw == 1 and s.groups == 1 and plan.nsg == 1 and plan.ocb_max % m.toc == 0
-            and plan.icb_max % m.tic == 0)
+    pointwise = s.kh == s.kw == 1 and tuple(s.params.strides) == (1, 1) and not any(s.params.padding)
+    return (pointwise and s.groups == 1 and plan.nsg == 1 and plan.ocb_max % m.toc == 0
+            and plan.icb_max % m.tic == 0 and s.oh % m.th == 0 and s.ow % m.tw == 0)
 
 
 # -- intrinsics ---------------------------------------------------------------------------------------------------
@@ -105,13 +107,14 @@ def _register(name: str, buffers, loops, stmt, reads, writes, call: str, iters: 
 
 
 class TirLayer:
-    """One dense layer scheduled and built through TVM (see the module docstring); ``run`` executes the built TIR
-    and returns the :class:`Program` its packed calls pushed."""
+    """One dense or pointwise-conv layer scheduled and built through TVM (see the module docstring); ``run``
+    executes the built TIR and returns the :class:`Program` its packed calls pushed."""
 
     def __init__(self, plan: LayerPlan, prefix: str | None = None):
         if not tir_supported(plan):
-            raise TirLowerError(f"the TIR-driven lowering handles dense layers whose tiles divide the blocks; "
-                                f"mapping {plan.mapping} on this layer does not: use accel.lower.lower")
+            raise TirLowerError(f"the TIR-driven lowering handles dense and 1x1 stride-1 unpadded conv layers whose "
+                                f"tiles divide the layer; mapping {plan.mapping} on this layer does not: use "
+                                "accel.lower.lower")
         self.plan = plan
         self.prefix = prefix or f"tvm_mp.accel.tir.k{uuid.uuid4().hex[:12]}"
         self.recorder = TirRecorder(plan)
@@ -120,58 +123,62 @@ class TirLayer:
     # -- shapes ----------------------------------------------------------------------------------------------------
     @property
     def dims(self) -> dict[str, int]:
-        p = self.plan
-        return {"nb": p.nb, "icb": p.icb_max, "ocb": p.ocb_max, "B": p.batch, "BI": p.bi, "BO": p.bo,
-                "toc": p.mapping.toc, "tic": p.mapping.tic, "pp": p.output.params_per_block}
+        p, m = self.plan, self.plan.mapping
+        return {"nb": p.nb, "icb": p.icb_max, "ocb": p.ocb_max, "H": p.shape.h, "W": p.shape.w, "B": p.batch,
+                "BI": p.bi, "BO": p.bo, "toc": m.toc, "tic": m.tic, "th": m.th, "tw": m.tw,
+                "pp": p.output.params_per_block}
 
     def compute(self):
-        """The TE tensors ``(A, W, P, C, E)``."""
+        """The TE tensors ``(A, W, P, C, E)`` (a 1x1 stride-1 convolution: output pixels = input pixels)."""
         d, out = self.dims, self.plan.output
-        A = te.placeholder((d["nb"], d["icb"], d["B"], d["BI"]), "int32", name="A")
+        A = te.placeholder((d["nb"], d["icb"], d["H"], d["W"], d["B"], d["BI"]), "int32", name="A")
         W = te.placeholder((d["ocb"], d["icb"], d["BO"], d["BI"]), "int32", name="W")
         P = te.placeholder((d["ocb"], d["pp"], d["B"], d["BO"]), "int32", name="P")
         ib = te.reduce_axis((0, d["icb"]), "ib")
         i = te.reduce_axis((0, d["BI"]), "i")
-        C = te.compute((d["nb"], d["ocb"], d["B"], d["BO"]),
-                       lambda n, ob, b, o: te.sum(A[n, ib, b, i] * W[ob, ib, o, i], axis=[ib, i]), name="C")
+        C = te.compute((d["nb"], d["ocb"], d["H"], d["W"], d["B"], d["BO"]),
+                       lambda n, ob, y, x, b, o: te.sum(A[n, ib, y, x, b, i] * W[ob, ib, o, i], axis=[ib, i]),
+                       name="C")
         if out.kind == "acc":
-            E = te.compute(C.shape, lambda n, ob, b, o: C[n, ob, b, o] + P[ob, 0, b, o], name="E")
+            E = te.compute(C.shape, lambda n, ob, y, x, b, o: C[n, ob, y, x, b, o] + P[ob, 0, b, o], name="E")
         else:
-            E = te.compute(C.shape, lambda n, ob, b, o: _requant(C[n, ob, b, o] + P[ob, 0, b, o], P[ob, 1, b, o],
-                                                                 P[ob, 2, b, o], out), name="E")
+            E = te.compute(C.shape, lambda n, ob, y, x, b, o: _requant(C[n, ob, y, x, b, o] + P[ob, 0, b, o],
+                                                                       P[ob, 1, b, o], P[ob, 2, b, o], out),
+                           name="E")
         return A, W, P, C, E
 
     # -- intrinsics ------------------------------------------------------------------------------------------------
     def _register_intrinsics(self) -> dict[str, str]:
         d, pre, out = self.dims, self.prefix, self.plan.output
-        toc, tic, B, BI, BO, pp = d["toc"], d["tic"], d["B"], d["BI"], d["BO"], d["pp"]
-        a_t, w_t, c_t = (1, tic, B, BI), (toc, tic, BO, BI), (1, toc, B, BO)
+        toc, tic, th, tw, B, BI, BO, pp = (d[k] for k in ("toc", "tic", "th", "tw", "B", "BI", "BO", "pp"))
+        a_t, w_t, c_t = (1, tic, th, tw, B, BI), (toc, tic, BO, BI), (1, toc, th, tw, B, BO)
         names = {k: f"{pre}.{k}" for k in ("gemm", "reset", "load_inp", "load_wgt", "alu_store")}
         _register(names["gemm"], [("A", "a", a_t), ("W", "w", w_t), ("C", "c", c_t)],
-                  [("ob", toc, "S"), ("ib", tic, "R"), ("b", B, "S"), ("o", BO, "S"), ("i", BI, "R")],
-                  "C[0, {ob}, {b}, {o}] = C[0, {ob}, {b}, {o}] + A[0, {ib}, {b}, {i}] * W[{ob}, {ib}, {o}, {i}]",
+                  [("ob", toc, "S"), ("ib", tic, "R"), ("y", th, "S"), ("x", tw, "S"), ("b", B, "S"),
+                   ("o", BO, "S"), ("i", BI, "R")],
+                  "C[0, {ob}, {y}, {x}, {b}, {o}] = C[0, {ob}, {y}, {x}, {b}, {o}] + "
+                  "A[0, {ib}, {y}, {x}, {b}, {i}] * W[{ob}, {ib}, {o}, {i}]",
                   [f"C[{_full(c_t)}]", f"A[{_full(a_t)}]", f"W[{_full(w_t)}]"], [f"C[{_full(c_t)}]"],
                   f"T.call_packed(\"{names['gemm']}\", A.elem_offset, W.elem_offset, C.elem_offset, {toc}, {tic})",
-                  iters=("ob", "b", "o", "ib", "i"))
-        _register(names["reset"], [("C", "c", c_t)], [("ob", toc, "S"), ("b", B, "S"), ("o", BO, "S")],
-                  "C[0, {ob}, {b}, {o}] = 0", [], [f"C[{_full(c_t)}]"],
+                  iters=("ob", "y", "x", "b", "o", "ib", "i"))
+        _register(names["reset"], [("C", "c", c_t)],
+                  [("ob", toc, "S"), ("y", th, "S"), ("x", tw, "S"), ("b", B, "S"), ("o", BO, "S")],
+                  "C[0, {ob}, {y}, {x}, {b}, {o}] = 0", [], [f"C[{_full(c_t)}]"],
                   f"T.call_packed(\"{names['reset']}\", C.elem_offset, {toc})")
         _register(names["load_inp"], [("A", "a", a_t), ("S", "s", a_t)],
-                  [("n", 1, "S"), ("ib", tic, "S"), ("b", B, "S"), ("i", BI, "S")],
-                  "S[0, {ib}, {b}, {i}] = A[0, {ib}, {b}, {i}]", [f"A[{_full(a_t)}]"], [f"S[{_full(a_t)}]"],
-                  f"T.call_packed(\"{names['load_inp']}\", A.elem_offset, {tic})")
+                  [("n", 1, "S"), ("ib", tic, "S"), ("y", th, "S"), ("x", tw, "S"), ("b", B, "S"), ("i", BI, "S")],
+                  "S[0, {ib}, {y}, {x}, {b}, {i}] = A[0, {ib}, {y}, {x}, {b}, {i}]", [f"A[{_full(a_t)}]"],
+                  [f"S[{_full(a_t)}]"], f"T.call_packed(\"{names['load_inp']}\", A.elem_offset, {tic})")
         _register(names["load_wgt"], [("W", "w", w_t), ("S", "s", w_t)],
                   [("ob", toc, "S"), ("ib", tic, "S"), ("o", BO, "S"), ("i", BI, "S")],
                   "S[{ob}, {ib}, {o}, {i}] = W[{ob}, {ib}, {o}, {i}]", [f"W[{_full(w_t)}]"], [f"S[{_full(w_t)}]"],
                   f"T.call_packed(\"{names['load_wgt']}\", W.elem_offset, {toc}, {tic})")
         p_t = (toc, pp, B, BO)
-        if out.kind == "acc":
-            expr = "C[0, {ob}, {b}, {o}] + P[{ob}, 0, {b}, {o}]"
-        else:
-            expr = _requant_script("C[0, {ob}, {b}, {o}] + P[{ob}, 0, {b}, {o}]", "P[{ob}, 1, {b}, {o}]",
-                                   "P[{ob}, 2, {b}, {o}]", out)
+        acc = "C[0, {ob}, {y}, {x}, {b}, {o}] + P[{ob}, 0, {b}, {o}]"
+        expr = acc if out.kind == "acc" else _requant_script(acc, "P[{ob}, 1, {b}, {o}]", "P[{ob}, 2, {b}, {o}]", out)
         _register(names["alu_store"], [("C", "c", c_t), ("P", "p", p_t), ("E", "e", c_t)],
-                  [("n", 1, "S"), ("ob", toc, "S"), ("b", B, "S"), ("o", BO, "S")], "E[0, {ob}, {b}, {o}] = " + expr,
+                  [("n", 1, "S"), ("ob", toc, "S"), ("y", th, "S"), ("x", tw, "S"), ("b", B, "S"), ("o", BO, "S")],
+                  "E[0, {ob}, {y}, {x}, {b}, {o}] = " + expr,
                   [f"C[{_full(c_t)}]", f"P[{_full(p_t)}]"], [f"E[{_full(c_t)}]"],
                   f"T.call_packed(\"{names['alu_store']}\", C.elem_offset, E.elem_offset, {toc})")
         return names
@@ -184,28 +191,30 @@ class TirLayer:
         d, m = self.dims, self.plan.mapping
         sch = s_tir.Schedule(te.create_prim_func([A, W, P, E]))
         c = sch.get_sblock("C")
-        n, ob, b, o, ib, i = sch.get_loops(c)
+        n, ob, y, x, b, o, ib, i = sch.get_loops(c)
         obo, obi = sch.split(ob, [None, m.toc])
+        yo, yi = sch.split(y, [None, m.th])
+        xo, xi = sch.split(x, [None, m.tw])
         ibo, ibi = sch.split(ib, [None, m.tic])
-        outer = [obo, n] if m.order == "oc_sp" else [n, obo]
-        sch.reorder(*outer, ibo, obi, ibi, b, o, i)
-        extent = {"n": d["nb"], "obo": d["ocb"] // m.toc, "ibo": d["icb"] // m.tic}
-        nest = ["obo", "n"] if m.order == "oc_sp" else ["n", "obo"]
-        nest.append("ibo")
-        loops = dict(zip(nest, outer + [ibo]))
-        # the output tile: the innermost non-trivial outer loop (the epilogue runs once per output tile)
-        sch.reverse_compute_at(sch.get_sblock("E"), loops[nest[1]], preserve_unit_loops=True)
-        for operand, deps, intrin in ((0, {"n", "ibo"}, names["load_inp"]), (1, {"obo", "ibo"}, names["load_wgt"])):
+        loops = {"n": n, "obo": obo, "yo": yo, "xo": xo, "ibo": ibo}
+        extent = {"n": d["nb"], "obo": d["ocb"] // m.toc, "yo": d["H"] // m.th, "xo": d["W"] // m.tw,
+                  "ibo": d["icb"] // m.tic}
+        outer = ["obo", "n", "yo", "xo"] if m.order == "oc_sp" else ["n", "yo", "xo", "obo"]
+        nest = outer + ["ibo"]
+        sch.reorder(*[loops[k] for k in nest], obi, ibi, yi, xi, b, o, i)
+        # the epilogue runs once per output tile: under the innermost output-tile loop
+        sch.reverse_compute_at(sch.get_sblock("E"), loops[outer[-1]], preserve_unit_loops=True)
+        for operand, deps, intrin, rank in ((0, {"n", "yo", "xo", "ibo"}, names["load_inp"], 6),
+                                            (1, {"obo", "ibo"}, names["load_wgt"], 4)):
             stage = sch.cache_read(c, operand, "global")
-            at = [name for name in nest if name in deps and extent[name] > 1]
-            if at:
+            at = [k for k in nest if k in deps and extent[k] > 1]
+            if at:  # reloaded exactly when the tile changes (no non-trivial loop it depends on: loaded once)
                 sch.compute_at(stage, loops[at[-1]], preserve_unit_loops=True)
-            sch.tensorize(sch.get_loops(stage)[-4], intrin)  # the copy's own four loops: one tile
+            sch.tensorize(sch.get_loops(stage)[-rank], intrin)  # the copy's own loops: one tile
         init = sch.decompose_reduction(c, ibo)
-        sch.tensorize(sch.get_loops(init)[len(nest) - 1], names["reset"])
+        sch.tensorize(sch.get_loops(init)[len(outer)], names["reset"])
         sch.tensorize(obi, names["gemm"])
-        e = sch.get_sblock("E")
-        sch.tensorize(sch.get_loops(e)[len(nest) - 1], names["alu_store"])
+        sch.tensorize(sch.get_loops(sch.get_sblock("E"))[len(outer)], names["alu_store"])
         return sch
 
     def build(self):
@@ -220,8 +229,8 @@ class TirLayer:
         ex = self.build()
         d, dev = self.dims, tvm.cpu()
         args = [np.zeros(shape, "int32") for shape in (
-            (d["nb"], d["icb"], d["B"], d["BI"]), (d["ocb"], d["icb"], d["BO"], d["BI"]),
-            (d["ocb"], d["pp"], d["B"], d["BO"]), (d["nb"], d["ocb"], d["B"], d["BO"]))]
+            (d["nb"], d["icb"], d["H"], d["W"], d["B"], d["BI"]), (d["ocb"], d["icb"], d["BO"], d["BI"]),
+            (d["ocb"], d["pp"], d["B"], d["BO"]), (d["nb"], d["ocb"], d["H"], d["W"], d["B"], d["BO"]))]
         self.recorder.start()
         ex["main"](*[tvm.runtime.tensor(a, dev) for a in args])
         return self.recorder.finish()
@@ -276,16 +285,17 @@ class TirRecorder:
             self.first = False
 
     def _load_inp(self, dram_offset, tic) -> None:
-        p = self.plan
-        entry = int(dram_offset) // (p.batch * p.bi)
+        p, m, s = self.plan, self.plan.mapping, self.plan.shape
+        entry = int(dram_offset) // (p.batch * p.bi)  # ((n * icb + ib0) * H + y0) * W + x0
+        blk, y, x = entry // (s.h * s.w), (entry // s.w) % s.h, entry % s.w
         self.tiles["inp"] += 1
         base = self._base("inp")
-        y0, pt, vy, pb = p.window(0, 0)
-        x0, pl, vx, pr = p.window(1, 0)
-        s = p.shape
+        y0, pt, vy, pb = p.window(0, y // m.th)
+        x0, pl, vx, pr = p.window(1, x // m.tw)
         for ib in range(int(tic)):
-            self.loads[-1].append(Load("inp", "inp", entry + ib + y0 * s.w + x0, s.w,
-                                       base + ib * p.in_th * p.in_pitch, p.in_pitch, vy, vx, pt, pb, pl, pr,
+            self.loads[-1].append(Load("inp", "inp", (blk + ib) * s.h * s.w + y0 * s.w + x0, s.w,
+                                       base + ib * p.in_th * p.in_pitch, p.in_pitch, vy if vx else 0,
+                                       vx if vy else 0, pt if vx else pt + vy, pb, pl, pr if vy else pr + vx,
                                        p.zero_point))
 
     def _load_wgt(self, dram_offset, toc, tic) -> None:
@@ -300,7 +310,7 @@ class TirRecorder:
         p, m = self.plan, self.plan.mapping
         self.tiles["acc"] += 1
         u0, u1 = p.uop_offsets[("reset", int(toc))]
-        self.pending_reset = Gemm(u0, u1, 1, 1, self._base("acc"), 0, 0, (m.tw, 1), reset=True)
+        self.pending_reset = Gemm(u0, u1, m.th, m.tw, self._base("acc"), 0, 0, (m.tw, 1), reset=True)
 
     def _gemm(self, inp_offset, wgt_offset, acc_offset, toc, tic) -> None:
         p, m = self.plan, self.plan.mapping
@@ -313,28 +323,28 @@ class TirRecorder:
         self.loads[-1].sort(key=lambda ins: _LOAD_ORDER[ins.buffer])
         u0, u1 = p.uop_offsets[("gemm", int(toc), int(tic))]
         step = [self.pending_reset] if self.pending_reset is not None else []
-        step.append(Gemm(u0, u1, 1, 1, self._base("acc"), self._base("inp"), self._base("wgt"), (m.tw, 1),
+        step.append(Gemm(u0, u1, m.th, m.tw, self._base("acc"), self._base("inp"), self._base("wgt"), (m.tw, 1),
                          (sh * p.in_pitch, sw), (0, 0), dataflow=m.dataflow))
         self.computes.append([step, self.pending_reset is not None, False, self.tiles["acc"]])
         self.pending_reset = None
         self.loads.append([])
 
     def _alu_store(self, acc_offset, out_offset, toc) -> None:
-        p, m, out = self.plan, self.plan.mapping, self.plan.output
+        p, m, out, s = self.plan, self.plan.mapping, self.plan.output, self.plan.shape
         toc = int(toc)
-        ocb0 = (int(out_offset) // (p.batch * p.bo)) % p.ocb_max  # C may be compacted: E is the DRAM output
+        entry = int(out_offset) // (p.batch * p.bo)  # ((n * ocb + ob0) * OH + y0) * OW + x0 (C may be compacted)
+        ocb0 = (entry // (s.oh * s.ow)) % p.ocb_max
         u0, u1 = p.uop_offsets[("alu", toc)]
         src = p.param_base + ocb0 * out.params_per_block
         acc_base = self._base("acc")
         step = self.computes[-1]
         for op in out.alu_ops:
             imm = {"add_imm": out.zero_point, "max_imm": out.lo, "min_imm": out.hi}.get(op, 0)
-            step[0].append(Alu(op, u0, u1, 1, 1, acc_base, (m.tw, 1), src + (1 if op == "mul_shift" else 0),
+            step[0].append(Alu(op, u0, u1, m.th, m.tw, acc_base, (m.tw, 1), src + (1 if op == "mul_shift" else 0),
                                (0, 0), imm))
         step[2] = True
-        dram = int(out_offset) // (p.batch * p.bo)
-        self.stores.append([Store("out", acc_base + ob * m.th * m.tw, m.tw, 1, 1, dram + ob, p.shape.ow)
-                            for ob in range(toc)])
+        self.stores.append([Store("out", acc_base + ob * m.th * m.tw, m.tw, m.th, m.tw, entry + ob * s.oh * s.ow,
+                                  s.ow) for ob in range(toc)])
 
     def finish(self) -> Program:
         """The program pushed since :meth:`start`, with its dependency tokens."""
