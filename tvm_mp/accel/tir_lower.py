@@ -1,17 +1,21 @@
-"""A dense layer lowered through TVM: TE compute, an s_tir schedule tensorized into the accelerator's intrinsics,
-and a recorder that turns what the built TIR pushes into the instruction stream the simulator runs.
+"""Dense and 1x1 layers lowered through TVM: TE compute, an s_tir schedule tensorized into the accelerator's
+intrinsics, and a recorder that turns what the built TIR pushes into the instruction stream the simulator runs.
 
-This is the TIR-driven path of issue 15 for ``dense`` layers (conv2d still goes through :func:`lower.lower`).
+This is the TIR-driven path of issue 15 for ``dense`` layers and 1x1, stride-1, unpadded convolutions (the compile
+target uses it for dense layers; kxk / strided / padded / depthwise convolutions still go through
+:func:`lower.lower`).
 
-* **Compute** (TE, on the DRAM regions of :mod:`lower`, int32 codes): ``C[n, ob, b, o] = sum_{ib, i} A[n, ib, b, i]
-  * W[ob, ib, o, i]`` (the GEMM on blocks, int32 accumulate) and the epilogue ``E = C + bias`` (accumulator output)
-  or ``E = clamp(((C + bias) * mult + 2**(shift-1)) >> shift + zp, lo, hi)`` (code output).
-* **Schedule** (``tvm.s_tir.Schedule``): the output-channel blocks are split by the mapping's ``toc`` and the
-  input-channel blocks by ``tic``; the tile loops run in the mapping's ``order`` (``oc_sp``: output tiles outer,
-  ``sp_oc``: batch blocks outer) with the reduction tiles innermost; the reduction's init is decomposed at the
-  reduction-tile loop. The operands are staged by ``cache_read`` blocks placed (``compute_at``) under the innermost
-  non-trivial loop they depend on -- so a tile is loaded again only when it changes, which is the residency rule of
-  :func:`lower.lower` -- and the epilogue is ``reverse_compute_at`` the output tile.
+* **Compute** (TE, on the DRAM regions of :mod:`lower`, int32 codes): ``C[n, ob, y, x, b, o] = sum_{ib, i}
+  A[n, ib, y, x, b, i] * W[ob, ib, o, i]`` (the GEMM on blocks, int32 accumulate; dense is a 1x1 image) and the
+  epilogue ``E = C + bias`` (accumulator output) or ``E = clamp(((C + bias) * mult + 2**(shift-1)) >> shift + zp,
+  lo, hi)`` (code output).
+* **Schedule** (``tvm.s_tir.Schedule``): the output-channel blocks are split by the mapping's ``toc``, the output
+  rows / columns by ``th`` / ``tw`` and the input-channel blocks by ``tic``; the tile loops run in the mapping's
+  ``order`` (``oc_sp``: output-channel tiles outer, ``sp_oc``: spatial tiles outer) with the reduction tiles
+  innermost; the reduction's init is decomposed at the reduction-tile loop. The operands are staged by
+  ``cache_read`` blocks placed (``compute_at``) under the innermost non-trivial loop they depend on -- so a tile
+  is loaded again only when it changes, which is the residency rule of :func:`lower.lower` -- and the epilogue
+  is ``reverse_compute_at`` the output tile.
 * **Tensorize**: the inner GEMM tile becomes the ``gemm`` intrinsic, the init the ``reset`` intrinsic, the staging
   copies the ``load_inp`` / ``load_wgt`` DMA intrinsics and the epilogue the ``alu_store`` intrinsic. Each
   intrinsic's implementation is one ``T.call_packed`` into the runtime with the tile's DRAM offsets (taken from the
@@ -22,8 +26,8 @@ This is the TIR-driven path of issue 15 for ``dense`` layers (conv2d still goes 
   prologue load, a zero-row sync LOAD for a step whose operands were resident, the expansion of an input-tile DMA
   into one 2-D LOAD per channel block, and the dependency tokens (:func:`lower.link`).
 
-Only mappings whose tiles divide the layer (``toc`` divides the output blocks, ``tic`` the input blocks) are
-scheduled this way (:func:`tir_supported`); others keep :func:`lower.lower`.
+Only mappings whose tiles divide the layer are scheduled this way (:func:`tir_supported`); others keep
+:func:`lower.lower`. The built function's operands are not read: the simulator gets the DRAM image from the host.
 """
 
 from __future__ import annotations
