@@ -3,6 +3,7 @@ generator (so the same cycles and energy), and the simulator runs it bit-exactly
 
 import numpy as np
 import pytest
+import tvm
 
 from tvm_mp.accel.hardware import HardwareConfig
 from tvm_mp.accel.lower import ConvShape, LayerMapping, LayerPlan, OutputSpec, lower
@@ -36,7 +37,9 @@ def test_tir_pushes_the_generators_stream_and_runs_bit_exact(bits, n, hw_px, map
     output = OutputSpec() if kind == "acc" else OutputSpec.codes(8, zero_point=3, lo=1, hi=200)
     plan = LayerPlan(shape, w_bits, a_bits, HW, mapping, output, zp)
     assert tir_supported(plan)
-    program = tir_program(plan)
+    prefix = f"tvm_mp.accel.tir.test{n}{w_bits}{hw_px}"
+    program = tir_program(plan, prefix)
+    assert tvm.get_global_func(f"{prefix}.gemm", allow_missing=True) is None  # the recorder is gone again
     generated = lower(plan)
     assert program.instructions == generated.instructions  # same stream, so the same cycles and energy
     assert program.regions == generated.regions
@@ -69,3 +72,4 @@ def test_tiles_that_do_not_divide_are_refused_in_one_line():
     with pytest.raises(TirLowerError, match="use accel.lower.lower") as err:
         TirLayer(plan)
     assert "\n" not in str(err.value)
+

@@ -254,6 +254,7 @@ def _requant_script(acc: str, mult: str, shift: str, out) -> str:
 
 
 _LOAD_ORDER = {"uop": 0, "acc": 1, "inp": 2, "wgt": 3}
+_INTRINSICS = ("gemm", "reset", "load_inp", "load_wgt", "alu_store")
 
 
 class TirRecorder:
@@ -273,8 +274,15 @@ class TirRecorder:
         self.first = True
 
     def register(self, prefix: str) -> None:
-        for name in ("gemm", "reset", "load_inp", "load_wgt", "alu_store"):
+        for name in _INTRINSICS:
             tvm.register_global_func(f"{prefix}.{name}", getattr(self, "_" + name), override=True)
+
+    def unregister(self, prefix: str) -> None:
+        from tvm_ffi import remove_global_func
+
+        for name in _INTRINSICS:
+            if tvm.get_global_func(f"{prefix}.{name}", allow_missing=True) is not None:
+                remove_global_func(f"{prefix}.{name}")
 
     def _base(self, buf: str) -> int:
         slot = {"inp": self.plan.inp_slot, "wgt": self.plan.wgt_slot, "acc": self.plan.acc_slot}[buf]
@@ -360,6 +368,11 @@ class TirRecorder:
         return Program(tuple(link(loads, computes, self.stores, p.nbuf)), p.w_bits, p.a_bits, p.regions())
 
 
-def tir_program(plan: LayerPlan) -> Program:
-    """The instruction stream of a dense ``plan`` as its scheduled, tensorized and built TIR pushes it."""
-    return TirLayer(plan).run()
+def tir_program(plan: LayerPlan, prefix: str | None = None) -> Program:
+    """The instruction stream of ``plan`` as its scheduled, tensorized and built TIR pushes it (the recorder's
+    packed functions are removed again afterwards: the built module is not kept)."""
+    layer = TirLayer(plan, prefix)
+    try:
+        return layer.run()
+    finally:
+        layer.recorder.unregister(layer.prefix)
