@@ -383,7 +383,6 @@ def lower(plan: LayerPlan) -> Program:
     """The instruction stream of ``plan`` (see the module docstring)."""
     s, m, out = plan.shape, plan.mapping, plan.output
     steps = list(plan.steps())
-    n_steps = len(steps)
     dist = plan.nbuf
     acc_blk = m.th * m.tw
     h_off = np.cumsum([0] + plan.h_tiles)
@@ -458,8 +457,15 @@ def lower(plan: LayerPlan) -> Program:
         if last_ic:
             n_out += 1
 
-    # dependency tokens (see isa.py): load k waits compute k - dist; compute waits its load; the first compute of
-    # output tile o waits the store of tile o - dist; the store of tile o waits its compute.
+    return Program(tuple(link(loads, computes, stores, dist)), plan.w_bits, plan.a_bits, plan.regions())
+
+
+def link(loads: list, computes: list, stores: list, dist: int) -> list:
+    """Set the dependency tokens of a program given per step: its loads, ``(computes, first_ic, last_ic, output
+    tile)``, and per output tile its stores; ``dist`` is the number of buffer slots. Load k waits compute k - dist;
+    compute waits its load; the first compute of output tile o waits the store of tile o - dist; the store of tile o
+    waits its compute. Returns the instructions in program order."""
+    n_steps, n_out = len(loads), len(stores)
     program: list = []
     for k in range(n_steps):
         group = loads[k]
@@ -475,7 +481,7 @@ def lower(plan: LayerPlan) -> Program:
             group[0] = _with(group[0], Deps(pop_prev=True))
             group[-1] = _with(group[-1], Deps(push_prev=o + dist < n_out))
             program.extend(group)
-    return Program(tuple(program), plan.w_bits, plan.a_bits, plan.regions())
+    return program
 
 
 def _with(ins, deps: Deps):

@@ -42,6 +42,7 @@ from .hardware import HardwareConfig, HardwareError
 from .lower import ConvShape, LayerMapping, LayerPlan, OutputSpec, lower, pack_input, pack_layer, unpack_output
 from .mapping import search_mappings
 from .simulator import SimResult, Simulator
+from .tir_lower import tir_program, tir_supported
 
 #: Attribute RewriteMixedPrecision puts on each integer kernel: its epilogue as JSON (kind, lo, hi, zero_point).
 if TYPE_CHECKING:
@@ -115,9 +116,15 @@ class AccelKernel:
         s = self.spec
         return LayerPlan(s.shape, s.w_bits, s.a_bits, self.hw, s.mapping, s.output, s.zero_point)
 
+    @property
+    def lowering(self) -> str:
+        """``"tir"``: the instruction stream is what the layer's scheduled, tensorized TIR pushes when run
+        (:mod:`tir_lower`: dense layers whose tiles divide their blocks); ``"generator"``: :func:`lower.lower`."""
+        return "tir" if self.spec.op == "dense" and tir_supported(self.plan) else "generator"
+
     @functools.cached_property
     def program(self):
-        return lower(self.plan)
+        return tir_program(self.plan) if self.lowering == "tir" else lower(self.plan)
 
     @functools.cached_property
     def _image(self) -> tuple[dict, dict]:
@@ -222,7 +229,8 @@ class AccelRuntime:
         with open(directory / "weights.npz", "wb") as f:
             np.savez(f, **arrays)
         for name, k in self.kernels.items():
-            write_atomic(directory / f"{name}.program.txt", k.program.listing() + "\n")
+            write_atomic(directory / f"{name}.program.txt",
+                         f"# lowered by: {k.lowering}\n" + k.program.listing() + "\n")
         return directory
 
     @classmethod
