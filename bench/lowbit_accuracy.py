@@ -1,0 +1,187 @@
+"""Low-bit post-training quantization on the real-model corpus: which training-free method helps, measured.
+
+Models: ``cls`` (PP-OCR text-orientation classifier, 54 layers; top-1 on rendered digit strings, every second
+one turned by 180 degrees) and ``rec`` (PP-OCRv4 recognizer at 3x48x64; exact-string accuracy of greedy CTC
+decoding of rendered 2-digit strings), optionally ``det``. 16 images calibrate (seed 1); the metric is taken on
+``--samples`` held-out images (seed 11) never seen by calibration.
+
+Each *variant* is one calibration configuration (activation-range method, bias correction, cross-layer
+equalization of the fp32 graph before calibration); for each, uniform w8a8, w4a8 and w4a4 plans are scored on the
+NumPy reference (``PlanEvaluator``, bit-exact with the compiled integer kernels). Calibration time (including
+equalization) is reported per variant; variants are run in the order listed, models one after another.
+
+    python bench/lowbit_accuracy.py [--models cls,rec] [--samples 100] [--variants base,bc_full,...]
+
+Writes ``docs/lowbit_accuracy.json`` and the tables of ``docs/lowbit_accuracy.md`` (between the markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tvm_mp.testing.machine import describe_machine, machine_line
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+COMMAND = "python bench/lowbit_accuracy.py"
+PLANS = ("w8a8", "w4a8", "w4a4")
+#: name -> (activation-range method, bias correction, equalize, GPTQ statistics), what the variant switches on.
+VARIANTS = {
+    "minmax": ("minmax", "off", False, True),
+    "base": ("mse", "off", False, True),
+    "no_gptq": ("mse", "off", False, False),
+    "bc_weights": ("mse", "weights", False, True),
+    "bc_full": ("mse", "full", False, True),
+    "cle": ("mse", "off", True, True),
+    "cle_bc_full": ("mse", "full", True, True),
+}
+DESCRIBE = {
+    "minmax": "activation ranges min/max (no range search), GPTQ, no bias correction",
+    "base": "activation-range search (clipped-MSE per layer and bit-width), GPTQ rounding, no bias correction",
+    "no_gptq": "as base, weights rounded to nearest (no GPTQ)",
+    "bc_weights": "base + bias correction of the weights' rounding shift",
+    "bc_full": "base + bias correction of the weights' and the input quantizer's shift (default)",
+    "cle": "base on the cross-layer-equalized graph",
+    "cle_bc_full": "bc_full on the cross-layer-equalized graph",
+}
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def rec_characters() -> list[str]:
+    """The recognizer's character list (stored in the ONNX file's metadata; index 0 of the output is the blank)."""
+    import onnx
+
+    from tvm_mp.testing import corpus
+
+    m = onnx.load(str(corpus.model("rec").path), load_external_data=False)
+    chars = next(p.value for p in m.metadata_props if p.key == "character").splitlines()
+    return ["<blank>"] + chars + [" "]
+
+
+def ctc_greedy(probs: np.ndarray, chars: list[str]) -> list[str]:
+    out = []
+    for seq in np.asarray(probs).argmax(axis=-1):
+        text, prev = [], -1
+        for i in seq:
+            if i != prev and i != 0:
+                text.append(chars[i])
+            prev = i
+        out.append("".join(text))
+    return out
+
+
+class Task:
+    def __init__(self, name: str, samples: int):
+        from tvm_mp.frontend import canonicalize
+        from tvm_mp.testing import corpus
+
+        self.name = name
+        start = time.perf_counter()
+        mod, self.model = corpus.load(name)
+        self.mod = canonicalize(mod)
+        self.load_seconds = time.perf_counter() - start
+        shape = self.model.shapes["x"]
+        rotate = name == "cls"
+        images, _ = corpus.text_images(16, shape, seed=1, rotate=rotate)
+        self.calibration = [images[:8], images[8:]]
+        self.x, self.strings = corpus.text_images(samples, shape, seed=11, rotate=rotate)
+        self.chars = rec_characters() if name == "rec" else None
+        self.fp32_out = None
+        self.metric = {"cls": "top-1", "rec": "exact string", "det": "pixel agreement with fp32 (p > 0.3)"}[name]
+
+    def score(self, out: np.ndarray) -> float:
+        if self.name == "cls":
+            return float(np.mean(np.asarray(out).reshape(len(self.x), -1).argmax(axis=1) == np.arange(len(self.x)) % 2))
+        if self.name == "rec":
+            return float(np.mean([a == b for a, b in zip(ctc_greedy(out, self.chars), self.strings)]))
+        return float(np.mean((np.asarray(out) > 0.3) == (self.fp32_out > 0.3)))
+
+
+def run_variant(task: Task, variant: str) -> dict:
+    from tvm_mp import Precision, PrecisionPlan
+    from tvm_mp.quantize.calibrate import calibrate
+    from tvm_mp.quantize.equalize import equalize
+    from tvm_mp.search.accuracy import PlanEvaluator
+
+    method, bc, cle, stats = VARIANTS[variant]
+    load = load_average()
+    start = time.perf_counter()
+    mod, pairs = equalize(task.mod) if cle else (task.mod, 0)
+    ranges = calibrate(mod, task.calibration, method, statistics=stats, bias_correction=bc)
+    calib_s = time.perf_counter() - start
+    ev = PlanEvaluator(mod, ranges)
+    row = {"variant": variant, "calibration_s": round(calib_s, 1), "load_before": load, "pairs_equalized": pairs}
+    for name in PLANS:
+        t = time.perf_counter()
+        plan = PrecisionPlan.uniform(mod, Precision.parse(name))
+        out = ev.run(plan, [task.x])
+        row[name] = task.score(out)
+        row[name + "_eval_s"] = round(time.perf_counter() - t, 1)
+    row["load_after"] = load_average()
+    log(f"  {task.name} {variant}: calib {calib_s:.1f} s" + "".join(f", {p} {row[p]:.2f}" for p in PLANS))
+    return row
+
+
+def markdown(results: dict, meta: dict) -> str:
+    lines = [f"Machine: {meta['machine']}. Command: `{meta['command']}`. Held-out samples per model: "
+             f"{meta['samples']}. Load average at start {meta['load_start']}, at end {meta['load_end']}.", ""]
+    for name, res in results.items():
+        lines += [f"### {name} ({res['metric']}; fp32 {res['fp32']:.2f}; model loaded and canonicalized in "
+                  f"{res['load_s']:.0f} s)", "",
+                  "| variant | w8a8 | w4a8 | w4a4 | calibration s | what it is |", "|---|---|---|---|---|---|"]
+        for row in res["rows"]:
+            extra = f" ({row['pairs_equalized']} conv pairs)" if row["pairs_equalized"] else ""
+            lines.append(f"| {row['variant']} | {row['w8a8']:.2f} | {row['w4a8']:.2f} | {row['w4a4']:.2f} | "
+                         f"{row['calibration_s']:.1f} | {DESCRIBE[row['variant']]}{extra} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="cls,rec")
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    from tvm_mp.quantize.interpreter import Interpreter
+
+    meta = {"machine": machine_line(describe_machine()), "command": COMMAND + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
+            "samples": args.samples, "load_start": load_average()}
+    results = {}
+    for name in args.models.split(","):
+        task = Task(name, args.samples)
+        log(f"{name}: loaded in {task.load_seconds:.0f} s")
+        task.fp32_out = Interpreter(task.mod).run([task.x])
+        res = {"metric": task.metric, "fp32": task.score(task.fp32_out), "load_s": task.load_seconds, "rows": []}
+        for variant in args.variants.split(","):
+            res["rows"].append(run_variant(task, variant))
+        results[name] = res
+    meta["load_end"] = load_average()
+    text = markdown(results, meta)
+    print(text)
+    if not args.no_write:
+        (DOCS / "lowbit_accuracy.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+        doc = DOCS / "lowbit_accuracy.md"
+        begin, end = "<!-- results begin -->", "<!-- results end -->"
+        old = doc.read_text() if doc.exists() else f"# Low-bit accuracy\n\n{begin}\n{end}\n"
+        head, rest = old.split(begin, 1)
+        doc.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
+if __name__ == "__main__":
+    main()
