@@ -130,6 +130,12 @@ def run_variant(task: Task, variant: str) -> dict:
     calib_s = time.perf_counter() - start
     ev = PlanEvaluator(mod, ranges)
     row = {"variant": variant, "calibration_s": round(calib_s, 1), "load_before": load, "pairs_equalized": pairs}
+    if cle:  # the equalized fp32 network computes the same function
+        from tvm_mp.quantize.interpreter import Interpreter
+
+        diff = np.abs(np.asarray(Interpreter(mod).run([task.x]), np.float64) - task.fp32_out).max()
+        row["cle_fp32_max_abs_diff"] = float(diff)
+        log(f"  equalized fp32 vs original: max |diff| {diff:.2e} (output max {np.abs(task.fp32_out).max():.2e})")
     for name in PLANS:
         t = time.perf_counter()
         plan = PrecisionPlan.uniform(mod, Precision.parse(name))
@@ -152,7 +158,8 @@ def markdown(results: dict, meta: dict) -> str:
                   "| variant | w8a8 | w4a8 | w4a4 | SQNR dB w8a8 / w4a8 / w4a4 | calibration s | what it is |",
                   "|---|---|---|---|---|---|---|"]
         for row in res["rows"]:
-            extra = f" ({row['pairs_equalized']} conv pairs)" if row["pairs_equalized"] else ""
+            extra = (f" ({row['pairs_equalized']} conv pairs; fp32 output max abs change "
+                     f"{row['cle_fp32_max_abs_diff']:.1e})") if row["pairs_equalized"] else ""
             sqnr = " / ".join(f"{row[p + '_sqnr_db']:.1f}" for p in PLANS)
             lines.append(f"| {row['variant']} | {row['w8a8']:.2f} | {row['w4a8']:.2f} | {row['w4a4']:.2f} | {sqnr} | "
                          f"{row['calibration_s']:.1f} | {DESCRIBE[row['variant']]}{extra} |")
