@@ -2,7 +2,9 @@
 
 Models: ``cls`` (PP-OCR text-orientation classifier, 54 layers; top-1 on rendered digit strings, every second
 one turned by 180 degrees) and ``rec`` (PP-OCRv4 recognizer at 3x48x64; exact-string accuracy of greedy CTC
-decoding of rendered 2-digit strings), optionally ``det``. 16 images calibrate (seed 1); the metric is taken on
+decoding of rendered 2-digit strings), optionally ``digits`` (the bundled 4-layer digits CNN, top-1 on its
+held-out split of 360 images, calibrated on ``calibration_batches(8, 32)`` as the tests do; plans w4a4 down to
+w2a2). 16 images calibrate (seed 1); the metric is taken on
 ``--samples`` held-out images (seed 11) never seen by calibration.
 
 Besides the task metric (which moves in steps of 1 point per 100 samples: a few points are sampling noise), each
@@ -35,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 COMMAND = "python bench/lowbit_accuracy.py"
 PLANS = ("w8a8", "w4a8", "w4a4")
+#: The digits CNN (4 layers, 360 held-out images) holds up to lower bit-widths: its plans go further down.
+DIGITS_PLANS = ("w4a4", "w3a3", "w2a4", "w2a2")
 #: name -> (activation-range method, bias correction, equalize, GPTQ statistics), what the variant switches on.
 VARIANTS = {
     "minmax": ("minmax", "off", False, True),
@@ -92,25 +96,39 @@ def ctc_greedy(probs: np.ndarray, chars: list[str]) -> list[str]:
 class Task:
     def __init__(self, name: str, samples: int):
         from tvm_mp.frontend import canonicalize
-        from tvm_mp.testing import corpus
 
         self.name = name
+        self.plans = DIGITS_PLANS if name == "digits" else PLANS
         start = time.perf_counter()
-        mod, self.model = corpus.load(name)
-        self.mod = canonicalize(mod)
+        if name == "digits":
+            import tvm_mp
+            from tvm_mp.datasets import calibration_batches, load_digits_split
+            from tvm_mp.models import digits_cnn_path
+
+            self.mod = canonicalize(tvm_mp.load_onnx(digits_cnn_path(), shapes={"input": (1, 1, 8, 8)}))
+            split = load_digits_split()
+            self.calibration = calibration_batches(8, 32)
+            self.x, self.labels = split.x_test, split.y_test
+        else:
+            from tvm_mp.testing import corpus
+
+            mod, model = corpus.load(name)
+            self.mod = canonicalize(mod)
+            shape = model.shapes["x"]
+            rotate = name == "cls"
+            images, _ = corpus.text_images(16, shape, seed=1, rotate=rotate)
+            self.calibration = [images[:8], images[8:]]
+            self.x, self.strings = corpus.text_images(samples, shape, seed=11, rotate=rotate)
+            self.labels = np.arange(len(self.x)) % 2
         self.load_seconds = time.perf_counter() - start
-        shape = self.model.shapes["x"]
-        rotate = name == "cls"
-        images, _ = corpus.text_images(16, shape, seed=1, rotate=rotate)
-        self.calibration = [images[:8], images[8:]]
-        self.x, self.strings = corpus.text_images(samples, shape, seed=11, rotate=rotate)
         self.chars = rec_characters() if name == "rec" else None
         self.fp32_out = None
-        self.metric = {"cls": "top-1", "rec": "exact string", "det": "pixel agreement with fp32 (p > 0.3)"}[name]
+        self.metric = {"cls": "top-1", "digits": "top-1", "rec": "exact string",
+                       "det": "pixel agreement with fp32 (p > 0.3)"}[name]
 
     def score(self, out: np.ndarray) -> float:
-        if self.name == "cls":
-            return float(np.mean(np.asarray(out).reshape(len(self.x), -1).argmax(axis=1) == np.arange(len(self.x)) % 2))
+        if self.name in ("cls", "digits"):
+            return float(np.mean(np.asarray(out).reshape(len(self.x), -1).argmax(axis=1) == self.labels))
         if self.name == "rec":
             return float(np.mean([a == b for a, b in zip(ctc_greedy(out, self.chars), self.strings)]))
         return float(np.mean((np.asarray(out) > 0.3) == (self.fp32_out > 0.3)))
@@ -136,7 +154,7 @@ def run_variant(task: Task, variant: str) -> dict:
         diff = np.abs(np.asarray(Interpreter(mod).run([task.x]), np.float64) - task.fp32_out).max()
         row["cle_fp32_max_abs_diff"] = float(diff)
         log(f"  equalized fp32 vs original: max |diff| {diff:.2e} (output max {np.abs(task.fp32_out).max():.2e})")
-    for name in PLANS:
+    for name in task.plans:
         t = time.perf_counter()
         plan = PrecisionPlan.uniform(mod, Precision.parse(name))
         out = ev.run(plan, [task.x])
@@ -145,23 +163,27 @@ def run_variant(task: Task, variant: str) -> dict:
         row[name + "_sqnr_db"] = round(10 * np.log10(float(np.sum(task.fp32_out ** 2)) / max(noise, 1e-30)), 2)
         row[name + "_eval_s"] = round(time.perf_counter() - t, 1)
     row["load_after"] = load_average()
-    log(f"  {task.name} {variant}: calib {calib_s:.1f} s" + "".join(f", {p} {row[p]:.2f}" for p in PLANS))
+    log(f"  {task.name} {variant}: calib {calib_s:.1f} s" + "".join(f", {p} {row[p]:.2f} ({row[p + '_sqnr_db']} dB)"
+                                                                   for p in task.plans))
     return row
 
 
 def markdown(results: dict, meta: dict) -> str:
-    lines = [f"Machine: {meta['machine']}. Command: `{meta['command']}`. Held-out samples per model: "
-             f"{meta['samples']}. Load average at start {meta['load_start']}, at end {meta['load_end']}.", ""]
+    lines = []
     for name, res in results.items():
-        lines += [f"### {name} ({res['metric']}; fp32 {res['fp32']:.2f}; model loaded and canonicalized in "
+        m = res.get("meta", meta)
+        plans = res.get("plans", PLANS)
+        lines += [f"### {name} ({res['metric']}; fp32 {res['fp32']:.3f}; model loaded and canonicalized in "
                   f"{res['load_s']:.0f} s)", "",
-                  "| variant | w8a8 | w4a8 | w4a4 | SQNR dB w8a8 / w4a8 / w4a4 | calibration s | what it is |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"Machine: {m['machine']}. Command: `{m['command']}`. Held-out samples: {res.get('samples', '?')}. "
+                  f"Load average at start {m['load_start']}, at end {m['load_end']}.", "",
+                  "| variant | " + " | ".join(plans) + " | SQNR dB " + " / ".join(plans)
+                  + " | calibration s | what it is |", "|---" * (len(plans) + 4) + "|"]
         for row in res["rows"]:
             extra = (f" ({row['pairs_equalized']} conv pairs; fp32 output max abs change "
                      f"{row['cle_fp32_max_abs_diff']:.1e})") if row["pairs_equalized"] else ""
-            sqnr = " / ".join(f"{row[p + '_sqnr_db']:.1f}" for p in PLANS)
-            lines.append(f"| {row['variant']} | {row['w8a8']:.2f} | {row['w4a8']:.2f} | {row['w4a4']:.2f} | {sqnr} | "
+            sqnr = " / ".join(f"{row[p + '_sqnr_db']:.1f}" for p in plans)
+            lines.append(f"| {row['variant']} | " + " | ".join(f"{row[p]:.3f}" for p in plans) + f" | {sqnr} | "
                          f"{row['calibration_s']:.1f} | {DESCRIBE[row['variant']]}{extra} |")
         lines.append("")
     return "\n".join(lines)
@@ -184,15 +206,22 @@ def main(argv=None) -> None:
         task = Task(name, args.samples)
         log(f"{name}: loaded in {task.load_seconds:.0f} s")
         task.fp32_out = np.asarray(Interpreter(task.mod).run([task.x]), np.float64)
-        res = {"metric": task.metric, "fp32": task.score(task.fp32_out), "load_s": task.load_seconds, "rows": []}
+        res = {"metric": task.metric, "fp32": task.score(task.fp32_out), "load_s": task.load_seconds, "rows": [],
+               "plans": list(task.plans), "samples": len(task.x), "meta": meta}
         for variant in args.variants.split(","):
             res["rows"].append(run_variant(task, variant))
         results[name] = res
     meta["load_end"] = load_average()
-    text = markdown(results, meta)
-    print(text)
+    print(markdown(results, meta))
     if not args.no_write:
-        (DOCS / "lowbit_accuracy.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+        path = DOCS / "lowbit_accuracy.json"
+        old = json.loads(path.read_text()) if path.exists() else {"results": {}}
+        for res in old["results"].values():  # earlier runs of other models keep their own meta
+            res.setdefault("meta", old.get("meta"))
+            res.setdefault("samples", (old.get("meta") or {}).get("samples"))
+        merged = {**old["results"], **results}
+        path.write_text(json.dumps({"results": merged}, indent=1) + "\n")
+        text = markdown(merged, meta)
         doc = DOCS / "lowbit_accuracy.md"
         begin, end = "<!-- results begin -->", "<!-- results end -->"
         old = doc.read_text() if doc.exists() else f"# Low-bit accuracy\n\n{begin}\n{end}\n"
