@@ -175,8 +175,8 @@ def markdown(results: dict, meta: dict) -> str:
         plans = res.get("plans", PLANS)
         lines += [f"### {name} ({res['metric']}; fp32 {res['fp32']:.3f}; model loaded and canonicalized in "
                   f"{res['load_s']:.0f} s)", "",
-                  f"Machine: {m['machine']}. Command: `{m['command']}`. Held-out samples: {res.get('samples', '?')}. "
-                  f"Load average at start {m['load_start']}, at end {m['load_end']}.", "",
+                  f"{m['machine'].rstrip('.')}. Command: `{m['command']}`. Held-out samples: "
+                  f"{res.get('samples', '?')}. Load average at start {m['load_start']}, at end {m['load_end']}.", "",
                   "| variant | " + " | ".join(plans) + " | SQNR dB " + " / ".join(plans)
                   + " | calibration s | what it is |", "|---" * (len(plans) + 4) + "|"]
         for row in res["rows"]:
