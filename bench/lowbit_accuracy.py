@@ -208,26 +208,28 @@ def main(argv=None) -> None:
         task.fp32_out = np.asarray(Interpreter(task.mod).run([task.x]), np.float64)
         res = {"metric": task.metric, "fp32": task.score(task.fp32_out), "load_s": task.load_seconds, "rows": [],
                "plans": list(task.plans), "samples": len(task.x), "meta": meta}
+        results[name] = res
         for variant in args.variants.split(","):
             res["rows"].append(run_variant(task, variant))
-        results[name] = res
-    meta["load_end"] = load_average()
+            meta["load_end"] = load_average()
+            if not args.no_write:  # after every variant: a stopped run keeps what it measured
+                write(results, meta)
     print(markdown(results, meta))
-    if not args.no_write:
-        path = DOCS / "lowbit_accuracy.json"
-        old = json.loads(path.read_text()) if path.exists() else {"results": {}}
-        for res in old["results"].values():  # earlier runs of other models keep their own meta
-            res.setdefault("meta", old.get("meta"))
-            res.setdefault("samples", (old.get("meta") or {}).get("samples"))
-        merged = {**old["results"], **results}
-        path.write_text(json.dumps({"results": merged}, indent=1) + "\n")
-        text = markdown(merged, meta)
-        doc = DOCS / "lowbit_accuracy.md"
-        begin, end = "<!-- results begin -->", "<!-- results end -->"
-        old = doc.read_text() if doc.exists() else f"# Low-bit accuracy\n\n{begin}\n{end}\n"
-        head, rest = old.split(begin, 1)
-        doc.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
 
+
+def write(results: dict, meta: dict) -> None:
+    """Merge ``results`` into ``docs/lowbit_accuracy.json`` (other models' earlier results stay) and rewrite the
+    tables of ``docs/lowbit_accuracy.md`` from it."""
+    path = DOCS / "lowbit_accuracy.json"
+    old = json.loads(path.read_text()) if path.exists() else {"results": {}}
+    merged = {**old["results"], **results}
+    path.write_text(json.dumps({"results": merged}, indent=1) + "\n")
+    text = markdown(merged, meta)
+    doc = DOCS / "lowbit_accuracy.md"
+    begin, end = "<!-- results begin -->", "<!-- results end -->"
+    old_doc = doc.read_text() if doc.exists() else f"# Low-bit accuracy\n\n{begin}\n{end}\n"
+    head, rest = old_doc.split(begin, 1)
+    doc.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
 
 if __name__ == "__main__":
     main()
