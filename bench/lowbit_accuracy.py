@@ -171,12 +171,13 @@ def run_variant(task: Task, variant: str) -> dict:
 def markdown(results: dict, meta: dict) -> str:
     lines = []
     for name, res in results.items():
-        m = res.get("meta", meta)
+        runs = res.get("runs", [res.get("meta", meta)])
         plans = res.get("plans", PLANS)
         lines += [f"### {name} ({res['metric']}; fp32 {res['fp32']:.3f}; model loaded and canonicalized in "
-                  f"{res['load_s']:.0f} s)", "",
-                  f"{m['machine'].rstrip('.')}. Command: `{m['command']}`. Held-out samples: "
-                  f"{res.get('samples', '?')}. Load average at start {m['load_start']}, at end {m['load_end']}.", "",
+                  f"{res['load_s']:.0f} s)", "", f"{runs[0]['machine'].rstrip('.')}. Held-out samples: "
+                  f"{res.get('samples', '?')}. "
+                  + " ".join(f"Run: `{m['command']}` (load average at start {m['load_start']}, at end "
+                             f"{m.get('load_end')})." for m in runs), "",
                   "| variant | " + " | ".join(plans) + " | SQNR dB " + " / ".join(plans)
                   + " | calibration s | what it is |", "|---" * (len(plans) + 4) + "|"]
         for row in res["rows"]:
@@ -222,7 +223,18 @@ def write(results: dict, meta: dict) -> None:
     tables of ``docs/lowbit_accuracy.md`` from it."""
     path = DOCS / "lowbit_accuracy.json"
     old = json.loads(path.read_text()) if path.exists() else {"results": {}}
-    merged = {**old["results"], **results}
+    merged = dict(old["results"])
+    for name, res in results.items():  # rows merge by variant: a later run adds variants or measures one again
+        prev = merged.get(name)
+        if prev is None:
+            merged[name] = res
+            continue
+        rows = {r["variant"]: r for r in prev["rows"]}
+        rows.update({r["variant"]: r for r in res["rows"]})
+        runs = prev.get("runs", [prev["meta"]])
+        runs = runs if any(r["command"] == res["meta"]["command"] and r["load_start"] == res["meta"]["load_start"]
+                           for r in runs) else runs + [res["meta"]]
+        merged[name] = {**res, "rows": list(rows.values()), "runs": runs}
     path.write_text(json.dumps({"results": merged}, indent=1) + "\n")
     text = markdown(merged, meta)
     doc = DOCS / "lowbit_accuracy.md"
