@@ -70,6 +70,14 @@ def test_dense_shift_and_statistics_that_do_not_fit_leave_the_bias_alone():
     assert corrected_bias(w, w_q, scale, bias, Stats, act, 1) is bias
     assert corrected_bias(w, w_q, scale, None, Stats, act, 1) is None  # no bias: nowhere to put one
 
+    class Huge:  # a shift beyond float32 (an outlier layer): the trained bias stays, nothing raises
+        mean = np.full((1, 6), 1e33)
+        channel_sample = None
+
+    huge = (w * np.float32(1e8)).astype(np.float32)
+    hq, hs = quantize_weights(huge, 2)
+    assert corrected_bias(huge, hq, hs, bias, Huge, act, 1) is bias
+
 
 def one_conv(seed=0, k=3):
     """x (1,3,6,6) -> conv kxk (no padding) + bias -> output (a float epilogue), with a dead output channel."""

@@ -66,4 +66,6 @@ def corrected_bias(weight: np.ndarray, w_q: np.ndarray, w_scale: np.ndarray, bia
     if shift is None:
         return bias
     oc = w_q.shape[0]
-    return (np.asarray(bias, dtype=np.float64).reshape(oc) - shift).astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = (np.asarray(bias, dtype=np.float64).reshape(oc) - shift).astype(np.float32)
+    return out if np.isfinite(out).all() else bias  # a shift beyond float32: keep the bias as trained
