@@ -49,6 +49,7 @@ VARIANTS = {
     "bc_full": ("mse", "full", False, True),
     "cle": ("mse", "off", True, True),
     "cle_bc_full": ("mse", "full", True, True),
+    "minmax_bc_full": ("minmax", "full", False, True),
 }
 DESCRIBE = {
     "minmax": "activation ranges min/max (no range search), GPTQ, no bias correction",
@@ -59,6 +60,7 @@ DESCRIBE = {
     "bc_full": "base + bias correction of the weights' and the input quantizer's shift (default)",
     "cle": "base on the cross-layer-equalized graph",
     "cle_bc_full": "bc_full on the cross-layer-equalized graph",
+    "minmax_bc_full": "min/max activation ranges + bias correction (full)",
 }
 
 
