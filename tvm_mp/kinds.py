@@ -26,6 +26,11 @@ PRECISION_KINDS: tuple[str, ...] = get_args(PrecisionKind)
 CalibrationMethod = Literal["minmax", "percentile", "mse"]
 CALIBRATION_METHODS: tuple[str, ...] = get_args(CalibrationMethod)
 
+#: Which expected output shift of a quantized layer calibration lets its bias correct (see
+#: :mod:`tvm_mp.quantize.correction`): none, the weights' rounding only, or weights and input quantization.
+BiasCorrection = Literal["off", "weights", "full"]
+BIAS_CORRECTIONS: tuple[str, ...] = get_args(BiasCorrection)
+
 #: How a layer's output leaves its kernel: raw int32 accumulators, dequantized float, or requantized into the
 #: next layer's codes (an integer edge).
 Epilogue = Literal["acc", "float", "requant"]

@@ -26,13 +26,22 @@ from tvm import relax
 
 from .. import _tvm
 from ..errors import ensure_ffi_registration
-from ..layers import annotated_layer_functions
+from ..layers import annotated_layer_functions, dataflow_bindings
 from ..precision import Precision
 from ..quantize import floats
 from ..quantize.clustering import cluster_weights
+from ..quantize.correction import corrected_bias
 from ..quantize.floats import FloatFormat, round_to_format
-from ..quantize.qlayer import ATTR_IN_SCALE, ATTR_QUANTIZED, dequantized_weight, layer_bias, precision_of
-from ..quantize.scheme import fit_accumulator, quantize_weights
+from ..quantize.qlayer import (
+    ATTR_IN_SCALE,
+    ATTR_IN_ZP,
+    ATTR_QUANTIZED,
+    _attr,
+    dequantized_weight,
+    layer_bias,
+    precision_of,
+)
+from ..quantize.scheme import ActQuant, fit_accumulator, quantize_weights
 
 
 def quantized_weight_expr(weight: np.ndarray, bits: int, transposed: bool, hessian=None, groups: int = 1,
@@ -80,6 +89,51 @@ def format_weight_expr(weight: np.ndarray, precision: Precision, transposed: boo
     scale_shape = (1, -1) if transposed else (-1,) + (1,) * (w.ndim - 1)
     scale = np.full(w.shape[0], cw.scale, np.float32).reshape(scale_shape)
     return relax.op.multiply(relax.op.astype(_tvm.const(w_q), "float32"), _tvm.const(scale))
+
+
+def _correct_bias(new_func: relax.Function, func: relax.Function, bias: np.ndarray, stats, precision: Precision):
+    """``new_func`` with its bias constant replaced by :func:`~tvm_mp.quantize.correction.corrected_bias` of the
+    quantized weight it now holds (unchanged without bias-correction statistics)."""
+    if getattr(stats, "mean", None) is None:
+        return new_func
+    act = ActQuant(float(_attr(func, ATTR_IN_SCALE)), int(_attr(func, ATTR_IN_ZP)), precision.a_bits)
+    bindings = {b.var: b.value for b in dataflow_bindings(new_func)}
+    cores = [v for v in bindings.values() if isinstance(v, relax.Call) and isinstance(v.op, tvm.ir.Op)
+             and v.op.name in ("relax.nn.conv2d", "relax.matmul")]
+    old_cores = [b.value for b in dataflow_bindings(func) if isinstance(b.value, relax.Call)
+                 and isinstance(b.value.op, tvm.ir.Op) and b.value.op.name in ("relax.nn.conv2d", "relax.matmul")]
+    quantized = dequantized_weight(cores[0].args[1], bindings) if len(cores) == 1 else None
+    if quantized is None or len(old_cores) != 1 or not _tvm.is_const(old_cores[0].args[1]):
+        return new_func
+    core, old_w = cores[0], _tvm.const_value(old_cores[0].args[1])
+    w_q, scale = quantized
+    transposed = core.op.name == "relax.matmul"
+    groups = int(core.attrs.groups) if not transposed else 1
+    weight = old_w.T if transposed else old_w
+    w_q = w_q.T if transposed else w_q
+    new_bias = corrected_bias(weight, w_q, scale.reshape(-1), bias, stats, act, groups)
+    if new_bias is bias:
+        return new_func
+    done = []
+
+    @relax.expr_functor.mutator
+    class ReplaceBias(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if done or not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.add"):
+                return call
+            args = list(call.args)
+            for i, a in enumerate(args):
+                if _tvm.is_const(a):
+                    value = _tvm.const_value(a)
+                    if value.dtype == np.float32 and value.size == bias.size and np.array_equal(
+                            value.reshape(-1), bias.reshape(-1)):
+                        args[i] = _tvm.const(new_bias.reshape(value.shape))
+                        done.append(True)
+                        return relax.Call(call.op, args, call.attrs)
+            return call
+
+    return ReplaceBias().visit_expr(new_func)
 
 
 @tvm.transform.module_pass(opt_level=0, name="QuantizeWeights")
@@ -130,7 +184,10 @@ class QuantizeWeights:
                             return relax.Call(call.op, [call.args[0], new_w], call.attrs)
                     return call
 
-            new_func = Replace().visit_expr(func).with_attr(ATTR_QUANTIZED, 1)
+            new_func = Replace().visit_expr(func)
+            if precision.is_integer and bias is not None:
+                new_func = _correct_bias(new_func, func, bias, self.statistics.get(name), precision)
+            new_func = new_func.with_attr(ATTR_QUANTIZED, 1)
             updates[gv] = new_func
         if not updates:
             return mod

@@ -16,7 +16,7 @@ import tvm
 from .. import _tvm
 from ..errors import CalibrationError
 from ..inputs import InputSpec, check_inputs
-from ..kinds import CALIBRATION_METHODS, check
+from ..kinds import BIAS_CORRECTIONS, CALIBRATION_METHODS, check
 from .interpreter import Interpreter
 
 
@@ -24,12 +24,16 @@ from .interpreter import Interpreter
 class ActivationRange:
     """Observed range of one layer's input, (method "mse") the best clipped range for each bit-width, and the
     second moment ``H = E[x x^T]`` of the layer's input windows per group (diagonal blocks ``[G, nblocks, B, B]``,
-    for GPTQ rounding)."""
+    for GPTQ rounding). For bias correction (:mod:`tvm_mp.quantize.correction`): ``mean``, the mean input window
+    per group ``[G, R]`` (float64), and ``channel_sample``, a seeded sample of each input channel's values
+    ``[C, K]`` (float32; the shift of the input quantizer's mean per channel is measured on it)."""
 
     lo: float
     hi: float
     clipped: tuple[tuple[float, float], ...] = ()  # index b-1: (lo, hi) for b bits; empty = use (lo, hi)
     hessian: np.ndarray | None = field(default=None, compare=False, repr=False)
+    mean: np.ndarray | None = field(default=None, compare=False, repr=False)
+    channel_sample: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def unsigned(self) -> bool:
@@ -120,8 +124,17 @@ def normalize_batches(mod: tvm.IRModule, batches: Iterable) -> list[list[np.ndar
     return out
 
 
+#: Values kept per input channel for the activation part of bias correction (a seeded subsample).
+CHANNEL_SAMPLE = 1024
 #: Input windows per layer and batch that enter H (a seeded subsample keeps wide layers cheap).
 HESSIAN_ROWS = 8192
+
+
+def _channel_columns(x: np.ndarray) -> np.ndarray:
+    """``[C, n]``: every value of each input channel (axis 1 of NCHW; the last axis of a dense input)."""
+    if x.ndim == 4:
+        return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)
+    return x.reshape(-1, x.shape[-1]).T
 
 
 def _windows(info, x: np.ndarray) -> np.ndarray:
@@ -136,23 +149,32 @@ def _windows(info, x: np.ndarray) -> np.ndarray:
 
 
 def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
-              percentile: float = 99.99, statistics: bool = True) -> dict[str, ActivationRange]:
+              percentile: float = 99.99, statistics: bool = True,
+              bias_correction: str = "full") -> dict[str, ActivationRange]:
     """Layer name -> input range over the calibration batches.
 
     ``method="minmax"`` takes the extreme values; ``"percentile"`` averages per-batch ``percentile`` /
     ``100 - percentile`` values, clipping rare outliers; ``"mse"`` observes min/max and then, for each bit-width,
     clips the range to the ratio that minimizes the quantization error on a seeded sample of the layer's inputs
     (low bit-widths gain most). With ``statistics`` each range also carries the layer's input second moment
-    (used by QuantizeWeights for GPTQ rounding).
+    (used by QuantizeWeights for GPTQ rounding) and, unless ``bias_correction="off"``, the input statistics that
+    let each quantized layer's bias cancel its expected output shift (:mod:`tvm_mp.quantize.correction`):
+    ``"weights"`` the shift of the rounded weights, ``"full"`` (default) also the shift of the input quantizer.
     """
     check(method, CALIBRATION_METHODS, "calibration method", CalibrationError)
+    check(bias_correction, BIAS_CORRECTIONS, "bias correction", CalibrationError)
+    if not statistics:
+        bias_correction = "off"
     if not (50.0 < percentile <= 100.0):
         raise CalibrationError(f"percentile must be in (50, 100], got {percentile}")
     data = normalize_batches(mod, batches)
     seen: dict[str, list[tuple[float, float]]] = {}
     samples: dict[str, list[np.ndarray]] = {}
     moments: dict[str, list] = {}
+    means: dict[str, list] = {}
+    channels: dict[str, list[np.ndarray]] = {}
     rng = np.random.default_rng(0)
+    channel_rng = np.random.default_rng(1)  # its own stream: the other samples stay as they were
     from ..layers import list_layers
 
     infos = {layer.name: layer for layer in list_layers(mod)} if statistics else {}
@@ -168,6 +190,15 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
             acc = moments.setdefault(name, [0.0, 0])
             acc[0] = acc[0] + block_moments(win.astype(np.float64))
             acc[1] += win.shape[1]
+            if bias_correction != "off":
+                mean = means.setdefault(name, [0.0, 0])
+                mean[0] = mean[0] + win.astype(np.float64).sum(axis=1)
+                mean[1] += win.shape[1]
+            if bias_correction == "full":
+                cols = _channel_columns(x)
+                take = min(cols.shape[1], CHANNEL_SAMPLE // len(data) + 1)
+                channels.setdefault(name, []).append(cols[:, np.sort(channel_rng.choice(cols.shape[1], take,
+                                                                                replace=False))])
         if method == "mse":
             flat = x.reshape(-1)
             take = min(flat.size, MSE_SAMPLE // max(1, len(data)) + 1)
@@ -192,5 +223,7 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
             raise CalibrationError(f"layer {name!r} sees NaN/Inf activations on the calibration data")
         clipped = mse_clipped_ranges(np.concatenate(samples[name]), lo, hi) if method == "mse" else ()
         hessian = moments[name][0] / moments[name][1] if name in moments else None
-        ranges[name] = ActivationRange(lo, hi, clipped, hessian)
+        mean = means[name][0] / means[name][1] if name in means else None
+        sample = np.concatenate(channels[name], axis=1) if name in channels else None
+        ranges[name] = ActivationRange(lo, hi, clipped, hessian, mean, sample)
     return ranges

@@ -54,6 +54,7 @@ from ..passes.annotate_precision import AnnotatePrecision
 from ..precision import Precision, PrecisionPlan
 from ..quantize import fastconv, reference
 from ..quantize.calibrate import ActivationRange, calibrate, normalize_batches
+from ..quantize.correction import corrected_bias
 from ..quantize.graph import analyze_outputs, layer_name_of
 from ..quantize.interpreter import Interpreter, batch_polymorphic, concat_batches, sample_blocks
 from ..quantize.qlayer import QuantLayer
@@ -152,8 +153,10 @@ class LayerBank:
             w_q, scale = self.weights(name, precision.w_bits)
             act = self.act(name, precision.a_bits)
             w_q, scale = fit_accumulator(match.weight, w_q, scale, match.bias, act.scale, precision.w_bits)
+            groups = match.info.params.groups if match.info.params is not None else 1
+            bias = corrected_bias(match.weight, w_q, scale, match.bias, self.ranges.get(name), act, groups)
             prec = _canon(precision)
-            self._layers[key] = QuantLayer(match.info, prec, act, w_q, scale, match.bias)
+            self._layers[key] = QuantLayer(match.info, prec, act, w_q, scale, bias)
         return self._layers[key]
 
     def _match(self, name: str):
