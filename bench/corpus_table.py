@@ -25,10 +25,10 @@ For each model: a calibration set, a *search* split (the ``accuracy_fn`` of the 
 4. uniform plans (fp32, w8a8, w4a8, and every uniform plan of each space at or below the largest budget) on the
    NumPy reference (bit-exact with the built model for integer layers).
 
-    python bench/corpus_table.py [--models cls,rec,det] [--samples 60] [--det-samples 24]
+    python bench/corpus_table.py [--models cls,rec,det] [--samples 40] [--det-samples 16] [--json PATH]
 
-Writes ``docs/corpus_table.json`` (after each model, so a stopped run keeps what was measured) and
-``docs/corpus_table.md``.
+Writes ``docs/corpus_table.json`` (or ``--json``; after each model, so a stopped run keeps what was measured);
+``--render A.json [B.json ...]`` writes ``docs/corpus_table.md`` from one or more of them (models merged).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 COMMAND = "python bench/corpus_table.py"
 #: The accelerator space: weight x activation bits (the accelerator ignores kernel kinds).
-ACCEL_GRID = [(8, 8), (4, 8), (4, 4), (2, 4), (2, 2)]
+ACCEL_GRID = [(8, 8), (4, 8), (4, 4), (2, 2)]
 BUDGETS = (0.85, 0.7)
 #: At most this many uniform plans below the largest budget are scored per space (the highest-cost ones).
-MAX_CHEAP_UNIFORM = 4
+MAX_CHEAP_UNIFORM = 2
 
 
 def log(*args) -> None:
@@ -232,31 +232,55 @@ def uniform_points(task: Task, ctx, quantity: str, ref: float, limit: float) -> 
     return sorted(out, key=lambda r: r["fraction"])
 
 
-def budget_runs(task: Task, ctx, quantity: str, ref: float, budgets) -> list[dict]:
+def budget_runs(task: Task, ctx, quantity: str, ref: float, budgets, build_first: bool) -> list[dict]:
+    """Per budget: with ``build_first`` the first budget is a full ``compile_with_budget`` (search + TVM build +
+    ``accuracy_fn`` on the built model, its report's explanation kept); the others search only (the plan scored on
+    the NumPy reference, bit-exact with a build for integer layers) -- a TVM build of a corpus model costs minutes
+    on the shared machine."""
     from tvm_mp import Budget
     from tvm_mp.search.budget import compile_with_budget
-    from tvm_mp.search.costs import BudgetError
+    from tvm_mp.search.costs import BudgetError, check_budget
+    from tvm_mp.search.explain import explain_plan
+    from tvm_mp.search.pareto import optimize
 
     rows = []
-    for frac in budgets:
+    for k, frac in enumerate(budgets):
+        budget = Budget(**{quantity: frac * ref})
         before = load_average()
         t0 = time.perf_counter()
+        built = build_first and k == 0
         try:
-            cm = compile_with_budget(task.mod, Budget(**{quantity: frac * ref}), calibration=task.calibration,
-                                     accuracy_fn=task.accuracy_fn, context=ctx, measure=False)
+            if built:
+                cm = compile_with_budget(task.mod, budget, calibration=task.calibration,
+                                         accuracy_fn=task.accuracy_fn, context=ctx, measure=False)
+                res, plan, explanation = cm.search.result, cm.plan, cm.report.explanation
+            else:
+                check_budget(ctx.costs, budget)
+                res, _ = optimize(ctx, budget, np.random.default_rng(0))
+                plan = res.plan
         except BudgetError as err:
             rows.append({"budget": frac, "infeasible": str(err), "seconds": time.perf_counter() - t0})
             log(f"  {frac}x: infeasible ({err})")
             continue
         seconds = time.perf_counter() - t0
-        res = cm.search.result
-        row = {"budget": frac, "seconds": seconds, "search_seconds": res.seconds, "evaluations": res.evaluations,
-               "fraction": cm.search.predicted[quantity] / ref, "search": cm.report.accuracy,
-               "held_out": task.held_out(cm.run), "plan_mix": plan_mix(res.plan),
-               "fp32_layers": len(cm.report.fp32_layers), "load_before": before, "load_after": load_average()}
+        if built:
+            held, search = task.held_out(cm.run), cm.report.accuracy
+        else:
+            held = task.held_out(lambda x, p=plan: ctx.scorer.evaluator.run(p, [x]))
+            search = ctx.scorer.score(plan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                explanation = explain_plan(ctx, plan, budget)
+        fraction = ctx.costs.totals(ctx.space.index_of(plan))[quantity] / ref
+        why = sorted(explanation.layers, key=lambda r: r.rank)
+        row = {"budget": frac, "built": built, "seconds": seconds, "search_seconds": res.seconds,
+               "evaluations": res.evaluations, "fraction": fraction, "search": search, "held_out": held,
+               "plan_mix": plan_mix(plan), "load_before": before, "load_after": load_average(),
+               "explained": [{"name": r.name, "precision": r.precision, "rank": r.rank,
+                              "sensitivity": r.sensitivity, "reason": r.reason} for r in why[:3] + why[-2:]]}
         rows.append(row)
-        log(f"  {frac}x: {seconds:.0f} s (search {res.seconds:.0f} s, {res.evaluations} evaluations), "
-            f"{row['search']:.1f} / held-out {row['held_out']:.1f}")
+        log(f"  {frac}x: {seconds:.0f} s ({'built, ' if built else ''}search {res.seconds:.0f} s, "
+            f"{res.evaluations} evaluations), {fraction:.3f}x, {row['search']:.1f} / held-out {row['held_out']:.1f}")
     return rows
 
 
@@ -274,7 +298,8 @@ def dominance(uniform: list[dict], mixed: list[dict]) -> list[dict]:
     return out
 
 
-def run_model(name: str, samples: int) -> dict:
+def run_model(name: str, samples: int, res: dict, save) -> dict:
+    """Fill ``res`` step by step (a failure keeps what was measured; ``save()`` after each costly step)."""
     from tvm_mp import Precision, PrecisionPlan
     from tvm_mp.canonical import canonicalize
     from tvm_mp.cost_models.accel import AccelCostModel
@@ -282,9 +307,11 @@ def run_model(name: str, samples: int) -> dict:
 
     log(f"== {name}")
     task = TASKS[name](name, samples)
-    res = {"model": name, "description": task.model.description, "shape": list(task.shape), "samples": samples,
-           "metric": task.metric_name, "load_seconds": task.load_seconds, "load_warnings": task.load_warnings}
+    res.update({"model": name, "description": task.model.description, "shape": list(task.shape),
+                "samples": samples, "metric": task.metric_name, "load_seconds": task.load_seconds,
+                "load_warnings": task.load_warnings})
     res["w8a8_compile"] = w8a8_compile(task)
+    save()
     mod = canonicalize(task.mod)
     t0 = time.perf_counter()
     try:
@@ -303,6 +330,7 @@ def run_model(name: str, samples: int) -> dict:
     res["w8a8"] = score_plan(task, host, PrecisionPlan({n: w8 for n in host.space.names}))
     res["w4a8"] = score_plan(task, host, PrecisionPlan({n: w4 for n in host.space.names}))
     log(f"  fp32 {res['fp32']}, w8a8 {res['w8a8']}, w4a8 {res['w4a8']}")
+    save()
     t0 = time.perf_counter()
     accel = search_context(mod, task.calibration, options=[Precision(w, a) for w, a in ACCEL_GRID],
                            cost_model=AccelCostModel(), scorer=host.scorer, progress=False)
@@ -311,11 +339,12 @@ def run_model(name: str, samples: int) -> dict:
     for key, ctx, quantity in (("host", host, "latency_ms"), ("accel", accel, "energy_uj")):
         ref = ctx.costs.totals(ctx.space.uniform_index(w8))[quantity]
         log(f"  {key}: budgets on {quantity} (w8a8 {ref:.4g})")
-        runs = budget_runs(task, ctx, quantity, ref, BUDGETS)
+        runs = budget_runs(task, ctx, quantity, ref, BUDGETS, build_first=key == "host")
         uniform = uniform_points(task, ctx, quantity, ref, max(BUDGETS))
         res[key] = {"quantity": quantity, "w8a8": ref, "cost_model": ctx.costs.model_name, "budgets": runs,
                     "uniform": uniform, "dominance": dominance(uniform, runs),
                     "options_per_layer": int(ctx.space.max_options)}
+        save()
     return res
 
 
@@ -324,13 +353,19 @@ def _fmt(v, spec=".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _budget_cell(part: dict, frac: float) -> str:
+def _state(r: dict) -> str:
+    return f"failed: {r['error']}" if "error" in r else "not measured (the run stopped before this step)"
+
+
+def _budget_cell(part: dict | None, frac: float) -> str:
+    if part is None:
+        return "not measured"
     row = next((r for r in part["budgets"] if r["budget"] == frac), None)
     if row is None:
         return "-"
     if "infeasible" in row:
         return "infeasible"
-    return f"{row['held_out']:.1f} ({row['fraction']:.2f}x)"
+    return f"{row['held_out']:.1f} ({row['fraction']:.2f}x{', built' if row.get('built') else ''})"
 
 
 def markdown(result: dict) -> str:
@@ -353,14 +388,14 @@ def markdown(result: dict) -> str:
               "| host 0.85x | host 0.7x | accel 0.85x | accel 0.7x |",
               "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in models.items():
-        if "error" in r:
-            lines.append(f"| {name} | failed: {r['error']} |" + " |" * 9)
+        if "w8a8" not in r:
+            lines.append(f"| {name} | {_state(r)} |" + " |" * 9)
             continue
         c = r["w8a8_compile"]
         lines.append(f"| {name} | {c['layers'] - len(c['fp32_layers'])} / {len(c['fp32_layers'])} "
                      f"(+{c['unquantizable']} unquantizable conv/matmul ops) | {r['samples']} | {r['metric']} | "
                      f"{r['fp32']['held_out']:.1f} | {r['w8a8']['held_out']:.1f} | {r['w4a8']['held_out']:.1f} | "
-                     + " | ".join(_budget_cell(r[k], f) for k in ("host", "accel") for f in BUDGETS) + " |")
+                     + " | ".join(_budget_cell(r.get(k), f) for k in ("host", "accel") for f in BUDGETS) + " |")
     lines += ["", "Mixed-plan cells: held-out metric (plan cost as a fraction of uniform w8a8 on that cost model).",
               "", "## Times", "",
               "| model | import (s) | w8a8 compile (s) | load before / after | host context (s) | accel context (s) "
@@ -368,6 +403,8 @@ def markdown(result: dict) -> str:
               "|---|---:|---:|---|---:|---:|---|---|---|"]
 
     def bcell(part):
+        if part is None:
+            return "not measured"
         cells = []
         for b in part["budgets"]:
             if "infeasible" in b:
@@ -377,20 +414,22 @@ def markdown(result: dict) -> str:
         return " / ".join(cells)
 
     for name, r in models.items():
-        if "error" in r:
+        if "w8a8_compile" not in r:
             continue
         c = r["w8a8_compile"]
-        loads = [b["load_before"][0] for k in ("host", "accel") for b in r[k]["budgets"] if "load_before" in b]
+        loads = [b["load_before"][0] for k in ("host", "accel") for b in (r.get(k) or {}).get("budgets", [])
+                 if "load_before" in b]
         lines.append(f"| {name} | {r['load_seconds']:.0f} | {c['seconds']:.0f} | {c['load_before'][0]:.1f} / "
-                     f"{c['load_after'][0]:.1f} | {r['host_context_seconds']:.0f} | {r['accel_context_seconds']:.0f} "
-                     f"| {bcell(r['host'])} | {bcell(r['accel'])} | "
+                     f"{c['load_after'][0]:.1f} | {_fmt(r.get('host_context_seconds'), '.0f')} | "
+                     f"{_fmt(r.get('accel_context_seconds'), '.0f')} "
+                     f"| {bcell(r.get('host'))} | {bcell(r.get('accel'))} | "
                      f"{'-' if not loads else f'{min(loads):.1f}-{max(loads):.1f}'} |")
     lines += ["", "Context = calibration + scorer + the cost table of the space (shared by the budgets of that cost "
               "model; the accelerator context reuses the host one's scorer); budget compile = search + TVM build + "
               "`accuracy_fn` on the built model.", "", "## Checks", ""]
     for name, r in models.items():
-        if "error" in r:
-            lines.append(f"* {name}: the run failed: {r['error']}")
+        if "w8a8" not in r:
+            lines.append(f"* {name}: {_state(r)}")
             continue
         c = r["w8a8_compile"]
         d = r["fp32"]["held_out"] - r["w8a8"]["held_out"]
@@ -404,6 +443,9 @@ def markdown(result: dict) -> str:
                      + (f" (whole-model failed: {r['host_cost_model_error']})" if r.get("host_cost_model_error")
                         else "") + ".")
         for key, label in (("host", "host latency"), ("accel", "accelerator energy")):
+            if key not in r:
+                lines.append(f"  * {label}: {_state(r)}")
+                continue
             dom = r[key]["dominance"]
             parts = []
             for x in dom:
@@ -417,29 +459,47 @@ def markdown(result: dict) -> str:
             lines.append(f"  * {label}: " + "; ".join(parts) + ".")
     lines += ["", "## Plans", ""]
     for name, r in models.items():
-        if "error" in r:
-            continue
         for key in ("host", "accel"):
-            for b in r[key]["budgets"]:
+            for b in (r.get(key) or {}).get("budgets", []):
                 if "infeasible" in b:
                     lines.append(f"* {name} {key} {b['budget']}x: infeasible: {b['infeasible']}")
                 else:
                     mix = ", ".join(f"{n} {p}" for p, n in b["plan_mix"].items())
                     lines.append(f"* {name} {key} {b['budget']}x: {mix} (search split {b['search']:.1f})")
+    lines += ["", "## Why the layers got their bits (the report's explanation, excerpt)", "",
+              "The three most and the two least sensitive layers of each mixed plan, as `Report.explanation` "
+              "gives them (sensitivity: output noise ratio with the layer alone at w4a8).", ""]
+    for name, r in models.items():
+        for key in ("host", "accel"):
+            for b in (r.get(key) or {}).get("budgets", []):
+                if "explained" not in b:
+                    continue
+                lines.append(f"* {name} {key} {b['budget']}x:")
+                lines += [f"  * {e['name']} {e['precision']} (sensitivity {e['sensitivity']:.2e}): {e['reason']}"
+                          for e in b["explained"]]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="cls,rec,det")
-    parser.add_argument("--samples", type=int, default=60, help="images per split (cls, rec)")
-    parser.add_argument("--det-samples", type=int, default=24, help="images per split (det)")
-    parser.add_argument("--render", metavar="JSON", help="only write the markdown again from a result JSON")
+    parser.add_argument("--samples", type=int, default=40, help="images per split (cls, rec)")
+    parser.add_argument("--det-samples", type=int, default=16, help="images per split (det)")
+    parser.add_argument("--render", metavar="JSON", nargs="+",
+                        help="only write the markdown again from result JSONs (their models merged, in order)")
+    parser.add_argument("--json", default=str(DOCS / "corpus_table.json"), help="where the results go")
     parser.add_argument("--merge", action="store_true", help="keep the models not run from the existing JSON")
     args = parser.parse_args(argv)
-    out = DOCS / "corpus_table.json"
+    out = Path(args.json)
     if args.render:
-        (DOCS / "corpus_table.md").write_text(markdown(json.loads(Path(args.render).read_text())))
+        parts = [json.loads(Path(p).read_text()) for p in args.render]
+        merged = dict(parts[0])
+        merged["models"] = {k: v for part in parts for k, v in part["models"].items()}
+        merged["command"] = "; ".join(p["command"] for p in parts)
+        merged["seconds"] = max(p.get("seconds", 0) for p in parts)
+        merged["load_at_end"] = parts[-1].get("load_at_end", [])
+        merged["load_at_start"] = parts[0].get("load_at_start", [])
+        (DOCS / "corpus_table.md").write_text(markdown(merged))
         return 0
     flags = [f" --{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
              if v != parser.get_default(k)]
@@ -453,19 +513,22 @@ def main(argv=None) -> int:
         result["seconds"] = time.perf_counter() - start
         result["load_at_end"] = load_average()
         out.write_text(json.dumps(result, indent=1, default=str))
-        (DOCS / "corpus_table.md").write_text(markdown(result))
 
     for name in args.models.split(","):
         samples = args.det_samples if name == "det" else args.samples
         t0 = time.perf_counter()
+        result["models"][name] = res = {}
         try:
-            result["models"][name] = run_model(name, samples)
-        except Exception as err:  # noqa: BLE001 -- keep the other models' figures
-            result["models"][name] = {"error": f"{type(err).__name__}: {err}"}
+            run_model(name, samples, res, save)
+        except Exception as err:  # noqa: BLE001 -- keep the other models' figures and this one's so far
+            import traceback
+
+            traceback.print_exc()
+            res["error"] = f"{type(err).__name__}: {err}"
         result["models"][name]["total_seconds"] = time.perf_counter() - t0
         save()
     save()
-    print((DOCS / "corpus_table.md").read_text())
+    print(markdown(result))
     return 0
 
 

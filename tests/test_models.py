@@ -182,3 +182,17 @@ def test_imagenet_builder_layers_and_shapes(name, imagenet_models):
     x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
     (logits,) = _session(model).run(["logits"], {"input": x})
     assert logits.shape == (1, 1000) and np.isfinite(logits).all() and np.abs(logits).max() < 1e3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(IMAGENET))
+def test_imagenet_builder_imports_with_every_layer_quantizable(name, imagenet_models):
+    """TVM imports it at batch 1 and tvm-mp finds every conv / dense layer (no compile: that takes minutes)."""
+    import tvm_mp
+
+    builder = BUILDERS[name]
+    mod = tvm_mp.load_onnx(imagenet_models[name], shapes={builder.input_name: builder.input_shape})
+    layers = tvm_mp.list_layers(mod)
+    assert len(layers) == IMAGENET[name][0] and not tvm_mp.unquantizable_layers(mod)
+    assert layers[0].input_shape == (1, 3, 224, 224) and layers[-1].op == "dense"
+    assert sum(layer.macs for layer in layers) > (3e8 if name == "mobilenet_v2_10" else 1.8e9)
