@@ -93,8 +93,12 @@ def test_compile_under_budget_and_explore(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["energy_uj"] <= 20.0 and len(report["layers"]) == 4
+    # the report explains the plan: per-layer sensitivity rank and reason, in the output, report.json and report.md
+    assert "why each layer got its bits (budget search, energy_uj <= 20)" in proc.stdout
+    assert [r["rank"] for r in sorted(report["explanation"]["layers"], key=lambda r: r["rank"])] == [1, 2, 3, 4]
     assert tvm_mp_cli("report", str(out)).returncode == 0
     assert "Energy by layer" in (out / "report.md").read_text() and (out / "energy_by_layer.png").exists()
+    assert "## Why each layer got its bits" in (out / "report.md").read_text()
     front_dir = tmp_path / "front"
     proc = tvm_mp_cli("explore", str(digits_cnn_path()), "--shape", "input=1,1,8,8", "--calibration", "digits",
                       "--budgets", "3", "-o", str(front_dir))

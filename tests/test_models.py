@@ -16,7 +16,11 @@ from tvm_mp.models import digits_cnn_info_path, digits_cnn_path
 from tvm_mp.models.builders import BUILDERS
 
 NUM_CLASSES = {"resnet8": 10, "ds_cnn": 12, "mobilenet_v1_025": 2, "fer_cnn": 7, "digits_cnn": 10}
-RANDOM_BUILDERS = [name for name in BUILDERS if name != "digits_cnn"]
+#: The ImageNet-scale builders: (quantizable layers = Conv + Gemm, Add nodes); built once, checked by the cheap
+#: tests at the end (their 3-47 MB of weights make the per-builder tests below too slow for CI).
+IMAGENET = {"mobilenet_v2_10": (53, 10), "resnet18": (21, 8)}
+SMALL = [name for name in BUILDERS if name not in IMAGENET]
+RANDOM_BUILDERS = [name for name in SMALL if name != "digits_cnn"]
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -34,12 +38,13 @@ def _weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, onnx.ModelProto]:
-    return {name: builder.build(0) for name, builder in BUILDERS.items()}
+    return {name: BUILDERS[name].build(0) for name in SMALL}
 
 
 def test_builders_table_matches_models(models):
-    assert set(BUILDERS) == set(NUM_CLASSES)
-    for name, builder in BUILDERS.items():
+    assert set(BUILDERS) == set(NUM_CLASSES) | set(IMAGENET)
+    for name in SMALL:
+        builder = BUILDERS[name]
         model = models[name]
         assert builder.name == name
         assert builder.input_shape[0] == 1
@@ -51,7 +56,7 @@ def test_builders_table_matches_models(models):
         assert [o.name for o in model.graph.output] == ["logits"]
 
 
-@pytest.mark.parametrize("name", list(BUILDERS))
+@pytest.mark.parametrize("name", SMALL)
 def test_model_is_valid_opset17_with_exporter_features(name, models):
     model = models[name]
     onnx.checker.check_model(model, full_check=True)
@@ -61,7 +66,7 @@ def test_model_is_valid_opset17_with_exporter_features(name, models):
     assert ops & {"Relu", "Clip"}
 
 
-@pytest.mark.parametrize("name", list(BUILDERS))
+@pytest.mark.parametrize("name", SMALL)
 @pytest.mark.parametrize("batch", [1, 3])
 def test_model_runs_with_dynamic_batch(name, batch, models):
     builder = BUILDERS[name]
@@ -72,7 +77,7 @@ def test_model_runs_with_dynamic_batch(name, batch, models):
     assert np.abs(logits).max() < 1e3  # activations stay in a sane range through the depth
 
 
-@pytest.mark.parametrize("name", list(BUILDERS))
+@pytest.mark.parametrize("name", SMALL)
 def test_same_seed_gives_byte_identical_model(name, models):
     assert BUILDERS[name].build(0).SerializeToString() == models[name].SerializeToString()
 
@@ -150,3 +155,44 @@ def test_training_gradients_match_finite_differences():
         minus[name][idx] -= eps
         numeric = (loss(plus) - loss(minus)) / (2 * eps)
         assert grad[idx] == pytest.approx(numeric, rel=1e-4, abs=1e-7), name
+
+
+@pytest.fixture(scope="module")
+def imagenet_models() -> dict[str, onnx.ModelProto]:
+    return {name: BUILDERS[name].build(0) for name in IMAGENET}
+
+
+@pytest.mark.parametrize("name", list(IMAGENET))
+def test_imagenet_builder_layers_and_shapes(name, imagenet_models):
+    """Layer and residual-add counts, the registry's input, the inferred output shape, a finite batch-1 run."""
+    model = imagenet_models[name]
+    builder = BUILDERS[name]
+    assert builder.input_shape == (1, 3, 224, 224) and builder.input_name == "input"
+    ops = [n.op_type for n in model.graph.node]
+    assert (ops.count("Conv") + ops.count("Gemm"), ops.count("Add")) == IMAGENET[name]
+    assert "BatchNormalization" in ops and {"Relu", "Clip"} & set(ops)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    out = inferred.graph.output[0].type.tensor_type.shape.dim
+    assert out[0].dim_param == "N" and out[1].dim_value == 1000
+    convs = {n.output[0]: n for n in model.graph.node if n.op_type == "Conv"}
+    shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim[1:])
+              for v in inferred.graph.value_info if v.name in convs}
+    assert shapes[next(iter(convs))] == (32, 112, 112) if name == "mobilenet_v2_10" else (64, 112, 112)
+    assert (list(shapes.values())[-1][1:]) == (7, 7)  # total stride 32
+    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    (logits,) = _session(model).run(["logits"], {"input": x})
+    assert logits.shape == (1, 1000) and np.isfinite(logits).all() and np.abs(logits).max() < 1e3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(IMAGENET))
+def test_imagenet_builder_imports_with_every_layer_quantizable(name, imagenet_models):
+    """TVM imports it at batch 1 and tvm-mp finds every conv / dense layer (no compile: that takes minutes)."""
+    import tvm_mp
+
+    builder = BUILDERS[name]
+    mod = tvm_mp.load_onnx(imagenet_models[name], shapes={builder.input_name: builder.input_shape})
+    layers = tvm_mp.list_layers(mod)
+    assert len(layers) == IMAGENET[name][0] and not tvm_mp.unquantizable_layers(mod)
+    assert layers[0].input_shape == (1, 3, 224, 224) and layers[-1].op == "dense"
+    assert sum(layer.macs for layer in layers) > (3e8 if name == "mobilenet_v2_10" else 1.8e9)

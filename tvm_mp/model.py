@@ -105,6 +105,96 @@ class LayerReport:
 
 
 @dataclass(frozen=True)
+class LayerWhy:
+    """Why one layer got its bits: its sensitivity and the reason, as a sentence.
+
+    ``sensitivity``: the network's output noise-to-signal power ratio with this layer alone quantized at
+    ``PlanExplanation.sensitivity_option`` (every other layer fp32; the search's per-layer proxy), ``rank`` its place
+    among the layers (1 = the most sensitive). ``noise``: the same ratio at the layer's chosen option (None for fp32).
+    """
+
+    name: str
+    precision: str
+    sensitivity: float
+    rank: int
+    reason: str
+    noise: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("name", "precision", "reason"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise Error(f"LayerWhy.{key} must be a non-empty string")
+        if not _field_ok(self.sensitivity, "number") or self.sensitivity < 0:
+            raise Error(f"LayerWhy.sensitivity={self.sensitivity!r} must be a non-negative number")
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
+            raise Error(f"LayerWhy.rank={self.rank!r} must be a positive integer")
+        if not _field_ok(self.noise, "optional number"):
+            raise Error(f"LayerWhy.noise={self.noise!r} must be a number or None")
+
+
+@dataclass(frozen=True)
+class PlanExplanation:
+    """How a plan was chosen, per layer (:class:`LayerWhy`), and what the plan scores on the user's data.
+
+    ``source``: "budget search" (the budget it met is ``budget``) or "plan". ``sensitivity_option``: the option every
+    layer's sensitivity is measured at (one option for all, so the ranks compare layers); ``sensitivity_basis``: how.
+    ``score_name``: what the scores are (``accuracy_fn`` on the user's data, or agreement with fp32 on the
+    calibration data); ``fp32_score`` / ``plan_score``: of the unquantized network and of the plan on the NumPy
+    reference (the built model's own is :attr:`Report.accuracy`).
+    """
+
+    source: str
+    layers: tuple[LayerWhy, ...]
+    sensitivity_option: str
+    sensitivity_basis: str
+    budget: str = ""
+    score_name: str = ""
+    fp32_score: float | None = None
+    plan_score: float | None = None
+
+    def __post_init__(self) -> None:
+        rows = tuple(self.layers)
+        if not all(isinstance(r, LayerWhy) for r in rows):
+            raise Error("PlanExplanation.layers holds LayerWhy records")
+        object.__setattr__(self, "layers", rows)
+        for key in ("source", "sensitivity_option", "sensitivity_basis", "budget", "score_name"):
+            if not isinstance(getattr(self, key), str):
+                raise Error(f"PlanExplanation.{key} must be a string")
+        for key in ("fp32_score", "plan_score"):
+            if not _field_ok(getattr(self, key), "optional number"):
+                raise Error(f"PlanExplanation.{key}={getattr(self, key)!r} must be a number or None")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["layers"] = [asdict(r) for r in self.layers]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PlanExplanation":
+        if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
+            raise TypeError("explanation is not an object with a list of layers")
+        rows = tuple(LayerWhy(**r) if isinstance(r, dict) else r for r in data["layers"])
+        return cls(**{**data, "layers": rows})
+
+    def lines(self) -> list[str]:
+        """The text the report prints: a head line, then one line per layer."""
+        head = f"why each layer got its bits ({self.source}"
+        head += f", {self.budget})" if self.budget else ")"
+        scores = []
+        if self.fp32_score is not None:
+            scores.append(f"fp32 {self.fp32_score:.4g}")
+        if self.plan_score is not None:
+            scores.append(f"this plan {self.plan_score:.4g} (NumPy reference)")
+        if scores:
+            head += f"; {self.score_name or 'score'}: " + ", ".join(scores)
+        out = [head, f"  sensitivity = {self.sensitivity_basis}; rank 1 = most sensitive"]
+        width = max((len(r.name) for r in self.layers), default=5)
+        out += [f"  {r.name:<{width}} {r.precision:<6} sens {r.sensitivity:.2e} (rank {r.rank}/{len(self.layers)}): "
+                f"{r.reason}" for r in self.layers]
+        return out
+
+
+@dataclass(frozen=True)
 class Report:
     """What was compiled: per-layer rows and totals (None where unknown).
 
@@ -135,8 +225,12 @@ class Report:
     #: (``components_uj``), and per accelerator layer its mapping, cycles, energy and components; ``cpu_layers``
     #: lists the planned layers left on the host CPU. Empty for other targets.
     accelerator: dict = field(default_factory=dict)
+    #: Why each layer got its bits (:class:`PlanExplanation`; a budget compile fills it), None otherwise.
+    explanation: PlanExplanation | None = None
 
     def __post_init__(self) -> None:
+        if self.explanation is not None and not isinstance(self.explanation, PlanExplanation):
+            raise Error(f"Report.explanation is a PlanExplanation or None, got {type(self.explanation).__name__}")
         entries = tuple(self.unquantizable)
         for entry in entries:
             if not isinstance(entry, UnquantizableLayer):
@@ -147,6 +241,7 @@ class Report:
         data = asdict(self)
         data["layers"] = [asdict(row) for row in self.layers]
         data["unquantizable"] = [entry.to_dict() for entry in self.unquantizable]
+        data["explanation"] = None if self.explanation is None else self.explanation.to_dict()
         return data
 
     @classmethod
@@ -172,6 +267,8 @@ class Report:
                 raise TypeError("fp32_layers is not a list")
             rest["fp32_layers"] = tuple(rest.get("fp32_layers", ()))
             rest["unquantizable"] = tuple(UnquantizableLayer.from_dict(e) for e in rest.get("unquantizable", ()))
+            if rest.get("explanation") is not None:
+                rest["explanation"] = PlanExplanation.from_dict(rest["explanation"])
             report = cls(tuple(rows), **rest)
             _check_fields(report, "the report")
             return report
@@ -247,6 +344,8 @@ class Report:
         if emulated:
             lines.append(f"float formats emulated on this target (float32 arithmetic on operands rounded exactly to "
                          f"the format): {', '.join(emulated)}")
+        if self.explanation is not None:
+            lines.extend(self.explanation.lines())
         return "\n".join(lines)
 
 

@@ -181,6 +181,24 @@ def render(directory: str | Path) -> Path:
         lines += ["## Cost model: predicted vs measured", "", f"![predicted vs measured]({png.name})", ""]
     if pareto is not None:
         lines += ["## Energy-accuracy trade-off", "", f"![Pareto front]({_plot_pareto(pareto, out).name})", ""]
+    why = report.get("explanation")
+    if why:
+        lines += ["## Why each layer got its bits", "",
+                  f"{why.get('source', '')}{', ' + why['budget'] if why.get('budget') else ''}. Sensitivity: "
+                  f"{why.get('sensitivity_basis', '')}; rank 1 = most sensitive."]
+        scores = [f"{label} {why[key]:.4g}" for key, label in (("fp32_score", "fp32"),
+                                                                ("plan_score", "this plan (NumPy reference)"))
+                  if why.get(key) is not None]
+        if scores:
+            lines.append(f"Scores ({why.get('score_name') or 'score'}): " + ", ".join(scores)
+                         + (f"; the built model: {report['accuracy']:.4g}" if report.get("accuracy") is not None
+                            else "") + ".")
+        lines += ["", "| layer | precision | sensitivity | rank | why |", "|---|---|---:|---:|---|"]
+        n = len(why.get("layers", []))
+        for r in why.get("layers", []):
+            lines.append(f"| {r['name']} | {r['precision']} | {r['sensitivity']:.2e} | {r['rank']}/{n} | "
+                         f"{str(r['reason']).replace('|', '/')} |")
+        lines.append("")
     lines += ["## Plan", "", "```json", json.dumps(plan, indent=2), "```", ""]
     path = out / "report.md"
     write_atomic(path, "\n".join(lines))

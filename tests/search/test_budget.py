@@ -99,5 +99,9 @@ def test_a_budget_compile_of_a_larger_network_uses_the_guided_search(net, calib,
     out = cm.search
     assert out.result.method == "guided" and out.meets_budget()
     assert out.to_dict()["search"]["notes"]["strategy"] == "guided"
+    why = cm.report.explanation  # the report explains the searched plan
+    assert {r.name for r in why.layers} == {n for n, _ in cm.plan.items()} and why.source == "budget search"
+    assert all(r.precision == str(cm.plan[r.name]) for r in why.layers)
+    assert "why each layer got its bits" in str(cm.report)
     x = calib[0][:1]
     np.testing.assert_array_equal(cm.run(x), cm.reference(x))

@@ -30,7 +30,9 @@ __all__ = [
     "build_ds_cnn",
     "build_fer_cnn",
     "build_mobilenet_v1_025",
+    "build_mobilenet_v2_10",
     "build_random_cnn",
+    "build_resnet18",
     "build_resnet8",
     "random_cnn_input_shape",
 ]
@@ -363,6 +365,76 @@ def build_digits_cnn(seed: int = 0) -> onnx.ModelProto:
     return onnx.load(str(digits_cnn_path()))
 
 
+#: MobileNetV2 inverted-residual stages: (expansion t, output channels c, repeats n, first stride s).
+_MOBILENET_V2_STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                        (6, 320, 1, 1)]
+
+
+def build_mobilenet_v2_10(seed: int = 0) -> onnx.ModelProto:
+    """MobileNetV2 width 1.0 at 224x224 (ImageNet), 1000 classes: input ``(N, 3, 224, 224)``.
+
+    Stem conv 32 (3x3, stride 2) + BN + ReLU6; 17 inverted-residual blocks (1x1 expansion by t + BN + ReLU6 --
+    absent when t = 1 --, 3x3 depthwise + BN + ReLU6, 1x1 linear projection + BN) with an ``Add`` of the block's
+    input wherever the stride is 1 and the width is unchanged (10 adds); 1x1 conv 1280 + BN + ReLU6; global average
+    pool, Flatten, dense to 1000. 52 conv + 1 dense = 53 quantizable layers; PyTorch (torchvision) padding.
+    """
+    g = GraphBuilder(np.random.default_rng(seed))
+    x = _conv_bn_act(g, INPUT_NAME, "stem", 3, 32, 3, stride=2, act="relu6")
+    ch = 32
+    block = 0
+    for t, c, n, s in _MOBILENET_V2_STAGES:
+        for i in range(n):
+            block += 1
+            scope = f"block{block}"
+            stride = s if i == 0 else 1
+            hidden = ch * t
+            y = x
+            if t != 1:
+                y = _conv_bn_act(g, y, f"{scope}/expand", ch, hidden, 1, pads=(0, 0, 0, 0), act="relu6")
+            y = _conv_bn_act(g, y, f"{scope}/dw", hidden, hidden, 3, stride=stride, group=hidden, act="relu6")
+            y = _conv_bn_act(g, y, f"{scope}/project", hidden, c, 1, pads=(0, 0, 0, 0), act="none")
+            if stride == 1 and ch == c:
+                y = g.node("Add", [x, y], f"{scope}/add")
+            x, ch = y, c
+    x = _conv_bn_act(g, x, "head", ch, 1280, 1, pads=(0, 0, 0, 0), act="relu6")
+    x = g.global_avgpool(x, "pool")
+    x = g.flatten(x, "flatten")
+    x = g.gemm(x, "fc", 1280, 1000)
+    return g.model("mobilenet_v2_10", (3, 224, 224), x, 1000,
+                   doc="MobileNetV2 1.0 (ImageNet, 224x224), untrained, seed %d" % seed)
+
+
+def build_resnet18(seed: int = 0) -> onnx.ModelProto:
+    """ResNet-18 at 224x224 (ImageNet), 1000 classes: input ``(N, 3, 224, 224)``.
+
+    Stem conv 64 (7x7, stride 2) + BN + relu, 3x3 stride-2 max pooling (padding 1); four stages of two basic
+    blocks (two 3x3 conv + BN, relu after the ``Add``) of width 64, 128, 256, 512, the first block of stages 2-4 at
+    stride 2 with a 1x1 stride-2 conv + BN shortcut; global average pool, PyTorch-style flatten, dense to 1000.
+    17 + 3 conv + 1 dense = 21 quantizable layers (torchvision's layout and padding).
+    """
+    g = GraphBuilder(np.random.default_rng(seed))
+    x = _conv_bn_act(g, INPUT_NAME, "stem", 3, 64, 7, stride=2)
+    x = g.node("MaxPool", [x], "stem/pool", ceil_mode=0, dilations=[1, 1], kernel_shape=[3, 3],
+               pads=[1, 1, 1, 1], strides=[2, 2])
+    ch = 64
+    for stage, width in enumerate([64, 128, 256, 512], start=1):
+        for b in range(2):
+            scope = f"layer{stage}.{b}"
+            stride = 2 if stage > 1 and b == 0 else 1
+            y = _conv_bn_act(g, x, f"{scope}/a", ch, width, 3, stride=stride)
+            y = _conv_bn_act(g, y, f"{scope}/b", width, width, 3, act="none")
+            shortcut = x
+            if stride != 1 or ch != width:
+                shortcut = _conv_bn_act(g, x, f"{scope}/downsample", ch, width, 1, stride=stride,
+                                        pads=(0, 0, 0, 0), act="none")
+            x = g.relu(g.node("Add", [y, shortcut], f"{scope}/add"), f"{scope}/relu")
+            ch = width
+    x = g.global_avgpool(x, "pool")
+    x = g.torch_flatten(x, "flatten")
+    x = g.gemm(x, "fc", 512, 1000)
+    return g.model("resnet18", (3, 224, 224), x, 1000, doc="ResNet-18 (ImageNet, 224x224), untrained, seed %d" % seed)
+
+
 def build_random_cnn(seed: int, family: str = "image") -> onnx.ModelProto:
     """A random but plausible small CNN (for training and testing cost models on architectures they never saw).
 
@@ -469,5 +541,7 @@ BUILDERS: dict[str, Builder] = {
         Builder("mobilenet_v1_025", build_mobilenet_v1_025, INPUT_NAME, (1, 3, 96, 96)),
         Builder("fer_cnn", build_fer_cnn, INPUT_NAME, (1, 1, 48, 48)),
         Builder("digits_cnn", build_digits_cnn, INPUT_NAME, (1, 1, 8, 8)),
+        Builder("mobilenet_v2_10", build_mobilenet_v2_10, INPUT_NAME, (1, 3, 224, 224)),
+        Builder("resnet18", build_resnet18, INPUT_NAME, (1, 3, 224, 224)),
     ]
 }

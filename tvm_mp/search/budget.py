@@ -43,6 +43,7 @@ from ..errors import CalibrationError, Error, PlanError
 from ..targets import parse
 from .annealing import AnnealConfig
 from .costs import FIT_RTOL, METRICS, BudgetError, check_budget
+from .explain import explain_plan
 from .guided import GuidedConfig
 from .pareto import SearchContext, optimize, search_context
 from .problem import SearchResult
@@ -236,6 +237,7 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
                               f"{_simulated_text(model)}; raise the limit or allow lower precisions")
         raise BudgetError(f"no plan met latency_ms={budget.latency_ms:.4g} by measurement in {len(rounds)} "
                           f"round(s): {_best_text(best)}; raise the limit or allow lower precisions")
+    model.report = replace(model.report, explanation=explain_plan(ctx, result.plan, budget))
     model.search = BudgetOutcome(budget, result, predicted, costs.energy_basis, costs.model_name, ctx.scorer.name,
                                  -result.objective, None if measured is None else measured.latency_ms,
                                  None if measured is None else measured.noise_ms, tuple(rounds))
