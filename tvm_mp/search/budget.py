@@ -14,7 +14,8 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
    are the ones the search used (energy labelled by its basis, "modelled" on CPUs);
 5. the accuracy from ``accuracy_fn`` on the compiled model;
 6. **verification by measurement** (a latency budget on a target that can be measured: this host): the built model
-   is timed (:class:`Measurement`: median and spread of repeats); if it misses the limit by more than the
+   is timed (:func:`measure_in_model`: one inference of its ``main`` as the whole-model predictor was trained,
+   median and spread of rounds, :class:`Measurement`); if it misses the limit by more than the
    measurement's own noise, the search's latency costs are corrected by the ratio measured / predicted of that
    plan (costs corrected, never the limit) and the search runs again, at most :data:`MAX_ROUNDS` rounds. The result
    says predicted and measured values and whether the budget is met by measurement; a budget no measured plan meets
@@ -221,8 +222,28 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     return model
 
 
+#: Rounds of the whole-model timing of a measured budget compile (each at least :data:`MEASURE_MIN_MS` of inferences).
+MEASURE_ROUNDS = 9
+MEASURE_MIN_MS = 10.0
+
+
+def measure_in_model(model, rounds: int = MEASURE_ROUNDS, min_ms: float = MEASURE_MIN_MS) -> Measurement:
+    """One inference of the built model's ``main`` on this host, timed as the whole-model predictor's training data
+    was (:meth:`tvm_mp.measure.in_model.InModelSource.whole_ms`: the VM's time evaluator, two call counts
+    differenced so its own fixed cost drops out; the thread's CPU clock with one TVM thread, else wall time):
+    median of ``rounds`` rounds, half their interquartile range as noise. Zero inputs of the compiled shapes."""
+    from ..measure.in_model import InModelSource, InModelTiming
+
+    timing = InModelTiming(rounds=rounds, min_whole_ms=min_ms, reference=False, settle_waits=0)
+    inputs = [np.zeros(s.shape, s.dtype) for s in model.inputs]
+    times = InModelSource(timing).whole_ms(model, inputs)
+    q1, q3 = np.percentile(times, [25, 75])
+    clock = timing.resolved_clock()
+    return Measurement(float(np.median(times)), float(q3 - q1) / 2.0, f"host ({clock} clock)")
+
+
 def _measure_host(model) -> Measurement:
-    return measure(model)
+    return measure_in_model(model)
 
 
 def _best_text(best) -> str:
