@@ -186,8 +186,9 @@ def write(data: dict) -> None:
              f"(rounds used: {rounds_used}).",
              ]
     if first_err:
-        lines.append(f"- |predicted / measured - 1| of the first round's plan: median {pct(float(np.median(first_err)))}"
-                     f", worst {pct(float(np.max(first_err)))} (n = {len(first_err)}).")
+        lines.append(f"- |predicted / measured - 1| of the first round's plan: median "
+                     f"{pct(float(np.median(first_err)))}, worst {pct(float(np.max(first_err)))} "
+                     f"(n = {len(first_err)}).")
     if err_pred:
         lines.append(f"- Plans accepted in round 1: |predicted / measured - 1| median {pct(float(np.median(err_pred)))}"
                      f", worst {pct(float(np.max(err_pred)))}.")

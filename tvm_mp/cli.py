@@ -300,8 +300,14 @@ def cmd_tune(args) -> int:
         print(f"the next `tvm-mp compile --target {args.target}` uses these configs (the user database)")
     for key, (config, latency_us) in sorted(result.best.items()):
         print(f"  {latency_us:10.2f} us  {config['algorithm']:<9} {key}")
-    if result.failures:
-        print(f"  a failed job's reason: {next(iter(result.failures.values()))}")
+    if result.all_failed:  # nothing measured: an error (exit 2); the failed jobs' records are kept
+        raise TuneError(f"all {result.failed} tuning jobs failed ({result.failure_summary()}); their records are "
+                        f"kept in {result.records_path} and a rerun retries them; nothing was added to the tuning "
+                        "database: fix the cause and run tvm-mp tune again")
+    if result.failed:
+        print(f"tvm-mp: warning: {result.failed} of {result.jobs - result.skipped} tuning jobs failed "
+              f"({result.failure_summary()}); the database holds the best of the jobs measured; their records are "
+              f"in {result.records_path} (a rerun retries the failed ones)", file=sys.stderr)
     return 0
 
 
