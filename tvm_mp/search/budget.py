@@ -15,9 +15,12 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
 5. the accuracy from ``accuracy_fn`` on the compiled model;
 6. **verification by measurement** (a latency budget on a target that can be measured: this host): the built model
    is timed (:func:`measure_in_model`: one inference of its ``main`` as the whole-model predictor was trained,
-   median and spread of rounds, :class:`Measurement`); if it misses the limit by more than the
-   measurement's own noise, the search's latency costs are corrected by the ratio measured / predicted of that
-   plan (costs corrected, never the limit) and the search runs again, at most :data:`MAX_ROUNDS` rounds. The result
+   median and spread of rounds, :class:`Measurement`); if its median is over the limit, the search's latency
+   costs are corrected by the ratio measured / predicted of that plan (costs corrected, never the limit) and the
+   search runs again, at most :data:`MAX_ROUNDS` rounds. A plan over the limit by less than its measurement's own
+   noise is accepted only when no later round finds one under the limit (the last rounds' plans may be out of
+   reach of the corrected costs): so the plan returned is under the limit by the median whenever a round found
+   one, and within the noise otherwise. The result
    says predicted and measured values and whether the budget is met by measurement; a budget no measured plan meets
    raises :class:`~tvm_mp.search.costs.BudgetError` with the best measured plan's figures.
    ``model.search`` keeps the outcome (:class:`BudgetOutcome`) with every round.
@@ -187,6 +190,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     rounds: list[Round] = []
     correction = 1.0
     best = None  # (measurement, model, result, predicted, costs) of the fastest measured plan
+    chosen = None  # (model, result, predicted, costs, measured) returned
+    within_noise = None  # the same of a plan over the limit by less than its measurement's noise (the fallback)
     for _ in range(max_rounds if verify else 1):
         costs = ctx.costs if correction == 1.0 else ctx.costs.scaled(latency_ms=correction)
         round_ctx = replace(ctx, costs=costs)
@@ -194,6 +199,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
             try:
                 check_budget(costs, budget)  # the corrected costs may show the budget out of reach
             except BudgetError as err:
+                if within_noise is not None:
+                    break
                 raise BudgetError(f"{err}. Measured: {_best_text(best)}") from None
         start = time.perf_counter()
         result, _ = optimize(round_ctx, budget, np.random.default_rng(seed), config)
@@ -209,13 +216,21 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
         rounds.append(Round(result.plan, predicted["latency_ms"], measured, correction))
         if measured is not None and (best is None or measured.latency_ms < best[0].latency_ms):
             best = (measured, model, result, predicted, costs)
-        if not verify or measured.meets(budget.latency_ms):
+        if not verify or measured.latency_ms <= budget.latency_ms:
+            chosen = (model, result, predicted, costs, measured)
             break
-        # the plan missed by measurement: correct the latency costs by what was measured, and search again
+        if measured.meets(budget.latency_ms) and (within_noise is None
+                                                  or measured.latency_ms < within_noise[4].latency_ms):
+            within_noise = (model, result, predicted, costs, measured)
+        # the plan missed by measurement (its median is over the limit): correct the latency costs by what was
+        # measured, and search again; a plan over by less than its noise is kept in case no round does better
         correction *= measured.latency_ms / max(predicted["latency_ms"], 1e-12)
-    else:
-        raise BudgetError(f"no plan met latency_ms={budget.latency_ms:.4g} by measurement in {len(rounds)} "
-                          f"round(s): {_best_text(best)}; raise the limit or allow lower precisions")
+    if chosen is None:
+        if within_noise is None:
+            raise BudgetError(f"no plan met latency_ms={budget.latency_ms:.4g} by measurement in {len(rounds)} "
+                              f"round(s): {_best_text(best)}; raise the limit or allow lower precisions")
+        chosen = within_noise
+    model, result, predicted, costs, measured = chosen
     model.search = BudgetOutcome(budget, result, predicted, costs.energy_basis, costs.model_name, ctx.scorer.name,
                                  -result.objective, None if measured is None else measured.latency_ms,
                                  None if measured is None else measured.noise_ms, tuple(rounds))
