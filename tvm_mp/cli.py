@@ -243,6 +243,13 @@ def cmd_compile(args) -> int:
     if args.emulate:
         cm = _emulate(cm, calibration)
     print(cm.report)
+    verified = getattr(cm, "search", None)
+    if verified is not None and verified.meets_budget_measured() is not None:
+        rounds = verified.rounds
+        print(f"latency budget {budget.latency_ms:.4g} ms: predicted {verified.predicted['latency_ms']:.4g} ms, "
+              f"measured {verified.measured_latency_ms:.4g} ms +/- {verified.measurement_noise_ms:.2g} "
+              f"({'met' if verified.meets_budget_measured() else 'not met'} by measurement; {len(rounds)} search "
+              f"round{'s' if len(rounds) > 1 else ''})")
     out = cm.export(args.output)
     print(f"artifact: {out}")
     return 0
