@@ -207,6 +207,17 @@ def write(data: dict) -> None:
         mix = ", ".join(f"{k} x{v}" for k, v in sorted(r["plan_mix"].items(), key=lambda kv: -kv[1]))
         lines.append(head + f"| {r['rounds']} | {pred} | {meas} | {r['check_ms']:.4g} ± {r['check_noise_ms']:.2g} "
                      f"| {'yes' if r['met'] else '**no**'} | {r['compile_s']:.0f} | {mix} |")
+    lines += ["", "## What is weak", "",
+              "- The search spends the whole budget: every round's plan is predicted right at the limit (the "
+              "predicted column), so whether it is under the limit when timed is decided by the prediction error and "
+              "the timing noise, both a few percent. A re-search corrects the costs by measured / predicted, so its "
+              "plan again sits at the limit by the corrected costs. No safety margin is taken; one would be to "
+              "search under the limit minus the measured noise (costs corrected by (measured + noise) / predicted).",
+              "- The load average on this 2-core machine (other jobs) was far above 2 during the run: the CPU clock "
+              "of one thread is not immune to it (caches, memory bandwidth, the hypervisor), so timings of the same "
+              "model minutes apart differ by more than the noise either timing reports.",
+              "- The benchmark models are in the whole-model predictor's training data (it is the shipped one); "
+              "held-out prediction errors are in bench_predict_model.md.", ""]
     lines += ["", "Predicted per round: the search's total (layers + the whole-model predictor's fixed terms, times "
               "the correction of that round). `BudgetError` rows: the budget is below what any plan reaches by the "
               "(corrected) costs, or no plan met it by measurement within the rounds; the message gives the "
