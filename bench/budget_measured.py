@@ -106,7 +106,8 @@ def run_model(name: str, fractions, rows: list[dict], meta: dict, deadline: floa
     w8a8_pred = uniform.report.latency_ms
     log(f"{name}: context {time.perf_counter() - t0:.0f} s ({ctx.costs.model_name}); w8a8 measured "
         f"{w8a8.latency_ms:.4g} ms +/- {w8a8.noise_ms:.2g}, predicted {w8a8_pred:.4g} ms")
-    for frac in fractions:
+    done = {r["fraction"] for r in rows if r["model"] == name}
+    for frac in [f for f in fractions if f not in done]:
         if time.monotonic() > deadline:
             log(f"{name}: time budget reached, {frac}x and later budgets not run")
             return
@@ -232,6 +233,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-cls", action="store_true", help="the five benchmark models only")
     parser.add_argument("--models", nargs="*", help="only these models")
     parser.add_argument("--write-only", action="store_true", help="rewrite the page from the rows stored")
+    parser.add_argument("--append", action="store_true", help="keep the rows stored and run only the budgets they "
+                        "lack (e.g. to finish models a run's time slices cut short)")
     args = parser.parse_args(argv)
     if args.write_only:
         write(json.loads(OUT_JSON.read_text()))
@@ -246,6 +249,12 @@ def main(argv=None) -> int:
             "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     log(f"load average at the start {os.getloadavg()}")
     rows: list[dict] = []
+    if args.append and OUT_JSON.is_file():
+        stored = json.loads(OUT_JSON.read_text())
+        rows = stored.get("rows", [])
+        meta["started"] = stored.get("started", meta["started"]) + f"; continued {meta['started']}"
+        start -= float(stored.get("elapsed_s", 0.0))
+        args.budget_s += float(stored.get("elapsed_s", 0.0))
     names = args.models or list(BENCHMARK_MODELS) + ([] if args.no_cls else ["cls"])
     for k, name in enumerate(names):
         if time.monotonic() - start > args.budget_s:
