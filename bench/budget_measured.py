@@ -167,7 +167,7 @@ def write(data: dict) -> None:
     lines = ["# Latency budgets on the host, verified by measurement", "",
              f"Command: `{data['command']}` (from the repository root; `TVM_NUM_THREADS=1` is set by the script). "
              f"Started {data.get('started', '?')}, {data.get('elapsed_s', 0) / 60:.0f} min.", "",
-             machine_line(data["machine"]) + f"; load average at the end {data.get('load_end', '?')}.", "",
+             machine_line(data["machine"]).rstrip(".") + f"; load average at the end {data.get('load_end', '?')}.", "",
              "What is measured: for each model, the uniform w8a8 build is timed, then "
              "`compile(budget=Budget(latency_ms=f x w8a8))` runs on the host with its default cost model "
              f"(`{models[0]['cost_model'] if models else '?'}`): search on the predicted whole-inference latency, "
@@ -180,6 +180,9 @@ def write(data: dict) -> None:
              "(calibration and cost table once), a fresh search per budget. Calibration: 6 random inputs "
              "(benchmark models), 16 rendered text images (cls); the search's score is top-1 agreement with fp32.",
              "", "## Summary", "",
+             f"- Load average (1 min) before each budget: {min(r['load_before'] for r in rows):.1f} to "
+             f"{max(r['load_before'] for r in rows):.1f} (median {np.median([r['load_before'] for r in rows]):.1f}) "
+             "on 2 cores.",
              f"- Budgets run: {len(rows)} on {len({r['model'] for r in rows})} models; a model returned for "
              f"{len(models)}, `BudgetError` (no model) for {len(errors)}.",
              f"- **Met by the independent measurement: {len(met)} / {len(models)} returned models "
