@@ -131,6 +131,23 @@ def test_cost_model_train_then_eval(tmp_path, isolator):
 
 
 @pytest.mark.slow
+def test_compile_under_a_latency_budget_says_predicted_and_measured(tmp_path, isolator):
+    """On the host the learned whole-model predictor costs the plans (named in the report, energy modelled by the
+    analytical CPU model) and the built model is measured against the budget."""
+    samples = tmp_path / "calib.npy"
+    from tvm_mp.datasets import calibration_batches
+
+    np.save(samples, np.concatenate(calibration_batches(1, 16)))
+    proc = forked_cli(isolator, "compile", str(digits_cnn_path()), "--shape", "input=1,1,8,8",
+                      "--budget-latency-ms", "50", "--calibration", str(samples), "-o", str(tmp_path / "art"))
+    assert proc.returncode == 0, proc.stderr
+    assert "costs from WholeModel (latency:" in proc.stdout and "energy: analytical CPU model" in proc.stdout
+    assert "+ fixed" in proc.stdout and "energy" in proc.stdout and "(modelled)" in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("latency budget 50 ms: predicted"))
+    assert "met by measurement; 1 search round)" in line, line
+
+
+@pytest.mark.slow
 def test_demo_budget_plan_next_to_uniform_plans(tmp_path):
     out = tmp_path / "demo"
     proc = tvm_mp_cli("demo", "--plans", "w8a8", "w2a2", "-o", str(out), cwd=tmp_path)

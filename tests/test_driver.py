@@ -15,7 +15,9 @@ import tvm
 
 import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
-from tvm_mp.driver import compile_offloaded, quantize
+from tvm_mp.cost_models.analytical import AnalyticalModel
+from tvm_mp.cost_models.base import Workload
+from tvm_mp.driver import compile_offloaded, epilogues, quantize
 from tvm_mp.layers import list_layers
 from tvm_mp.model import Report
 from tvm_mp.schedules import kernels
@@ -123,13 +125,21 @@ def test_default_target_uses_vnni_on_a_vnni_host(residual, residual_calib):
 
 
 def test_plan_report_has_modelled_latency_and_energy(residual, residual_calib):
+    """On the host the default is the whole-model predictor: latency of the whole inference (layers + fixed terms),
+    energy from the analytical CPU model; both labelled modelled, the model named."""
     model = tvm_mp.compile(residual, plan=PLANS[1], calibration=residual_calib)
     rep = model.report
     assert rep.latency_ms > 0 and rep.energy_uj > 0
-    assert rep.latency_basis == "modelled" and rep.energy_basis == "modelled" and rep.cost_model == "AnalyticalModel"
+    assert rep.latency_basis == "modelled" and rep.energy_basis == "modelled"
+    assert rep.cost_model.startswith("WholeModel") and "energy: analytical CPU model" in rep.cost_model
     assert all(r.latency_ms > 0 and r.energy_uj > 0 for r in rep.layers)
-    assert rep.latency_ms == pytest.approx(sum(r.latency_ms for r in rep.layers))
-    assert "modelled" in str(rep) and "AnalyticalModel" in str(rep)
+    assert rep.fixed_latency_ms is not None
+    assert rep.latency_ms == pytest.approx(sum(r.latency_ms for r in rep.layers) + rep.fixed_latency_ms)
+    assert "modelled" in str(rep) and "WholeModel" in str(rep) and "fixed" in str(rep)
+    analytical = AnalyticalModel().predict(
+        [Workload.from_layer(i, PLANS[1][i.name], epilogue=epilogues(model.quantized_module).get(i.name, "float"))
+         for i in list_layers(residual) if i.name in PLANS[1]])
+    assert rep.energy_uj == pytest.approx(float(np.sum(analytical.energy_uj)))
 
 
 def test_user_database_is_read_by_default(residual, residual_calib, tmp_path, monkeypatch):

@@ -63,6 +63,13 @@ def test_llvm():
     assert t != parse("host")  # the generic CPU is not this machine's CPU
 
 
+def test_default_cost_model_is_the_whole_model_predictor_on_x86_cpus():
+    x86 = HOST_ARCH == "x86_64"
+    assert parse("host").default_cost_model == parse("llvm").default_cost_model == (
+        "whole-model" if x86 else "analytical")
+    assert parse("aarch64").default_cost_model == "analytical"
+
+
 def test_aarch64():
     t = parse("aarch64")
     assert t.name == "aarch64"

@@ -165,3 +165,49 @@ def test_emulated_tuning_without_qemu_or_its_plugin_is_one_line(digits, tmp_path
                                              "qemu-user") as err:
         emulate.counted(["prog"], lambda reps: [str(reps)], tmp_path)
     assert "\n" not in str(err.value)
+
+
+def _fake_measure(fail):
+    """A stand-in for measure_kernel (no build): fails the configs ``fail(config)`` picks, times the others."""
+    import numpy as np
+
+    def measure_kernel(work, config, target, repeat, number, rng):
+        if fail(config):
+            raise RuntimeError("Traceback (most recent call last):\n  ...\nTVMError: knob out of range")
+        return [10.0 + config.oc_block, 11.0], np.zeros(4, np.int32)
+
+    return measure_kernel
+
+
+@pytest.mark.parametrize("every", [True, False], ids=["all-fail", "some-fail"])
+def test_tune_exits_2_when_every_job_fails_and_warns_when_some_do(every, tmp_path, monkeypatch, capsys):
+    """Every job failed: one ``tvm-mp: error:`` line with the count and the reason, exit 2, the records kept; some
+    failed: exit 0 and one warning line."""
+    from tvm_mp.cli import main
+    from tvm_mp.schedules import tuning
+
+    monkeypatch.setenv("TVM_MP_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    first: list = []
+
+    def fail(config):
+        first.append(config)
+        return every or config != first[0]  # the first job of the task (its default config) succeeds
+
+    monkeypatch.setattr(tuning, "measure_kernel", _fake_measure(fail))
+    args = ["tune", str(digits_cnn_path()), "--plan", "w2a2", "--shape", "input=1,1,8,8", "--trials", "3",
+            "--records", "r.jsonl", "--database", "db.json", "-q"]
+    code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    failed = [r for r in records if r.get("error")]
+    assert failed and all("knob out of range" in r["error"] for r in failed)
+    assert len(err) == 1, err
+    if every:
+        assert code == 2 and len(failed) == len(records)
+        assert err[0].startswith(f"tvm-mp: error: all {len(records)} tuning jobs failed ({len(records)} x ")
+        assert "knob out of range" in err[0] and "r.jsonl" in err[0]
+    else:
+        assert code == 0 and len(failed) < len(records)
+        assert err[0].startswith(f"tvm-mp: warning: {len(failed)} of {len(records)} tuning jobs failed")
+        assert (tmp_path / "db.json").is_file()

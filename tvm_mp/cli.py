@@ -243,6 +243,13 @@ def cmd_compile(args) -> int:
     if args.emulate:
         cm = _emulate(cm, calibration)
     print(cm.report)
+    verified = getattr(cm, "search", None)
+    if verified is not None and verified.meets_budget_measured() is not None:
+        rounds = verified.rounds
+        print(f"latency budget {budget.latency_ms:.4g} ms: predicted {verified.predicted['latency_ms']:.4g} ms, "
+              f"measured {verified.measured_latency_ms:.4g} ms +/- {verified.measurement_noise_ms:.2g} "
+              f"({'met' if verified.meets_budget_measured() else 'not met'} by measurement; {len(rounds)} search "
+              f"round{'s' if len(rounds) > 1 else ''})")
     out = cm.export(args.output)
     print(f"artifact: {out}")
     return 0
@@ -303,8 +310,14 @@ def cmd_tune(args) -> int:
             print(f"  {cost:10.2f} us  {config['algorithm']:<9} {key}")
         else:  # emulated instruction counts (aarch64 without a device): a count, not a time
             print(f"  {cost:10,d} {result.unit}  {config['algorithm']:<9} {key}")
-    if result.failures:
-        print(f"  a failed job's reason: {next(iter(result.failures.values()))}")
+    if result.all_failed:  # nothing measured: an error (exit 2); the failed jobs' records are kept
+        raise TuneError(f"all {result.failed} tuning jobs failed ({result.failure_summary()}); their records are "
+                        f"kept in {result.records_path} and a rerun retries them; nothing was added to the tuning "
+                        "database: fix the cause and run tvm-mp tune again")
+    if result.failed:
+        print(f"tvm-mp: warning: {result.failed} of {result.jobs - result.skipped} tuning jobs failed "
+              f"({result.failure_summary()}); the database holds the best of the jobs measured; their records are "
+              f"in {result.records_path} (a rerun retries the failed ones)", file=sys.stderr)
     return 0
 
 

@@ -45,8 +45,9 @@ class DemoRow:
     """One compiled plan of the demo, with its figures.
 
     ``accuracy``: top-1 of the built model on the held-out split. ``predicted_latency_ms`` and ``energy_uj``: the
-    cost model's figures (energy is modelled on CPUs). ``measured_latency_ms``: median of repeated runs of the
-    built model on this machine (None when the target is not this machine). ``memory_kb``: weight memory.
+    cost model's figures (energy is modelled on CPUs). ``measured_latency_ms``: one inference of the built model's
+    ``main`` on this machine, median of rounds (:func:`~tvm_mp.search.budget.measure_in_model`: timed as the
+    host's whole-model predictor was trained; None when the target is not this machine). ``memory_kb``: weight memory.
     """
 
     name: str
@@ -106,7 +107,7 @@ def run_demo(plans: Sequence[str] = ("w8a8", "w4a4", "w2a2"), budget_energy_uj: 
 
     from .datasets import calibration_batches, load_digits_split
     from .models import digits_cnn_path
-    from .search.budget import compile_with_budget, measure_latency_ms
+    from .search.budget import compile_with_budget, measure_in_model
     from .search.pareto import check_explore_args, explore, search_context
     from .search.space import default_options
     from .targets import parse
@@ -145,7 +146,7 @@ def run_demo(plans: Sequence[str] = ("w8a8", "w4a4", "w2a2"), budget_energy_uj: 
     def row(name: str, kind: str, key: str, model: CompiledModel) -> DemoRow:
         x = digits.x_test[:64]
         exact = bool(np.array_equal(model.run(x), model.reference(x))) if tgt.is_host else False
-        measured = measure_latency_ms(model) if tgt.is_host else None
+        measured = measure_in_model(model).latency_ms if tgt.is_host else None
         rep = model.report
         return DemoRow(name, kind, key, model.plan, float(rep.accuracy), float(rep.latency_ms), measured,
                        float(rep.energy_uj), float(rep.memory_kb), exact, model)
@@ -182,7 +183,8 @@ def format_table(result: DemoResult) -> str:
         bits = " ".join(str(p) for _, p in r.plan.items())
         lines.append(f"{r.name:<18} {r.accuracy:>6.4f} {r.predicted_latency_ms:>10.3f} {measured:>10} "
                      f"{r.energy_uj:>9.2f} {r.memory_kb:>10.2f}  {bits}")
-    lines.append(f"latency: modelled by the cost model, and measured (median of repeated runs on this machine); "
+    lines.append(f"latency: modelled by the cost model, and measured (one inference of main, median of rounds on "
+                 "this machine); "
                  f"energy: {result.energy_basis}; top-1 on the {_test_size()} held-out digits images")
     return "\n".join(lines)
 

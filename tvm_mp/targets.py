@@ -248,8 +248,14 @@ class CompileTarget:
 
     @property
     def default_cost_model(self) -> str:
-        """Name of the cost model that costs plans for this target by default (``cost_models.for_target``)."""
-        return "accel" if self.kind == "accel" else "analytical"
+        """Name of the cost model that costs plans for this target by default
+        (:func:`tvm_mp.cost_models.select.default_cost_model`): ``"accel"`` for the accelerator (its simulator-backed
+        model), ``"whole-model"`` for x86-64 CPUs (``host``, ``llvm``: the shipped whole-model latency predictor,
+        trained on models built and timed on such a CPU; energy from the analytical CPU model, labelled modelled),
+        ``"analytical"`` for the others."""
+        if self.kind == "accel":
+            return "accel"
+        return "whole-model" if self.kind == "llvm" and self.arch == "x86_64" else "analytical"
 
     def has(self, feature: str) -> bool:
         """True when the LLVM target has ``feature`` (e.g. ``avx512vnni``, ``dotprod``) from its mcpu and mattr."""

@@ -123,6 +123,24 @@ class TuneResult:
     database_path: Path | None = None
     unit: str = "us"
 
+    @property
+    def all_failed(self) -> bool:
+        """True when jobs ran and every one of them failed (none measured now, none measured before)."""
+        return self.failed > 0 and self.measured == 0 and self.skipped == 0
+
+    def failure_summary(self) -> str:
+        """One line: the most common reason jobs failed, how many times, and how many other reasons there were."""
+        reasons: dict[str, int] = {}
+        for why in self.failures.values():
+            line = " ".join(str(why).split())
+            reasons[line] = reasons.get(line, 0) + 1
+        if not reasons:
+            return "no reason recorded"
+        reason, count = max(reasons.items(), key=lambda kv: kv[1])
+        others = len(reasons) - 1
+        return (f"{count} x {reason[:300]}" + (f"; and {others} other reason{'s' if others > 1 else ''} (see the "
+                                                 "records)" if others else ""))
+
 
 @dataclass
 class _Job:
@@ -479,6 +497,7 @@ def _tune_local(mod, plan, compile_target, trials: int, records, database, seed:
             result.measured += 1
         else:
             result.failed += 1
+            result.failures[record.key] = record.error
         bar.update(1)
     bar.close()
     return _save_best(store, tasks, LOCAL_DEVICE, compile_target, database, result)

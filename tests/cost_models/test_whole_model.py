@@ -122,4 +122,4 @@ def test_report_of_a_whole_model_predictor_covers_the_calls_the_build_makes(resi
     est = model.predict_calls(calls)
     assert rep.fixed_latency_ms == pytest.approx(est.fixed_ms)
     assert rep.latency_ms == pytest.approx(sum(r.latency_ms for r in rep.layers if r.latency_ms) + est.fixed_ms)
-    assert "fixed" in str(rep) and rep.cost_model == "WholeModel"
+    assert "fixed" in str(rep) and rep.cost_model.startswith("WholeModel (latency: AnalyticalModel layer kernels")

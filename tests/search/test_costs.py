@@ -102,7 +102,7 @@ from tvm_mp.search.space import default_options, format_options  # noqa: E402
 def test_default_model_is_the_cpu_model_for_integers_and_the_datapath_model_once_formats_appear(layers):
     ints = SearchSpace.build(layers, [Precision(2, 2), Precision(8, 8)])
     mixed = SearchSpace.build(layers, [Precision(2, 2), Precision(8, 8)] + list(format_options()))
-    assert isinstance(default_cost_model(ints), AnalyticalModel)
+    assert isinstance(default_cost_model(ints, "aarch64"), AnalyticalModel)
     assert isinstance(default_cost_model(mixed), DatapathModel)
     table = CostTable.from_model(mixed)
     assert table.model_name == "DatapathModel" and table.energy_basis == "modelled"
@@ -114,7 +114,7 @@ def test_default_model_is_the_cpu_model_for_integers_and_the_datapath_model_once
                 assert weight_bytes(layer, prec) == stored_weight_bytes(layer, prec)
     with pytest.raises(CostModelError, match="cannot cost kind 'float'"):
         CostTable.from_model(mixed, AnalyticalModel())
-    assert CostTable.from_model(ints).model_name == "AnalyticalModel"  # integer behaviour unchanged
+    assert CostTable.from_model(ints, target="aarch64").model_name == "AnalyticalModel"  # integers: the target's
 
 
 def test_pruning_never_drops_format_options(layers):

@@ -19,10 +19,11 @@ NAMED = ("analytical", "datapath", "xgboost", "whole-model")
 
 def default_cost_model(target: CompileTarget | None = None, precisions: Iterable[Precision] = ()):
     """:class:`~tvm_mp.cost_models.analytical.DatapathModel` when any precision is a number format (it costs every
-    kind on one scale), else the target's default model (``target.default_cost_model``): "whole-model", the
-    host's shipped :class:`~tvm_mp.cost_models.whole_model.WholeModel` (XGBoost on kernels timed inside built
-    models, plus the fixed per-inference terms), or "analytical", the analytical model of tvm-mp's integer
-    kernels."""
+    kind on one scale), else the target's default model (``target.default_cost_model``): "whole-model" for x86-64
+    CPU targets (``host``, ``llvm``), the shipped :class:`~tvm_mp.cost_models.whole_model.WholeModel` (latency:
+    XGBoost on kernels timed inside built models, plus the fixed per-inference terms; energy: the analytical CPU
+    model, labelled "modelled"; read once per process, about 1 s, only when a plan is costed), or "analytical",
+    the analytical model of tvm-mp's integer kernels (other targets, and no target given)."""
     if any(not p.is_integer for p in precisions):
         return DatapathModel()
     name = target.default_cost_model if target is not None else "analytical"
@@ -127,7 +128,8 @@ def cost_model_name(model: Any) -> str:
     """How reports name ``model``: its class, and for a model read from a file the file and its training data."""
     if isinstance(model, LoadedCostModel):
         return model.name
-    return type(model).__name__
+    description = getattr(model, "description", None)  # e.g. WholeModel: what gives latency and energy
+    return description if isinstance(description, str) and description else type(model).__name__
 
 
 @functools.lru_cache(maxsize=1)

@@ -384,7 +384,17 @@ class WholeModel:
         return cls(model, fixed, info)
 
     def predict(self, workloads: Sequence[Workload]) -> Estimate:
+        """Per-layer estimates of the layer model: latency of each kernel as the model runs it; energy as the layer
+        model gives it (the shipped one: the analytical CPU energy model, labelled "modelled")."""
         return self.layer_model.predict(workloads)
+
+    @property
+    def description(self) -> str:
+        """How reports name the predictor: what gives its latency and its energy, and what it was trained on."""
+        kind = self.info.get("layer_model", type(self.layer_model).__name__)
+        trained = f", {self.info['model_records']} built models" if self.info.get("model_records") else ""
+        return (f"WholeModel (latency: {kind} layer kernels timed inside built models + fixed terms{trained}; "
+                "energy: analytical CPU model)")
 
     def predict_calls(self, calls: RuntimeCalls) -> WholeModelEstimate:
         layer_calls = calls.of_role("layer")

@@ -91,6 +91,9 @@ class CostTable:
     energy_basis: str = "modelled"
     model_name: str = ""
     model: object = None  # the cost model that filled the table (the driver reports with the same one)
+    #: Per-inference latency outside the layers (quantize calls, other operators, VM overhead) that a whole-model
+    #: predictor adds (:meth:`with_fixed_latency`): already spread over the layers' latency entries, kept for reports.
+    fixed_latency_ms: float = 0.0
 
     def __post_init__(self) -> None:
         shape = (self.space.n_layers, self.space.max_options)
@@ -186,7 +189,19 @@ class CostTable:
             arrays[m] = arrays[m] * float(f)
         name = self.model_name + "".join(f", {m} x{f:.3g} by measurement" for m, f in factors.items())
         return CostTable(self.space, arrays["energy_uj"], arrays["latency_ms"], arrays["memory_kb"], self.energy_basis,
-                         name, self.model)
+                         name, self.model, self.fixed_latency_ms * float(factors.get("latency_ms", 1.0)))
+
+    def with_fixed_latency(self, fixed_ms: float) -> "CostTable":
+        """The table with ``fixed_ms`` of per-inference latency outside the layers (what a whole-model predictor
+        adds: quantize calls, other operators, VM overhead) spread evenly over the layers: every plan takes one option
+        per layer, so every plan's latency total grows by exactly ``fixed_ms`` and every search, bound and budget
+        check sees whole-inference latency without knowing of the term."""
+        fixed_ms = float(fixed_ms)
+        if not np.isfinite(fixed_ms) or fixed_ms < 0:
+            raise PlanError(f"with_fixed_latency({fixed_ms!r}): give a non-negative finite latency in ms")
+        share = fixed_ms / max(self.space.n_layers, 1)
+        return CostTable(self.space, self.energy_uj, self.latency_ms + share, self.memory_kb, self.energy_basis,
+                         self.model_name, self.model, self.fixed_latency_ms + fixed_ms)
 
     def restricted(self, keep: Sequence[Sequence[int]]) -> "CostTable":
         """The table of :meth:`SearchSpace.restricted` with the same ``keep``."""
@@ -199,7 +214,7 @@ class CostTable:
                 arr[i, : len(k)] = self.array(m)[i, list(k)]
             out[m] = arr
         return CostTable(space, out["energy_uj"], out["latency_ms"], out["memory_kb"], self.energy_basis,
-                         self.model_name, self.model)
+                         self.model_name, self.model, self.fixed_latency_ms)
 
 
 def prune_dominated(space: SearchSpace, costs: CostTable, metrics: Sequence[str] = METRICS

@@ -325,9 +325,30 @@ def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, ac
                               calibration_method=calibration_method, percentile=percentile)
     costs = CostTable.from_model(space, cost_model, target,
                                  scorer.evaluator.epilogues(space.names))
+    if callable(getattr(costs.model, "predict_calls", None)):
+        costs = costs.with_fixed_latency(fixed_latency_ms(mod, space, scorer.ranges, costs.model, target))
     if budget is not None:
         check_budget(costs, budget)
     return SearchContext(scorer, space, costs, progress)
+
+
+def fixed_latency_ms(mod: tvm.IRModule, space: SearchSpace, ranges, model, target=None) -> float:
+    """The per-inference latency outside the layers (quantize calls, other operators, VM overhead) that the
+    whole-model predictor ``model`` (one with ``predict_calls``) gives the plan of each layer's widest integer option,
+    lowered as the compile driver lowers it (no build; about as long as lowering the model once). It hardly depends
+    on the plan (the calls around the layers are the same for every integer plan); what it misses, a measured budget
+    compile corrects. 0 when the target does not build with TVM or the calls cannot be listed."""
+    from ..driver import lower, quantize, whole_model_estimate
+    from ..targets import parse
+
+    tgt = parse(target)
+    if not tgt.builds_with_tvm:
+        return 0.0
+    plan = PrecisionPlan({name: max(opts, key=lambda o: (is_integer(o), o.w_bits + o.a_bits))
+                          for name, opts in zip(space.names, space.options)})
+    lowered = lower(quantize(mod, plan, ranges=ranges), tgt)
+    whole = whole_model_estimate(model, lowered, {i.name: i for i in space.layers}, plan, tgt)
+    return 0.0 if whole is None else max(float(whole.fixed_ms), 0.0)
 
 
 def _integer_options(space: SearchSpace) -> list[list[int]] | None:
