@@ -53,3 +53,18 @@ def residual_calib():
     """Three calibration batches of four samples for :func:`residual`."""
     rng = np.random.default_rng(1)
     return [rng.normal(0, 1, (4, 3, 10, 10)).astype(np.float32) for _ in range(3)]
+
+
+#: Test files that take minutes (the documentation build runs every tutorial; the corpus compiles three real
+#: networks): collected first, so that pytest-xdist (``--dist loadfile``) starts them at once on their own workers
+#: instead of leaving one to run alone at the end of the suite (with ``--no-loadscope-reorder`` in addopts:
+#: by default pytest-xdist sends the files with the most tests first).
+LONG_FILES = ("test_docs.py", "test_corpus.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: the order within and after the long files is kept

@@ -186,7 +186,7 @@ CASES = [
          timeout_s=TIMEOUT_S),
     Case("source-unknown-key", _source_unknown_key, "error", "'board'", "RPCError", timeout_s=TIMEOUT_S),
     Case("api-frozen-device", _api_frozen_device, "ok", timeout_s=TIMEOUT_S),
-    Case("cli-frozen-device", _cli_frozen_device, "cli_ok", "did not finish within", timeout_s=TIMEOUT_S),
+    Case("cli-frozen-device", _cli_frozen_device, "cli_error", "did not finish within", timeout_s=TIMEOUT_S),
     Case("source-frozen-device", _source_frozen_device, "error", "did not finish within", "RPCError",
          timeout_s=TIMEOUT_S),
 ]
