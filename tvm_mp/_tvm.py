@@ -231,3 +231,31 @@ def unknown_llvm_features(triple: str, mcpu: str, features: Sequence[str]) -> li
             os.dup2(saved, 2)
             os.close(saved)
     return [n for n in names if n not in known]
+
+
+#: Lines TVM's runtime logs while it saves an executable that say nothing to a user (TVM 0.27 logs every memory
+#: scope of the VM executable as a warning, "Scope Saving: global").
+_SAVE_NOISE = ("Scope Saving:",)
+
+
+def export_library(executable, path: str, **kwargs) -> None:
+    """``executable.export_library(path, **kwargs)`` without TVM's save-time log noise (:data:`_SAVE_NOISE`; every
+    other line it writes to stderr is passed through)."""
+    import os
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            executable.export_library(path, **kwargs)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+            kept = [line for line in text.splitlines() if not any(noise in line for noise in _SAVE_NOISE)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")

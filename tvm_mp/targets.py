@@ -282,14 +282,14 @@ class CompileTarget:
         path = Path(path)
         if self.is_host or self._tvm_kind != "llvm":
             with atomic_path(path) as tmp:  # replaced whole: a kill mid-link keeps the previous library
-                executable.export_library(str(tmp))
+                _tvm.export_library(executable, str(tmp))
             return path
         cc = self.check_cross_compiler()
         from tvm.support import cc as tvm_cc
 
         try:
             with atomic_path(path) as tmp:
-                executable.export_library(str(tmp), fcompile=tvm_cc.cross_compiler(cc))
+                _tvm.export_library(executable, str(tmp), fcompile=tvm_cc.cross_compiler(cc))
         except Error:
             raise
         except Exception as err:  # the linker's output: keep its last line
