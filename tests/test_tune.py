@@ -211,3 +211,15 @@ def test_tune_exits_2_when_every_job_fails_and_warns_when_some_do(every, tmp_pat
         assert code == 0 and len(failed) < len(records)
         assert err[0].startswith(f"tvm-mp: warning: {len(failed)} of {len(records)} tuning jobs failed")
         assert (tmp_path / "db.json").is_file()
+
+
+def test_a_library_the_device_cannot_load_is_explained():
+    from tvm_mp.targets import parse
+    from tvm_mp.tune import _device_reason
+
+    raw = ("run on the device at 127.0.0.1:9390 failed: Check failed: (lib_handle_ != nullptr) is false: Failed to "
+           "load dynamic shared library /tmp/x/k.so /tmp/x/k.so: cannot open shared object file: No such file")
+    why = _device_reason(raw, parse("aarch64"), "localx86")
+    assert why.startswith("the device at 127.0.0.1:9390 could not load the aarch64 kernel library")
+    assert "'localx86'" in why and "without --key" in why and "\n" not in why
+    assert _device_reason("the device froze", parse("aarch64"), "k") == "the device froze"

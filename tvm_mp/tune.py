@@ -142,6 +142,17 @@ class TuneResult:
                                                  "records)" if others else ""))
 
 
+def _device_reason(message: str, target, key: str) -> str:
+    """Why a job failed on the device, in words: a library the device cannot load (most often one built for another
+    architecture: an x86 RPC server given an aarch64 library) says so and what to do."""
+    if "Failed to load dynamic shared library" in message or "wrong ELF class" in message:
+        where = message.split(" failed:", 1)[0].removeprefix("run on ") if " failed:" in message else "the device"
+        return (f"{where} could not load the {target.arch} kernel library: is the RPC server under key {key!r} an "
+                f"{target.arch} device? (a server on another architecture cannot run it; for aarch64 without a "
+                "board, tune without --key: tvm-mp counts emulated instructions under qemu)")
+    return message
+
+
 @dataclass
 class _Job:
     work: Any  # registry.ConvWorkload
@@ -374,9 +385,11 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
                     samples = measure(session, lib, args)
                 except Error as err:  # the device died, froze or refused: retry elsewhere, then record it
                     job.attempts += 1
-                    job.errors.append(str(err))
+                    job.errors.append(_device_reason(str(err), compile_target, rpc.device_key))
                     if job.attempts > rpc.retries:
-                        finish(job, Record(job.workload, (), "rpc", error="; ".join(job.errors)[-500:]))
+                        reason = "; ".join(dict.fromkeys(job.errors))  # each distinct reason once, the first kept
+                        reason = reason if len(reason) <= 500 else reason[:497] + "..."
+                        finish(job, Record(job.workload, (), "rpc", error=reason))
                     else:
                         pending.put(job)
                     continue
