@@ -142,6 +142,24 @@ class TuneResult:
                                                  "records)" if others else ""))
 
 
+def _todo(tasks, compile_target, trials: int, seed: int, store, device: str, result) -> list[tuple]:
+    """The jobs of a tuning run measured on ``device`` as ``(work, config, workload)``: ``trials`` candidate configs
+    per task (seeded), less those ``store`` holds a good record of (counted in ``result.jobs`` and
+    ``result.skipped``)."""
+    rng = np.random.default_rng(seed)
+    done = {r.key for r in store.load() if r.error is None}
+    todo = []
+    for work in tasks:
+        for config in _candidates(work, compile_target.tvm_target, trials, rng):
+            result.jobs += 1
+            workload = _record_workload(work, config, compile_target.cost_key, device)
+            if workload.key in done:
+                result.skipped += 1
+            else:
+                todo.append((work, config, workload))
+    return todo
+
+
 def _device_reason(message: str, target, key: str) -> str:
     """Why a job failed on the device, in words: a library the device cannot load (most often one built for another
     architecture: an x86 RPC server given an aarch64 library) says so and what to do."""
@@ -471,20 +489,10 @@ def _tune_local(mod, plan, compile_target, trials: int, records, database, seed:
                         "--rpc-tracker HOST:PORT --key KEY), or tune target host (or aarch64, counted under qemu)")
     if number < 1 or repeat < 1:
         raise TuneError(f"number and repeat must be >= 1, got {number} and {repeat}")
-    rng = np.random.default_rng(seed)
-    tasks = plan_tasks(mod, plan)
     store = RecordStore(records)
-    done = {r.key for r in store.load() if r.error is None}
+    tasks = plan_tasks(mod, plan)
     result = TuneResult(len(tasks), 0, records_path=Path(records))
-    todo = []
-    for work in tasks:
-        for config in _candidates(work, compile_target.tvm_target, trials, rng):
-            result.jobs += 1
-            workload = _record_workload(work, config, compile_target.cost_key, LOCAL_DEVICE)
-            if workload.key in done:
-                result.skipped += 1
-            else:
-                todo.append((work, config, workload))
+    todo = _todo(tasks, compile_target, trials, seed, store, LOCAL_DEVICE, result)
     bar = _progress(len(todo), progress)
     expected: dict = {}  # task key -> the default config's output
     meta = {"key": LOCAL_DEVICE, "number": number, "repeat": repeat}
@@ -529,20 +537,10 @@ def _tune_emulated(mod, plan, compile_target, trials: int, records, database, se
 
     compile_target.check_cross_compiler()
     emulate.require(emulate.QEMU, emulate.HOST_CC)  # one line naming the Debian package, before any job
-    rng = np.random.default_rng(seed)
-    tasks = plan_tasks(mod, plan)
     store = RecordStore(records)
-    done = {r.key for r in store.load() if r.error is None}
+    tasks = plan_tasks(mod, plan)
     result = TuneResult(len(tasks), 0, records_path=Path(records), unit=EMULATED_UNIT)
-    todo = []
-    for work in tasks:
-        for config in _candidates(work, compile_target.tvm_target, trials, rng):
-            result.jobs += 1
-            workload = _record_workload(work, config, compile_target.cost_key, EMULATED_DEVICE)
-            if workload.key in done:
-                result.skipped += 1
-            else:
-                todo.append((work, config, workload))
+    todo = _todo(tasks, compile_target, trials, seed, store, EMULATED_DEVICE, result)
     bar = _progress(len(todo), progress)
     tvm_target = compile_target.tvm_target
     expected: dict = {}
