@@ -53,7 +53,7 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
 
     What is folded, in order:
 
-      1. The input shapes are fixed, then onnxslim (onnxsim if onnxslim fails and is installed) simplifies the
+      1. The input shapes are fixed, then onnxslim (a dependency of tvm-mp) simplifies the
          ONNX graph: shape subgraphs and Constant nodes become initializers, and each Conv (or ConvTranspose)
          followed by a BatchNormalization is fused into one conv with new weight and bias. onnxslim folds
          general constant subgraphs with onnxruntime when it is installed; shape subgraphs fold without it.
@@ -62,7 +62,7 @@ def load_onnx(model: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, t
          ``CanonicalizeClip`` (after the first constant folding: the importer's Clip becomes one ``R.clip``
          again), ``FoldConstant`` (so a Gemm weight is ``W^T`` as one constant and a conv bias is a
          ``(1, C, 1, 1)`` constant in ``R.add``), ``FoldBatchnormToConv2D`` for a bias-free conv + batch_norm
-         left (only when both simplifiers failed), ``DecomposeOpsForInference`` (a BatchNormalization that does
+         left (only when onnxslim failed), ``DecomposeOpsForInference`` (a BatchNormalization that does
          not follow a conv becomes subtract/divide/multiply/add with constant operands), ``FoldConstant``
          again, then ``CanonicalizeBindings`` and dead-code elimination to drop the leftovers.
 
@@ -281,10 +281,8 @@ def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _simplify(proto: onnx.ModelProto, fixed: dict[str, tuple[int, ...]]) -> onnx.ModelProto | None:
-    """Fix the input shapes and fold constants / fuse Conv+BN with onnxslim, else onnxsim; None if both fail.
-
-    Both libraries work on a copy: onnxslim edits its argument in place.
-    """
+    """Fix the input shapes and fold constants / fuse Conv+BN with onnxslim (on a copy: onnxslim edits its argument
+    in place); None if it fails (the raw graph is then imported and canonicalized)."""
     try:
         import onnxslim
 
@@ -293,18 +291,7 @@ def _simplify(proto: onnx.ModelProto, fixed: dict[str, tuple[int, ...]]) -> onnx
             out = onnxslim.slim(_copy(proto), input_shapes=specs or None)
         if isinstance(out, onnx.ModelProto) and out.graph.node:
             return out
-    except Exception:  # fall through to onnxsim
-        pass
-    try:
-        import onnxsim  # optional: not a dependency of tvm-mp
-    except ImportError:
-        return None
-    try:
-        with _quiet():
-            out, _ = onnxsim.simplify(_copy(proto), overwrite_input_shapes={k: list(v) for k, v in fixed.items()})
-        if isinstance(out, onnx.ModelProto) and out.graph.node:
-            return out
-    except Exception:
+    except Exception:  # onnxslim cannot handle this graph: import it unsimplified
         pass
     return None
 
