@@ -9,6 +9,11 @@ from pathlib import Path
 from ._corpus import Artifacts, Case, Expect, _run_cli_case
 
 
+def literal(text: str) -> str:
+    """``text`` as a command-line argument of :func:`~._corpus.cli_case` (its braces are not placeholders)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def write(path: Path, content) -> Path:
     """Write ``content`` to ``path``: bytes or text as they are, ``None`` makes a directory, anything else JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from ._corpus import Case, cli_case, judge, run_cases
-from ._helpers import file_cli_case
+from ._helpers import file_cli_case, literal
 from ._models import digits_module, save_digits_module
 
 
@@ -79,8 +79,8 @@ CASES = [
                    "--target", '{{"kind": "accel", "config": "{scratch}/bad.json"}}', "-o", "{scratch}/out"],
                   "lacks 'clock_mhz'"),
     cli_case("cli-accel-unknown-key", ["compile", "{onnx}", "--shape", "input=1,1,8,8", "--plan", "w4a4",
-                                       "--calibration", "digits", "--target", json.dumps({"kind": "accel", "x": 1})
-                                       .replace("{", "{{").replace("}", "}}"), "-o", "{scratch}/out"],
+                                       "--calibration", "digits", "--target",
+                                       literal(json.dumps({"kind": "accel", "x": 1})), "-o", "{scratch}/out"],
              "unknown key 'x'"),
 ]
 

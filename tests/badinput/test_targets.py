@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ._corpus import Case, cli_case, judge, run_cases
+from ._helpers import literal
 from ._models import digits_module, save_digits_module
 
 
@@ -37,9 +38,6 @@ def _compile(art, target):
 
 
 AARCH64_A72 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72", "mattr": ["+neon"]}
-def _lit(text: str) -> str:
-    """``text`` as a command-line argument of :func:`cli_case` (its braces are not placeholders)."""
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 COMPILE = ["compile", "{onnx}", "--shape", "input=1,1,8,8", "--calibration", "{calib_npy}", "--plan", "w8a8",
@@ -94,19 +92,19 @@ CASES = [
     Case("type-bytes", _parse, "error", "got bytes", args=(b"llvm",)),
     Case("compile-cuda", _compile, "error", "CPU kernels only", args=("cuda",)),
     Case("compile-unknown-mcpu", _compile, "error", "unknown mcpu", args=('{"kind": "llvm", "mcpu": "m1"}',)),
-    cli_case("cli-json-truncated", COMPILE + ["--target", _lit('{"kind": "llvm"')], "target JSON is malformed"),
-    cli_case("cli-json-garbage", COMPILE + ["--target", _lit("{kind: llvm}")], "target JSON is malformed"),
+    cli_case("cli-json-truncated", COMPILE + ["--target", literal('{"kind": "llvm"')], "target JSON is malformed"),
+    cli_case("cli-json-garbage", COMPILE + ["--target", literal("{kind: llvm}")], "target JSON is malformed"),
     cli_case("cli-name-cuda", COMPILE + ["--target", "cuda"], "CPU kernels only"),
-    cli_case("cli-json-cuda", COMPILE + ["--target", _lit('{"kind": "cuda"}')], "CPU kernels only"),
-    cli_case("cli-mcpu-unknown", COMPILE + ["--target", _lit('{"kind": "llvm", "mcpu": "notacpu"}')],
+    cli_case("cli-json-cuda", COMPILE + ["--target", literal('{"kind": "cuda"}')], "CPU kernels only"),
+    cli_case("cli-mcpu-unknown", COMPILE + ["--target", literal('{"kind": "llvm", "mcpu": "notacpu"}')],
              "unknown mcpu"),
-    cli_case("cli-mtriple-unknown", COMPILE + ["--target", _lit('{"kind": "llvm", "mtriple": "x-y-z"}')],
+    cli_case("cli-mtriple-unknown", COMPILE + ["--target", literal('{"kind": "llvm", "mtriple": "x-y-z"}')],
              "unknown mtriple"),
     cli_case("cli-empty", COMPILE + ["--target", ""], "unknown target ''"),
-    cli_case("cli-list", COMPILE + ["--target", _lit('["llvm"]')], "unknown target"),
+    cli_case("cli-list", COMPILE + ["--target", literal('["llvm"]')], "unknown target"),
     cli_case("cli-tune-cuda", ["tune", "{onnx}", "--shape", "input=1,1,8,8", "--plan", "w2a2", "--key", "k",
                                "--records", "{scratch}/r.jsonl", "--target", "cuda"], "CPU kernels only"),
-    cli_case("cli-demo-opencl", ["demo", "--target", _lit('{"kind": "opencl"}'), "-o", "{scratch}/demo"],
+    cli_case("cli-demo-opencl", ["demo", "--target", literal('{"kind": "opencl"}'), "-o", "{scratch}/demo"],
              "CPU kernels only"),
 ]
 
