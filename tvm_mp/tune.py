@@ -123,6 +123,14 @@ class TuneResult:
     database_path: Path | None = None
     unit: str = "us"
 
+    def count(self, record) -> None:
+        """Count a job's record: measured, or failed with its reason."""
+        if record.error is None:
+            self.measured += 1
+        else:
+            self.failed += 1
+            self.failures[record.key] = record.error
+
     @property
     def all_failed(self) -> bool:
         """True when jobs ran and every one of them failed (none measured now, none measured before)."""
@@ -332,11 +340,7 @@ def tune(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, rpc: RPCCon
         with lock:
             store.append(record)
             remaining[0] -= 1
-            if record.error is None:
-                result.measured += 1
-            else:
-                result.failed += 1
-                result.failures[record.key] = record.error
+            result.count(record)
             bar.update(1)
 
     last_open_error = [""]
@@ -514,11 +518,7 @@ def _tune_local(mod, plan, compile_target, trials: int, records, database, seed:
                 record = Record(workload, (), "local", error="output differs from the default config's: a "
                                 "schedule bug")
         store.append(record)
-        if record.error is None:
-            result.measured += 1
-        else:
-            result.failed += 1
-            result.failures[record.key] = record.error
+        result.count(record)
         bar.update(1)
     bar.close()
     return _save_best(store, tasks, LOCAL_DEVICE, compile_target, database, result)
@@ -573,10 +573,7 @@ def _tune_emulated(mod, plan, compile_target, trials: int, records, database, se
                     record = Record(workload, (), "emulator", error="output differs from the default config's: a "
                                     "schedule bug")
             store.append(record)
-            if record.error is None:
-                result.measured += 1
-            else:
-                result.failed += 1
+            result.count(record)
             bar.update(1)
     bar.close()
     return _save_best(store, tasks, EMULATED_DEVICE, compile_target, database, result)
