@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .kinds import CALIBRATION_METHODS
+from .kinds import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD
 
 
 def _shapes(items: list[str] | None) -> dict | None:
@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--budget-latency-ms", help="search a plan within this latency per inference (ms)")
     comp.add_argument("--budget-memory-kb", help="search a plan within this weight memory (kB)")
     comp.add_argument("--calibration", help="a .npy array of input samples, or 'digits' for the bundled data")
-    comp.add_argument("--calibration-method", default="mse", choices=list(CALIBRATION_METHODS),
+    comp.add_argument("--calibration-method", default=DEFAULT_CALIBRATION_METHOD, choices=list(CALIBRATION_METHODS),
                       help="how activation ranges are chosen from the calibration data (default mse)")
     comp.add_argument("--shape", action="append", help=SHAPE_HELP)
     comp.add_argument("--target", default="host",

@@ -9,6 +9,7 @@ from .budget import Budget
 from .cost_models.select import resolve_cost_model
 from .driver import build
 from .errors import PlanError
+from .kinds import DEFAULT_CALIBRATION_METHOD
 from .model import CompiledModel
 from .precision import PrecisionPlan
 from .schedules.tuning import resolve as resolve_database
@@ -16,7 +17,7 @@ from .search.budget import compile_with_budget
 
 
 def compile(mod, plan: PrecisionPlan | None = None, budget: Budget | None = None, target: Any = None,
-            calibration: Iterable | None = None, accuracy_fn=None, calibration_method: str = "mse",
+            calibration: Iterable | None = None, accuracy_fn=None, calibration_method: str = DEFAULT_CALIBRATION_METHOD,
             percentile: float = 99.99, cost_model=None, database: Any = None) -> CompiledModel:
     """Quantize ``mod`` per ``plan``, lower its layers to integer kernels, build for ``target``.
 

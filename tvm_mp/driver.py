@@ -46,7 +46,7 @@ from .cost_models.base import Workload
 from .cost_models.select import cost_model_name, default_cost_model, resolve_cost_model
 from .errors import CalibrationError, CompileError, Error, PlanError, UnsupportedError
 from .formats import lowering as format_lowering
-from .kinds import CALIBRATION_METHODS, check
+from .kinds import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, check
 from .layers import UnquantizableLayer, annotated_layer_functions, list_layers, unquantizable_layers
 from .model import CompiledModel, LayerReport, Report, call_accuracy_fn
 from .passes.pipeline import annotate_phase, lower_phase, quantize_phase
@@ -87,8 +87,8 @@ def check_plan(mod: tvm.IRModule, plan: Any) -> PrecisionPlan:
     return plan
 
 
-def calibrate_for(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Iterable | None, method: str = "mse",
-                  percentile: float = 99.99) -> dict[str, ActivationRange]:
+def calibrate_for(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Iterable | None,
+                  method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = 99.99) -> dict[str, ActivationRange]:
     """Activation ranges (with input statistics) for the quantized layers of ``plan`` (none for float formats)."""
     if all(p.kind == "float" for _, p in plan.items()):  # float-format layers need no activation ranges
         return {}
@@ -98,7 +98,7 @@ def calibrate_for(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Iterable 
 
 
 def quantize(mod: tvm.IRModule, plan: PrecisionPlan, *, calibration: Iterable | None = None,
-             ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = "mse",
+             ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = DEFAULT_CALIBRATION_METHOD,
              percentile: float = 99.99, weights: Mapping | None = None) -> tvm.IRModule:
     """Canonicalize, calibrate (unless ``ranges`` are given), annotate and quantize: the quantized module that the
     build lowers and the NumPy reference runs (the Cortex-M flow takes it from here)."""
@@ -263,7 +263,7 @@ def score(model: CompiledModel, accuracy_fn: Callable | None) -> CompiledModel:
 
 
 def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibration: Iterable | None = None,
-          ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = "mse",
+          ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = DEFAULT_CALIBRATION_METHOD,
           percentile: float = 99.99, weights: Mapping | None = None, database: Any = None, cost_model=None,
           accuracy_fn: Callable | None = None,
           offload: Callable[[tvm.IRModule], tuple[tvm.IRModule, tvm.IRModule]] | None = None) -> CompiledModel:
@@ -367,7 +367,7 @@ def build_cortex_m(mod: tvm.IRModule, quantized: tvm.IRModule, plan: PrecisionPl
 
 def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any = None, *,
                 calibration: Iterable | None = None, ranges: Mapping[str, ActivationRange] | None = None,
-                calibration_method: str = "mse", percentile: float = 99.99, database: Any = None
+                calibration_method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = 99.99, database: Any = None
                 ) -> tuple[list[tvm.IRModule], list[tvm.IRModule]]:
     """``(quantized, lowered)`` of each plan, all with one calibration: exactly what :func:`build` lowers for
     each plan alone (run-time operating points merge them into one artifact)."""
@@ -392,8 +392,9 @@ def lower_plans(mod: tvm.IRModule, plans: Sequence[PrecisionPlan], target: Any =
 
 def compile_offloaded(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Iterable, hw=None,
                       accel_layers: Iterable[str] | None = None, mappings: Mapping | None = None,
-                      target: Any = None, objective: str = "energy", calibration_method: str = "mse",
-                      percentile: float = 99.99, database: Any = None):
+                      target: Any = None, objective: str = "energy",
+                      calibration_method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = 99.99,
+                      database: Any = None):
     """Compile ``mod`` with ``plan``; ``accel_layers`` (default: every planned layer the hardware supports) run on
     the accelerator simulator, the other planned layers as tvm-mp integer kernels on the CPU (built by
     :func:`build`, so they are the kernels ``tvm_mp.compile`` builds). Returns an

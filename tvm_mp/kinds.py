@@ -25,6 +25,8 @@ PRECISION_KINDS: tuple[str, ...] = get_args(PrecisionKind)
 #: How activation ranges are calibrated (see :func:`tvm_mp.quantize.calibrate.calibrate`).
 CalibrationMethod = Literal["minmax", "percentile", "mse"]
 CALIBRATION_METHODS: tuple[str, ...] = get_args(CalibrationMethod)
+#: The method every entry point uses unless told otherwise: per-bit-width clipping that minimizes quantization error.
+DEFAULT_CALIBRATION_METHOD: CalibrationMethod = "mse"
 
 #: Which expected output shift of a quantized layer calibration lets its bias correct (see
 #: :mod:`tvm_mp.quantize.correction`): none, the weights' rounding only, or weights and input quantization.

@@ -16,7 +16,7 @@ import tvm
 from .. import _tvm
 from ..errors import CalibrationError
 from ..inputs import InputSpec, check_inputs
-from ..kinds import BIAS_CORRECTIONS, CALIBRATION_METHODS, check
+from ..kinds import BIAS_CORRECTIONS, CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, check
 from .interpreter import Interpreter
 
 
@@ -148,7 +148,7 @@ def _windows(info, x: np.ndarray) -> np.ndarray:
     return cols.transpose(1, 0, 2, 3, 4).reshape(info.params.groups, -1, cg * kh * kw)
 
 
-def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
+def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = DEFAULT_CALIBRATION_METHOD,
               percentile: float = 99.99, statistics: bool = True,
               bias_correction: str = "full") -> dict[str, ActivationRange]:
     """Layer name -> input range over the calibration batches.
@@ -156,9 +156,10 @@ def calibrate(mod: tvm.IRModule, batches: Iterable, method: str = "minmax",
     ``method="minmax"`` takes the extreme values; ``"percentile"`` averages per-batch ``percentile`` /
     ``100 - percentile`` values, clipping rare outliers; ``"mse"`` observes min/max and then, for each bit-width,
     clips the range to the ratio that minimizes the quantization error on a seeded sample of the layer's inputs
-    (low bit-widths gain most). With ``statistics`` each range also carries the layer's input second moment
-    (used by QuantizeWeights for GPTQ rounding) and, unless ``bias_correction="off"``, the input statistics that
-    let each quantized layer's bias cancel its expected output shift (:mod:`tvm_mp.quantize.correction`):
+    (low bit-widths gain most; the default, as in :func:`tvm_mp.compile`). With ``statistics`` each range also
+    carries the layer's input second moment (used by QuantizeWeights for GPTQ rounding) and, unless
+    ``bias_correction="off"``, the input statistics that let each quantized layer's bias cancel its expected output
+    shift (:mod:`tvm_mp.quantize.correction`):
     ``"weights"`` the shift of the rounded weights, ``"full"`` (default) also the shift of the input quantizer.
     """
     check(method, CALIBRATION_METHODS, "calibration method", CalibrationError)
