@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+import pytest
+
 from tvm_mp.testing.isolate import CliResult, Outcome
 
 Expect = Literal["error", "ok", "warn", "cli_error", "cli_ok"]
@@ -115,3 +117,21 @@ def run_cases(isolator, art: Artifacts, cases: list[Case]) -> dict[str, Outcome]
         for case, outcome in zip(group, isolator.run_many([c.call(art) for c in group], timeout_s=timeout)):
             outcomes[case.id] = outcome
     return outcomes
+
+
+def corpus_tests(cases: list[Case], prepare: Callable[[Artifacts], Any] | None = None):
+    """The two pytest objects of a corpus module: a module-scoped ``outcomes`` fixture (``prepare(art)`` first, then
+    every case in forked children) and the parametrized ``test_case`` judging each outcome. Use as
+    ``outcomes, test_case = corpus_tests(CASES, prepare=...)`` at module level."""
+
+    @pytest.fixture(scope="module")
+    def outcomes(isolator, art):
+        if prepare is not None:
+            prepare(art)
+        return run_cases(isolator, art, cases)
+
+    @pytest.mark.parametrize("case", cases, ids=lambda c: c.id)
+    def test_case(case, outcomes):
+        judge(case, outcomes[case.id])
+
+    return outcomes, test_case

@@ -3,9 +3,7 @@
 
 import json
 
-import pytest
-
-from ._corpus import Case, cli_case, judge, run_cases
+from ._corpus import Case, cli_case, corpus_tests
 from ._helpers import file_cli_case, literal
 from ._models import digits_module, save_digits_module
 
@@ -85,12 +83,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    save_digits_module(art)
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES, prepare=save_digits_module)

@@ -8,9 +8,8 @@ last step of ``tvm_mp.compile``; most cases call it on the loaded model, two run
 """
 
 import numpy as np
-import pytest
 
-from ._corpus import Case, judge, run_cases
+from ._corpus import Case, corpus_tests
 from ._models import digits_module, loaded, samples, save_digits_module
 
 # accuracy functions (module level: cases must pickle) ---------------------------------------------------------
@@ -165,12 +164,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    save_digits_module(art)
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES, prepare=save_digits_module)

@@ -4,9 +4,8 @@ budget flags of the CLI. Each is refused with one line before any search runs.""
 from functools import partial
 
 import numpy as np
-import pytest
 
-from ._corpus import Case, cli_case, judge, run_cases
+from ._corpus import Case, cli_case, corpus_tests
 from ._models import digits_module, save_digits_module
 
 
@@ -107,12 +106,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    save_digits_module(art)
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES, prepare=save_digits_module)

@@ -6,9 +6,8 @@ ranges the plain list of float32 arrays gives (``calibrate`` is the step ``tvm_m
 """
 
 import numpy as np
-import pytest
 
-from ._corpus import Case, judge, run_cases
+from ._corpus import Case, corpus_tests
 from ._models import digits_module, save_digits_module
 
 
@@ -174,12 +173,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    save_digits_module(art)
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES, prepare=save_digits_module)

@@ -2,9 +2,8 @@
 errors too); a bug is one ``tvm-mp: internal error:`` line and exit code 1; ``--debug`` (before or after the
 command) prints the full traceback instead; the file system refusing a path is a user error, Ctrl-C exit 130."""
 
-import pytest
 
-from ._corpus import Case, cli_case, judge, run_cases
+from ._corpus import Case, cli_case, corpus_tests
 from ._helpers import file_cli_case, one_error_line
 
 BAD_PLAN = ["compile", "{onnx}", "--shape", "input=1,1,8,8", "--calibration", "{calib_npy}", "--plan", "w9a4",
@@ -103,11 +102,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES)

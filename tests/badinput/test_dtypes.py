@@ -9,9 +9,8 @@ read them back with ``tvm_mp.load``.
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from ._corpus import Case, judge, run_cases
+from ._corpus import Case, corpus_tests
 from ._models import exact, index_model, int64_offset_model, uint8_image_model
 
 MODELS = ("u8", "idx", "offset")
@@ -221,12 +220,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
+def _build_models(art):
     build_models(_models_dir(art))
-    return run_cases(isolator, art, CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES, prepare=_build_models)

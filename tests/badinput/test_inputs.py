@@ -5,9 +5,8 @@ Class: every input mistake is one line naming the input; what is accepted gives 
 """
 
 import numpy as np
-import pytest
 
-from ._corpus import Case, judge, run_cases
+from ._corpus import Case, corpus_tests
 from ._models import exact, loaded, samples
 
 
@@ -277,11 +276,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES)

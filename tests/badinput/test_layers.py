@@ -14,9 +14,8 @@ import json
 import warnings
 
 import numpy as np
-import pytest
 
-from ._corpus import Case, judge, run_cases
+from ._corpus import Case, corpus_tests
 
 # --- tiny ONNX models ------------------------------------------------------------------------------------------
 
@@ -338,11 +337,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES)

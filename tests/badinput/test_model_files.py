@@ -7,9 +7,7 @@ Class: one line naming the file (or the op, the opset, the input) and the fix; t
 
 from pathlib import Path
 
-import pytest
-
-from ._corpus import Case, cli_case, judge, run_cases
+from ._corpus import Case, cli_case, corpus_tests
 from ._models import one_op_model
 
 FILES = "{scratch}/../model-files"
@@ -124,12 +122,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    write_files(art)
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES, prepare=write_files)

@@ -7,9 +7,8 @@ answers (:class:`~tvm_mp.testing.fake_rpc.SilentServer`): what a SIGSTOPped ``rp
 client. Real TVM servers frozen with SIGSTOP are in tests/test_tune_rpc.py.
 """
 
-import pytest
 
-from ._corpus import Case, cli_case, judge, run_cases
+from ._corpus import Case, cli_case, corpus_tests
 
 TIMEOUT_S = 60.0
 TUNE = ["tune", "{onnx}", "--shape", "input=1,1,8,8", "--plan", "w2a2", "--records", "{scratch}/r.jsonl"]
@@ -192,11 +191,4 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outcomes(isolator, art):
-    return run_cases(isolator, art, CASES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_case(case, outcomes):
-    judge(case, outcomes[case.id])
+outcomes, test_case = corpus_tests(CASES)
