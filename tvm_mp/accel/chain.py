@@ -11,7 +11,9 @@ An edge ``producer -> consumer`` between two accelerator layers stays on chip wh
 * the buffers allow it: the consumer's whole padded input image (:attr:`LayerPlan.resident_entries`, at the
   consumer's entry width) fits in the ``inp`` buffer beside the input the producer itself is reading (its
   double-buffered tiles, or its own resident image when it is chained in turn). The image goes to the other end
-  of the buffer from the producer's input.
+  of the buffer from the producer's input. When it does not fit beside the producer's tiles, the producer's mapping
+  is searched again in the space left (smaller input tiles), and taken if the analytical model says the chained
+  pair costs less (by the objective) than the pair through DRAM.
 
 Then the producer FORWARDs its output tiles into that image and the consumer loads no input (see
 :mod:`tvm_mp.accel.lower`); the pair runs as one accelerator invocation and no DRAM traffic is counted for the
@@ -20,11 +22,13 @@ edge. :func:`plan_chain` decides along a run of layers and says, per edge, why i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, replace
+from typing import Collection, Sequence
 
+from ..errors import Error
 from ..quantize.packing import container_bits
-from .lower import LayerPlan, OnChipInput, OnChipOutput
+from .lower import LayerMapping, LayerPlan, OnChipInput, OnChipOutput
+from .mapping import AnalyticalModel, search_mappings
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,9 @@ class Edge:
 
 
 def _replan(plan: LayerPlan, onchip_in: OnChipInput | None = None, onchip_out: OnChipOutput | None = None,
-            check: bool = True) -> LayerPlan:
-    return LayerPlan(plan.shape, plan.w_bits, plan.a_bits, plan.hw, plan.mapping, plan.output, plan.zero_point,
+            check: bool = True, mapping: LayerMapping | None = None) -> LayerPlan:
+    return LayerPlan(plan.shape, plan.w_bits, plan.a_bits, plan.hw, mapping or plan.mapping, plan.output,
+                     plan.zero_point,
                      check=check, onchip_in=onchip_in if onchip_in is not None else plan.onchip_in,
                      onchip_out=onchip_out if onchip_out is not None else plan.onchip_out)
 
@@ -88,39 +93,78 @@ def _bytes(bits: int) -> int:
     return -(-bits // 8)
 
 
-def plan_chain(names: Sequence[str], plans: Sequence[LayerPlan], linked: Sequence[str]
-               ) -> tuple[list[LayerPlan], list[Edge]]:
+def _place(c: LayerPlan, lo: int, hi: int) -> tuple[int | None, int]:
+    """Where the consumer's resident image goes beside the producer's input (bits ``[lo, hi)`` of the buffer):
+    ``(base entry or None if it does not fit, image entries)``."""
+    hw = c.hw
+    need = _replan(c, OnChipInput(0), check=False).resident_entries
+    eb = hw.entry_bits("inp", c.w_bits, c.a_bits)
+    cap = hw.capacity_entries("inp", c.w_bits, c.a_bits)
+    if need * eb <= lo:
+        return 0, need
+    if (cap - need) * eb >= hi:
+        return cap - need, need
+    return None, need
+
+
+def _refit(p: LayerPlan, free_bits: int, objective: str) -> LayerPlan | None:
+    """The producer's best mapping when its input tiles may use only ``free_bits`` of the ``inp`` buffer."""
+    hw = p.hw
+    if free_bits < 8:
+        return None
+    try:
+        small = replace(hw, buffers={**hw.buffers, "inp": replace(hw.buffers["inp"], size_bytes=free_bits // 8)})
+        mapping = search_mappings(p.shape, p.w_bits, p.a_bits, small, p.output, objective).best.mapping
+        return _replan(p, mapping=mapping)
+    except Error:
+        return None
+
+
+def _cost(plans: Sequence[LayerPlan], objective: str) -> float:
+    model = AnalyticalModel(plans[0].hw)
+    ests = [model.estimate_plan(p) for p in plans]
+    energy, cycles = sum(e.energy_uj for e in ests), sum(e.cycles for e in ests)
+    return {"energy": energy, "latency": cycles}.get(objective, energy * cycles)
+
+
+def plan_chain(names: Sequence[str], plans: Sequence[LayerPlan], linked: Sequence[str], objective: str = "energy",
+               fixed: Collection[str] = ()) -> tuple[list[LayerPlan], list[Edge]]:
     """Decide the edges of a run of layers ``names[0] -> names[1] -> ...`` whose graph allows chaining where
     ``linked[i]`` is "" (else it is the graph's reason edge ``i`` is not a candidate). ``plans``: the layers'
-    plans without chaining. Returns the plans with their on-chip input / output set, and one :class:`Edge` per
-    edge."""
+    plans without chaining; a producer whose mapping is not in ``fixed`` may get a smaller one (module docstring).
+    Returns the plans with their on-chip input / output (and any new mapping) set, and one :class:`Edge` per edge.
+    """
     out = list(plans)
     edges = []
     hw = plans[0].hw
     size_bits = hw.buffers["inp"].size_bits
-    # bit range of the inp buffer the current producer reads its own input from
-    lo, hi = 0, _own_input_bits(out[0])
+    lo, hi = 0, _own_input_bits(out[0])  # bits of the inp buffer the current producer reads its input from
     for i in range(len(out) - 1):
         p, c = out[i], out[i + 1]
         reason = linked[i] or layout_mismatch(p, c)
         base = None
         if not reason:
-            probe = _replan(c, OnChipInput(0), check=False)
+            base, need = _place(c, lo, hi)
             eb = hw.entry_bits("inp", c.w_bits, c.a_bits)
-            cap = hw.capacity_entries("inp", c.w_bits, c.a_bits)
-            need = probe.resident_entries
-            if need * eb <= lo:
-                base = 0
-            elif (cap - need) * eb >= hi:
-                base = cap - need
-            else:
+            if base is None:
                 reason = (f"does not fit: the padded input image needs {_bytes(need * eb)} bytes, the inp buffer has "
                           f"{_bytes(size_bits - (hi - lo))} free beside {names[i]}'s input "
                           f"({_bytes(size_bits)} in all)")
+                p2 = None
+                if p.onchip_in is None and names[i] not in fixed:
+                    p2 = _refit(p, size_bits - need * eb, objective)
+                if p2 is not None:
+                    base2, _ = _place(c, 0, _own_input_bits(p2))
+                    c2 = _replan(c, OnChipInput(base2)) if base2 is not None else None
+                    if c2 is not None and _cost([p2, c2], objective) < _cost([p, c], objective):
+                        out[i], base, reason = p2, base2, ""
+                    elif c2 is not None:
+                        reason += f"; a mapping of {names[i]} that leaves room costs more than the edge saves"
         if reason:
             edges.append(Edge(names[i], names[i + 1], False, reason))
             lo, hi = 0, _own_input_bits(c)
             continue
+        p = out[i]
         c = _replan(c, OnChipInput(base))
         out[i] = _replan(p, onchip_out=OnChipOutput.to(c))
         out[i + 1] = c

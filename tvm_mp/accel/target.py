@@ -522,11 +522,13 @@ def offload_lowered(lowered: tvm.IRModule, quantized: tvm.IRModule, hw: Hardware
         if not chain:
             edges.extend(Edge(a, b, False, "chaining off") for a, b in zip(run, run[1:]))
             continue
-        plans, run_edges = plan_chain(run, [kernels[n].plan for n in run], [""] * (len(run) - 1))
+        plans, run_edges = plan_chain(run, [kernels[n].plan for n in run], [""] * (len(run) - 1), objective,
+                                      fixed=set(mappings))
         edges.extend(run_edges)
         for name, plan in zip(run, plans):
-            if plan.onchip_in is not None:
-                kernels[name] = AccelKernel(replace(kernels[name].spec, chain_in=plan.onchip_in.base), hw,
+            base = None if plan.onchip_in is None else plan.onchip_in.base
+            if base is not None or plan.mapping != kernels[name].spec.mapping:
+                kernels[name] = AccelKernel(replace(kernels[name].spec, chain_in=base, mapping=plan.mapping), hw,
                                             kernels[name].arrays)
         current = [run[0]]
         for e, nxt in zip(run_edges, run[1:]):
