@@ -474,7 +474,11 @@ def accel_edges(main: relax.Function, lowered: tvm.IRModule, layers: Mapping) ->
             ops.append(_op_name(defs[v]))
             frontier.extend(_vars(defs[v]))
         for p in sorted(set(producers)):
-            edges.append(Edge(p, consumer, False, f"CPU ops in between: {', '.join(sorted(set(ops)))}"))
+            var = next(v for v, n in accel.items() if n == p)
+            why = f"CPU ops in between: {', '.join(sorted(set(ops)))}"
+            if uses.get(var, 0) > 1:
+                why = f"fan-out: {p}'s output feeds {uses[var]} ops; {why}"
+            edges.append(Edge(p, consumer, False, why))
     return direct, edges
 
 
