@@ -88,8 +88,8 @@ def test_edge_that_does_not_fit_goes_through_dram():
 
 
 def _chain_net():
-    """conv -> relu -> depthwise -> relu -> 1x1 -> relu -> maxpool -> conv -> relu -> (1x1, + residual) -> dense:
-    two edges that can stay on chip, one with a CPU op (max pool), one fan-out, one through add / reshape."""
+    """conv -> relu -> depthwise -> relu -> 1x1 -> relu -> maxpool -> conv -> relu -> 1x1 (+ residual): two edges
+    that can stay on chip, one with a CPU op (max pool), one fan-out."""
     rng = np.random.default_rng(0)
     const = lambda *shape: _tvm.const(rng.normal(0, 0.3, shape).astype(np.float32))  # noqa: E731
     x = relax.Var("x", relax.TensorType((1, 3, 8, 8), "float32"))
@@ -103,9 +103,7 @@ def _chain_net():
             p2 = bb.emit(nn.max_pool2d(r2, pool_size=(2, 2), strides=(2, 2)))
             r3 = bb.emit(nn.relu(bb.emit(nn.conv2d(p2, const(16, 24, 3, 3), padding=(1, 1)))))
             c4 = bb.emit(nn.conv2d(r3, const(16, 16, 1, 1)))
-            res = bb.emit(relax.op.add(c4, r3))
-            flat = bb.emit(relax.op.reshape(res, (1, 16 * 4 * 4)))
-            out = bb.emit_output(relax.op.matmul(flat, const(16 * 16, 5)))
+            out = bb.emit_output(relax.op.add(c4, r3))
         bb.emit_func_output(out)
     return bb.get()
 
@@ -116,7 +114,7 @@ def test_compiled_chain_is_bit_exact_and_reported(tmp_path):
     calib = [rng.normal(0, 1, (4, 3, 8, 8)).astype(np.float32)]
     x = rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)
     plan = PrecisionPlan({"conv2d_0": P(8, 8), "conv2d_1": P(8, 8), "conv2d_2": P(4, 4), "conv2d_3": P(8, 8),
-                          "conv2d_4": P(8, 8), "dense_0": P(8, 8)})
+                          "conv2d_4": P(8, 8)})
     accel = tvm_mp.compile(net, plan=plan, target="accel", calibration=calib)
     cpu = tvm_mp.compile(net, plan=plan, target="host", calibration=calib)
     rt = accel.accel
@@ -126,11 +124,9 @@ def test_compiled_chain_is_bit_exact_and_reported(tmp_path):
     assert rt.kernels["conv2d_2"].calls == 1  # inside the chain's one call
     edges = {(e.producer, e.consumer): e for e in rt.edges}
     assert edges[("conv2d_0", "conv2d_1")].onchip and edges[("conv2d_1", "conv2d_2")].onchip
-    assert edges[("conv2d_2", "conv2d_3")].reason == "CPU ops in between: conv2d_3_quantize, max_pool2d" or \
-        edges[("conv2d_2", "conv2d_3")].reason.startswith("CPU ops in between: ") and \
-        "max_pool2d" in edges[("conv2d_2", "conv2d_3")].reason
+    assert edges[("conv2d_2", "conv2d_3")].reason == "CPU ops in between: nn.max_pool2d"  # codes
     assert edges[("conv2d_3", "conv2d_4")].reason.startswith("fan-out: conv2d_3's output feeds 2 ops")
-    assert "reshape" in edges[("conv2d_4", "dense_0")].reason
+    assert len(edges) == 4
     # the report: per edge on chip or why not, and what each on-chip edge saved
     a = accel.report.accelerator
     saved = {(e["producer"], e["consumer"]): e for e in a["edges"] if e["onchip"]}
