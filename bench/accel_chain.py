@@ -85,7 +85,9 @@ def study(name: str, bits: int) -> dict:
 
 def markdown(data: dict) -> str:
     lines = [f"# On-chip chaining on the accelerator ({data['hardware']})", "",
-             f"`{COMMAND}`; {data['machine']}; load average {data['load_start']} at start, {data['load_end']} at end.",
+             f"`{COMMAND}`. {data['machine'].replace(' (a shared machine: figures are medians of repeats)', '')} "
+             "Load average (1 / 5 / 15 min) when the benchmark started: "
+             f"{data['load_start']}; when it ended: {data['load_end']}.",
              "Simulated figures (deterministic: cycles and energy do not depend on the data). Without chaining: every "
              "layer at the mapping the build searches when nothing is chained, through DRAM.", "",
              "| model | plan | edges on chip | cycles (no chain) | cycles (chain) | Δ cycles | energy µJ (no chain) | "
@@ -115,12 +117,17 @@ def markdown(data: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/bench_accel_chain", help="output prefix (writes .json, .md)")
+    parser.add_argument("--render", action="store_true", help="only rewrite <out>.md from <out>.json")
     args = parser.parse_args(argv)
+    if args.render:
+        out = Path(args.out)
+        out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
+        return 0
     from tvm_mp.accel.hardware import HardwareConfig
 
     load_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    results = [study(name, bits) for name in MODELS for bits in BITS]
     machine = describe_machine()
+    results = [study(name, bits) for name in MODELS for bits in BITS]
     data = {"command": COMMAND, "machine": machine_line(machine), "machine_detail": machine,
             "hardware": HardwareConfig.default().name, "load_start": load_start,
             "load_end": " ".join(f"{v:.2f}" for v in os.getloadavg()), "results": results}

@@ -170,3 +170,22 @@ def test_resnet8_chains_bit_exact():
     off = [e for e in accel.accel.edges if not e.onchip and not e.reason.startswith("CPU ops")]
     assert [(e.producer, e.consumer) for e in off] == [("conv2d_1", "conv2d_2")]
     assert off[0].reason.startswith("does not fit: the padded input image needs 18496 bytes")
+
+
+def test_budget_search_costs_see_the_chained_saving():
+    """The search's evaluator finds the links (integer edges with only a fused activation between) and the cost
+    table prices linked layers with their edges on chip: lower energy where the build would chain them."""
+    from tvm_mp.search.accuracy import Scorer
+    from tvm_mp.search.costs import CostTable
+    from tvm_mp.search.space import SearchSpace
+
+    net = _chain_net()
+    calib = [np.random.default_rng(1).normal(0, 1, (2, 3, 8, 8)).astype(np.float32)]
+    layers = tvm_mp.list_layers(net)
+    links = Scorer(net, calib).evaluator.links([info.name for info in layers])
+    assert links == [("conv2d_0", "conv2d_1"), ("conv2d_1", "conv2d_2")]
+    space = SearchSpace.build(layers[:3], [P(8, 8), P(4, 4)])
+    model = AccelCostModel(HW)
+    plain = CostTable.from_model(space, model, "accel")
+    chained = CostTable.from_model(space, model, "accel", links=links)
+    assert (chained.energy_uj <= plain.energy_uj).all() and (chained.energy_uj < plain.energy_uj).sum() >= 4
