@@ -293,7 +293,9 @@ class AccelRuntime:
 
     def edge_savings(self, figures: Mapping[str, SimResult] | None = None) -> list[dict]:
         """Per edge: :class:`Edge` fields, and for an on-chip edge what it saves: the producer run storing to
-        DRAM plus the consumer run loading from DRAM (each with its other edge as built) minus both as built."""
+        DRAM plus the consumer run loading from DRAM (each with its other edge and its mapping as built) minus both
+        as built. (A producer whose mapping was re-searched to make room has its chained mapping on both sides: the
+        whole-model comparison with the mappings an unchained build picks is ``bench/accel_chain.py``'s.)"""
         figures = figures or self.profile()
         out = []
         for e in self.edges:
