@@ -165,6 +165,10 @@ def test_resnet8_chains_bit_exact():
     accel = tvm_mp.compile(mod, plan=plan, target="accel", calibration=calib)
     assert accel.accel.chains == (("conv2d_4", "conv2d_5"), ("conv2d_7", "conv2d_8"))
     np.testing.assert_array_equal(accel.run(x), accel.reference(x))
+    model, figures = AnalyticalModel(HW), accel.accel.last
+    for name in ("conv2d_4", "conv2d_5", "conv2d_7", "conv2d_8"):  # the model on chained layers: the 10 %
+        est, sim = model.estimate_plan(accel.accel.kernels[name].plan), figures[name]
+        assert est.events.counts() == sim.events.counts() and abs(est.cycles - sim.cycles) <= 0.10 * sim.cycles
     off = [e for e in accel.accel.edges if e.reason.startswith("does not fit")]
     assert [(e.producer, e.consumer) for e in off] == [("conv2d_1", "conv2d_2")]
     assert off[0].reason.startswith("does not fit: the padded input image needs 18496 bytes")
