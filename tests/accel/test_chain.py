@@ -17,6 +17,7 @@ from tvm_mp.accel.mapping import AnalyticalModel
 from tvm_mp.accel.simulator import Simulator
 from tvm_mp.cost_models.accel import AccelCostModel
 from tvm_mp.cost_models.base import Workload
+from tvm_mp.errors import Error
 from tvm_mp.workload import ConvParams
 
 HW = HardwareConfig.default()
@@ -148,6 +149,10 @@ def test_compiled_chain_is_bit_exact_and_reported(tmp_path):
     meta = json.loads((tmp_path / "art" / "accel" / "accel.json").read_text())
     assert meta["chains"] == [list(rt.chains[0])]
     assert (tmp_path / "art" / "accel" / "conv2d_0.program.txt").read_text().count("FWD") >= 1
+    meta["chains"] = []  # a layer reading on chip outside any chain: refused in one line, not run wrong
+    (tmp_path / "art" / "accel" / "accel.json").write_text(json.dumps(meta))
+    with pytest.raises(Error, match="damaged .its chains and its layers' on-chip inputs disagree.; re-export"):
+        tvm_mp.load(tmp_path / "art")
 
 
 @pytest.mark.slow

@@ -364,7 +364,11 @@ class AccelRuntime:
                 spec = LayerSpec.from_dict(d)
                 mine = {key.split("/", 1)[1]: v for key, v in arrays.items() if key.split("/", 1)[0] == spec.name}
                 kernels[spec.name] = AccelKernel(spec, hw, mine)
-            return cls(hw, kernels, str(meta["prefix"]), tuple(tuple(c) for c in meta.get("chains", ())),
+            chains = tuple(tuple(str(n) for n in c) for c in meta.get("chains", ()))
+            inner = {n for c in chains for n in c[1:]}
+            if any((k.spec.chain_in is not None) != (n in inner) for n, k in kernels.items()):
+                raise Error("its chains and its layers' on-chip inputs disagree")
+            return cls(hw, kernels, str(meta["prefix"]), chains,
                        tuple(Edge.from_dict(e) for e in meta.get("edges", ())))
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, Error) as err:
             raise Error(f"{src} is damaged ({_tvm.error_line(err) if not isinstance(err, Error) else err}); "
