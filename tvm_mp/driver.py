@@ -337,11 +337,13 @@ def accel_report(mod: tvm.IRModule, quantized: tvm.IRModule, target: CompileTarg
         layers.append({"name": r.name, "precision": k.spec.precision, "mapping": str(k.spec.mapping),
                        "output": "codes" if k.spec.output.kind == "codes" else "int32 to host",
                        "cycles": int(res.cycles), "energy_uj": float(res.energy_uj), "components_uj": comp,
-                       "instructions": int(sum(res.instructions.values()))})
+                       "instructions": int(sum(res.instructions.values())),
+                       "chain_in": k.spec.chain_in is not None, "chain_out": k.onchip_out is not None})
     cycles = sum(entry["cycles"] for entry in layers)
     energy = sum(entry["energy_uj"] for entry in layers)
+    edges = runtime.edge_savings(figures)
     accel = {"hardware": hw.name, "clock_mhz": hw.clock_mhz, "cycles": int(cycles), "energy_uj": float(energy),
-             "components_uj": components, "layers": layers,
+             "components_uj": components, "layers": layers, "edges": edges,
              "cpu_layers": [r.name for r in rows if r.name not in figures and r.precision != "fp32"]}
     return Report(tuple(rows), sum(r.weight_bytes for r in rows) / 1024.0, float(energy) if layers else None,
                   cycles / hw.clock_mhz / 1000.0 if layers else None, fp32_layers=tuple(fp32),

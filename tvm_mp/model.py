@@ -334,6 +334,12 @@ class Report:
                              f"{entry['energy_uj']:>9.4f} uJ  {entry['mapping']}; output {entry['output']}")
             if a.get("cpu_layers"):
                 lines.append(f"  on the host CPU: {', '.join(a['cpu_layers'])}")
+            if a.get("edges"):
+                from .accel.report import edge_line
+
+                lines.append(f"  edges between accelerator layers ({sum(e['onchip'] for e in a['edges'])} of "
+                             f"{len(a['edges'])} on chip):")
+                lines.extend(f"    {edge_line(e)}" for e in a["edges"])
         if self.unquantizable:
             lines.append(f"not quantized ({len(self.unquantizable)} conv / matmul op"
                          f"{'s' if len(self.unquantizable) > 1 else ''} tvm-mp cannot quantize; "

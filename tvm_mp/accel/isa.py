@@ -1,4 +1,5 @@
-"""The accelerator's instruction set: LOAD, GEMM, ALU, STORE, with dependency tokens between three queues.
+"""The accelerator's instruction set: LOAD, GEMM, ALU, STORE (and FORWARD, FILL for on-chip layer chaining), with
+dependency tokens between three queues.
 
 Decoupled access-execute, as in VTA. LOADs run on the load module, GEMM and ALU on the compute module, STOREs on the
 store module; each module executes its own instructions in program order, concurrently with the others. Four
@@ -222,7 +223,71 @@ class Store:
         return self.rows * self.cols
 
 
-Instruction = Union[Load, Gemm, Alu, Store]
+@dataclass(frozen=True)
+class Forward:
+    """On-chip STORE (layer chaining): ``rows x cols`` accumulator entries, narrowed to ``bits``-bit codes, written
+    into the *next* layer's input buffer image instead of DRAM.
+
+    The next layer runs at its own precision, so its ``inp`` entries hold ``lanes`` codes per batch row: the
+    BLOCK_OUT codes of one accumulator entry go to lanes ``[lane0, lane0 + BLOCK_OUT)`` of the entry at
+    ``dst_base + r * dst_row_pitch + c`` (entries of the next layer's buffer). Runs on the store module, one entry
+    per cycle; no DRAM traffic.
+    """
+
+    sram_base: int
+    sram_row_pitch: int
+    rows: int
+    cols: int
+    dst_base: int
+    dst_row_pitch: int
+    lane0: int
+    lanes: int
+    bits: int
+    deps: Deps = NO_DEPS
+
+    def __post_init__(self) -> None:
+        _check_ints(self, ("sram_base", "sram_row_pitch", "rows", "cols", "dst_base", "dst_row_pitch", "lane0"))
+        _check_ints(self, ("lanes", "bits"), minimum=1)
+        if self.bits not in (1, 2, 4, 8):
+            raise ProgramError(f"FORWARD of {self.bits}-bit codes: use a container width (1, 2, 4, 8)")
+
+    @property
+    def unit(self) -> str:
+        return "store"
+
+    @property
+    def entries(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Write ``value`` into ``count`` blocks (``block_stride`` entries apart) of ``rows x cols`` ``inp`` entries
+    (rows ``row_pitch`` apart): the padding border of an input image another layer forwarded on chip. Runs on the
+    load module, one entry per cycle; no DRAM traffic."""
+
+    base: int
+    row_pitch: int
+    rows: int
+    cols: int
+    count: int
+    block_stride: int
+    value: int = 0
+    deps: Deps = NO_DEPS
+
+    def __post_init__(self) -> None:
+        _check_ints(self, ("base", "row_pitch", "rows", "cols", "count", "block_stride", "value"))
+
+    @property
+    def unit(self) -> str:
+        return "load"
+
+    @property
+    def entries(self) -> int:
+        return self.rows * self.cols * self.count
+
+
+Instruction = Union[Load, Gemm, Alu, Store, Forward, Fill]
 
 
 @dataclass(frozen=True)
@@ -279,4 +344,9 @@ def _short(ins: Instruction) -> str:
     if isinstance(ins, Alu):
         return (f"ALU   {ins.op} uops={ins.uop_begin}:{ins.uop_end} loop={ins.extent_outer}x{ins.extent_inner} "
                 f"dst={ins.dst_base} src={ins.src_base} imm={ins.imm} [{ins.deps}]")
+    if isinstance(ins, Forward):
+        return (f"FWD   next.inp[{ins.dst_base}] lane{ins.lane0}/{ins.lanes} <- "
+                f"acc[{ins.sram_base}] {ins.rows}x{ins.cols} u{ins.bits} [{ins.deps}]")
+    if isinstance(ins, Fill):
+        return (f"FILL  inp[{ins.base}] {ins.count}x{ins.rows}x{ins.cols} = {ins.value} [{ins.deps}]")
     return (f"STORE {ins.region}[{ins.dram_base}] <- acc[{ins.sram_base}] {ins.rows}x{ins.cols} [{ins.deps}]")

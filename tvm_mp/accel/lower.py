@@ -23,6 +23,14 @@ The layer is seen as a (grouped) convolution; a dense layer is a 1x1 convolution
 
 DRAM layouts (entries): input ``[batch block][super-group][input block][H][W]``, weights
 ``[super-group][output block][input block][KH*KW]``, output ``[batch block][super-group][output block][OH][OW]``.
+
+**On-chip chaining** (:mod:`tvm_mp.accel.chain` decides where): a layer with an :class:`OnChipOutput` replaces its
+STOREs by FORWARDs that write each output tile straight into the next layer's input image in the ``inp`` buffer,
+in the next layer's entry format (its lanes and code width; an output block of BLOCK_OUT channels fills lanes
+``[k * BLOCK_OUT, (k + 1) * BLOCK_OUT)`` of an input block). A layer with an :class:`OnChipInput` loads no input:
+its whole (padded) input image is resident -- per batch block, super-group and input block an ``in_th x in_pitch``
+image, the window the whole output needs -- and its GEMMs address each spatial tile's window inside it; it FILLs
+the image's padding border with its zero point first (counted: one entry per cycle, the SRAM writes).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from ..layers import LayerInfo
 from ..quantize.packing import container_bits
 from ..workload import ConvParams
 from .hardware import HardwareConfig
-from .isa import DATAFLOWS, Alu, Deps, Gemm, Load, Program, Region, Store
+from .isa import DATAFLOWS, Alu, Deps, Fill, Forward, Gemm, Load, Program, Region, Store
 
 ORDERS = ("oc_sp", "sp_oc")
 
@@ -190,6 +198,46 @@ class OutputSpec:
         return ("add",) if self.kind == "acc" else ("add", "mul_shift", "add_imm", "max_imm", "min_imm")
 
 
+@dataclass(frozen=True)
+class OnChipInput:
+    """The layer's whole input is resident in the ``inp`` buffer from entry ``base`` (at the layer's precision),
+    forwarded there by the previous layer (see the module docstring)."""
+
+    base: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base, bool) or not isinstance(self.base, (int, np.integer)) or self.base < 0:
+            raise MappingError(f"OnChipInput.base={self.base!r}: an entry index >= 0")
+
+
+@dataclass(frozen=True)
+class OnChipOutput:
+    """Where the layer FORWARDs its output: the next layer's resident input image (:meth:`to` builds it from the
+    next layer's plan). ``base``: its first entry; ``lanes`` / ``bits``: the next layer's ``inp`` entry (lanes per
+    batch row, code width); ``rows x pitch``: one image; ``pad_top`` / ``pad_left``: where output pixel (0, 0)
+    lands; ``blocks``: images per batch block (super-groups x input blocks)."""
+
+    base: int
+    lanes: int
+    bits: int
+    rows: int
+    pitch: int
+    pad_top: int
+    pad_left: int
+    blocks: int
+
+    @classmethod
+    def to(cls, nxt: "LayerPlan") -> "OnChipOutput":
+        if nxt.onchip_in is None:
+            raise MappingError("the next layer's plan has no on-chip input")
+        p = nxt.shape.params.padding
+        return cls(nxt.onchip_in.base, nxt.bi, container_bits(nxt.a_bits), nxt.in_th, nxt.in_pitch, p[0], p[1],
+                   nxt.nsg * nxt.icb_max)
+
+    def image_entries(self, nb: int) -> int:
+        return nb * self.blocks * self.rows * self.pitch
+
+
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -225,7 +273,8 @@ class LayerPlan:
     mapping fits the hardware; raises :class:`MappingError` with the fix otherwise."""
 
     def __init__(self, shape: ConvShape, w_bits: int, a_bits: int, hw: HardwareConfig, mapping: LayerMapping,
-                 output: OutputSpec = OutputSpec(), zero_point: int = 0, check: bool = True):
+                 output: OutputSpec = OutputSpec(), zero_point: int = 0, check: bool = True,
+                 onchip_in: OnChipInput | None = None, onchip_out: OnChipOutput | None = None):
         hw.check_precision(w_bits, a_bits)
         self.shape, self.hw, self.mapping, self.output = shape, hw, mapping, output
         self.zero_point = int(zero_point)  # input code of real 0: fills spatial padding
@@ -246,10 +295,16 @@ class LayerPlan:
                 f"{self.ocb_max} output and {self.icb_max} input blocks at w{w_bits}a{a_bits}): shrink it")
         sh, sw = s.params.strides
         dh, dw = s.params.dilation
-        self.in_th = (m.th - 1) * sh + (s.kh - 1) * dh + 1
-        self.in_pitch = (m.tw - 1) * sw + (s.kw - 1) * dw + 1
+        self.onchip_in, self.onchip_out = onchip_in, onchip_out
+        if onchip_out is not None and output.kind != "codes":
+            raise MappingError("only code outputs (an integer edge) are forwarded on chip")
+        th, tw = (s.oh, s.ow) if onchip_in is not None else (m.th, m.tw)  # resident: the whole window
+        self.in_th = (th - 1) * sh + (s.kh - 1) * dh + 1
+        self.in_pitch = (tw - 1) * sw + (s.kw - 1) * dw + 1
         self.nbuf = 2 if m.double_buffer else 1
         self.inp_slot = m.tic * self.in_th * self.in_pitch
+        if onchip_in is not None:
+            self.inp_slot = self.icb_max * self.in_th * self.in_pitch  # one resident image per super-group
         self.wgt_slot = m.toc * m.tic * s.taps
         self.acc_slot = m.toc * m.th * m.tw
         self.param_entries = self.nsg * self.ocb_max * output.params_per_block
@@ -262,8 +317,38 @@ class LayerPlan:
     # -- capacity ------------------------------------------------------------------------------------------------
     def needs(self) -> dict[str, int]:
         """Entries each buffer must hold."""
-        return {"inp": self.nbuf * self.inp_slot, "wgt": self.nbuf * self.wgt_slot,
+        inp = self.nbuf * self.inp_slot if self.onchip_in is None else self.onchip_in.base + self.resident_entries
+        return {"inp": inp, "wgt": self.nbuf * self.wgt_slot,
                 "acc": self.param_base + self.param_entries, "uop": self.uop_total}
+
+    @property
+    def resident_entries(self) -> int:
+        """``inp`` entries of the whole padded input image (what an on-chip input occupies)."""
+        return self.nb * self.nsg * self.icb_max * self.in_th * self.in_pitch
+
+    def fills(self) -> list[Fill]:
+        """The FILLs of the padding border of the resident input image (empty without an on-chip input)."""
+        if self.onchip_in is None:
+            return []
+        s, (pt, pl) = self.shape, self.shape.params.padding[:2]
+        rows, pitch = self.in_th, self.in_pitch
+        vh, vw = max(0, min(s.h, rows - pt)), max(0, min(s.w, pitch - pl))
+        top, left = min(pt, rows), min(pl, pitch)
+        count, stride, base = self.nb * self.nsg * self.icb_max, rows * pitch, self.onchip_in.base
+        strips = [(base, top, pitch), (base + (top + vh) * pitch, rows - top - vh, pitch),
+                  (base + top * pitch, vh, left), (base + top * pitch + left + vw, vh, pitch - left - vw)]
+        return [Fill(b, pitch, r, c, count, stride, self.zero_point) for b, r, c in strips if r > 0 and c > 0]
+
+    def forward_target(self, b: int, block: int, oy: int, ox: int, rows: int, cols: int):
+        """``(dst_base, lane0, rows, cols)`` of the FORWARD of output block ``block`` (global: super-group x
+        output blocks) of batch block ``b``, pixels from ``(oy, ox)``, clipped to the next layer's image."""
+        o = self.onchip_out
+        ch = block * self.bo
+        img = b * o.blocks + ch // o.lanes
+        rows = max(0, min(rows, o.rows - o.pad_top - oy))
+        cols = max(0, min(cols, o.pitch - o.pad_left - ox))
+        dst = o.base + img * o.rows * o.pitch + (o.pad_top + oy) * o.pitch + o.pad_left + ox
+        return dst, ch % o.lanes, rows, cols
 
     def over_capacity(self) -> list[str]:
         """Buffers this mapping overflows."""
@@ -405,8 +490,13 @@ def lower(plan: LayerPlan) -> Program:
             step_loads.append(Load("uop", "uops", 0, plan.uop_total, 0, plan.uop_total, 1, plan.uop_total))
             step_loads.append(Load("acc", "params", 0, plan.param_entries, plan.param_base, plan.param_entries, 1,
                                    plan.param_entries))
+            step_loads.extend(plan.fills())
         inp_id = (st.sg, st.b, st.h, st.w, st.ic)
-        if inp_id != prev_inp:
+        if plan.onchip_in is not None:  # resident: address the tile's window inside the image, load nothing
+            img = ((st.b * plan.nsg + st.sg) * plan.icb_max + icb0) * plan.in_th * plan.in_pitch
+            inp_base = (plan.onchip_in.base + img + int(h_off[st.h]) * sh * plan.in_pitch
+                        + int(w_off[st.w]) * sw)
+        elif inp_id != prev_inp:
             g_inp += 1
             base = (g_inp % dist) * plan.inp_slot
             y0, pt, vy, pb = plan.window(0, st.h)
@@ -417,7 +507,8 @@ def lower(plan: LayerPlan) -> Program:
                                        plan.in_pitch, vy if vx else 0, vx if vy else 0,
                                        pt if vx else pt + vy, pb, pl, pr if vy else pr + vx, plan.zero_point))
             prev_inp = inp_id
-        inp_base = (g_inp % dist) * plan.inp_slot
+        if plan.onchip_in is None:
+            inp_base = (g_inp % dist) * plan.inp_slot
         wgt_id = (st.sg, st.oc, st.ic)
         if wgt_id != prev_wgt:
             g_wgt += 1
@@ -450,6 +541,13 @@ def lower(plan: LayerPlan) -> Program:
             oy0, ox0 = int(h_off[st.h]), int(w_off[st.w])
             tile_stores = []
             for ob in range(toc_a):
+                if plan.onchip_out is not None:
+                    o = plan.onchip_out
+                    dst, lane0, rows, cols = plan.forward_target(st.b, st.sg * plan.ocb_max + ocb0 + ob, oy0, ox0,
+                                                                 th_a, tw_a)
+                    tile_stores.append(Forward(acc_base + ob * acc_blk, m.tw, rows, cols, dst, o.pitch, lane0,
+                                               o.lanes, o.bits))
+                    continue
                 dram = (((st.b * plan.nsg + st.sg) * plan.ocb_max + ocb0 + ob) * s.oh + oy0) * s.ow + ox0
                 tile_stores.append(Store("out", acc_base + ob * acc_blk, m.tw, th_a, tw_a, dram, s.ow))
             stores.append(tile_stores)

@@ -41,6 +41,8 @@ from .lower import (
     LayerMapping,
     LayerPlan,
     MappingError,
+    OnChipInput,
+    OnChipOutput,
     OutputSpec,
     _ceil,
     super_group_size,
@@ -125,10 +127,18 @@ class AnalyticalModel:
         self.hw = hw
 
     def estimate(self, shape: ConvShape, w_bits: int, a_bits: int, mapping: LayerMapping,
-                 output: OutputSpec = OutputSpec(), cycles: bool = True) -> LayerEstimate:
+                 output: OutputSpec = OutputSpec(), cycles: bool = True, onchip_in: OnChipInput | None = None,
+                 onchip_out: OnChipOutput | None = None, zero_point: int = 0) -> LayerEstimate:
         """Figures of ``shape`` at ``w_bits`` x ``a_bits`` under ``mapping``; ``cycles=False`` skips the (slower)
-        pipeline timing and reports 0 cycles."""
-        plan = LayerPlan(shape, w_bits, a_bits, self.hw, mapping, output)
+        pipeline timing and reports 0 cycles. ``onchip_in`` / ``onchip_out``: the layer is chained (its input is
+        resident on chip / it forwards its output, see :mod:`tvm_mp.accel.chain`)."""
+        plan = LayerPlan(shape, w_bits, a_bits, self.hw, mapping, output, zero_point, onchip_in=onchip_in,
+                         onchip_out=onchip_out)
+        return self.estimate_plan(plan, cycles)
+
+    def estimate_plan(self, plan: LayerPlan, cycles: bool = True) -> LayerEstimate:
+        """:meth:`estimate` of a :class:`LayerPlan` (chained or not)."""
+        mapping, w_bits, a_bits = plan.mapping, plan.w_bits, plan.a_bits
         events = self._events(plan)
         n_cycles = self._cycles(plan) if cycles else 0
         return LayerEstimate(mapping, w_bits, a_bits, n_cycles, events, energy_of(events, self.hw),
@@ -167,17 +177,24 @@ class AnalyticalModel:
         dram_rd = dram_wr = macs = 0
         alu: dict[str, int] = {}
         n_ins = 2  # micro-op and parameter loads
+        fwd_h, fwd_w = _forwarded(plan)
         for cls, count in self._classes(plan):
             noc, nic = _ceil(cls.ocb, m.toc), _ceil(cls.icb, m.tic)
             r_inp, r_wgt = self.reloads(m.order, noc, nsp, nic)
             steps = s.taps * cls.ocb * cls.icb * pix  # GEMM steps (micro-op x loop iterations)
             gemm_uops = s.taps * cls.ocb * cls.icb * nsp
-            out_entries = cls.ocb * pix
             c = count
-            dram_rd += c * r_inp * s.n * cls.c * int(hax.valid.sum()) * int(wax.valid.sum()) * ca
+            if plan.onchip_in is None:
+                dram_rd += c * r_inp * s.n * cls.c * int(hax.valid.sum()) * int(wax.valid.sum()) * ca
+                wr["inp"] += (c * r_inp * plan.nb * cls.icb * int(hax.needed.sum()) * int(wax.needed.sum())
+                              * bits["inp"])
             dram_rd += c * r_wgt * cls.groups * s.kg * s.cg * s.taps * cw
-            dram_wr += c * s.n * cls.oc * s.oh * s.ow * out.bits
-            wr["inp"] += c * r_inp * plan.nb * cls.icb * int(hax.needed.sum()) * int(wax.needed.sum()) * bits["inp"]
+            stored = out_entries = cls.ocb * pix
+            if plan.onchip_out is None:
+                dram_wr += c * s.n * cls.oc * s.oh * s.ow * out.bits
+            else:  # FORWARD: the entries inside the next layer's image, into its inp buffer
+                stored = cls.ocb * plan.nb * fwd_h * fwd_w
+                wr["inp"] += c * stored * hw.batch * hw.block_out * plan.onchip_out.bits
             wr["wgt"] += c * r_wgt * cls.ocb * cls.icb * s.taps * bits["wgt"]
             macs += c * steps * lanes
             rd["inp"] += c * steps * bits["inp"]
@@ -189,14 +206,19 @@ class AnalyticalModel:
                 acc_rw, uop_reads = out_entries * nic, steps
             rd["uop"] += c * (uop_reads + cls.ocb * nsp * (1 + n_ops)) * bits["uop"]  # + reset and ALU micro-ops
             # accumulator: GEMM read-modify-write, reset writes, ALU reads and writes, STORE reads
-            rd["acc"] += c * (acc_rw + n_ops * out_entries + src_per_uop * cls.ocb * nsp + out_entries) * bits["acc"]
+            rd["acc"] += c * (acc_rw + n_ops * out_entries + src_per_uop * cls.ocb * nsp + stored) * bits["acc"]
             wr["acc"] += c * (acc_rw + out_entries + n_ops * out_entries) * bits["acc"]
             for op in out.alu_ops:
                 alu[op] = alu.get(op, 0) + c * out_entries * hw.batch * hw.block_out
-            # every step loads something (a new input or weight tile), so no sync LOADs are needed
-            n_ins += c * (r_inp * nsp * cls.icb + r_wgt * noc * nic + noc * nsp * nic + noc * nsp * (1 + n_ops)
+            # every step loads something (a new input or weight tile), so no sync LOADs are needed -- except with
+            # a resident input: then steps that keep their weight tile pass tokens with a sync LOAD
+            inp_loads = r_inp * nsp * cls.icb if plan.onchip_in is None else noc * nsp * nic - r_wgt * noc * nic
+            n_ins += c * (inp_loads + r_wgt * noc * nic + noc * nsp * nic + noc * nsp * (1 + n_ops)
                           + cls.ocb * nsp)
         dram_rd += plan.uop_total * bits["uop"] + plan.param_entries * bits["acc"]
+        fills = plan.fills()
+        wr["inp"] += sum(f.entries for f in fills) * bits["inp"]
+        n_ins += len(fills)
         wr["uop"] += plan.uop_total * bits["uop"]
         wr["acc"] += plan.param_entries * bits["acc"]
         return Events(dram_rd, dram_wr, rd, wr, {mac_key(plan.w_bits, plan.a_bits): macs}, alu, n_ins)
@@ -234,6 +256,8 @@ class AnalyticalModel:
         toc_a, tic_a = ocs[oc_i], ics[ic_i]
         new_inp = np.ones(len(oc_i), dtype=bool)
         new_inp[1:] = (sp_i[1:] != sp_i[:-1]) | (ic_i[1:] != ic_i[:-1])
+        if plan.onchip_in is not None:
+            new_inp[:] = False  # resident: nothing to load
         new_wgt = np.ones(len(oc_i), dtype=bool)
         new_wgt[1:] = (oc_i[1:] != oc_i[:-1]) | (ic_i[1:] != ic_i[:-1])
         # input loads: one LOAD per input block of the tile, each moving its real lanes
@@ -261,7 +285,14 @@ class AnalyticalModel:
         out_tile = np.arange(m.toc)[None, :] < toc_a[:, None]
         olanes = np.where(out_tile, cls.out_lanes[np.minimum(oblk, cls.ocb - 1)], 0)
         opx = (e * batch_rows[b_i])[:, None]
-        store = np.where(out_tile, ovh + self._transfer(opx * olanes * out.bits), 0).sum(axis=1)
+        if plan.onchip_out is None:
+            store = np.where(out_tile, ovh + self._transfer(opx * olanes * out.bits), 0).sum(axis=1)
+        else:  # FORWARD: one entry per cycle, clipped to the next layer's image
+            o = plan.onchip_out
+            h0, w0 = np.cumsum([0] + list(hax.out))[h_i], np.cumsum([0] + list(wax.out))[w_i]
+            kept = (np.clip(o.rows - o.pad_top - h0, 0, hax.out[h_i])
+                    * np.clip(o.pitch - o.pad_left - w0, 0, wax.out[w_i]))
+            store = np.where(out_tile, ovh + kept[:, None], 0).sum(axis=1)
         store = np.where(is_last, store, 0)
         return load, comp, store
 
@@ -276,6 +307,7 @@ class AnalyticalModel:
         bits_acc = hw.entry_bits("acc", plan.w_bits, plan.a_bits)
         load[0] += 2 * ovh + int(self._transfer(plan.uop_total * 32)) + int(self._transfer(plan.param_entries
                                                                                             * bits_acc))
+        load[0] += sum(ovh + f.entries for f in plan.fills())
         nxt = np.append(load[1:], 0)
         if plan.nbuf == 1:
             # each step waits for its loads and, at an output tile boundary, the store of the previous tile: exact
@@ -289,6 +321,14 @@ class AnalyticalModel:
         first_out = load[0] + comp[: int(np.flatnonzero(store)[0]) + 1].sum()
         mixed = load[0] + (mx.sum() + np.maximum(mx, store).sum()) / 2 + store[-1]
         return int(round(max(pipe, first_out + store.sum(), mixed)))
+
+
+def _forwarded(plan: LayerPlan) -> tuple[int, int]:
+    """Output rows and columns a chained layer forwards (those inside the next layer's image)."""
+    o, s = plan.onchip_out, plan.shape
+    if o is None:
+        return s.oh, s.ow
+    return max(0, min(s.oh, o.rows - o.pad_top)), max(0, min(s.ow, o.pitch - o.pad_left))
 
 
 # -- search --------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Per-layer accelerator report: cycles, energy and its breakdown, as a table, JSON and a stacked-bar PNG."""
+"""Per-layer accelerator report: cycles, energy and its breakdown, as a table, JSON and a stacked-bar PNG; and per
+edge between accelerator layers whether it stayed on chip (and what that saved) or why not."""
 
 from __future__ import annotations
 
@@ -39,13 +40,25 @@ class AccelLayerRow:
                 "energy": None if self.energy is None else self.energy.to_dict()}
 
 
+def edge_line(e) -> str:
+    """One line for an edge dict (:meth:`tvm_mp.accel.target.AccelRuntime.edge_savings`)."""
+    head = f"{e['producer']} -> {e['consumer']}: "
+    if not e["onchip"]:
+        return head + f"via DRAM ({e['reason']})"
+    return head + (f"on chip, saves {e['dram_bytes_saved']:.0f} DRAM bytes, {e['energy_uj_saved']:.4f} uJ, "
+                   f"{e['cycles_saved']} cycles")
+
+
 @dataclass(frozen=True)
 class AccelReport:
-    """Rows per layer and totals over the layers with figures."""
+    """Rows per layer and totals over the layers with figures; ``edges``: per edge between accelerator layers a
+    dict (producer, consumer, onchip, reason; for an on-chip edge dram_bytes_saved, energy_uj_saved,
+    dram_energy_uj_saved, cycles_saved)."""
 
     model: str
     hardware: str
     rows: tuple[AccelLayerRow, ...]
+    edges: tuple = ()
 
     def _measured(self) -> list[AccelLayerRow]:
         return [r for r in self.rows if r.energy is not None]
@@ -71,7 +84,8 @@ class AccelReport:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "hardware": self.hardware, "cycles": self.cycles, "latency_us": self.latency_us,
-                "energy": self.energy.to_dict(), "layers": [r.to_dict() for r in self.rows]}
+                "energy": self.energy.to_dict(), "layers": [r.to_dict() for r in self.rows],
+                "edges": [dict(e) for e in self.edges]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -92,6 +106,9 @@ class AccelReport:
         lines.append("-" * len(head))
         lines.append(f"{'total':<11} {'':<16} {'':<5} {self.cycles:>9} {total.total_uj:>10.4f} "
                      + " ".join(f"{total.components_uj[c]:>9.4f}" for c in comps))
+        if self.edges:
+            lines.append(f"edges ({sum(e['onchip'] for e in self.edges)} of {len(self.edges)} on chip):")
+            lines.extend("  " + edge_line(e) for e in self.edges)
         return "\n".join(lines)
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:

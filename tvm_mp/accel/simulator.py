@@ -30,7 +30,7 @@ import numpy as np
 
 from .energy import EnergyBreakdown, Events, energy_of
 from .hardware import BUFFERS, HardwareConfig, mac_key
-from .isa import Alu, Gemm, Load, Program, ProgramError, Store
+from .isa import Alu, Fill, Forward, Gemm, Load, Program, ProgramError, Store
 from .lower import ConvShape, LayerMapping, LayerPlan, OutputSpec, default_mapping, lower, pack_layer, unpack_output
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -115,6 +115,15 @@ class Simulator:
 
     def run(self, program: Program, dram: Mapping[str, np.ndarray],
             valid: Mapping[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], SimResult]:
+        mem, result, _ = self.run_chained(program, dram, valid)
+        return mem, result
+
+    def run_chained(self, program: Program, dram: Mapping[str, np.ndarray],
+                    valid: Mapping[str, np.ndarray] | None = None, onchip_in: np.ndarray | None = None
+                    ) -> tuple[dict[str, np.ndarray], SimResult, np.ndarray | None]:
+        """:meth:`run` as one layer of a chain: ``onchip_in`` is the ``inp`` buffer image the previous layer's
+        FORWARD instructions wrote (None: the buffer starts empty); returns also the image this program's FORWARDs
+        wrote for the next layer (None if it has none)."""
         hw = self.hw
         w_bits, a_bits = program.w_bits, program.a_bits
         hw.check_precision(w_bits, a_bits)
@@ -130,6 +139,12 @@ class Simulator:
             if region.kind == "out" and name not in mem:
                 mem[name] = np.zeros((region.entries, hw.batch, hw.block_out), dtype=np.int64)
         bufs = self._buffers(w_bits, a_bits)
+        if onchip_in is not None:
+            if onchip_in.shape != bufs["inp"].shape:
+                raise ProgramError(f"the on-chip input image has shape {onchip_in.shape}, the inp buffer at "
+                                   f"w{w_bits}a{a_bits} {bufs['inp'].shape}: the chained layers' layouts differ")
+            bufs["inp"][:] = onchip_in
+        bufs["next"] = None
         c = _Counters()
         queues = {u: [ins for ins in program.instructions if ins.unit == u] for u in UNITS}
         ptr = {u: 0 for u in UNITS}
@@ -178,7 +193,7 @@ class Simulator:
         events = Events(c.dram_read_bits, c.dram_write_bits, c.read_bits, c.write_bits, c.macs, c.alu,
                         len(program.instructions))
         result = SimResult(max(clock.values()), busy, program.count(), events, energy_of(events, hw), hw.clock_mhz)
-        return mem, result
+        return mem, result, bufs["next"]
 
     # -- instructions ----------------------------------------------------------------------------------------------
     def _execute(self, ins, bufs, mem, c: _Counters) -> int:
@@ -190,6 +205,10 @@ class Simulator:
             return self._alu(ins, bufs, c)
         if isinstance(ins, Store):
             return self._store(ins, bufs, mem, c)
+        if isinstance(ins, Forward):
+            return self._forward(ins, bufs, c)
+        if isinstance(ins, Fill):
+            return self._fill(ins, bufs, c)
         raise ProgramError(f"unknown instruction {ins!r}")
 
     def _transfer_cycles(self, nbits: int) -> int:
@@ -337,6 +356,42 @@ class Simulator:
         c.read_bits["acc"] += ins.entries * self._bits["acc"]
         c.dram_write_bits += nbits
         return self.hw.instruction_overhead_cycles + self._transfer_cycles(nbits)
+
+    def _forward(self, ins: Forward, bufs, c: _Counters) -> int:
+        hw = self.hw
+        if ins.lane0 + hw.block_out > ins.lanes:
+            raise ProgramError(f"FORWARD to lanes {ins.lane0}..{ins.lane0 + hw.block_out - 1} of a {ins.lanes}-lane "
+                               "entry")
+        nxt = bufs["next"]
+        if nxt is None:
+            entries = hw.buffers["inp"].size_bytes * 8 // (hw.batch * ins.lanes * ins.bits)
+            nxt = bufs["next"] = np.zeros((entries, hw.batch, ins.lanes), dtype=np.float64)
+        elif nxt.shape[2] != ins.lanes:
+            raise ProgramError("FORWARD instructions of one program disagree on the next layer's lanes")
+        if ins.entries:
+            acc = bufs["acc"]
+            src = ins.sram_base + np.arange(ins.rows)[:, None] * ins.sram_row_pitch + np.arange(ins.cols)[None, :]
+            dst = ins.dst_base + np.arange(ins.rows)[:, None] * ins.dst_row_pitch + np.arange(ins.cols)[None, :]
+            if dst.max() >= len(nxt):
+                raise ProgramError(f"FORWARD writes next-layer inp entry {dst.max()} beyond the buffer ({len(nxt)})")
+            values = acc[src]
+            if (values < 0).any() or (values >= (1 << ins.bits)).any():
+                raise ProgramError(f"FORWARD of {ins.bits}-bit codes holds values outside [0, {(1 << ins.bits) - 1}]")
+            nxt[dst, :, ins.lane0:ins.lane0 + hw.block_out] = values
+        c.read_bits["acc"] += ins.entries * self._bits["acc"]
+        c.write_bits["inp"] += ins.entries * hw.batch * hw.block_out * ins.bits
+        return hw.instruction_overhead_cycles + ins.entries
+
+    def _fill(self, ins: Fill, bufs, c: _Counters) -> int:
+        if ins.entries:
+            buf = bufs["inp"]
+            idx = (ins.base + np.arange(ins.count)[:, None, None] * ins.block_stride
+                   + np.arange(ins.rows)[None, :, None] * ins.row_pitch + np.arange(ins.cols)[None, None, :])
+            if idx.max() >= len(buf):
+                raise ProgramError(f"FILL writes inp entry {idx.max()} beyond the buffer ({len(buf)} entries)")
+            buf[idx.reshape(-1)] = ins.value
+        c.write_bits["inp"] += ins.entries * self._bits["inp"]
+        return self.hw.instruction_overhead_cycles + ins.entries
 
 
 def run_layer(shape: ConvShape, w_bits: int, a_bits: int, codes: np.ndarray, w_q: np.ndarray,

@@ -1,14 +1,17 @@
 """The accelerator's analytical mapping model behind the cost-model interface.
 
 :mod:`tvm_mp.accel.mapping` models the hardware; this adapter answers ``predict(workloads) -> Estimate`` with it,
-so the accelerator package itself knows nothing of cost models.
+so the accelerator package itself knows nothing of cost models. ``predict_chain(workloads, links)`` prices layers
+whose edges may stay on chip the way the build decides and runs them (:func:`tvm_mp.accel.chain.plan_chain`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..accel.chain import plan_chain
 from ..accel.hardware import HardwareConfig
+from ..accel.lower import LayerPlan, OutputSpec
 from ..accel.mapping import (
     AnalyticalModel,
     LayerEstimate,
@@ -34,8 +37,10 @@ class AccelCostModel:
         self.model = AnalyticalModel(self.hw)
         self._best: dict = {}
 
-    def estimate(self, workload) -> LayerEstimate:
-        shape, output = workload_shape(workload), workload_output(workload)
+    def estimate(self, workload, output: OutputSpec | None = None) -> LayerEstimate:
+        """The workload's figures at its mapping knobs or best mapping; ``output``: what it stores (default: codes
+        at its own activation width for a requantized workload)."""
+        shape, output = workload_shape(workload), output or workload_output(workload)
         mapping = mapping_from_knobs(workload.knobs)
         if mapping is None:
             key = (shape, workload.w_bits, workload.a_bits, output)
@@ -49,3 +54,35 @@ class AccelCostModel:
         ests = [self.estimate(w) for w in workloads]
         return Estimate(np.array([e.latency_us / 1000.0 for e in ests]), np.array([e.energy_uj for e in ests]),
                         "modelled", notes={"hardware": self.hw.name, "model": "tvm_mp.accel.mapping"})
+
+    def predict_chain(self, workloads, links):
+        """:meth:`predict` where ``links`` (pairs of workload indices ``(producer, consumer)``: the producer's
+        codes are the consumer's input and nothing else's) may keep their edge on chip, decided as the build
+        decides it (fit, layouts, a smaller producer mapping when it pays); also returns how many links stayed on
+        chip."""
+        workloads = list(workloads)
+        ests = [self.estimate(w) for w in workloads]
+        nxt = dict(links)
+        plans = []
+        for i, (w, e) in enumerate(zip(workloads, ests)):
+            output = workload_output(w)
+            if i in nxt and output.kind == "codes":  # a linked producer stores its consumer's codes
+                output = OutputSpec.codes(workloads[nxt[i]].a_bits)
+                e = ests[i] = self.estimate(w, output)
+            plans.append(LayerPlan(workload_shape(w), w.w_bits, w.a_bits, self.hw, e.mapping, output))
+        heads = [i for i in nxt if i not in set(nxt.values())]
+        onchip = 0
+        for head in heads:
+            run = [head]
+            while run[-1] in nxt and len(run) <= len(workloads):
+                run.append(nxt[run[-1]])
+            fixed = {str(i) for i in run if mapping_from_knobs(workloads[i].knobs) is not None}
+            chained, edges = plan_chain([str(i) for i in run], [plans[i] for i in run], [""] * (len(run) - 1),
+                                        self.objective, fixed)
+            onchip += sum(e.onchip for e in edges)
+            for i, plan in zip(run, chained):
+                if plan.onchip_in is not None or plan.onchip_out is not None:
+                    ests[i] = self.model.estimate_plan(plan)
+        return Estimate(np.array([e.latency_us / 1000.0 for e in ests]), np.array([e.energy_uj for e in ests]),
+                        "modelled", notes={"hardware": self.hw.name, "model": "tvm_mp.accel.mapping",
+                                           "onchip_edges": onchip})

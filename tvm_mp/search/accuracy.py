@@ -218,6 +218,11 @@ class _PlanInterpreter(Interpreter):
         return self._finish_layer(layer, acc, outputs[var])
 
 
+def _op_name(value) -> str:
+    op = getattr(value, "op", None)
+    return str(op.name) if hasattr(op, "name") else ""
+
+
 @dataclass(frozen=True, eq=False)
 class _Structure:
     """The annotated graph for one set of quantized layers: bindings, output edges and dependency sets."""
@@ -300,6 +305,19 @@ class PlanEvaluator:
             name = layer_name_of(b.value, struct.interp.mod)
             if name is not None:
                 out[name] = "requant" if struct.outputs[b.var].integer else "float"
+        return out
+
+    def links(self, names: Iterable[str]) -> list[tuple[str, str]]:
+        """``(producer, consumer)`` layers of ``names`` (all integer) whose integer edge has only a fused
+        activation in between: the edges an accelerator may keep on chip (:mod:`tvm_mp.accel.chain`)."""
+        struct = self._structure(frozenset(names))
+        out = []
+        for b in struct.bindings:
+            name = layer_name_of(b.value, struct.interp.mod)
+            o = struct.outputs.get(b.var)
+            if name is not None and o is not None and o.integer and o.consumer_layer is not None and \
+                    all(_op_name(c.value) in ("relax.nn.relu", "relax.clip") for c in o.chain):
+                out.append((name, o.consumer_layer))
         return out
 
     def check_inputs(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

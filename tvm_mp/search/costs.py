@@ -110,10 +110,14 @@ class CostTable:
 
     @classmethod
     def from_model(cls, space: SearchSpace, model=None, target=None,
-                   epilogues: Mapping[str, str] | None = None) -> "CostTable":
+                   epilogues: Mapping[str, str] | None = None,
+                   links: Sequence[tuple[str, str]] = ()) -> "CostTable":
         """Ask ``model`` (default: :func:`default_cost_model`) about every layer at every option, in one batch.
 
         ``epilogues``: layer name -> "requant" (integer output edge) or "float"; default "requant".
+        ``links``: ``(producer, consumer)`` layers whose integer edge has no CPU op in between; a model with
+        ``predict_chain`` (the accelerator's) prices them with the edge on chip where it would be -- per option,
+        with the linked neighbours at the same option (the table is per layer; the simulator checks the build).
         """
         target = parse(target)
         if isinstance(model, (str, Path)):  # a model file or a name (select.resolve_cost_model)
@@ -138,7 +142,26 @@ class CostTable:
             energy[i, j] = est.energy_uj[k]
             latency[i, j] = est.latency_ms[k]
             memory[i, j] = weight_bytes(space.layers[i], space.options[i][j]) / 1024.0
+        if links and callable(getattr(model, "predict_chain", None)):
+            cls._chained(space, model, workloads, where, links, energy, latency)
         return cls(space, energy, latency, memory, est.energy_basis, select.cost_model_name(model), model)
+
+    @staticmethod
+    def _chained(space: SearchSpace, model, workloads, where, links, energy, latency) -> None:
+        """Overwrite the entries of linked layers with ``model.predict_chain`` at each option they share."""
+        row = {name: i for i, name in enumerate(space.names)}
+        pairs = [(row[a], row[b]) for a, b in links if a in row and b in row]
+        at = {(i, space.options[i][j]): k for k, (i, j) in enumerate(where)}
+        for prec in {p for opts in space.options for p in opts}:
+            chosen = [(at[(a, prec)], at[(b, prec)]) for a, b in pairs if (a, prec) in at and (b, prec) in at]
+            if not chosen:
+                continue
+            ks = sorted({k for pair in chosen for k in pair})
+            pos = {k: n for n, k in enumerate(ks)}
+            est = model.predict_chain([workloads[k] for k in ks], [(pos[a], pos[b]) for a, b in chosen])
+            for n, k in enumerate(ks):
+                i, j = where[k]
+                energy[i, j], latency[i, j] = est.energy_uj[n], est.latency_ms[n]
 
     # ---- totals ------------------------------------------------------------------------------------------
     def array(self, metric: str) -> np.ndarray:

@@ -33,6 +33,7 @@ from ..driver import warn_unquantizable
 from ..errors import Error, PlanError
 from ..layers import list_layers, unquantizable_layers
 from ..precision import Precision, PrecisionPlan
+from ..targets import parse
 from .accuracy import Scorer, plan_key
 from .annealing import AnnealConfig, anneal
 from .costs import METRICS, CostTable, check_budget, prune_dominated
@@ -323,8 +324,9 @@ def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, ac
     space = SearchSpace.build(layers, options)
     scorer = scorer or Scorer(mod, calibration, accuracy_fn=accuracy_fn, data=data, metric=metric,
                               calibration_method=calibration_method, percentile=percentile)
-    costs = CostTable.from_model(space, cost_model, target,
-                                 scorer.evaluator.epilogues(space.names))
+    tgt = parse(target)
+    links = scorer.evaluator.links(space.names) if tgt.kind == "accel" else ()
+    costs = CostTable.from_model(space, cost_model, tgt, scorer.evaluator.epilogues(space.names), links)
     if callable(getattr(costs.model, "predict_calls", None)):
         costs = costs.with_fixed_latency(fixed_latency_ms(mod, space, scorer.ranges, costs.model, target))
     if budget is not None:
