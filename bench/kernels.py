@@ -493,6 +493,109 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
             "algorithm": config.algorithm, "use_dot": config.use_dot}
 
 
+#: ``--qemu-realistic``: the aarch64 kernels counted per realistic layer, ``label -> (variant, target, config
+#: changes)``; the config is the default of the variant on the target with these knobs replaced (``None``: the
+#: default as it is). Each newer kernel sits beside the schedule it replaces or competes with.
+NEON_DOT = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}
+QEMU_REALISTIC = {
+    "packed_w8a8 mla": ("packed_w8a8", NEON_DOT, {"use_dot": False}),
+    "packed_w8a8 sdot split": ("packed_w8a8", NEON_DOT, None),
+    "packed_w2a2 mla": ("packed_w2a2", NEON_DOT, {"use_dot": False}),
+    "packed_w2a2 sdot": ("packed_w2a2", NEON_DOT, None),
+    "bitserial_w2a2 direct": ("bitserial_w2a2", "aarch64", None),
+    "bitserial_w2a2 direct64": ("bitserial_w2a2", "aarch64", {"algorithm": "direct64", "lanes": 2}),
+    "bitserial_w1a1 direct": ("bitserial_w1a1", "aarch64", None),
+    "bitserial_w1a1 direct64": ("bitserial_w1a1", "aarch64", {"algorithm": "direct64", "lanes": 2}),
+}
+
+
+def qemu_count(info, w_bits, a_bits, kind, target_json, changes, workdir: Path) -> dict:
+    """Emulated aarch64 instructions of one call of ``info``'s accumulator kernel with the default config of
+    ``target_json`` changed by ``changes`` (``None``: as it is), checked bit-exact against the NumPy reference."""
+    import dataclasses
+
+    import tvm
+
+    from tvm_mp.quantize import reference
+    from tvm_mp.schedules import kernels, registry, tuning
+    from tvm_mp.testing import qemu
+
+    target = parse(target_json).tvm_target
+    work = kernels.conv_workload(kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params)
+    config = kernels.conv2d_config(work, target, database=False)
+    if changes:
+        config = dataclasses.replace(config, **changes)
+    if not registry.legal(config, work):
+        return {}
+    rng = np.random.default_rng(0)
+    zp = int(rng.integers(0, 1 << a_bits))
+    codes, data, w_q = tuning.random_operands(work, zp, rng, config)
+    func = kernels.conv2d_kernel("k", kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params, zp,
+                                 kernels.Epilogue("acc"), data[0].shape, target=target, config=config)
+    t0 = time.perf_counter()
+    lib = qemu.export_aarch64(tvm.compile(tvm.IRModule({"k": func}), target), workdir / "k.so")
+    compile_s = time.perf_counter() - t0
+    expected = reference.conv2d_acc(codes, w_q, info.params, zp)
+    run = qemu.run_program(qemu.kernel_program("k", [codes, *data], [expected.shape], [np.int32]), lib,
+                           workdir / "run", count=True)
+    return {"instructions": int(run.instructions), "exact": bool(np.array_equal(run.outputs[0], expected)),
+            "top_mnemonics": dict(list(run.mix.items())[:8]), "config": config.to_dict(),
+            "compile_s": compile_s}
+
+
+def _config_of(info, w_bits, a_bits, kind, target_json, changes) -> str:
+    import dataclasses
+
+    from tvm_mp.schedules import kernels
+
+    work = kernels.conv_workload(kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params)
+    config = kernels.conv2d_config(work, parse(target_json).tvm_target, database=False)
+    return json.dumps((dataclasses.replace(config, **changes) if changes else config).to_dict(), sort_keys=True)
+
+
+def qemu_realistic_worker(layers: str, labels: str) -> dict:
+    """``{layer: {label: counts}}`` of :data:`QEMU_REALISTIC` (labels: comma-separated, or all) on the realistic
+    conv layers -- also run by the ``--qemu-before`` tree (an older tvm_mp) through ``--qemu-worker``."""
+    out = {}
+    for name, info in realistic_layers(layers):
+        if info.op == "dense":
+            continue
+        out[name], done = {}, {}
+        for label, (variant, target, changes) in QEMU_REALISTIC.items():
+            if labels and label not in labels.split(","):
+                continue
+            w, a, kind = ALL_VARIANTS[variant]
+            key = (w, a, kind, json.dumps(target, sort_keys=True), _config_of(info, w, a, kind, target, changes))
+            if key in done:  # the same kernel under another label (depthwise: no dot, no direct64)
+                out[name][label] = {**done[key], "same_as": done[key]["label"]}
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    out[name][label] = qemu_count(info, w, a, kind, target, changes, Path(tmp))
+                except Exception as err:  # noqa: BLE001 -- an older tree may not build a config: recorded
+                    out[name][label] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+            done[key] = {**out[name][label], "label": label}
+            print(f"qemu {name} {label}: {out[name][label].get('instructions', out[name][label].get('error'))}",
+                  file=sys.stderr, flush=True)
+    return out
+
+
+def run_qemu_realistic(args) -> dict:
+    """The ``--qemu-realistic`` run: this tree's kernels, and with ``--qemu-before DIR`` (a checkout of an older
+    tvm_mp) the same labels built by that tree, each counted under qemu-aarch64."""
+    result = {"command": "python bench/kernels.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "after": qemu_realistic_worker(args.layers, args.qemu_labels)}
+    if args.qemu_before:
+        env = dict(os.environ, PYTHONPATH=str(Path(args.qemu_before).resolve()))
+        proc = subprocess.run([sys.executable, __file__, "--qemu-worker", "--layers", args.layers,
+                               "--qemu-labels", args.qemu_labels], env=env, capture_output=True, text=True)
+        sys.stderr.write(proc.stderr[-4000:])
+        if proc.returncode == 0:
+            result["before"] = json.loads(proc.stdout.strip().splitlines()[-1])
+            result["before_tree"] = args.qemu_before_label or args.qemu_before
+    return result
+
+
 #: Mnemonics that mark a kernel's hottest loop: the MAC instructions of each kind (VNNI, AVX2 u8 x s8 and i16,
 #: AVX-512 and AVX2 nibble-LUT popcount, scalar popcount).
 HOT_MNEMONICS = ("vpopcntd", "vpdpbusd", "vpmaddubsw", "vpmaddwd", "vpshufb", "popcntq", "popcntl", "vpmulld")
@@ -947,6 +1050,13 @@ def main(argv=None) -> int:
     parser.add_argument("--tune-min-macs", type=int, default=200_000,
                         help="tune only layers with at least this many MACs (smaller ones are overhead-bound)")
     parser.add_argument("--qemu", action="store_true", help="also count aarch64 instructions under qemu")
+    parser.add_argument("--qemu-realistic", action="store_true",
+                        help="count the aarch64 kernels of the realistic conv layers under qemu (own JSON, section)")
+    parser.add_argument("--qemu-labels", default="", help="--qemu-realistic: only these labels of QEMU_REALISTIC")
+    parser.add_argument("--qemu-before", default="",
+                        help="--qemu-realistic: an older tvm_mp checkout (its parent directory) to count beside")
+    parser.add_argument("--qemu-before-label", default="", help="how the older checkout is named in the docs")
+    parser.add_argument("--qemu-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--realistic", action="store_true",
                         help="ImageNet-scale layers instead of the micro-model layers (own JSON and section)")
     parser.add_argument("--tag", default="after", help="--realistic: the name this run is stored under")
@@ -959,6 +1069,21 @@ def main(argv=None) -> int:
                         help="re-measure the peaks and recompute the roofline fractions of the saved run")
     args = parser.parse_args(argv)
     args.load_start = os.getloadavg()
+    if args.qemu_worker:
+        print(json.dumps(qemu_realistic_worker(args.layers, args.qemu_labels)))
+        return 0
+    if args.qemu_realistic:
+        path = DATA / "bench_qemu_realistic.json"
+        saved = _load(path) or {}
+        result = run_qemu_realistic(args)
+        for key in ("after", "before"):  # a partial run replaces only the labels / layers it counted
+            for layer, counts in result.get(key, {}).items():
+                saved.setdefault(key, {}).setdefault(layer, {}).update(counts)
+        saved.update({k: v for k, v in result.items() if k not in ("after", "before")})
+        DATA.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=1) + "\n")
+        print(f"wrote {write_markdown()}")
+        return 0
     if args.realistic:
         os.environ.setdefault("TVM_NUM_THREADS", "1")
         path = DATA / "bench_kernels_realistic.json"

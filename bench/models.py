@@ -72,7 +72,7 @@ def worker(models: list[str], threads: int, repeats: int, variants: str = "", ca
         mod = tvm_mp.load_onnx(model, shapes={b.input_name: shape})
         runners = dict(kb.ort_sessions(model, calib, threads=threads))
         if not variants or "tvm_fp32" in variants.split(","):
-            runners["tvm_fp32"] = kb.tvm_fp32_vm(mod, "host")
+            runners["tvm_fp32"] = kb.tvm_fp32_vm(mod, kb.parse("host").tvm_target)  # (a Target: "host" is no TVM kind)
         for variant, (w, a, kind) in kb.ALL_VARIANTS.items():
             if (variants and variant not in variants.split(",")) or (not variants and variant not in
                                                                      kb.TVM_MP_VARIANTS):

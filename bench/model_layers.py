@@ -1,0 +1,173 @@
+"""Where a whole model's time goes: tvm-mp (timed inside the running model) beside onnxruntime int8 (its profiler),
+layer by layer, one thread.
+
+For one model of ``tvm_mp.models.builders`` at one uniform plan, the tvm-mp build is timed with
+:func:`tvm_mp.measure.in_model.measure_model` (each call's CPU time inside the model's VM, hook cost subtracted),
+and the onnxruntime int8 model (static QDQ, per-channel, as in ``bench/kernels.py``) with onnxruntime's profiler
+(``enable_profiling``: each node's kernel time, median over the profiled runs). The conv / dense layers are matched
+in graph order (onnxruntime's fused ``QLinearConv`` / ``QLinearMatMul`` nodes against the model's layer kernels);
+everything else is summed per kind (tvm-mp: quantize calls and the operators between layers; onnxruntime: the other
+nodes). Each layer's achieved GMAC/s is given with its fraction of this core's measured int8 peak
+(``bench/kernels.py``'s register-only loop).
+
+    python bench/model_layers.py --model resnet18 --variant packed_w8a8 [--runs 10]
+
+Writes ``docs/data/bench_model_layers_<model>_<variant>.json`` (rendered into docs/benchmarks.md by
+``bench/kernels.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _kernels_bench():
+    spec = importlib.util.spec_from_file_location("tvm_mp_bench_kernels", HERE / "kernels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ort_profile(kb, model, calib, x, runs: int) -> list[tuple[str, str, float]]:
+    """``[(node name, op type, median us)]`` of the onnxruntime int8 session, in execution order."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # the quantized model of bench/kernels.py's ort_sessions, in a session with the profiler on
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "ort")
+        q8 = Path(tmp) / "q.onnx"
+        q8.write_bytes(_quantized_bytes(model, calib))
+        prof = ort.InferenceSession(str(q8), opts, providers=["CPUExecutionProvider"])
+        feed = {prof.get_inputs()[0].name: x}
+        for _ in range(3):
+            prof.run(None, feed)
+        for _ in range(runs):
+            prof.run(None, feed)
+        events = json.loads(Path(prof.end_profiling()).read_text())
+    per_node: dict = {}
+    order = []
+    for ev in events:
+        if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
+            continue
+        name = ev["name"][: -len("_kernel_time")]
+        if name not in per_node:
+            per_node[name] = (ev.get("args", {}).get("op_name", "?"), [])
+            order.append(name)
+        per_node[name][1].append(float(ev["dur"]))
+    # the first 3 runs are warm-up: keep the last ``runs`` samples of each node
+    return [(n, per_node[n][0], float(np.median(per_node[n][1][-runs:]))) for n in order]
+
+
+def _quantized_bytes(model, calib) -> bytes:
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{model.graph.input[0].name: c} for c in calib])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    logging.getLogger().setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        f32, q8 = Path(tmp) / "m.onnx", Path(tmp) / "q.onnx"
+        onnx.save(model, str(f32))
+        quantize_static(str(f32), str(q8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return q8.read_bytes()
+
+
+def run(args) -> dict:
+    import tvm_mp
+    from tvm_mp import Precision, PrecisionPlan
+    from tvm_mp.measure.in_model import InModelTiming, measure_model
+    from tvm_mp.models.builders import BUILDERS
+
+    kb = _kernels_bench()
+    load_start = os.getloadavg()
+    b = BUILDERS[args.model]
+    model = b.build(0)
+    shape = tuple(b.input_shape)
+    calib = kb.calibration_inputs(shape, n=4, seed=1)
+    x = calib[0]
+    mod = tvm_mp.load_onnx(model, shapes={b.input_name: shape})
+    layers = tvm_mp.list_layers(mod)
+    w, a, kind = kb.ALL_VARIANTS[args.variant]
+    t0 = time.perf_counter()
+    cm = tvm_mp.compile(mod, plan=PrecisionPlan.uniform(mod, Precision(w, a, kind)), calibration=calib,
+                        target="host")
+    compile_s = time.perf_counter() - t0
+    peaks = kb.measure_peaks()
+    ort_nodes = ort_profile(kb, model, calib, x, args.runs)
+    rec = measure_model(cm, [x], args.model, InModelTiming(rounds=args.rounds, runs_per_round=3, reference=False))
+    ours_layers = {}
+    other = {}
+    for call, ms in zip(rec.calls.calls, rec.call_ms):
+        if call.role == "layer":
+            ours_layers[call.layer] = ours_layers.get(call.layer, 0.0) + ms * 1e3
+        else:
+            key = call.family
+            other[key] = other.get(key, 0.0) + ms * 1e3
+    layer_ops = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulInteger", "ConvInteger", "Conv", "Gemm", "MatMul")
+    ort_layers = [(n, op, us) for n, op, us in ort_nodes if op in layer_ops]
+    ort_other: dict = {}
+    for n, op, us in ort_nodes:
+        if (n, op, us) not in ort_layers:
+            ort_other[op] = ort_other.get(op, 0.0) + us
+    rows = []
+    matched = len(ort_layers) == len(layers)
+    for i, info in enumerate(layers):
+        ours = ours_layers.get(info.name)
+        ort_us = ort_layers[i][2] if matched else None
+        row = {"layer": info.name, "op": info.op, "input_shape": list(info.input_shape),
+               "weight_shape": list(info.weight_shape), "macs": int(info.macs), "tvm_mp_us": ours,
+               "ort_int8_us": ort_us, "ort_node": ort_layers[i][0] if matched else None}
+        for key in ("tvm_mp_us", "ort_int8_us"):
+            if row[key]:
+                row[key.replace("_us", "_gmacs")] = info.macs / (row[key] * 1e-6) / 1e9
+        rows.append(row)
+    return {"command": "python bench/model_layers.py " + " ".join(sys.argv[1:]), "date": time.strftime(
+        "%Y-%m-%d %H:%M"), "model": args.model, "variant": args.variant, "peaks": peaks, "compile_s": compile_s,
+        "rows": rows, "matched_in_order": matched, "tvm_mp_other_us": other, "ort_other_us": ort_other,
+        "tvm_mp_whole_ms": float(np.median(rec.whole_samples_ms)),
+        "ort_int8_nodes_total_us": float(sum(us for _, _, us in ort_nodes)),
+        "load_start": load_start, "load_end": os.getloadavg()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--variant", default="packed_w8a8")
+    parser.add_argument("--runs", type=int, default=10, help="profiled onnxruntime runs")
+    parser.add_argument("--rounds", type=int, default=5, help="in-model timing rounds of the tvm-mp build")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TVM_NUM_THREADS", "1")
+    result = run(args)
+    kb = _kernels_bench()
+    path = kb.DATA / f"bench_model_layers_{args.model}_{args.variant}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}; {kb.write_markdown()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
