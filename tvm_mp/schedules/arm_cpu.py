@@ -2,8 +2,9 @@
 
 Same kernels and tiling as x86 with 4-lane (128-bit) vectors: bit-serial AND + popcount lowers to NEON ``cnt``
 on bytes plus pairwise adds; packed kernels use ``sdot`` (signed x signed: activation codes below 128, i.e.
-``a_bits <= 7``, take one ``sdot``; 8-bit codes the split form, the codes' low seven bits and their top bit in two
-``sdot``, as the AVX2 split form on x86). Without ``+dotprod``, plain multiply-accumulate.
+``a_bits <= 7``, take one ``sdot``; 8-bit codes on convs with more than one tap the split form, the codes' low
+seven bits and their top bit in two ``sdot``, as the AVX2 split form on x86). Otherwise (no ``+dotprod``, or 8-bit
+codes on a 1x1 conv) plain multiply-accumulate.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def dot_intrin(target, config: KernelConfig, work: ConvWorkload | None = None) -
 
 def default_config(work: ConvWorkload, target) -> KernelConfig:
     algo = _default_algorithm(work)
-    use_dot = work.kind == "packed" and target_has(target, "dotprod")
+    # 8-bit codes take the split form (two sdot per quad): measured under qemu-aarch64 (bench/kernels.py
+    # --qemu-realistic) 1.75-2.2x fewer instructions than mla on 3x3 convs, but 1x1 convs gained nothing (144 -> 24
+    # at 56x56: 1.05x fewer; 96 -> 576 at 14x14: 1.18x more), so they keep mla
+    taps = work.weight_shape[2] * work.weight_shape[3] if work.op != "dense" else 1
+    use_dot = work.kind == "packed" and target_has(target, "dotprod") and (work.a_bits <= 7 or taps > 1)
     parallel = work.macs >= PARALLEL_MIN_MACS
     if algo == "dense":
         return dense_default(work, 4)
