@@ -499,9 +499,9 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
 NEON_DOT = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}
 QEMU_REALISTIC = {
     "packed_w8a8 mla": ("packed_w8a8", NEON_DOT, {"use_dot": False}),
-    "packed_w8a8 sdot split": ("packed_w8a8", NEON_DOT, None),
+    "packed_w8a8 sdot split": ("packed_w8a8", NEON_DOT, {"use_dot": True}),
     "packed_w2a2 mla": ("packed_w2a2", NEON_DOT, {"use_dot": False}),
-    "packed_w2a2 sdot": ("packed_w2a2", NEON_DOT, None),
+    "packed_w2a2 sdot": ("packed_w2a2", NEON_DOT, {"use_dot": True}),
     "bitserial_w2a2 direct": ("bitserial_w2a2", "aarch64", None),
     "bitserial_w2a2 direct64": ("bitserial_w2a2", "aarch64", {"algorithm": "direct64", "lanes": 2}),
     "bitserial_w1a1 direct": ("bitserial_w1a1", "aarch64", None),
