@@ -1055,7 +1055,8 @@ def render_qemu_realistic() -> list[str]:
     allc = [c for rows in (after, before) for r in rows.values() for c in r.values() if "instructions" in c]
     exact = all(c.get("exact") for c in allc)
     out = ["### aarch64 under qemu: instructions per realistic layer, new kernels vs the previous schedule", "",
-           f"Command: `{saved['command']}` ({saved['date']}). One call of each layer's accumulator kernel "
+           "Commands: " + "; ".join(f"`{c}`" for c in saved.get("commands", [saved.get("command")]))
+           + f" ({saved['date']}). One call of each layer's accumulator kernel "
            "(random codes and weights), cross-compiled for `aarch64-linux-gnu` (`+neon`; the packed columns "
            "`+neon,+dotprod`), run under `qemu-aarch64 -cpu max` with tvm-mp's counting plugin: dynamic "
            "instructions in millions (instructions per MAC in brackets; the ratio is previous / new, > 1: the new "
@@ -1221,7 +1222,9 @@ def main(argv=None) -> int:
         for key in ("after", "before"):  # a partial run replaces only the labels / layers it counted
             for layer, counts in result.get(key, {}).items():
                 saved.setdefault(key, {}).setdefault(layer, {}).update(counts)
-        saved.update({k: v for k, v in result.items() if k not in ("after", "before")})
+        saved.update({k: v for k, v in result.items() if k not in ("after", "before", "command")})
+        saved["commands"] = saved.get("commands", [saved.pop("command")] if "command" in saved else []) + [
+            result["command"]]
         DATA.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(saved, indent=1) + "\n")
         print(f"wrote {write_markdown()}")
