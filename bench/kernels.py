@@ -1114,8 +1114,11 @@ def render_model_breakdowns() -> list[str]:
 
         out += [f"#### {d['model']} at {d['variant']}: where the time goes", "",
                 f"Command: `{d['command']}` ({d['date']}; load average {la[0]:.1f} at start, {lb[0]:.1f} at end). "
-                "tvm-mp: each call's CPU time inside the running model (one thread); onnxruntime int8: its "
-                "profiler's kernel time per node (median of the profiled runs). "
+                "tvm-mp: each call's CPU time inside the running model (one thread; whole inference "
+                f"{d['tvm_mp_whole_ms']:.1f} ms CPU); onnxruntime int8: its profiler's kernel time per node (median "
+                "of the profiled runs), scaled so that the nodes sum to its process CPU time per run (the profiler "
+                f"reads wall time: {d.get('ort_clocks', {}).get('wall_ms', 0):.0f} ms per run here against "
+                f"{d.get('ort_clocks', {}).get('cpu_ms', 0):.1f} ms CPU). "
                 f"Layer kernels: tvm-mp {ours_total / 1e3:.1f} ms, onnxruntime {ort_total / 1e3:.1f} ms; the rest "
                 f"(ms): tvm-mp {sum(d['tvm_mp_other_us'].values()) / 1e3:.1f} ({top(d['tvm_mp_other_us'])}), "
                 f"onnxruntime {sum(d['ort_other_us'].values()) / 1e3:.1f} ({top(d['ort_other_us'])}).", ""]

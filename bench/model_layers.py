@@ -39,8 +39,11 @@ def _kernels_bench():
     return module
 
 
-def ort_profile(kb, model, calib, x, runs: int) -> list[tuple[str, str, float]]:
-    """``[(node name, op type, median us)]`` of the onnxruntime int8 session, in execution order."""
+def ort_profile(model, calib, x, runs: int, clocks: dict) -> list[tuple[str, str, float]]:
+    """``[(node name, op type, median us)]`` of the onnxruntime int8 session, in execution order. The profiler
+    reads wall time, which a loaded machine inflates by the waits for a core: ``clocks`` receives the process
+    CPU time and the wall time per profiled run (``cpu_ms``, ``wall_ms``), from which the node times are scaled to
+    CPU time (``node_scale``: the CPU time per run over the sum of the node medians)."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,8 +60,11 @@ def ort_profile(kb, model, calib, x, runs: int) -> list[tuple[str, str, float]]:
         feed = {prof.get_inputs()[0].name: x}
         for _ in range(3):
             prof.run(None, feed)
+        c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(runs):
             prof.run(None, feed)
+        clocks["cpu_ms"] = (time.process_time() - c0) / runs * 1e3
+        clocks["wall_ms"] = (time.perf_counter() - t0) / runs * 1e3
         events = json.loads(Path(prof.end_profiling()).read_text())
     per_node: dict = {}
     order = []
@@ -71,7 +77,9 @@ def ort_profile(kb, model, calib, x, runs: int) -> list[tuple[str, str, float]]:
             order.append(name)
         per_node[name][1].append(float(ev["dur"]))
     # the first 3 runs are warm-up: keep the last ``runs`` samples of each node
-    return [(n, per_node[n][0], float(np.median(per_node[n][1][-runs:]))) for n in order]
+    nodes = [(n, per_node[n][0], float(np.median(per_node[n][1][-runs:]))) for n in order]
+    clocks["node_scale"] = clocks["cpu_ms"] * 1e3 / max(sum(us for _, _, us in nodes), 1e-9)
+    return [(n, op, us * clocks["node_scale"]) for n, op, us in nodes]
 
 
 def _quantized_bytes(model, calib) -> bytes:
@@ -117,7 +125,6 @@ def run(args) -> dict:
                         target="host")
     compile_s = time.perf_counter() - t0
     peaks = kb.measure_peaks()
-    ort_nodes = ort_profile(kb, model, calib, x, args.runs)
     rec = measure_model(cm, [x], args.model, InModelTiming(rounds=args.rounds, runs_per_round=3, reference=False))
     ours_layers = {}
     other = {}
@@ -127,30 +134,38 @@ def run(args) -> dict:
         else:
             key = call.family
             other[key] = other.get(key, 0.0) + ms * 1e3
+    result = {"command": "python bench/model_layers.py " + " ".join(sys.argv[1:]), "date": time.strftime(
+        "%Y-%m-%d %H:%M"), "model": args.model, "variant": args.variant, "peaks": peaks, "compile_s": compile_s,
+        "rows": [{"layer": info.name, "op": info.op, "input_shape": list(info.input_shape),
+                  "weight_shape": list(info.weight_shape), "macs": int(info.macs),
+                  "tvm_mp_us": ours_layers.get(info.name)} for info in layers],
+        "tvm_mp_other_us": other, "tvm_mp_whole_ms": float(np.median(rec.whole_samples_ms)),
+        "load_start": load_start}
+    return add_ort(result, model, calib, x, args.runs)
+
+
+def add_ort(result: dict, model, calib, x, runs: int) -> dict:
+    """``result`` with onnxruntime int8's profile added (per layer row, the other nodes, the clocks)."""
+    clocks: dict = {}
+    ort_nodes = ort_profile(model, calib, x, runs, clocks)
     layer_ops = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulInteger", "ConvInteger", "Conv", "Gemm", "MatMul")
     ort_layers = [(n, op, us) for n, op, us in ort_nodes if op in layer_ops]
     ort_other: dict = {}
-    for n, op, us in ort_nodes:
-        if (n, op, us) not in ort_layers:
+    for _, op, us in ort_nodes:
+        if op not in layer_ops:
             ort_other[op] = ort_other.get(op, 0.0) + us
-    rows = []
-    matched = len(ort_layers) == len(layers)
-    for i, info in enumerate(layers):
-        ours = ours_layers.get(info.name)
-        ort_us = ort_layers[i][2] if matched else None
-        row = {"layer": info.name, "op": info.op, "input_shape": list(info.input_shape),
-               "weight_shape": list(info.weight_shape), "macs": int(info.macs), "tvm_mp_us": ours,
-               "ort_int8_us": ort_us, "ort_node": ort_layers[i][0] if matched else None}
+    rows = result["rows"]
+    matched = len(ort_layers) == len(rows)
+    for i, row in enumerate(rows):
+        row["ort_int8_us"] = ort_layers[i][2] if matched else None
+        row["ort_node"] = ort_layers[i][0] if matched else None
         for key in ("tvm_mp_us", "ort_int8_us"):
             if row[key]:
-                row[key.replace("_us", "_gmacs")] = info.macs / (row[key] * 1e-6) / 1e9
-        rows.append(row)
-    return {"command": "python bench/model_layers.py " + " ".join(sys.argv[1:]), "date": time.strftime(
-        "%Y-%m-%d %H:%M"), "model": args.model, "variant": args.variant, "peaks": peaks, "compile_s": compile_s,
-        "rows": rows, "matched_in_order": matched, "tvm_mp_other_us": other, "ort_other_us": ort_other,
-        "tvm_mp_whole_ms": float(np.median(rec.whole_samples_ms)),
-        "ort_int8_nodes_total_us": float(sum(us for _, _, us in ort_nodes)),
-        "load_start": load_start, "load_end": os.getloadavg()}
+                row[key.replace("_us", "_gmacs")] = row["macs"] / (row[key] * 1e-6) / 1e9
+    result.update({"matched_in_order": matched, "ort_other_us": ort_other, "ort_clocks": clocks,
+                   "ort_int8_nodes_total_us": float(sum(us for _, _, us in ort_nodes)),
+                   "load_end": os.getloadavg()})
+    return result
 
 
 def main(argv=None) -> int:
@@ -159,11 +174,25 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", default="packed_w8a8")
     parser.add_argument("--runs", type=int, default=10, help="profiled onnxruntime runs")
     parser.add_argument("--rounds", type=int, default=5, help="in-model timing rounds of the tvm-mp build")
+    parser.add_argument("--ort-only", action="store_true",
+                        help="redo only onnxruntime's profile of a saved run (the tvm-mp part kept)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TVM_NUM_THREADS", "1")
-    result = run(args)
     kb = _kernels_bench()
     path = kb.DATA / f"bench_model_layers_{args.model}_{args.variant}.json"
+    if args.ort_only:
+        from tvm_mp.models.builders import BUILDERS
+
+        result = json.loads(path.read_text())
+        b = BUILDERS[args.model]
+        model = b.build(0)
+        calib = kb.calibration_inputs(tuple(b.input_shape), n=4, seed=1)
+        result["load_start"] = os.getloadavg()
+        result = add_ort(result, model, calib, calib[0], args.runs)
+        result["command"] += f"; onnxruntime re-profiled: python bench/model_layers.py {' '.join(sys.argv[1:])} " \
+                             f"({time.strftime('%Y-%m-%d %H:%M')})"
+    else:
+        result = run(args)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}; {kb.write_markdown()}")
     return 0
