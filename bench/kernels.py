@@ -1151,19 +1151,20 @@ def render_model_breakdowns() -> list[str]:
 def render_imagenet_models() -> list[str]:
     """bench/models.py runs of the ImageNet-scale builders (``bench_models_<model>.json``)."""
     out = []
-    for name in ("resnet18", "mobilenet_v2_10"):
+    for name in ("resnet18", "mobilenet_v2_10", "mobilenet_v2_10_epilogue"):
         models = _load(DATA / f"bench_models_{name}.json")
         if not models:
             continue
+        title = name.replace("_epilogue", ", after the epilogue fix")
         la, lb = models.get("load_start", [0]), models.get("load_end", [0])
         variants = [v for v in models["variants"] if v != "ort_int8"]
-        out += [f"#### {name} (224x224)", "", f"Command: `{models['command']}` ({models['date']}, "
+        out += [f"#### {title} (224x224)", "", f"Command: `{models['command']}` ({models['date']}, "
                 f"{models['repeats']} interleaved rounds; load average {la[0]:.1f} at start, {lb[0]:.1f} at end). "
                 "Latency per inference, batch 1, ms (speedup vs onnxruntime int8); one-thread runs also as process "
                 "CPU time.", "",
                 "| threads | clock | ort_int8 | " + " | ".join(variants) + " |",
                 "| ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
-        res = models["results"][name]
+        res = next(iter(models["results"].values()))
         for t in models["threads"]:
             lat = res[str(t)]
             clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])

@@ -22,6 +22,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -104,6 +105,27 @@ def _quantized_bytes(model, calib) -> bytes:
         return q8.read_bytes()
 
 
+def _node_shapes(model) -> dict:
+    """Conv / Gemm node name -> (input shape without the batch, weight shape) in the float model (Gemm weights as
+    (out, in))."""
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
+            for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    weights = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer}
+    out = {}
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in weights:
+            w = weights[node.input[1]]
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            if node.op_type != "Conv" and not trans_b:
+                w = w[::-1]
+            out[node.name] = (tuple(dims.get(node.input[0], ()))[1:], tuple(w))  # (the batch may be symbolic)
+    return out
+
+
 def run(args) -> dict:
     import tvm_mp
     from tvm_mp import Precision, PrecisionPlan
@@ -155,10 +177,19 @@ def add_ort(result: dict, model, calib, x, runs: int) -> dict:
         if op not in layer_ops:
             ort_other[op] = ort_other.get(op, 0.0) + us
     rows = result["rows"]
-    matched = len(ort_layers) == len(rows)
-    for i, row in enumerate(rows):
-        row["ort_int8_us"] = ort_layers[i][2] if matched else None
-        row["ort_node"] = ort_layers[i][0] if matched else None
+    # onnxruntime runs the layers in its own order (a block's 1x1 shortcut conv is not where our graph order puts
+    # it): each fused node is matched by its source node's shapes, rows of one shape taking that shape's nodes
+    shapes = _node_shapes(model)
+    by_shape: dict = {}
+    for n, _op, us in ort_layers:
+        key = shapes.get(re.sub(r"_token_\d+$", "", n))
+        by_shape.setdefault(key, []).append((n, us))
+    matched = True
+    for row in rows:
+        queue = by_shape.get((tuple(row["input_shape"])[1:], tuple(row["weight_shape"])), [])
+        node, us = queue.pop(0) if queue else (None, None)
+        matched &= node is not None
+        row["ort_int8_us"], row["ort_node"] = us, node
         for key in ("tvm_mp_us", "ort_int8_us"):
             if row[key]:
                 row[key.replace("_us", "_gmacs")] = row["macs"] / (row[key] * 1e-6) / 1e9
