@@ -1118,7 +1118,8 @@ def render_model_breakdowns() -> list[str]:
                 f"{d['tvm_mp_whole_ms']:.1f} ms CPU); onnxruntime int8: its profiler's kernel time per node (median "
                 "of the profiled runs), scaled so that the nodes sum to its process CPU time per run (the profiler "
                 f"reads wall time: {d.get('ort_clocks', {}).get('wall_ms', 0):.0f} ms per run here against "
-                f"{d.get('ort_clocks', {}).get('cpu_ms', 0):.1f} ms CPU). "
+                f"{d.get('ort_clocks', {}).get('cpu_ms', 0):.1f} ms CPU; one scale for every node, so short nodes, "
+                "whose wall time holds fewer waits, come out too short: a row above 100 % of the peak is one). "
                 f"Layer kernels: tvm-mp {ours_total / 1e3:.1f} ms, onnxruntime {ort_total / 1e3:.1f} ms; the rest "
                 f"(ms): tvm-mp {sum(d['tvm_mp_other_us'].values()) / 1e3:.1f} ({top(d['tvm_mp_other_us'])}), "
                 f"onnxruntime {sum(d['ort_other_us'].values()) / 1e3:.1f} ({top(d['ort_other_us'])}).", ""]
