@@ -9,7 +9,12 @@ are timed round-robin in the same
 Python loop (see ``bench/kernels.py``); the figure is the median round. tvm-mp variants are compiled for
 ``target="host"`` and checked bit-exact against the NumPy reference before timing.
 
-    python bench/models.py [--models resnet8,...] [--repeats 11] [--threads 1,2]
+    python bench/models.py [--models resnet8,...] [--repeats 11] [--threads 1,2] [--variants ...] [--cache DIR]
+        [--out bench_models_<name>.json]
+
+``--cache DIR`` keeps each tvm-mp build (exported) so the 2-thread worker loads what the 1-thread worker compiled
+(ImageNet-scale models take minutes to compile). The 224x224 builders (``resnet18``, ``mobilenet_v2_10``) are
+rendered from ``--out bench_models_<name>.json``.
 
 Writes ``docs/data/bench_models.json`` and regenerates ``docs/benchmarks.md``.
 """
