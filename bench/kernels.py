@@ -493,6 +493,109 @@ def qemu_instruction_count(info, w_bits, a_bits, kind, target_json, workdir: Pat
             "algorithm": config.algorithm, "use_dot": config.use_dot}
 
 
+#: ``--qemu-realistic``: the aarch64 kernels counted per realistic layer, ``label -> (variant, target, config
+#: changes)``; the config is the default of the variant on the target with these knobs replaced (``None``: the
+#: default as it is). Each newer kernel sits beside the schedule it replaces or competes with.
+NEON_DOT = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}
+QEMU_REALISTIC = {
+    "packed_w8a8 mla": ("packed_w8a8", NEON_DOT, {"use_dot": False}),
+    "packed_w8a8 sdot split": ("packed_w8a8", NEON_DOT, {"use_dot": True}),
+    "packed_w2a2 mla": ("packed_w2a2", NEON_DOT, {"use_dot": False}),
+    "packed_w2a2 sdot": ("packed_w2a2", NEON_DOT, {"use_dot": True}),
+    "bitserial_w2a2 direct": ("bitserial_w2a2", "aarch64", None),
+    "bitserial_w2a2 direct64": ("bitserial_w2a2", "aarch64", {"algorithm": "direct64", "lanes": 2}),
+    "bitserial_w1a1 direct": ("bitserial_w1a1", "aarch64", None),
+    "bitserial_w1a1 direct64": ("bitserial_w1a1", "aarch64", {"algorithm": "direct64", "lanes": 2}),
+}
+
+
+def qemu_count(info, w_bits, a_bits, kind, target_json, changes, workdir: Path) -> dict:
+    """Emulated aarch64 instructions of one call of ``info``'s accumulator kernel with the default config of
+    ``target_json`` changed by ``changes`` (``None``: as it is), checked bit-exact against the NumPy reference."""
+    import dataclasses
+
+    import tvm
+
+    from tvm_mp.quantize import reference
+    from tvm_mp.schedules import kernels, registry, tuning
+    from tvm_mp.testing import qemu
+
+    target = parse(target_json).tvm_target
+    work = kernels.conv_workload(kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params)
+    config = kernels.conv2d_config(work, target, database=False)
+    if changes:
+        config = dataclasses.replace(config, **changes)
+    if not registry.legal(config, work):
+        return {}
+    rng = np.random.default_rng(0)
+    zp = int(rng.integers(0, 1 << a_bits))
+    codes, data, w_q = tuning.random_operands(work, zp, rng, config)
+    func = kernels.conv2d_kernel("k", kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params, zp,
+                                 kernels.Epilogue("acc"), data[0].shape, target=target, config=config)
+    t0 = time.perf_counter()
+    lib = qemu.export_aarch64(tvm.compile(tvm.IRModule({"k": func}), target), workdir / "k.so")
+    compile_s = time.perf_counter() - t0
+    expected = reference.conv2d_acc(codes, w_q, info.params, zp)
+    run = qemu.run_program(qemu.kernel_program("k", [codes, *data], [expected.shape], [np.int32]), lib,
+                           workdir / "run", count=True)
+    return {"instructions": int(run.instructions), "exact": bool(np.array_equal(run.outputs[0], expected)),
+            "top_mnemonics": dict(list(run.mix.items())[:8]), "config": config.to_dict(),
+            "compile_s": compile_s}
+
+
+def _config_of(info, w_bits, a_bits, kind, target_json, changes) -> str:
+    import dataclasses
+
+    from tvm_mp.schedules import kernels
+
+    work = kernels.conv_workload(kind, w_bits, a_bits, info.input_shape, info.weight_shape, info.params)
+    config = kernels.conv2d_config(work, parse(target_json).tvm_target, database=False)
+    return json.dumps((dataclasses.replace(config, **changes) if changes else config).to_dict(), sort_keys=True)
+
+
+def qemu_realistic_worker(layers: str, labels: str) -> dict:
+    """``{layer: {label: counts}}`` of :data:`QEMU_REALISTIC` (labels: comma-separated, or all) on the realistic
+    conv layers -- also run by the ``--qemu-before`` tree (an older tvm_mp) through ``--qemu-worker``."""
+    out = {}
+    for name, info in realistic_layers(layers):
+        if info.op == "dense":
+            continue
+        out[name], done = {}, {}
+        for label, (variant, target, changes) in QEMU_REALISTIC.items():
+            if labels and label not in labels.split(","):
+                continue
+            w, a, kind = ALL_VARIANTS[variant]
+            key = (w, a, kind, json.dumps(target, sort_keys=True), _config_of(info, w, a, kind, target, changes))
+            if key in done:  # the same kernel under another label (depthwise: no dot, no direct64)
+                out[name][label] = {**done[key], "same_as": done[key]["label"]}
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    out[name][label] = qemu_count(info, w, a, kind, target, changes, Path(tmp))
+                except Exception as err:  # noqa: BLE001 -- an older tree may not build a config: recorded
+                    out[name][label] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+            done[key] = {**out[name][label], "label": label}
+            print(f"qemu {name} {label}: {out[name][label].get('instructions', out[name][label].get('error'))}",
+                  file=sys.stderr, flush=True)
+    return out
+
+
+def run_qemu_realistic(args) -> dict:
+    """The ``--qemu-realistic`` run: this tree's kernels, and with ``--qemu-before DIR`` (a checkout of an older
+    tvm_mp) the same labels built by that tree, each counted under qemu-aarch64."""
+    result = {"command": "python bench/kernels.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "after": qemu_realistic_worker(args.layers, args.qemu_labels)}
+    if args.qemu_before:
+        env = dict(os.environ, PYTHONPATH=str(Path(args.qemu_before).resolve()))
+        proc = subprocess.run([sys.executable, __file__, "--qemu-worker", "--layers", args.layers,
+                               "--qemu-labels", args.qemu_labels], env=env, capture_output=True, text=True)
+        sys.stderr.write(proc.stderr[-4000:])
+        if proc.returncode == 0:
+            result["before"] = json.loads(proc.stdout.strip().splitlines()[-1])
+            result["before_tree"] = args.qemu_before_label or args.qemu_before
+    return result
+
+
 #: Mnemonics that mark a kernel's hottest loop: the MAC instructions of each kind (VNNI, AVX2 u8 x s8 and i16,
 #: AVX-512 and AVX2 nibble-LUT popcount, scalar popcount).
 HOT_MNEMONICS = ("vpopcntd", "vpdpbusd", "vpmaddubsw", "vpmaddwd", "vpshufb", "popcntq", "popcntl", "vpmulld")
@@ -919,8 +1022,158 @@ def render_realistic() -> list[str]:
                     cells = [f"{vals[v]:.3f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
                     out.append(f"| {name} | {t} | {clock} | {base:.3f} | " + " | ".join(cells) + " |")
         out.append("")
+    out += render_qemu_realistic()
+    imagenet = render_imagenet_models()
+    if imagenet:
+        out += ["### Whole models at 224x224 (MobileNetV2-1.0, ResNet-18 builders), this host", ""] + imagenet
+    out += render_model_breakdowns()
     if notes:
         out += [notes.strip(), ""]
+    return out
+
+
+#: ``--qemu-realistic`` table: (column, previous label, new label).
+QEMU_PAIRS = (("packed w8a8: mla -> sdot split", "packed_w8a8 mla", "packed_w8a8 sdot split"),
+              ("packed w2a2: mla -> sdot", "packed_w2a2 mla", "packed_w2a2 sdot"),
+              ("bit-serial w2a2: direct -> direct64", "bitserial_w2a2 direct", "bitserial_w2a2 direct64"),
+              ("bit-serial w1a1: direct -> direct64", "bitserial_w1a1 direct", "bitserial_w1a1 direct64"))
+
+
+def _insn(c: dict | None) -> str:
+    if not c or "instructions" not in c:
+        return "-" if not c else "error"
+    return f"{c['instructions'] / 1e6:.1f}M"
+
+
+def render_qemu_realistic() -> list[str]:
+    """The ``--qemu-realistic`` section: emulated aarch64 instructions per realistic layer, new kernel beside the
+    schedule it replaces."""
+    saved = _load(DATA / "bench_qemu_realistic.json")
+    if not saved:
+        return []
+    after, before = saved.get("after", {}), saved.get("before", {})
+    allc = [c for rows in (after, before) for r in rows.values() for c in r.values() if "instructions" in c]
+    exact = all(c.get("exact") for c in allc)
+    out = ["### aarch64 under qemu: instructions per realistic layer, new kernels vs the previous schedule", "",
+           "Commands: " + "; ".join(f"`{c}`" for c in saved.get("commands", [saved.get("command")]))
+           + f" ({saved['date']}). One call of each layer's accumulator kernel "
+           "(random codes and weights), cross-compiled for `aarch64-linux-gnu` (`+neon`; the packed columns "
+           "`+neon,+dotprod`), run under `qemu-aarch64 -cpu max` with tvm-mp's counting plugin: dynamic "
+           "instructions in millions (instructions per MAC in brackets; the ratio is previous / new, > 1: the new "
+           f"kernel runs fewer). {'Every kernel here was bit-exact against the NumPy reference.' if exact else ''}"
+           " Counts, not times: no latency or issue width of a real core.", "",
+           "| layer | MACs | " + " | ".join(p[0] for p in QEMU_PAIRS) + " |",
+           "| --- | ---: | " + " | ".join("---:" for _ in QEMU_PAIRS) + " |"]
+    for name, counts in after.items():
+        macs = realistic_layers(name)[0][1].macs
+        cells = []
+        for _, old, new in QEMU_PAIRS:
+            a, b = counts.get(old), counts.get(new)
+            if a and b and "instructions" in a and "instructions" in b:
+                if b.get("same_as") == old:
+                    cells.append(f"{_insn(a)} ({a['instructions'] / macs:.2f}), one kernel")
+                else:
+                    cells.append(f"{_insn(a)} -> {_insn(b)} ({a['instructions'] / macs:.2f} -> "
+                                 f"{b['instructions'] / macs:.2f}; {a['instructions'] / b['instructions']:.2f}x)")
+            else:
+                cells.append(_insn(a) if a and "instructions" in a else "-")
+        out.append(f"| {name} | {macs / 1e6:.1f} M | " + " | ".join(cells) + " |")
+    if before:
+        tree = saved.get("before_tree", "an older tree")
+        out += ["", f"Depthwise layers before the column-phase change (tvm_mp at `{tree}`) and now (default "
+                "kernels; instructions per MAC in brackets). Between the two, a change that fused every epilogue "
+                "loop had doubled the stride-1 layer's count (1.98M at 14x14); the epilogue now fuses only rows "
+                "shorter than a vector:", "",
+                "| layer | MACs | kernel | before | now |", "| --- | ---: | --- | ---: | ---: |"]
+        for name, counts in before.items():
+            macs = realistic_layers(name)[0][1].macs
+            for label, c in counts.items():
+                if "instructions" not in c or c.get("same_as"):
+                    continue
+                now = after.get(name, {}).get(label, {})
+                out.append(f"| {name} | {macs / 1e6:.1f} M | {label.split()[0]} | {_insn(c)} "
+                           f"({c['instructions'] / macs:.2f}) | {_insn(now)} "
+                           f"({now.get('instructions', 0) / macs:.2f}) |")
+    out.append("")
+    return out
+
+
+def render_model_breakdowns() -> list[str]:
+    """``bench/model_layers.py`` runs: per layer shape, tvm-mp (in the running model) beside onnxruntime int8."""
+    out = []
+    for path in sorted(DATA.glob("bench_model_layers_*.json")):
+        d = _load(path)
+        pk = d["peaks"]["int8_macs_per_s"]
+        rows = d["rows"]
+        ours_total = sum(r["tvm_mp_us"] or 0 for r in rows)
+        ort_total = sum(r["ort_int8_us"] or 0 for r in rows)
+        la, lb = d["load_start"], d["load_end"]
+
+        def top(parts: dict) -> str:
+            return ", ".join(f"{k} {v / 1e3:.2f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:5])
+
+        out += [f"#### {d['model']} at {d['variant']}: where the time goes", "",
+                f"Command: `{d['command']}` ({d['date']}; load average {la[0]:.1f} at start, {lb[0]:.1f} at end). "
+                "tvm-mp: each call's CPU time inside the running model (one thread; whole inference "
+                f"{d['tvm_mp_whole_ms']:.1f} ms CPU); onnxruntime int8: its profiler's kernel time per node (median "
+                "of the profiled runs), scaled so that the nodes sum to its process CPU time per run (the profiler "
+                f"reads wall time: {d.get('ort_clocks', {}).get('wall_ms', 0):.0f} ms per run here against "
+                f"{d.get('ort_clocks', {}).get('cpu_ms', 0):.1f} ms CPU; one scale for every node, so short nodes, "
+                "whose wall time holds fewer waits, come out too short: a row above 100 % of the peak is one). "
+                f"Layer kernels: tvm-mp {ours_total / 1e3:.1f} ms, onnxruntime {ort_total / 1e3:.1f} ms; the rest "
+                f"(ms): tvm-mp {sum(d['tvm_mp_other_us'].values()) / 1e3:.1f} ({top(d['tvm_mp_other_us'])}), "
+                f"onnxruntime {sum(d['ort_other_us'].values()) / 1e3:.1f} ({top(d['ort_other_us'])}).", ""]
+        groups: dict = {}
+        for r in rows:
+            key = (r["op"], tuple(r["input_shape"]), tuple(r["weight_shape"]))
+            g = groups.setdefault(key, {"n": 0, "macs": 0, "ours": 0.0, "ort": 0.0, "first": r["layer"]})
+            g["n"] += 1
+            g["macs"] += r["macs"]
+            g["ours"] += r["tvm_mp_us"] or 0
+            g["ort"] += r["ort_int8_us"] or 0
+        out += ["Layer shapes by tvm-mp time (layers of one shape summed; GMAC/s and % of this core's u8 x s8 "
+                f"peak, {pk / 1e9:.0f} GMAC/s):", "",
+                "| layer shape (first) | layers | MACs | tvm-mp us | GMAC/s | % peak | ort int8 us | GMAC/s | % peak "
+                "| ort / tvm-mp |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for (op, ins, wsh), g in sorted(groups.items(), key=lambda kv: -kv[1]["ours"]):
+            def rate(us, g=g, pk=pk):
+                if not us:
+                    return "- | -"
+                return f"{g['macs'] / (us * 1e-6) / 1e9:.1f} | {100 * g['macs'] / (us * 1e-6) / pk:.0f}%"
+
+            ratio = f"{g['ort'] / g['ours']:.2f}x" if g["ours"] and g["ort"] else "-"
+            out.append(f"| {g['first']} {op} {'x'.join(map(str, ins[1:]))} w{'x'.join(map(str, wsh))} | {g['n']} "
+                       f"| {g['macs'] / 1e6:.1f} M | {g['ours']:.0f} | {rate(g['ours'])} | {g['ort']:.0f} | "
+                       f"{rate(g['ort'])} | {ratio} |")
+        out.append("")
+    return out
+
+
+def render_imagenet_models() -> list[str]:
+    """bench/models.py runs of the ImageNet-scale builders (``bench_models_<model>.json``)."""
+    out = []
+    for name in ("resnet18", "mobilenet_v2_10", "mobilenet_v2_10_epilogue"):
+        models = _load(DATA / f"bench_models_{name}.json")
+        if not models:
+            continue
+        title = name.replace("_epilogue", ", after the epilogue fix")
+        la, lb = models.get("load_start", [0]), models.get("load_end", [0])
+        variants = [v for v in models["variants"] if v != "ort_int8"]
+        out += [f"#### {title} (224x224)", "", f"Command: `{models['command']}` ({models['date']}, "
+                f"{models['repeats']} interleaved rounds; load average {la[0]:.1f} at start, {lb[0]:.1f} at end). "
+                "Latency per inference, batch 1, ms (speedup vs onnxruntime int8); one-thread runs also as process "
+                "CPU time.", "",
+                "| threads | clock | ort_int8 | " + " | ".join(variants) + " |",
+                "| ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
+        res = next(iter(models["results"].values()))
+        for t in models["threads"]:
+            lat = res[str(t)]
+            clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])
+            for clock, vals in clocks:
+                base = vals["ort_int8"]
+                cells = [f"{vals[v]:.1f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
+                out.append(f"| {t} | {clock} | {base:.1f} | " + " | ".join(cells) + " |")
+        out.append("")
     return out
 
 
@@ -947,6 +1200,13 @@ def main(argv=None) -> int:
     parser.add_argument("--tune-min-macs", type=int, default=200_000,
                         help="tune only layers with at least this many MACs (smaller ones are overhead-bound)")
     parser.add_argument("--qemu", action="store_true", help="also count aarch64 instructions under qemu")
+    parser.add_argument("--qemu-realistic", action="store_true",
+                        help="count the aarch64 kernels of the realistic conv layers under qemu (own JSON, section)")
+    parser.add_argument("--qemu-labels", default="", help="--qemu-realistic: only these labels of QEMU_REALISTIC")
+    parser.add_argument("--qemu-before", default="",
+                        help="--qemu-realistic: an older tvm_mp checkout (its parent directory) to count beside")
+    parser.add_argument("--qemu-before-label", default="", help="how the older checkout is named in the docs")
+    parser.add_argument("--qemu-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--realistic", action="store_true",
                         help="ImageNet-scale layers instead of the micro-model layers (own JSON and section)")
     parser.add_argument("--tag", default="after", help="--realistic: the name this run is stored under")
@@ -959,6 +1219,23 @@ def main(argv=None) -> int:
                         help="re-measure the peaks and recompute the roofline fractions of the saved run")
     args = parser.parse_args(argv)
     args.load_start = os.getloadavg()
+    if args.qemu_worker:
+        print(json.dumps(qemu_realistic_worker(args.layers, args.qemu_labels)))
+        return 0
+    if args.qemu_realistic:
+        path = DATA / "bench_qemu_realistic.json"
+        saved = _load(path) or {}
+        result = run_qemu_realistic(args)
+        for key in ("after", "before"):  # a partial run replaces only the labels / layers it counted
+            for layer, counts in result.get(key, {}).items():
+                saved.setdefault(key, {}).setdefault(layer, {}).update(counts)
+        saved.update({k: v for k, v in result.items() if k not in ("after", "before", "command")})
+        saved["commands"] = saved.get("commands", [saved.pop("command")] if "command" in saved else []) + [
+            result["command"]]
+        DATA.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=1) + "\n")
+        print(f"wrote {write_markdown()}")
+        return 0
     if args.realistic:
         os.environ.setdefault("TVM_NUM_THREADS", "1")
         path = DATA / "bench_kernels_realistic.json"

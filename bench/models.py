@@ -9,7 +9,12 @@ are timed round-robin in the same
 Python loop (see ``bench/kernels.py``); the figure is the median round. tvm-mp variants are compiled for
 ``target="host"`` and checked bit-exact against the NumPy reference before timing.
 
-    python bench/models.py [--models resnet8,...] [--repeats 11] [--threads 1,2]
+    python bench/models.py [--models resnet8,...] [--repeats 11] [--threads 1,2] [--variants ...] [--cache DIR]
+        [--out bench_models_<name>.json]
+
+``--cache DIR`` keeps each tvm-mp build (exported) so the 2-thread worker loads what the 1-thread worker compiled
+(ImageNet-scale models take minutes to compile). The 224x224 builders (``resnet18``, ``mobilenet_v2_10``) are
+rendered from ``--out bench_models_<name>.json``.
 
 Writes ``docs/data/bench_models.json`` and regenerates ``docs/benchmarks.md``.
 """
@@ -40,7 +45,23 @@ def times_ms(result: dict) -> dict:
     return {k: v for k, v in result.items() if k != "cpu_ms"}
 
 
-def worker(models: list[str], threads: int, repeats: int, variants: str = "") -> dict:
+def _tvm_mp_runner(kb, mod, calib, bits, name: str, variant: str, cache: str):
+    """The VM of one tvm-mp variant: compiled (and checked bit-exact by ``kb.tvm_mp_vm``), or with ``cache`` read
+    back from the export the first worker wrote there (the 2-thread worker reuses the 1-thread worker's build:
+    ImageNet-scale models take minutes to compile)."""
+    import tvm_mp
+    from tvm_mp import _tvm
+
+    path = Path(cache) / f"{name}_{variant}" if cache else None
+    if path is not None and (path / "model.so").exists():
+        return _tvm.vm(tvm_mp.load(path).executable)
+    vm, cm = kb.tvm_mp_vm(mod, calib, *bits, "host")
+    if path is not None:
+        cm.export(path)
+    return vm
+
+
+def worker(models: list[str], threads: int, repeats: int, variants: str = "", cache: str = "") -> dict:
     """Time every variant of every model in this process (``TVM_NUM_THREADS`` already set)."""
     import tvm_mp
     from tvm_mp.models.builders import BUILDERS
@@ -56,12 +77,12 @@ def worker(models: list[str], threads: int, repeats: int, variants: str = "") ->
         mod = tvm_mp.load_onnx(model, shapes={b.input_name: shape})
         runners = dict(kb.ort_sessions(model, calib, threads=threads))
         if not variants or "tvm_fp32" in variants.split(","):
-            runners["tvm_fp32"] = kb.tvm_fp32_vm(mod, "host")
+            runners["tvm_fp32"] = kb.tvm_fp32_vm(mod, kb.parse("host").tvm_target)  # (a Target: "host" is no TVM kind)
         for variant, (w, a, kind) in kb.ALL_VARIANTS.items():
             if (variants and variant not in variants.split(",")) or (not variants and variant not in
                                                                      kb.TVM_MP_VARIANTS):
                 continue
-            runners[variant], _ = kb.tvm_mp_vm(mod, calib, w, a, kind, "host")
+            runners[variant] = _tvm_mp_runner(kb, mod, calib, (w, a, kind), name, variant, cache)
         cpu: dict = {}
         times = kb.interleaved_median_us({k: kb.make_callable(k, r, x) for k, r in runners.items()}, repeats,
                                          target_s=0.02, cpu_out=cpu)
@@ -81,11 +102,12 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default="",
                         help="tvm-mp variants (names of bench/kernels.py; tvm_fp32 too) instead of all")
     parser.add_argument("--out", default="bench_models.json", help="JSON file under docs/data")
+    parser.add_argument("--cache", default="", help="directory keeping the tvm-mp builds between the thread counts")
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     models = args.models.split(",")
     if args.worker:
-        print(json.dumps(worker(models, args.worker, args.repeats, args.variants)))
+        print(json.dumps(worker(models, args.worker, args.repeats, args.variants, args.cache)))
         return 0
     kb = _kernels_bench()
     load_start = os.getloadavg()
@@ -95,8 +117,8 @@ def main(argv=None) -> int:
         # no spinning thread pools: onnxruntime's and TVM's pools share this process and the two cores
         env = dict(os.environ, TVM_NUM_THREADS=str(t), TVM_THREAD_POOL_SPIN_COUNT="0")
         proc = subprocess.run([sys.executable, __file__, "--models", args.models, "--repeats", str(args.repeats),
-                               "--worker", str(t), "--variants", args.variants], env=env, capture_output=True,
-                              text=True)
+                               "--worker", str(t), "--variants", args.variants, "--cache", args.cache], env=env,
+                              capture_output=True, text=True)
         sys.stderr.write(proc.stderr)
         if proc.returncode:
             return proc.returncode

@@ -45,6 +45,8 @@ def run_kernel(tmp_path, target, kind, w_bits, a_bits, in_shape, w_shape, params
     ("bitserial", 2, 3, (1, 16, 9, 9), (8, 16, 3, 3), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 1)),
     ("bitserial", 4, 4, (1, 8, 7, 7), (8, 1, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 8)),
     ("packed", 2, 8, (1, 8, 7, 7), (16, 1, 3, 3), ConvParams((2, 2), (0, 0, 1, 1), (1, 1), 8)),
+    # depthwise stride 2 on column phases (odd width, bit-planes decoded to integers)
+    ("bitserial", 1, 2, (1, 8, 9, 11), (8, 1, 3, 3), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 8)),
 ])
 def test_kernels_exact_under_qemu(arm_tools, tmp_path, kind, w_bits, a_bits, in_shape, w_shape, params):
     run, config = run_kernel(tmp_path, NEON, kind, w_bits, a_bits, in_shape, w_shape, params)
@@ -58,6 +60,44 @@ def test_sdot_kernel_exact_and_fewer_instructions(arm_tools, tmp_path):
     assert cfg_dot.use_dot and not cfg_plain.use_dot
     assert 0 < dot.instructions < plain.instructions / 2
     assert plain.mix.get("mla", 0) > 0  # the plain NEON kernel multiplies lane by lane
+
+
+def test_sdot_split_w8a8_exact_at_extremes_and_fewer_instructions(arm_tools, tmp_path):
+    # 8-bit codes through sdot (signed bytes): the split form (low seven bits, top bit) must be exact at codes
+    # 255 / 128 / 127 against weights -127 / 127, and take far fewer instructions than lane-by-lane mla
+    shape = ((1, 16, 6, 6), (8, 16, 3, 3), SAME)
+    work = kernels.conv_workload("packed", 8, 8, *shape)
+    dot_cfg = kernels.conv2d_config(work, DOTPROD, database=False)
+    assert dot_cfg.use_dot
+    rng = np.random.default_rng(5)
+    codes = rng.choice(np.array([0, 127, 128, 255], np.uint8), shape[0]).astype(np.uint8)
+    w_q = rng.choice(np.array([-127, -1, 1, 127], np.int8), shape[1]).astype(np.int8)
+    expected = reference.conv2d_acc(codes, w_q, SAME, 255)
+    counts = {}
+    for name, target, cfg in (("dot", DOTPROD, dot_cfg), ("mla", NEON, kernels.conv2d_config(work, NEON,
+                                                                                           database=False))):
+        data = kernels.weight_data(work, w_q, cfg)
+        func = kernels.conv2d_kernel("k", "packed", 8, 8, *shape, 255, kernels.Epilogue("acc"), data[0].shape,
+                                     target=target, config=cfg)
+        lib = qemu.export_aarch64(tvm.compile(tvm.IRModule({"k": func}), target), tmp_path / name / "k.so")
+        run = qemu.run_program(qemu.kernel_program("k", [codes, *data], [expected.shape], [np.int32]), lib,
+                               tmp_path / name / "run", count=True)
+        np.testing.assert_array_equal(run.outputs[0], expected)
+        counts[name] = run
+    # (qemu's disassembler prints sdot as '.byte')
+    assert counts["mla"].mix.get("mla", 0) > 0 and counts["dot"].mix.get("mla", 0) < counts["mla"].mix["mla"] / 8
+    assert counts["dot"].instructions < counts["mla"].instructions / 2
+
+
+@pytest.mark.parametrize("w_bits,a_bits,in_shape,w_shape,params,lanes", [
+    # 64-bit words on NEON: 70 channels (two words, the second mostly padding), odd widths, stride 2, dilation
+    (1, 1, (1, 70, 7, 9), (8, 70, 3, 3), SAME, 2),
+    (2, 3, (1, 40, 9, 7), (4, 40, 3, 2), ConvParams((2, 1), (1, 0, 2, 1), (1, 2), 1), 4),
+])
+def test_direct64_exact_under_qemu(arm_tools, tmp_path, w_bits, a_bits, in_shape, w_shape, params, lanes):
+    config = registry.KernelConfig("direct64", lanes=lanes, oc_block=4, p_unroll=1, parallel=False)
+    run, _ = run_kernel(tmp_path, NEON, "bitserial", w_bits, a_bits, in_shape, w_shape, params, config=config)
+    assert run.outputs[0].any()
 
 
 def test_bitserial_kernel_counts_popcounts(arm_tools, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tvm_mp.errors import UnsupportedError
-from tvm_mp.schedules import registry
+from tvm_mp.schedules import arm_cpu, registry
 from tvm_mp.targets import parse
 from tvm_mp.workload import ConvParams
 
@@ -41,9 +41,13 @@ def test_defaults_follow_the_target():
     # the VNNI dot with 16 lanes, the AVX2 vpmaddubsw dot with 8
     assert x86_default.use_dot == (registry.target_has(host, "avx512vnni") or registry.target_has(host, "avx2"))
     dotprod = parse({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}).tvm_target
-    assert not registry.lookup("conv2d", "packed", dotprod).default(CONV, dotprod).use_dot  # codes up to 255
     w4a4 = registry.ConvWorkload("conv2d", "packed", 4, 4, CONV.in_shape, CONV.weight_shape, CONV.params)
-    assert registry.lookup("conv2d", "packed", dotprod).default(w4a4, dotprod).use_dot  # sdot: codes < 128
+    w8a8 = registry.ConvWorkload("conv2d", "packed", 8, 8, CONV.in_shape, CONV.weight_shape, CONV.params)
+    for work in (w4a4, w8a8):  # sdot: codes < 128 in one, 8-bit codes in the split form
+        cfg = registry.lookup("conv2d", "packed", dotprod).default(work, dotprod)
+        assert cfg.use_dot
+        intrin = arm_cpu.dot_intrin(dotprod, cfg, work)
+        assert intrin == (arm_cpu.SDOT_INTRIN if work.a_bits <= 7 else arm_cpu.SDOT_SPLIT_INTRIN)
     assert registry.lookup("conv2d", "bitserial", host).default(STRIDED, host).algorithm == "direct"
     few = registry.ConvWorkload("conv2d", "bitserial", 1, 1, (1, 3, 9, 9), (8, 3, 3, 3), CONV.params)
     assert registry.lookup("conv2d", "bitserial", host).default(few, host).algorithm == "im2col"  # 3 channels

@@ -1,17 +1,20 @@
 """arm_cpu schedules (aarch64 NEON; ``sdot`` where the target has ``+dotprod``).
 
 Same kernels and tiling as x86 with 4-lane (128-bit) vectors: bit-serial AND + popcount lowers to NEON ``cnt``
-on bytes plus pairwise adds; packed kernels use ``sdot`` (signed x signed: activation codes must be < 128, i.e.
-``a_bits <= 7``; 8-bit activations use plain multiply-accumulate).
+on bytes plus pairwise adds; packed kernels use ``sdot`` (signed x signed: activation codes below 128, i.e.
+``a_bits <= 7``, take one ``sdot``; 8-bit codes on convs with more than one tap the split form, the codes' low
+seven bits and their top bit in two ``sdot``, as the AVX2 split form on x86). Otherwise (no ``+dotprod``, or 8-bit
+codes on a 1x1 conv) plain multiply-accumulate.
 """
 
 from __future__ import annotations
 
-from .intrinsics import ensure_dot_intrin
+from .intrinsics import ensure_dot_intrin, ensure_sdot_split_intrin
 from .registry import ConvWorkload, KernelConfig, target_has, tiling_space
 from .x86 import PARALLEL_MIN_MACS, _default_algorithm, dense_default
 
 SDOT_INTRIN = "tvm_mp_u8s8_dot_4x4_sdot"
+SDOT_SPLIT_INTRIN = "tvm_mp_u8s8_dot_4x4_sdot_split"
 
 
 def ensure_intrinsics() -> str:
@@ -19,15 +22,23 @@ def ensure_intrinsics() -> str:
     return ensure_dot_intrin(SDOT_INTRIN, 4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8")
 
 
-def dot_intrin(target, config: KernelConfig) -> str | None:
+def dot_intrin(target, config: KernelConfig, work: ConvWorkload | None = None) -> str | None:
+    """The ``sdot`` tensor intrinsic of ``config`` on ``target``: one ``sdot`` for codes below 128
+    (``a_bits <= 7``), else the split form (without ``work``: the split form, exact for every code)."""
     if config.use_dot and config.lanes == 4 and target_has(target, "dotprod"):
-        return ensure_intrinsics()
+        if work is not None and work.a_bits <= 7:
+            return ensure_intrinsics()
+        return ensure_sdot_split_intrin(SDOT_SPLIT_INTRIN)
     return None
 
 
 def default_config(work: ConvWorkload, target) -> KernelConfig:
     algo = _default_algorithm(work)
-    use_dot = work.kind == "packed" and work.a_bits <= 7 and target_has(target, "dotprod")
+    # 8-bit codes take the split form (two sdot per quad): measured under qemu-aarch64 (bench/kernels.py
+    # --qemu-realistic) 1.75-2.2x fewer instructions than mla on 3x3 convs, but 1x1 convs gained nothing (144 -> 24
+    # at 56x56: 1.05x fewer; 96 -> 576 at 14x14: 1.18x more), so they keep mla
+    taps = work.weight_shape[2] * work.weight_shape[3] if work.op != "dense" else 1
+    use_dot = work.kind == "packed" and target_has(target, "dotprod") and (work.a_bits <= 7 or taps > 1)
     parallel = work.macs >= PARALLEL_MIN_MACS
     if algo == "dense":
         return dense_default(work, 4)

@@ -110,3 +110,43 @@ def _desc_impl_avx2(split: bool):
                               dtype="int8x32"))
 
     return desc, impl
+
+
+def ensure_sdot_split_intrin(name: str) -> str:
+    """Register the aarch64 ``sdot`` form of the 4-lane u8 x s8 4-way dot for 8-bit codes (idempotent) and return
+    its name: ``sdot`` multiplies signed bytes, so a code >= 128 would read as ``code - 256``. The codes' low seven
+    bits go through one ``sdot`` (exact: 0..127 x -128..127) and their top bit through another, read as the signed
+    byte -128 (so that ``sdot`` gives ``-128 * sum(top_bit * w)``), which is subtracted: ``low + 128 * top`` for
+    every u8 x s8, at twice the ``sdot`` of a code below 128 (the counterpart of the AVX2 split form)."""
+    from tvm.s_tir import TensorIntrin
+
+    if TensorIntrin.get(name, allow_missing=True) is None:
+        TensorIntrin.register(name, *_desc_impl_sdot_split())
+    return name
+
+
+def _desc_impl_sdot_split():
+    lanes = 4
+    desc, _ = _desc_impl(lanes, "int8x16", "llvm.aarch64.neon.sdot.v4i32.v16i8")  # the description is shared
+    sdot = "llvm.aarch64.neon.sdot.v4i32.v16i8"
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (lanes,), "uint32", offset_factor=1)
+        B = T.match_buffer(b, (4,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:lanes], B[0:4])
+            T.writes(C[0:lanes])
+            weights = T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), lanes),
+                                    dtype="int8x16")
+            low = T.reinterpret(T.bitwise_and(A.vload([0], "uint32x4"), T.Broadcast(T.uint32(0x7F7F7F7F), lanes)),
+                                dtype="int8x16")
+            top = T.reinterpret(T.bitwise_and(A.vload([0], "uint32x4"), T.Broadcast(T.uint32(0x80808080), lanes)),
+                                dtype="int8x16")
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(sdot), C.vload([0], "int32x4"), low, weights, dtype="int32x4") - \
+                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(sdot), T.Broadcast(T.int32(0), lanes), top,
+                                        weights, dtype="int32x4")
+
+    return desc, impl

@@ -398,7 +398,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
     if family == "x86_64":
         intrin = x86.dot_intrin(tvm_target, config, work)
     elif family == "aarch64":
-        intrin = arm_cpu.dot_intrin(tvm_target, config)
+        intrin = arm_cpu.dot_intrin(tvm_target, config, work)
     else:
         intrin = None
     return tiled.schedule(func, config, hints, intrin)

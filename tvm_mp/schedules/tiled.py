@@ -126,17 +126,21 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         sch.compute_inline(crop)
     last = epi if epi is not None else crop
     if last is not None:
-        # The epilogue writes the output contiguously: its pixel loops are fused (an output row is often shorter
-        # than a vector) and vectorized in power-of-two lanes only. With the row vectorized whole, a depthwise
+        # The epilogue is vectorized in power-of-two lanes only. With the row vectorized whole, a depthwise
         # layer with 3-pixel rows (MobileNetV1-0.25's conv2d_23) got <3 x i64> requantization, which LLVM's
         # aarch64 backend miscompiles (the int64 multiply-shift truncated to uint8: 370 of 1152 codes wrong).
+        # Rows shorter than a vector are fused with the loops above them; longer rows are not: a fused loop reads
+        # the accumulator (whose rows are padded wider than the output's) through a division and remainder per
+        # pixel, with inserts and extracts across rows -- measured 1.3-2x slower on 384-channel depthwise layers
+        # at 14x14 and 28x28 on x86; emulated aarch64 instructions, w8a8 depthwise: 384 ch at 14x14 1.98M fused,
+        # 0.97M not; 960 ch at 7x7 (7-pixel rows, split into a 4-lane vector and a scalar tail) 0.93M / 0.67M.
         loops = sch.get_loops(last)
         keep = 0
         if config.parallel and len(loops) >= 2:
             sch.parallel(sch.fuse(loops[0], loops[1]))
             keep = 1
         loops = sch.get_loops(last)
-        if len(loops) - keep > 1:
+        if len(loops) - keep > 1 and _extent(sch, loops[-1]) < lanes:
             sch.fuse(*loops[keep:])
         _vectorize_inner(sch, last, lanes, pow2=True)
     return sch.mod["main"]
