@@ -142,8 +142,8 @@ class TirLayer:
         dh, dw = s.params.dilation
         oh, ow = _ceil_to(s.oh, m.th), _ceil_to(s.ow, m.tw)
         return {"nb": p.nb, "ng": p.nsg, "icb": _ceil_to(p.icb_max, m.tic), "ocb": _ceil_to(p.ocb_max, m.toc),
-                "OH": oh, "OW": ow, "KH": s.kh, "KW": s.kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw, "B": p.batch, "BI": p.bi,
-                "BO": p.bo, "toc": m.toc, "tic": m.tic, "th": m.th, "tw": m.tw, "in_th": p.in_th,
+                "OH": oh, "OW": ow, "KH": s.kh, "KW": s.kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw, "B": p.batch,
+                "BI": p.bi, "BO": p.bo, "toc": m.toc, "tic": m.tic, "th": m.th, "tw": m.tw, "in_th": p.in_th,
                 "in_tw": p.in_pitch, "pp": p.output.params_per_block}
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -188,8 +188,9 @@ class TirLayer:
                   [("ob", toc, "S"), ("ib", tic, "R"), ("ky", KH, "R"), ("kx", KW, "R"), ("y", th, "S"),
                    ("x", tw, "S"), ("b", B, "S"), ("o", BO, "S"), ("i", BI, "R")],
                   "C[0, 0, {ob}, {y}, {x}, {b}, {o}] = C[0, 0, {ob}, {y}, {x}, {b}, {o}] + "
-                  f"A[0, 0, {{ib}}, 0, 0, {{y}} * {d['sh']} + {{ky}} * {d['dh']}, {{x}} * {d['sw']} + {{kx}} * {d['dw']}, "
-                  "{b}, {i}] * W[0, {ob}, {ib}, {ky}, {kx}, {o}, {i}]",
+                  f"A[0, 0, {{ib}}, 0, 0, {{y}} * {d['sh']} + {{ky}} * {d['dh']}, "
+                  f"{{x}} * {d['sw']} + {{kx}} * {d['dw']}, {{b}}, {{i}}]"
+                  " * W[0, {ob}, {ib}, {ky}, {kx}, {o}, {i}]",
                   [f"C[{_full(c_t)}]", f"A[{_full(a_t)}]", f"W[{_full(w_t)}]"], [f"C[{_full(c_t)}]"],
                   f"T.call_packed(\"{names['gemm']}\", {toc}, {tic})",
                   iters=("ob", "y", "x", "b", "o", "ib", "ky", "kx", "i"))
