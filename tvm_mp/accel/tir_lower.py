@@ -44,6 +44,7 @@ The built function's operands are not read: the simulator gets the DRAM image fr
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import numpy as np
@@ -80,18 +81,15 @@ def _buffer(var: str, handle: str, shape: tuple[int, ...]) -> str:
 
 
 def _intrin_source(buffers: list[tuple[str, str, tuple]], loops: list[tuple[str, int, str]], stmt: str,
-                   reads: list[str], writes: list[str], call: str | None, iters: tuple[str, ...] = ()) -> str:
-    """TVMScript of an intrinsic's description (``call`` None) or implementation. ``loops``: ``(name, extent,
-    'S'|'R')``; loops of extent 1 stay loops but get no block iterator (index 0), as the schedule's blockize
-    leaves them."""
+                   reads: list[str], writes: list[str], iters: tuple[str, ...] = ()) -> str:
+    """TVMScript of an intrinsic's description. ``loops``: ``(name, extent, 'S'|'R')``; loops of extent 1 stay
+    loops but get no block iterator (index 0), as the schedule's blockize leaves them."""
     handles = ", ".join(f"{h}: T.handle" for _, h, _ in buffers)
     src = f"@T.prim_func(s_tir=True)\ndef f({handles}):\n"
     for var, h, shape in buffers:
         src += _buffer(var, h, shape)
     src += "    with T.sblock(\"root\"):\n"
     src += f"        T.reads({', '.join(reads)})\n        T.writes({', '.join(writes)})\n"
-    if call is not None:
-        return src + f"        T.evaluate({call})\n"
     live = [(n, e, k) for n, e, k in loops if e > 1]
     if iters:  # block iterators in the compute's order (spatial, then reduction), not the loop order
         live.sort(key=lambda x: iters.index(x[0]))
@@ -109,18 +107,31 @@ def _intrin_source(buffers: list[tuple[str, str, tuple]], loops: list[tuple[str,
     return src + "                " + body + "\n"
 
 
+@functools.lru_cache(maxsize=512)
 def _parse(src: str):
+    """An intrinsic description parsed (memoized on its source: parsing costs ~0.1 s, and the layers of a model
+    share most descriptions)."""
     return tvm.script.from_source(src)
+
+
+def _implementation(desc, name: str, args: list[str]):
+    """The implementation of the intrinsic ``desc``: its root block with the body replaced by one
+    ``T.call_packed(name, *args)``; an ``args`` entry is ``"<buffer>.elem_offset"`` or an integer."""
+    block = desc.body.block
+    by_name = {r.source.name: r.source for r in list(block.reads) + list(block.writes)}
+    values = [by_name[a.split(".")[0]].elem_offset if "." in a else int(a) for a in args]
+    root = s_tir.SBlock([], block.reads, block.writes, block.name_hint,
+                        tvm.tirx.Evaluate(tvm.tirx.call_packed(name, *values)))
+    return desc.with_body(s_tir.SBlockRealize([], True, root))
 
 
 def _full(shape: tuple[int, ...]) -> str:
     return ", ".join(f"0:{d}" for d in shape)
 
 
-def _register(name: str, buffers, loops, stmt, reads, writes, call: str, iters: tuple[str, ...] = ()) -> None:
-    desc = _parse(_intrin_source(buffers, loops, stmt, reads, writes, None, iters))
-    impl = _parse(_intrin_source(buffers, loops, stmt, reads, writes, call, iters))
-    s_tir.TensorIntrin.register(name, desc, impl, override=True)
+def _register(name: str, buffers, loops, stmt, reads, writes, args: list[str], iters: tuple[str, ...] = ()) -> None:
+    desc = _parse(_intrin_source(buffers, loops, stmt, reads, writes, iters))
+    s_tir.TensorIntrin.register(name, desc, _implementation(desc, name, args), override=True)
 
 
 class TirLayer:
@@ -192,24 +203,24 @@ class TirLayer:
                   f"{{x}} * {d['sw']} + {{kx}} * {d['dw']}, {{b}}, {{i}}]"
                   " * W[0, {ob}, {ib}, {ky}, {kx}, {o}, {i}]",
                   [f"C[{_full(c_t)}]", f"A[{_full(a_t)}]", f"W[{_full(w_t)}]"], [f"C[{_full(c_t)}]"],
-                  f"T.call_packed(\"{names['gemm']}\", {toc}, {tic})",
+                  [str(toc), str(tic)],
                   iters=("ob", "y", "x", "b", "o", "ib", "ky", "kx", "i"))
         _register(names["reset"], [("C", "c", c_t)],
                   [("ob", toc, "S"), ("y", th, "S"), ("x", tw, "S"), ("b", B, "S"), ("o", BO, "S")],
                   "C[0, 0, {ob}, {y}, {x}, {b}, {o}] = 0", [], [f"C[{_full(c_t)}]"],
-                  f"T.call_packed(\"{names['reset']}\", {toc})")
+                  [str(toc)])
         _register(names["load_inp"], [("A", "a", a_t), ("S", "s", a_t)],
                   [("n", 1, "S"), ("g", 1, "S"), ("ib", tic, "S"), ("ty", 1, "S"), ("tx", 1, "S"),
                    ("y", d["in_th"], "S"), ("x", d["in_tw"], "S"), ("b", B, "S"), ("i", BI, "S")],
                   "S[0, 0, {ib}, 0, 0, {y}, {x}, {b}, {i}] = A[0, 0, {ib}, 0, 0, {y}, {x}, {b}, {i}]",
                   [f"A[{_full(a_t)}]"],
-                  [f"S[{_full(a_t)}]"], f"T.call_packed(\"{names['load_inp']}\", A.elem_offset, {tic})")
+                  [f"S[{_full(a_t)}]"], ["A.elem_offset", str(tic)])
         _register(names["load_wgt"], [("W", "w", w_t), ("S", "s", w_t)],
                   [("g", 1, "S"), ("ob", toc, "S"), ("ib", tic, "S"), ("ky", KH, "S"), ("kx", KW, "S"),
                    ("o", BO, "S"), ("i", BI, "S")],
                   "S[0, {ob}, {ib}, {ky}, {kx}, {o}, {i}] = W[0, {ob}, {ib}, {ky}, {kx}, {o}, {i}]",
                   [f"W[{_full(w_t)}]"], [f"S[{_full(w_t)}]"],
-                  f"T.call_packed(\"{names['load_wgt']}\", W.elem_offset, {toc}, {tic})")
+                  ["W.elem_offset", str(toc), str(tic)])
         p_t = (1, toc, pp, B, BO)
         acc = "C[0, 0, {ob}, {y}, {x}, {b}, {o}] + P[0, {ob}, 0, {b}, {o}]"
         expr = acc if out.kind == "acc" else _requant_script(acc, "P[0, {ob}, 1, {b}, {o}]", "P[0, {ob}, 2, {b}, {o}]",
@@ -219,7 +230,7 @@ class TirLayer:
                    ("o", BO, "S")],
                   "E[0, 0, {ob}, {y}, {x}, {b}, {o}] = " + expr,
                   [f"C[{_full(c_t)}]", f"P[{_full(p_t)}]"], [f"E[{_full(c_t)}]"],
-                  f"T.call_packed(\"{names['alu_store']}\", E.elem_offset, {toc})")
+                  ["E.elem_offset", str(toc)])
         return names
 
     # -- schedule --------------------------------------------------------------------------------------------------
