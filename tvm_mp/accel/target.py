@@ -119,8 +119,9 @@ class AccelKernel:
     @property
     def lowering(self) -> str:
         """``"tir"``: the instruction stream is what the layer's scheduled, tensorized TIR pushes when run
-        (:mod:`tir_lower`: dense layers whose tiles divide their blocks); ``"generator"``: :func:`lower.lower`."""
-        return "tir" if self.spec.op == "dense" and tir_supported(self.plan) else "generator"
+        (:mod:`tir_lower`: every conv2d, depthwise, grouped and dense layer under any mapping); ``"generator"``:
+        :func:`lower.lower` (kept for a plan :func:`tir_lower.tir_supported` refuses; none today)."""
+        return "tir" if tir_supported(self.plan) else "generator"
 
     @functools.cached_property
     def program(self):
