@@ -165,4 +165,20 @@ def test_models_mixed_plan_equals_the_cpu_compile(name):
     accel = tvm_mp.compile(mod, plan=plan, target="accel", calibration=calib)
     cpu = tvm_mp.compile(mod, plan=plan, target="host", calibration=calib)
     assert len(accel.accel.kernels) == len(plan)
+    assert {k.lowering for k in accel.accel.kernels.values()} == {"tir"}
+    np.testing.assert_array_equal(accel.run(x), cpu.run(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits", "resnet8"])  # MobileNetV1-0.25: bench/accel_tir.py (a minute here)
+def test_w8a8_every_layer_through_tir_equals_the_cpu_compile(name):
+    mod, shape = _model(name)
+    rng = np.random.default_rng(0)
+    calib = [rng.random((2,) + tuple(shape[1:]), dtype=np.float32) for _ in range(2)]
+    x = rng.random(shape, dtype=np.float32)
+    plan = PrecisionPlan.uniform(mod, P(8, 8))
+    accel = tvm_mp.compile(mod, plan=plan, target="accel", calibration=calib)
+    cpu = tvm_mp.compile(mod, plan=plan, target="host", calibration=calib)
+    assert len(accel.accel.kernels) == len(plan)
+    assert {k.lowering for k in accel.accel.kernels.values()} == {"tir"}
     np.testing.assert_array_equal(accel.run(x), cpu.run(x))
