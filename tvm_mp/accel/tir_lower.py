@@ -4,12 +4,15 @@ into the instruction stream the simulator runs. The compile target lowers every 
 :func:`lower.lower` (the Python generator) stays as the reference the tests compare against.
 
 * **Compute** (TE, int32 codes, on the block layouts of :mod:`lower` with a super-group axis ``g``):
-  ``C[n, g, ob, y, x, b, o] = sum_{ib, ky, kx, i} A[n, g, ib, y*sh + ky*dh, x*sw + kx*dw, b, i] *
-  W[g, ob, ib, ky, kx, o, i]`` (the GEMM on blocks, int32 accumulate; dense is a 1x1 image; a grouped or
-  depthwise layer is a dense GEMM per super-group on block-diagonal weights) and the epilogue ``E = C + bias``
-  (accumulator output) or ``E = clamp(((C + bias) * mult + 2**(shift-1)) >> shift + zp, lo, hi)`` (code output).
-  ``A`` is indexed in *padded* input coordinates (row ``v`` is input row ``v - pad_top``); the DMA intrinsic's
-  runtime turns a tile of it into the valid DRAM window plus zero-point padding (:meth:`LayerPlan.window`).
+  ``C[n, g, ob, y, x, b, o] = sum_{ib, ky, kx, i} A[n, g, ib, y // th, x // tw, (y % th)*sh + ky*dh,
+  (x % tw)*sw + kx*dw, b, i] * W[g, ob, ib, ky, kx, o, i]`` (the GEMM on blocks, int32 accumulate; dense is a 1x1
+  image; a grouped or depthwise layer is a dense GEMM per super-group on block-diagonal weights) and the epilogue
+  ``E = C + bias`` (accumulator output) or ``E = clamp(((C + bias) * mult + 2**(shift-1)) >> shift + zp, lo, hi)``
+  (code output). ``A`` is the input as the DMA delivers it: per spatial tile ``(y // th, x // tw)`` its window
+  with halo and padding, in padded coordinates -- so a tile's staging copy is one block disjoint from the others,
+  which the schedule can tensorize (with halos overlapping in one input tensor the copy's bindings cannot be
+  blockized). The DMA intrinsic's runtime turns a tile into the valid DRAM window plus zero-point padding
+  (:meth:`LayerPlan.window`).
 * **Whole tiles.** The compute's domain is rounded up to whole tiles: output rows / columns to multiples of
   ``th`` / ``tw``, output / input channel blocks to multiples of ``toc`` / ``tic`` (and, within a last,
   smaller super-group, up to the largest one's blocks). So every mapping the search produces schedules -- a
