@@ -147,11 +147,12 @@ class AccelKernel:
     @property
     def lowering(self) -> str:
         """``"tir"``: the instruction stream is what the layer's scheduled, tensorized TIR pushes when run
-        (:mod:`tir_lower`: dense layers whose tiles divide their blocks); ``"generator"``: :func:`lower.lower`
-        (also every chained layer: FORWARD / FILL come from the generator)."""
+        (:mod:`tir_lower`: every conv2d, depthwise, grouped and dense layer under any mapping); ``"generator"``:
+        :func:`lower.lower` for a chained layer (its FORWARDs / FILLs / resident input come from the generator; the
+        TIR recorder does not emit them yet)."""
         if self.chained:
             return "generator"
-        return "tir" if self.spec.op == "dense" and tir_supported(self.plan) else "generator"
+        return "tir" if tir_supported(self.plan) else "generator"
 
     @functools.cached_property
     def program(self):
