@@ -54,7 +54,7 @@ import tvm
 from tvm import s_tir, te
 
 from ..errors import Error
-from .isa import Alu, Gemm, Load, Program, Store
+from .isa import Alu, Forward, Gemm, Load, Program, Store
 from .lower import LayerPlan, link
 
 
@@ -141,10 +141,13 @@ class TirLayer:
         sh, sw = s.params.strides
         dh, dw = s.params.dilation
         oh, ow = _ceil_to(s.oh, m.th), _ceil_to(s.ow, m.tw)
+        # a tile's input window (for an on-chip input the plan's in_th x in_pitch is the whole resident image: the
+        # TIR still stages per-tile windows, the runtime addresses them inside the image)
+        in_th, in_tw = (m.th - 1) * sh + (s.kh - 1) * dh + 1, (m.tw - 1) * sw + (s.kw - 1) * dw + 1
         return {"nb": p.nb, "ng": p.nsg, "icb": _ceil_to(p.icb_max, m.tic), "ocb": _ceil_to(p.ocb_max, m.toc),
                 "OH": oh, "OW": ow, "KH": s.kh, "KW": s.kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw, "B": p.batch,
-                "BI": p.bi, "BO": p.bo, "toc": m.toc, "tic": m.tic, "th": m.th, "tw": m.tw, "in_th": p.in_th,
-                "in_tw": p.in_pitch, "pp": p.output.params_per_block}
+                "BI": p.bi, "BO": p.bo, "toc": m.toc, "tic": m.tic, "th": m.th, "tw": m.tw, "in_th": in_th,
+                "in_tw": in_tw, "pp": p.output.params_per_block}
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         d = self.dims
@@ -364,11 +367,12 @@ class TirRecorder:
             step_loads.append(Load("uop", "uops", 0, p.uop_total, 0, p.uop_total, 1, p.uop_total))
             step_loads.append(Load("acc", "params", 0, p.param_entries, p.param_base, p.param_entries, 1,
                                    p.param_entries))
+            step_loads.extend(p.fills())  # an on-chip input: its image's padding border first
         # the DMA queue issues a step's loads micro-ops/params first, then input, then weight tiles, whatever loop
         # level of the TIR issued them (a stable order: the same stream as lower.lower)
         for buf, tile in sorted(requests, key=lambda r: _LOAD_ORDER[r[0]]):
-            if tile == self.resident[buf]:
-                continue
+            if tile == self.resident[buf] or (buf == "inp" and p.onchip_in is not None):
+                continue  # already in its buffer, or the input is the resident image: no DMA
             self.resident[buf] = tile
             self.tiles[buf] += 1
             base = self._base(buf)
@@ -398,8 +402,13 @@ class TirRecorder:
             step.append(Gemm(u0, u1, th_a, tw_a, self._base("acc"), 0, 0, (m.tw, 1), reset=True))
             self.pending_reset = False
         sh, sw = s.params.strides
+        if p.onchip_in is None:
+            inp_base = self._base("inp")
+        else:  # the tile's window inside the resident image (per batch block, super-group and input block)
+            img = ((n * p.nsg + g) * p.icb_max + ic * m.tic) * p.in_th * p.in_pitch
+            inp_base = p.onchip_in.base + img + h * m.th * sh * p.in_pitch + w * m.tw * sw
         u0, u1 = p.uop_offsets[("gemm", toc_a, tic_a)]
-        step.append(Gemm(u0, u1, th_a, tw_a, self._base("acc"), self._base("inp"), self._base("wgt"), (m.tw, 1),
+        step.append(Gemm(u0, u1, th_a, tw_a, self._base("acc"), inp_base, self._base("wgt"), (m.tw, 1),
                          (sh * p.in_pitch, sw), (0, 0), dataflow=m.dataflow))
         self.computes.append([step, first, False, self.tiles["acc"], (g, oc, n, h, w)])
 
@@ -423,9 +432,17 @@ class TirRecorder:
                                (0, 0), imm))
         step[2] = True
         oy0, ox0 = h * m.th, w * m.tw
-        self.stores.append([Store("out", acc_base + ob * m.th * m.tw, m.tw, th_a, tw_a,
-                                  (((n * p.nsg + g) * p.ocb_max + ob0 + ob) * s.oh + oy0) * s.ow + ox0, s.ow)
-                            for ob in range(toc_a)])
+        if p.onchip_out is None:
+            self.stores.append([Store("out", acc_base + ob * m.th * m.tw, m.tw, th_a, tw_a,
+                                      (((n * p.nsg + g) * p.ocb_max + ob0 + ob) * s.oh + oy0) * s.ow + ox0, s.ow)
+                                for ob in range(toc_a)])
+            return
+        o, tile_stores = p.onchip_out, []  # FORWARD each output block into the next layer's resident image
+        for ob in range(toc_a):
+            dst, lane0, rows, cols = p.forward_target(n, g * p.ocb_max + ob0 + ob, oy0, ox0, th_a, tw_a)
+            tile_stores.append(Forward(acc_base + ob * m.th * m.tw, m.tw, rows, cols, dst, o.pitch, lane0, o.lanes,
+                                       o.bits))
+        self.stores.append(tile_stores)
 
     def finish(self) -> Program:
         """The program pushed since :meth:`start`, with its dependency tokens."""
