@@ -7,7 +7,7 @@ import pytest
 import tvm
 
 from tvm_mp.accel.hardware import HardwareConfig
-from tvm_mp.accel.lower import ConvShape, LayerMapping, LayerPlan, OutputSpec, lower
+from tvm_mp.accel.lower import ConvShape, LayerMapping, LayerPlan, OnChipInput, OnChipOutput, OutputSpec, lower
 from tvm_mp.accel.mapping import candidate_mappings, search_mappings
 from tvm_mp.accel.simulator import run_layer
 from tvm_mp.accel.tir_lower import TirLayer, tir_program, tir_supported
@@ -109,3 +109,37 @@ def test_the_searchs_mappings_lower_to_the_generators_stream():
     for m in mappings:
         plan = LayerPlan(shape, 4, 4, HW, m, out)
         assert tir_program(plan).instructions == lower(plan).instructions, str(m)
+
+
+# chains of three layers (producer -> both -> consumer), tiled so windows, tails and clipped FORWARDs occur
+CHAINS = [
+    (8, ConvShape(1, 16, 8, 8, 32, 3, 3, PAD1), ConvShape(1, 32, 8, 8, 32, 3, 3, ConvParams((2, 2), (1, 1, 1, 1))),
+     ConvShape(1, 32, 4, 4, 16, 1, 1), [LayerMapping(3, 5, 1, 1), LayerMapping(3, 2, 2, 1, order="sp_oc"),
+                                        LayerMapping(3, 4, 1, 1, dataflow="output")]),
+    (4, ConvShape(2, 16, 8, 8, 48, 3, 3, PAD1), ConvShape(2, 48, 8, 8, 48, 3, 3, ConvParams(padding=(0, 1, 1, 0),
+                                                                                               groups=48)),
+     ConvShape(2, 48, 7, 7, 16, 1, 1), [LayerMapping(5, 3, 1, 1, order="sp_oc", double_buffer=False),
+                                        LayerMapping(3, 4, 1, 1, order="sp_oc"), LayerMapping(2, 7, 1, 1)]),
+    (8, ConvShape(1, 16, 8, 8, 32, 3, 3, PAD1), ConvShape(1, 32, 8, 8, 32, 3, 3, ConvParams((2, 2), (1, 1, 1, 1),
+                                                                                               groups=32)),
+     ConvShape(1, 32, 4, 4, 16, 3, 3, PAD1), [LayerMapping(8, 3, 1, 1), LayerMapping(3, 3, 1, 1),
+                                              LayerMapping(4, 3, 1, 2, double_buffer=False)]),
+]
+
+
+@pytest.mark.parametrize("bits,s1,s2,s3,mappings", CHAINS, ids=["w8a8", "w4a4-depthwise-2sg", "w8a8-depthwise"])
+def test_chained_layers_lower_to_the_generators_stream(bits, s1, s2, s3, mappings):
+    """A producer (FORWARDs), a layer chained on both sides and a consumer (FILLs, GEMMs in its resident image): the
+    TIR run pushes the generator's stream, spatial tiles, tail tiles and clipped FORWARDs included."""
+    m1, m2, m3 = mappings
+    p3 = LayerPlan(s3, bits, bits, HW, m3, OutputSpec.codes(bits, 2), 1, onchip_in=OnChipInput(5))
+    p2 = LayerPlan(s2, bits, bits, HW, m2, OutputSpec.codes(bits, 1), 3, onchip_in=OnChipInput(0),
+                   onchip_out=OnChipOutput.to(p3))
+    p1 = LayerPlan(s1, bits, bits, HW, m1, OutputSpec.codes(bits, 3), 5, onchip_out=OnChipOutput.to(p2))
+    assert p2.fills()
+    for plan in (p1, p2, p3):
+        program, generated = tir_program(plan), lower(plan)
+        kinds = {type(i).__name__ for i in generated.instructions}
+        assert ("Forward" in kinds) == (plan.onchip_out is not None) and ("Store" in kinds) == (plan.onchip_out is None)
+        assert ("Fill" in kinds) == bool(plan.fills())  # a padded consumer's border (p2 is padded in every case)
+        assert program.instructions == generated.instructions and program.regions == generated.regions

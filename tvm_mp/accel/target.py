@@ -147,11 +147,9 @@ class AccelKernel:
     @property
     def lowering(self) -> str:
         """``"tir"``: the instruction stream is what the layer's scheduled, tensorized TIR pushes when run
-        (:mod:`tir_lower`: every conv2d, depthwise, grouped and dense layer under any mapping); ``"generator"``:
-        :func:`lower.lower` for a chained layer (its FORWARDs / FILLs / resident input come from the generator; the
-        TIR recorder does not emit them yet)."""
-        if self.chained:
-            return "generator"
+        (:mod:`tir_lower`: every conv2d, depthwise, grouped and dense layer under any mapping, chained or not: the
+        recorder FORWARDs an on-chip output, FILLs and addresses a resident input); ``"generator"``:
+        :func:`lower.lower`, for a plan :func:`tir_supported` refuses (none today)."""
         return "tir" if tir_supported(self.plan) else "generator"
 
     @functools.cached_property

@@ -41,6 +41,13 @@ into the instruction stream the simulator runs. The compile target lowers every 
   weight tiles last requested (the staged copies' own offsets are those of compacted scratch buffers). A DMA
   whose tile is already in its buffer is not issued again (only happens when a rounded-up super-group repeats a
   weight tile; the schedule's placement already avoids it otherwise).
+* **Chained layers** (:mod:`chain`): the TIR is the same -- it stages per-tile input windows and ends each output
+  tile in ``alu_store`` -- and the runtime decides where the data lives, as VTA's runtime decided the DMA. With
+  ``plan.onchip_in`` the whole padded input image is resident: the prologue FILLs its padding border
+  (:meth:`LayerPlan.fills`), an input-tile DMA issues nothing, and a GEMM's input position is the tile's window
+  inside the image (batch block, super-group and input block, then the tile's first row and column times the
+  stride). With ``plan.onchip_out`` an output tile's STOREs become FORWARDs into the next layer's image
+  (:meth:`LayerPlan.forward_target`). The tokens are linked as for STOREs, so the stream equals :func:`lower.lower`.
 
 The built function's operands are not read: the simulator gets the DRAM image from the host.
 """
@@ -64,7 +71,8 @@ class TirLowerError(Error):
 
 def tir_supported(plan: LayerPlan) -> bool:
     """True for every layer plan: any conv2d (kxk, strided, padded, dilated, grouped, depthwise) or dense layer
-    under any mapping that fits (remainder tiles are clipped by the runtime, see the module docstring)."""
+    under any mapping that fits (remainder tiles are clipped by the runtime, see the module docstring), chained
+    (on-chip input and/or output) or not."""
     return isinstance(plan, LayerPlan)
 
 
