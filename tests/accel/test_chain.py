@@ -119,6 +119,7 @@ def test_compiled_chain_is_bit_exact_and_reported(tmp_path):
     accel = tvm_mp.compile(net, plan=plan, target="accel", calibration=calib)
     rt = accel.accel
     assert rt.chains == (("conv2d_0", "conv2d_1", "conv2d_2"),)
+    assert {k.lowering for k in rt.kernels.values()} == {"tir"}  # chained layers too: FORWARD / FILL from the TIR run
     y = accel.run(x)
     np.testing.assert_array_equal(y, accel.reference(x))  # the integer reference (= the CPU build, test_target)
     assert rt.kernels["conv2d_2"].calls == 1  # inside the chain's one call
@@ -148,7 +149,8 @@ def test_compiled_chain_is_bit_exact_and_reported(tmp_path):
     np.testing.assert_array_equal(back.run(x), y)
     meta = json.loads((tmp_path / "art" / "accel" / "accel.json").read_text())
     assert meta["chains"] == [list(rt.chains[0])]
-    assert (tmp_path / "art" / "accel" / "conv2d_0.program.txt").read_text().count("FWD") >= 1
+    program_txt = (tmp_path / "art" / "accel" / "conv2d_0.program.txt").read_text()
+    assert program_txt.startswith("# lowered by: tir\n") and program_txt.count("FWD") >= 1
     meta["chains"] = []  # a layer reading on chip outside any chain: refused in one line, not run wrong
     (tmp_path / "art" / "accel" / "accel.json").write_text(json.dumps(meta))
     with pytest.raises(Error, match="damaged .its chains and its layers' on-chip inputs disagree.; re-export"):
@@ -169,6 +171,7 @@ def test_resnet8_chains_bit_exact():
     plan = PrecisionPlan.uniform(mod, P(4, 4))
     accel = tvm_mp.compile(mod, plan=plan, target="accel", calibration=calib)
     assert accel.accel.chains == (("conv2d_4", "conv2d_5"), ("conv2d_7", "conv2d_8"))
+    assert {k.lowering for k in accel.accel.kernels.values()} == {"tir"}
     np.testing.assert_array_equal(accel.run(x), accel.reference(x))
     model, figures = AnalyticalModel(HW), accel.accel.last
     for name in ("conv2d_4", "conv2d_5", "conv2d_7", "conv2d_8"):  # the model on chained layers: the issue's 10 %
