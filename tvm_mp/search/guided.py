@@ -16,13 +16,22 @@ Here the real score is the judge of a handful of plans only:
    optimum of the tier, of the next tier, of the squared proxy (which spreads the noise over more layers rather
    than putting much of it in a few), and optima forced to differ from the earlier ones in at least
    ``diversity`` layers.
-4. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
+4. **Screening of the entries the proxy misreads** (``screen``): before a candidate is scored, each of its layers at
+   a *risky* option (fewer weight or activation bits than ``screen_below``: the proxy is first order, and 1-3-bit
+   options hurt far more than linearly -- one w1a1 layer can kill a CTC recognizer's output while its proxy noise
+   is small) is scored for real once, alone in the reference plan (every other layer at its most precise option).
+   An option whose single-layer score falls more than ``screen_loss`` (a fraction of the reference plan's score)
+   below the reference is excluded for that layer, with every option of the layer having no more weight and no more
+   activation bits; the integer program is solved again without them (paying elsewhere) and the new plan screened,
+   until a plan has no excluded entry. Single-layer scores are the scorer's (memoized): a later search on the same
+   context reuses them.
+5. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
    contributing most noise is given a less noisy option and the integer program re-balances the others within the
    budget -- while they improve the real score, until ``max_evaluations`` new plans were scored or the best plan
    scores as well as the fp32 network.
 
-Deterministic: integer programs and scores have no randomness (the ``rng`` is not used); the same inputs give the
-same plan.
+Deterministic: integer programs, screening and scores have no randomness (the ``rng`` is not used); the same inputs
+give the same plan.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ SETTLE_ROUNDS = 2
 SETTLE_FRACTION = 0.05
 #: Default option tiers: (smallest weight bits, smallest activation bits) of the integer options kept.
 DEFAULT_TIERS = ((2, 4), (2, 2), (1, 1))
+#: Default of ``GuidedConfig.screen_below``: options with fewer weight or activation bits are screened for real.
+SCREEN_BELOW = (2, 4)
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,11 @@ class GuidedConfig:
     candidate differs from every earlier one. ``tiers``: (smallest w bits, smallest a bits) per tier, from the most
     conservative (a last tier with every option is always added). ``refine``: refine the best candidate with
     the remaining evaluations, stopping after ``patience`` moves in a row that do not improve it. ``progress``:
-    None = a bar on a terminal for long searches.
+    None = a bar on a terminal for long searches. ``screen``: score risky entries of each candidate alone before the
+    candidate (step 4 of the module docstring): options with fewer bits than ``screen_below`` (min w bits, min a
+    bits); excluded when their single-layer score is more than ``screen_loss`` x |reference score| below the
+    reference plan's; at most ``screen_evaluations`` single-layer plans per search (not counted in
+    ``max_evaluations``).
     """
 
     max_evaluations: int = 10
@@ -67,9 +82,13 @@ class GuidedConfig:
     tiers: tuple[tuple[int, int], ...] = DEFAULT_TIERS
     refine: bool = True
     progress: bool | None = None
+    screen: bool = True
+    screen_below: tuple[int, int] = SCREEN_BELOW
+    screen_loss: float = 0.05
+    screen_evaluations: int = 40
 
     def __post_init__(self) -> None:
-        for name in ("max_evaluations", "candidates", "diversity", "patience"):
+        for name in ("max_evaluations", "candidates", "diversity", "patience", "screen_evaluations"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlanError(f"GuidedConfig.{name}={value!r}: give a positive integer")
@@ -78,6 +97,15 @@ class GuidedConfig:
             raise PlanError(f"GuidedConfig.tiers={self.tiers!r}: give (min w bits, min a bits) pairs in 1..8, e.g. "
                             f"{DEFAULT_TIERS}")
         object.__setattr__(self, "tiers", tiers)
+        below = tuple(self.screen_below) if isinstance(self.screen_below, (tuple, list)) else ()
+        if len(below) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 9 for b in below):
+            raise PlanError(f"GuidedConfig.screen_below={self.screen_below!r}: give (min w bits, min a bits) in 1..9, "
+                            f"e.g. {SCREEN_BELOW}")
+        object.__setattr__(self, "screen_below", below)
+        loss = self.screen_loss
+        if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0.0 <= loss < 1.0:
+            raise PlanError(f"GuidedConfig.screen_loss={loss!r}: give a fraction of the reference score in [0, 1), "
+                            f"e.g. 0.05")
 
 
 def _tier_mask(space, tier: tuple[int, int]) -> np.ndarray:
@@ -169,8 +197,71 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     def proxy_of(idx) -> float:
         return float(table[np.arange(space.n_layers), idx].sum())
 
+    screens = 0  # single-layer plans scored by the screening (not counted in max_evaluations)
+
     def budget_left() -> bool:
-        return scorer.evaluations - evals0 < config.max_evaluations
+        return scorer.evaluations - evals0 - screens < config.max_evaluations
+
+    # ---- screening (module docstring, step 4) ----
+    banned = np.zeros(table.shape, dtype=bool)  # (layer, option) excluded by a collapsing single-layer score
+    safe = np.zeros(table.shape, dtype=bool)  # screened and kept (or with at least the bits of such an entry)
+    w_bits = np.array([[o.w_bits if is_integer(o) else 99 for o in opts] + [99] * (space.max_options - len(opts))
+                       for opts in space.options])
+    a_bits = np.array([[o.a_bits if is_integer(o) else 99 for o in opts] + [99] * (space.max_options - len(opts))
+                       for opts in space.options])
+    risky = (w_bits < config.screen_below[0]) | (a_bits < config.screen_below[1])
+    ref_idx = np.array([max(range(len(opts)), key=lambda j, o=opts: (is_integer(o[j]), w_bits[i, j] + a_bits[i, j],
+                                                                      w_bits[i, j], -j))
+                        for i, opts in enumerate(space.options)], dtype=np.int64)
+    screen_log: list[tuple[str, str, float, bool]] = []  # (layer, option, single-layer score, excluded)
+    ref_score = None
+
+    def screen(idx) -> int:
+        """Score the unscreened risky entries of ``idx`` alone in the reference plan (the noisiest by the proxy
+        first); exclude the collapsing ones. Returns how many entries were excluded."""
+        nonlocal screens, ref_score
+        if not config.screen:
+            return 0
+        todo = [i for i in np.argsort(-table[rows, idx], kind="stable")
+                if risky[i, idx[i]] and not safe[i, idx[i]] and not banned[i, idx[i]]]
+        excluded = 0
+        for i in todo:
+            if ref_score is None:
+                before = scorer.evaluations
+                ref_score = scorer.score(space.plan(ref_idx))
+                screens += scorer.evaluations - before
+            if screens >= config.screen_evaluations:
+                break
+            j = idx[i]
+            single = ref_idx.copy()
+            single[i] = j
+            before = scorer.evaluations
+            value = scorer.score(space.plan(single))
+            screens += scorer.evaluations - before
+            collapsed = value < ref_score - config.screen_loss * max(abs(ref_score), 1e-12)
+            fewer = (w_bits[i] <= w_bits[i, j]) & (a_bits[i] <= a_bits[i, j])
+            more = (w_bits[i] >= w_bits[i, j]) & (a_bits[i] >= a_bits[i, j])
+            if collapsed:
+                banned[i] |= fewer
+                banned[i, ref_idx[i]] = False  # the reference option always stays
+                excluded += 1
+            else:
+                safe[i] |= more
+            screen_log.append((space.layers[i].name, str(space.options[i][j]), float(value), bool(collapsed)))
+        return excluded
+
+    def candidate(mask, power=1, exclude=(), changes=1, widen=False):
+        """The integer program's plan within ``mask`` minus the excluded entries, screened; solved again while the
+        screening excludes entries of it. ``widen``: when the exclusions leave no plan within ``mask``, every
+        option in play minus the exclusions, and failing that ``mask`` as it is (a plan is still returned)."""
+        while True:
+            idx = ilp(mask & ~banned, power, exclude, changes)
+            if idx is None and widen and banned.any():
+                idx = ilp(in_play & ~banned, power, exclude, changes)
+                if idx is None:
+                    return ilp(mask, power, exclude, changes)
+            if idx is None or not screen(idx):
+                return idx
 
     def check(idx, how: str) -> None:
         if idx is None or any(np.array_equal(idx, t) for t in tried) or not budget_left():
@@ -189,17 +280,17 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     for how, mask, power in generators:
         if len(checked) >= config.candidates:
             break
-        check(ilp(mask, power), how)
+        check(candidate(mask, power, widen=True), how)
         bar.update(scorer.evaluations - evals0 - bar.n)
     while len(checked) < config.candidates and budget_left():
-        idx = ilp(masks[first], exclude=tried, changes=config.diversity)
+        idx = candidate(masks[first], exclude=tried, changes=config.diversity)
         if idx is None:
             break
         check(idx, f"alternative {len(checked)}")
         bar.update(scorer.evaluations - evals0 - bar.n)
     if not checked:  # no plan of the space meets these limits together (check_budget says which)
         bar.close()
-        idx = problem.repair(np.argmin(np.where(in_play, table, np.inf), axis=1), cost_only=True)
+        idx = problem.repair(np.argmin(np.where(in_play & ~banned, table, np.inf), axis=1), cost_only=True)
         return problem.result("guided", idx, time.perf_counter() - start, scorer.evaluations - evals0,
                               notes={"stopped": "no feasible plan"}), problem
 
@@ -226,10 +317,10 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
             for layer in order:
                 blocked.add((layer, tuple(idx)))
                 mask = in_play.copy()
-                mask[layer] &= table[layer] < contrib[layer] * (1 - 1e-9)
+                mask[layer] &= (table[layer] < contrib[layer] * (1 - 1e-9)) & ~banned[layer]
                 if not mask[layer].any():
                     continue
-                cand = ilp(mask)
+                cand = candidate(mask)
                 if cand is None or any(np.array_equal(cand, t) for t in tried):
                     continue
                 before = best()[0]
@@ -248,7 +339,9 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
              "proxy_seconds": round(proxy_seconds, 3), "ilp_seconds": round(ilp_seconds, 3),
              "exact_seconds": round(exact_seconds, 3), "exact_entries": int(exact.sum()),
              "proxy_objective": proxy_value, "fp32_score": ceiling,
-             "proxy_entries": int(np.isfinite(table).sum()),
+             "proxy_entries": int(np.isfinite(table).sum()), "screened": len(screen_log), "screen_evaluations": screens,
+             "excluded": sum(1 for x in screen_log if x[3]), "reference_score": ref_score,
+             "screens": [list(x) for x in screen_log],
              "checked": [(h, sc, px, proxy_of(ix)) for sc, px, ix, h in checked]}
     history = -np.maximum.accumulate([c[0] for c in checked])  # best objective (minus the score) so far
     return problem.result("guided", idx, time.perf_counter() - start, scorer.evaluations - evals0,

@@ -1,0 +1,284 @@
+"""Mixed plans on the HOST latency model for the real corpus models: what is possible, and what the search finds.
+
+For ``rec`` and ``cls`` of the corpus (tasks, splits and metrics of ``bench/corpus_table.py``; host context with
+the ``"whole-model"`` latency predictor, as in that table):
+
+1. **Host-cheap options.** Per layer, the options of the latency-pruned space (no option with at least as many bits
+   is as fast) that cost less latency than w8a8 on that layer; per option, the latency it saves summed over the
+   layers where it is cheap, and the uniform plans' latency as a fraction of w8a8.
+2. **Single-layer real sensitivity.** For each layer and each of its host-cheap options: the search-split metric of
+   uniform w8a8 with that one layer moved to that option, and the latency it saves (real ``accuracy_fn`` on the
+   NumPy reference). Options are tried from the most saving down, round-robin over layers, within a time cap.
+3. **Greedy by real accuracy per latency saved.** Moves (layer -> option) ranked by single-layer loss, then saving;
+   each move is applied if the whole plan's real search-split metric stays within ``--tolerance`` points of w8a8
+   (else undone), until the plan is at or below each budget (0.95x, 0.9x, 0.85x, 0.7x of w8a8 latency): the plan
+   found at each budget, with its held-out metric.
+4. **The search** (``tvm_mp.search.pareto.optimize``, guided) at the same budgets, each on a fresh scorer (the
+   calibration ranges and the cost table shared, nothing scored before), ``--variants`` of the guided search's
+   knobs interleaved per budget: search time, evaluations, search-split and held-out metric, plan mix.
+5. Uniform plans at or below 1.0x (every one, on the search and held-out splits) against the mixed plans.
+
+    python bench/host_mixed.py [--models rec,cls] [--samples 40] [--parts explore,search] [--cap-seconds 600]
+
+Writes ``docs/host_mixed.json`` after every step and ``docs/host_mixed.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus_table import TASKS, load_average, log, plan_mix  # noqa: E402
+
+from tvm_mp.testing.machine import describe_machine, machine_line  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+COMMAND = "python bench/host_mixed.py"
+BUDGETS = (0.95, 0.9, 0.85, 0.7)
+
+
+def host_context(task):
+    from tvm_mp.canonical import canonicalize
+    from tvm_mp.search.pareto import search_context
+
+    return search_context(canonicalize(task.mod), task.calibration, accuracy_fn=task.accuracy_fn,
+                          cost_model="whole-model", progress=False)
+
+
+def fresh(ctx, task):
+    """The same space and costs on a new scorer (same calibration ranges): nothing scored, nothing cached."""
+    from tvm_mp.search.accuracy import Scorer
+    from tvm_mp.search.pareto import SearchContext
+
+    scorer = Scorer(ctx.scorer.mod, task.calibration, accuracy_fn=task.accuracy_fn, ranges=ctx.scorer.ranges)
+    return SearchContext(scorer, ctx.space, ctx.costs, progress=False)
+
+
+def cheap_options(ctx):
+    """Per layer of the latency-pruned space: [(option index in ctx.space, saving ms)] cheaper than w8a8."""
+    from tvm_mp import Precision
+    from tvm_mp.search.costs import prune_dominated
+
+    space, costs = prune_dominated(ctx.space, ctx.costs, ["latency_ms"])
+    lat = ctx.costs.latency_ms
+    w8 = ctx.space.uniform_index(Precision(8, 8))
+    out = []
+    for i, opts in enumerate(space.options):
+        base = lat[i, w8[i]]
+        row = []
+        for o in opts:
+            j = list(ctx.space.options[i]).index(o)
+            if lat[i, j] < base * (1 - 1e-6):
+                row.append((j, float(base - lat[i, j])))
+        out.append(sorted(row, key=lambda t: -t[1]))
+    return out, w8
+
+
+def explore(task, ctx, res, save, cap_seconds: float, tolerance: float) -> None:
+    from tvm_mp import PrecisionPlan
+
+    space, lat = ctx.space, ctx.costs.latency_ms
+    names = space.names
+    cheap, w8 = cheap_options(ctx)
+    ref = float(ctx.costs.totals(w8)["latency_ms"])
+    res["w8a8_latency_ms"] = ref
+    per_option: dict = {}
+    for i, row in enumerate(cheap):
+        for j, s in row:
+            d = per_option.setdefault(str(space.options[i][j]), {"layers": 0, "saving_ms": 0.0})
+            d["layers"] += 1
+            d["saving_ms"] += s
+    res["cheap_options"] = dict(sorted(per_option.items(), key=lambda kv: -kv[1]["saving_ms"]))
+    res["max_saving_fraction"] = float(sum(max((s for _, s in r), default=0.0) for r in cheap) / ref)
+    res["cheap_per_layer"] = {names[i]: len(r) for i, r in enumerate(cheap)}
+    log(f"  w8a8 latency {ref:.4g} ms; {sum(len(r) for r in cheap)} cheap (layer, option) pairs; the cheapest "
+        f"plan saves {100 * res['max_saving_fraction']:.1f} %")
+    w8plan = {n: space.options[i][w8[i]] for i, n in enumerate(names)}
+    base = ctx.scorer.score(PrecisionPlan(w8plan))
+    res["w8a8_search"] = base
+    # 2. single-layer real sensitivity, round-robin over layers from the most saving option down
+    t0 = time.perf_counter()
+    single = {}
+    depth = max((len(r) for r in cheap), default=0)
+    stopped = False
+    for k in range(depth):
+        for i, row in enumerate(cheap):
+            if k >= len(row):
+                continue
+            if time.perf_counter() - t0 > cap_seconds:
+                stopped = True
+                break
+            j, s = row[k]
+            plan = dict(w8plan)
+            plan[names[i]] = space.options[i][j]
+            single[(i, j)] = (ctx.scorer.score(PrecisionPlan(plan)), s)
+        if stopped:
+            break
+        log(f"  single-layer round {k + 1}/{depth}: {len(single)} scored, {time.perf_counter() - t0:.0f} s")
+    res["single_seconds"] = time.perf_counter() - t0
+    res["single_complete"] = not stopped
+    res["single"] = [{"layer": names[i], "option": str(space.options[i][j]), "search": sc, "saving_ms": s,
+                      "saving_fraction": s / ref} for (i, j), (sc, s) in single.items()]
+    scores = np.array([v[0] for v in single.values()])
+    res["single_summary"] = {"scored": len(single), "collapsed_below_half": int((scores < base / 2).sum()),
+                             "within_tolerance": int((scores >= base - tolerance).sum()),
+                             "seconds_per_plan": res["single_seconds"] / max(1, len(single))}
+    by_opt: dict = {}
+    for (i, j), (sc, _s) in single.items():
+        d = by_opt.setdefault(str(space.options[i][j]), [])
+        d.append(sc)
+    res["single_by_option"] = {o: {"layers": len(v), "min": min(v), "median": float(np.median(v)),
+                                   "within_tolerance": int(sum(x >= base - tolerance for x in v))}
+                               for o, v in sorted(by_opt.items())}
+    log(f"  single-layer: {res['single_summary']}")
+    save()
+    # 3. greedy by real accuracy per latency saved
+    moves = sorted(single.items(), key=lambda kv: (-min(kv[1][0], base), -kv[1][1]))
+    cur = np.array(w8)
+    cur_lat = ref
+    greedy = []
+    targets = sorted(BUDGETS, reverse=True)
+    t0 = time.perf_counter()
+    tried = 0
+    for (i, j), (sc, _s) in moves:
+        if not targets:
+            break
+        if sc < base - 2 * tolerance - 1e-9:  # single-layer loss alone already beyond the tolerance
+            continue
+        if lat[i, j] >= lat[i, cur[i]]:
+            continue
+        trial = cur.copy()
+        trial[i] = j
+        score = ctx.scorer.score(space.plan(trial))
+        tried += 1
+        if score >= base - tolerance - 1e-9:
+            cur = trial
+            cur_lat = float(ctx.costs.totals(cur)["latency_ms"])
+            while targets and cur_lat <= targets[0] * ref + 1e-12:
+                frac = targets.pop(0)
+                plan = space.plan(cur)
+                held = task.held_out(lambda x, p=plan: ctx.scorer.evaluator.run(p, [x]))
+                greedy.append({"budget": frac, "fraction": cur_lat / ref, "search": score, "held_out": held,
+                               "plan_mix": plan_mix(plan), "moves_tried": tried,
+                               "seconds": time.perf_counter() - t0})
+                log(f"  greedy {frac}x: {cur_lat / ref:.3f}x, {score:.1f} / held-out {held:.1f} "
+                    f"({tried} plans)")
+    final = space.plan(cur)
+    res["greedy"] = greedy
+    res["greedy_end"] = {"fraction": cur_lat / ref, "search": ctx.scorer.score(final), "moves_tried": tried,
+                         "plan_mix": plan_mix(final),
+                         "held_out": task.held_out(lambda x: ctx.scorer.evaluator.run(final, [x])),
+                         "seconds": time.perf_counter() - t0}
+    log(f"  greedy end: {res['greedy_end']}")
+    save()
+
+
+def uniform(task, ctx, res, save) -> None:
+    from tvm_mp import Precision, PrecisionPlan
+
+    ref = res.get("w8a8_latency_ms") or float(ctx.costs.totals(ctx.space.uniform_index(Precision(8, 8)))[
+        "latency_ms"])
+    rows = []
+    for prec in ctx.space.uniform_precisions():
+        frac = ctx.costs.totals(ctx.space.uniform_index(prec))["latency_ms"] / ref
+        if frac > 1.0 + 1e-9 and str(prec) not in ("w4a8",):
+            continue
+        plan = PrecisionPlan({n: prec for n in ctx.space.names})
+        rows.append({"plan": str(prec), "fraction": frac, "search": ctx.scorer.score(plan),
+                     "held_out": task.held_out(lambda x, p=plan: ctx.scorer.evaluator.run(p, [x]))})
+    res["uniform"] = sorted(rows, key=lambda r: r["fraction"])
+    log(f"  uniform: {len(rows)} plans at or below w8a8 latency")
+    save()
+
+
+VARIANTS = {
+    "current": {},  # the default GuidedConfig of the code being run
+    "before": {"screen": False},
+    "after": {},
+}
+
+
+def search(task, ctx, res, save, variants) -> None:
+    from tvm_mp import Budget, Precision
+    from tvm_mp.search.guided import GuidedConfig
+    from tvm_mp.search.pareto import optimize
+
+    ref = float(ctx.costs.totals(ctx.space.uniform_index(Precision(8, 8)))["latency_ms"])
+    rows = res.setdefault("search", [])
+    for frac in BUDGETS:
+        for name in variants:
+            try:
+                config = GuidedConfig(progress=False, **VARIANTS[name])
+            except TypeError as err:
+                log(f"  variant {name}: {err}")
+                continue
+            c = fresh(ctx, task)
+            before = load_average()
+            t0 = time.perf_counter()
+            out, _ = optimize(c, Budget(latency_ms=frac * ref), np.random.default_rng(0), config)
+            seconds = time.perf_counter() - t0
+            plan = out.plan
+            row = {"variant": name, "budget": frac, "seconds": seconds, "evaluations": out.evaluations,
+                   "fraction": c.costs.totals(c.space.index_of(plan))["latency_ms"] / ref,
+                   "search": c.scorer.score(plan),
+                   "held_out": task.held_out(lambda x, p=plan, c=c: c.scorer.evaluator.run(p, [x])),
+                   "plan_mix": plan_mix(plan), "load_before": before, "load_after": load_average(),
+                   "notes": {k: v for k, v in out.notes.items() if k != "checked"},
+                   "checked": [list(x[:2]) for x in out.notes.get("checked", [])]}
+            rows.append(row)
+            log(f"  search {name} {frac}x: {seconds:.0f} s, {out.evaluations} evaluations, {row['fraction']:.3f}x, "
+                f"{row['search']:.1f} / held-out {row['held_out']:.1f}  [{row['notes'].get('chosen_by')}]")
+            save()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="rec,cls")
+    ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--parts", default="explore,uniform,search")
+    ap.add_argument("--variants", default="before,after")
+    ap.add_argument("--cap-seconds", type=float, default=600.0)
+    ap.add_argument("--tolerance", type=float, default=1.0, help="points below w8a8 the greedy plan may lose")
+    ap.add_argument("--json", default=str(DOCS / "host_mixed.json"))
+    args = ap.parse_args(argv)
+    parts = args.parts.split(",")
+    path = Path(args.json)
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    result.update({"command": COMMAND + " " + " ".join(argv if argv is not None else sys.argv[1:]),
+                   "machine_line": machine_line(describe_machine())})
+    result.setdefault("load_start", load_average())
+
+    def save():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1, default=str))
+
+    for name in args.models.split(","):
+        res = result.setdefault("models", {}).setdefault(name, {})
+        log(f"== {name}")
+        t0 = time.perf_counter()
+        task = TASKS[name](name, args.samples)
+        ctx = host_context(task)
+        res["setup_seconds"] = time.perf_counter() - t0
+        res["metric"] = task.metric_name
+        res["layers"] = ctx.space.n_layers
+        log(f"  setup {res['setup_seconds']:.0f} s, {ctx.space.n_layers} layers, {ctx.costs.model_name}")
+        if "explore" in parts:
+            explore(task, ctx, res, save, args.cap_seconds, args.tolerance)
+        if "uniform" in parts:
+            uniform(task, ctx, res, save)
+        if "search" in parts:
+            search(task, ctx, res, save, args.variants.split(","))
+    result["load_end"] = load_average()
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
