@@ -81,7 +81,7 @@ def test_a_collapsing_layer_is_excluded_and_paid_for_elsewhere(net, calib, task,
     assert -screened.objective == ctx.scorer.score(screened.plan) > 0.0
     assert base.costs.fits(base.space.index_of(screened.plan), budget)
     notes = screened.notes
-    assert notes["excluded"] >= 1 and any(s[0] == task.layer and s[3] for s in notes["screens"])
+    assert notes["excluded"] >= 1 and any(s[0] == [task.layer] and s[3] for s in notes["screens"])
     assert notes["screen_evaluations"] <= GuidedConfig().screen_evaluations
     assert screened.evaluations - notes["screen_evaluations"] <= 4
 

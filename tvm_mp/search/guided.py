@@ -16,15 +16,16 @@ Here the real score is the judge of a handful of plans only:
    optimum of the tier, of the next tier, of the squared proxy (which spreads the noise over more layers rather
    than putting much of it in a few), and optima forced to differ from the earlier ones in at least
    ``diversity`` layers.
-4. **Screening of the entries the proxy misreads** (``screen``): before a candidate is scored, each of its layers at
-   a *risky* option (fewer weight or activation bits than ``screen_below``: the proxy is first order, and 1-3-bit
-   options hurt far more than linearly -- one w1a1 layer can kill a CTC recognizer's output while its proxy noise
-   is small) is scored for real once, alone in the reference plan (every other layer at its most precise option).
-   An option whose single-layer score falls more than ``screen_loss`` (a fraction of the reference plan's score)
-   below the reference is excluded for that layer, with every option of the layer having no more weight and no more
-   activation bits; the integer program is solved again without them (paying elsewhere) and the new plan screened,
-   until a plan has no excluded entry. Single-layer scores are the scorer's (memoized): a later search on the same
-   context reuses them.
+4. **Screening of the entries the proxy misreads** (``screen``): before a candidate is scored, its layers at
+   *risky* options (fewer weight or activation bits than ``screen_below``: the proxy is first order, and 1-3-bit
+   options hurt far more than linearly -- one w1a1 layer kills the CTC output of the corpus' text recognizer while
+   its proxy noise is small) are tested for real in the reference plan (every other layer at its most precise
+   option): all of them at once, and while a group scores more than ``screen_loss`` (a fraction of the reference
+   plan's score) below the reference, its two halves (group testing: a few catastrophic entries among many cost
+   a few evaluations each). A single entry that falls is excluded for its layer, with every option of the layer
+   having no more weight and no more activation bits; the integer program is solved again without them (paying
+   elsewhere) and the new plan screened, until a plan has no excluded entry. Scores are the scorer's (memoized): a
+   later search on the same context reuses them.
 5. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
    contributing most noise is given a less noisy option and the integer program re-balances the others within the
    budget -- while they improve the real score, until ``max_evaluations`` new plans were scored or the best plan
@@ -71,8 +72,7 @@ class GuidedConfig:
     None = a bar on a terminal for long searches. ``screen``: score risky entries of each candidate alone before the
     candidate (step 4 of the module docstring): options with fewer bits than ``screen_below`` (min w bits, min a
     bits); excluded when their single-layer score is more than ``screen_loss`` x |reference score| below the
-    reference plan's; at most ``screen_evaluations`` single-layer plans per search (not counted in
-    ``max_evaluations``).
+    reference plan's; at most ``screen_evaluations`` group tests per search (not counted in ``max_evaluations``).
     """
 
     max_evaluations: int = 10
@@ -85,7 +85,7 @@ class GuidedConfig:
     screen: bool = True
     screen_below: tuple[int, int] = SCREEN_BELOW
     screen_loss: float = 0.05
-    screen_evaluations: int = 40
+    screen_evaluations: int = 24
 
     def __post_init__(self) -> None:
         for name in ("max_evaluations", "candidates", "diversity", "patience", "screen_evaluations"):
@@ -213,41 +213,52 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     ref_idx = np.array([max(range(len(opts)), key=lambda j, o=opts: (is_integer(o[j]), w_bits[i, j] + a_bits[i, j],
                                                                       w_bits[i, j], -j))
                         for i, opts in enumerate(space.options)], dtype=np.int64)
-    screen_log: list[tuple[str, str, float, bool]] = []  # (layer, option, single-layer score, excluded)
+    screen_log: list[tuple[list, list, float, bool]] = []  # (layers, options, group score, excluded)
     ref_score = None
 
+    def scored(entries) -> float:
+        """The real score of the reference plan with ``entries`` ((layer, option) pairs) put in."""
+        nonlocal screens
+        plan = ref_idx.copy()
+        for i, j in entries:
+            plan[i] = j
+        before = scorer.evaluations
+        value = scorer.score(space.plan(plan))
+        screens += scorer.evaluations - before
+        return float(value)
+
     def screen(idx) -> int:
-        """Score the unscreened risky entries of ``idx`` alone in the reference plan (the noisiest by the proxy
-        first); exclude the collapsing ones. Returns how many entries were excluded."""
-        nonlocal screens, ref_score
+        """Group tests of the unscreened risky entries of ``idx`` in the reference plan: all of them at once, and
+        while a group's score falls more than ``screen_loss`` below the reference, its halves; a single entry that
+        falls is excluded, with the options of its layer having no more bits. Returns how many were excluded."""
+        nonlocal ref_score
         if not config.screen:
             return 0
-        todo = [i for i in np.argsort(-table[rows, idx], kind="stable")
+        todo = [(int(i), int(idx[i])) for i in np.argsort(-table[rows, idx], kind="stable")
                 if risky[i, idx[i]] and not safe[i, idx[i]] and not banned[i, idx[i]]]
+        if not todo:
+            return 0
+        if ref_score is None:
+            ref_score = scored([])
+        floor = ref_score - config.screen_loss * max(abs(ref_score), 1e-12)
         excluded = 0
-        for i in todo:
-            if ref_score is None:
-                before = scorer.evaluations
-                ref_score = scorer.score(space.plan(ref_idx))
-                screens += scorer.evaluations - before
-            if screens >= config.screen_evaluations:
-                break
-            j = idx[i]
-            single = ref_idx.copy()
-            single[i] = j
-            before = scorer.evaluations
-            value = scorer.score(space.plan(single))
-            screens += scorer.evaluations - before
-            collapsed = value < ref_score - config.screen_loss * max(abs(ref_score), 1e-12)
-            fewer = (w_bits[i] <= w_bits[i, j]) & (a_bits[i] <= a_bits[i, j])
-            more = (w_bits[i] >= w_bits[i, j]) & (a_bits[i] >= a_bits[i, j])
-            if collapsed:
-                banned[i] |= fewer
+        groups = [todo]
+        while groups and screens < config.screen_evaluations:
+            group = groups.pop(0)
+            value = scored(group)
+            if value >= floor:
+                for i, j in group:
+                    safe[i] |= (w_bits[i] >= w_bits[i, j]) & (a_bits[i] >= a_bits[i, j])
+            elif len(group) == 1:
+                i, j = group[0]
+                banned[i] |= (w_bits[i] <= w_bits[i, j]) & (a_bits[i] <= a_bits[i, j])
                 banned[i, ref_idx[i]] = False  # the reference option always stays
                 excluded += 1
             else:
-                safe[i] |= more
-            screen_log.append((space.layers[i].name, str(space.options[i][j]), float(value), bool(collapsed)))
+                half = len(group) // 2
+                groups[:0] = [group[:half], group[half:]]
+            screen_log.append(([space.layers[i].name for i, _ in group], [str(space.options[i][j]) for i, j in group],
+                               value, bool(value < floor and len(group) == 1)))
         return excluded
 
     def candidate(mask, power=1, exclude=(), changes=1, widen=False):
@@ -339,8 +350,9 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
              "proxy_seconds": round(proxy_seconds, 3), "ilp_seconds": round(ilp_seconds, 3),
              "exact_seconds": round(exact_seconds, 3), "exact_entries": int(exact.sum()),
              "proxy_objective": proxy_value, "fp32_score": ceiling,
-             "proxy_entries": int(np.isfinite(table).sum()), "screened": len(screen_log), "screen_evaluations": screens,
-             "excluded": sum(1 for x in screen_log if x[3]), "reference_score": ref_score,
+             "proxy_entries": int(np.isfinite(table).sum()), "screen_groups": len(screen_log),
+             "screen_evaluations": screens, "excluded": sum(1 for x in screen_log if x[3]),
+             "reference_score": ref_score,
              "screens": [list(x) for x in screen_log],
              "checked": [(h, sc, px, proxy_of(ix)) for sc, px, ix, h in checked]}
     history = -np.maximum.accumulate([c[0] for c in checked])  # best objective (minus the score) so far
