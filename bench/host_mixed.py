@@ -181,20 +181,27 @@ def explore(task, ctx, res, save, cap_seconds: float, tolerance: float) -> None:
 
 
 def uniform(task, ctx, res, save) -> None:
+    """w8a8, w4a8 and, per interval between budgets (1.0, 0.95, 0.9, 0.85, 0.7, 0), the two dearest uniform plans
+    in it: search and held-out metric."""
     from tvm_mp import Precision, PrecisionPlan
 
-    ref = res.get("w8a8_latency_ms") or float(ctx.costs.totals(ctx.space.uniform_index(Precision(8, 8)))[
-        "latency_ms"])
+    ref = float(ctx.costs.totals(ctx.space.uniform_index(Precision(8, 8)))["latency_ms"])
+    edges = (1.0 + 1e-9,) + BUDGETS + (0.0,)
+    fracs = [(ctx.costs.totals(ctx.space.uniform_index(p))["latency_ms"] / ref, p)
+             for p in ctx.space.uniform_precisions()]
+    pick = [p for f, p in fracs if str(p) in ("w8a8", "w4a8")]
+    for hi, lo in zip(edges, edges[1:]):
+        inside = sorted(((f, str(p), p) for f, p in fracs if lo < f <= hi and str(p) not in ("w8a8", "w4a8")),
+                        key=lambda t: (-t[0], t[1]))
+        pick += [p for _, _, p in inside[:2]]
     rows = []
-    for prec in ctx.space.uniform_precisions():
+    for prec in pick:
         frac = ctx.costs.totals(ctx.space.uniform_index(prec))["latency_ms"] / ref
-        if frac > 1.0 + 1e-9 and str(prec) not in ("w4a8",):
-            continue
         plan = PrecisionPlan({n: prec for n in ctx.space.names})
         rows.append({"plan": str(prec), "fraction": frac, "search": ctx.scorer.score(plan),
                      "held_out": task.held_out(lambda x, p=plan: ctx.scorer.evaluator.run(p, [x]))})
+        log(f"  uniform {prec}: {frac:.3f}x, {rows[-1]['search']:.1f} / held-out {rows[-1]['held_out']:.1f}")
     res["uniform"] = sorted(rows, key=lambda r: r["fraction"])
-    log(f"  uniform: {len(rows)} plans at or below w8a8 latency")
     save()
 
 
@@ -205,7 +212,7 @@ VARIANTS = {
 }
 
 
-def search(task, ctx, res, save, variants) -> None:
+def search(task, ctx, res, save, variants, shared: bool = False) -> None:
     from tvm_mp import Budget, Precision
     from tvm_mp.search.guided import GuidedConfig
     from tvm_mp.search.pareto import optimize
@@ -219,13 +226,14 @@ def search(task, ctx, res, save, variants) -> None:
             except TypeError as err:
                 log(f"  variant {name}: {err}")
                 continue
-            c = fresh(ctx, task)
+            c = ctx if shared else fresh(ctx, task)
             before = load_average()
             t0 = time.perf_counter()
             out, _ = optimize(c, Budget(latency_ms=frac * ref), np.random.default_rng(0), config)
             seconds = time.perf_counter() - t0
             plan = out.plan
-            row = {"variant": name, "budget": frac, "seconds": seconds, "evaluations": out.evaluations,
+            row = {"variant": name, "budget": frac, "shared_scorer": shared, "seconds": seconds,
+                   "evaluations": out.evaluations,
                    "fraction": c.costs.totals(c.space.index_of(plan))["latency_ms"] / ref,
                    "search": c.scorer.score(plan),
                    "held_out": task.held_out(lambda x, p=plan, c=c: c.scorer.evaluator.run(p, [x])),
@@ -244,6 +252,9 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--parts", default="explore,uniform,search")
     ap.add_argument("--variants", default="before,after")
+    ap.add_argument("--shared-scorer", action="store_true",
+                    help="search every budget and variant on one scorer (its memoized scores reused: times not "
+                    "comparable between variants)")
     ap.add_argument("--cap-seconds", type=float, default=600.0)
     ap.add_argument("--tolerance", type=float, default=1.0, help="points below w8a8 the greedy plan may lose")
     ap.add_argument("--json", default=str(DOCS / "host_mixed.json"))
@@ -274,7 +285,7 @@ def main(argv=None) -> int:
         if "uniform" in parts:
             uniform(task, ctx, res, save)
         if "search" in parts:
-            search(task, ctx, res, save, args.variants.split(","))
+            search(task, ctx, res, save, args.variants.split(","), args.shared_scorer)
     result["load_end"] = load_average()
     save()
     return 0
