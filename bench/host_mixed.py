@@ -246,6 +246,108 @@ def search(task, ctx, res, save, variants, shared: bool = False) -> None:
             save()
 
 
+# ---- report --------------------------------------------------------------------------------------------------------
+def _f(v, spec=".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _mix(mix: dict, top: int = 6) -> str:
+    items = list(mix.items())
+    return ", ".join(f"{n} {k}" for k, n in items[:top]) + (", ..." if len(items) > top else "")
+
+
+def markdown(result: dict) -> str:
+    out = ["# Mixed plans on the host latency model (cls, rec)", "",
+           f"Commands: {'; '.join(result.get('commands', []))}. {result.get('machine_line', '')} Load averages per "
+           f"search in the tables.", "",
+           "Costs are the `whole-model` host latency predictor's (as in `docs/corpus_table.md`); metrics on the "
+           "search split (the `accuracy_fn` of the searches) and the held-out split, 40 samples each (one sample "
+           "moves a metric by 2.5 points). Plans are scored on the NumPy reference (bit-exact with the built model "
+           "for integer layers).", ""]
+    for name, r in result.get("models", {}).items():
+        out += [f"## {name} ({r.get('layers', '?')} layers, {r.get('metric', '')})", ""]
+        if "cheap_options" in r:
+            out += [f"**Host-cheap options** (cheaper than w8a8 on a layer, latency-pruned space): "
+                    f"uniform w8a8 is {r['w8a8_latency_ms']:.4g} ms; the cheapest plan saves "
+                    f"{100 * r['max_saving_fraction']:.1f} %. Saving summed over the layers where each option is "
+                    f"cheap (fraction of w8a8), the top 12:", "",
+                    "| option | layers | saving |", "|---|---:|---:|"]
+            for k, v in list(r["cheap_options"].items())[:12]:
+                out.append(f"| {k} | {v['layers']} | {v['saving_ms'] / r['w8a8_latency_ms']:.3f} |")
+            out.append("")
+        if "single_summary" in r:
+            ss = r["single_summary"]
+            out += [f"**Single-layer real sensitivity** (w8a8 with one layer at one host-cheap option, the most "
+                    f"saving options first, round-robin over layers; {ss['scored']} plans in "
+                    f"{r['single_seconds']:.0f} s, {ss['seconds_per_plan']:.1f} s per plan, "
+                    f"{'complete' if r['single_complete'] else 'cut by the time cap'}): w8a8 scores "
+                    f"{r['w8a8_search']:.1f}; {ss['within_tolerance']} within 1 point, "
+                    f"{ss['collapsed_below_half']} below half of it.", "",
+                    "| option | layers scored | min | median | within 1 point |", "|---|---:|---:|---:|---:|"]
+            for k, v in r["single_by_option"].items():
+                out.append(f"| {k} | {v['layers']} | {v['min']:.1f} | {v['median']:.1f} | "
+                           f"{v['within_tolerance']} |")
+            out.append("")
+        if "greedy_end" in r:
+            g = r["greedy_end"]
+            out += ["**Greedy by real accuracy per latency saved** (moves from the single-layer table, least loss "
+                    "then most saving first; a move is kept when the whole plan's search-split score stays within "
+                    "1 point of w8a8):", ""]
+            for row in r.get("greedy", []):
+                out.append(f"* reached {row['budget']}x: {row['fraction']:.3f}x, search {row['search']:.1f}, "
+                           f"held-out {row['held_out']:.1f} ({row['moves_tried']} plans)")
+            out += [f"* end: {g['fraction']:.3f}x, search {g['search']:.1f}, held-out {g['held_out']:.1f} after "
+                    f"{g['moves_tried']} plans ({g['seconds']:.0f} s): {_mix(g['plan_mix'])}", ""]
+        if r.get("uniform"):
+            out += ["**Uniform plans** (latency fraction of w8a8, search / held-out):", "",
+                    "| plan | latency | search | held-out |", "|---|---:|---:|---:|"]
+            for u in r["uniform"]:
+                out.append(f"| {u['plan']} | {u['fraction']:.3f}x | {u['search']:.1f} | {u['held_out']:.1f} |")
+            out.append("")
+        rows = r.get("search", [])
+        if rows:
+            shared = any(x.get("shared_scorer") for x in rows)
+            out += ["**The search** (`optimize`, guided; `before`: screening off, as on main; `after`: the "
+                    "default, screening on)" + (" -- all budgets and variants on one scorer (memoized scores "
+                                                "reused: the times are not comparable)" if shared else
+                                                " -- each on a fresh scorer (nothing scored before)") + ":", "",
+                    "| budget | variant | latency | search | held-out | time (s) | evaluations (screening) | "
+                    "excluded | chosen by | load before / after | plan |",
+                    "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+            for x in sorted(rows, key=lambda x: (-x["budget"], x["variant"])):
+                n = x["notes"]
+                out.append(f"| {x['budget']}x | {x['variant']} | {x['fraction']:.3f}x | {x['search']:.1f} | "
+                           f"{x['held_out']:.1f} | {x['seconds']:.0f} | {x['evaluations']} "
+                           f"({n.get('screen_evaluations', 0)}) | {n.get('excluded', '-')} | {n.get('chosen_by')} | "
+                           f"{x['load_before'][0]} / {x['load_after'][0]} | {_mix(x['plan_mix'], 5)} |")
+            out.append("")
+            after = [x for x in rows if x["variant"] == "after"]
+            if r.get("uniform") and after:
+                out += ["**Uniform vs mixed** (held-out; the best `after` plan at no more latency):", ""]
+                for u in r["uniform"]:
+                    fits = [x for x in after if x["fraction"] <= u["fraction"] + 1e-9]
+                    best = max(fits, key=lambda x: x["held_out"]) if fits else None
+                    verdict = ("no mixed plan searched at or below its latency" if best is None else
+                               f"mixed {best['budget']}x ({best['fraction']:.3f}x) {best['held_out']:.1f}: "
+                               + ("dominated" if best["held_out"] >= u["held_out"] else "NOT dominated"))
+                    out.append(f"* {u['plan']} ({u['fraction']:.3f}x, {u['held_out']:.1f}): {verdict}")
+                out.append("")
+    return "\n".join(out)
+
+
+def render(paths, md_path) -> None:
+    merged: dict = {"commands": [], "models": {}}
+    for p in paths:
+        data = json.loads(Path(p).read_text())
+        merged["commands"].append(f"`{data.get('command', COMMAND)}` (load {data.get('load_start')} -> "
+                                  f"{data.get('load_end')})")
+        merged["machine_line"] = data.get("machine_line", "")
+        for name, r in data.get("models", {}).items():
+            merged["models"].setdefault(name, {}).update({k: v for k, v in r.items() if k != "search"})
+            merged["models"][name].setdefault("search", []).extend(r.get("search", []))
+    Path(md_path).write_text(markdown(merged) + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="rec,cls")
@@ -258,7 +360,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cap-seconds", type=float, default=600.0)
     ap.add_argument("--tolerance", type=float, default=1.0, help="points below w8a8 the greedy plan may lose")
     ap.add_argument("--json", default=str(DOCS / "host_mixed.json"))
+    ap.add_argument("--render", nargs="+", metavar="JSON", help="write docs/host_mixed.md from these runs, exit")
     args = ap.parse_args(argv)
+    if args.render:
+        render(args.render, DOCS / "host_mixed.md")
+        return 0
     parts = args.parts.split(",")
     path = Path(args.json)
     result = json.loads(path.read_text()) if path.is_file() else {}
