@@ -18,7 +18,8 @@ the ``"whole-model"`` latency predictor, as in that table):
    knobs interleaved per budget: search time, evaluations, search-split and held-out metric, plan mix.
 5. Uniform plans at or below 1.0x (every one, on the search and held-out splits) against the mixed plans.
 
-    python bench/host_mixed.py [--models rec,cls] [--samples 40] [--parts explore,search] [--cap-seconds 600]
+    python bench/host_mixed.py [--models rec,cls] [--samples 40] [--parts explore,uniform,search] [--budgets ...]
+        [--variants before,after] [--shared-scorer] [--cap-seconds 600]; --render A.json [B.json ...]
 
 Writes ``docs/host_mixed.json`` after every step and ``docs/host_mixed.md``.
 """
@@ -212,14 +213,14 @@ VARIANTS = {
 }
 
 
-def search(task, ctx, res, save, variants, shared: bool = False) -> None:
+def search(task, ctx, res, save, variants, budgets=BUDGETS, shared: bool = False) -> None:
     from tvm_mp import Budget, Precision
     from tvm_mp.search.guided import GuidedConfig
     from tvm_mp.search.pareto import optimize
 
     ref = float(ctx.costs.totals(ctx.space.uniform_index(Precision(8, 8)))["latency_ms"])
     rows = res.setdefault("search", [])
-    for frac in BUDGETS:
+    for frac in budgets:
         for name in variants:
             try:
                 config = GuidedConfig(progress=False, **VARIANTS[name])
@@ -354,6 +355,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--parts", default="explore,uniform,search")
     ap.add_argument("--variants", default="before,after")
+    ap.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS), help="search budgets (x w8a8 latency)")
     ap.add_argument("--shared-scorer", action="store_true",
                     help="search every budget and variant on one scorer (its memoized scores reused: times not "
                     "comparable between variants)")
@@ -386,12 +388,14 @@ def main(argv=None) -> int:
         res["metric"] = task.metric_name
         res["layers"] = ctx.space.n_layers
         log(f"  setup {res['setup_seconds']:.0f} s, {ctx.space.n_layers} layers, {ctx.costs.model_name}")
-        if "explore" in parts:
-            explore(task, ctx, res, save, args.cap_seconds, args.tolerance)
-        if "uniform" in parts:
-            uniform(task, ctx, res, save)
-        if "search" in parts:
-            search(task, ctx, res, save, args.variants.split(","), args.shared_scorer)
+        budgets = [float(b) for b in args.budgets.split(",")]
+        for part in parts:  # in the order given
+            if part == "explore":
+                explore(task, ctx, res, save, args.cap_seconds, args.tolerance)
+            elif part == "uniform":
+                uniform(task, ctx, res, save)
+            elif part == "search":
+                search(task, ctx, res, save, args.variants.split(","), budgets, args.shared_scorer)
     result["load_end"] = load_average()
     save()
     return 0

@@ -93,3 +93,15 @@ def test_screen_config_is_checked():
             GuidedConfig(**bad)
         assert "\n" not in str(err.value)
     assert GuidedConfig(screen_below=[2, 2]).screen_below == (2, 2)
+
+
+def test_exclusions_the_budget_cannot_do_without_are_lifted(net, calib, task, base):
+    from tvm_mp import Budget
+
+    assert task.layer is not None  # set by the test above (same module)
+    budget = Budget(energy_uj=0.15)  # the others at w1a1 leave the killing layer less than its cheapest safe option
+    ctx = _context(net, calib, task, base)
+    result, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=3, refine=False))
+    assert result.feasible and base.costs.fits(base.space.index_of(result.plan), budget)
+    lifted = result.notes["lifted"]
+    assert lifted and set(lifted) == {0.0}  # the killing layer's exclusions were lifted: a plan is still returned

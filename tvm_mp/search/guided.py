@@ -24,8 +24,9 @@ Here the real score is the judge of a handful of plans only:
    plan's score) below the reference, its two halves (group testing: a few catastrophic entries among many cost
    a few evaluations each). A single entry that falls is excluded for its layer, with every option of the layer
    having no more weight and no more activation bits; the integer program is solved again without them (paying
-   elsewhere) and the new plan screened, until a plan has no excluded entry. Scores are the scorer's (memoized): a
-   later search on the same context reuses them.
+   elsewhere) and the new plan screened, until a plan has no excluded entry. When the exclusions leave no plan
+   within the budget, they are lifted one at a time, the least damaging (highest single-layer score) first. Scores
+   are the scorer's (memoized): a later search on the same context reuses them.
 5. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
    contributing most noise is given a less noisy option and the integer program re-balances the others within the
    budget -- while they improve the real score, until ``max_evaluations`` new plans were scored or the best plan
@@ -204,6 +205,9 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
 
     # ---- screening (module docstring, step 4) ----
     banned = np.zeros(table.shape, dtype=bool)  # (layer, option) excluded by a collapsing single-layer score
+    bans: list[tuple[float, np.ndarray]] = []  # (single-layer score, the entries it excludes), in force
+    lifted: list[float] = []  # single-layer scores of the exclusions lifted to meet the budget
+    tolerated = np.zeros(table.shape, dtype=bool)  # the entries of those exclusions
     safe = np.zeros(table.shape, dtype=bool)  # screened and kept (or with at least the bits of such an entry)
     w_bits = np.array([[o.w_bits if is_integer(o) else 99 for o in opts] + [99] * (space.max_options - len(opts))
                        for opts in space.options])
@@ -235,7 +239,7 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
         if not config.screen:
             return 0
         todo = [(int(i), int(idx[i])) for i in np.argsort(-table[rows, idx], kind="stable")
-                if risky[i, idx[i]] and not safe[i, idx[i]] and not banned[i, idx[i]]]
+                if risky[i, idx[i]] and not (safe | banned | tolerated)[i, idx[i]]]
         if not todo:
             return 0
         if ref_score is None:
@@ -251,8 +255,11 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
                     safe[i] |= (w_bits[i] >= w_bits[i, j]) & (a_bits[i] >= a_bits[i, j])
             elif len(group) == 1:
                 i, j = group[0]
-                banned[i] |= (w_bits[i] <= w_bits[i, j]) & (a_bits[i] <= a_bits[i, j])
-                banned[i, ref_idx[i]] = False  # the reference option always stays
+                row = np.zeros(table.shape, dtype=bool)
+                row[i] = (w_bits[i] <= w_bits[i, j]) & (a_bits[i] <= a_bits[i, j])
+                row[i, ref_idx[i]] = False  # the reference option always stays
+                bans.append((value, row))
+                banned[:] |= row
                 excluded += 1
             else:
                 half = len(group) // 2
@@ -269,6 +276,13 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
             idx = ilp(mask & ~banned, power, exclude, changes)
             if idx is None and widen and banned.any():
                 idx = ilp(in_play & ~banned, power, exclude, changes)
+                while idx is None and bans:  # the budget needs excluded entries: lift the least damaging first
+                    k = max(range(len(bans)), key=lambda n: bans[n][0])
+                    value, row = bans.pop(k)
+                    lifted.append(float(value))
+                    tolerated[:] |= row  # not screened again
+                    banned[:] = np.logical_or.reduce([b for _, b in bans]) if bans else False
+                    idx = ilp(in_play & ~banned, power, exclude, changes)
                 if idx is None:
                     return ilp(mask, power, exclude, changes)
             if idx is None or not screen(idx):
@@ -352,7 +366,7 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
              "proxy_objective": proxy_value, "fp32_score": ceiling,
              "proxy_entries": int(np.isfinite(table).sum()), "screen_groups": len(screen_log),
              "screen_evaluations": screens, "excluded": sum(1 for x in screen_log if x[3]),
-             "reference_score": ref_score,
+             "reference_score": ref_score, "lifted": lifted,
              "screens": [list(x) for x in screen_log],
              "checked": [(h, sc, px, proxy_of(ix)) for sc, px, ix, h in checked]}
     history = -np.maximum.accumulate([c[0] for c in checked])  # best objective (minus the score) so far
