@@ -17,16 +17,17 @@ Here the real score is the judge of a handful of plans only:
    than putting much of it in a few), and optima forced to differ from the earlier ones in at least
    ``diversity`` layers.
 4. **Screening of the entries the proxy misreads** (``screen``): before a candidate is scored, its layers at
-   *risky* options (fewer weight or activation bits than ``screen_below``: the proxy is first order, and 1-3-bit
-   options hurt far more than linearly -- one w1a1 layer kills the CTC output of the corpus' text recognizer while
-   its proxy noise is small) are tested for real in the reference plan (every other layer at its most precise
-   option): all of them at once, and while a group scores more than ``screen_loss`` (a fraction of the reference
-   plan's score) below the reference, its two halves (group testing: a few catastrophic entries among many cost
-   a few evaluations each). A single entry that falls is excluded for its layer, with every option of the layer
-   having no more weight and no more activation bits; the integer program is solved again without them (paying
-   elsewhere) and the new plan screened, until a plan has no excluded entry. When the exclusions leave no plan
-   within the budget, they are lifted one at a time, the least damaging (highest single-layer score) first. Scores
-   are the scorer's (memoized): a later search on the same context reuses them.
+   *risky* options (fewer weight or activation bits than ``screen_below``, default 1-bit weights or activations:
+   the proxy is first order, and such options hurt far more than linearly -- one w1a1 layer kills the CTC output
+   of the corpus' text recognizer while its proxy noise is small) are tested for real in the reference plan (every
+   other layer at its most precise option): all of them at once, and while a group scores more than
+   ``screen_loss`` (a fraction of the reference plan's score) below the reference, its two halves (group testing:
+   a few catastrophic entries among many cost a few evaluations each). A single entry that falls is excluded for
+   its layer, with every option of the layer having no more weight and no more activation bits; the integer
+   program is solved again without them (paying elsewhere) and the new plan screened, until a plan has no
+   excluded entry. When the exclusions leave no plan within the budget, they are lifted one at a time, the least
+   damaging (highest single-layer score) first. Scores are the scorer's (memoized): a later search on the same
+   context reuses them.
 5. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
    contributing most noise is given a less noisy option and the integer program re-balances the others within the
    budget -- while they improve the real score, until ``max_evaluations`` new plans were scored or the best plan
@@ -57,8 +58,11 @@ SETTLE_ROUNDS = 2
 SETTLE_FRACTION = 0.05
 #: Default option tiers: (smallest weight bits, smallest activation bits) of the integer options kept.
 DEFAULT_TIERS = ((2, 4), (2, 2), (1, 1))
-#: Default of ``GuidedConfig.screen_below``: options with fewer weight or activation bits are screened for real.
-SCREEN_BELOW = (2, 4)
+#: Default of ``GuidedConfig.screen_below``: options with fewer weight or activation bits are screened for real
+#: (1-bit weights or activations: on the corpus' text recognizer one such layer of many zeroes the exact-string
+#: accuracy; 2-3-bit options there and on the classifier lose accuracy together rather than alone, which single
+#: checks cannot see and group checks on 40 samples paid 24 evaluations for without a better plan).
+SCREEN_BELOW = (2, 2)
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,8 @@ class GuidedConfig:
     progress: bool | None = None
     screen: bool = True
     screen_below: tuple[int, int] = SCREEN_BELOW
-    screen_loss: float = 0.05
-    screen_evaluations: int = 24
+    screen_loss: float = 0.1
+    screen_evaluations: int = 16
 
     def __post_init__(self) -> None:
         for name in ("max_evaluations", "candidates", "diversity", "patience", "screen_evaluations"):
@@ -106,7 +110,7 @@ class GuidedConfig:
         loss = self.screen_loss
         if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0.0 <= loss < 1.0:
             raise PlanError(f"GuidedConfig.screen_loss={loss!r}: give a fraction of the reference score in [0, 1), "
-                            f"e.g. 0.05")
+                            f"e.g. 0.1")
 
 
 def _tier_mask(space, tier: tuple[int, int]) -> np.ndarray:
