@@ -209,6 +209,7 @@ def uniform(task, ctx, res, save) -> None:
 VARIANTS = {
     "current": {},  # the default GuidedConfig of the code being run
     "before": {"screen": False},
+    "after-a4": {"screen_below": (2, 4), "screen_loss": 0.05, "screen_evaluations": 24},
     "after": {},
 }
 
@@ -308,10 +309,12 @@ def markdown(result: dict) -> str:
         rows = r.get("search", [])
         if rows:
             shared = any(x.get("shared_scorer") for x in rows)
+            how = (" -- all budgets and variants on one scorer (memoized scores reused: the times are not "
+                   "comparable)" if shared else " -- each on a fresh scorer (nothing scored before)")
             out += ["**The search** (`optimize`, guided; `before`: screening off, as on main; `after`: the "
-                    "default, screening on)" + (" -- all budgets and variants on one scorer (memoized scores "
-                                                "reused: the times are not comparable)" if shared else
-                                                " -- each on a fresh scorer (nothing scored before)") + ":", "",
+                    "default, 1-bit options screened, excluded below 10 % of the reference score, at most 16 group "
+                    "tests; `after-a4`: the first setting tried, options below w2 or a4 screened, 5 %, 24 tests)"
+                    + how + ":", "",
                     "| budget | variant | latency | search | held-out | time (s) | evaluations (screening) | "
                     "excluded | chosen by | load before / after | plan |",
                     "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
