@@ -266,6 +266,8 @@ def markdown(result: dict) -> str:
            "search split (the `accuracy_fn` of the searches) and the held-out split, 40 samples each (one sample "
            "moves a metric by 2.5 points). Plans are scored on the NumPy reference (bit-exact with the built model "
            "for integer layers).", ""]
+    if result.get("notes"):
+        out += [result["notes"].strip(), ""]
     for name, r in result.get("models", {}).items():
         out += [f"## {name} ({r.get('layers', '?')} layers, {r.get('metric', '')})", ""]
         if "cheap_options" in r:
@@ -339,8 +341,8 @@ def markdown(result: dict) -> str:
     return "\n".join(out)
 
 
-def render(paths, md_path) -> None:
-    merged: dict = {"commands": [], "models": {}}
+def render(paths, md_path, notes: str = "") -> None:
+    merged: dict = {"commands": [], "models": {}, "notes": notes}
     for p in paths:
         data = json.loads(Path(p).read_text())
         merged["commands"].append(f"`{data.get('command', COMMAND)}` (load {data.get('load_start')} -> "
@@ -366,9 +368,10 @@ def main(argv=None) -> int:
     ap.add_argument("--tolerance", type=float, default=1.0, help="points below w8a8 the greedy plan may lose")
     ap.add_argument("--json", default=str(DOCS / "host_mixed.json"))
     ap.add_argument("--render", nargs="+", metavar="JSON", help="write docs/host_mixed.md from these runs, exit")
+    ap.add_argument("--notes", metavar="MD", help="with --render: findings (markdown) put before the tables")
     args = ap.parse_args(argv)
     if args.render:
-        render(args.render, DOCS / "host_mixed.md")
+        render(args.render, DOCS / "host_mixed.md", Path(args.notes).read_text() if args.notes else "")
         return 0
     parts = args.parts.split(",")
     path = Path(args.json)

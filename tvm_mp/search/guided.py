@@ -16,7 +16,7 @@ Here the real score is the judge of a handful of plans only:
    optimum of the tier, of the next tier, of the squared proxy (which spreads the noise over more layers rather
    than putting much of it in a few), and optima forced to differ from the earlier ones in at least
    ``diversity`` layers.
-4. **Screening of the entries the proxy misreads** (``screen``): before a candidate is scored, its layers at
+4. **Screening of the entries the proxy misreads** (``screen``): after a candidate is scored, its layers at
    *risky* options (fewer weight or activation bits than ``screen_below``, default 1-bit weights or activations:
    the proxy is first order, and such options hurt far more than linearly -- one w1a1 layer kills the CTC output
    of the corpus' text recognizer while its proxy noise is small) are tested for real in the reference plan (every
@@ -25,9 +25,10 @@ Here the real score is the judge of a handful of plans only:
    a few catastrophic entries among many cost a few evaluations each). A single entry that falls is excluded for
    its layer, with every option of the layer having no more weight and no more activation bits; the integer
    program is solved again without them (paying elsewhere) and the new plan screened, until a plan has no
-   excluded entry. When the exclusions leave no plan within the budget, they are lifted one at a time, the least
-   damaging (highest single-layer score) first. Scores are the scorer's (memoized): a later search on the same
-   context reuses them.
+   excluded entry. The repaired plan is checked in addition to the candidate it repairs (never instead: with
+   screening on, every candidate the unscreened search checks is still checked). When the exclusions leave no
+   plan within the budget, they are lifted one at a time, the least damaging (highest single-layer score) first.
+   Scores are the scorer's (memoized): a later search on the same context reuses them.
 5. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
    contributing most noise is given a less noisy option and the integer program re-balances the others within the
    budget -- while they improve the real score, until ``max_evaluations`` new plans were scored or the best plan
@@ -306,17 +307,33 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     if second is not None:
         generators.append(("next tier optimum", masks[second], 1))
     generators.append(("squared proxy", masks[first], 2))
-    for how, mask, power in generators:
-        if len(checked) >= config.candidates:
-            break
-        check(candidate(mask, power, widen=True), how)
+    plain = 0  # candidates of the integer programs as they are (the screened repairs come on top)
+
+    def propose(idx, how, mask, power=1, exclude=(), changes=1) -> None:
+        """Check ``idx`` as the integer program gives it, then -- when the screening excludes entries of it -- its
+        repair (the program solved again without them); the repair never replaces the plan it repairs, so a
+        screened search checks every candidate the unscreened one would."""
+        nonlocal plain
+        check(idx, how)
+        plain += 1
+        if config.screen:
+            fixed = candidate(mask, power, exclude, changes, widen=True)
+            if fixed is not None and not np.array_equal(fixed, idx):
+                check(fixed, f"{how}, screened")
         bar.update(scorer.evaluations - evals0 - bar.n)
-    while len(checked) < config.candidates and budget_left():
-        idx = candidate(masks[first], exclude=tried, changes=config.diversity)
+
+    for how, mask, power in generators:
+        if plain >= config.candidates:
+            break
+        idx = ilp(mask, power)
+        if idx is not None:
+            propose(idx, how, mask, power)
+    while plain < config.candidates and budget_left():
+        earlier = list(tried)
+        idx = ilp(masks[first], exclude=earlier, changes=config.diversity)
         if idx is None:
             break
-        check(idx, f"alternative {len(checked)}")
-        bar.update(scorer.evaluations - evals0 - bar.n)
+        propose(idx, f"alternative {plain}", masks[first], exclude=earlier, changes=config.diversity)
     if not checked:  # no plan of the space meets these limits together (check_budget says which)
         bar.close()
         idx = problem.repair(np.argmin(np.where(in_play & ~banned, table, np.inf), axis=1), cost_only=True)
