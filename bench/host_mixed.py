@@ -209,7 +209,8 @@ def uniform(task, ctx, res, save) -> None:
 VARIANTS = {
     "current": {},  # the default GuidedConfig of the code being run
     "before": {"screen": False},
-    "after-a4": {"screen_below": (2, 4), "screen_loss": 0.05, "screen_evaluations": 24},
+    "after-a4": {"screen_below": (2, 4), "screen_loss": 0.05, "screen_evaluations": 24},  # as first run (the
+    # repair then replaced the candidate; this code checks both)
     "after": {},
 }
 
@@ -313,10 +314,12 @@ def markdown(result: dict) -> str:
             shared = any(x.get("shared_scorer") for x in rows)
             how = (" -- all budgets and variants on one scorer (memoized scores reused: the times are not "
                    "comparable)" if shared else " -- each on a fresh scorer (nothing scored before)")
-            out += ["**The search** (`optimize`, guided; `before`: screening off, as on main; `after`: the "
-                    "default, 1-bit options screened, excluded below 10 % of the reference score, at most 16 group "
-                    "tests; `after-a4`: the first setting tried, options below w2 or a4 screened, 5 %, 24 tests)"
-                    + how + ":", "",
+            out += ["**The search** (`optimize`, guided). Variants: `before` -- screening off, as on main; "
+                    "`after` -- the default of this branch: 1-bit options screened, excluded below 10 % of the "
+                    "reference score, at most 16 group tests, each screened repair checked *in addition to* the "
+                    "candidate it repairs; `after-x` -- the same screening with the repair checked *instead of* "
+                    "the candidate (an intermediate version); `after-a4` -- the first setting tried: options below "
+                    "w2 or a4 screened, 5 %, 24 tests, repair instead of the candidate" + how + ":", "",
                     "| budget | variant | latency | search | held-out | time (s) | evaluations (screening) | "
                     "excluded | chosen by | load before / after | plan |",
                     "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
