@@ -316,10 +316,11 @@ def markdown(result: dict) -> str:
                    "comparable)" if shared else " -- each on a fresh scorer (nothing scored before)")
             out += ["**The search** (`optimize`, guided). Variants: `before` -- screening off, as on main; "
                     "`after` -- the default of this branch: 1-bit options screened, excluded below 10 % of the "
-                    "reference score, at most 16 group tests, each screened repair checked *in addition to* the "
-                    "candidate it repairs; `after-x` -- the same screening with the repair checked *instead of* "
-                    "the candidate (an intermediate version); `after-a4` -- the first setting tried: options below "
-                    "w2 or a4 screened, 5 %, 24 tests, repair instead of the candidate" + how + ":", "",
+                    "reference score, at most 8 group tests, each screened repair checked *in addition to* the "
+                    "candidate it repairs; `after-x` -- the same screening (16 group tests at most) with the "
+                    "repair checked *instead of* the candidate (an intermediate version); `after-a4` -- the "
+                    "first setting tried: options below w2 or a4 screened, 5 %, 24 tests, repair instead of the "
+                    "candidate" + how + ":", "",
                     "| budget | variant | latency | search | held-out | time (s) | evaluations (screening) | "
                     "excluded | chosen by | load before / after | plan |",
                     "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]

@@ -91,7 +91,7 @@ class GuidedConfig:
     screen: bool = True
     screen_below: tuple[int, int] = SCREEN_BELOW
     screen_loss: float = 0.1
-    screen_evaluations: int = 16
+    screen_evaluations: int = 8
 
     def __post_init__(self) -> None:
         for name in ("max_evaluations", "candidates", "diversity", "patience", "screen_evaluations"):
