@@ -102,7 +102,7 @@ def test_exclusions_the_budget_cannot_do_without_are_lifted(net, calib, task, ba
     assert task.layer is not None  # set by the test above (same module)
     budget = Budget(energy_uj=0.1)  # the others at w1a1 leave the killing layer less than its cheapest safe option
     ctx = _context(net, calib, task, base)
-    result, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=3, refine=False))
+    result, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=3, refine=False, screen_evaluations=24))
     assert result.feasible and base.costs.fits(base.space.index_of(result.plan), budget)
     lifted = result.notes["lifted"]
     assert lifted and set(lifted) == {0.0}  # the killing layer's exclusions were lifted: a plan is still returned
