@@ -21,7 +21,14 @@ the ``"whole-model"`` latency predictor, as in that table):
     python bench/host_mixed.py [--models rec,cls] [--samples 40] [--parts explore,uniform,search] [--budgets ...]
         [--variants before,after] [--shared-scorer] [--cap-seconds 600]; --render A.json [B.json ...]
 
-Writes ``docs/host_mixed.json`` after every step and ``docs/host_mixed.md``.
+Writes ``--json`` (default ``docs/host_mixed.json``) after every step; ``--render`` writes ``docs/host_mixed.md``
+from runs (the ones behind it are in ``docs/host_mixed/``; its findings, written by hand from them, in
+``docs/host_mixed/findings.md``):
+
+    python bench/host_mixed.py --render docs/host_mixed/explore_cls.json docs/host_mixed/explore_rec.json \
+        docs/host_mixed/search_cls_before.json docs/host_mixed/search_cls_after_x.json \
+        docs/host_mixed/search_cls_after.json docs/host_mixed/search_rec_after_x.json \
+        --notes docs/host_mixed/findings.md
 """
 
 from __future__ import annotations
