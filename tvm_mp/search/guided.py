@@ -16,13 +16,26 @@ Here the real score is the judge of a handful of plans only:
    optimum of the tier, of the next tier, of the squared proxy (which spreads the noise over more layers rather
    than putting much of it in a few), and optima forced to differ from the earlier ones in at least
    ``diversity`` layers.
-4. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
+4. **Screening of the entries the proxy misreads** (``screen``): after a candidate is scored, its layers at
+   *risky* options (fewer weight or activation bits than ``screen_below``, default 1-bit weights or activations:
+   the proxy is first order, and such options hurt far more than linearly -- one w1a1 layer kills the CTC output
+   of the corpus' text recognizer while its proxy noise is small) are tested for real in the reference plan (every
+   other layer at its most precise option): all of them at once, and while a group scores more than
+   ``screen_loss`` (a fraction of the reference plan's score) below the reference, its two halves (group testing:
+   a few catastrophic entries among many cost a few evaluations each). A single entry that falls is excluded for
+   its layer, with every option of the layer having no more weight and no more activation bits; the integer
+   program is solved again without them (paying elsewhere) and the new plan screened, until a plan has no
+   excluded entry. The repaired plan is checked in addition to the candidate it repairs (never instead: with
+   screening on, every candidate the unscreened search checks is still checked). When the exclusions leave no
+   plan within the budget, they are lifted one at a time, the least damaging (highest single-layer score) first.
+   Scores are the scorer's (memoized): a later search on the same context reuses them.
+5. **Real checks**: each candidate is scored for real; the best is refined by moves the proxy ranks -- the layer
    contributing most noise is given a less noisy option and the integer program re-balances the others within the
    budget -- while they improve the real score, until ``max_evaluations`` new plans were scored or the best plan
    scores as well as the fp32 network.
 
-Deterministic: integer programs and scores have no randomness (the ``rng`` is not used); the same inputs give the
-same plan.
+Deterministic: integer programs, screening and scores have no randomness (the ``rng`` is not used); the same inputs
+give the same plan.
 """
 
 from __future__ import annotations
@@ -46,6 +59,11 @@ SETTLE_ROUNDS = 2
 SETTLE_FRACTION = 0.05
 #: Default option tiers: (smallest weight bits, smallest activation bits) of the integer options kept.
 DEFAULT_TIERS = ((2, 4), (2, 2), (1, 1))
+#: Default of ``GuidedConfig.screen_below``: options with fewer weight or activation bits are screened for real
+#: (1-bit weights or activations: on the corpus' text recognizer one such layer of many zeroes the exact-string
+#: accuracy; 2-3-bit options there and on the classifier lose accuracy together rather than alone, which single
+#: checks cannot see and group checks on 40 samples paid 24 evaluations for without a better plan).
+SCREEN_BELOW = (2, 2)
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,10 @@ class GuidedConfig:
     candidate differs from every earlier one. ``tiers``: (smallest w bits, smallest a bits) per tier, from the most
     conservative (a last tier with every option is always added). ``refine``: refine the best candidate with
     the remaining evaluations, stopping after ``patience`` moves in a row that do not improve it. ``progress``:
-    None = a bar on a terminal for long searches.
+    None = a bar on a terminal for long searches. ``screen``: score risky entries of each candidate alone before the
+    candidate (step 4 of the module docstring): options with fewer bits than ``screen_below`` (min w bits, min a
+    bits); excluded when their single-layer score is more than ``screen_loss`` x |reference score| below the
+    reference plan's; at most ``screen_evaluations`` group tests per search (not counted in ``max_evaluations``).
     """
 
     max_evaluations: int = 10
@@ -67,9 +88,13 @@ class GuidedConfig:
     tiers: tuple[tuple[int, int], ...] = DEFAULT_TIERS
     refine: bool = True
     progress: bool | None = None
+    screen: bool = True
+    screen_below: tuple[int, int] = SCREEN_BELOW
+    screen_loss: float = 0.1
+    screen_evaluations: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("max_evaluations", "candidates", "diversity", "patience"):
+        for name in ("max_evaluations", "candidates", "diversity", "patience", "screen_evaluations"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlanError(f"GuidedConfig.{name}={value!r}: give a positive integer")
@@ -78,6 +103,15 @@ class GuidedConfig:
             raise PlanError(f"GuidedConfig.tiers={self.tiers!r}: give (min w bits, min a bits) pairs in 1..8, e.g. "
                             f"{DEFAULT_TIERS}")
         object.__setattr__(self, "tiers", tiers)
+        below = tuple(self.screen_below) if isinstance(self.screen_below, (tuple, list)) else ()
+        if len(below) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 9 for b in below):
+            raise PlanError(f"GuidedConfig.screen_below={self.screen_below!r}: give (min w bits, min a bits) in 1..9, "
+                            f"e.g. {SCREEN_BELOW}")
+        object.__setattr__(self, "screen_below", below)
+        loss = self.screen_loss
+        if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0.0 <= loss < 1.0:
+            raise PlanError(f"GuidedConfig.screen_loss={loss!r}: give a fraction of the reference score in [0, 1), "
+                            f"e.g. 0.1")
 
 
 def _tier_mask(space, tier: tuple[int, int]) -> np.ndarray:
@@ -169,8 +203,95 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     def proxy_of(idx) -> float:
         return float(table[np.arange(space.n_layers), idx].sum())
 
+    screens = 0  # single-layer plans scored by the screening (not counted in max_evaluations)
+
     def budget_left() -> bool:
-        return scorer.evaluations - evals0 < config.max_evaluations
+        return scorer.evaluations - evals0 - screens < config.max_evaluations
+
+    # ---- screening (module docstring, step 4) ----
+    banned = np.zeros(table.shape, dtype=bool)  # (layer, option) excluded by a collapsing single-layer score
+    bans: list[tuple[float, np.ndarray]] = []  # (single-layer score, the entries it excludes), in force
+    lifted: list[float] = []  # single-layer scores of the exclusions lifted to meet the budget
+    tolerated = np.zeros(table.shape, dtype=bool)  # the entries of those exclusions
+    safe = np.zeros(table.shape, dtype=bool)  # screened and kept (or with at least the bits of such an entry)
+    w_bits = np.array([[o.w_bits if is_integer(o) else 99 for o in opts] + [99] * (space.max_options - len(opts))
+                       for opts in space.options])
+    a_bits = np.array([[o.a_bits if is_integer(o) else 99 for o in opts] + [99] * (space.max_options - len(opts))
+                       for opts in space.options])
+    risky = (w_bits < config.screen_below[0]) | (a_bits < config.screen_below[1])
+    ref_idx = np.array([max(range(len(opts)), key=lambda j, o=opts: (is_integer(o[j]), w_bits[i, j] + a_bits[i, j],
+                                                                      w_bits[i, j], -j))
+                        for i, opts in enumerate(space.options)], dtype=np.int64)
+    screen_log: list[tuple[list, list, float, bool]] = []  # (layers, options, group score, excluded)
+    ref_score = None
+
+    def scored(entries) -> float:
+        """The real score of the reference plan with ``entries`` ((layer, option) pairs) put in."""
+        nonlocal screens
+        plan = ref_idx.copy()
+        for i, j in entries:
+            plan[i] = j
+        before = scorer.evaluations
+        value = scorer.score(space.plan(plan))
+        screens += scorer.evaluations - before
+        return float(value)
+
+    def screen(idx) -> int:
+        """Group tests of the unscreened risky entries of ``idx`` in the reference plan: all of them at once, and
+        while a group's score falls more than ``screen_loss`` below the reference, its halves; a single entry that
+        falls is excluded, with the options of its layer having no more bits. Returns how many were excluded."""
+        nonlocal ref_score
+        if not config.screen:
+            return 0
+        todo = [(int(i), int(idx[i])) for i in np.argsort(-table[rows, idx], kind="stable")
+                if risky[i, idx[i]] and not (safe | banned | tolerated)[i, idx[i]]]
+        if not todo:
+            return 0
+        if ref_score is None:
+            ref_score = scored([])
+        floor = ref_score - config.screen_loss * max(abs(ref_score), 1e-12)
+        excluded = 0
+        groups = [todo]
+        while groups and screens < config.screen_evaluations:
+            group = groups.pop(0)
+            value = scored(group)
+            if value >= floor:
+                for i, j in group:
+                    safe[i] |= (w_bits[i] >= w_bits[i, j]) & (a_bits[i] >= a_bits[i, j])
+            elif len(group) == 1:
+                i, j = group[0]
+                row = np.zeros(table.shape, dtype=bool)
+                row[i] = (w_bits[i] <= w_bits[i, j]) & (a_bits[i] <= a_bits[i, j])
+                row[i, ref_idx[i]] = False  # the reference option always stays
+                bans.append((value, row))
+                banned[:] |= row
+                excluded += 1
+            else:
+                half = len(group) // 2
+                groups[:0] = [group[:half], group[half:]]
+            screen_log.append(([space.layers[i].name for i, _ in group], [str(space.options[i][j]) for i, j in group],
+                               value, bool(value < floor and len(group) == 1)))
+        return excluded
+
+    def candidate(mask, power=1, exclude=(), changes=1, widen=False):
+        """The integer program's plan within ``mask`` minus the excluded entries, screened; solved again while the
+        screening excludes entries of it. ``widen``: when the exclusions leave no plan within ``mask``, every
+        option in play minus the exclusions, and failing that ``mask`` as it is (a plan is still returned)."""
+        while True:
+            idx = ilp(mask & ~banned, power, exclude, changes)
+            if idx is None and widen and banned.any():
+                idx = ilp(in_play & ~banned, power, exclude, changes)
+                while idx is None and bans:  # the budget needs excluded entries: lift the least damaging first
+                    k = max(range(len(bans)), key=lambda n: bans[n][0])
+                    value, row = bans.pop(k)
+                    lifted.append(float(value))
+                    tolerated[:] |= row  # not screened again
+                    banned[:] = np.logical_or.reduce([b for _, b in bans]) if bans else False
+                    idx = ilp(in_play & ~banned, power, exclude, changes)
+                if idx is None:
+                    return ilp(mask, power, exclude, changes)
+            if idx is None or not screen(idx):
+                return idx
 
     def check(idx, how: str) -> None:
         if idx is None or any(np.array_equal(idx, t) for t in tried) or not budget_left():
@@ -186,20 +307,36 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     if second is not None:
         generators.append(("next tier optimum", masks[second], 1))
     generators.append(("squared proxy", masks[first], 2))
-    for how, mask, power in generators:
-        if len(checked) >= config.candidates:
-            break
-        check(ilp(mask, power), how)
+    plain = 0  # candidates of the integer programs as they are (the screened repairs come on top)
+
+    def propose(idx, how, mask, power=1, exclude=(), changes=1) -> None:
+        """Check ``idx`` as the integer program gives it, then -- when the screening excludes entries of it -- its
+        repair (the program solved again without them); the repair never replaces the plan it repairs, so a
+        screened search checks every candidate the unscreened one would."""
+        nonlocal plain
+        check(idx, how)
+        plain += 1
+        if config.screen:
+            fixed = candidate(mask, power, exclude, changes, widen=True)
+            if fixed is not None and not np.array_equal(fixed, idx):
+                check(fixed, f"{how}, screened")
         bar.update(scorer.evaluations - evals0 - bar.n)
-    while len(checked) < config.candidates and budget_left():
-        idx = ilp(masks[first], exclude=tried, changes=config.diversity)
+
+    for how, mask, power in generators:
+        if plain >= config.candidates:
+            break
+        idx = ilp(mask, power)
+        if idx is not None:
+            propose(idx, how, mask, power)
+    while plain < config.candidates and budget_left():
+        earlier = list(tried)
+        idx = ilp(masks[first], exclude=earlier, changes=config.diversity)
         if idx is None:
             break
-        check(idx, f"alternative {len(checked)}")
-        bar.update(scorer.evaluations - evals0 - bar.n)
+        propose(idx, f"alternative {plain}", masks[first], exclude=earlier, changes=config.diversity)
     if not checked:  # no plan of the space meets these limits together (check_budget says which)
         bar.close()
-        idx = problem.repair(np.argmin(np.where(in_play, table, np.inf), axis=1), cost_only=True)
+        idx = problem.repair(np.argmin(np.where(in_play & ~banned, table, np.inf), axis=1), cost_only=True)
         return problem.result("guided", idx, time.perf_counter() - start, scorer.evaluations - evals0,
                               notes={"stopped": "no feasible plan"}), problem
 
@@ -226,10 +363,10 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
             for layer in order:
                 blocked.add((layer, tuple(idx)))
                 mask = in_play.copy()
-                mask[layer] &= table[layer] < contrib[layer] * (1 - 1e-9)
+                mask[layer] &= (table[layer] < contrib[layer] * (1 - 1e-9)) & ~banned[layer]
                 if not mask[layer].any():
                     continue
-                cand = ilp(mask)
+                cand = candidate(mask)
                 if cand is None or any(np.array_equal(cand, t) for t in tried):
                     continue
                 before = best()[0]
@@ -248,7 +385,10 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
              "proxy_seconds": round(proxy_seconds, 3), "ilp_seconds": round(ilp_seconds, 3),
              "exact_seconds": round(exact_seconds, 3), "exact_entries": int(exact.sum()),
              "proxy_objective": proxy_value, "fp32_score": ceiling,
-             "proxy_entries": int(np.isfinite(table).sum()),
+             "proxy_entries": int(np.isfinite(table).sum()), "screen_groups": len(screen_log),
+             "screen_evaluations": screens, "excluded": sum(1 for x in screen_log if x[3]),
+             "reference_score": ref_score, "lifted": lifted,
+             "screens": [list(x) for x in screen_log],
              "checked": [(h, sc, px, proxy_of(ix)) for sc, px, ix, h in checked]}
     history = -np.maximum.accumulate([c[0] for c in checked])  # best objective (minus the score) so far
     return problem.result("guided", idx, time.perf_counter() - start, scorer.evaluations - evals0,
