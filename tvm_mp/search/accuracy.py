@@ -47,7 +47,7 @@ import tvm
 
 from ..errors import CalibrationError, Error, PlanError, UnsupportedError
 from ..inputs import bind_inputs, check_inputs
-from ..kinds import SCORE_METRICS, check
+from ..kinds import DEFAULT_CALIBRATION_METHOD, SCORE_METRICS, check
 from ..layers import dataflow_bindings, match_layers
 from ..model import call_accuracy_fn, input_specs
 from ..passes.annotate_precision import AnnotatePrecision
@@ -472,8 +472,9 @@ class Scorer:
 
     def __init__(self, mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn: Callable | None = None,
                  data: Iterable | None = None, metric: str = "agreement",
-                 ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = "mse",
-                 percentile: float = 99.99, cache_mb: float = 256.0, noise_samples: int | None = 128):
+                 ranges: Mapping[str, ActivationRange] | None = None,
+                 calibration_method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = 99.99,
+                 cache_mb: float = 256.0, noise_samples: int | None = 128):
         check(metric, PROXY_METRICS, "accuracy metric", PlanError)
         if accuracy_fn is not None and not callable(accuracy_fn):
             raise Error("accuracy_fn must be a function taking a model (with .run) and returning a number")

@@ -34,6 +34,7 @@ from .._files import write_atomic
 from ..canonical import canonicalize
 from ..driver import build_executable, lower_plans
 from ..errors import CalibrationError, Error, InputShapeError, PlanError
+from ..kinds import DEFAULT_CALIBRATION_METHOD
 from ..layers import list_layers
 from ..model import check_inputs, export_directory
 from ..precision import PrecisionPlan
@@ -241,7 +242,7 @@ def merge_points(lowered: Sequence[tvm.IRModule]) -> tuple[tvm.IRModule, list[st
 
 
 def compile_adaptive(mod: tvm.IRModule, points, calibration: Iterable | None = None, target: Any = None,
-                     calibration_method: str = "mse", percentile: float = 99.99, cost_model=None,
+                     calibration_method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = 99.99, cost_model=None,
                      database: Any = None) -> AdaptiveModel:
     """Build one artifact holding every plan of ``points`` (PrecisionPlans, ParetoPoints, or a ParetoFront: its
     energy front). Each point is lowered by the compile driver exactly as ``tvm_mp.compile`` lowers it alone (one

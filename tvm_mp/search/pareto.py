@@ -31,6 +31,7 @@ from ..budget import Budget
 from ..cost_models.select import resolve_cost_model
 from ..driver import warn_unquantizable
 from ..errors import Error, PlanError
+from ..kinds import DEFAULT_CALIBRATION_METHOD
 from ..layers import list_layers, unquantizable_layers
 from ..precision import Precision, PrecisionPlan
 from ..targets import parse
@@ -306,7 +307,7 @@ class SearchContext:
 def search_context(mod: tvm.IRModule, calibration: Iterable | None = None, *, accuracy_fn=None, data=None,
                    metric: str = "agreement", options=None, cost_model=None, target=None,
                    scorer: Scorer | None = None, progress: bool | None = None,
-                   budget: Budget | None = None, calibration_method: str = "mse",
+                   budget: Budget | None = None, calibration_method: str = DEFAULT_CALIBRATION_METHOD,
                    percentile: float = 99.99) -> SearchContext:
     """Build the scorer (unless given), the space and the cost table of ``mod``. With ``budget``, raise
     :class:`~tvm_mp.search.costs.BudgetError` at once if no plan of the space can meet it."""
