@@ -2,16 +2,17 @@
 
 Phases, in this order and nowhere else::
 
-    canonicalize -> calibrate -> annotate -> quantize -> [offload] -> lower inside the target -> build -> report
+    canonicalize -> calibrate -> annotate -> quantize -> lower inside the target -> [offload] -> build -> report
 
 - canonicalize: :func:`tvm_mp.canonical.canonicalize` (raw TVM modules: entry function, BatchNorm, folded weights);
 - calibrate: activation ranges and input statistics (:func:`tvm_mp.quantize.calibrate.calibrate`), unless the
   caller hands ``ranges`` it already has (a budget compile hands the search's, so it calibrates once);
 - annotate, quantize: the pass phases of :mod:`tvm_mp.passes.pipeline`; ``weights`` hands already rounded weights
   (``(layer, w_bits) -> (w_q, scale)``, e.g. the search's) so they are not rounded twice;
-- offload (accelerator only): the accelerator layers become packed calls (:func:`compile_offloaded`);
 - lower: RewriteMixedPrecision **inside the target's context** with the target's tuning database, so every entry
   point builds the same fast kernels;
+- offload (accelerator target only): after lowering, the accelerator layers become packed calls
+  (:func:`build_accel`; :func:`compile_offloaded` is an alias of this path);
 - build: ``tvm.compile``; errors become one line;
 - report: per-layer weights and MACs, and per-layer and total latency and energy from the target's cost model
   (labelled "modelled"); the conv / matmul ops tvm-mp cannot quantize, each with its reason
@@ -265,12 +266,13 @@ def score(model: CompiledModel, accuracy_fn: Callable | None) -> CompiledModel:
 def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibration: Iterable | None = None,
           ranges: Mapping[str, ActivationRange] | None = None, calibration_method: str = DEFAULT_CALIBRATION_METHOD,
           percentile: float = 99.99, weights: Mapping | None = None, database: Any = None, cost_model=None,
-          accuracy_fn: Callable | None = None,
-          offload: Callable[[tvm.IRModule], tuple[tvm.IRModule, tvm.IRModule]] | None = None) -> CompiledModel:
+          accuracy_fn: Callable | None = None, accel_layers: Iterable[str] | None = None,
+          mappings: Mapping | None = None, objective: str | None = None) -> CompiledModel:
     """Every phase (see module docstring) for one plan.
 
-    ``offload(quantized) -> (module to lower, module the reference runs)`` rewrites the quantized module before
-    lowering (the accelerator's packed calls, see :func:`compile_offloaded`).
+    Accelerator target only: ``accel_layers`` (the layers it runs; default every integer layer its datapath runs),
+    ``mappings`` (layer -> :class:`~tvm_mp.accel.lower.LayerMapping`) and ``objective`` ("energy" or "latency",
+    default the cost model's) go to :func:`build_accel`.
     """
     if not isinstance(mod, tvm.IRModule):
         raise Error(f"compile needs a tvm.IRModule (from tvm_mp.load_onnx or a TVM frontend), got "
@@ -281,34 +283,34 @@ def build(mod: tvm.IRModule, plan: PrecisionPlan, target: Any = None, *, calibra
     plan = check_plan(mod, plan)
     warn_fp32_ops(mod)
     warn_unquantizable(mod)
+    if tgt.kind != "accel" and (accel_layers is not None or mappings is not None or objective is not None):
+        raise UnsupportedError(f"accel_layers, mappings and objective are options of the accelerator target, not "
+                               f"of {tgt.name}: compile with target='accel' or leave them out")
     quantized = quantize(mod, plan, calibration=calibration, ranges=ranges, calibration_method=calibration_method,
                          percentile=percentile, weights=weights)
     if not tgt.builds_with_tvm:
-        if offload is not None:
-            raise UnsupportedError(f"the accelerator offload needs a TVM target, not {tgt.name}")
         return score(build_cortex_m(mod, quantized, plan, tgt, calibration), accuracy_fn)
-    if offload is not None and tgt.kind == "accel":
-        raise UnsupportedError("compile_offloaded builds the host side of its own offload: give it a CPU target, "
-                               "or use tvm_mp.compile(..., target='accel')")
-    to_lower, reference = offload(quantized) if offload is not None else (quantized, quantized)
-    lowered = lower(to_lower, tgt, database)
+    lowered = lower(quantized, tgt, database)
     if tgt.kind == "accel":
-        return score(build_accel(mod, quantized, lowered, plan, tgt, cost_model), accuracy_fn)
+        return score(build_accel(mod, quantized, lowered, plan, tgt, cost_model, mappings, accel_layers, objective),
+                     accuracy_fn)
     executable = build_executable(lowered, tgt)
-    report = build_report(mod, reference, plan, tgt, cost_model, lowered)
-    return score(CompiledModel(lowered, reference, executable, plan, report, tgt), accuracy_fn)
+    report = build_report(mod, quantized, plan, tgt, cost_model, lowered)
+    return score(CompiledModel(lowered, quantized, executable, plan, report, tgt), accuracy_fn)
 
 
 def build_accel(mod: tvm.IRModule, quantized: tvm.IRModule, lowered: tvm.IRModule, plan: PrecisionPlan,
-                target: CompileTarget, cost_model=None, mappings: Mapping | None = None) -> CompiledModel:
-    """The accelerator back end (:mod:`tvm_mp.accel.target`): the layers the datapath runs become packed calls to
-    the simulator, the rest is built for the host. The report's layer figures are the simulator's (cycles and
-    energy do not depend on the data); ``report.accelerator`` has cycles, energy per component and the mapping
-    of each accelerator layer."""
+                target: CompileTarget, cost_model=None, mappings: Mapping | None = None,
+                accel_layers: Iterable[str] | None = None, objective: str | None = None) -> CompiledModel:
+    """The accelerator back end (:mod:`tvm_mp.accel.target`): the layers the datapath runs (or ``accel_layers``)
+    become packed calls to the simulator, the rest is built for the host. The report's layer figures are the
+    simulator's (cycles and energy do not depend on the data); ``report.accelerator`` has cycles, energy per
+    component and the mapping of each accelerator layer."""
     from .accel.target import offload_lowered
 
-    objective = getattr(cost_model, "objective", "energy")
-    lowered, runtime = offload_lowered(lowered, quantized, target.hardware, mappings, objective)
+    objective = objective or getattr(cost_model, "objective", "energy")
+    lowered, runtime = offload_lowered(lowered, quantized, target.hardware, mappings, objective,
+                                       layers=accel_layers)
     executable = build_executable(lowered, target)
     runtime.register()
     report = accel_report(mod, quantized, target, runtime)
@@ -396,37 +398,24 @@ def compile_offloaded(mod: tvm.IRModule, plan: PrecisionPlan, calibration: Itera
                       accel_layers: Iterable[str] | None = None, mappings: Mapping | None = None,
                       target: Any = None, objective: str = "energy",
                       calibration_method: str = DEFAULT_CALIBRATION_METHOD, percentile: float = 99.99,
-                      database: Any = None):
-    """Compile ``mod`` with ``plan``; ``accel_layers`` (default: every planned layer the hardware supports) run on
-    the accelerator simulator, the other planned layers as tvm-mp integer kernels on the CPU (built by
-    :func:`build`, so they are the kernels ``tvm_mp.compile`` builds). Returns an
-    :class:`~tvm_mp.accel.offload.OffloadedModel`."""
-    from .accel.hardware import HardwareConfig
-    from .accel.offload import OffloadedModel, accel_calls, isolate, offload, supported_layers
+                      database: Any = None) -> CompiledModel:
+    """The older accelerator entry point, now an alias of ``tvm_mp.compile(mod, plan=plan, target="accel")``: the
+    same build (:func:`build` with the accelerator target), returning the same :class:`~tvm_mp.model.CompiledModel`
+    (``model.accel`` is its :class:`~tvm_mp.accel.target.AccelRuntime`; ``model.accel.report(...)`` the per-layer
+    cycles and energy). ``hw``: a hardware description (``HardwareConfig`` or what ``{"kind": "accel", "config":
+    ...}`` takes; default the built-in one) or ``target``: an accelerator target, not both. ``accel_layers`` (default:
+    every integer layer the datapath runs) run on the simulator, the other planned layers as integer CPU kernels."""
+    from .targets import accel_target
 
     if not isinstance(plan, PrecisionPlan):
         raise PlanError(f"plan must be a PrecisionPlan, got {type(plan).__name__}")
-    if parse(target).kind == "accel":
-        raise UnsupportedError("compile_offloaded builds the host side of its own offload: give it a CPU target, "
-                               "or use tvm_mp.compile(..., target='accel')")
-    hw = hw or HardwareConfig.default()
-    held: dict = {}
-
-    def split(quantized: tvm.IRModule) -> tuple[tvm.IRModule, tvm.IRModule]:
-        names = supported_layers(quantized, hw) if accel_layers is None else sorted(set(accel_layers))
-        for name in names:
-            if name not in plan:
-                raise UnsupportedError(f"layer {name!r} has no precision in the plan: the accelerator runs "
-                                       "quantized layers only; add it to the plan or leave it on the CPU")
-        if names and not accel_calls(quantized["main"], quantized, set(names)):
-            raise Error("none of the accelerator layers is called from main")
-        isolated = isolate(quantized, names)
-        offloaded, held["session"] = offload(isolated, names, hw, mappings, objective)
-        return offloaded, isolated
-
-    compiled = build(mod, plan, target, calibration=calibration, calibration_method=calibration_method,
-                     percentile=percentile, database=database, offload=split)
-    session = held["session"]
-    session.register()
-    cpu = tuple(n for n in plan if n not in session.layers)
-    return OffloadedModel(compiled, session, hw, cpu)
+    if hw is not None and target is not None:
+        raise UnsupportedError("compile_offloaded takes hw or target, not both: give target={'kind': 'accel', "
+                               "'config': <your hardware description>} alone")
+    tgt = accel_target(hw) if target is None else parse(target)
+    if tgt.kind != "accel":
+        raise UnsupportedError(f"compile_offloaded is tvm_mp.compile(..., target='accel') and cannot build for "
+                               f"{tgt.name}: leave target out, or give target='accel'")
+    return build(mod, plan, tgt, calibration=calibration, calibration_method=calibration_method,
+                 percentile=percentile, database=database, accel_layers=accel_layers, mappings=mappings,
+                 objective=objective)

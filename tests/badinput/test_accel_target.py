@@ -32,12 +32,12 @@ def _parse_changed(art, changes):
     return _parse(art, {"kind": "accel", "config": _with(**changes)})
 
 
-def _offloaded_on_accel(art):
+def _offloaded_on_cpu(art):
     import tvm_mp
     from tvm_mp.driver import compile_offloaded
 
     mod = digits_module(art)
-    compile_offloaded(mod, tvm_mp.PrecisionPlan.uniform(mod, tvm_mp.Precision(4, 4)), [], target="accel")
+    compile_offloaded(mod, tvm_mp.PrecisionPlan.uniform(mod, tvm_mp.Precision(4, 4)), [], target="host")
 
 
 def _damaged_accel_artifact(art):
@@ -70,7 +70,7 @@ CASES = [
          args=({"kind": "accel", "config": {k: v for k, v in _default_cfg().items() if k != "dram"}},)),
     Case("accel-bits-3", _parse_changed, "error", "remove 3", args=({"supported_bits": [8, 3]},)),
     Case("accel-clock-zero", _parse_changed, "error", "clock_mhz", args=({"clock_mhz": 0},)),
-    Case("accel-offload-on-accel", _offloaded_on_accel, "error", "compile_offloaded"),
+    Case("accel-offload-on-cpu", _offloaded_on_cpu, "error", "compile_offloaded is tvm_mp.compile"),
     Case("accel-damaged-weights", _damaged_accel_artifact, "error", "damaged", timeout_s=240.0),
     file_cli_case("cli-accel-bad-config", {"bad.json": {"name": "x"}},
                   ["compile", "{onnx}", "--shape", "input=1,1,8,8", "--plan", "w4a4", "--calibration", "digits",

@@ -33,7 +33,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 import tvm
@@ -41,7 +41,7 @@ from tvm import relax
 
 from .. import _tvm
 from .._files import write_atomic
-from ..errors import Error, ensure_ffi_registration
+from ..errors import Error, UnsupportedError, ensure_ffi_registration
 from ..layers import annotated_layer_functions
 from ..quantize.packing import container_bits
 from ..quantize.qlayer import read_layer
@@ -409,6 +409,24 @@ def accel_layer_names(quantized: tvm.IRModule, hw: HardwareConfig) -> list[str]:
     return sorted(out)
 
 
+def chosen_layers(quantized: tvm.IRModule, hw: HardwareConfig, capable: set[str], layers: Iterable[str]) -> set[str]:
+    """``layers`` checked: each a planned layer (annotated in ``quantized``) the datapath runs (in ``capable``)."""
+    if isinstance(layers, str):
+        raise UnsupportedError(f"accel_layers must be a list of layer names, got the string {layers!r}: "
+                               f"write [{layers!r}]")
+    chosen = {str(n) for n in layers}
+    planned = annotated_layer_functions(quantized)
+    for name in sorted(chosen):
+        if name not in planned:
+            raise UnsupportedError(f"layer {name!r} is not a planned layer of the module: the accelerator runs "
+                                   f"quantized layers only; planned layers: {', '.join(sorted(planned)) or '(none)'}")
+        if name not in capable:
+            prec = read_layer(planned[name][1]).precision
+            raise UnsupportedError(f"layer {name!r} ({prec}) cannot run on {hw.name} (integer precisions with "
+                                   f"bits in {list(hw.supported_bits)} only): leave it out of accel_layers")
+    return chosen
+
+
 def _layer_of(value, lowered: tvm.IRModule, layers: Mapping) -> str | None:
     """The accelerator layer whose integer kernel ``value`` calls (None if it is no such call)."""
     found = _kernel_call(value, lowered)
@@ -489,12 +507,16 @@ def accel_edges(main: relax.Function, lowered: tvm.IRModule, layers: Mapping) ->
 
 def offload_lowered(lowered: tvm.IRModule, quantized: tvm.IRModule, hw: HardwareConfig,
                     mappings: Mapping[str, LayerMapping] | None = None, objective: str = "energy",
-                    chain: bool = True) -> tuple[tvm.IRModule, AccelRuntime]:
+                    chain: bool = True, layers: Iterable[str] | None = None) -> tuple[tvm.IRModule, AccelRuntime]:
     """Replace the integer kernels of the layers the accelerator runs by packed calls to it (module docstring).
     ``mappings``: layer -> mapping (default: the analytical model's best for ``objective``); ``chain``: keep
-    consecutive layers' codes on chip where the buffers allow (one packed call per chain)."""
+    consecutive layers' codes on chip where the buffers allow (one packed call per chain); ``layers``: the
+    layers to run on the accelerator (default: every integer layer whose precision the datapath runs); the other
+    planned layers stay integer kernels on the host CPU."""
     ensure_ffi_registration()
     names = set(accel_layer_names(quantized, hw))
+    if layers is not None:
+        names = chosen_layers(quantized, hw, names, layers)
     layers = {n: read_layer(f) for n, (_, f) in annotated_layer_functions(quantized).items() if n in names}
     mappings = dict(mappings or {})
     main = lowered["main"]
