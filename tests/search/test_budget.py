@@ -67,6 +67,41 @@ def test_a_wrong_cost_model_is_corrected_by_measurement(net, calib):
     np.testing.assert_array_equal(cm.run(calib[0]), cm.reference(calib[0]))
 
 
+def test_the_search_keeps_a_safety_margin_under_a_measured_latency_limit(net, calib):
+    """Round 1 searches under the limit minus DEFAULT_MARGIN; a plan under the limit by its median but not by
+    median + noise is searched again under a margin of twice the measured noise (and kept as the fallback)."""
+    from tvm_mp.search.budget import DEFAULT_MARGIN, Measurement
+    from tvm_mp.search.pareto import search_context
+
+    ctx = search_context(net, calib, options=OPTIONS, metric="sqnr_db")
+    hi = ctx.costs.totals(ctx.costs.space.uniform_index(Precision(8, 8)))["latency_ms"]
+    budget = Budget(latency_ms=hi)
+    noisy = lambda model: Measurement(model.report.latency_ms, 0.04 * model.report.latency_ms, "test")  # noqa: E731
+    out = compile_with_budget(net, budget, calibration=calib, config=FAST, measure=noisy, max_rounds=2,
+                              context=ctx).search
+    first, second = out.rounds
+
+    def margin_taken(limit_ms, margin, costs):  # the margin, or half / a quarter / none when the costs cannot reach it
+        lo = costs.minimum()["latency_ms"]
+        if limit_ms is None:
+            assert lo > budget.latency_ms * (1 - margin / 4)
+            return
+        taken = 1 - limit_ms / budget.latency_ms
+        assert any(taken == pytest.approx(margin / k) for k in (1, 2, 4)), (taken, margin)
+        assert taken == pytest.approx(margin) or lo > budget.latency_ms * (1 - 2 * taken)
+
+    margin_taken(first.search_limit_ms, DEFAULT_MARGIN, ctx.costs)
+    assert first.predicted_latency_ms <= first.search_limit_ms * (1 + 1e-6)
+    assert not first.measured.surely_meets(budget.latency_ms)  # 4 % noise over the margin
+    corrected = ctx.costs.scaled(latency_ms=second.correction)
+    margin_taken(second.search_limit_ms, 0.08, corrected)  # twice the 4 % noise
+    assert out.measured_latency_ms <= budget.latency_ms and out.meets_budget_measured() is True
+    assert out.to_dict()["rounds"][1]["search_limit_ms"] == second.search_limit_ms
+    assert out.to_dict()["rounds"][0]["search_limit_ms"] == first.search_limit_ms
+    with pytest.raises(PlanError, match="margin"):
+        compile_with_budget(net, budget, calibration=calib, context=ctx, margin=0.7)
+
+
 def test_a_budget_no_measured_plan_meets_is_one_clear_error(net, calib):
     from tvm_mp.search.budget import Measurement
 
