@@ -55,6 +55,9 @@ RANDOM_FOLDS = 4
 PREDICTORS = ("whole-model (XGBoost layers + fixed terms)", "whole-model (calibrated analytical layers + fixed terms)",
               "analytical as shipped (sum of layers)", "XGBoost as shipped, isolated kernels (sum of layers)")
 TARGET_MEDIAN, TARGET_WORST = 0.10, 0.20
+#: Optional feature groups of the XGBoost layer model (``tvm_mp.cost_models.features.FEATURE_SETS``): "schedule",
+#: the kernel variant the build picks (algorithm, tiling, words as that algorithm packs them).
+LAYER_FEATURE_SETS = ("schedule",)
 
 
 def log(msg: str) -> None:
@@ -202,7 +205,7 @@ def evaluate(records, seed: int = 0) -> dict:
             t0 = time.monotonic()
             train = [r for r in data if r.model not in held]
             test = [r for r in data if r.model in held]
-            learned = WholeModel.fit(train, seed=seed, counter=counter)
+            learned = WholeModel.fit(train, seed=seed, counter=counter, feature_sets=LAYER_FEATURE_SETS)
             analytical = WholeModel.fit(train, seed=seed, layer_model="analytical", counter=counter)
             for r in test:
                 est = learned.predict_calls(r.calls)
@@ -222,7 +225,7 @@ def evaluate(records, seed: int = 0) -> dict:
             log(f"{basis} fold {fold}: trained on {len(train)} models "
                 f"({sum(len(r.layer_records()) for r in train)} layer kernels), {len(test)} held out, "
                 f"{time.monotonic() - t0:.1f} s")
-    shipped = WholeModel.fit(records, seed=seed, counter=counter)
+    shipped = WholeModel.fit(records, seed=seed, counter=counter, feature_sets=LAYER_FEATURE_SETS)
     return {"rows": rows, "nominal_reference_ms": nominal, "fixed_all": shipped.fixed.to_dict(),
             "summary": summarize(rows), "noise": noise(records), "records": len(records),
             "models": sorted({r.model for r in records})}
@@ -289,7 +292,9 @@ def write(results: dict, machine: dict) -> None:
              "`--no-collect` re-evaluates without measuring).", "", machine_line(machine), "",
              "What is predicted: the latency of one inference of a model built by `tvm_mp.compile` for "
              "`target=\"host\"`, from its lowered module (no build): layer kernels from a per-layer model trained "
-             "on kernels timed *inside* built models, plus the fixed per-inference terms (quantize calls at float "
+             "on kernels timed *inside* built models (XGBoost on sizes, counted events and the kernel variant the "
+             "build picks: algorithm, tiling, bit-serial words as that algorithm packs them), plus the fixed "
+             "per-inference terms (quantize calls at float "
              "edges, other operators, VM overhead) as their own fitted terms (`tvm_mp.cost_models.whole_model`). "
              "Measured: the built model's `main` timed with the CPU clock of its thread (one TVM thread), "
              "median of rounds. Every figure below is for models **never in training**: each benchmark model is "
@@ -359,7 +364,7 @@ def write(results: dict, machine: dict) -> None:
 def write_default(records, seed: int = 0) -> Path:
     from tvm_mp.cost_models.whole_model import DEFAULT_MODEL, WholeModel
 
-    model = WholeModel.fit(records, seed=seed)
+    model = WholeModel.fit(records, seed=seed, feature_sets=LAYER_FEATURE_SETS)
     model.info["trained_on"] = str(RECORDS.relative_to(ROOT))
     model.info["command"] = COMMAND + " --no-collect --write-default"
     path = ROOT / "tvm_mp" / "cost_models" / DEFAULT_MODEL
