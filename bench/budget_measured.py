@@ -223,6 +223,10 @@ def write(data: dict) -> None:
               "- The safety margin is fixed (3 % in round 1) rather than fitted per model: a plan's prediction error "
               "on a held-out model reaches 20-40 % in the worst cases (bench_predict_model.md), which a re-search "
               "catches only within the rounds allowed; a wider margin would give up precision on every budget.",
+              "- `BudgetError`s are not counted in the headline figure: a budget below the smallest latency the "
+              "(corrected) costs reach raises before or between measurements, even when the machine runs faster than "
+              "the predictor's records (the fractions are of the w8a8 time measured in this run), and a budget no "
+              "round's plan met by measurement raises with the fastest measured plan.",
               "- The load average on this 2-core machine (other jobs) was far above 2 during the run: the CPU clock "
               "of one thread is not immune to it (caches, memory bandwidth, the hypervisor), so timings of the same "
               "model minutes apart differ by more than the noise either timing reports.",
