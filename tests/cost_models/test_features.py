@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,3 +91,26 @@ def test_scheduled_kernels_only_pad_loops():
     assert all(scheduled[k] >= plain[k] for k in plain)
     assert scheduled["points_packed_acc"] == plain["points_packed_acc"] == 10 * 64
     assert plain["points_epilogue"] == 10
+
+
+def test_schedule_features_name_the_kernel_variant_the_build_picks():
+    conv = dict(params=ConvParams((1, 1), (1, 1, 1, 1)))
+    wls = [Workload("conv2d", (1, 8, 12, 12), (8, 8, 3, 3), 5, 2, kind="bitserial", **conv),  # direct
+           Workload("conv2d", (1, 3, 12, 12), (8, 3, 3, 3), 2, 2, kind="bitserial", **conv),  # im2col (3 channels)
+           Workload("conv2d", (1, 64, 6, 6), (8, 64, 3, 3), 1, 1, kind="bitserial", **conv),  # 64-bit words
+           Workload("dense", (1, 64), (10, 64), 8, 8)]
+    names = F.feature_names((), ("schedule",))
+    assert len(names) == len(F.feature_names()) + len(F._SCHEDULE_FEATURES)
+    x = F.feature_matrix(wls, COUNTER, feature_sets=("schedule",))
+    col = {n: x[:, i] for i, n in enumerate(names)}
+    np.testing.assert_array_equal(col["algo=direct"], [1, 0, 0, 0])
+    np.testing.assert_array_equal(col["algo=im2col"], [0, 1, 0, 0])
+    np.testing.assert_array_equal(col["algo=direct64"], [0, 0, 1, 0])
+    np.testing.assert_array_equal(col["algo=dense"], [0, 0, 0, 1])
+    # direct: a word per kernel tap (8 of its 32 bits used); im2col packs the 27-bit window in one word
+    assert col["algo_words"][0] == 9 and col["algo_word_fill"][0] == 0.25
+    assert col["algo_words"][1] == 1 and col["algo_words"][2] == 9 * 2
+    assert col["dot_split"][3] == 1 and np.isnan(col["algo_words"][3])  # packed 8x8: the exact split dot
+    np.testing.assert_array_equal(x[:, : len(F.feature_names())], F.feature_matrix(wls, COUNTER))
+    with pytest.raises(F.CostModelError, match="feature set"):
+        F.feature_names((), ("nope",))

@@ -48,13 +48,17 @@ def test_a_wrong_cost_model_is_corrected_by_measurement(net, calib):
     from tvm_mp.search.pareto import search_context
 
     kwargs = dict(calibration=calib, options=OPTIONS, config=FAST, metric="sqnr_db")  # a graded score
-    lo = search_context(net, calib, options=OPTIONS, metric="sqnr_db").costs.minimum()["latency_ms"]
+    costs = search_context(net, calib, options=OPTIONS, metric="sqnr_db").costs
+    lo = costs.minimum()["latency_ms"]
     free = compile_with_budget(net, Budget(latency_ms=1e3), measure=False, **kwargs)
     favourite = free.search.predicted["latency_ms"]  # what the search takes when latency does not bind
     assert favourite > lo
     budget = Budget(latency_ms=favourite)  # the favourite fits by the model's costs
     factor = budget.latency_ms / lo  # measured, only the cheapest plans fit
-    device = lambda model: Measurement(factor * model.report.latency_ms, 0.0, "test device")  # noqa: E731
+    # the device runs every plan factor x slower than the search's table says (the report's total may differ from the
+    # table's: its fixed terms are the built plan's, the table's those of the widest plan)
+    device = lambda model: Measurement(  # noqa: E731
+        factor * costs.totals(costs.space.index_of(model.plan))["latency_ms"], 0.0, "test device")
     cm = compile_with_budget(net, budget, measure=device, **kwargs)
     out = cm.search
     assert len(out.rounds) >= 2, "the first plan (searched on the model's costs) should have missed by measurement"
@@ -65,6 +69,47 @@ def test_a_wrong_cost_model_is_corrected_by_measurement(net, calib):
     assert out.to_dict()["meets_budget_measured"] is True and len(out.to_dict()["rounds"]) == len(out.rounds)
     assert "by measurement" in out.cost_model
     np.testing.assert_array_equal(cm.run(calib[0]), cm.reference(calib[0]))
+
+
+def test_the_search_keeps_a_safety_margin_under_a_measured_latency_limit(net, calib):
+    """Round 1 searches under the limit minus DEFAULT_MARGIN; a plan under the limit by its median but not by
+    median + noise is searched again under a margin of twice the measured noise (and kept as the fallback)."""
+    from tvm_mp.search.budget import DEFAULT_MARGIN, Measurement
+    from tvm_mp.search.pareto import search_context
+
+    ctx = search_context(net, calib, options=OPTIONS, metric="sqnr_db")
+    hi = ctx.costs.totals(ctx.costs.space.uniform_index(Precision(8, 8)))["latency_ms"]
+    budget = Budget(latency_ms=hi)
+    calls = []
+
+    def noisy(model):  # the first plan: under the limit by its median, over it by median + noise; then steady
+        t = model.report.latency_ms
+        calls.append(t)
+        return Measurement(t, max(budget.latency_ms - t, 0.0) + 0.01 * budget.latency_ms if len(calls) == 1 else 0.0)
+
+    out = compile_with_budget(net, budget, calibration=calib, config=FAST, measure=noisy, max_rounds=2,
+                              context=ctx).search
+    first, second = out.rounds
+
+    def margin_taken(limit_ms, margin, costs):  # the margin, or half / a quarter / none when the costs cannot reach it
+        lo = costs.minimum()["latency_ms"]
+        if limit_ms is None:
+            assert lo > budget.latency_ms * (1 - margin / 4)
+            return
+        taken = 1 - limit_ms / budget.latency_ms
+        assert any(taken == pytest.approx(margin / k) for k in (1, 2, 4)), (taken, margin)
+        assert taken == pytest.approx(margin) or lo > budget.latency_ms * (1 - 2 * taken)
+
+    margin_taken(first.search_limit_ms, DEFAULT_MARGIN, ctx.costs)
+    assert first.predicted_latency_ms <= first.search_limit_ms * (1 + 1e-6)
+    assert not first.measured.surely_meets(budget.latency_ms) and first.measured.latency_ms <= budget.latency_ms
+    corrected = ctx.costs.scaled(latency_ms=second.correction)
+    margin_taken(second.search_limit_ms, min(max(0.015, 2 * first.measured.relative_noise), 0.25), corrected)
+    assert out.measured_latency_ms <= budget.latency_ms and out.meets_budget_measured() is True
+    assert out.to_dict()["rounds"][1]["search_limit_ms"] == second.search_limit_ms
+    assert out.to_dict()["rounds"][0]["search_limit_ms"] == first.search_limit_ms
+    with pytest.raises(PlanError, match="margin"):
+        compile_with_budget(net, budget, calibration=calib, context=ctx, margin=0.7)
 
 
 def test_a_budget_no_measured_plan_meets_is_one_clear_error(net, calib):

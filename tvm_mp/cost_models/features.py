@@ -385,26 +385,113 @@ def knob_feature_names(workloads: Sequence[Workload]) -> list[str]:
     return sorted(names)
 
 
-def feature_names(knob_names: Sequence[str] = ()) -> tuple[str, ...]:
+#: Optional feature groups (a model file lists the ones it was trained with; none = the original features).
+#: ``"schedule"``: the kernel variant the build picks for the workload (:func:`schedule_fields`).
+FEATURE_SETS = ("schedule",)
+#: Algorithms of the CPU schedules (``tvm_mp.schedules.registry.algorithms_for``).
+ALGORITHMS = ("direct", "direct64", "im2col", "depthwise", "dense")
+_SCHEDULE_FEATURES = tuple(f"algo={a}" for a in ALGORITHMS) + (
+    "oc_block", "p_unroll", "dot_split", "algo_words", "algo_word_fill", "log2_algo_popcount_points",
+    "log2_weight_bytes", "log2_act_bytes")
+
+
+def _check_sets(feature_sets: Sequence[str]) -> tuple[str, ...]:
+    sets = tuple(str(s) for s in feature_sets)
+    unknown = [s for s in sets if s not in FEATURE_SETS]
+    if unknown:
+        raise CostModelError(f"unknown feature set(s) {', '.join(unknown)}: this tvm-mp has {', '.join(FEATURE_SETS)}")
+    return sets
+
+
+def feature_names(knob_names: Sequence[str] = (), feature_sets: Sequence[str] = ()) -> tuple[str, ...]:
     names = [f"op={o}" for o in OPS] + [f"kind={k}" for k in KERNEL_KINDS] + [f"epilogue={e}" for e in EPILOGUES]
     names += [f"target={t}" for t in _TARGET_FAMILIES]
     names += list(_SIZE_FEATURES) + ["pad_top", "pad_left", "pad_bottom", "pad_right", "padded_sides",
                                      "kernel_area", "cg", "kg", "reduction", "words", "word_fill", "full_words",
                                      "planes", "container", "log2_macs", "log2_out", "log2_out_hw"]
     names += [f"log2_{e}" for e in EVENTS]
+    if "schedule" in _check_sets(feature_sets):
+        names += list(_SCHEDULE_FEATURES)
     names += [f"knob:{k}" for k in knob_names]
     return tuple(names)
 
 
+def _default_config(wl: Workload, cache: dict):
+    """(algorithm, oc_block, p_unroll) of the schedule's default config for ``wl`` on its target (None when the
+    target has no CPU schedule). Tuned configs are not looked up: a tuning database is the build's, not the
+    workload's. Cached without the bit-widths: the CPU schedules pick the algorithm and tiling from the shapes and
+    the kernel kind (the bit-widths choose only the dot-product intrinsic), and a look-up takes milliseconds."""
+    key = (wl.op, wl.kind, wl.input_shape, wl.weight_shape, wl.params, wl.target)
+    if key not in cache:
+        from ..schedules.kernels import conv_workload, dense_workload
+        from ..schedules.registry import lookup
+        from ..targets import parse
+
+        try:
+            if ("target", wl.target) not in cache:  # parsing a target takes milliseconds: once per cache
+                cache[("target", wl.target)] = parse(wl.target).tvm_target
+            target = cache[("target", wl.target)]
+            if wl.op == "dense":
+                work = dense_workload(wl.kind, wl.w_bits, wl.a_bits, wl.input_shape, wl.weight_shape)
+            else:
+                work = conv_workload(wl.kind, wl.w_bits, wl.a_bits, wl.input_shape, wl.weight_shape, wl.params)
+            cfg = lookup(work.op, work.kind, target).default(work, target)
+            cache[key] = (cfg.algorithm, cfg.oc_block, cfg.p_unroll)
+        except Exception:  # no CPU schedule for this target (an accelerator): the columns stay missing
+            cache[key] = None
+    return cache[key]
+
+
+def schedule_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
+                    cache: dict | None = None) -> list[np.ndarray]:
+    """The ``"schedule"`` feature columns: the algorithm the build picks (one-hot), its tiling, whether a packed
+    kernel takes the exact split dot (8-bit codes x 8-bit weights), the words a bit-serial output point reduces
+    over *as that algorithm packs them* (direct: a word per kernel tap and 32 channels, direct64: per 64
+    channels; im2col and dense: the whole window packed densely) and how full they are, the popcount points with
+    those words, and the weight and activation footprints."""
+    cache = {} if cache is None else cache
+    n = len(workloads)
+    algo = np.full(n, "", dtype=object)
+    ocb = np.full(n, np.nan)
+    pun = np.full(n, np.nan)
+    for i, wl in enumerate(workloads):
+        found = _default_config(wl, cache)
+        if found is not None:
+            algo[i], ocb[i], pun[i] = found
+    cg = raw["c"] // raw["g"]
+    taps = raw["kh"] * raw["kw"]
+    r = cg * taps
+    per_tap64 = taps * ((cg + 63) // 64) * 2  # in 32-bit words, to compare with the others
+    words = np.where(algo == "direct", taps * ((cg + WORD_BITS - 1) // WORD_BITS),
+                     np.where(algo == "direct64", per_tap64,
+                              np.where(algo == "depthwise", taps, (r + WORD_BITS - 1) // WORD_BITS))).astype(np.float64)
+    bitserial = raw["kind"] == _KIND_ID["bitserial"]
+    planes = np.where(raw["w_bits"] == 1, 1, raw["w_bits"]) * raw["a_bits"]
+    out = raw["n"] * raw["oc"] * raw["oh"] * raw["ow"]
+    pop = np.where(bitserial, out * planes * words, 0).astype(np.float64)
+    split = (~bitserial) & (raw["w_bits"] == 8) & (raw["a_bits"] == 8)
+    weight_bytes = raw["oc"] * r * np.where(bitserial, np.where(raw["w_bits"] == 1, 1, raw["w_bits"]),
+                                            container_bits(raw["w_bits"])) / 8.0
+    act_bytes = raw["n"] * raw["c"] * raw["h"] * raw["w"] * np.where(bitserial, raw["a_bits"] / 8.0, 1.0)
+    cols = [(algo == a).astype(np.float64) for a in ALGORITHMS]
+    cols += [ocb, pun, split.astype(np.float64), np.where(bitserial, words, np.nan),
+             np.where(bitserial, r / np.maximum(words * WORD_BITS, 1), np.nan), np.log2(1.0 + pop),
+             np.log2(1.0 + weight_bytes), np.log2(1.0 + act_bytes)]
+    return cols
+
+
 def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_names: Sequence[str] = (),
                    events: Mapping[str, np.ndarray] | None = None,
-                   raw: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+                   raw: Mapping[str, np.ndarray] | None = None, feature_sets: Sequence[str] = (),
+                   schedule_cache: dict | None = None) -> np.ndarray:
     """float32 ``[n, len(feature_names(knob_names))]``: one-hot categories, sizes, log2 event counts, knobs.
 
     ``knob_names`` (see :func:`knob_feature_names`): a numeric knob is one column, a string knob one 0/1 column
     per value seen in training; knobs a workload does not set are NaN (XGBoost's missing value). ``events`` /
-    ``raw``: the workloads' events and raw fields when the caller has them already.
+    ``raw``: the workloads' events and raw fields when the caller has them already. ``feature_sets``: optional
+    groups of :data:`FEATURE_SETS` (``schedule_cache``: a dict that keeps the schedule look-ups between calls).
     """
+    feature_sets = _check_sets(feature_sets)
     workloads = list(workloads)
     raw = raw if raw is not None else raw_fields(workloads)
     ev = events if events is not None else counter.events(raw)
@@ -432,6 +519,8 @@ def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_n
                     np.log2(out * r), np.log2(out), np.log2(raw["oh"] * raw["ow"])]
     for name in EVENTS:
         cols.append(np.log2(1.0 + ev[name]))
+    if "schedule" in feature_sets:
+        cols += schedule_fields(workloads, raw, schedule_cache)
     for knob in knob_names:  # "name" for a numeric knob, "name=value" for one value of a string knob
         name, _, value = knob.partition("=")
         col = np.full(n, np.nan)
@@ -445,4 +534,4 @@ def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_n
                     col[i] = float(v)
         cols.append(col)
     return np.column_stack([np.asarray(c, dtype=np.float32) for c in cols]) if n else np.zeros(
-        (0, len(feature_names(knob_names))), dtype=np.float32)
+        (0, len(feature_names(knob_names, feature_sets))), dtype=np.float32)

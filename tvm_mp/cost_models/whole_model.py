@@ -315,6 +315,18 @@ class FixedCosts:
             raise CostModelError(f"fixed costs need quantize, other_op and vm fields ({err})") from None
 
 
+#: Relative spread (interquartile range / median) a layer kernel's timing counts fully at; a noisier one weighs
+#: ``NOISE_FLOOR / spread`` (so a kernel timed at 20 % spread counts a tenth).
+NOISE_FLOOR = 0.02
+
+
+def noise_weight(spread_ms: float, median_ms: float) -> float:
+    """Training weight of one timed call: 1 up to :data:`NOISE_FLOOR` relative spread, inversely proportional
+    above it."""
+    rel = float(spread_ms) / max(float(median_ms), 1e-12)
+    return float(min(1.0, NOISE_FLOOR / max(rel, 1e-12)))
+
+
 @dataclass(frozen=True)
 class WholeModelEstimate:
     """A whole-model prediction (ms) and its terms: ``layer_ms`` (one per layer call, in call order), quantize
@@ -358,10 +370,14 @@ class WholeModel:
 
     @classmethod
     def fit(cls, model_records: Sequence, seed: int = 0, layer_model: str = "xgboost", rounds: int | None = None,
-            quantile_rounds: int | None = None, counter=None) -> "WholeModel":
+            quantile_rounds: int | None = None, counter=None, feature_sets: Sequence[str] = (),
+            noise_weights: bool = False) -> "WholeModel":
         """Train on model records (:class:`~tvm_mp.measure.records.ModelRecord`, put on one speed scale first):
         the layer model on their layer kernels as timed in the models (``layer_model`` "xgboost", or "analytical":
-        the roofline calibrated on them), the fixed terms on their other calls and whole-model times."""
+        the roofline calibrated on them), the fixed terms on their other calls and whole-model times.
+        ``feature_sets``: optional feature groups of the XGBoost layer model
+        (:data:`~tvm_mp.cost_models.features.FEATURE_SETS`); ``noise_weights``: weigh each layer kernel by how
+        steady its timing was (:func:`noise_weight`)."""
         from .analytical import AnalyticalModel
         from .features import KernelCounter
         from .xgb import DEFAULT_QUANTILE_ROUNDS, DEFAULT_ROUNDS, XGBCostModel
@@ -372,15 +388,23 @@ class WholeModel:
         layers = [rec for r in model_records for rec in r.layer_records()]
         counter = counter or KernelCounter()
         if layer_model == "xgboost":
+            weights = None
+            if noise_weights:
+                weights = [noise_weight(spread, ms) for r in model_records
+                           for call, ms, spread in zip(r.calls.calls, r.call_ms,
+                                                       r.call_spread_ms or (0.0,) * len(r.call_ms))
+                           if call.role == "layer" and ms > 0]
             model = XGBCostModel.fit(layers, seed=seed, rounds=rounds or DEFAULT_ROUNDS,
-                                     quantile_rounds=quantile_rounds or DEFAULT_QUANTILE_ROUNDS, counter=counter)
+                                     quantile_rounds=quantile_rounds or DEFAULT_QUANTILE_ROUNDS, counter=counter,
+                                     feature_sets=feature_sets, weights=weights)
         elif layer_model == "analytical":
             model = AnalyticalModel.calibrated(layers, AnalyticalModel(counter=counter))
         else:
             raise CostModelError(f"layer_model={layer_model!r}: use 'xgboost' or 'analytical'")
         fixed = FixedCosts.fit([(r.calls, r.call_ms, r.latency_ms) for r in model_records])
         info = {"models": sorted({r.model for r in model_records}), "model_records": len(model_records),
-                "layer_records": len(layers), "layer_model": layer_model, "seed": int(seed)}
+                "layer_records": len(layers), "layer_model": layer_model, "seed": int(seed),
+                "feature_sets": list(feature_sets), "noise_weights": bool(noise_weights)}
         return cls(model, fixed, info)
 
     def predict(self, workloads: Sequence[Workload]) -> Estimate:

@@ -89,7 +89,8 @@ class XGBCostModel:
     """``predict(workloads) -> Estimate`` from boosters trained with :meth:`fit` (or loaded with :meth:`load`)."""
 
     def __init__(self, boosters: Mapping[str, Any], prior: AnalyticalModel, knob_names: Sequence[str] = (),
-                 energy_families: Sequence[str] = (), info: Mapping[str, Any] | None = None, accel_prior=None):
+                 energy_families: Sequence[str] = (), info: Mapping[str, Any] | None = None, accel_prior=None,
+                 feature_sets: Sequence[str] = ()):
         if "latency" not in boosters:
             raise CostModelError("an XGBCostModel needs at least a 'latency' booster")
         self.boosters = dict(boosters)
@@ -98,7 +99,9 @@ class XGBCostModel:
         self.knob_names = tuple(knob_names)
         self.energy_families = tuple(energy_families)
         self.info = dict(info or {})
-        self.feature_names = feature_names(self.knob_names)
+        self.feature_sets = tuple(feature_sets)
+        self.feature_names = feature_names(self.knob_names, self.feature_sets)
+        self._schedule_cache: dict = {}  # schedule look-ups of the "schedule" features, per workload
         self.families = tuple(self.info.get("families", ()))
         #: What the latency predictions count: "ms", or "emulated instructions" for a model trained on
         #: emulated records (``Estimate.latency_ms`` then holds instruction counts).
@@ -110,12 +113,14 @@ class XGBCostModel:
     def fit(cls, records, seed: int = 0, rounds: int = DEFAULT_ROUNDS, params: Mapping[str, Any] | None = None,
             quantile_rounds: int = DEFAULT_QUANTILE_ROUNDS, prior: AnalyticalModel | None = None,
             energy_model: CpuEnergyModel | None = None, counter: KernelCounter | None = None,
-            accel_prior=None) -> "XGBCostModel":
+            accel_prior=None, feature_sets: Sequence[str] = (), weights=None) -> "XGBCostModel":
         """Train on successful ``records``. ``prior`` defaults to the analytical model calibrated on them;
         ``accel_prior`` (for accelerator records) to :class:`~tvm_mp.cost_models.accel.AccelCostModel` on the
         default hardware description.
 
         ``counter``: a :class:`KernelCounter` to share (its templates are read once per process otherwise).
+        ``feature_sets``: optional feature groups (:data:`~tvm_mp.cost_models.features.FEATURE_SETS`);
+        ``weights``: one training weight per successful record (None: all 1).
         """
         xgb = _xgb()
         records = [r for r in records if r.error is None]
@@ -136,7 +141,12 @@ class XGBCostModel:
         workloads = [r.workload for r in records]
         knob_names = knob_feature_names(workloads)
         ev = counter.events(workloads)
-        x = feature_matrix(workloads, counter, knob_names, events=ev)
+        x = feature_matrix(workloads, counter, knob_names, events=ev, feature_sets=feature_sets)
+        w = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (len(records),) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+                raise CostModelError("XGBCostModel.fit: give one finite, positive weight per successful record")
         if accel_prior is None and any(target_family(w.target) == "accel" for w in workloads):
             from .accel import AccelCostModel
 
@@ -148,7 +158,7 @@ class XGBCostModel:
         base.update(params or {})
         base["seed"] = int(seed)
         boosters = {}
-        boosters["latency"], boosters["latency_q"] = cls._fit_pair(xgb, x, y_lat, base, rounds, quantile_rounds)
+        boosters["latency"], boosters["latency_q"] = cls._fit_pair(xgb, x, y_lat, base, rounds, quantile_rounds, w)
         has_energy = np.array([r.energy_uj is not None for r in records])
         energy_families: list[str] = []
         if has_energy.sum() >= 10:
@@ -166,11 +176,11 @@ class XGBCostModel:
             info["accel_prior"] = {"model": "tvm_mp.cost_models.accel.AccelCostModel",
                                    "objective": accel_prior.objective,
                                    "hardware": accel_prior.hw.to_dict()}
-        return cls(boosters, prior, knob_names, energy_families, info, accel_prior)
+        return cls(boosters, prior, knob_names, energy_families, info, accel_prior, feature_sets)
 
     @staticmethod
-    def _fit_pair(xgb, x, y, params, rounds, quantile_rounds):
-        data = xgb.DMatrix(x, label=y)
+    def _fit_pair(xgb, x, y, params, rounds, quantile_rounds, weights=None):
+        data = xgb.DMatrix(x, label=y, weight=weights)
         mean = xgb.train({**params, "objective": "reg:squarederror"}, data, num_boost_round=rounds)
         qparams = {**params, "objective": "reg:quantileerror", "quantile_alpha": np.array(QUANTILES),
                    "max_depth": min(4, int(params.get("max_depth", 6)))}
@@ -185,7 +195,8 @@ class XGBCostModel:
         require_kinds(workloads, KERNEL_KINDS, "XGBCostModel")
         raw = raw_fields(workloads)
         ev = self.counter.events(raw)
-        x = feature_matrix(workloads, self.counter, self.knob_names, events=ev, raw=raw)
+        x = feature_matrix(workloads, self.counter, self.knob_names, events=ev, raw=raw,
+                           feature_sets=self.feature_sets, schedule_cache=self._schedule_cache)
         prior_lat, prior_energy = _priors(self.prior, self.accel_prior, workloads, ev)
         ratio = self.boosters["latency"].inplace_predict(x)
         latency = prior_lat * np.exp(ratio)
@@ -215,10 +226,13 @@ class XGBCostModel:
 
     # ---- files ----------------------------------------------------------------------------------------------
     def to_dict(self, compact: bool = False) -> dict:
-        return {"format": FORMAT, "version": FORMAT_VERSION, "feature_names": list(self.feature_names),
+        data = {"format": FORMAT, "version": FORMAT_VERSION, "feature_names": list(self.feature_names),
                 "knob_names": list(self.knob_names), "energy_families": list(self.energy_families),
                 "prior": self.prior.to_dict(), "info": self.info,
                 "boosters": {name: _booster_to_json(b, compact) for name, b in self.boosters.items()}}
+        if self.feature_sets:  # written only when used: files without it load in older tvm-mp versions
+            data["feature_sets"] = list(self.feature_sets)
+        return data
 
     def save(self, path: str | Path, compact: bool = True) -> Path:
         """Write the model as one JSON file (boosters in XGBoost's JSON format; ``compact``: see
@@ -244,7 +258,8 @@ class XGBCostModel:
 
             accel_prior = AccelCostModel(HardwareConfig.from_dict(spec["hardware"]), spec.get("objective", "energy"))
         model = cls({n: _booster_from_json(b) for n, b in data["boosters"].items()}, prior, data.get("knob_names", ()),
-                    data.get("energy_families", ()), data.get("info", {}), accel_prior)
+                    data.get("energy_families", ()), data.get("info", {}), accel_prior,
+                    tuple(data.get("feature_sets", ())))
         if list(model.feature_names) != list(data.get("feature_names", [])):
             raise CostModelError("the model file was trained on other features than this tvm-mp computes: "
                                  "retrain it (tvm-mp cost-model train ...)")

@@ -15,12 +15,18 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
 5. the accuracy from ``accuracy_fn`` on the compiled model;
 6. **verification by measurement** (a latency budget on a target that can be measured: this host): the built model
    is timed (:func:`measure_in_model`: one inference of its ``main`` as the whole-model predictor was trained,
-   median and spread of rounds, :class:`Measurement`); if its median is over the limit, the search's latency
-   costs are corrected by the ratio measured / predicted of that plan (costs corrected, never the limit) and the
-   search runs again, at most :data:`MAX_ROUNDS` rounds. A plan over the limit by less than its measurement's own
-   noise is accepted only when no later round finds one under the limit (the last rounds' plans may be out of
-   reach of the corrected costs): so the plan returned is under the limit by the median whenever a round found
-   one, and within the noise otherwise. The result
+   median and spread of rounds, :class:`Measurement`). **Safety margin**: the search does not spend the budget
+   to the limit, where prediction error and timing noise decide by a coin flip whether the built model is under:
+   each round searches under ``limit x (1 - margin)`` (:attr:`Round.search_limit_ms`): the first round's margin
+   is ``margin`` (default :data:`DEFAULT_MARGIN`, from the whole-model predictor's held-out error), a later
+   round's is the last measurement's relative noise twice over, at least :data:`MIN_MARGIN` (the corrected costs
+   carry the plan-to-plan error and the drift between timings). When the corrected costs cannot reach the
+   tightened limit, the margin shrinks to what they reach (down to none). A plan is accepted when its measured
+   median **plus its noise** is within the limit; otherwise the latency costs are corrected by the ratio
+   measured / predicted of that plan (costs corrected, never the limit) and the search runs again, at most
+   :data:`MAX_ROUNDS` rounds. When no round's plan is under by median + noise, the returned plan is the fastest
+   one under the limit by its median, else one over it by less than its own noise: so the plan returned is under
+   the limit by the median whenever a round found one, and within the noise otherwise. The result
    says predicted and measured values and whether the budget is met by measurement; a budget no measured plan meets
    raises :class:`~tvm_mp.search.costs.BudgetError` with the best measured plan's figures.
    ``model.search`` keeps the outcome (:class:`BudgetOutcome`) with every round.
@@ -58,6 +64,13 @@ logger = logging.getLogger(__name__)
 MEASURE_RUNS = 15
 #: Search rounds at most when the measured latency misses the budget (the first search included).
 MAX_ROUNDS = 3
+#: Safety margin of the first round (fraction of the latency limit kept free): about half the whole-model
+#: predictor's held-out median |error| (docs/bench_predict_model.md), so a plan predicted under the tightened
+#: limit is under the limit itself more often than by a coin flip, without giving up much precision.
+DEFAULT_MARGIN = 0.03
+#: Smallest margin of a round searched on measured-corrected costs (the timing drift between two measurements
+#: of one model on this host: docs/bench_predict_model.md, test-retest).
+MIN_MARGIN = 0.015
 
 
 @dataclass(frozen=True)
@@ -72,21 +85,32 @@ class Measurement:
         """True when the median is within the limit, give or take the measurement's own noise."""
         return self.latency_ms <= limit_ms + self.noise_ms
 
+    def surely_meets(self, limit_ms: float) -> bool:
+        """True when the median plus the noise is within the limit (what a measured budget compile accepts)."""
+        return self.latency_ms + self.noise_ms <= limit_ms
+
+    @property
+    def relative_noise(self) -> float:
+        return self.noise_ms / self.latency_ms if self.latency_ms > 0 else 0.0
+
 
 @dataclass(frozen=True)
 class Round:
     """One search round of a measured budget compile: the plan, its predicted and measured latency, the correction
-    factor of the latency costs it was searched with."""
+    factor of the latency costs it was searched with, and the latency limit it was searched under (the budget's
+    minus the safety margin; None: the budget's own)."""
 
     plan: Any
     predicted_latency_ms: float
     measured: Measurement | None
     correction: float
+    search_limit_ms: float | None = None
 
     def to_dict(self) -> dict:
         return {"plan": {n: str(p) for n, p in self.plan.items()}, "predicted_latency_ms": self.predicted_latency_ms,
                 "measured_latency_ms": None if self.measured is None else self.measured.latency_ms,
-                "noise_ms": None if self.measured is None else self.measured.noise_ms, "correction": self.correction}
+                "noise_ms": None if self.measured is None else self.measured.noise_ms, "correction": self.correction,
+                "search_limit_ms": self.search_limit_ms}
 
 
 @dataclass(frozen=True)
@@ -156,7 +180,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
                         options=None, cost_model=None, seed: int = 0,
                         config: AnnealConfig | GuidedConfig | None = None,
                         metric: str = "agreement", measure: bool | Callable = True, progress: bool | None = None,
-                        database: Any = None, max_rounds: int = MAX_ROUNDS, context: SearchContext | None = None):
+                        database: Any = None, max_rounds: int = MAX_ROUNDS, context: SearchContext | None = None,
+                        margin: float = DEFAULT_MARGIN):
     """Search the plan that scores best within ``budget``, compile it, verify it by measurement, and report (see
     module docstring).
 
@@ -167,7 +192,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     :class:`~tvm_mp.search.pareto.SearchContext` of ``mod`` already built (its scorer remembers every plan it
     scored, so a later :func:`~tvm_mp.search.pareto.explore` or search on the same context reuses them); it
     replaces ``accuracy_fn``/``metric``/``options``/``cost_model`` for the search, and the budget is checked
-    against it.
+    against it. ``margin``: the first round's safety margin on a measured latency limit (a fraction, 0 to
+    spend the budget to the limit; see the module docstring).
     """
     if not isinstance(budget, Budget):
         raise PlanError(f"budget must be a tvm_mp.Budget, e.g. Budget(energy_uj=20.0), got {type(budget).__name__}")
@@ -179,6 +205,9 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
                     f"{type(mod).__name__}")
     if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
         raise PlanError(f"max_rounds={max_rounds!r}: give a positive number of search rounds")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 0.5:
+        raise PlanError(f"margin={margin!r}: give the fraction of the latency limit to keep free, from 0 to below "
+                        "0.5 (e.g. 0.03)")
     calibration = list(calibration)
     tgt = parse(target)
     mod = canonicalize(mod)
@@ -200,7 +229,9 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     best = None  # (measurement, model, result, predicted, costs) of the fastest measured plan
     model = None
     chosen = None  # (model, result, predicted, costs, measured) returned
-    within_noise = None  # the same of a plan over the limit by less than its measurement's noise (the fallback)
+    under_median = None  # the same of the fastest plan under the limit by its median only (the first fallback)
+    within_noise = None  # the same of a plan over the limit by less than its measurement's noise (the last one)
+    next_margin = float(margin) if measurer is not None and budget.latency_ms is not None else 0.0
     for _ in range(max_rounds if verify else 1):
         if correction != 1.0:
             factors["latency_ms"] = correction
@@ -210,12 +241,13 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
             try:
                 check_budget(costs, budget)  # the corrected costs may show the budget out of reach
             except BudgetError as err:
-                if within_noise is not None:
+                if under_median is not None or within_noise is not None:
                     break
                 raise BudgetError(f"{err}. Measured: {_best_text(best) if best else _simulated_text(model)}") \
                     from None
+        search_budget = _tightened(costs, budget, next_margin)
         start = time.perf_counter()
-        result, _ = optimize(round_ctx, budget, np.random.default_rng(seed), config)
+        result, _ = optimize(round_ctx, search_budget, np.random.default_rng(seed), config)
         logger.info("budget search: %d plans scored in %.1f s; chosen %s", result.evaluations,
                     time.perf_counter() - start, " ".join(f"{name}={prec}" for name, prec in result.plan.items()))
         if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
@@ -225,7 +257,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
                       cost_model=ctx.costs.model, database=database)
         predicted = costs.totals(costs.space.index_of(result.plan))
         measured = measurer(model) if measurer is not None else None
-        rounds.append(Round(result.plan, predicted["latency_ms"], measured, correction))
+        rounds.append(Round(result.plan, predicted["latency_ms"], measured, correction,
+                            search_budget.latency_ms if search_budget is not budget else None))
         if measured is not None and (best is None or measured.latency_ms < best[0].latency_ms):
             best = (measured, model, result, predicted, costs)
         if simulated:  # the accelerator: check the simulator's figures, correct the costs of what it missed
@@ -236,15 +269,22 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
             for m in missed:
                 factors[m] = factors.get(m, 1.0) * getattr(model.report, m) / max(predicted[m], 1e-12)
             continue
-        if not verify or measured.latency_ms <= budget.latency_ms:
+        if not verify or measured.surely_meets(budget.latency_ms):
             chosen = (model, result, predicted, costs, measured)
             break
-        if measured.meets(budget.latency_ms) and (within_noise is None
-                                                  or measured.latency_ms < within_noise[4].latency_ms):
+        if measured.latency_ms <= budget.latency_ms:
+            if under_median is None or measured.latency_ms < under_median[4].latency_ms:
+                under_median = (model, result, predicted, costs, measured)
+        elif measured.meets(budget.latency_ms) and (within_noise is None
+                                                    or measured.latency_ms < within_noise[4].latency_ms):
             within_noise = (model, result, predicted, costs, measured)
-        # the plan missed by measurement (its median is over the limit): correct the latency costs by what was
-        # measured, and search again; a plan over by less than its noise is kept in case no round does better
+        # the plan is not under the limit by its median plus noise: correct the latency costs by what was measured
+        # and search again under a margin of the measurement's noise; a plan under by its median, or over by less
+        # than its noise, is kept in case no round does better
         correction *= measured.latency_ms / max(predicted["latency_ms"], 1e-12)
+        next_margin = min(max(MIN_MARGIN, 2.0 * measured.relative_noise), 0.25)
+    if chosen is None and under_median is not None:
+        chosen = under_median
     if chosen is None:
         if simulated:
             raise BudgetError(f"no plan met {budget} by the accelerator simulator in {len(rounds)} round(s): "
@@ -283,6 +323,21 @@ def measure_in_model(model, rounds: int = MEASURE_ROUNDS, min_ms: float = MEASUR
 
 def _measure_host(model) -> Measurement:
     return measure_in_model(model)
+
+
+def _tightened(costs, budget: Budget, margin: float) -> Budget:
+    """``budget`` with its latency limit lowered by ``margin`` (a fraction), or by less when the costs cannot reach
+    that (halved twice, then none): ``budget`` itself when no margin is taken."""
+    if margin <= 0 or budget.latency_ms is None:
+        return budget
+    for m in (margin, margin / 2, margin / 4):
+        tight = replace(budget, latency_ms=budget.latency_ms * (1.0 - m))
+        try:
+            check_budget(costs, tight)
+        except BudgetError:
+            continue
+        return tight
+    return budget
 
 
 def _simulated_text(model) -> str:
