@@ -50,6 +50,7 @@ from ..budget import Budget
 from ..canonical import canonicalize
 from ..driver import build
 from ..errors import CalibrationError, Error, PlanError
+from ..kinds import DEFAULT_CALIBRATION_METHOD
 from ..targets import parse
 from .annealing import AnnealConfig
 from .costs import FIT_RTOL, METRICS, BudgetError, check_budget
@@ -176,7 +177,8 @@ def measure_latency_ms(model, runs: int = MEASURE_RUNS) -> float:
 
 
 def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, calibration: Iterable | None = None,
-                        accuracy_fn=None, calibration_method: str = "mse", percentile: float = 99.99, *,
+                        accuracy_fn=None, calibration_method: str = DEFAULT_CALIBRATION_METHOD,
+                        percentile: float = 99.99, *,
                         options=None, cost_model=None, seed: int = 0,
                         config: AnnealConfig | GuidedConfig | None = None,
                         metric: str = "agreement", measure: bool | Callable = True, progress: bool | None = None,
