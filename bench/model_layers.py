@@ -19,7 +19,6 @@ Writes ``docs/data/bench_model_layers_<model>_<variant>.json`` (rendered into do
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -29,15 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from models import _kernels_bench  # bench/models.py: this script's folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
-
-
-def _kernels_bench():
-    spec = importlib.util.spec_from_file_location("tvm_mp_bench_kernels", HERE / "kernels.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def ort_profile(model, calib, x, runs: int, clocks: dict) -> list[tuple[str, str, float]]:
