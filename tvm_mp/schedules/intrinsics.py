@@ -19,10 +19,15 @@ def ensure_dot_intrin(name: str, lanes: int, code_dtype: str, llvm_intrinsic: st
     ``code_dtype``: how the implementation reads the activation bytes ("uint8" or "int8"); ``llvm_intrinsic``:
     the LLVM intrinsic taking (int32 x lanes accumulators, code bytes, weight bytes).
     """
+    return _register_once(name, lambda: _desc_impl(lanes, f"{code_dtype}x{4 * lanes}", llvm_intrinsic))
+
+
+def _register_once(name: str, make) -> str:
+    """Register the tensor intrinsic ``name`` from ``make() -> (desc, impl)`` unless it is registered already."""
     from tvm.s_tir import TensorIntrin
 
     if TensorIntrin.get(name, allow_missing=True) is None:
-        TensorIntrin.register(name, *_desc_impl(lanes, f"{code_dtype}x{4 * lanes}", llvm_intrinsic))
+        TensorIntrin.register(name, *make())
     return name
 
 
@@ -69,11 +74,7 @@ def ensure_avx2_dot_intrin(name: str, split: bool) -> str:
     ``vpmaddubsw`` (each pair sum then fits: 127*128*2 and 128*128*2), both widened and added -- exact for every
     u8 x s8, at twice the multiplies.
     """
-    from tvm.s_tir import TensorIntrin
-
-    if TensorIntrin.get(name, allow_missing=True) is None:
-        TensorIntrin.register(name, *_desc_impl_avx2(split))
-    return name
+    return _register_once(name, lambda: _desc_impl_avx2(split))
 
 
 def _desc_impl_avx2(split: bool):
@@ -118,17 +119,12 @@ def ensure_sdot_split_intrin(name: str) -> str:
     bits go through one ``sdot`` (exact: 0..127 x -128..127) and their top bit through another, read as the signed
     byte -128 (so that ``sdot`` gives ``-128 * sum(top_bit * w)``), which is subtracted: ``low + 128 * top`` for
     every u8 x s8, at twice the ``sdot`` of a code below 128 (the counterpart of the AVX2 split form)."""
-    from tvm.s_tir import TensorIntrin
-
-    if TensorIntrin.get(name, allow_missing=True) is None:
-        TensorIntrin.register(name, *_desc_impl_sdot_split())
-    return name
+    return _register_once(name, _desc_impl_sdot_split)
 
 
 def _desc_impl_sdot_split():
-    lanes = 4
-    desc, _ = _desc_impl(lanes, "int8x16", "llvm.aarch64.neon.sdot.v4i32.v16i8")  # the description is shared
-    sdot = "llvm.aarch64.neon.sdot.v4i32.v16i8"
+    lanes, sdot = 4, "llvm.aarch64.neon.sdot.v4i32.v16i8"
+    desc, _ = _desc_impl(lanes, "int8x16", sdot)  # the description is shared
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
