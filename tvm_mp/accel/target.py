@@ -54,14 +54,13 @@ from .lower import (
     OnChipInput,
     OnChipOutput,
     OutputSpec,
-    lower,
     pack_input,
     pack_layer,
     unpack_output,
 )
 from .mapping import search_mappings
 from .simulator import SimResult, Simulator
-from .tir_lower import tir_program, tir_supported
+from .tir_lower import tir_program
 
 #: Attribute RewriteMixedPrecision puts on each integer kernel: its epilogue as JSON (kind, lo, hi, zero_point).
 if TYPE_CHECKING:
@@ -144,17 +143,13 @@ class AccelKernel:
     def chained(self) -> bool:
         return self.spec.chain_in is not None or self.onchip_out is not None
 
-    @property
-    def lowering(self) -> str:
-        """``"tir"``: the instruction stream is what the layer's scheduled, tensorized TIR pushes when run
-        (:mod:`tir_lower`: every conv2d, depthwise, grouped and dense layer under any mapping, chained or not: the
-        recorder FORWARDs an on-chip output, FILLs and addresses a resident input); ``"generator"``:
-        :func:`lower.lower`, for a plan :func:`tir_supported` refuses (none today)."""
-        return "tir" if tir_supported(self.plan) else "generator"
-
     @functools.cached_property
     def program(self):
-        return tir_program(self.plan) if self.lowering == "tir" else lower(self.plan)
+        """The layer's instruction stream as its scheduled, tensorized TIR pushes it when run (:mod:`tir_lower`:
+        every conv2d, depthwise, grouped and dense layer under any mapping, chained or not: the recorder FORWARDs an
+        on-chip output, FILLs and addresses a resident input). :func:`lower.lower` writes the same stream in Python;
+        it is the reference the tests and ``bench/accel_tir.py`` compare with, never the compile's path."""
+        return tir_program(self.plan)
 
     @functools.cached_property
     def _image(self) -> tuple[dict, dict]:
@@ -347,7 +342,7 @@ class AccelRuntime:
             np.savez(f, **arrays)
         for name, k in self.kernels.items():
             write_atomic(directory / f"{name}.program.txt",
-                         f"# lowered by: {k.lowering}\n" + k.program.listing() + "\n")
+                         "# lowered by: tir\n" + k.program.listing() + "\n")
         return directory
 
     @classmethod

@@ -69,13 +69,6 @@ class TirLowerError(Error):
     """The TIR run of a layer did not push a complete program (an internal inconsistency, not a user error)."""
 
 
-def tir_supported(plan: LayerPlan) -> bool:
-    """True for every layer plan: any conv2d (kxk, strided, padded, dilated, grouped, depthwise) or dense layer
-    under any mapping that fits (remainder tiles are clipped by the runtime, see the module docstring), chained
-    (on-chip input and/or output) or not."""
-    return isinstance(plan, LayerPlan)
-
-
 def _ceil_to(a: int, b: int) -> int:
     return -(-a // b) * b
 
