@@ -547,10 +547,11 @@ def _coef_expr(i, w_planes: int):
 
 
 def bitplane_direct_acc(bits: te.Tensor, wplanes: te.Tensor, w_bits: int, fp: FlatPlane,
-                        out_channels: int) -> te.Tensor:
-    """int32 ``[N, OC, P]`` bit-serial conv on channel-packed bit-planes of the phase planes; ``wplanes`` uint32
-    ``[OC, planes, KH*KW*CW]`` (bit-planes of the weights in (ky, kx, c) order, channels padded to CW*32).
-    1-bit weights: ``2 * popcount(W & A) - popcount(A)`` summed over planes of A (the window-sum offset)."""
+                        out_channels: int, acc_dtype: str = "int32") -> te.Tensor:
+    """``acc_dtype`` ``[N, OC, P]`` bit-serial conv on channel-packed bit-planes of the phase planes; ``wplanes``
+    ``[OC, planes, KH*KW*CW]`` (bit-planes of the weights in (ky, kx, c) order, channels padded to whole words).
+    1-bit weights: ``2 * popcount(W & A) - popcount(A)`` summed over planes of A (the window-sum offset).
+    uint32 words with int32 sums, or 64-bit words (:func:`words64`, :func:`weight_words64`) with ``"int64"``."""
     n_, a_bits, cwords, _, _ = bits.shape
     w_planes = int(wplanes.shape[1])
     i = te.reduce_axis((0, w_planes), name="i")
@@ -562,10 +563,12 @@ def bitplane_direct_acc(bits: te.Tensor, wplanes: te.Tensor, w_bits: int, fp: Fl
     def f(n, oc, p):
         a = bits[n, j, cw, fp.tap_phase(ky, kx), p + fp.tap_offset(ky, kx)]
         wv = wplanes[oc, i, (ky * fp.kw + kx) * cwords + cw]
+        both = tirx.popcount(wv & a).astype(acc_dtype)
+        shift = j.var.astype(acc_dtype)
         if w_bits == 1:
-            term = (tirx.popcount(wv & a).astype("int32") * 2 - tirx.popcount(a).astype("int32")) << j
+            term = (both * 2 - tirx.popcount(a).astype(acc_dtype)) << shift
         else:
-            term = (tirx.popcount(wv & a).astype("int32") << j) * _coef_expr(i, w_planes)
+            term = (both << shift) * _coef_expr(i, w_planes).astype(acc_dtype)
         return te.sum(term, axis=[i, j, ky, kx, cw])
 
     return te.compute((n_, out_channels, fp.p_out), f, name="bitserial_acc")
@@ -598,30 +601,6 @@ def weight_words64(wplanes: te.Tensor, taps: int, cw64: int) -> te.Tensor:
                 | (wplanes[o, i, base + 1].astype("uint64") << tirx.const(32, "uint64")))
 
     return te.compute((oc_, planes, taps * cw64), f, name="w64")
-
-
-def bitplane_direct_acc64(bits: te.Tensor, wplanes: te.Tensor, w_bits: int, fp: FlatPlane,
-                          out_channels: int) -> te.Tensor:
-    """:func:`bitplane_direct_acc` on 64-bit words (:func:`words64`, :func:`weight_words64`), int64 sums."""
-    n_, a_bits, cwords, _, _ = bits.shape
-    w_planes = int(wplanes.shape[1])
-    i = te.reduce_axis((0, w_planes), name="i")
-    j = te.reduce_axis((0, a_bits), name="j")
-    ky = te.reduce_axis((0, fp.kh), name="ky")
-    kx = te.reduce_axis((0, fp.kw), name="kx")
-    cw = te.reduce_axis((0, cwords), name="cw")
-
-    def f(n, oc, p):
-        a = bits[n, j, cw, fp.tap_phase(ky, kx), p + fp.tap_offset(ky, kx)]
-        wv = wplanes[oc, i, (ky * fp.kw + kx) * cwords + cw]
-        both = tirx.popcount(wv & a).astype("int64")
-        if w_bits == 1:
-            term = (both * 2 - tirx.popcount(a).astype("int64")) << j.astype("int64")
-        else:
-            term = (both << j.astype("int64")) * _coef_expr(i, w_planes).astype("int64")
-        return te.sum(term, axis=[i, j, ky, kx, cw])
-
-    return te.compute((n_, out_channels, fp.p_out), f, name="bitserial_acc")
 
 
 def window_bits(padded: te.Tensor, geom: ConvGeom, a_bits, out_hw, lanes: int) -> te.Tensor:

@@ -339,8 +339,8 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         hints["flat_row"] = fp.wq
         bits = C.plane_bits(C.flat_padded(codes, fp, zero_point), work.a_bits)
         cw64 = -(-int(bits.shape[2]) // 2)
-        acc = C.bitplane_direct_acc64(C.words64(bits, cw64), C.weight_words64(planes, kh * kw, cw64),
-                                      work.w_bits, fp, oc)
+        acc = C.bitplane_direct_acc(C.words64(bits, cw64), C.weight_words64(planes, kh * kw, cw64),
+                                    work.w_bits, fp, oc, "int64")
         acc4 = C.crop_flat(acc, oh, ow, fp.wq)
     elif config.algorithm == "direct":
         fp = C.flat_plane((h, w), (kh, kw), params.padding, params.dilation, lanes, params.strides)
