@@ -74,7 +74,11 @@ REALISTIC_VARIANTS = {
     "bitserial_w2a2": (2, 2, "bitserial"),
     "bitserial_w1a1": (1, 1, "bitserial"),
 }
-ALL_VARIANTS = {**TVM_MP_VARIANTS, **REALISTIC_VARIANTS}
+#: Like for like with onnxruntime's int8 on AVX2 (``bench/models.py --variants``): 7-bit weights are exact with one
+#: saturating ``vpmaddubsw`` per 32 MACs, onnxruntime's own instruction; ``ort_int8_rr`` is onnxruntime quantized
+#: with ``reduce_range`` (7-bit weights), the same precision on its side.
+NARROW_VARIANTS = {"packed_w7a8": (7, 8, "packed")}
+ALL_VARIANTS = {**TVM_MP_VARIANTS, **REALISTIC_VARIANTS, **NARROW_VARIANTS}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -349,8 +353,9 @@ def calibration_inputs(shape, n: int = 4, seed: int = 1) -> list[np.ndarray]:
     return [rng.normal(0, 1, shape).astype(np.float32) for _ in range(n)]
 
 
-def ort_sessions(model, calib, threads: int = 1):
-    """``{"ort_fp32": session, "ort_int8": session}`` for ``model`` (int8: static QDQ quantization)."""
+def ort_sessions(model, calib, threads: int = 1, reduce_range: bool = False):
+    """``{"ort_fp32": session, "ort_int8": session}`` for ``model`` (int8: static QDQ quantization); with
+    ``reduce_range`` also ``"ort_int8_rr"``: the same with 7-bit weights (exact on AVX2's saturating u8 x s8)."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -373,10 +378,12 @@ def ort_sessions(model, calib, threads: int = 1):
         import logging
 
         logging.getLogger().setLevel(logging.ERROR)
-        quantize_static(str(f32), str(q8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        return {"ort_fp32": ort.InferenceSession(str(f32), opts, providers=["CPUExecutionProvider"]),
-                "ort_int8": ort.InferenceSession(str(q8), opts, providers=["CPUExecutionProvider"])}
+        sessions = {"ort_fp32": ort.InferenceSession(str(f32), opts, providers=["CPUExecutionProvider"])}
+        for name, rr in (("ort_int8", False), ("ort_int8_rr", True))[:2 if reduce_range else 1]:
+            quantize_static(str(f32), str(q8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=rr)
+            sessions[name] = ort.InferenceSession(str(q8), opts, providers=["CPUExecutionProvider"])
+        return sessions
 
 
 def tvm_fp32_vm(mod, target):
@@ -1150,30 +1157,33 @@ def render_model_breakdowns() -> list[str]:
 
 
 def render_imagenet_models() -> list[str]:
-    """bench/models.py runs of the ImageNet-scale builders (``bench_models_<model>.json``)."""
+    """bench/models.py runs of the ImageNet-scale builders (``bench_models_<model>.json``, and the like-for-like
+    run ``bench_models_like_for_like.json``: 7-bit weights on both sides)."""
     out = []
-    for name in ("resnet18", "mobilenet_v2_10", "mobilenet_v2_10_epilogue"):
+    for name in ("resnet18", "mobilenet_v2_10", "mobilenet_v2_10_epilogue", "like_for_like"):
         models = _load(DATA / f"bench_models_{name}.json")
         if not models:
             continue
-        title = name.replace("_epilogue", ", after the epilogue fix")
         la, lb = models.get("load_start", [0]), models.get("load_end", [0])
         variants = [v for v in models["variants"] if v != "ort_int8"]
-        out += [f"#### {title} (224x224)", "", f"Command: `{models['command']}` ({models['date']}, "
-                f"{models['repeats']} interleaved rounds; load average {la[0]:.1f} at start, {lb[0]:.1f} at end). "
-                "Latency per inference, batch 1, ms (speedup vs onnxruntime int8); one-thread runs also as process "
-                "CPU time.", "",
-                "| threads | clock | ort_int8 | " + " | ".join(variants) + " |",
-                "| ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
-        res = next(iter(models["results"].values()))
-        for t in models["threads"]:
-            lat = res[str(t)]
-            clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])
-            for clock, vals in clocks:
-                base = vals["ort_int8"]
-                cells = [f"{vals[v]:.1f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
-                out.append(f"| {t} | {clock} | {base:.1f} | " + " | ".join(cells) + " |")
-        out.append("")
+        for model, res in models["results"].items():
+            title = model + (", after the epilogue fix" if name.endswith("_epilogue") else "")
+            if name == "like_for_like":
+                title += ", like for like: 7-bit weights (`packed_w7a8`; `ort_int8_rr` = onnxruntime `reduce_range`)"
+            out += [f"#### {title} (224x224)", "", f"Command: `{models['command']}` ({models['date']}, "
+                    f"{models['repeats']} interleaved rounds; load average {la[0]:.1f} at start, {lb[0]:.1f} at "
+                    "end). Latency per inference, batch 1, ms (speedup vs onnxruntime int8); one-thread runs also as "
+                    "process CPU time.", "",
+                    "| threads | clock | ort_int8 | " + " | ".join(variants) + " |",
+                    "| ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
+            for t in models["threads"]:
+                lat = res[str(t)]
+                clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])
+                for clock, vals in clocks:
+                    base = vals["ort_int8"]
+                    cells = [f"{vals[v]:.1f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
+                    out.append(f"| {t} | {clock} | {base:.1f} | " + " | ".join(cells) + " |")
+            out.append("")
     return out
 
 

@@ -75,7 +75,8 @@ def worker(models: list[str], threads: int, repeats: int, variants: str = "", ca
         calib = kb.calibration_inputs(shape, n=4, seed=1)
         x = calib[0]
         mod = tvm_mp.load_onnx(model, shapes={b.input_name: shape})
-        runners = dict(kb.ort_sessions(model, calib, threads=threads))
+        runners = dict(kb.ort_sessions(model, calib, threads=threads,
+                                       reduce_range="ort_int8_rr" in variants.split(",")))
         if not variants or "tvm_fp32" in variants.split(","):
             runners["tvm_fp32"] = kb.tvm_fp32_vm(mod, kb.parse("host").tvm_target)  # (a Target: "host" is no TVM kind)
         for variant, (w, a, kind) in kb.ALL_VARIANTS.items():
