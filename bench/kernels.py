@@ -1021,13 +1021,7 @@ def render_realistic() -> list[str]:
         out += ["| model | threads | clock | ort_int8 | " + " | ".join(variants) + " |",
                 "| --- | ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
         for name, res in models["results"].items():
-            for t in models["threads"]:
-                lat = res[str(t)]
-                clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])
-                for clock, vals in clocks:
-                    base = vals["ort_int8"]
-                    cells = [f"{vals[v]:.3f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
-                    out.append(f"| {name} | {t} | {clock} | {base:.3f} | " + " | ".join(cells) + " |")
+            out += _latency_rows(res, models["threads"], variants, 3, f"| {name} ")
         out.append("")
     out += render_qemu_realistic()
     imagenet = render_imagenet_models()
@@ -1156,6 +1150,20 @@ def render_model_breakdowns() -> list[str]:
     return out
 
 
+def _latency_rows(res: dict, threads, variants, digits: int, lead: str = "") -> list[str]:
+    """Table rows of one model's bench/models.py result: per thread count, wall (and one-thread CPU) ms, with the
+    speedup vs onnxruntime int8."""
+    rows = []
+    for t in threads:
+        lat = res[str(t)]
+        clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])
+        for clock, vals in clocks:
+            base = vals["ort_int8"]
+            cells = [f"{vals[v]:.{digits}f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
+            rows.append(f"{lead}| {t} | {clock} | {base:.{digits}f} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def render_imagenet_models() -> list[str]:
     """bench/models.py runs of the ImageNet-scale builders (``bench_models_<model>.json``, and the like-for-like
     run ``bench_models_like_for_like.json``: 7-bit weights on both sides)."""
@@ -1176,13 +1184,7 @@ def render_imagenet_models() -> list[str]:
                     "process CPU time.", "",
                     "| threads | clock | ort_int8 | " + " | ".join(variants) + " |",
                     "| ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
-            for t in models["threads"]:
-                lat = res[str(t)]
-                clocks = [("wall", lat)] + ([("CPU", lat["cpu_ms"])] if t == 1 and "cpu_ms" in lat else [])
-                for clock, vals in clocks:
-                    base = vals["ort_int8"]
-                    cells = [f"{vals[v]:.1f} ({base / vals[v]:.2f}x)" if v in vals else "-" for v in variants]
-                    out.append(f"| {t} | {clock} | {base:.1f} | " + " | ".join(cells) + " |")
+            out += _latency_rows(res, models["threads"], variants, 1)
             out.append("")
     return out
 
