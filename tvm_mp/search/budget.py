@@ -22,13 +22,20 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
    round's is the last measurement's relative noise twice over, at least :data:`MIN_MARGIN` (the corrected costs
    carry the plan-to-plan error and the drift between timings). When the corrected costs cannot reach the
    tightened limit, the margin shrinks to what they reach (down to none). A plan is accepted when its measured
-   median **plus its noise** is within the limit; otherwise the latency costs are corrected by the ratio
-   measured / predicted of that plan (costs corrected, never the limit) and the search runs again, at most
-   :data:`MAX_ROUNDS` rounds. When no round's plan is under by median + noise, the returned plan is the fastest
-   one under the limit by its median, else one over it by less than its own noise: so the plan returned is under
-   the limit by the median whenever a round found one, and within the noise otherwise. The result
-   says predicted and measured values and whether the budget is met by measurement; a budget no measured plan meets
-   raises :class:`~tvm_mp.search.costs.BudgetError` with the best measured plan's figures.
+   median **plus its noise** is within the limit; otherwise the latency costs are corrected and the search runs
+   again, at most :data:`MAX_ROUNDS` searches. The correction (costs corrected, never the limit) is fitted on
+   every plan the compile measured (:func:`_fit`): ``measured ~ scale x predicted + offset`` through the plan
+   measured closest under the limit and the one closest over it, when both exist, else the ratio measured /
+   predicted of the plan measured closest to the limit. **The floor**: a measured latency limit is never refused on
+   the predicted costs alone. When the (corrected) costs put the limit below every plan, or every plan measured so
+   far is over the limit, the space's fastest plan by the costs (:func:`fastest_index`) is built and measured (a
+   :class:`Round` of kind "fastest"): it gives the correction a point under the limit, or shows that no plan of the
+   space can meet it -- then (and only then, when no plan measured is within its noise of the limit) the compile
+   raises :class:`~tvm_mp.search.costs.BudgetError` with the fastest measured plan's figures (ms, noise, layers).
+   When no search's plan is under the limit by median + noise, the plan returned is the fastest plan if it is
+   (and meets the budget's other limits), else the fastest plan under the limit by its median, else one over it by
+   less than its own noise. The result says predicted and measured values and whether the budget is met by
+   measurement.
    ``model.search`` keeps the outcome (:class:`BudgetOutcome`) with every round.
    On the accelerator (target ``"accel"``) the figures checked are the simulator's (the build's report: cycles
    at the clock, energy from the event counts), for energy and latency limits alike; a missed limit corrects that
@@ -201,6 +208,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
 
     ``measure``: True (time the built model on this host when the target is this host), False, or a function
     ``model -> Measurement`` (another device, or a test's stand-in).
+    ``max_rounds``: searches at most on a measured latency limit (the fastest plan built to learn the floor is not
+    one of them).
     ``config``: the search's knobs: None or a :class:`~tvm_mp.search.guided.GuidedConfig` (the guided search: proxy
     integer programs and a few real checks), or an :class:`AnnealConfig` (annealing on the real score). ``context``: a
     :class:`~tvm_mp.search.pareto.SearchContext` of ``mod`` already built (its scorer remembers every plan it
@@ -255,7 +264,10 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
         costs = ctx.costs if not factors else ctx.costs.scaled(**factors)
         round_ctx = replace(ctx, costs=costs)
         if factors:
-            check_budget(costs, budget)  # the corrected costs may show the budget out of reach
+            try:
+                check_budget(costs, budget)  # the corrected costs may show the budget out of reach
+            except BudgetError as err:
+                raise BudgetError(f"{err}. Simulated: {_simulated_text(model)}") from None
         start = time.perf_counter()
         result, _ = optimize(round_ctx, budget, np.random.default_rng(seed), config)
         logger.info("budget search: %d plans scored in %.1f s; chosen %s", result.evaluations,
