@@ -185,6 +185,8 @@ def write(data: dict) -> None:
     met_feasible = [r for r in feasible if r["outcome"] == "model" and r["met"]]
     errors_feasible = [r for r in feasible if r["outcome"] != "model"]
     met = [r for r in models if r["met"]]
+    strict = [r for r in rows if r.get("floor_ms", 0.0) <= r["budget_ms"]]
+    strict_met = [r for r in strict if r["outcome"] == "model" and r["met"]]
     extra = [r for r in models if r.get("searches", r["rounds"]) > 1]
     probed = [r for r in models if "fastest" in r.get("round_kinds", [])]
     returned_floor = [r for r in models if r.get("returned_fastest")]
@@ -228,6 +230,8 @@ def write(data: dict) -> None:
              f"- **Feasible budgets met by the independent measurement: {len(met_feasible)} / {len(feasible)} "
              f"({pct(len(met_feasible) / max(len(feasible), 1))}; goal >= {pct(GOAL)})**, a `BudgetError` counted "
              f"as a miss ({len(errors_feasible)} of them).",
+             f"- Counting a budget below the fastest plan's measured median as infeasible (no noise allowed): "
+             f"{len(strict_met)} / {len(strict)} ({pct(len(strict_met) / max(len(strict), 1))}) feasible budgets met.",
              f"- All budgets: a model returned for {len(models)} of {len(rows)}, met by the check for {len(met)} of "
              f"those; `BudgetError` for {len(rows) - len(models)}.",
              f"- Searches per returned model: {searches_used} ({len(extra)} needed more than one); the fastest plan "
@@ -278,6 +282,20 @@ def write(data: dict) -> None:
         for r in infeasible:
             lines.append(f"- {r['model']} {r['fraction']}x = {r['budget_ms']:.4g} ms: infeasible by measurement: "
                          f"fastest plan {r['floor_ms']:.4g} ms ± {r['floor_noise_ms']:.2g}.")
+    misses = [r for r in feasible if r["outcome"] != "model" or not r["met"]]
+    if misses:
+        lines += ["", "## The feasible budgets missed", ""]
+        for r in misses:
+            where = (f"budget {r['budget_ms']:.4g} ms, {100 * (r['budget_ms'] / r['floor_ms'] - 1):+.1f} % from the "
+                     f"fastest plan's {r['floor_ms']:.4g} ± {r['floor_noise_ms']:.2g} ms (load {r['load_before']:.1f})")
+            if r["outcome"] != "model":
+                lines.append(f"- {r['model']} {r['fraction']}x: `BudgetError`; {where}: {r['error']}")
+            else:
+                which = "the fastest plan" if r.get("returned_fastest") else "a searched plan"
+                lines.append(f"- {r['model']} {r['fraction']}x: returned {which}, measured in the compile "
+                             f"{r['compile_measured_ms']:.4g} ± {r['compile_noise_ms']:.2g} ms, in the check "
+                             f"{r['check_ms']:.4g} ± {r['check_noise_ms']:.2g} ms "
+                             f"({100 * (r['check_ms'] / r['compile_measured_ms'] - 1):+.0f} %); {where}.")
     lines += ["", "Rounds (kinds): S a search's plan, F the space's fastest plan (by the costs) built and measured "
               "inside the compile; search limit '-' for F. Predicted per round: the search's total (layers + the "
               "whole-model predictor's fixed terms, through that round's correction).", "",
