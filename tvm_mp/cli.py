@@ -245,11 +245,13 @@ def cmd_compile(args) -> int:
     print(cm.report)
     verified = getattr(cm, "search", None)
     if verified is not None and verified.meets_budget_measured() is not None:
-        rounds = verified.rounds
+        searches = sum(1 for r in verified.rounds if r.kind == "search")
+        floor = " and the fastest plan measured" if len(verified.rounds) > searches else ""
+        returned = " (the fastest plan returned)" if verified.result.method == "fastest" else ""
         print(f"latency budget {budget.latency_ms:.4g} ms: predicted {verified.predicted['latency_ms']:.4g} ms, "
               f"measured {verified.measured_latency_ms:.4g} ms +/- {verified.measurement_noise_ms:.2g} "
-              f"({'met' if verified.meets_budget_measured() else 'not met'} by measurement; {len(rounds)} search "
-              f"round{'s' if len(rounds) > 1 else ''})")
+              f"({'met' if verified.meets_budget_measured() else 'not met'} by measurement; {searches} search "
+              f"round{'s' if searches != 1 else ''}{floor}){returned}")
     out = cm.export(args.output)
     print(f"artifact: {out}")
     return 0

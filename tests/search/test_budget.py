@@ -71,6 +71,35 @@ def test_a_wrong_cost_model_is_corrected_by_measurement(net, calib):
     np.testing.assert_array_equal(cm.run(calib[0]), cm.reference(calib[0]))
 
 
+def test_a_budget_below_the_predicted_floor_is_measured_before_it_is_refused(net, calib):
+    """The cost model over-predicts (the device runs 2x faster): the budget is below every plan's prediction, so
+    the compile builds and measures the space's fastest plan, corrects the costs and searches again; the model it
+    returns meets the budget by measurement. A budget below what the fastest plan measures is one clear error."""
+    from tvm_mp.search.budget import Measurement, fastest_index
+    from tvm_mp.search.pareto import search_context
+
+    ctx = search_context(net, calib, options=OPTIONS, metric="sqnr_db")
+    lo = ctx.costs.minimum()["latency_ms"]
+    assert ctx.costs.totals(fastest_index(ctx.costs))["latency_ms"] == pytest.approx(lo)
+
+    def fast(model):
+        return Measurement(0.5 * ctx.costs.totals(ctx.space.index_of(model.plan))["latency_ms"], 0.0, "test device")
+
+    budget = Budget(latency_ms=0.8 * lo)
+    cm = compile_with_budget(net, budget, calibration=calib, config=FAST, measure=fast, context=ctx)
+    out = cm.search
+    assert [r.kind for r in out.rounds][:2] == ["fastest", "search"]
+    assert out.rounds[0].measured.latency_ms == pytest.approx(0.5 * lo)
+    assert out.rounds[1].correction == pytest.approx(0.5) and out.rounds[1].offset_ms == 0.0
+    assert out.meets_budget_measured() is True and out.measured_latency_ms <= budget.latency_ms
+    assert out.rounds[-1].kind == "search" and out.measured_latency_ms > 0.5 * lo  # a searched plan, not the floor
+    assert out.to_dict()["rounds"][0]["kind"] == "fastest"
+    with pytest.raises(BudgetError, match=r"by measurement: the fastest measured plan ran in [0-9.]+ ms") as err:
+        compile_with_budget(net, Budget(latency_ms=0.4 * lo), calibration=calib, config=FAST, measure=fast,
+                            context=ctx)
+    assert "\n" not in str(err.value)
+
+
 def test_the_search_keeps_a_safety_margin_under_a_measured_latency_limit(net, calib):
     """Round 1 searches under the limit minus DEFAULT_MARGIN; a plan under the limit by its median but not by
     median + noise is searched again under a margin of twice the measured noise (and kept as the fallback)."""

@@ -22,13 +22,20 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
    round's is the last measurement's relative noise twice over, at least :data:`MIN_MARGIN` (the corrected costs
    carry the plan-to-plan error and the drift between timings). When the corrected costs cannot reach the
    tightened limit, the margin shrinks to what they reach (down to none). A plan is accepted when its measured
-   median **plus its noise** is within the limit; otherwise the latency costs are corrected by the ratio
-   measured / predicted of that plan (costs corrected, never the limit) and the search runs again, at most
-   :data:`MAX_ROUNDS` rounds. When no round's plan is under by median + noise, the returned plan is the fastest
-   one under the limit by its median, else one over it by less than its own noise: so the plan returned is under
-   the limit by the median whenever a round found one, and within the noise otherwise. The result
-   says predicted and measured values and whether the budget is met by measurement; a budget no measured plan meets
-   raises :class:`~tvm_mp.search.costs.BudgetError` with the best measured plan's figures.
+   median **plus its noise** is within the limit; otherwise the latency costs are corrected and the search runs
+   again, at most :data:`MAX_ROUNDS` searches. The correction (costs corrected, never the limit) is fitted on
+   every plan the compile measured (:func:`_fit`): ``measured ~ scale x predicted + offset`` through the plan
+   measured closest under the limit and the one closest over it, when both exist, else the ratio measured /
+   predicted of the plan measured closest to the limit. **The floor**: a measured latency limit is never refused on
+   the predicted costs alone. When the (corrected) costs put the limit below every plan, or every plan measured so
+   far is over the limit, the space's fastest plan by the costs (:func:`fastest_index`) is built and measured (a
+   :class:`Round` of kind "fastest"): it gives the correction a point under the limit, or shows that no plan of the
+   space can meet it -- then (and only then, when no plan measured is within its noise of the limit) the compile
+   raises :class:`~tvm_mp.search.costs.BudgetError` with the fastest measured plan's figures (ms, noise, layers).
+   When no search's plan is under the limit by median + noise, the plan returned is the fastest plan if it is
+   (and meets the budget's other limits), else the fastest plan under the limit by its median, else one over it by
+   less than its own noise. The result says predicted and measured values and whether the budget is met by
+   measurement.
    ``model.search`` keeps the outcome (:class:`BudgetOutcome`) with every round.
    On the accelerator (target ``"accel"``) the figures checked are the simulator's (the build's report: cycles
    at the clock, energy from the event counts), for energy and latency limits alike; a missed limit corrects that
@@ -57,7 +64,7 @@ from .costs import FIT_RTOL, METRICS, BudgetError, check_budget
 from .explain import explain_plan
 from .guided import GuidedConfig
 from .pareto import SearchContext, optimize, search_context
-from .problem import SearchResult
+from .problem import Problem, ScoreObjective, SearchResult
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +79,11 @@ DEFAULT_MARGIN = 0.03
 #: Smallest margin of a round searched on measured-corrected costs (the timing drift between two measurements
 #: of one model on this host: docs/bench_predict_model.md, test-retest).
 MIN_MARGIN = 0.015
+#: What a round of a measured budget compile builds: a search's plan, or the space's fastest plan (the floor).
+ROUND_KINDS = ("search", "fastest")
+
+
+_RTOL = 1e-9  # rounding of a limit computed from a measured figure
 
 
 @dataclass(frozen=True)
@@ -84,11 +96,11 @@ class Measurement:
 
     def meets(self, limit_ms: float) -> bool:
         """True when the median is within the limit, give or take the measurement's own noise."""
-        return self.latency_ms <= limit_ms + self.noise_ms
+        return self.latency_ms <= limit_ms * (1 + _RTOL) + self.noise_ms
 
     def surely_meets(self, limit_ms: float) -> bool:
         """True when the median plus the noise is within the limit (what a measured budget compile accepts)."""
-        return self.latency_ms + self.noise_ms <= limit_ms
+        return self.latency_ms + self.noise_ms <= limit_ms * (1 + _RTOL)
 
     @property
     def relative_noise(self) -> float:
@@ -97,21 +109,28 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Round:
-    """One search round of a measured budget compile: the plan, its predicted and measured latency, the correction
-    factor of the latency costs it was searched with, and the latency limit it was searched under (the budget's
-    minus the safety margin; None: the budget's own)."""
+    """One round of a measured budget compile: the plan, its predicted and measured latency, the correction of the
+    latency costs it was searched with (``measured ~ correction x predicted + offset_ms``), and the latency limit it
+    was searched under (the budget's minus the safety margin; None: the budget's own). ``kind``: "search" (a
+    search's plan) or "fastest" (the space's fastest plan by the costs, built and measured to learn the floor)."""
 
     plan: Any
     predicted_latency_ms: float
     measured: Measurement | None
     correction: float
     search_limit_ms: float | None = None
+    offset_ms: float = 0.0
+    kind: str = "search"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ROUND_KINDS:
+            raise PlanError(f"Round.kind={self.kind!r}: use one of {', '.join(ROUND_KINDS)}")
 
     def to_dict(self) -> dict:
         return {"plan": {n: str(p) for n, p in self.plan.items()}, "predicted_latency_ms": self.predicted_latency_ms,
                 "measured_latency_ms": None if self.measured is None else self.measured.latency_ms,
                 "noise_ms": None if self.measured is None else self.measured.noise_ms, "correction": self.correction,
-                "search_limit_ms": self.search_limit_ms}
+                "offset_ms": self.offset_ms, "search_limit_ms": self.search_limit_ms, "kind": self.kind}
 
 
 @dataclass(frozen=True)
@@ -189,6 +208,8 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
 
     ``measure``: True (time the built model on this host when the target is this host), False, or a function
     ``model -> Measurement`` (another device, or a test's stand-in).
+    ``max_rounds``: searches at most on a measured latency limit (the fastest plan built to learn the floor is not
+    one of them).
     ``config``: the search's knobs: None or a :class:`~tvm_mp.search.guided.GuidedConfig` (the guided search: proxy
     integer programs and a few real checks), or an :class:`AnnealConfig` (annealing on the real score). ``context``: a
     :class:`~tvm_mp.search.pareto.SearchContext` of ``mod`` already built (its scorer remembers every plan it
@@ -213,43 +234,42 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     calibration = list(calibration)
     tgt = parse(target)
     mod = canonicalize(mod)
-    if context is None:
-        ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
-                             cost_model=cost_model, target=tgt, budget=budget, progress=progress,
-                             calibration_method=calibration_method, percentile=percentile)
-    else:
-        ctx = context
-        check_budget(ctx.costs, budget)
     # the accelerator's figures come from its simulator (the report of the build), not from timing this host
     simulated = [m for m in ("energy_uj", "latency_ms") if tgt.kind == "accel" and getattr(budget, m) is not None]
     measurer = measure if callable(measure) else (
         _measure_host if measure and tgt.is_host and tgt.kind != "accel" else None)
-    verify = (measurer is not None and budget.latency_ms is not None) or bool(simulated)
+    by_measurement = measurer is not None and budget.latency_ms is not None and not simulated
+    # a measured latency limit is not refused on the predicted costs alone: the machine may run faster than the
+    # predictor's records (the fastest plan is built and measured first, see _measured_rounds)
+    checked = _other_limits(budget) if by_measurement else budget
+    if context is None:
+        ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
+                             cost_model=cost_model, target=tgt, budget=checked, progress=progress,
+                             calibration_method=calibration_method, percentile=percentile)
+    else:
+        ctx = context
+        if checked is not None:
+            check_budget(ctx.costs, checked)
+    if by_measurement:
+        model, result, predicted, costs, measured, rounds = _measured_rounds(
+            mod, ctx, budget, tgt, measurer, seed=seed, config=config, margin=float(margin), max_rounds=max_rounds,
+            accuracy_fn=accuracy_fn, database=database)
+        return _finish(ctx, budget, model, result, predicted, costs, measured, rounds)
+    verify = bool(simulated)
     rounds: list[Round] = []
-    correction = 1.0
     factors: dict[str, float] = {}  # simulated / predicted of the accelerator's missed limits
-    best = None  # (measurement, model, result, predicted, costs) of the fastest measured plan
     model = None
     chosen = None  # (model, result, predicted, costs, measured) returned
-    under_median = None  # the same of the fastest plan under the limit by its median only (the first fallback)
-    within_noise = None  # the same of a plan over the limit by less than its measurement's noise (the last one)
-    next_margin = float(margin) if measurer is not None and budget.latency_ms is not None else 0.0
     for _ in range(max_rounds if verify else 1):
-        if correction != 1.0:
-            factors["latency_ms"] = correction
         costs = ctx.costs if not factors else ctx.costs.scaled(**factors)
         round_ctx = replace(ctx, costs=costs)
         if factors:
             try:
                 check_budget(costs, budget)  # the corrected costs may show the budget out of reach
             except BudgetError as err:
-                if under_median is not None or within_noise is not None:
-                    break
-                raise BudgetError(f"{err}. Measured: {_best_text(best) if best else _simulated_text(model)}") \
-                    from None
-        search_budget = _tightened(costs, budget, next_margin)
+                raise BudgetError(f"{err}. Simulated: {_simulated_text(model)}") from None
         start = time.perf_counter()
-        result, _ = optimize(round_ctx, search_budget, np.random.default_rng(seed), config)
+        result, _ = optimize(round_ctx, budget, np.random.default_rng(seed), config)
         logger.info("budget search: %d plans scored in %.1f s; chosen %s", result.evaluations,
                     time.perf_counter() - start, " ".join(f"{name}={prec}" for name, prec in result.plan.items()))
         if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
@@ -259,10 +279,7 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
                       cost_model=ctx.costs.model, database=database)
         predicted = costs.totals(costs.space.index_of(result.plan))
         measured = measurer(model) if measurer is not None else None
-        rounds.append(Round(result.plan, predicted["latency_ms"], measured, correction,
-                            search_budget.latency_ms if search_budget is not budget else None))
-        if measured is not None and (best is None or measured.latency_ms < best[0].latency_ms):
-            best = (measured, model, result, predicted, costs)
+        rounds.append(Round(result.plan, predicted["latency_ms"], measured, factors.get("latency_ms", 1.0)))
         if simulated:  # the accelerator: check the simulator's figures, correct the costs of what it missed
             missed = [m for m in simulated if getattr(model.report, m) > getattr(budget, m) * (1 + 1e-9)]
             if not missed:
@@ -271,31 +288,168 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
             for m in missed:
                 factors[m] = factors.get(m, 1.0) * getattr(model.report, m) / max(predicted[m], 1e-12)
             continue
-        if not verify or measured.surely_meets(budget.latency_ms):
-            chosen = (model, result, predicted, costs, measured)
-            break
-        if measured.latency_ms <= budget.latency_ms:
-            if under_median is None or measured.latency_ms < under_median[4].latency_ms:
-                under_median = (model, result, predicted, costs, measured)
-        elif measured.meets(budget.latency_ms) and (within_noise is None
-                                                    or measured.latency_ms < within_noise[4].latency_ms):
-            within_noise = (model, result, predicted, costs, measured)
-        # the plan is not under the limit by its median plus noise: correct the latency costs by what was measured
-        # and search again under a margin of the measurement's noise; a plan under by its median, or over by less
-        # than its noise, is kept in case no round does better
-        correction *= measured.latency_ms / max(predicted["latency_ms"], 1e-12)
-        next_margin = min(max(MIN_MARGIN, 2.0 * measured.relative_noise), 0.25)
-    if chosen is None and under_median is not None:
-        chosen = under_median
+        chosen = (model, result, predicted, costs, measured)
     if chosen is None:
-        if simulated:
-            raise BudgetError(f"no plan met {budget} by the accelerator simulator in {len(rounds)} round(s): "
-                              f"{_simulated_text(model)}; raise the limit or allow lower precisions")
-        if within_noise is None:
-            raise BudgetError(f"no plan met latency_ms={budget.latency_ms:.4g} by measurement in {len(rounds)} "
-                              f"round(s): {_best_text(best)}; raise the limit or allow lower precisions")
-        chosen = within_noise
-    model, result, predicted, costs, measured = chosen
+        raise BudgetError(f"no plan met {budget} by the accelerator simulator in {len(rounds)} round(s): "
+                          f"{_simulated_text(model)}; raise the limit or allow lower precisions")
+    return _finish(ctx, budget, *chosen, rounds)
+
+
+def fastest_index(costs) -> np.ndarray:
+    """Index vector of the plan with the smallest latency by ``costs`` (each layer at its fastest option)."""
+    return np.argmin(costs.array("latency_ms"), axis=1)
+
+
+def _other_limits(budget: Budget) -> Budget | None:
+    """``budget`` without its latency limit (None when it sets no other)."""
+    if budget.energy_uj is None and budget.memory_kb is None:
+        return None
+    return replace(budget, latency_ms=None)
+
+
+def _corrected(costs, scale: float, offset_ms: float):
+    """``costs`` with latencies mapped to ``scale x latency + offset_ms`` per plan (the offset spread evenly over the
+    layers, as :meth:`CostTable.with_fixed_latency` spreads the fixed terms), labelled as corrected; ``costs`` itself
+    when there is nothing to correct."""
+    if scale == 1.0 and offset_ms == 0.0:
+        return costs
+    from .costs import CostTable
+
+    share = offset_ms / max(costs.space.n_layers, 1)
+    latency = np.maximum(costs.array("latency_ms") * scale + share, 0.0)
+    name = costs.model_name + f", latency_ms x{scale:.3g}" + (f" {offset_ms:+.3g} ms" if offset_ms else "") + \
+        " by measurement"
+    return CostTable(costs.space, costs.energy_uj, latency, costs.memory_kb, costs.energy_basis, name, costs.model,
+                     costs.fixed_latency_ms * scale + offset_ms)
+
+
+def _fit(points, limit_ms: float) -> tuple[float, float]:
+    """The latency correction ``(scale, offset_ms)``, ``measured ~ scale x predicted + offset_ms``, from the measured
+    plans ``points`` ((predicted, Measurement) pairs, predicted by the uncorrected costs): the line through the
+    plan measured closest under the limit and the one closest over it, when both exist (the limit lies between them,
+    so the next search interpolates instead of extrapolating one plan's ratio); else the ratio measured / predicted
+    of the plan measured closest to the limit."""
+    under = [(p, m.latency_ms) for p, m in points if m.latency_ms <= limit_ms]
+    over = [(p, m.latency_ms) for p, m in points if m.latency_ms > limit_ms]
+    if under and over:
+        p0, m0 = max(under, key=lambda pm: pm[1])
+        p1, m1 = min(over, key=lambda pm: pm[1])
+        if p1 - p0 > 1e-3 * max(p0, p1):  # a faster measurement of a plan predicted slower: no line to draw
+            scale = (m1 - m0) / (p1 - p0)
+            offset = m0 - scale * p0
+            if scale > 0 and scale * min(p0, p1) + offset > 0:
+                return float(scale), (0.0 if abs(offset) < 1e-9 * limit_ms else float(offset))
+    p, m = min(((p, m.latency_ms) for p, m in points), key=lambda pm: abs(pm[1] - limit_ms))
+    return m / max(p, 1e-12), 0.0
+
+
+def _measured_rounds(mod, ctx, budget: Budget, tgt, measurer, *, seed, config, margin: float, max_rounds: int,
+                     accuracy_fn, database):
+    """The rounds of a budget compile whose latency limit is checked by measurement (module docstring, step 6).
+    Returns (model, result, predicted, costs, measurement, rounds) of the plan returned."""
+    limit = budget.latency_ms
+    others = _other_limits(budget)
+    points = []  # (predicted by the uncorrected costs, Measurement) of every plan built
+    built: dict = {}  # plan key -> (model, Measurement)
+    rounds: list[Round] = []
+    scale, offset = 1.0, 0.0
+    # candidates, each (model, result, predicted, costs, measured): a searched plan under by median + noise is
+    # returned at once; else the first of: the fastest plan under by median + noise, the fastest searched plan under
+    # by its median, one over by less than its noise
+    floor_ok = under_median = within_noise = None
+    best = None  # (measurement, model, result, predicted, costs) of the fastest measured plan
+    fast_key = ctx.space.key(fastest_index(ctx.costs))
+    next_margin = margin
+
+    def run(index, result, costs, search_limit, kind):
+        nonlocal best
+        key = ctx.space.key(index)
+        if key not in built:
+            plan = ctx.space.plan(index)
+            model = build(mod, plan, tgt, ranges=ctx.scorer.ranges,
+                          weights=ctx.scorer.evaluator.bank.rounded_weights(), accuracy_fn=accuracy_fn,
+                          cost_model=ctx.costs.model, database=database)
+            built[key] = (model, measurer(model))
+            points.append((ctx.costs.totals(index)["latency_ms"], built[key][1]))
+        model, measured = built[key]
+        predicted = costs.totals(index)
+        rounds.append(Round(model.plan, predicted["latency_ms"], measured, scale, search_limit, offset, kind))
+        entry = (model, result, predicted, costs, measured)
+        if best is None or measured.latency_ms < best[0].latency_ms:
+            best = (measured, model, result, predicted, costs)
+        return entry
+
+    def probe_fastest(costs):
+        """Build and measure the space's fastest plan (the floor of what any plan of the space runs in)."""
+        nonlocal floor_ok
+        index = np.array(fast_key)
+        problem = Problem(ctx.space, costs, budget, ScoreObjective(ctx.scorer, ctx.space))
+        entry = run(index, problem.result("fastest", index, 0.0, 1), costs, None, "fastest")
+        if others is None or costs.fits(index, others):  # a candidate only when it meets the other limits
+            if entry[4].surely_meets(limit):
+                floor_ok = entry
+            else:
+                consider(entry)
+        return entry
+
+    def consider(entry):
+        nonlocal under_median, within_noise
+        measured = entry[4]
+        if measured.latency_ms <= limit:
+            if under_median is None or measured.latency_ms < under_median[4].latency_ms:
+                under_median = entry
+        elif measured.meets(limit) and (within_noise is None or measured.latency_ms < within_noise[4].latency_ms):
+            within_noise = entry
+
+    searches = 0
+    while searches < max_rounds:
+        costs = _corrected(ctx.costs, scale, offset)
+        try:
+            check_budget(costs, budget)  # the (corrected) costs may show the budget out of reach
+        except BudgetError:
+            if fast_key not in built:  # measure the floor before refusing: the machine may run faster
+                probe_fastest(costs)
+                scale, offset = _fit(points, limit)
+                continue
+            if floor_ok is not None or under_median is not None or within_noise is not None:
+                break
+            raise BudgetError(f"no plan met latency_ms={limit:.4g} by measurement: {_best_text(best)}, over the "
+                              f"limit by more than its noise ({_plans_text(rounds)}); raise the limit or allow lower "
+                              "precisions") from None
+        search_budget = _tightened(costs, budget, next_margin)
+        start = time.perf_counter()
+        result, _ = optimize(replace(ctx, costs=costs), search_budget, np.random.default_rng(seed), config)
+        searches += 1
+        logger.info("budget search: %d plans scored in %.1f s; chosen %s", result.evaluations,
+                    time.perf_counter() - start, " ".join(f"{name}={prec}" for name, prec in result.plan.items()))
+        if not result.feasible:  # check_budget passed, so the guide's ILP always finds a feasible plan
+            raise BudgetError(f"the search found no plan within {budget}; widen the options or raise the limits")
+        index = ctx.space.index_of(result.plan)
+        entry = run(index, result, costs, search_budget.latency_ms if search_budget is not budget else None,
+                    "search")
+        measured = entry[4]
+        if measured.surely_meets(limit):
+            return (*entry, rounds)
+        consider(entry)
+        if ctx.space.key(index) == fast_key and not measured.meets(limit):
+            break  # the fastest plan of the space misses: no plan can meet the limit
+        if searches < max_rounds and fast_key not in built and not any(m.latency_ms <= limit for _, m in points):
+            # every plan measured so far is over: the floor gives the correction a point under the limit (a line
+            # to interpolate on), or shows at once that no plan can meet the limit
+            probe = probe_fastest(costs)
+            if not probe[4].meets(limit):
+                break
+        # correct the latency costs by what was measured and search again under a margin of the measurement's noise
+        scale, offset = _fit(points, limit)
+        next_margin = min(max(MIN_MARGIN, 2.0 * measured.relative_noise), 0.25)
+    for entry in (floor_ok, under_median, within_noise):
+        if entry is not None:
+            return (*entry, rounds)
+    raise BudgetError(f"no plan met latency_ms={limit:.4g} by measurement in {len(rounds)} round(s): "
+                      f"{_best_text(best)}; raise the limit or allow lower precisions")
+
+
+def _finish(ctx, budget, model, result, predicted, costs, measured, rounds):
     model.report = replace(model.report, explanation=explain_plan(ctx, result.plan, budget))
     model.search = BudgetOutcome(budget, result, predicted, costs.energy_basis, costs.model_name, ctx.scorer.name,
                                  -result.objective, None if measured is None else measured.latency_ms,
@@ -345,6 +499,10 @@ def _tightened(costs, budget: Budget, margin: float) -> Budget:
 def _simulated_text(model) -> str:
     r = model.report
     return f"the last plan simulated at {r.energy_uj:.4g} uJ and {r.latency_ms:.4g} ms"
+
+
+def _plans_text(rounds) -> str:
+    return f"{len(rounds)} plan(s) measured, the space's fastest by the costs among them"
 
 
 def _best_text(best) -> str:
