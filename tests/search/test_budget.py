@@ -4,7 +4,7 @@ import pytest
 from tvm_mp import Budget, Precision
 from tvm_mp.errors import CalibrationError, PlanError
 from tvm_mp.search.annealing import AnnealConfig
-from tvm_mp.search.budget import compile_with_budget
+from tvm_mp.search.budget import Measurement, _fit, compile_with_budget
 from tvm_mp.search.costs import BudgetError
 from tvm_mp.targets import parse
 
@@ -179,3 +179,17 @@ def test_a_budget_compile_of_a_larger_network_uses_the_guided_search(net, calib,
     assert "why each layer got its bits" in str(cm.report)
     x = calib[0][:1]
     np.testing.assert_array_equal(cm.run(x), cm.reference(x))
+
+
+def test_the_correction_fits_a_line_through_the_plans_around_the_limit_and_not_a_steep_one():
+    def m(ms):
+        return Measurement(ms, 0.0)
+
+    # measured = 0.5 x predicted + 0.1 through plans under (1.0 -> 0.6) and over (1.4 -> 0.8) a 0.7 ms limit
+    scale, offset = _fit([(1.0, m(0.6)), (1.4, m(0.8)), (3.0, m(2.0))], 0.7)
+    assert scale == pytest.approx(0.5) and offset == pytest.approx(0.1)
+    # nothing under the limit: the ratio of the plan measured closest to it
+    assert _fit([(1.0, m(0.9)), (2.0, m(1.6))], 0.7) == (pytest.approx(0.9), 0.0)
+    # two plans predicted 0.5 % apart, measured 10 % apart (timing noise): slope 18x the ratio -> the ratio
+    scale, offset = _fit([(1.000, m(0.66)), (1.005, m(0.726))], 0.7)
+    assert offset == 0.0 and scale == pytest.approx(0.726 / 1.005)  # the plan measured closest to the limit

@@ -84,6 +84,9 @@ ROUND_KINDS = ("search", "fastest")
 
 
 _RTOL = 1e-9  # rounding of a limit computed from a measured figure
+#: The line fitted through two measured plans is used only while its slope is within this factor of the plain
+#: measured / predicted ratio (else the ratio is the correction: see :func:`_fit`).
+MAX_SLOPE_RATIO = 3.0
 
 
 @dataclass(frozen=True)
@@ -329,6 +332,8 @@ def _fit(points, limit_ms: float) -> tuple[float, float]:
     plan measured closest under the limit and the one closest over it, when both exist (the limit lies between them,
     so the next search interpolates instead of extrapolating one plan's ratio); else the ratio measured / predicted
     of the plan measured closest to the limit."""
+    p, m = min(((p, m.latency_ms) for p, m in points), key=lambda pm: abs(pm[1] - limit_ms))
+    ratio = m / max(p, 1e-12)
     under = [(p, m.latency_ms) for p, m in points if m.latency_ms <= limit_ms]
     over = [(p, m.latency_ms) for p, m in points if m.latency_ms > limit_ms]
     if under and over:
@@ -337,10 +342,12 @@ def _fit(points, limit_ms: float) -> tuple[float, float]:
         if p1 - p0 > 1e-3 * max(p0, p1):  # a faster measurement of a plan predicted slower: no line to draw
             scale = (m1 - m0) / (p1 - p0)
             offset = m0 - scale * p0
-            if scale > 0 and scale * min(p0, p1) + offset > 0:
+            # two plans predicted almost alike give a line too steep to trust (timing noise over a small
+            # difference): more than MAX_SLOPE_RATIO from the plain ratio, the ratio is the correction
+            if scale > 0 and scale * min(p0, p1) + offset > 0 and 1 / MAX_SLOPE_RATIO <= scale / ratio \
+                    <= MAX_SLOPE_RATIO:
                 return float(scale), (0.0 if abs(offset) < 1e-9 * limit_ms else float(offset))
-    p, m = min(((p, m.latency_ms) for p, m in points), key=lambda pm: abs(pm[1] - limit_ms))
-    return m / max(p, 1e-12), 0.0
+    return ratio, 0.0
 
 
 def _measured_rounds(mod, ctx, budget: Budget, tgt, measurer, *, seed, config, margin: float, max_rounds: int,
