@@ -50,6 +50,11 @@ UNIFORM = ("w8a8", "w4a4", "w2a2", "w4a8")
 MIXED_PER_BENCHMARK = 4
 RANDOM_SEEDS = tuple(range(40))  # image-like random architectures (random_cnn_<seed>)
 AUDIO_SEEDS = tuple(range(30))  # spectrogram-like random architectures (random_audio_<seed>)
+#: More architectures, picked (from their layer shapes, before any timing) to cover configs the ones above have
+#: few of: 3x3 convs over 8 channels at 20x20-48x48 (a bit-serial direct conv there packs one word per tap,
+#: a quarter full) and 1x1 / depthwise convs over 64-128 channels on narrow 4-6 column maps.
+EXTRA_RANDOM_SEEDS = (44, 47, 76, 77, 78, 85)
+EXTRA_AUDIO_SEEDS = (31, 45, 49, 57, 69, 71)
 MAX_RANDOM_MACS = 30e6  # random architectures above this are skipped (their builds and timings are slow)
 RANDOM_FOLDS = 4
 PREDICTORS = ("whole-model (XGBoost layers + fixed terms)", "whole-model (calibrated analytical layers + fixed terms)",
@@ -73,10 +78,10 @@ def model_specs() -> list[tuple[str, str, object, tuple[int, ...]]]:
     from tvm_mp.models.builders import BUILDERS, build_random_cnn, random_cnn_input_shape
 
     specs = [(n, "benchmark", BUILDERS[n].build, tuple(BUILDERS[n].input_shape)) for n in BENCHMARK_MODELS]
-    for seed in RANDOM_SEEDS:
+    for seed in RANDOM_SEEDS + EXTRA_RANDOM_SEEDS:
         specs.append((f"random_cnn_{seed}", "random", lambda _s, seed=seed: build_random_cnn(seed),
                       random_cnn_input_shape(seed)))
-    for seed in AUDIO_SEEDS:
+    for seed in AUDIO_SEEDS + EXTRA_AUDIO_SEEDS:
         specs.append((f"random_audio_{seed}", "random", lambda _s, seed=seed: build_random_cnn(seed, "audio"),
                       random_cnn_input_shape(seed, "audio")))
     return specs
