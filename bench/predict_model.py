@@ -65,7 +65,10 @@ TARGET_MEDIAN, TARGET_WORST = 0.10, 0.20
 CONTENDED_REFERENCE = 1.5
 #: Optional feature groups of the XGBoost layer model (``tvm_mp.cost_models.features.FEATURE_SETS``): "schedule",
 #: the kernel variant the build picks (algorithm, tiling, words as that algorithm packs them).
-LAYER_FEATURE_SETS = ("schedule",)
+LAYER_FEATURE_SETS = ("schedule", "built")
+#: XGBoost on one thread: the same boosters (checked: identical predictions), and on this shared 2-core machine
+#: a round took 0.03 s on one thread against 0.38 s on two (load average 10: the second thread waits for a core).
+XGB_PARAMS = {"nthread": 1}
 
 
 def log(msg: str) -> None:
@@ -213,7 +216,8 @@ def evaluate(records, seed: int = 0) -> dict:
             t0 = time.monotonic()
             train = [r for r in data if r.model not in held]
             test = [r for r in data if r.model in held]
-            learned = WholeModel.fit(train, seed=seed, counter=counter, feature_sets=LAYER_FEATURE_SETS)
+            learned = WholeModel.fit(train, seed=seed, counter=counter, feature_sets=LAYER_FEATURE_SETS,
+                                     params=XGB_PARAMS)
             analytical = WholeModel.fit(train, seed=seed, layer_model="analytical", counter=counter)
             for r in test:
                 est = learned.predict_calls(r.calls)
@@ -233,7 +237,7 @@ def evaluate(records, seed: int = 0) -> dict:
             log(f"{basis} fold {fold}: trained on {len(train)} models "
                 f"({sum(len(r.layer_records()) for r in train)} layer kernels), {len(test)} held out, "
                 f"{time.monotonic() - t0:.1f} s")
-    shipped = WholeModel.fit(records, seed=seed, counter=counter, feature_sets=LAYER_FEATURE_SETS)
+    shipped = WholeModel.fit(records, seed=seed, counter=counter, feature_sets=LAYER_FEATURE_SETS, params=XGB_PARAMS)
     return {"rows": rows, "nominal_reference_ms": nominal, "fixed_all": shipped.fixed.to_dict(),
             "summary": summarize(rows), "noise": noise(records), "records": len(records),
             "models": sorted({r.model for r in records})}
@@ -393,7 +397,7 @@ def contended_lines(rows) -> list[str]:
 def write_default(records, seed: int = 0) -> Path:
     from tvm_mp.cost_models.whole_model import DEFAULT_MODEL, WholeModel
 
-    model = WholeModel.fit(records, seed=seed, feature_sets=LAYER_FEATURE_SETS)
+    model = WholeModel.fit(records, seed=seed, feature_sets=LAYER_FEATURE_SETS, params=XGB_PARAMS)
     model.info["trained_on"] = str(RECORDS.relative_to(ROOT))
     model.info["command"] = COMMAND + " --no-collect --write-default"
     path = ROOT / "tvm_mp" / "cost_models" / DEFAULT_MODEL
