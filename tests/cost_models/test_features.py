@@ -114,3 +114,44 @@ def test_schedule_features_name_the_kernel_variant_the_build_picks():
     np.testing.assert_array_equal(x[:, : len(F.feature_names())], F.feature_matrix(wls, COUNTER))
     with pytest.raises(F.CostModelError, match="feature set"):
         F.feature_names((), ("nope",))
+
+
+def test_built_fields_count_the_fast_kernels_blocks():
+    """The accumulate and bit-packing points of the "built" features equal those of the fast kernel the build
+    makes with the default config (its unscheduled blocks), for each algorithm."""
+    from tvm_mp.schedules import kernels as K
+    from tvm_mp.schedules.registry import lookup
+    from tvm_mp.targets import parse
+
+    same = ConvParams((1, 1), (1, 1, 1, 1))
+    wls = [Workload("conv2d", (1, 8, 12, 12), (8, 8, 3, 3), 5, 2, kind="bitserial", params=same),  # direct
+           Workload("conv2d", (1, 3, 12, 12), (8, 3, 3, 3), 2, 2, kind="bitserial", params=same),  # im2col
+           Workload("conv2d", (1, 64, 6, 6), (8, 64, 3, 3), 1, 1, kind="bitserial", params=same),  # direct64
+           Workload("conv2d", (1, 8, 6, 6), (8, 8, 1, 1), 4, 4, params=ConvParams((1, 1), (0, 0, 0, 0))),
+           Workload("conv2d", (1, 8, 12, 10), (16, 8, 3, 3), 4, 4, params=ConvParams((2, 2), (1, 1, 1, 1))),
+           Workload("depthwise_conv2d", (1, 16, 10, 6), (16, 1, 3, 3), 3, 2, kind="bitserial",
+                    params=ConvParams((1, 1), (1, 1, 1, 1), groups=16)),
+           Workload("dense", (1, 64), (10, 64), 8, 8), Workload("dense", (1, 70), (10, 70), 3, 2, kind="bitserial")]
+    raw = F.raw_fields(wls)
+    built = F.built_fields(wls, raw)
+    target = parse("host").tvm_target  # device "host", target "llvm": built for target="host"
+    for i, wl in enumerate(wls):
+        args = (wl.kind, wl.w_bits, wl.a_bits, wl.input_shape, wl.weight_shape)
+        work = K.dense_workload(*args) if wl.op == "dense" else K.conv_workload(*args, wl.params)
+        cfg = lookup(work.op, work.kind, target).default(work, target)
+        shape = K.weight_data(work, np.ones(wl.weight_shape, np.int8), cfg)[0].shape
+        func = (K.fast_dense(work, K.Epilogue("acc"), shape, cfg, target, schedule=False) if wl.op == "dense" else
+                K.fast_conv2d(work, 1, K.Epilogue("acc"), shape, cfg, target, schedule=False))
+        points = {block.name_hint: int(np.prod(ext)) for block, ext in F._leaf_blocks(func)}
+        acc = sum(v for k, v in points.items() if k in ("bitserial_acc", "dot_acc", "dw_acc", "dense_part"))
+        pack = sum(v for k, v in points.items() if k in ("bitplanes", "bitpack"))
+        assert (built["acc_points"][i], built["pack_points"][i]) == (acc, pack), (i, cfg.algorithm, points)
+    lanes = cfg.lanes  # the host's int32 vector lanes (8 with AVX2)
+    assert built["pixels"][0] == -(-12 * 14 // lanes) * lanes  # direct: the flat plane's rows are the padded width
+    assert built["pixel_fill"][3] == 36 / (-(-36 // lanes) * lanes)  # a 6x6 map: whole vectors of pixels
+    names = F.feature_names((), ("schedule", "built"))
+    x = F.feature_matrix(wls, COUNTER, feature_sets=("schedule", "built"))
+    assert x.shape == (len(wls), len(names)) and names[-len(F._BUILT_FEATURES):] == F._BUILT_FEATURES
+    ev = COUNTER.events(raw, points=F.built_block_points(raw, built))
+    assert ev["points_popcount_acc"][0] == built["acc_points"][0] and ev["points_packed_acc"][5] == built[
+        "acc_points"][5] and ev["points_popcount_acc"][5] == 0  # bit-serial depthwise: integer MACs

@@ -66,11 +66,12 @@ def test_save_load_round_trip_in_xgboost_json(model, split, tmp_path):
 def test_schedule_features_and_weights_round_trip(model, split, tmp_path):
     train, test = split[0][:40], split[1][:10]  # few: the schedule look-ups take milliseconds per layer shape
     weights = np.where(np.arange(len(train)) % 2 == 0, 1.0, 0.25)
-    m = XGBCostModel.fit(train, seed=0, rounds=20, quantile_rounds=10, feature_sets=("schedule",), weights=weights,
+    sets = ("schedule", "built")
+    m = XGBCostModel.fit(train, seed=0, rounds=20, quantile_rounds=10, feature_sets=sets, weights=weights,
                          counter=model.counter)  # its kernel templates are read already
     wls = [r.workload for r in test]
     again = XGBCostModel.load(m.save(tmp_path / "s.json"))
-    assert again.feature_sets == ("schedule",) and "algo=direct" in again.feature_names
+    assert again.feature_sets == sets and {"algo=direct", "built_pixel_fill"} <= set(again.feature_names)
     np.testing.assert_allclose(again.predict(wls).latency_ms, m.predict(wls).latency_ms, rtol=1e-6)
     with pytest.raises(CostModelError, match="weight"):
         XGBCostModel.fit(train, rounds=2, quantile_rounds=2, weights=weights[:-1], counter=model.counter)

@@ -177,14 +177,16 @@ class AnalyticalModel:
         return Estimate(self.latency_ms(workloads, ev), self.energy.energy_uj(workloads, ev), "modelled")
 
     @classmethod
-    def calibrated(cls, records, base: "AnalyticalModel | None" = None, method: str = "log") -> "AnalyticalModel":
-        """A copy of ``base`` (default: uncalibrated) with each target family's roofline fitted to ``records``."""
+    def calibrated(cls, records, base: "AnalyticalModel | None" = None, method: str = "log",
+                   events: Mapping[str, np.ndarray] | None = None) -> "AnalyticalModel":
+        """A copy of ``base`` (default: uncalibrated) with each target family's roofline fitted to ``records``.
+        ``events``: the successful records' events to fit on (default: ``base.counter``'s counts)."""
         base = base or cls()
         records = [r for r in records if r.error is None]
         if not records:
             raise CostModelError("no successful records to calibrate on")
         workloads = [r.workload for r in records]
-        ev = base.counter.events(workloads)
+        ev = base.counter.events(workloads) if events is None else events
         lat = np.array([getattr(r, "cost", r.latency_ms) for r in records])  # ms, or emulated instructions
         fams = np.array([target_family(w.target) for w in workloads])
         roofline = dict(base.roofline)

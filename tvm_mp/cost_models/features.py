@@ -346,12 +346,14 @@ class KernelCounter:
             self._templates[key] = _template_of(_canonical_kernel(*_decode_key(int(key))))
         return self._templates[key]
 
-    def events(self, workloads: Sequence[Workload] | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``{event: int64 array}`` for :data:`EVENTS`, one entry per workload."""
+    def events(self, workloads: Sequence[Workload] | Mapping[str, np.ndarray],
+               points: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+        """``{event: int64 array}`` for :data:`EVENTS`, one entry per workload. ``points``: block points to count
+        instead of :func:`block_points` (e.g. :func:`built_block_points`)."""
         raw = workloads if isinstance(workloads, Mapping) else raw_fields(workloads)
         count = raw["n"].shape[0]
         out = {name: np.zeros(count, dtype=np.int64) for name in EVENTS}
-        points = block_points(raw)
+        points = block_points(raw) if points is None else points
         keys = _structure_keys(raw)
         for key in np.unique(keys):
             mask = keys == key
@@ -386,13 +388,17 @@ def knob_feature_names(workloads: Sequence[Workload]) -> list[str]:
 
 
 #: Optional feature groups (a model file lists the ones it was trained with; none = the original features).
-#: ``"schedule"``: the kernel variant the build picks for the workload (:func:`schedule_fields`).
-FEATURE_SETS = ("schedule",)
+#: ``"schedule"``: the kernel variant the build picks for the workload (:func:`schedule_fields`); ``"built"``: the
+#: work of that variant as the build lays it out and tiles it (:func:`built_fields`) -- with it, the XGBoost
+#: model's roofline prior also counts the accumulate and bit-packing points as built (:func:`built_block_points`).
+FEATURE_SETS = ("schedule", "built")
 #: Algorithms of the CPU schedules (``tvm_mp.schedules.registry.algorithms_for``).
 ALGORITHMS = ("direct", "direct64", "im2col", "depthwise", "dense")
 _SCHEDULE_FEATURES = tuple(f"algo={a}" for a in ALGORITHMS) + (
     "oc_block", "p_unroll", "dot_split", "algo_words", "algo_word_fill", "log2_algo_popcount_points",
     "log2_weight_bytes", "log2_act_bytes")
+_BUILT_FEATURES = ("built_pixel_fill", "built_oc_block", "built_p_unroll", "log2_built_acc_points",
+                   "built_acc_ratio", "log2_built_pack_points")
 
 
 def _check_sets(feature_sets: Sequence[str]) -> tuple[str, ...]:
@@ -410,33 +416,43 @@ def feature_names(knob_names: Sequence[str] = (), feature_sets: Sequence[str] = 
                                      "kernel_area", "cg", "kg", "reduction", "words", "word_fill", "full_words",
                                      "planes", "container", "log2_macs", "log2_out", "log2_out_hw"]
     names += [f"log2_{e}" for e in EVENTS]
-    if "schedule" in _check_sets(feature_sets):
+    sets = _check_sets(feature_sets)
+    if "schedule" in sets:
         names += list(_SCHEDULE_FEATURES)
+    if "built" in sets:
+        names += list(_BUILT_FEATURES)
     names += [f"knob:{k}" for k in knob_names]
     return tuple(names)
 
 
 def _default_config(wl: Workload, cache: dict):
-    """(algorithm, oc_block, p_unroll) of the schedule's default config for ``wl`` on its target (None when the
-    target has no CPU schedule). Tuned configs are not looked up: a tuning database is the build's, not the
+    """(algorithm, oc_block, p_unroll, lanes) of the schedule's default config for ``wl`` on its target (None when
+    the target has no CPU schedule). Tuned configs are not looked up: a tuning database is the build's, not the
     workload's. Cached without the bit-widths: the CPU schedules pick the algorithm and tiling from the shapes and
-    the kernel kind (the bit-widths choose only the dot-product intrinsic), and a look-up takes milliseconds."""
-    key = (wl.op, wl.kind, wl.input_shape, wl.weight_shape, wl.params, wl.target)
+    the kernel kind (the bit-widths choose only the dot-product intrinsic), and a look-up takes milliseconds.
+
+    A workload of device ``"host"`` whose target is this machine's cost key (``"llvm"`` on x86-64) was built for
+    ``target="host"``: its config is looked up for the host target (its vector width: 8 int32 lanes with AVX2,
+    where plain ``"llvm"`` has 4)."""
+    key = (wl.op, wl.kind, wl.input_shape, wl.weight_shape, wl.params, wl.target, wl.device)
     if key not in cache:
         from ..schedules.kernels import conv_workload, dense_workload
         from ..schedules.registry import lookup
         from ..targets import parse
 
         try:
-            if ("target", wl.target) not in cache:  # parsing a target takes milliseconds: once per cache
-                cache[("target", wl.target)] = parse(wl.target).tvm_target
-            target = cache[("target", wl.target)]
+            if ("target", wl.target, wl.device) not in cache:  # parsing a target takes milliseconds: once per cache
+                if "host_key" not in cache:
+                    cache["host_key"] = parse("host").cost_key
+                host = wl.device == "host" and wl.target == cache["host_key"]
+                cache[("target", wl.target, wl.device)] = parse("host" if host else wl.target).tvm_target
+            target = cache[("target", wl.target, wl.device)]
             if wl.op == "dense":
                 work = dense_workload(wl.kind, wl.w_bits, wl.a_bits, wl.input_shape, wl.weight_shape)
             else:
                 work = conv_workload(wl.kind, wl.w_bits, wl.a_bits, wl.input_shape, wl.weight_shape, wl.params)
             cfg = lookup(work.op, work.kind, target).default(work, target)
-            cache[key] = (cfg.algorithm, cfg.oc_block, cfg.p_unroll)
+            cache[key] = (cfg.algorithm, cfg.oc_block, cfg.p_unroll, cfg.lanes)
         except Exception:  # no CPU schedule for this target (an accelerator): the columns stay missing
             cache[key] = None
     return cache[key]
@@ -457,7 +473,7 @@ def schedule_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray]
     for i, wl in enumerate(workloads):
         found = _default_config(wl, cache)
         if found is not None:
-            algo[i], ocb[i], pun[i] = found
+            algo[i], ocb[i], pun[i] = found[:3]
     cg = raw["c"] // raw["g"]
     taps = raw["kh"] * raw["kw"]
     r = cg * taps
@@ -478,6 +494,126 @@ def schedule_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray]
              np.where(bitserial, r / np.maximum(words * WORD_BITS, 1), np.nan), np.log2(1.0 + pop),
              np.log2(1.0 + weight_bytes), np.log2(1.0 + act_bytes)]
     return cols
+
+
+def _fit_pow2(want: int, extent: int) -> int:
+    """Largest power of two <= ``want`` dividing ``extent`` (the tile the schedule really uses: see
+    ``tvm_mp.schedules.tiled._fit``)."""
+    b = max(1, int(want))
+    while b > 1 and extent % b:
+        b //= 2
+    return b
+
+
+def _pow2_ge(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
+                 cache: dict | None = None) -> dict[str, np.ndarray]:
+    """The work of each workload's kernel as the build lays it out (the default config's algorithm on its target;
+    NaN where the target has no CPU schedule), read off the kernel geometry of :mod:`tvm_mp.schedules`:
+
+    - ``pixels``: output positions computed per output channel: ``direct`` / ``direct64`` compute the flat
+      padded phase plane (``OH x row pitch``, rounded up to the vector lanes), ``im2col`` ``OH*OW`` rounded up to
+      the lanes, ``depthwise`` each row padded to its vector; ``pixel_fill`` = ``OH*OW / pixels``;
+    - ``oc_block`` / ``p_unroll``: the register tile the schedule really uses (the config's, halved until it
+      divides the loop it tiles);
+    - ``acc_points``: iteration points of the accumulate block as built: packed, MACs over the padded reduction
+      (channels to quads per tap for ``direct``, the window to quads for ``im2col``, the reduction to the vector
+      width for dense); bit-serial, popcounts over the words that algorithm packs (a word per tap and 32 channels
+      for ``direct``, per 64 for ``direct64``, the dense window for ``im2col``) x weight planes x activation
+      bits; bit-serial ``depthwise`` decodes its planes and does integer MACs;
+    - ``pack_points``: bit-serial bit-packing points as built (bits gathered into words), 0 for packed kernels.
+    """
+    cache = {} if cache is None else cache
+    n_wl = len(workloads)
+    out = {k: np.full(n_wl, np.nan) for k in ("pixels", "pixel_fill", "oc_block", "p_unroll", "acc_points",
+                                               "pack_points")}
+    out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
+    if n_wl:
+        from ..schedules.computes import flat_plane
+    for i, wl in enumerate(workloads):
+        found = _default_config(wl, cache)
+        if found is None:
+            continue
+        algo, ocb, pun, lanes = found
+        n, c, h, w, oc = (int(raw[k][i]) for k in ("n", "c", "h", "w", "oc"))
+        kh, kw, g, oh, ow = (int(raw[k][i]) for k in ("kh", "kw", "g", "oh", "ow"))
+        bitserial = wl.kind == "bitserial"
+        planes = (1 if wl.w_bits == 1 else wl.w_bits) * wl.a_bits
+        cg = c // g
+        r = cg * kh * kw
+        pack = 0
+        if algo == "dense":
+            length = -(-r // WORD_BITS) if bitserial else r
+            vw = min(lanes, _pow2_ge(length))
+            red = -(-length // vw) * vw
+            pixels, eff_pu = 1, pun
+            acc = n * oc * (planes * red if bitserial else red)
+            pack = n * wl.a_bits * red * min(WORD_BITS, r) if bitserial else 0
+        elif algo in ("direct", "direct64"):
+            p = wl.params
+            fp = flat_plane((h, w), (kh, kw), p.padding, p.dilation, lanes, p.strides)
+            pixels = fp.p_out
+            eff_pu = _fit_pow2(pun, pixels // lanes)
+            cwords = -(-cg // WORD_BITS)
+            if not bitserial:
+                acc = n * oc * pixels * kh * kw * (-(-cg // 4) * 4)
+            else:
+                words = -(-cwords // 2) if algo == "direct64" else cwords
+                acc = n * oc * pixels * planes * kh * kw * words
+                pack = n * wl.a_bits * cwords * fp.phases * fp.length * min(WORD_BITS, cg)
+        elif algo == "im2col":
+            pixels = -(-(oh * ow) // lanes) * lanes
+            eff_pu = _fit_pow2(pun, pixels // lanes)
+            if not bitserial:
+                acc = n * oc * pixels * (-(-r // 4) * 4)
+            else:
+                words = -(-r // WORD_BITS)
+                acc = n * oc * pixels * planes * words
+                pack = n * g * words * wl.a_bits * pixels * min(WORD_BITS, r)
+        else:  # depthwise
+            owp = -(-ow // min(lanes, _pow2_ge(ow))) * min(lanes, _pow2_ge(ow))
+            pixels = oh * owp
+            eff_pu = 1
+            acc = n * oc * pixels * kh * kw
+            out["int_macs"][i] = bitserial
+        out["pixels"][i] = pixels
+        out["pixel_fill"][i] = oh * ow / pixels
+        out["oc_block"][i] = _fit_pow2(ocb, oc)
+        out["p_unroll"][i] = eff_pu
+        out["acc_points"][i] = acc
+        out["pack_points"][i] = pack
+    return out
+
+
+def built_block_points(raw: Mapping[str, np.ndarray], built: Mapping[str, np.ndarray]
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`block_points` with the accumulate and bit-packing blocks counted as built (:func:`built_fields`);
+    workloads without a CPU schedule keep the counted points."""
+    points = {k: (v[0].copy(), v[1].copy()) for k, v in block_points(raw).items()}
+    known = np.isfinite(built["acc_points"])
+    bitserial = raw["kind"] == _KIND_ID["bitserial"]
+    int_macs = known & built["int_macs"]
+    acc = np.where(known, built["acc_points"], 0).astype(np.int64)
+    computed = (raw["n"] * raw["oc"] * np.where(known, built["pixels"], 0)).astype(np.int64)
+    pop_pts, pop_out = points["popcount_acc"]
+    pk_pts, pk_out = points["packed_acc"]
+    sel = known & bitserial & ~int_macs
+    pop_pts[sel], pop_out[sel] = acc[sel], computed[sel]
+    pop_pts[int_macs], pop_out[int_macs] = 0, 0
+    sel = known & (~bitserial | int_macs)
+    pk_pts[sel], pk_out[sel] = acc[sel], computed[sel]
+    bp_pts, bp_out = points["bitpack"]
+    sel = known & bitserial
+    pack = np.where(known, built["pack_points"], 0).astype(np.int64)
+    bp_pts[sel] = pack[sel]
+    bp_out[sel] = pack[sel] // WORD_BITS
+    return points
 
 
 def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_names: Sequence[str] = (),
@@ -521,6 +657,11 @@ def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_n
         cols.append(np.log2(1.0 + ev[name]))
     if "schedule" in feature_sets:
         cols += schedule_fields(workloads, raw, schedule_cache)
+    if "built" in feature_sets:
+        built = built_fields(workloads, raw, schedule_cache)
+        counted = np.where(raw["kind"] == _KIND_ID["bitserial"], ev["points_popcount_acc"], ev["points_packed_acc"])
+        cols += [built["pixel_fill"], built["oc_block"], built["p_unroll"], np.log2(1.0 + built["acc_points"]),
+                 built["acc_points"] / np.maximum(counted, 1), np.log2(1.0 + built["pack_points"])]
     for knob in knob_names:  # "name" for a numeric knob, "name=value" for one value of a string knob
         name, _, value = knob.partition("=")
         col = np.full(n, np.nan)

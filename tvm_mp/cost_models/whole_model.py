@@ -371,13 +371,14 @@ class WholeModel:
     @classmethod
     def fit(cls, model_records: Sequence, seed: int = 0, layer_model: str = "xgboost", rounds: int | None = None,
             quantile_rounds: int | None = None, counter=None, feature_sets: Sequence[str] = (),
-            noise_weights: bool = False) -> "WholeModel":
+            noise_weights: bool = False, params: Mapping[str, Any] | None = None) -> "WholeModel":
         """Train on model records (:class:`~tvm_mp.measure.records.ModelRecord`, put on one speed scale first):
         the layer model on their layer kernels as timed in the models (``layer_model`` "xgboost", or "analytical":
         the roofline calibrated on them), the fixed terms on their other calls and whole-model times.
         ``feature_sets``: optional feature groups of the XGBoost layer model
         (:data:`~tvm_mp.cost_models.features.FEATURE_SETS`); ``noise_weights``: weigh each layer kernel by how
-        steady its timing was (:func:`noise_weight`)."""
+        steady its timing was (:func:`noise_weight`); ``params``: XGBoost booster parameters over the defaults
+        (e.g. ``{"nthread": 1}``: the same boosters, much faster on a CPU other processes share)."""
         from .analytical import AnalyticalModel
         from .features import KernelCounter
         from .xgb import DEFAULT_QUANTILE_ROUNDS, DEFAULT_ROUNDS, XGBCostModel
@@ -396,7 +397,7 @@ class WholeModel:
                            if call.role == "layer" and ms > 0]
             model = XGBCostModel.fit(layers, seed=seed, rounds=rounds or DEFAULT_ROUNDS,
                                      quantile_rounds=quantile_rounds or DEFAULT_QUANTILE_ROUNDS, counter=counter,
-                                     feature_sets=feature_sets, weights=weights)
+                                     feature_sets=feature_sets, weights=weights, params=params)
         elif layer_model == "analytical":
             model = AnalyticalModel.calibrated(layers, AnalyticalModel(counter=counter))
         else:

@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .._files import write_atomic
+from . import features as F
 from .analytical import AnalyticalModel
 from .base import KERNEL_KINDS, CostModelError, Estimate, Workload, require_kinds, target_family
 from .energy_cpu import CpuEnergyModel
@@ -136,12 +137,17 @@ class XGBCostModel:
         elif energy_model is not None:
             counter = energy_model.counter
         counter = counter or KernelCounter()
-        if prior is None:
-            prior = AnalyticalModel.calibrated(records, AnalyticalModel(energy=energy_model, counter=counter))
         workloads = [r.workload for r in records]
+        raw = raw_fields(workloads)
+        schedule_cache: dict = {}
+        ev = counter.events(raw)
+        ev_prior = _prior_events(counter, workloads, raw, ev, feature_sets, schedule_cache)
+        if prior is None:
+            prior = AnalyticalModel.calibrated(records, AnalyticalModel(energy=energy_model, counter=counter),
+                                               events=ev_prior)
         knob_names = knob_feature_names(workloads)
-        ev = counter.events(workloads)
-        x = feature_matrix(workloads, counter, knob_names, events=ev, feature_sets=feature_sets)
+        x = feature_matrix(workloads, counter, knob_names, events=ev, raw=raw, feature_sets=feature_sets,
+                           schedule_cache=schedule_cache)
         w = None
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
@@ -151,7 +157,7 @@ class XGBCostModel:
             from .accel import AccelCostModel
 
             accel_prior = AccelCostModel()
-        prior_lat, prior_energy = _priors(prior, accel_prior, workloads, ev)
+        prior_lat, prior_energy = _priors(prior, accel_prior, workloads, ev_prior)
         lat = np.array([getattr(r, "cost", r.latency_ms) for r in records])  # in units[0]
         y_lat = np.log(lat) - np.log(prior_lat)
         base = dict(DEFAULT_PARAMS)
@@ -176,7 +182,9 @@ class XGBCostModel:
             info["accel_prior"] = {"model": "tvm_mp.cost_models.accel.AccelCostModel",
                                    "objective": accel_prior.objective,
                                    "hardware": accel_prior.hw.to_dict()}
-        return cls(boosters, prior, knob_names, energy_families, info, accel_prior, feature_sets)
+        model = cls(boosters, prior, knob_names, energy_families, info, accel_prior, feature_sets)
+        model._schedule_cache = schedule_cache
+        return model
 
     @staticmethod
     def _fit_pair(xgb, x, y, params, rounds, quantile_rounds, weights=None):
@@ -197,7 +205,8 @@ class XGBCostModel:
         ev = self.counter.events(raw)
         x = feature_matrix(workloads, self.counter, self.knob_names, events=ev, raw=raw,
                            feature_sets=self.feature_sets, schedule_cache=self._schedule_cache)
-        prior_lat, prior_energy = _priors(self.prior, self.accel_prior, workloads, ev)
+        ev_prior = _prior_events(self.counter, workloads, raw, ev, self.feature_sets, self._schedule_cache)
+        prior_lat, prior_energy = _priors(self.prior, self.accel_prior, workloads, ev_prior)
         ratio = self.boosters["latency"].inplace_predict(x)
         latency = prior_lat * np.exp(ratio)
         interval = None
@@ -292,6 +301,15 @@ class XGBCostModel:
         """The model shipped with tvm-mp, trained on this project's host measurements (docs/cost_models.md)."""
         text = resources.files("tvm_mp.cost_models").joinpath(DEFAULT_MODEL).read_text()
         return cls.from_dict(json.loads(text), energy_model)
+
+
+def _prior_events(counter: KernelCounter, workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
+                  events: Mapping[str, np.ndarray], feature_sets: Sequence[str], cache: dict) -> Mapping:
+    """The events the latency prior reads: the counted ``events``, or with the ``"built"`` feature set the
+    accumulate and bit-packing blocks counted as the build lays them out (:func:`built_block_points`)."""
+    if "built" not in feature_sets or not len(workloads):
+        return events
+    return counter.events(raw, points=F.built_block_points(raw, F.built_fields(workloads, raw, cache)))
 
 
 def _priors(prior: AnalyticalModel, accel_prior, workloads: Sequence[Workload],
