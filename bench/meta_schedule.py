@@ -106,7 +106,12 @@ def ms_space(intrin: str | None):
     """MetaSchedule's default LLVM rules, with the tensorize rule for ``intrin`` first (when given)."""
     from tvm.s_tir import meta_schedule as ms
 
-    rules = list(ms.schedule_rule.ScheduleRule.create("llvm"))
+    # the default LLVM rules, with explicit unrolling capped at 64 steps: at 512 a candidate's LLVM build took
+    # over 3 minutes of wall time on this loaded host (every one of the first batch timed out)
+    rules = [ms.schedule_rule.ParallelizeVectorizeUnroll(max_jobs_per_core=16, max_vectorize_extent=64,
+                                                         unroll_max_steps=[0, 16, 64], unroll_explicit=True)
+             if isinstance(r, ms.schedule_rule.ParallelizeVectorizeUnroll) else r
+             for r in ms.schedule_rule.ScheduleRule.create("llvm")]
     post = list(ms.postproc.Postproc.create("llvm"))
     if intrin is not None:
         # our word intrinsic's description writes a local accumulator (our schedule caches the tile there); the
@@ -205,7 +210,7 @@ def byte_view_direct(work, zero_point: int, weight_data_shape, config):
     return te.create_prim_func([codes, packed, out])
 
 
-def ms_tune(raw, target, trials: int, intrin: str | None, seed: int = 0, population: int = 128):
+def ms_tune(raw, target, trials: int, intrin: str | None, seed: int = 0, population: int = 32):
     """``(best PrimFunc, trace text, tuning seconds, MS's measured best us, trials run)``."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
@@ -213,13 +218,13 @@ def ms_tune(raw, target, trials: int, intrin: str | None, seed: int = 0, populat
     mod = tvm.IRModule({"main": raw})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as wd:
-        db = ms.tune_tir(mod, target, wd, max_trials_global=trials, num_trials_per_iter=16,
-                         builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=180),
+        db = ms.tune_tir(mod, target, wd, max_trials_global=trials, num_trials_per_iter=8,
+                         builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120),
                          runner=ms.runner.LocalRunner(timeout_sec=120, evaluator_config=ms.runner.EvaluatorConfig(
                              number=3, repeat=1, min_repeat_ms=20)),
                          cost_model="xgb", space=ms_space(intrin), num_tuning_cores=1, seed=seed,
                          strategy=ms.search_strategy.EvolutionarySearch(
-                             population_size=population, init_min_unmeasured=16, genetic_num_iters=2))
+                             population_size=population, init_min_unmeasured=8, genetic_num_iters=2))
         records = db.get_all_tuning_records()
         sch = ms.tir_integration.compile_tir(db, mod, target)
     seconds = time.perf_counter() - t0
@@ -342,7 +347,8 @@ def render(data: dict) -> str:
             "- Runs (one thread; load average 1/5/15 min at start -> end of each run): " + "; ".join(
                 f"`{c}` ({_fmt_load(a)} -> {_fmt_load(b)})" for c, (a, b) in
                 zip(commands, data.get("loads", [(data["load_start"], data.get("load_end"))]))),
-            "- MetaSchedule: `tune_tir`, xgb cost model, evolutionary search (population 128, 2 genetic iterations), "
+            "- MetaSchedule: `tune_tir`, xgb cost model, evolutionary search (population 32, 2 genetic iterations, "
+            "8 candidates per batch; explicit unrolling capped at 64 steps, builds time out after 120 s), "
             "measured trials per layer and form as in the table, one core (`num-cores` 1), same LLVM target as ours "
             "(mcpu znver1). Forms: **ms** = the unscheduled PrimFunc of the very compute our build uses, default "
             "LLVM rules plus `MultiLevelTilingWithIntrin` with our AVX2 dot intrinsic and `RewriteTensorize`; "
