@@ -41,6 +41,7 @@ from models import _kernels_bench  # noqa: E402  (bench/models.py: this script's
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs"
 DATA = DOCS / "data" / "bench_meta_schedule.json"
+NOTES = DOCS / "data" / "bench_meta_schedule_notes.md"
 #: The layers compared (substrings of ``bench/kernels.py``'s REALISTIC names).
 LAYERS = ("r18 conv3x3 64-64 56x56", "r18 conv3x3 256-256 14x14", "mv2 pointwise 96-576 14x14",
           "mv2 depthwise3x3 s2 144ch 56x56")
@@ -210,13 +211,23 @@ def byte_view_direct(work, zero_point: int, weight_data_shape, config):
     return te.create_prim_func([codes, packed, out])
 
 
-def ms_tune(raw, target, trials: int, intrin: str | None, seed: int = 0, population: int = 32):
+def ms_tune(raw, target, trials: int, intrin: str | None, seed: int = 0, population: int = 32,
+            workdir: str | None = None):
     """``(best PrimFunc, trace text, tuning seconds, MS's measured best us, trials run)``."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
     mod = tvm.IRModule({"main": raw})
     t0 = time.perf_counter()
+    if workdir is not None:  # a stopped run's records (``--ms-workdir``): no tuning
+        db = ms.database.JSONDatabase(str(Path(workdir) / "database_workload.json"),
+                                      str(Path(workdir) / "database_tuning_record.json"), allow_missing=False)
+        records = db.get_all_tuning_records()
+        sch = ms.tir_integration.compile_tir(db, mod, target)
+        logs = sorted((Path(workdir) / "logs").glob("*"))
+        seconds = (Path(workdir) / "database_tuning_record.json").stat().st_mtime - min(
+            f.stat().st_ctime for f in logs) if logs else float("nan")
+        return _best(sch, records, seconds)
     with tempfile.TemporaryDirectory() as wd:
         db = ms.tune_tir(mod, target, wd, max_trials_global=trials, num_trials_per_iter=8,
                          builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120),
@@ -227,8 +238,12 @@ def ms_tune(raw, target, trials: int, intrin: str | None, seed: int = 0, populat
                              population_size=population, init_min_unmeasured=8, genetic_num_iters=2))
         records = db.get_all_tuning_records()
         sch = ms.tir_integration.compile_tir(db, mod, target)
-    seconds = time.perf_counter() - t0
+    return _best(sch, records, time.perf_counter() - t0)
+
+
+def _best(sch, records, seconds):
     runs = [float(np.mean([float(c) for c in r.run_secs])) * 1e6 for r in records if r.run_secs]
+    runs = [t for t in runs if t < 1e9]  # (failed builds / runs are recorded as 1e10 s)
     if sch is None:
         return None, "", seconds, None, len(records)
     return sch.mod["main"], str(sch.trace), seconds, (min(runs) if runs else None), len(records)
@@ -276,7 +291,8 @@ def run(args) -> list[dict]:
                     func, form_intrin = byte_view_direct(work, zp, operands[1].shape, config), ensure_byte_intrin()
                 else:
                     func, form_intrin = raw, intrin
-                best, trace, tune_s, ms_us, n_trials = ms_tune(func, mst, args.trials, form_intrin, seed=idx)
+                best, trace, tune_s, ms_us, n_trials = ms_tune(func, mst, args.trials, form_intrin, seed=idx,
+                                                               workdir=args.ms_workdir)
                 print(f"  MetaSchedule ({form}): {n_trials} trials in {tune_s:.0f} s, its best {ms_us} us",
                       flush=True)
                 exact = None
@@ -288,7 +304,7 @@ def run(args) -> list[dict]:
                     if exact:
                         callables["ms" if form == "default" else f"ms_{form}"] = _kernel_call(lib_ms, operands)
                 tuned[form] = {"trials": n_trials, "tune_s": tune_s, "tuner_best_us": ms_us, "bit_exact": exact,
-                               "tensorized": "tensorize" in trace, "trace": trace}
+                               "tensorized": best is not None and "pmadd" in best.script(), "trace": trace}
             model = kb.layer_onnx(info, seed=idx)
             calib = kb.calibration_inputs(info.input_shape)
             ort = kb.ort_sessions(model, calib)["ort_int8"]
@@ -395,6 +411,8 @@ def render(data: dict) -> str:
                    f"{i.get('auto_tensorize_mapping', '—')} | {i.get('loop_mapping', '—')} | "
                    f"{ms.get('default', {}).get('tensorized', '—')} | {ms.get('bytes', {}).get('tensorized', '—')} |")
     out += [""]
+    if NOTES.exists():  # the reading of the run, written by hand
+        out += [NOTES.read_text().rstrip(), ""]
     return "\n".join(out)
 
 
@@ -412,6 +430,8 @@ def main() -> None:
                     "rules + our word intrinsic's rule), bytes (the byte view with the byte-operand intrinsic)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--ms-workdir", default=None, help="evaluate the records of a stopped tuning run's work "
+                    "directory instead of tuning (one layer, one form)")
     ap.add_argument("--out", default=str(DATA), help="the JSON written (and read by --resume)")
     ap.add_argument("--render", action="store_true", help="only regenerate the markdown from the JSON")
     ap.add_argument("--merge", nargs="*", default=None, help="merge these runs' JSON files into the data file")
