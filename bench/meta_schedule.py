@@ -224,10 +224,7 @@ def ms_tune(raw, target, trials: int, intrin: str | None, seed: int = 0, populat
                                       str(Path(workdir) / "database_tuning_record.json"), allow_missing=False)
         records = db.get_all_tuning_records()
         sch = ms.tir_integration.compile_tir(db, mod, target)
-        logs = sorted((Path(workdir) / "logs").glob("*"))
-        seconds = (Path(workdir) / "database_tuning_record.json").stat().st_mtime - min(
-            f.stat().st_ctime for f in logs) if logs else float("nan")
-        return _best(sch, records, seconds)
+        return _best(sch, records, _logged_seconds(Path(workdir) / "logs"))
     with tempfile.TemporaryDirectory() as wd:
         db = ms.tune_tir(mod, target, wd, max_trials_global=trials, num_trials_per_iter=8,
                          builder=ms.builder.LocalBuilder(max_workers=1, timeout_sec=120),
@@ -241,12 +238,25 @@ def ms_tune(raw, target, trials: int, intrin: str | None, seed: int = 0, populat
     return _best(sch, records, time.perf_counter() - t0)
 
 
+def _logged_seconds(logs: Path) -> float:
+    """Seconds from a tuning run's first log line to its last measured trial (MetaSchedule's log timestamps)."""
+    import re
+    from datetime import datetime
+
+    stamps = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") for f in logs.glob("*.log")
+              for line in f.read_text().splitlines()
+              if (m := re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ", line))
+              and ("Logging directory" in line or "Trial #" in line)]
+    return (max(stamps) - min(stamps)).total_seconds() if stamps else float("nan")
+
+
 def _best(sch, records, seconds):
     runs = [float(np.mean([float(c) for c in r.run_secs])) * 1e6 for r in records if r.run_secs]
     runs = [t for t in runs if t < 1e9]  # (failed builds / runs are recorded as 1e10 s)
     if sch is None:
         return None, "", seconds, None, len(records)
     return sch.mod["main"], str(sch.trace), seconds, (min(runs) if runs else None), len(records)
+    # (the number of valid trials is len(runs); failures are in the work directory's task log)
 
 
 def run(args) -> list[dict]:
