@@ -20,7 +20,10 @@ integer kernel alone (no quantize, no epilogue), called from Python.
     python bench/meta_schedule.py [--layers "64-64,256-256,..."] [--variants packed_w8a8] [--trials 64]
 
 Writes ``docs/data/bench_meta_schedule.json`` (one entry per layer x variant, saved after each; ``--resume`` keeps
-the entries already there) and ``docs/bench_meta_schedule.md``.
+the entries already there; ``--out`` another file, for runs in parallel, joined by ``--merge FILE...``) and
+``docs/bench_meta_schedule.md`` (with ``docs/data/bench_meta_schedule_notes.md``, the reading, appended).
+``--ms-workdir DIR`` evaluates the records of a tuning run that was stopped (its MetaSchedule work directory)
+instead of tuning.
 """
 
 from __future__ import annotations
