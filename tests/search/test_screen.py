@@ -67,7 +67,7 @@ def test_a_collapsing_layer_is_excluded_and_paid_for_elsewhere(net, calib, task,
     from tvm_mp import Budget
 
     budget = Budget(energy_uj=0.05 * base.space.n_layers)  # 0.05 x uniform w8a8
-    plain = GuidedConfig(max_evaluations=4, screen=False, refine=False)
+    plain = GuidedConfig(max_evaluations=4, screen=False, refine=False, anchors=False)
     result, _ = guided_search(_context(net, calib, task, base), budget, None, plain)
     low = [n for n, p in result.plan.items() if p.w_bits < 2 or p.a_bits < 2]
     assert low, "the budget should need a risky option somewhere"
@@ -76,7 +76,7 @@ def test_a_collapsing_layer_is_excluded_and_paid_for_elsewhere(net, calib, task,
     blind, _ = guided_search(ctx, budget, None, plain)
     assert ctx.scorer.score(blind.plan) == 0.0  # unscreened, the search keeps the killing layer and scores 0
     ctx = _context(net, calib, task, base)
-    screened, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=4, refine=False))
+    screened, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=4, refine=False, anchors=False))
     kept = screened.plan[task.layer]
     assert kept.w_bits >= 2 and kept.a_bits >= 2  # the killing options were excluded
     assert -screened.objective == ctx.scorer.score(screened.plan) > 0.0

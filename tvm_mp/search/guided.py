@@ -79,6 +79,8 @@ class GuidedConfig:
     candidate (step 4 of the module docstring): options with fewer bits than ``screen_below`` (min w bits, min a
     bits); excluded when their single-layer score is more than ``screen_loss`` x |reference score| below the
     reference plan's; at most ``screen_evaluations`` group tests per search (not counted in ``max_evaluations``).
+    ``anchors``: check the dearest uniform plan within the budget and its upgrade first (step 3 of the module
+    docstring).
     """
 
     max_evaluations: int = 10
@@ -92,6 +94,7 @@ class GuidedConfig:
     screen_below: tuple[int, int] = SCREEN_BELOW
     screen_loss: float = 0.1
     screen_evaluations: int = 8
+    anchors: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_evaluations", "candidates", "diversity", "patience", "screen_evaluations"):
@@ -123,6 +126,28 @@ def _tier_mask(space, tier: tuple[int, int]) -> np.ndarray:
         keep = [j for j, o in enumerate(opts) if not is_integer(o) or (o.w_bits >= w_min and o.a_bits >= a_min)]
         mask[i, keep or list(range(len(opts)))] = True
     return mask
+
+
+def _uniform_anchor(full, space, norm: np.ndarray, allowed: np.ndarray):
+    """``(precision, index)`` of the dearest uniform integer plan of ``full`` (the unpruned space) that fits the
+    limits (``norm``: costs over limits of the pruned ``space``) using only ``allowed`` entries; a layer whose pruned
+    options lack the precision takes the cheapest kept option with at least its bits. None when none fits."""
+    best = None
+    for prec in full.uniform_precisions():
+        if not is_integer(prec):
+            continue
+        idx = np.zeros(space.n_layers, dtype=np.int64)
+        for i, opts in enumerate(space.options):
+            js = [j for j, o in enumerate(opts) if is_integer(o) and allowed[i, j] and o.w_bits >= prec.w_bits
+                  and o.a_bits >= prec.a_bits]
+            if not js:
+                break
+            idx[i] = min(js, key=lambda j, i=i, o=opts: (float(norm[:, i, j].sum()), -o[j].w_bits - o[j].a_bits, j))
+        else:
+            total = norm[:, np.arange(space.n_layers), idx].sum(axis=1)
+            if (total <= 1.0 + 1e-9).all() and (best is None or total.sum() > best[0]):
+                best = (float(total.sum()), prec, idx)
+    return None if best is None else best[1:]
 
 
 def _fits(problem: Problem, mask: np.ndarray) -> bool:
@@ -322,6 +347,14 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
                 check(fixed, f"{how}, screened")
         bar.update(scorer.evaluations - evals0 - bar.n)
 
+    if config.anchors:
+        anchor = _uniform_anchor(ctx.space, space, norm, np.isfinite(table))
+        if anchor is not None:
+            prec, idx = anchor
+            check(idx, f"uniform {prec}")
+            up = (w_bits >= w_bits[rows, idx][:, None]) & (a_bits >= a_bits[rows, idx][:, None]) & in_play
+            check(ilp(up & ~banned), f"uniform {prec}, upgraded")
+            bar.update(scorer.evaluations - evals0 - bar.n)
     for how, mask, power in generators:
         if plain >= config.candidates:
             break
