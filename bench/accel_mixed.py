@@ -41,6 +41,7 @@ BUDGETS = (0.85, 0.7)
 VARIANTS = {
     "current": {},  # the default GuidedConfig of the code being run
     "no-screen": {"screen": False},
+    "no-anchors": {"anchors": False},  # as before the uniform anchors
 }
 
 
@@ -90,7 +91,10 @@ def uniform(task, ctx, res, save) -> None:
     save()
 
 
-def search(task, ctx, res, save, variants, budgets=BUDGETS) -> None:
+def search(task, ctx, res, save, variants, budgets=BUDGETS, shared: bool = False) -> None:
+    """Per budget (a fraction of w8a8 energy, or "uniform": every uniform plan's own cost) and variant: the search,
+    on a fresh scorer or (``shared``) on the context's (its proxy and scores reused: the plan is the same, being
+    deterministic; ``evaluations`` counts only plans not scored before)."""
     from tvm_mp import Budget
     from tvm_mp.search.costs import BudgetError, check_budget
     from tvm_mp.search.guided import GuidedConfig
@@ -98,10 +102,19 @@ def search(task, ctx, res, save, variants, budgets=BUDGETS) -> None:
 
     ref = w8a8_energy(ctx)
     rows = res.setdefault("search", [])
-    for frac in budgets:
+    fracs = []
+    for b in budgets:
+        if b == "uniform":  # each uniform integer plan's own cost below w8a8 (the front's dominance checks)
+            from tvm_mp import Precision
+
+            fracs += [round(float(ctx.costs.totals(ctx.space.uniform_index(p))["energy_uj"]) / ref, 4)
+                      for p in ctx.space.uniform_precisions() if p != Precision(8, 8)]
+        else:
+            fracs.append(float(b))
+    for frac in sorted(set(fracs), reverse=True):
         for name in variants:
             config = GuidedConfig(progress=False, **VARIANTS[name])
-            c = fresh(ctx, task)
+            c = ctx if shared else fresh(ctx, task)
             before = load_average()
             t0 = time.perf_counter()
             budget = Budget(energy_uj=frac * ref)
@@ -115,7 +128,8 @@ def search(task, ctx, res, save, variants, budgets=BUDGETS) -> None:
             out, _ = optimize(c, budget, np.random.default_rng(0), config)
             seconds = time.perf_counter() - t0
             plan = out.plan
-            row = {"variant": name, "budget": frac, "seconds": seconds, "evaluations": out.evaluations,
+            row = {"variant": name, "budget": frac, "shared_scorer": shared, "seconds": seconds,
+                   "evaluations": out.evaluations,
                    "fraction": float(c.costs.totals(c.space.index_of(plan))["energy_uj"]) / ref,
                    "search": c.scorer.score(plan), "held_out": held(task, c, plan),
                    "plan_mix": plan_mix(plan), "load_before": before, "load_after": load_average(),
@@ -219,6 +233,7 @@ def main(argv=None) -> int:
     p.add_argument("--parts", default="search,uniform,probe")
     p.add_argument("--variants", default="current")
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    p.add_argument("--shared-scorer", action="store_true")
     p.add_argument("--cap-seconds", type=float, default=600.0)
     p.add_argument("--tolerance", type=float, default=2.5)
     p.add_argument("--json", default=str(DOCS / "accel_mixed.json"))
@@ -249,7 +264,7 @@ def main(argv=None) -> int:
         log(f"== {name}: load {task.load_seconds:.0f} s, context {res['context_seconds']:.0f} s")
         save()
         if "search" in parts:
-            search(task, ctx, res, save, args.variants.split(","), [float(b) for b in args.budgets.split(",")])
+            search(task, ctx, res, save, args.variants.split(","), args.budgets.split(","), args.shared_scorer)
         if "uniform" in parts:
             uniform(task, ctx, res, save)
         if "probe" in parts:
@@ -332,7 +347,34 @@ def render(paths, md_path: Path, notes: str = "") -> None:
                              f"({n.get('screen_evaluations', 0)}) | {n.get('excluded', 0)} | {n.get('chosen_by')} | "
                              f"{s['load_before'][0]} / {s['load_after'][0]} | {_mix(s['plan_mix'])} |")
             lines.append("")
+        if m.get("uniform") and m.get("search"):
+            lines += front_checks(m)
     md_path.write_text("\n".join(lines) + "\n")
+
+
+def front_checks(m: dict) -> list[str]:
+    """Per variant and uniform plan below w8a8: the best mixed plan of the searches at no more cost, on both splits."""
+    out = ["**Mixed vs uniform on the front** (per uniform plan: the best search plan at no more energy, held-out; "
+           "search split in brackets):", ""]
+    for variant in sorted({s["variant"] for s in m["search"]}):
+        mixed = [s for s in m["search"] if s["variant"] == variant and "infeasible" not in s]
+        cells = []
+        for u in m["uniform"]:
+            if u["fraction"] is None or u["plan"] == "w8a8":
+                continue
+            cand = [s for s in mixed if s["fraction"] <= u["fraction"] + 1e-9]
+            if not cand:
+                cells.append(f"{u['plan']} ({u['fraction']:.3f}x, {u['held_out']:.1f}): no search at or below its cost")
+                continue
+            best = max(cand, key=lambda s: (s["held_out"], s["search"]))
+            ok = best["held_out"] >= u["held_out"]
+            ok_s = max(s["search"] for s in cand) >= u["search"]
+            cells.append(f"{u['plan']} ({u['fraction']:.3f}x, {u['held_out']:.1f} [{u['search']:.1f}]) vs mixed "
+                         f"{best['budget']}x ({best['held_out']:.1f} [{best['search']:.1f}]): "
+                         f"{'dominated' if ok else 'NOT dominated'} held-out, "
+                         f"{'dominated' if ok_s else 'NOT dominated'} search split")
+        out.append(f"* {variant}: " + "; ".join(cells))
+    return out + [""]
 
 
 if __name__ == "__main__":
