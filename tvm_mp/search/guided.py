@@ -12,7 +12,13 @@ Here the real score is the judge of a handful of plans only:
 2. **The proxy** (:mod:`tvm_mp.search.proxy`): ``noise[l, o]``, the output noise ratio layer ``l`` alone at option
    ``o`` causes; one layer computation per (layer, option) and one partial network run per layer, on a few
    samples, computed only for the tiers in play and kept by the :class:`~tvm_mp.search.pareto.SearchContext`.
-3. **Candidates: integer programs** (``scipy.optimize.milp``) minimizing the summed proxy under the budget: the
+3. **Candidates: the uniform anchor, then integer programs.** First the dearest uniform plan within the budget
+   (each layer at one precision; where the pruning dropped it on a layer, the cheapest kept option with at least
+   its bits) and its *upgrade*, the integer program restricted to options with at least the anchor's bits on every
+   layer (the budget left over spent where the proxy says): the search never returns a plan scoring below the
+   uniform plan it could have been (the proxy optima can collapse where the uniform plan does not: 4-bit
+   activations on a few layers of the corpus' text recognizer). Then integer programs (``scipy.optimize.milp``)
+   minimizing the summed proxy under the budget: the
    optimum of the tier, of the next tier, of the squared proxy (which spreads the noise over more layers rather
    than putting much of it in a few), and optima forced to differ from the earlier ones in at least
    ``diversity`` layers.
