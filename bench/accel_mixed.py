@@ -107,7 +107,7 @@ def search(task, ctx, res, save, variants, budgets=BUDGETS, shared: bool = False
         if b == "uniform":  # each uniform integer plan's own cost below w8a8 (the front's dominance checks)
             from tvm_mp import Precision
 
-            fracs += [round(float(ctx.costs.totals(ctx.space.uniform_index(p))["energy_uj"]) / ref, 4)
+            fracs += [float(ctx.costs.totals(ctx.space.uniform_index(p))["energy_uj"]) / ref * (1 + 1e-9)
                       for p in ctx.space.uniform_precisions() if p != Precision(8, 8)]
         else:
             fracs.append(float(b))
