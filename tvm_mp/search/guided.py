@@ -23,7 +23,8 @@ Here the real score is the judge of a handful of plans only:
    than putting much of it in a few), and optima forced to differ from the earlier ones in at least
    ``diversity`` layers.
 4. **Screening of the entries the proxy misreads** (``screen``): after a candidate is scored, its layers at
-   *risky* options (fewer weight or activation bits than ``screen_below``, default 1-bit weights or activations:
+   *risky* options (fewer weight or activation bits than ``screen_below``, default 1-bit weights or activations,
+   or in a space without such options the ones with its fewest weight and activation bits, e.g. w2a2:
    the proxy is first order, and such options hurt far more than linearly -- one w1a1 layer kills the CTC output
    of the corpus' text recognizer while its proxy noise is small) are tested for real in the reference plan (every
    other layer at its most precise option): all of them at once, and while a group scores more than
@@ -85,8 +86,10 @@ class GuidedConfig:
     candidate (step 4 of the module docstring): options with fewer bits than ``screen_below`` (min w bits, min a
     bits); excluded when their single-layer score is more than ``screen_loss`` x |reference score| below the
     reference plan's; at most ``screen_evaluations`` group tests per search (not counted in ``max_evaluations``).
-    ``anchors``: check the dearest uniform plan within the budget and its upgrade first (step 3 of the module
-    docstring).
+    ``screen_lowest``: when no option in play has fewer bits than ``screen_below`` (a space without 1-bit options,
+    e.g. an accelerator's w8a8 / w4a8 / w4a4 / w2a2), screen the integer options with the fewest weight and
+    activation bits in play instead. ``anchors``: check the dearest uniform plan within the budget and its upgrade
+    first (step 3 of the module docstring).
     """
 
     max_evaluations: int = 10
@@ -101,6 +104,7 @@ class GuidedConfig:
     screen_loss: float = 0.1
     screen_evaluations: int = 8
     anchors: bool = True
+    screen_lowest: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_evaluations", "candidates", "diversity", "patience", "screen_evaluations"):
@@ -250,6 +254,9 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     a_bits = np.array([[o.a_bits if is_integer(o) else 99 for o in opts] + [99] * (space.max_options - len(opts))
                        for opts in space.options])
     risky = (w_bits < config.screen_below[0]) | (a_bits < config.screen_below[1])
+    ints = in_play & (w_bits < 99)
+    if config.screen_lowest and ints.any() and not (risky & ints).any():  # e.g. an accelerator's w2a2
+        risky = ints & (w_bits <= w_bits[ints].min()) & (a_bits <= a_bits[ints].min())
     ref_idx = np.array([max(range(len(opts)), key=lambda j, o=opts: (is_integer(o[j]), w_bits[i, j] + a_bits[i, j],
                                                                       w_bits[i, j], -j))
                         for i, opts in enumerate(space.options)], dtype=np.int64)
