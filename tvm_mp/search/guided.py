@@ -7,7 +7,8 @@ Here the real score is the judge of a handful of plans only:
 1. **Options that make sense for real networks, in tiers.** Options another option beats (no more costly, at
    least as many bits) are dropped; the rest are split into tiers by their smallest weight and activation bits
    (default: ``w >= 2, a >= 4``; ``w >= 2, a >= 2``; everything). The search works in the first tier whose
-   cheapest plan fits the budget -- 1-bit weights and activations below 4 bits only when the budget needs them --
+   cheapest plan fits the budget with :data:`TIER_SLACK` to spare (else the first that fits) -- 1-bit weights and
+   activations below 4 bits only when the budget needs them --
    and also tries the next tier's optimum, in case its few very low-bit layers are better than many low-bit ones.
 2. **The proxy** (:mod:`tvm_mp.search.proxy`): ``noise[l, o]``, the output noise ratio layer ``l`` alone at option
    ``o`` causes; one layer computation per (layer, option) and one partial network run per layer, on a few
@@ -64,6 +65,9 @@ from .space import is_integer
 SETTLE_ROUNDS = 2
 #: Entries weighing less than this fraction of the plan's total proxy are not worth a partial network run.
 SETTLE_FRACTION = 0.05
+#: The search works in the first tier whose cheapest plan leaves this fraction of the budget to spare (when one
+#: does): at a budget equal to a tier's cheapest plan (uniform w4a4 on an accelerator) the tier allows that plan only.
+TIER_SLACK = 0.01
 #: Default option tiers: (smallest weight bits, smallest activation bits) of the integer options kept.
 DEFAULT_TIERS = ((2, 4), (2, 2), (1, 1))
 #: Default of ``GuidedConfig.screen_below``: options with fewer weight or activation bits are screened for real
@@ -160,10 +164,11 @@ def _uniform_anchor(full, space, norm: np.ndarray, allowed: np.ndarray):
     return None if best is None else best[1:]
 
 
-def _fits(problem: Problem, mask: np.ndarray) -> bool:
-    """True when the cheapest options of ``mask`` meet every limit on its own (a quick necessary check)."""
+def _fits(problem: Problem, mask: np.ndarray, slack: float = 0.0) -> bool:
+    """True when the cheapest options of ``mask`` meet every limit, ``slack`` (a fraction of it) to spare, each on
+    its own (a quick necessary check)."""
     norm = np.where(mask[None], problem.normalized_costs, np.inf)
-    return bool((norm.min(axis=2).sum(axis=1) <= 1.0 + 1e-9).all())
+    return bool((norm.min(axis=2).sum(axis=1) <= 1.0 - slack + 1e-9).all())
 
 
 def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
@@ -186,7 +191,10 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
         return _fits(problem, mask) and (norm.shape[0] == 1 or solve_table(norm, np.where(mask, 0.0, np.inf))
                                          is not None)
 
-    first = next((k for k, m in enumerate(masks) if feasible(m)), len(masks) - 1)
+    # a tier whose cheapest plan only just fits leaves its integer program no choice (that plan, near uniform): the
+    # first tier is one with TIER_SLACK of the budget to spare, else the first that fits at all
+    first = next((k for k, m in enumerate(masks) if _fits(problem, m, TIER_SLACK) and feasible(m)),
+                 next((k for k, m in enumerate(masks) if feasible(m)), len(masks) - 1))
     second = next((k for k in range(first + 1, len(masks)) if (masks[k] != masks[first]).any()), None)
     in_play = masks[first] | (masks[second] if second is not None else False)
 
