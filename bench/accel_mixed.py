@@ -333,16 +333,17 @@ def render(paths, md_path: Path, notes: str = "") -> None:
             lines += [f"* end: {e['fraction']:.3f}x, search {e['search']:.1f}, held-out {e['held_out']:.1f} after "
                       f"{e['moves_tried']} plans: {_mix(e['plan_mix'])}", ""]
         if m.get("search"):
-            lines += ["**The search** (each on a fresh scorer):", "",
+            lines += ["**The search** (a fresh scorer per search, or one scorer per model shared by the budgets: see "
+                      "the runs' `shared_scorer`):", "",
                       "| budget | variant | energy | search | held-out | time (s) | evaluations (screening) | "
                       "excluded | chosen by | load before / after | plan |",
                       "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
             for s in sorted(m["search"], key=lambda s: (-s["budget"], s["variant"])):
                 if "infeasible" in s:
-                    lines.append(f"| {s['budget']}x | {s['variant']} | infeasible: {s['infeasible']} |" + " |" * 8)
+                    lines.append(f"| {s['budget']:.4g}x | {s['variant']} | infeasible: {s['infeasible']} |" + " |" * 8)
                     continue
                 n = s["notes"]
-                lines.append(f"| {s['budget']}x | {s['variant']} | {s['fraction']:.3f}x | {s['search']:.1f} | "
+                lines.append(f"| {s['budget']:.4g}x | {s['variant']} | {s['fraction']:.3f}x | {s['search']:.1f} | "
                              f"{s['held_out']:.1f} | {s['seconds']:.0f} | {s['evaluations']} "
                              f"({n.get('screen_evaluations', 0)}) | {n.get('excluded', 0)} | {n.get('chosen_by')} | "
                              f"{s['load_before'][0]} / {s['load_after'][0]} | {_mix(s['plan_mix'])} |")
@@ -370,7 +371,7 @@ def front_checks(m: dict) -> list[str]:
             ok = best["held_out"] >= u["held_out"]
             ok_s = max(s["search"] for s in cand) >= u["search"]
             cells.append(f"{u['plan']} ({u['fraction']:.3f}x, {u['held_out']:.1f} [{u['search']:.1f}]) vs mixed "
-                         f"{best['budget']}x ({best['held_out']:.1f} [{best['search']:.1f}]): "
+                         f"{best['budget']:.4g}x ({best['held_out']:.1f} [{best['search']:.1f}]): "
                          f"{'dominated' if ok else 'NOT dominated'} held-out, "
                          f"{'dominated' if ok_s else 'NOT dominated'} search split")
         out.append(f"* {variant}: " + "; ".join(cells))
