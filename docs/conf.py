@@ -30,7 +30,7 @@ extensions = [
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "auto_tutorials/*.ipynb", "auto_tutorials/*.py", "data", "cost_model_eval",
-                    "cost_model_eval_accel", "host_mixed", "**.ipynb_checkpoints"]
+                    "cost_model_eval_accel", "host_mixed", "accel_mixed", "**.ipynb_checkpoints"]
 
 autodoc_default_options = {"members": True, "show-inheritance": False}
 autodoc_member_order = "bysource"

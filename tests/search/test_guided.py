@@ -47,6 +47,29 @@ def test_the_first_tier_that_fits_is_used(ctx):
     assert all(p.w_bits >= 2 and p.a_bits >= 4 for _, p in result.plan.items())
 
 
+def test_a_tier_whose_cheapest_plan_only_just_fits_is_skipped(ctx):
+    """At a budget equal to the (2, 4) tier's cheapest plan that tier allows that plan only: the next one is used."""
+    energy = ctx.costs.energy_uj
+    cheapest = sum(min(energy[i, j] for j, o in enumerate(opts) if o.w_bits >= 2 and o.a_bits >= 4)
+                   for i, opts in enumerate(ctx.space.options))
+    result, _ = guided_search(ctx, Budget(energy_uj=float(cheapest)), None,
+                              GuidedConfig(max_evaluations=2, refine=False, anchors=False, screen=False))
+    assert result.notes["tier"] == "(2, 2)"
+
+
+def test_the_dearest_uniform_plan_within_the_budget_is_checked(ctx):
+    """A mixed plan never scores below the uniform plan it could have been (on the search's own score)."""
+    costs = ctx.costs
+    w4a4 = costs.totals(ctx.space.uniform_index(Precision(4, 4)))["energy_uj"]
+    budget = Budget(energy_uj=w4a4 * 1.02)  # w4a4 (and every cheaper uniform plan) fits, w4a8 does not
+    result, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=3, refine=False))
+    how, score = result.notes["checked"][0][:2]
+    assert how.startswith("uniform w") and -result.objective >= score
+    assert Precision.parse(how.split()[1]) in ctx.space.uniform_precisions()
+    plain, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=3, refine=False, anchors=False))
+    assert not any(c[0].startswith("uniform") for c in plain.notes["checked"])
+
+
 def test_same_inputs_same_plan(net, calib, scorer):
     plans = []
     for _ in range(2):

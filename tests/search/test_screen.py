@@ -19,14 +19,17 @@ class KillerTask:
     10 %), except that ``layer`` at 1-bit weights or activations scores 0 (a catastrophic layer the output-noise
     proxy does not see)."""
 
-    def __init__(self, net, layer=None):
+    def __init__(self, net, layer=None, bits=2, both=False):
         self.layer = layer
+        self.bits = bits  # the layer's options with fewer weight or (``both``: and) activation bits kill the task
+        self.both = both
         self.x = np.random.default_rng(5).normal(0.0, 1.0, (16, 2, 8, 8)).astype(np.float32)
         self.fp32 = None
 
     def __call__(self, model) -> float:
         prec = model.plan.get(self.layer) if self.layer else None
-        if prec is not None and (prec.w_bits < 2 or prec.a_bits < 2):
+        low = (prec.w_bits < self.bits, prec.a_bits < self.bits) if prec is not None else (False, False)
+        if all(low) if self.both else any(low):
             return 0.0
         out = np.asarray(model.run(self.x), dtype=np.float64)
         return 1.0 - min(0.04, float(np.sum((out - self.fp32) ** 2) / np.sum(self.fp32**2)))
@@ -67,7 +70,7 @@ def test_a_collapsing_layer_is_excluded_and_paid_for_elsewhere(net, calib, task,
     from tvm_mp import Budget
 
     budget = Budget(energy_uj=0.05 * base.space.n_layers)  # 0.05 x uniform w8a8
-    plain = GuidedConfig(max_evaluations=4, screen=False, refine=False)
+    plain = GuidedConfig(max_evaluations=4, screen=False, refine=False, anchors=False)
     result, _ = guided_search(_context(net, calib, task, base), budget, None, plain)
     low = [n for n, p in result.plan.items() if p.w_bits < 2 or p.a_bits < 2]
     assert low, "the budget should need a risky option somewhere"
@@ -76,7 +79,7 @@ def test_a_collapsing_layer_is_excluded_and_paid_for_elsewhere(net, calib, task,
     blind, _ = guided_search(ctx, budget, None, plain)
     assert ctx.scorer.score(blind.plan) == 0.0  # unscreened, the search keeps the killing layer and scores 0
     ctx = _context(net, calib, task, base)
-    screened, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=4, refine=False))
+    screened, _ = guided_search(ctx, budget, None, GuidedConfig(max_evaluations=4, refine=False, anchors=False))
     kept = screened.plan[task.layer]
     assert kept.w_bits >= 2 and kept.a_bits >= 2  # the killing options were excluded
     assert -screened.objective == ctx.scorer.score(screened.plan) > 0.0
@@ -106,3 +109,28 @@ def test_exclusions_the_budget_cannot_do_without_are_lifted(net, calib, task, ba
     assert result.feasible and base.costs.fits(base.space.index_of(result.plan), budget)
     lifted = result.notes["lifted"]
     assert lifted and set(lifted) == {0.0}  # the killing layer's exclusions were lifted: a plan is still returned
+
+
+def test_a_space_without_1_bit_options_screens_its_lowest_bits(net, calib, task, base):
+    """An accelerator-like space (2, 4, 8 bits): w2a2 is what the proxy misreads there; a layer it kills is excluded."""
+    from tvm_mp import Budget
+    from tvm_mp.search.costs import CostTable
+    from tvm_mp.search.pareto import SearchContext
+
+    ctx = search_context(net, scorer=base.scorer, options=[Precision(w, a) for w in (2, 4, 8) for a in (2, 4, 8)],
+                         progress=False)
+    bits = np.array([[o.w_bits * o.a_bits / 64.0 for o in opts] for opts in ctx.space.options])
+    low = SearchContext(ctx.scorer, ctx.space, CostTable(ctx.space, bits, bits, bits), progress=False)
+    killer = KillerTask(net, bits=3, both=True)  # only w2a2 kills
+    killer.fp32 = task.fp32
+    budget = Budget(energy_uj=0.1 * low.space.n_layers)  # below uniform w2a4: w2a2 somewhere
+    off = GuidedConfig(max_evaluations=4, refine=False, anchors=False, screen_lowest=False)
+    plain, _ = guided_search(_context(net, calib, killer, low), budget, None, off)
+    killer.layer = next(n for n, p in plain.plan.items() if p.w_bits == 2 and p.a_bits == 2)
+    c = _context(net, calib, killer, low)
+    blind, _ = guided_search(c, budget, None, off)
+    assert c.scorer.score(blind.plan) == 0.0 and blind.notes["screen_evaluations"] == 0
+    c = _context(net, calib, killer, low)
+    screened, _ = guided_search(c, budget, None, GuidedConfig(max_evaluations=4, refine=False, anchors=False))
+    assert screened.plan[killer.layer] != Precision(2, 2) and c.scorer.score(screened.plan) > 0.0
+    assert low.costs.fits(low.space.index_of(screened.plan), budget)

@@ -7,17 +7,25 @@ Here the real score is the judge of a handful of plans only:
 1. **Options that make sense for real networks, in tiers.** Options another option beats (no more costly, at
    least as many bits) are dropped; the rest are split into tiers by their smallest weight and activation bits
    (default: ``w >= 2, a >= 4``; ``w >= 2, a >= 2``; everything). The search works in the first tier whose
-   cheapest plan fits the budget -- 1-bit weights and activations below 4 bits only when the budget needs them --
+   cheapest plan fits the budget with :data:`TIER_SLACK` to spare (else the first that fits) -- 1-bit weights and
+   activations below 4 bits only when the budget needs them --
    and also tries the next tier's optimum, in case its few very low-bit layers are better than many low-bit ones.
 2. **The proxy** (:mod:`tvm_mp.search.proxy`): ``noise[l, o]``, the output noise ratio layer ``l`` alone at option
    ``o`` causes; one layer computation per (layer, option) and one partial network run per layer, on a few
    samples, computed only for the tiers in play and kept by the :class:`~tvm_mp.search.pareto.SearchContext`.
-3. **Candidates: integer programs** (``scipy.optimize.milp``) minimizing the summed proxy under the budget: the
+3. **Candidates: the uniform anchor, then integer programs.** First the dearest uniform plan within the budget
+   (each layer at one precision; where the pruning dropped it on a layer, the cheapest kept option with at least
+   its bits) and its *upgrade*, the integer program restricted to options with at least the anchor's bits on every
+   layer (the budget left over spent where the proxy says): the search never returns a plan scoring below the
+   uniform plan it could have been (the proxy optima can collapse where the uniform plan does not: 4-bit
+   activations on a few layers of the corpus' text recognizer). Then integer programs (``scipy.optimize.milp``)
+   minimizing the summed proxy under the budget: the
    optimum of the tier, of the next tier, of the squared proxy (which spreads the noise over more layers rather
    than putting much of it in a few), and optima forced to differ from the earlier ones in at least
    ``diversity`` layers.
 4. **Screening of the entries the proxy misreads** (``screen``): after a candidate is scored, its layers at
-   *risky* options (fewer weight or activation bits than ``screen_below``, default 1-bit weights or activations:
+   *risky* options (fewer weight or activation bits than ``screen_below``, default 1-bit weights or activations,
+   or in a space without such options the ones with its fewest weight and activation bits, e.g. w2a2:
    the proxy is first order, and such options hurt far more than linearly -- one w1a1 layer kills the CTC output
    of the corpus' text recognizer while its proxy noise is small) are tested for real in the reference plan (every
    other layer at its most precise option): all of them at once, and while a group scores more than
@@ -57,6 +65,9 @@ from .space import is_integer
 SETTLE_ROUNDS = 2
 #: Entries weighing less than this fraction of the plan's total proxy are not worth a partial network run.
 SETTLE_FRACTION = 0.05
+#: The search works in the first tier whose cheapest plan leaves this fraction of the budget to spare (when one
+#: does): at a budget equal to a tier's cheapest plan (uniform w4a4 on an accelerator) the tier allows that plan only.
+TIER_SLACK = 0.01
 #: Default option tiers: (smallest weight bits, smallest activation bits) of the integer options kept.
 DEFAULT_TIERS = ((2, 4), (2, 2), (1, 1))
 #: Default of ``GuidedConfig.screen_below``: options with fewer weight or activation bits are screened for real
@@ -79,6 +90,10 @@ class GuidedConfig:
     candidate (step 4 of the module docstring): options with fewer bits than ``screen_below`` (min w bits, min a
     bits); excluded when their single-layer score is more than ``screen_loss`` x |reference score| below the
     reference plan's; at most ``screen_evaluations`` group tests per search (not counted in ``max_evaluations``).
+    ``screen_lowest``: when no option in play has fewer bits than ``screen_below`` (a space without 1-bit options,
+    e.g. an accelerator's w8a8 / w4a8 / w4a4 / w2a2), screen the integer options with the fewest weight and
+    activation bits in play instead. ``anchors``: check the dearest uniform plan within the budget and its upgrade
+    first (step 3 of the module docstring).
     """
 
     max_evaluations: int = 10
@@ -92,6 +107,8 @@ class GuidedConfig:
     screen_below: tuple[int, int] = SCREEN_BELOW
     screen_loss: float = 0.1
     screen_evaluations: int = 8
+    anchors: bool = True
+    screen_lowest: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_evaluations", "candidates", "diversity", "patience", "screen_evaluations"):
@@ -125,10 +142,33 @@ def _tier_mask(space, tier: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _fits(problem: Problem, mask: np.ndarray) -> bool:
-    """True when the cheapest options of ``mask`` meet every limit on its own (a quick necessary check)."""
+def _uniform_anchor(full, space, norm: np.ndarray, allowed: np.ndarray):
+    """``(precision, index)`` of the dearest uniform integer plan of ``full`` (the unpruned space) that fits the
+    limits (``norm``: costs over limits of the pruned ``space``) using only ``allowed`` entries; a layer whose pruned
+    options lack the precision takes the cheapest kept option with at least its bits. None when none fits."""
+    best = None
+    for prec in full.uniform_precisions():
+        if not is_integer(prec):
+            continue
+        idx = np.zeros(space.n_layers, dtype=np.int64)
+        for i, opts in enumerate(space.options):
+            js = [j for j, o in enumerate(opts) if is_integer(o) and allowed[i, j] and o.w_bits >= prec.w_bits
+                  and o.a_bits >= prec.a_bits]
+            if not js:
+                break
+            idx[i] = min(js, key=lambda j, i=i, o=opts: (float(norm[:, i, j].sum()), -o[j].w_bits - o[j].a_bits, j))
+        else:
+            total = norm[:, np.arange(space.n_layers), idx].sum(axis=1)
+            if (total <= 1.0 + 1e-9).all() and (best is None or total.sum() > best[0]):
+                best = (float(total.sum()), prec, idx)
+    return None if best is None else best[1:]
+
+
+def _fits(problem: Problem, mask: np.ndarray, slack: float = 0.0) -> bool:
+    """True when the cheapest options of ``mask`` meet every limit, ``slack`` (a fraction of it) to spare, each on
+    its own (a quick necessary check)."""
     norm = np.where(mask[None], problem.normalized_costs, np.inf)
-    return bool((norm.min(axis=2).sum(axis=1) <= 1.0 + 1e-9).all())
+    return bool((norm.min(axis=2).sum(axis=1) <= 1.0 - slack + 1e-9).all())
 
 
 def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
@@ -151,7 +191,10 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
         return _fits(problem, mask) and (norm.shape[0] == 1 or solve_table(norm, np.where(mask, 0.0, np.inf))
                                          is not None)
 
-    first = next((k for k, m in enumerate(masks) if feasible(m)), len(masks) - 1)
+    # a tier whose cheapest plan only just fits leaves its integer program no choice (that plan, near uniform): the
+    # first tier is one with TIER_SLACK of the budget to spare, else the first that fits at all
+    first = next((k for k, m in enumerate(masks) if _fits(problem, m, TIER_SLACK) and feasible(m)),
+                 next((k for k, m in enumerate(masks) if feasible(m)), len(masks) - 1))
     second = next((k for k in range(first + 1, len(masks)) if (masks[k] != masks[first]).any()), None)
     in_play = masks[first] | (masks[second] if second is not None else False)
 
@@ -219,6 +262,9 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
     a_bits = np.array([[o.a_bits if is_integer(o) else 99 for o in opts] + [99] * (space.max_options - len(opts))
                        for opts in space.options])
     risky = (w_bits < config.screen_below[0]) | (a_bits < config.screen_below[1])
+    ints = in_play & (w_bits < 99)
+    if config.screen_lowest and ints.any() and not (risky & ints).any():  # e.g. an accelerator's w2a2
+        risky = ints & (w_bits <= w_bits[ints].min()) & (a_bits <= a_bits[ints].min())
     ref_idx = np.array([max(range(len(opts)), key=lambda j, o=opts: (is_integer(o[j]), w_bits[i, j] + a_bits[i, j],
                                                                       w_bits[i, j], -j))
                         for i, opts in enumerate(space.options)], dtype=np.int64)
@@ -322,6 +368,14 @@ def guided_search(ctx, budget: Budget, rng: np.random.Generator | None = None,
                 check(fixed, f"{how}, screened")
         bar.update(scorer.evaluations - evals0 - bar.n)
 
+    if config.anchors:
+        anchor = _uniform_anchor(ctx.space, space, norm, np.isfinite(table))
+        if anchor is not None:
+            prec, idx = anchor
+            check(idx, f"uniform {prec}")
+            up = (w_bits >= w_bits[rows, idx][:, None]) & (a_bits >= a_bits[rows, idx][:, None]) & in_play
+            check(ilp(up & ~banned), f"uniform {prec}, upgraded")
+            bar.update(scorer.evaluations - evals0 - bar.n)
     for how, mask, power in generators:
         if plain >= config.candidates:
             break
