@@ -100,6 +100,30 @@ def test_a_budget_below_the_predicted_floor_is_measured_before_it_is_refused(net
     assert "\n" not in str(err.value)
 
 
+def test_a_plan_far_under_the_limit_is_searched_again_to_use_the_slack(net, calib):
+    """The cost model over-predicts (the device runs 2x faster): the first plan meets the limit with half of it
+    unused, so the costs are corrected and the search runs once more; the plan returned meets the limit by
+    measurement and scores at least as well as the first one."""
+    from tvm_mp.search.budget import UNDERUSED, Measurement
+    from tvm_mp.search.pareto import search_context
+
+    ctx = search_context(net, calib, options=OPTIONS, metric="sqnr_db")
+    hi = ctx.costs.totals(ctx.costs.space.uniform_index(Precision(8, 8)))["latency_ms"]
+    lo = ctx.costs.minimum()["latency_ms"]
+    budget = Budget(latency_ms=0.5 * (lo + hi))
+
+    def fast(model):
+        return Measurement(0.5 * ctx.costs.totals(ctx.space.index_of(model.plan))["latency_ms"], 0.0, "test device")
+
+    out = compile_with_budget(net, budget, calibration=calib, config=FAST, measure=fast, context=ctx).search
+    assert [r.kind for r in out.rounds] == ["search", "search"]
+    first, second = out.rounds
+    assert first.measured.latency_ms < UNDERUSED * budget.latency_ms and first.correction == 1.0
+    assert second.correction == pytest.approx(0.5) and second.measured.latency_ms > first.measured.latency_ms
+    assert out.meets_budget_measured() is True
+    assert out.search_score >= ctx.scorer.score(first.plan) - 1e-9
+
+
 def test_the_search_keeps_a_safety_margin_under_a_measured_latency_limit(net, calib):
     """Round 1 searches under the limit minus DEFAULT_MARGIN; a plan under the limit by its median but not by
     median + noise is searched again under a margin of twice the measured noise (and kept as the fallback)."""

@@ -32,6 +32,9 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
    :class:`Round` of kind "fastest"): it gives the correction a point under the limit, or shows that no plan of the
    space can meet it -- then (and only then, when no plan measured is within its noise of the limit) the compile
    raises :class:`~tvm_mp.search.costs.BudgetError` with the fastest measured plan's figures (ms, noise, layers).
+   A searched plan the limit shaped (predicted near it) but measured, with its noise, below :data:`UNDERUSED` of it
+   left budget unused (the costs over-predicted it): the costs are corrected and the search runs once more, and
+   the better-scoring of the plans that meet the limit by measurement is returned.
    When no search's plan is under the limit by median + noise, the plan returned is the fastest plan if it is
    (and meets the budget's other limits), else the fastest plan under the limit by its median, else one over it by
    less than its own noise. The result says predicted and measured values and whether the budget is met by
@@ -79,6 +82,10 @@ DEFAULT_MARGIN = 0.03
 #: Smallest margin of a round searched on measured-corrected costs (the timing drift between two measurements
 #: of one model on this host: docs/bench_predict_model.md, test-retest).
 MIN_MARGIN = 0.015
+#: A searched plan measured (median + noise) under this fraction of the latency limit left budget unused (the costs
+#: over-predicted it): the compile corrects the costs and searches once more for a more accurate plan, and returns
+#: the better-scoring of the two that meet the limit by measurement.
+UNDERUSED = 0.9
 #: What a round of a measured budget compile builds: a search's plan, or the space's fastest plan (the floor).
 ROUND_KINDS = ("search", "fastest")
 
@@ -364,6 +371,7 @@ def _measured_rounds(mod, ctx, budget: Budget, tgt, measurer, *, seed, config, m
     # returned at once; else the first of: the fastest plan under by median + noise, the fastest searched plan under
     # by its median, one over by less than its noise
     floor_ok = under_median = within_noise = None
+    met = None  # a searched plan surely under the limit that left slack: kept while one more search uses it
     best = None  # (measurement, model, result, predicted, costs) of the fastest measured plan
     fast_key = ctx.space.key(fastest_index(ctx.costs))
     next_margin = margin
@@ -436,7 +444,19 @@ def _measured_rounds(mod, ctx, budget: Budget, tgt, measurer, *, seed, config, m
                     "search")
         measured = entry[4]
         if measured.surely_meets(limit):
-            return (*entry, rounds)
+            better = entry if met is None or result.objective < met[1].objective else met
+            bound = entry[2]["latency_ms"] >= UNDERUSED * search_budget.latency_ms  # the limit shaped the plan
+            if met is not None or searches >= max_rounds or not bound or \
+                    measured.latency_ms + measured.noise_ms >= UNDERUSED * limit:
+                return (*better, rounds)
+            # far under the limit: the costs over-predicted this plan; search once more on corrected costs for a
+            # more accurate plan that still meets the limit
+            met = better
+            scale, offset = _fit(points, limit)
+            next_margin = min(max(MIN_MARGIN, 2.0 * measured.relative_noise), 0.25)
+            continue
+        if met is not None:  # the search that used the slack missed: the plan that met is returned
+            return (*met, rounds)
         consider(entry)
         if ctx.space.key(index) == fast_key and not measured.meets(limit):
             break  # the fastest plan of the space misses: no plan can meet the limit
