@@ -254,12 +254,16 @@ def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, c
     checked = _other_limits(budget) if by_measurement else budget
     if context is None:
         ctx = search_context(mod, calibration, accuracy_fn=accuracy_fn, metric=metric, options=options,
-                             cost_model=cost_model, target=tgt, budget=checked, progress=progress,
+                             cost_model=cost_model, target=tgt, progress=progress,
                              calibration_method=calibration_method, percentile=percentile)
     else:
         ctx = context
-        if checked is not None:
+    if checked is not None:
+        try:
             check_budget(ctx.costs, checked)
+        except BudgetError:
+            check_budget(ctx.costs, budget)  # out of reach anyway: name every limit the costs miss, latency too
+            raise
     if by_measurement:
         model, result, predicted, costs, measured, rounds = _measured_rounds(
             mod, ctx, budget, tgt, measurer, seed=seed, config=config, margin=float(margin), max_rounds=max_rounds,
