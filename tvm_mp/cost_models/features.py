@@ -619,13 +619,14 @@ def built_block_points(raw: Mapping[str, np.ndarray], built: Mapping[str, np.nda
 def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_names: Sequence[str] = (),
                    events: Mapping[str, np.ndarray] | None = None,
                    raw: Mapping[str, np.ndarray] | None = None, feature_sets: Sequence[str] = (),
-                   schedule_cache: dict | None = None) -> np.ndarray:
+                   schedule_cache: dict | None = None, built: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """float32 ``[n, len(feature_names(knob_names))]``: one-hot categories, sizes, log2 event counts, knobs.
 
     ``knob_names`` (see :func:`knob_feature_names`): a numeric knob is one column, a string knob one 0/1 column
     per value seen in training; knobs a workload does not set are NaN (XGBoost's missing value). ``events`` /
     ``raw``: the workloads' events and raw fields when the caller has them already. ``feature_sets``: optional
-    groups of :data:`FEATURE_SETS` (``schedule_cache``: a dict that keeps the schedule look-ups between calls).
+    groups of :data:`FEATURE_SETS` (``schedule_cache``: a dict that keeps the schedule look-ups between calls;
+    ``built``: the workloads' :func:`built_fields` when the caller has them already).
     """
     feature_sets = _check_sets(feature_sets)
     workloads = list(workloads)
@@ -658,7 +659,7 @@ def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_n
     if "schedule" in feature_sets:
         cols += schedule_fields(workloads, raw, schedule_cache)
     if "built" in feature_sets:
-        built = built_fields(workloads, raw, schedule_cache)
+        built = built if built is not None else built_fields(workloads, raw, schedule_cache)
         counted = np.where(raw["kind"] == _KIND_ID["bitserial"], ev["points_popcount_acc"], ev["points_packed_acc"])
         cols += [built["pixel_fill"], built["oc_block"], built["p_unroll"], np.log2(1.0 + built["acc_points"]),
                  built["acc_points"] / np.maximum(counted, 1), np.log2(1.0 + built["pack_points"])]

@@ -141,13 +141,14 @@ class XGBCostModel:
         raw = raw_fields(workloads)
         schedule_cache: dict = {}
         ev = counter.events(raw)
-        ev_prior = _prior_events(counter, workloads, raw, ev, feature_sets, schedule_cache)
+        built = _built(workloads, raw, feature_sets, schedule_cache)
+        ev_prior = _prior_events(counter, raw, ev, built)
         if prior is None:
             prior = AnalyticalModel.calibrated(records, AnalyticalModel(energy=energy_model, counter=counter),
                                                events=ev_prior)
         knob_names = knob_feature_names(workloads)
         x = feature_matrix(workloads, counter, knob_names, events=ev, raw=raw, feature_sets=feature_sets,
-                           schedule_cache=schedule_cache)
+                           schedule_cache=schedule_cache, built=built)
         w = None
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
@@ -203,9 +204,10 @@ class XGBCostModel:
         require_kinds(workloads, KERNEL_KINDS, "XGBCostModel")
         raw = raw_fields(workloads)
         ev = self.counter.events(raw)
+        built = _built(workloads, raw, self.feature_sets, self._schedule_cache)
         x = feature_matrix(workloads, self.counter, self.knob_names, events=ev, raw=raw,
-                           feature_sets=self.feature_sets, schedule_cache=self._schedule_cache)
-        ev_prior = _prior_events(self.counter, workloads, raw, ev, self.feature_sets, self._schedule_cache)
+                           feature_sets=self.feature_sets, schedule_cache=self._schedule_cache, built=built)
+        ev_prior = _prior_events(self.counter, raw, ev, built)
         prior_lat, prior_energy = _priors(self.prior, self.accel_prior, workloads, ev_prior)
         ratio = self.boosters["latency"].inplace_predict(x)
         latency = prior_lat * np.exp(ratio)
@@ -303,13 +305,20 @@ class XGBCostModel:
         return cls.from_dict(json.loads(text), energy_model)
 
 
-def _prior_events(counter: KernelCounter, workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
-                  events: Mapping[str, np.ndarray], feature_sets: Sequence[str], cache: dict) -> Mapping:
-    """The events the latency prior reads: the counted ``events``, or with the ``"built"`` feature set the
+def _built(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray], feature_sets: Sequence[str],
+           cache: dict) -> Mapping[str, np.ndarray] | None:
+    """The workloads' :func:`features.built_fields` with the ``"built"`` feature set (None without it), computed once
+    for both the feature matrix and the latency prior."""
+    return F.built_fields(workloads, raw, cache) if "built" in feature_sets and len(workloads) else None
+
+
+def _prior_events(counter: KernelCounter, raw: Mapping[str, np.ndarray], events: Mapping[str, np.ndarray],
+                  built: Mapping[str, np.ndarray] | None) -> Mapping:
+    """The events the latency prior reads: the counted ``events``, or with ``built`` (:func:`_built`) the
     accumulate and bit-packing blocks counted as the build lays them out (:func:`built_block_points`)."""
-    if "built" not in feature_sets or not len(workloads):
+    if built is None:
         return events
-    return counter.events(raw, points=F.built_block_points(raw, F.built_fields(workloads, raw, cache)))
+    return counter.events(raw, points=F.built_block_points(raw, built))
 
 
 def _priors(prior: AnalyticalModel, accel_prior, workloads: Sequence[Workload],
