@@ -42,7 +42,7 @@ def small_workloads(draw):
 @given(small_workloads())
 def test_closed_form_equals_tir_walk(wl):
     walked = F.tir_events(kernel_func(wl, schedule=False))
-    closed = {name: int(v[0]) for name, v in COUNTER.events([wl]).items()}
+    closed = {name: int(v[0]) for name, v in COUNTER.events([wl], unpack_per_mac=True).items()}
     assert closed == walked
 
 
@@ -58,6 +58,21 @@ def test_counts_mean_what_they_say():
     assert pe["int_mul"] == 5 * 40 and pe["popcount"] == 0  # one multiply per MAC (8-bit weights: no decode)
     # DRAM: codes 40 B + packed weights 5x40 B + int32 output 5x4 B
     assert pe["dram_bytes"] == 40 + 200 + 20
+
+
+def test_sub_byte_weights_are_unpacked_once_per_weight_as_built():
+    """A packed conv unpacks its 4-bit weights once per call (OC x R, padded to whole packing blocks), then does
+    the 8-bit MAC; counted per MAC, a w4a8 conv cost 2.4x the operations of w8a8 on a 14x14 map."""
+    conv = ConvParams((1, 1), (1, 1, 1, 1))
+    w8, w4 = (Workload("conv2d", (1, 64, 14, 14), (64, 64, 3, 3), b, 8, "packed", conv, "requant") for b in (8, 4))
+    e8, e4 = ({k: int(v[0]) for k, v in COUNTER.events([wl]).items()} for wl in (w8, w4))
+    per_mac = {k: int(v[0]) for k, v in COUNTER.events([w4], unpack_per_mac=True).items()}
+    unpacked = 64 * 576  # R = 64 x 9 = 576: whole blocks of 2 x 16 weights
+    assert F.unpack_points(F.raw_fields([w4]))[0] == unpacked and F.unpack_points(F.raw_fields([w8]))[0] == 0
+    assert e4["int_mul"] == e8["int_mul"] == 64 * 196 * 576
+    assert 0 < e4["int_alu"] - e8["int_alu"] == (per_mac["int_alu"] - e8["int_alu"]) // 196
+    assert e4["l1_load_bytes"] - e8["l1_load_bytes"] == unpacked
+    assert per_mac["int_alu"] > 2 * e8["int_alu"]
 
 
 def test_feature_matrix_shape_and_knobs():

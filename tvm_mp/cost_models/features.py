@@ -312,6 +312,19 @@ def block_points(raw: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, n
     }
 
 
+def unpack_points(raw: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Weights each workload's built kernel unpacks per call: packed kernels with sub-byte containers unpack
+    their ``OC x R`` weights once per call (the ``wunpack`` block of :mod:`tvm_mp.schedules.computes`, ``R`` padded
+    to whole packing blocks), not once per MAC as the unscheduled compute reads them; 0 for other kernels."""
+    from ..schedules.computes import PACK_BLOCK
+
+    cw = container_bits(raw["w_bits"])
+    step = (8 // cw) * PACK_BLOCK
+    r = (raw["c"] // raw["g"]) * raw["kh"] * raw["kw"]
+    sub_byte = (raw["kind"] == _KIND_ID["packed"]) & (cw < 8)
+    return np.where(sub_byte, raw["oc"] * (-(-r // step) * step), 0)
+
+
 def footprints(raw: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Closed-form bytes of the kernel arguments and of its intermediate buffers, per workload."""
     n, c, oc, g, oh, ow = raw["n"], raw["c"], raw["oc"], raw["g"], raw["oh"], raw["ow"]
@@ -347,22 +360,38 @@ class KernelCounter:
         return self._templates[key]
 
     def events(self, workloads: Sequence[Workload] | Mapping[str, np.ndarray],
-               points: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+               points: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+               unpack_per_mac: bool = False) -> dict[str, np.ndarray]:
         """``{event: int64 array}`` for :data:`EVENTS`, one entry per workload. ``points``: block points to count
-        instead of :func:`block_points` (e.g. :func:`built_block_points`)."""
+        instead of :func:`block_points` (e.g. :func:`built_block_points`).
+
+        Sub-byte packed weights are unpacked once per weight (:func:`unpack_points`: one load, the unpacking
+        operations and one store per weight), as the built kernels do; ``unpack_per_mac=True`` counts the
+        unpacking in every MAC instead, as the unscheduled compute (:func:`tir_events`) reads it."""
         raw = workloads if isinstance(workloads, Mapping) else raw_fields(workloads)
         count = raw["n"].shape[0]
         out = {name: np.zeros(count, dtype=np.int64) for name in EVENTS}
         points = block_points(raw) if points is None else points
         keys = _structure_keys(raw)
+        unpacks = None if unpack_per_mac else unpack_points(raw)
         for key in np.unique(keys):
             mask = keys == key
             tpl = self.template(int(key))
+            family, kind, wclass, epi = _decode_key(int(key))
+            mac = None
+            if unpacks is not None and kind == "packed" and wclass < 8:
+                # the MAC of 8-bit weights; what the sub-byte template does beyond it is the unpacking
+                mac = self.template(int(key) - (wclass - 8) * 4).ops["packed_acc"]
+                u = unpacks[mask]
+                for op, per in tpl.ops["packed_acc"].items():
+                    out[op][mask] += (per - mac.get(op, 0)) * u
+                out["l1_load_bytes"][mask] += u
+                out["l1_store_bytes"][mask] += u
             for cls, (pts, spatial) in points.items():
                 if cls not in tpl.ops:
                     continue
                 p, s = pts[mask], spatial[mask]
-                for op, per in tpl.ops[cls].items():
+                for op, per in (mac if mac is not None and cls == "packed_acc" else tpl.ops[cls]).items():
                     out[op][mask] += per * p
                 out["l1_load_bytes"][mask] += tpl.load_bytes[cls] * p
                 out["l1_store_bytes"][mask] += tpl.store_bytes[cls] * s
