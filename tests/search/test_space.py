@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tvm
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,6 +59,8 @@ def test_errors_name_the_fix(layers):
         SearchSpace.build(layers, [Precision(2, 2), Precision(2, 2, "bitserial")])
     with pytest.raises(PlanError, match="no options given"):
         SearchSpace.build(layers, {"conv2d_0": [Precision(2, 2)]})
+    with pytest.raises(PlanError, match=r"takes the layers \(tvm_mp.list_layers\(mod\)\), not a IRModule"):
+        SearchSpace.build(tvm.IRModule())
 
 
 # ---- number formats next to integer options -----------------------------------------------------------------------

@@ -141,6 +141,9 @@ class SearchSpace:
               | None = None) -> "SearchSpace":
         """A space over ``layers``; ``options`` is one list for every layer, a mapping per layer name, or None
         for :func:`default_options`."""
+        if not isinstance(layers, Sequence) or isinstance(layers, str):
+            raise PlanError(f"SearchSpace.build takes the layers (tvm_mp.list_layers(mod)), not a "
+                            f"{type(layers).__name__}: build it with SearchSpace.build(tvm_mp.list_layers(mod))")
         layers = tuple(layers)
         if options is None:
             options = default_options()
