@@ -48,7 +48,6 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
@@ -71,8 +70,6 @@ from .problem import Problem, ScoreObjective, SearchResult
 
 logger = logging.getLogger(__name__)
 
-#: Runs of the built model timed for the measured latency (after one warm-up run).
-MEASURE_RUNS = 15
 #: Search rounds at most when the measured latency misses the budget (the first search included).
 MAX_ROUNDS = 3
 #: Safety margin of the first round (fraction of the latency limit kept free): about half the whole-model
@@ -183,26 +180,6 @@ class BudgetOutcome:
                 "measurement_noise_ms": self.measurement_noise_ms, "meets_budget": self.meets_budget(),
                 "meets_budget_measured": self.meets_budget_measured(),
                 "rounds": [r.to_dict() for r in self.rounds], "search": self.result.to_dict()}
-
-
-def measure(model, runs: int = MEASURE_RUNS) -> Measurement:
-    """Median wall time (ms) of ``model.run`` on one zero input of the compiled shape, with half its IQR as noise."""
-    specs = getattr(model, "inputs", None)  # a CompiledModel's InputSpecs (integer inputs keep their dtype)
-    inputs = ([np.zeros(s.shape, s.dtype) for s in specs] if specs is not None
-              else [np.zeros(shape, np.float32) for shape in model.input_shapes])
-    model.run(*inputs)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.run(*inputs)
-        times.append((time.perf_counter() - start) * 1e3)
-    q1, q3 = np.percentile(times, [25, 75])
-    return Measurement(float(statistics.median(times)), float(q3 - q1) / 2.0)
-
-
-def measure_latency_ms(model, runs: int = MEASURE_RUNS) -> float:
-    """Median wall time (ms) of ``model.run`` on one zero input of the compiled shape."""
-    return measure(model, runs).latency_ms
 
 
 def compile_with_budget(mod: tvm.IRModule, budget: Budget, target: Any = None, calibration: Iterable | None = None,
