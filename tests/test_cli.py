@@ -101,7 +101,7 @@ def test_compile_under_budget_and_explore(tmp_path):
     assert "## Why each layer got its bits" in (out / "report.md").read_text()
     front_dir = tmp_path / "front"
     proc = tvm_mp_cli("explore", str(digits_cnn_path()), "--shape", "input=1,1,8,8", "--calibration", "digits",
-                      "--budgets", "3", "-o", str(front_dir))
+                      "--budgets", "2", "-o", str(front_dir))
     assert proc.returncode == 0, proc.stderr
     front = json.loads((front_dir / "pareto.json").read_text())
     assert front and (front_dir / "pareto.png").stat().st_size > 1000
