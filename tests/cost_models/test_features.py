@@ -170,3 +170,23 @@ def test_built_fields_count_the_fast_kernels_blocks():
     ev = COUNTER.events(raw, points=F.built_block_points(raw, built))
     assert ev["points_popcount_acc"][0] == built["acc_points"][0] and ev["points_packed_acc"][5] == built[
         "acc_points"][5] and ev["points_popcount_acc"][5] == 0  # bit-serial depthwise: integer MACs
+
+
+def test_built_epilogue_across_channels_reads_the_scheduled_epilogue():
+    """Depthwise 32 channels at 25x4: the epilogue's 4-pixel rows are fused with the channel loop into vectors of
+    8 lanes (AVX2), and 100 pixels per channel is no multiple of 8 (a vector spans two channels): flagged. At 20x4 the
+    vectors stay inside one channel: not flagged."""
+    from tvm_mp.measure.local import weight_storage_shape
+    from tvm_mp.schedules.kernels import Epilogue, conv2d_kernel
+    from tvm_mp.targets import parse
+
+    params = ConvParams((1, 1), (1, 1, 1, 1), groups=32)
+    wls = [Workload("depthwise_conv2d", (1, 32, h, 4), (32, 1, 3, 3), 8, 8, "packed", params, "requant")
+           for h in (25, 20)]
+    built = F.built_fields(wls, F.raw_fields(wls))
+    assert list(built["epilogue_across_channels"]) == [1.0, 0.0]
+    target = parse("host").tvm_target
+    func = conv2d_kernel("k", "packed", 8, 8, wls[0].input_shape, wls[0].weight_shape, params, 128,
+                         Epilogue("requant", 0, 3, 1), weight_storage_shape(wls[0]), target=target)
+    lanes = 16 if "in range(200)" in func.script() else 8  # the host's int32 lanes (8 with AVX2, 16 with AVX-512)
+    assert f"in range({3200 // lanes})" in func.script() and 100 % lanes  # 32 x 25 x 4 outputs fused into vectors

@@ -427,7 +427,7 @@ _SCHEDULE_FEATURES = tuple(f"algo={a}" for a in ALGORITHMS) + (
     "oc_block", "p_unroll", "dot_split", "algo_words", "algo_word_fill", "log2_algo_popcount_points",
     "log2_weight_bytes", "log2_act_bytes")
 _BUILT_FEATURES = ("built_pixel_fill", "built_oc_block", "built_p_unroll", "log2_built_acc_points",
-                   "built_acc_ratio", "log2_built_pack_points")
+                   "built_acc_ratio", "log2_built_pack_points", "built_epilogue_across_channels")
 
 
 def _check_sets(feature_sets: Sequence[str]) -> tuple[str, ...]:
@@ -455,10 +455,11 @@ def feature_names(knob_names: Sequence[str] = (), feature_sets: Sequence[str] = 
 
 
 def _default_config(wl: Workload, cache: dict):
-    """(algorithm, oc_block, p_unroll, lanes) of the schedule's default config for ``wl`` on its target (None when
-    the target has no CPU schedule). Tuned configs are not looked up: a tuning database is the build's, not the
-    workload's. Cached without the bit-widths: the CPU schedules pick the algorithm and tiling from the shapes and
-    the kernel kind (the bit-widths choose only the dot-product intrinsic), and a look-up takes milliseconds.
+    """(algorithm, oc_block, p_unroll, lanes, parallel) of the schedule's default config for ``wl`` on its target
+    (None when the target has no CPU schedule). Tuned configs are not looked up: a tuning database is the build's,
+    not the workload's. Cached without the bit-widths: the CPU schedules pick the algorithm and tiling from the
+    shapes and the kernel kind (the bit-widths choose only the dot-product intrinsic), and a look-up takes
+    milliseconds.
 
     A workload of device ``"host"`` whose target is this machine's cost key (``"llvm"`` on x86-64) was built for
     ``target="host"``: its config is looked up for the host target (its vector width: 8 int32 lanes with AVX2,
@@ -481,7 +482,7 @@ def _default_config(wl: Workload, cache: dict):
             else:
                 work = conv_workload(wl.kind, wl.w_bits, wl.a_bits, wl.input_shape, wl.weight_shape, wl.params)
             cfg = lookup(work.op, work.kind, target).default(work, target)
-            cache[key] = (cfg.algorithm, cfg.oc_block, cfg.p_unroll, cfg.lanes)
+            cache[key] = (cfg.algorithm, cfg.oc_block, cfg.p_unroll, cfg.lanes, bool(cfg.parallel))
         except Exception:  # no CPU schedule for this target (an accelerator): the columns stay missing
             cache[key] = None
     return cache[key]
@@ -556,12 +557,15 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
       width for dense); bit-serial, popcounts over the words that algorithm packs (a word per tap and 32 channels
       for ``direct``, per 64 for ``direct64``, the dense window for ``im2col``) x weight planes x activation
       bits; bit-serial ``depthwise`` decodes its planes and does integer MACs;
-    - ``pack_points``: bit-serial bit-packing points as built (bits gathered into words), 0 for packed kernels.
+    - ``pack_points``: bit-serial bit-packing points as built (bits gathered into words), 0 for packed kernels;
+    - ``epilogue_across_channels``: 1 when the conv epilogue's vectors span two output channels (rows shorter than
+      a vector are fused with the channel loop, and ``OH*OW`` is not a multiple of the vector: every lane then
+      reads its channel's parameters through a division), else 0.
     """
     cache = {} if cache is None else cache
     n_wl = len(workloads)
     out = {k: np.full(n_wl, np.nan) for k in ("pixels", "pixel_fill", "oc_block", "p_unroll", "acc_points",
-                                               "pack_points")}
+                                               "pack_points", "epilogue_across_channels")}
     out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
     if n_wl:
         from ..schedules.computes import flat_plane
@@ -569,7 +573,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         found = _default_config(wl, cache)
         if found is None:
             continue
-        algo, ocb, pun, lanes = found
+        algo, ocb, pun, lanes, parallel = found
         n, c, h, w, oc = (int(raw[k][i]) for k in ("n", "c", "h", "w", "oc"))
         kh, kw, g, oh, ow = (int(raw[k][i]) for k in ("kh", "kw", "g", "oh", "ow"))
         bitserial = wl.kind == "bitserial"
@@ -611,6 +615,12 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             eff_pu = 1
             acc = n * oc * pixels * kh * kw
             out["int_macs"][i] = bitserial
+        out["epilogue_across_channels"][i] = 0.0
+        if algo != "dense" and ow < lanes and not parallel:  # the epilogue's loops fused with the channel loop
+            fused = n * oc * oh * ow
+            vec = lanes if fused <= lanes else max((v for v in (lanes, lanes // 2, lanes // 4, 2)
+                                                    if v >= 2 and fused % v == 0), default=lanes)
+            out["epilogue_across_channels"][i] = float((oh * ow) % vec != 0)
         out["pixels"][i] = pixels
         out["pixel_fill"][i] = oh * ow / pixels
         out["oc_block"][i] = _fit_pow2(ocb, oc)
@@ -691,7 +701,8 @@ def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_n
         built = built if built is not None else built_fields(workloads, raw, schedule_cache)
         counted = np.where(raw["kind"] == _KIND_ID["bitserial"], ev["points_popcount_acc"], ev["points_packed_acc"])
         cols += [built["pixel_fill"], built["oc_block"], built["p_unroll"], np.log2(1.0 + built["acc_points"]),
-                 built["acc_points"] / np.maximum(counted, 1), np.log2(1.0 + built["pack_points"])]
+                 built["acc_points"] / np.maximum(counted, 1), np.log2(1.0 + built["pack_points"]),
+                 built["epilogue_across_channels"]]
     for knob in knob_names:  # "name" for a numeric knob, "name=value" for one value of a string knob
         name, _, value = knob.partition("=")
         col = np.full(n, np.nan)
