@@ -172,21 +172,26 @@ def test_built_fields_count_the_fast_kernels_blocks():
         "acc_points"][5] and ev["points_popcount_acc"][5] == 0  # bit-serial depthwise: integer MACs
 
 
-def test_built_epilogue_across_channels_reads_the_scheduled_epilogue():
-    """Depthwise 32 channels at 25x4: the epilogue's 4-pixel rows are fused with the channel loop into vectors of
-    8 lanes (AVX2), and 100 pixels per channel is no multiple of 8 (a vector spans two channels): flagged. At 20x4 the
-    vectors stay inside one channel: not flagged."""
+def test_built_epilogue_vectors_are_the_scheduled_epilogues():
+    """The conv epilogue fuses rows shorter than a vector: with the channel loop when its vectors then stay inside
+    one channel (32 channels at 20x4: 2560 outputs, vectors of the full width), else only the rows of a channel
+    (25x4: 100 pixels, vectors of 4 lanes, half the width with AVX2; 25x5: 125 pixels, full vectors and a scalar
+    tail of 5)."""
     from tvm_mp.measure.local import weight_storage_shape
     from tvm_mp.schedules.kernels import Epilogue, conv2d_kernel
     from tvm_mp.targets import parse
 
     params = ConvParams((1, 1), (1, 1, 1, 1), groups=32)
-    wls = [Workload("depthwise_conv2d", (1, 32, h, 4), (32, 1, 3, 3), 8, 8, "packed", params, "requant")
-           for h in (25, 20)]
+    wls = [Workload("depthwise_conv2d", (1, 32, h, w), (32, 1, 3, 3), 8, 8, "packed", params, "requant")
+           for h, w in ((25, 4), (20, 4), (25, 5))]
     built = F.built_fields(wls, F.raw_fields(wls))
-    assert list(built["epilogue_across_channels"]) == [1.0, 0.0]
     target = parse("host").tvm_target
-    func = conv2d_kernel("k", "packed", 8, 8, wls[0].input_shape, wls[0].weight_shape, params, 128,
-                         Epilogue("requant", 0, 3, 1), weight_storage_shape(wls[0]), target=target)
-    lanes = 16 if "in range(200)" in func.script() else 8  # the host's int32 lanes (8 with AVX2, 16 with AVX-512)
-    assert f"in range({3200 // lanes})" in func.script() and 100 % lanes  # 32 x 25 x 4 outputs fused into vectors
+    scripts = [conv2d_kernel("k", "packed", 8, 8, wl.input_shape, wl.weight_shape, params, 128,
+                             Epilogue("requant", 0, 3, 1), weight_storage_shape(wl), target=target).script()
+               for wl in wls]
+    lanes = 16 if "T.vectorized(16)" in scripts[1] else 8  # the host's int32 lanes (8 with AVX2, 16 with AVX-512)
+    assert "for i0, i1, i2_i3_fused_0 in T.grid(1, 32, 25):" in scripts[0] and "T.vectorized(4)" in scripts[0]
+    assert built["epilogue_lanes"][0] == 4 / lanes and built["epilogue_tail"][0] == 0
+    assert f"in range({2560 // lanes})" in scripts[1] and built["epilogue_lanes"][1] == 1.0
+    assert built["epilogue_lanes"][2] == 1.0 and built["epilogue_tail"][2] == (125 % lanes) / 125
+    assert "for i0, i1, i2_i3_fused_0 in T.grid(1, 32, " in scripts[2]

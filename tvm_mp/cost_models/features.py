@@ -427,7 +427,7 @@ _SCHEDULE_FEATURES = tuple(f"algo={a}" for a in ALGORITHMS) + (
     "oc_block", "p_unroll", "dot_split", "algo_words", "algo_word_fill", "log2_algo_popcount_points",
     "log2_weight_bytes", "log2_act_bytes")
 _BUILT_FEATURES = ("built_pixel_fill", "built_oc_block", "built_p_unroll", "log2_built_acc_points",
-                   "built_acc_ratio", "log2_built_pack_points", "built_epilogue_across_channels")
+                   "built_acc_ratio", "log2_built_pack_points", "built_epilogue_lanes", "built_epilogue_tail")
 
 
 def _check_sets(feature_sets: Sequence[str]) -> tuple[str, ...]:
@@ -558,17 +558,19 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
       for ``direct``, per 64 for ``direct64``, the dense window for ``im2col``) x weight planes x activation
       bits; bit-serial ``depthwise`` decodes its planes and does integer MACs;
     - ``pack_points``: bit-serial bit-packing points as built (bits gathered into words), 0 for packed kernels;
-    - ``epilogue_across_channels``: 1 when the conv epilogue's vectors span two output channels (rows shorter than
-      a vector are fused with the channel loop, and ``OH*OW`` is not a multiple of the vector: every lane then
-      reads its channel's parameters through a division), else 0.
+    - ``epilogue_lanes`` / ``epilogue_tail``: the conv epilogue's vector width as a fraction of the target's lanes,
+      and the fraction of its elements left to a scalar tail (the loop it vectorizes: a row; rows shorter than a
+      vector fused with the rows of their channel, or with the channel loop when vectors then still stay inside
+      one channel: ``tvm_mp.schedules.tiled``).
     """
     cache = {} if cache is None else cache
     n_wl = len(workloads)
     out = {k: np.full(n_wl, np.nan) for k in ("pixels", "pixel_fill", "oc_block", "p_unroll", "acc_points",
-                                               "pack_points", "epilogue_across_channels")}
+                                               "pack_points", "epilogue_lanes", "epilogue_tail")}
     out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
     if n_wl:
         from ..schedules.computes import flat_plane
+        from ..schedules.tiled import pow2_lanes
     for i, wl in enumerate(workloads):
         found = _default_config(wl, cache)
         if found is None:
@@ -615,12 +617,16 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             eff_pu = 1
             acc = n * oc * pixels * kh * kw
             out["int_macs"][i] = bitserial
-        out["epilogue_across_channels"][i] = 0.0
-        if algo != "dense" and ow < lanes and not parallel:  # the epilogue's loops fused with the channel loop
-            fused = n * oc * oh * ow
-            vec = lanes if fused <= lanes else max((v for v in (lanes, lanes // 2, lanes // 4, 2)
-                                                    if v >= 2 and fused % v == 0), default=lanes)
-            out["epilogue_across_channels"][i] = float((oh * ow) % vec != 0)
+        ext = ow  # the epilogue loop that is vectorized
+        if algo != "dense" and ow < lanes:  # rows fused with the rows of their channel (and the channel loop)
+            ext = oh * ow
+            if not parallel and ext % pow2_lanes(n * oc * ext, lanes) == 0:
+                ext *= n * oc
+        elif algo == "dense":
+            ext = n * oc
+        vec = pow2_lanes(ext, lanes)
+        out["epilogue_lanes"][i] = vec / lanes
+        out["epilogue_tail"][i] = (ext % vec) / ext
         out["pixels"][i] = pixels
         out["pixel_fill"][i] = oh * ow / pixels
         out["oc_block"][i] = _fit_pow2(ocb, oc)
@@ -702,7 +708,7 @@ def feature_matrix(workloads: Sequence[Workload], counter: KernelCounter, knob_n
         counted = np.where(raw["kind"] == _KIND_ID["bitserial"], ev["points_popcount_acc"], ev["points_packed_acc"])
         cols += [built["pixel_fill"], built["oc_block"], built["p_unroll"], np.log2(1.0 + built["acc_points"]),
                  built["acc_points"] / np.maximum(counted, 1), np.log2(1.0 + built["pack_points"]),
-                 built["epilogue_across_channels"]]
+                 built["epilogue_lanes"], built["epilogue_tail"]]
     for knob in knob_names:  # "name" for a numeric knob, "name=value" for one value of a string knob
         name, _, value = knob.partition("=")
         col = np.full(n, np.nan)
