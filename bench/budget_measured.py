@@ -175,6 +175,18 @@ def pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
+def _held_out_worst_pct() -> str:
+    """The whole-model predictor's worst held-out |error| (``docs/data/bench_predict_model.json``), as text."""
+    path = ROOT / "docs" / "data" / "bench_predict_model.json"
+    try:
+        summary = json.loads(path.read_text())["summary"]
+        worst = max(entry["raw"][p]["worst_abs_pct"] for group in summary.values() for entry in group.values()
+                    for p in entry["raw"] if p.startswith("whole-model (XGBoost"))
+    except (OSError, KeyError, ValueError):
+        return "an unknown amount (run bench/predict_model.py)"
+    return f"{worst:.0f} %"
+
+
 def write(data: dict) -> None:
     from tvm_mp.testing.machine import machine_line
 
@@ -307,7 +319,8 @@ def write(data: dict) -> None:
               "timings of one model differ by more than the noise either reports, so a budget just above the floor "
               "may be met by one measurement and missed by the next.",
               "- The safety margin is fixed (3 % in round 1) rather than fitted per model: a plan's prediction error "
-              "on a held-out model reaches 20-40 % in the worst cases (bench_predict_model.md), which the re-search "
+              f"on a held-out model reaches {_held_out_worst_pct()} in the worst case (bench_predict_model.md), "
+              "which the re-search "
               "catches only within the rounds allowed; the fallback to the fastest plan gives up accuracy to meet the "
               "budget.",
               "- The benchmark models are in the whole-model predictor's training data (it is the shipped one); "
