@@ -235,6 +235,11 @@ def _structure_keys(raw: Mapping[str, np.ndarray]) -> np.ndarray:
     return ((family * 2 + raw["kind"]) * 16 + wclass) * 4 + raw["epilogue"]
 
 
+def _encode_key(family: str, kind: str, wclass: int, epi: str) -> int:
+    """The structure id of :func:`_structure_keys` for one structure (the inverse of :func:`_decode_key`)."""
+    return ((int(family == "dense") * 2 + _KIND_ID[kind]) * 16 + wclass) * 4 + _EPI_ID[epi]
+
+
 def _decode_key(key: int) -> tuple[str, str, int, str]:
     epi = EPILOGUES[key % 4]
     key //= 4
@@ -381,7 +386,7 @@ class KernelCounter:
             mac = None
             if unpacks is not None and kind == "packed" and wclass < 8:
                 # the MAC of 8-bit weights; what the sub-byte template does beyond it is the unpacking
-                mac = self.template(int(key) - (wclass - 8) * 4).ops["packed_acc"]
+                mac = self.template(_encode_key(family, kind, 8, epi)).ops["packed_acc"]
                 u = unpacks[mask]
                 for op, per in tpl.ops["packed_acc"].items():
                     out[op][mask] += (per - mac.get(op, 0)) * u
@@ -570,7 +575,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
     out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
     if n_wl:
         from ..schedules.computes import flat_plane
-        from ..schedules.tiled import pow2_lanes
+        from ..schedules.tiled import epilogue_spans_channels, pow2_lanes
     for i, wl in enumerate(workloads):
         found = _default_config(wl, cache)
         if found is None:
@@ -620,7 +625,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         ext = ow  # the epilogue loop that is vectorized
         if algo != "dense" and ow < lanes:  # rows fused with the rows of their channel (and the channel loop)
             ext = oh * ow
-            if not parallel and ext % pow2_lanes(n * oc * ext, lanes) == 0:
+            if not parallel and not epilogue_spans_channels(ext, n * oc * ext, lanes):
                 ext *= n * oc
         elif algo == "dense":
             ext = n * oc

@@ -27,14 +27,32 @@ def _extent(sch, loop) -> int:
     return int(sch.get(loop).extent)
 
 
+def _vector_split(extent: int, width: int, pow2: bool) -> int | None:
+    """How :func:`_vectorize_inner` vectorizes a loop of ``extent``: None for the whole loop, else the lanes it is
+    split by."""
+    if extent <= width and (not pow2 or extent & (extent - 1) == 0):
+        return None
+    least = 2 if pow2 else 4
+    factor = width
+    while factor >= least and extent % factor:
+        factor //= 2
+    if factor >= least:
+        return factor
+    if extent <= 4 * width and not pow2:
+        return None
+    return width
+
+
 def pow2_lanes(extent: int, width: int) -> int:
     """Lanes of the vectors :func:`_vectorize_inner` (``pow2=True``) splits a loop of ``extent`` into."""
-    if extent <= width and extent & (extent - 1) == 0:
-        return extent
-    factor = width
-    while factor >= 2 and extent % factor:
-        factor //= 2
-    return factor if factor >= 2 else width
+    split = _vector_split(extent, width, True)
+    return extent if split is None else split
+
+
+def epilogue_spans_channels(plane: int, total: int, lanes: int) -> bool:
+    """Whether the epilogue's vectors over a fused loop of ``total`` outputs (channels x a ``plane`` of pixels
+    each) would span two channels; the schedule then fuses only a channel's rows (see :func:`schedule`)."""
+    return plane % pow2_lanes(total, lanes) != 0
 
 
 def _vectorize_inner(sch, block, width: int, pow2: bool = False) -> None:
@@ -49,19 +67,11 @@ def _vectorize_inner(sch, block, width: int, pow2: bool = False) -> None:
     ext = _extent(sch, inner)
     if ext == 1:
         return
-    if ext <= width and (not pow2 or ext & (ext - 1) == 0):
-        sch.vectorize(inner)
-        return
-    factor = width
-    while factor >= (2 if pow2 else 4) and ext % factor:
-        factor //= 2
-    if factor >= (2 if pow2 else 4):
-        _, vec = sch.split(inner, [None, factor])
-        sch.vectorize(vec)
-    elif ext <= 4 * width and not pow2:
+    split = _vector_split(ext, width, pow2)
+    if split is None:
         sch.vectorize(inner)
     else:
-        _, vec = sch.split(inner, [None, width])
+        _, vec = sch.split(inner, [None, split])
         sch.vectorize(vec)
 
 
@@ -160,7 +170,7 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
             if len(loops) - keep > 2:
                 plane = _extent(sch, loops[-2]) * _extent(sch, loops[-1])
                 total = plane * math.prod(_extent(sch, lp) for lp in loops[keep:-2])
-                if plane % pow2_lanes(total, lanes):
+                if epilogue_spans_channels(plane, total, lanes):
                     first = len(loops) - 2
             sch.fuse(*loops[first:])
         _vectorize_inner(sch, last, lanes, pow2=True)
