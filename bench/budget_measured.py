@@ -176,8 +176,11 @@ def pct(x: float) -> str:
 
 
 def _held_out_worst_pct() -> str:
-    """The whole-model predictor's worst held-out |error| (``docs/data/bench_predict_model.json``), as text."""
-    path = ROOT / "docs" / "data" / "bench_predict_model.json"
+    """The whole-model predictor's worst held-out |error| on this CPU (``docs/data/bench_predict_model_<cpu>.json``),
+    as text."""
+    from tvm_mp.targets import host_cpu
+
+    path = ROOT / "docs" / "data" / f"bench_predict_model_{host_cpu()}.json"
     try:
         summary = json.loads(path.read_text())["summary"]
         worst = max(entry["raw"][p]["worst_abs_pct"] for group in summary.values() for entry in group.values()
@@ -319,12 +322,12 @@ def write(data: dict) -> None:
               "timings of one model differ by more than the noise either reports, so a budget just above the floor "
               "may be met by one measurement and missed by the next.",
               "- The safety margin is fixed (3 % in round 1) rather than fitted per model: a plan's prediction error "
-              f"on a held-out model reaches {_held_out_worst_pct()} in the worst case (bench_predict_model.md), "
+              f"on a held-out model reaches {_held_out_worst_pct()} in the worst case (bench_predict_model_<cpu>.md), "
               "which the re-search "
               "catches only within the rounds allowed; the fallback to the fastest plan gives up accuracy to meet the "
               "budget.",
               "- The benchmark models are in the whole-model predictor's training data (it is the shipped one); "
-              "held-out prediction errors are in bench_predict_model.md.", ""]
+              "held-out prediction errors are in bench_predict_model_<cpu>.md.", ""]
     OUT_MD.write_text("\n".join(lines))
     log(f"wrote {OUT_MD}")
 

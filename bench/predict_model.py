@@ -10,7 +10,8 @@ Run from the repository root:
    ``tvm_mp.models.builders`` at uniform plans (w8a8, w4a4, w2a2, w4a8) and random mixed plans (every layer drawn from
    the search's integer options), and random CNN architectures (``build_random_cnn``: image-like and
    spectrogram-like, at most 30 M MACs) at one uniform and two mixed plans. Records go to
-   ``docs/data/host_models.jsonl``; each model's first plan is timed again after its other plans (test-retest
+   ``docs/data/host_models_<cpu>.jsonl`` (``<cpu>``: LLVM's name of this CPU, e.g. ``znver4``); each model's
+   first plan is timed again after its other plans (test-retest
    noise).
 2. **Evaluate**, leave-one-model-out: for each benchmark model, every predictor is trained on the records of the
    *other* models (the other benchmark models and all random architectures) and predicts the held-out model's
@@ -19,8 +20,9 @@ Run from the repository root:
    Predictors: the whole-model predictor (XGBoost on layer kernels timed inside models + fixed terms),
    the same with the analytical roofline calibrated on those kernels, the analytical model as shipped (sum of
    layers: what ``compile`` reported until now) and the shipped isolated-kernel XGBoost model (sum of layers).
-3. Writes ``docs/bench_predict_model.md`` and ``docs/data/bench_predict_model.json``; ``--write-default`` also
-   trains the predictor on every record and writes ``tvm_mp/cost_models/host_whole_model.json``.
+3. Writes ``docs/bench_predict_model_<cpu>.md`` and ``docs/data/bench_predict_model_<cpu>.json``;
+   ``--write-default`` also trains the predictor on every record and writes
+   ``tvm_mp/cost_models/host_whole_model_<cpu>.json``, the model ``compile`` uses on that CPU.
 """
 
 from __future__ import annotations
@@ -40,13 +42,37 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORDS = ROOT / "docs" / "data" / "host_models.jsonl"
-#: The build the records describe: every record collected at commit 4d50809 (2026-12-04, load average 0.3 at the
-#: start), then the 15 models with a conv epilogue whose vectors spanned two channels collected again after the
-#: schedule change that keeps them inside one (the other models' kernels are unchanged by it).
-RECORDS_BUILD = "4d50809 (15 models again with the epilogue change)"
-OUT_MD = ROOT / "docs" / "bench_predict_model.md"
-OUT_JSON = ROOT / "docs" / "data" / "bench_predict_model.json"
+#: Records, results and the shipped predictor are per CPU (LLVM's name of it, ``tvm_mp.targets.host_cpu``): a
+#: kernel's time depends on the vector ISA (AVX2 against AVX-512 VNNI: 2-8x on the same layer), so a predictor
+#: trained on one CPU's records is not another's.
+CPU = os.environ.get("TVM_MP_RECORDS_CPU") or ""
+#: The build each CPU's records describe. znver1 (AVX2): every record collected at commit 4d50809 (2026-12-04, load
+#: average 0.3 at the start), then the 15 models with a conv epilogue whose vectors spanned two channels collected
+#: again after the schedule change that keeps them inside one. znver4 (AVX-512 VNNI + VPOPCNTDQ): every record
+#: collected with the build that gave AVX-512 its wider default register tile (2026-12-04).
+RECORDS_BUILD = {"znver1": "4d50809 (15 models again with the epilogue change)",
+                 "znver4": "of 2026-12-04 with the AVX-512 register tiles"}
+
+
+def _cpu() -> str:
+    global CPU
+    if not CPU:
+        from tvm_mp.targets import host_cpu
+
+        CPU = host_cpu()
+    return CPU
+
+
+def records_path() -> Path:
+    return ROOT / "docs" / "data" / f"host_models_{_cpu()}.jsonl"
+
+
+def out_md() -> Path:
+    return ROOT / "docs" / f"bench_predict_model_{_cpu()}.md"
+
+
+def out_json() -> Path:
+    return ROOT / "docs" / "data" / f"bench_predict_model_{_cpu()}.json"
 COMMAND = "python bench/predict_model.py"
 
 BENCHMARK_MODELS = ("digits_cnn", "ds_cnn", "resnet8", "mobilenet_v1_025", "fer_cnn")
@@ -123,7 +149,7 @@ def collect(budget_s: float) -> int:
     from tvm_mp.precision import Precision, PrecisionPlan
 
     start = time.monotonic()
-    store = RecordStore(RECORDS, record_type=ModelRecord)
+    store = RecordStore(records_path(), record_type=ModelRecord)
     done = store.keys()
     source = InModelSource()
     count = 0
@@ -185,7 +211,7 @@ def _empty_calls():
 def load() -> list:
     from tvm_mp.measure.records import ModelRecord, RecordStore
 
-    return RecordStore(RECORDS, record_type=ModelRecord).load()
+    return RecordStore(records_path(), record_type=ModelRecord).load()
 
 
 def folds(records) -> list[tuple[str, set[str]]]:
@@ -298,13 +324,15 @@ def noise(records) -> dict:
 def write(results: dict, machine: dict) -> None:
     from tvm_mp.testing.machine import machine_line
 
+    OUT_JSON = out_json()
     OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
     OUT_JSON.write_text(json.dumps({**results, "machine": machine, "command": COMMAND}, indent=1) + "\n")
     s = results["summary"]
     short = {PREDICTORS[0]: "whole-model (XGBoost)", PREDICTORS[1]: "whole-model (calibrated analytical)",
              PREDICTORS[2]: "analytical as shipped", PREDICTORS[3]: "XGBoost as shipped (isolated)"}
     lines = ["# Whole-model latency: predicted vs measured on held-out models", "",
-             f"Command: `{COMMAND}` (from the repository root; the records are in `docs/data/host_models.jsonl`, so "
+             f"Command: `{COMMAND}` (from the repository root; the records are in "
+             f"`{records_path().relative_to(ROOT)}`, so "
              "`--no-collect` re-evaluates without measuring).", "", machine_line(machine), "",
              "What is predicted: the latency of one inference of a model built by `tvm_mp.compile` for "
              "`target=\"host\"`, from its lowered module (no build): layer kernels from a per-layer model trained "
@@ -321,7 +349,7 @@ def write(results: dict, machine: dict) -> None:
              "second puts every time on one CPU-speed scale with the reference kernel timed around each model "
              "(and trains on those), which here adds the reference kernel's own noise.", "",
              f"Records: {results['records']} built models ({len(results['models'])} architectures), built and timed "
-             f"with the build of commit {RECORDS_BUILD}. "
+             f"with the build {RECORDS_BUILD.get(_cpu(), '(not noted)')}. "
              f"Acceptance: median |error| <= {TARGET_MEDIAN:.0%} and worst <= {TARGET_WORST:.0%} on held-out models, "
              "uniform and mixed plans.", ""]
     for basis, title in (("raw", "times as measured"), ("normalized", "times on one CPU-speed scale")):
@@ -378,6 +406,7 @@ def write(results: dict, machine: dict) -> None:
               f"{fx['vm'][2] * 1e3:.3f} µs per view (reshape)",
               "- operators (µs + ns per byte of arguments and output): " + "; ".join(
                   f"{k} {a * 1e3:.2f} + {b * 1e6:.3f}" for k, (a, b) in sorted(fx["ops"].items())), ""]
+    OUT_MD = out_md()
     OUT_MD.write_text("\n".join(lines))
     log(f"wrote {OUT_MD} and {OUT_JSON}")
 
@@ -425,12 +454,13 @@ def contended_lines(rows) -> list[str]:
 
 
 def write_default(records, seed: int = 0) -> Path:
-    from tvm_mp.cost_models.whole_model import DEFAULT_MODEL, WholeModel
+    from tvm_mp.cost_models.whole_model import WholeModel, default_model_name
 
     model = WholeModel.fit(records, seed=seed, feature_sets=LAYER_FEATURE_SETS, params=XGB_PARAMS)
-    model.info["trained_on"] = str(RECORDS.relative_to(ROOT))
+    model.info["trained_on"] = str(records_path().relative_to(ROOT))
+    model.info["cpu"] = _cpu()
     model.info["command"] = COMMAND + " --no-collect --write-default"
-    path = ROOT / "tvm_mp" / "cost_models" / DEFAULT_MODEL
+    path = ROOT / "tvm_mp" / "cost_models" / default_model_name(_cpu())
     model.save(path)
     log(f"wrote {path}")
     return path
@@ -444,7 +474,7 @@ def main(argv=None) -> int:
     parser.add_argument("--write-only", action="store_true", help="rewrite the page from the stored results")
     args = parser.parse_args(argv)
     if args.write_only:
-        stored = json.loads(OUT_JSON.read_text())
+        stored = json.loads(out_json().read_text())
         write({k: v for k, v in stored.items() if k not in ("machine", "command")}, stored["machine"])
         return 0
     if os.environ.get("TVM_NUM_THREADS") != "1":

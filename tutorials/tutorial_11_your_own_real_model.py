@@ -69,15 +69,21 @@ def accuracy_fn(model) -> float:
 # --------------------------
 # The fp32 baseline is the ONNX model as onnxruntime runs it; then tvm-mp at uniform w8a8. The integer layers of
 # the built model equal the NumPy reference of the same integer arithmetic exactly (the fp32 parts to float
-# tolerance).
+# tolerance). Where an fp32 op (here the hard-sigmoid and the squeeze-excite multiplies) feeds the next layer's
+# quantizer, a last-bit difference between NumPy's and TVM's float code can move a value across a rounding
+# boundary: one code of one activation changes, and the output moves by about a quantization step (on a Zen 4
+# host, one of 20 images: 1.3e-3 in a probability). So the end-to-end check is: same class, outputs within 1e-2.
 start = time.perf_counter()
 session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 w8a8 = tvm_mp.compile(mod, plan=PrecisionPlan.uniform(mod, Precision(8, 8)), calibration=calibration)
 print(f"fp32 (onnxruntime) top-1 {top1(lambda x: session.run(None, {'x': x})[0], x_held, y_held):.2f}, "
       f"w8a8 top-1 {top1(w8a8.run, x_held, y_held):.2f} on {len(y_held)} held-out images "
       f"(w8a8 compile {time.perf_counter() - start:.0f} s)")
-np.testing.assert_allclose(w8a8.run(x_held[:2]), w8a8.reference(x_held[:2]), rtol=1e-4, atol=1e-5)
-print(f"w8a8 weights: {w8a8.report.memory_kb:.1f} kB; the built model equals its reference")
+built, reference = w8a8.run(x_held[:8]), w8a8.reference(x_held[:8])
+np.testing.assert_array_equal(built.argmax(axis=1), reference.argmax(axis=1))
+np.testing.assert_allclose(built, reference, atol=1e-2)
+print(f"w8a8 weights: {w8a8.report.memory_kb:.1f} kB; the built model equals its reference on "
+      f"{np.mean(built == reference):.0%} of the outputs, max difference {np.abs(built - reference).max():.1e}")
 if w8a8.report.unquantizable:
     print("left in fp32 by tvm-mp:", ", ".join(f"{u.name} ({u.reason})" for u in w8a8.report.unquantizable))
 

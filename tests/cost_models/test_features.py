@@ -108,12 +108,37 @@ def test_scheduled_kernels_only_pad_loops():
     assert plain["points_epilogue"] == 10
 
 
-def test_schedule_features_name_the_kernel_variant_the_build_picks():
+AVX2_CPU = '{"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver1"}'  # AVX2, no AVX-512
+AVX512_CPU = '{"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4"}'  # AVX-512 VNNI + VPOPCNTDQ
+
+
+def _variant_workloads(target: str) -> list[Workload]:
+    conv = dict(params=ConvParams((1, 1), (1, 1, 1, 1)), target=target)
+    return [Workload("conv2d", (1, 8, 12, 12), (8, 8, 3, 3), 5, 2, kind="bitserial", **conv),  # direct
+            Workload("conv2d", (1, 3, 12, 12), (8, 3, 3, 3), 2, 2, kind="bitserial", **conv),  # im2col (3 channels)
+            Workload("conv2d", (1, 64, 6, 6), (8, 64, 3, 3), 1, 1, kind="bitserial", **conv),  # 64-bit words
+            Workload("dense", (1, 64), (10, 64), 8, 8, target=target)]
+
+
+def test_schedule_features_follow_the_targets_cpu():
+    """With VPOPCNTDQ (AVX-512) the 64-channel 3x3 bit-serial conv keeps 32-bit words (``direct``); on an AVX2
+    CPU it takes 64-bit words; and AVX-512's wider register file gives packed convs a wider default tile."""
+    names = F.feature_names((), ("schedule",))
+    x = F.feature_matrix(_variant_workloads(AVX512_CPU), COUNTER, feature_sets=("schedule",))
+    col = {n: x[:, i] for i, n in enumerate(names)}
+    np.testing.assert_array_equal(col["algo=direct"], [1, 0, 1, 0])
+    np.testing.assert_array_equal(col["algo=direct64"], [0, 0, 0, 0])
     conv = dict(params=ConvParams((1, 1), (1, 1, 1, 1)))
-    wls = [Workload("conv2d", (1, 8, 12, 12), (8, 8, 3, 3), 5, 2, kind="bitserial", **conv),  # direct
-           Workload("conv2d", (1, 3, 12, 12), (8, 3, 3, 3), 2, 2, kind="bitserial", **conv),  # im2col (3 channels)
-           Workload("conv2d", (1, 64, 6, 6), (8, 64, 3, 3), 1, 1, kind="bitserial", **conv),  # 64-bit words
-           Workload("dense", (1, 64), (10, 64), 8, 8)]
+    packed = [Workload("conv2d", (1, 64, 14, 14), (64, 64, 3, 3), 8, 8, target=t, **conv)
+              for t in (AVX2_CPU, AVX512_CPU)]
+    x = F.feature_matrix(packed, COUNTER, feature_sets=("schedule",))
+    col = {n: x[:, i] for i, n in enumerate(names)}
+    np.testing.assert_array_equal(col["oc_block"], [4, 16])
+    np.testing.assert_array_equal(col["p_unroll"], [2, 1])
+
+
+def test_schedule_features_name_the_kernel_variant_the_build_picks():
+    wls = _variant_workloads(AVX2_CPU)  # what each CPU picks is in the test above
     names = F.feature_names((), ("schedule",))
     assert len(names) == len(F.feature_names()) + len(F._SCHEDULE_FEATURES)
     x = F.feature_matrix(wls, COUNTER, feature_sets=("schedule",))

@@ -96,6 +96,24 @@ def test_shipped_host_predictor_loads_and_predicts():
     assert model.info["layer_model"] == "xgboost" and "digits_cnn" in model.info["models"]
 
 
+def test_shipped_predictors_are_per_cpu():
+    """A predictor trained on one CPU is not another's: each shipped one is picked for its own CPU; a CPU none was
+    trained on gets the one whose vector features agree most, and the report says so."""
+    from tvm_mp.cost_models.whole_model import shipped_cpu_for, shipped_cpus
+
+    shipped = shipped_cpus()
+    assert "znver1" in shipped  # AVX2
+    for cpu in shipped:
+        model = WholeModel.default(cpu)
+        assert shipped_cpu_for(cpu) == cpu and model.info["cpu"] == cpu
+        assert "trained_on_other_cpu" not in model.info and f"on {cpu}" in model.description
+    assert shipped_cpu_for("haswell") == "znver1"  # AVX2, no AVX-512
+    if "znver4" in shipped:
+        assert shipped_cpu_for("sapphirerapids") == "znver4"  # AVX-512 VNNI + VPOPCNTDQ
+    other = WholeModel.default("haswell")
+    assert other.info["cpu"] == "znver1" and "trained on znver1, this CPU is haswell" in other.description
+
+
 @pytest.mark.slow
 def test_report_of_a_whole_model_predictor_covers_the_calls_the_build_makes(residual, residual_calib):
     """The residual net has float and integer edges, a residual add, pooling and clip: the calls listed from the

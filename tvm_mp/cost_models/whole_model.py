@@ -21,7 +21,7 @@ hands to ``tvm.compile``, legalized the way ``tvm.compile`` legalizes it -- so a
 - VM overhead: ``v0 + v_call x calls + v_view x view instructions`` per inference, fitted on what the whole-model
   time leaves after the measured calls.
 
-:class:`FixedCosts` holds those fits (:meth:`FixedCosts.fit` on model records). docs/bench_predict_model.md
+:class:`FixedCosts` holds those fits (:meth:`FixedCosts.fit` on model records). docs/bench_predict_model_<cpu>.md
 evaluates the whole on held-out models.
 """
 
@@ -46,8 +46,12 @@ ROLES = ("layer", "quantize", "op")
 EPILOGUE_OF_DTYPE = {"uint8": "requant", "float32": "float", "int32": "acc"}
 FORMAT = "tvm-mp-whole-model"
 FORMAT_VERSION = 1
-#: The host's shipped whole-model predictor (``python bench/predict_model.py --write-default``).
-DEFAULT_MODEL = "host_whole_model.json"
+#: The host's shipped whole-model predictors, one per CPU they were trained on (LLVM's CPU name, e.g. ``znver4``;
+#: ``python bench/predict_model.py --write-default`` on that CPU).
+DEFAULT_MODEL = "host_whole_model_{cpu}.json"
+#: Vector features that decide which shipped predictor suits a CPU none was trained on (the kernels the build
+#: picks follow them: register tiles, dot-product and popcount instructions).
+_ISA_FEATURES = ("avx512f", "avx512vnni", "avx512vpopcntdq", "avx2")
 _KERNEL = re.compile(r"^tvm_mp_(.+)_(kernel|quantize)$")
 
 
@@ -418,8 +422,11 @@ class WholeModel:
         """How reports name the predictor: what gives its latency and its energy, and what it was trained on."""
         kind = self.info.get("layer_model", type(self.layer_model).__name__)
         trained = f", {self.info['model_records']} built models" if self.info.get("model_records") else ""
+        if self.info.get("cpu"):
+            trained += f" on {self.info['cpu']}"
+        other = f"; {self.info['trained_on_other_cpu']}" if self.info.get("trained_on_other_cpu") else ""
         return (f"WholeModel (latency: {kind} layer kernels timed inside built models + fixed terms{trained}; "
-                "energy: analytical CPU model)")
+                f"energy: analytical CPU model{other})")
 
     def predict_calls(self, calls: RuntimeCalls) -> WholeModelEstimate:
         layer_calls = calls.of_role("layer")
@@ -467,7 +474,48 @@ class WholeModel:
         return cls.from_dict(data)
 
     @classmethod
-    def default(cls) -> "WholeModel":
-        """The host's shipped predictor (docs/bench_predict_model.md)."""
-        text = resources.files("tvm_mp.cost_models").joinpath(DEFAULT_MODEL).read_text()
-        return cls.from_dict(json.loads(text))
+    def default(cls, cpu: str | None = None) -> "WholeModel":
+        """The shipped predictor for ``cpu`` (default: this host's; see :func:`shipped_cpu_for`); its ``info``
+        says which CPU it was trained on (``"cpu"``) and, when that is not ``cpu``, ``"trained_on_other_cpu"``
+        (docs/bench_predict_model_<cpu>.mddel_<cpu>.md)."""
+        from ..targets import host_cpu
+
+        cpu = cpu or host_cpu()
+        trained = shipped_cpu_for(cpu)
+        text = resources.files("tvm_mp.cost_models").joinpath(default_model_name(trained)).read_text()
+        model = cls.from_dict(json.loads(text))
+        model.info["cpu"] = trained
+        if trained != cpu:
+            model.info["trained_on_other_cpu"] = (f"trained on {trained}, this CPU is {cpu}: latency predictions may "
+                                                  "be far off; measured budgets correct them")
+        return model
+
+
+def default_model_name(cpu: str) -> str:
+    """File name of the shipped predictor trained on ``cpu``."""
+    return DEFAULT_MODEL.format(cpu=cpu)
+
+
+def shipped_cpus() -> list[str]:
+    """The CPUs a shipped predictor was trained on."""
+    prefix, suffix = DEFAULT_MODEL.split("{cpu}")
+    names = [f.name for f in resources.files("tvm_mp.cost_models").iterdir()]
+    return sorted(n[len(prefix):-len(suffix)] for n in names if n.startswith(prefix) and n.endswith(suffix))
+
+
+def shipped_cpu_for(cpu: str) -> str:
+    """The shipped predictor's CPU for ``cpu``: itself when one was trained there, else the one whose vector
+    features (:data:`_ISA_FEATURES`) agree with it most (ties: the first by name)."""
+    shipped = shipped_cpus()
+    if not shipped:
+        raise CostModelError("this tvm-mp ships no host latency predictor: reinstall it")
+    if cpu in shipped:
+        return cpu
+    from ..targets import parse
+
+    def features(name: str) -> tuple[bool, ...]:
+        target = parse({"kind": "llvm", "mcpu": name})
+        return tuple(target.has(f) for f in _ISA_FEATURES)
+
+    want = features(cpu)
+    return max(shipped, key=lambda name: (sum(a == b for a, b in zip(features(name), want)), -shipped.index(name)))

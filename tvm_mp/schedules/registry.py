@@ -192,7 +192,7 @@ def tiling_space(work: ConvWorkload, lanes: int, use_dot: bool, parallels: tuple
             out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, parallel=par)
                     for ob in (1, 2, 4, 8) for pu in (1, 2, 4) for par in parallels]
             continue
-        for ob in (1, 2, 4, 8):
+        for ob in (1, 2, 4, 8, 16, 32):
             for pu in (1, 2, 4):
                 out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, use_dot=use_dot, parallel=par)
                         for par in parallels]

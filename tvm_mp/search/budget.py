@@ -73,11 +73,11 @@ logger = logging.getLogger(__name__)
 #: Search rounds at most when the measured latency misses the budget (the first search included).
 MAX_ROUNDS = 3
 #: Safety margin of the first round (fraction of the latency limit kept free): about half the whole-model
-#: predictor's held-out median |error| (docs/bench_predict_model.md), so a plan predicted under the tightened
+#: predictor's held-out median |error| (docs/bench_predict_model_<cpu>.md), so a plan predicted under the tightened
 #: limit is under the limit itself more often than by a coin flip, without giving up much precision.
 DEFAULT_MARGIN = 0.03
 #: Smallest margin of a round searched on measured-corrected costs (the timing drift between two measurements
-#: of one model on this host: docs/bench_predict_model.md, test-retest).
+#: of one model on this host: docs/bench_predict_model_<cpu>.md, test-retest).
 MIN_MARGIN = 0.015
 #: A searched plan measured (median + noise) under this fraction of the latency limit left budget unused (the costs
 #: over-predicted it): the compile corrects the costs and searches once more for a more accurate plan, and returns
