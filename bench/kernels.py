@@ -894,6 +894,7 @@ def render_markdown() -> str:
                     cells.append(f"{q.get('instructions', 0) / 1e3:.0f}k insn / {host:.1f} us" if q else "-")
                 out.append(f"| {r['layers'][0]} | {r['macs']} | " + " | ".join(cells) + " |")
             out.append("")
+    out += render_avx512()
     out += render_realistic()
     if models:
         out += ["## Whole models", "", f"Command: `{models['command']}` ({models['date']}, {models['repeats']} "
@@ -916,6 +917,54 @@ def render_markdown() -> str:
 
 
 GOALS = {"packed_w8a8": 1.1, "best w2a2": 1.3, "bitserial_w1a1": 3.0}  # issue 17, geomean vs onnxruntime int8
+
+
+def render_avx512() -> list[str]:
+    """The AVX-512 VNNI host's section (the issue-17 host): the ``--realistic --tag znver4`` run and the
+    ``bench/models.py`` runs ``bench_models_imagenet_znver4.json`` / ``bench_models_znver4.json``."""
+    run = ((_load(DATA / "bench_kernels_realistic.json") or {}).get("runs") or {}).get("znver4")
+    whole = [m for m in (_load(DATA / "bench_models_imagenet_znver4.json"), _load(DATA / "bench_models_znver4.json"))
+             if m]
+    if not run and not whole:
+        return []
+    out = ["## AVX-512 VNNI host (Zen 4): realistic layers and whole models", ""]
+    if run:
+        pk, la, lb = run["peaks"], run["load_start"], run["load_end"]
+        out += [f"Command: `{run['command']}` ({run['date']}, {run['repeats']} interleaved rounds, one thread; load "
+                f"average at start {la[0]:.1f}, at end {lb[0]:.1f} on 2 cores). {machine_line(run['machine'])}", "",
+                f"Single-core peaks measured here (register-only loops): u8 x s8 `vpdpbusd` "
+                f"{pk['int8_macs_per_s'] / 1e9:.0f} GMAC/s, fp32 FMA {pk['fp32_macs_per_s'] / 1e9:.0f} GMAC/s, AND + "
+                f"`vpopcntq` {pk['bit_macs_per_s'] / 1e9:.0f} G one-bit MAC/s. Each layer a one-layer model (quantize, "
+                "kernel, epilogue; float in and out) beside onnxruntime int8 (static QDQ, per-channel); process CPU "
+                "time per call, median of the rounds; `%` = fraction of the data type's peak.", "",
+                "| layer | MACs | ort_int8 us | w8a8 us (x, %) | best w2a2 us (x) | w1a1 us (x, %) | w8a8 tile |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for r in run["rows"]:
+            cpu, sp, rf = r["cpu_us"], r["speedup_cpu_vs_ort_int8"], r["roofline_fraction_cpu"]
+            w2 = min(("packed_w2a2", "bitserial_w2a2"), key=lambda v: cpu.get(v, float("inf")))
+            k = r["knobs"]["packed_w8a8"]
+            out.append(f"| {r['name']} | {r['macs'] / 1e6:.1f} M | {cpu['ort_int8']:.0f} | "
+                       f"{cpu['packed_w8a8']:.0f} ({sp['packed_w8a8']:.2f}x, {rf['packed_w8a8']:.0%}) | "
+                       f"{cpu[w2]:.0f} ({sp[w2]:.2f}x) | {cpu['bitserial_w1a1']:.0f} ({sp['bitserial_w1a1']:.2f}x, "
+                       f"{rf['bitserial_w1a1']:.0%}) | {k['algorithm']} {k['oc_block']}x{k['p_unroll']} |")
+        g = run["geomean_speedup_cpu_vs_ort_int8"]
+        best = geomean([max(r["speedup_cpu_vs_ort_int8"][v] for v in ("packed_w2a2", "bitserial_w2a2"))
+                        for r in run["rows"]])
+        out += ["", f"Geomean vs onnxruntime int8 (CPU): w8a8 {g['packed_w8a8']:.2f}x (goal {GOALS['packed_w8a8']}x), "
+                f"best w2a2 {best:.2f}x (goal {GOALS['best w2a2']}x), w1a1 {g['bitserial_w1a1']:.2f}x (goal "
+                f"{GOALS['bitserial_w1a1']}x).", ""]
+    for models in whole:
+        la, lb = models.get("load_start", [0]), models.get("load_end", [0])
+        variants = [v for v in models["variants"] if v != "ort_int8"]
+        out += [f"Whole models: `{models['command']}` ({models['date']}, {models['repeats']} interleaved rounds; "
+                f"load average {la[0]:.1f} at start, {lb[0]:.1f} at end). ms per inference, batch 1 (speedup vs "
+                "onnxruntime int8).", "",
+                "| model | threads | clock | ort_int8 | " + " | ".join(variants) + " |",
+                "| --- | ---: | --- | ---: | " + " | ".join("---:" for _ in variants) + " |"]
+        for model, res in models["results"].items():
+            out += _latency_rows(res, models["threads"], variants, 3, lead=f"| {model} ")
+        out.append("")
+    return out
 
 
 def _ratio_cell(row: dict, v: str, cpu: bool) -> str:

@@ -49,9 +49,10 @@ CPU = os.environ.get("TVM_MP_RECORDS_CPU") or ""
 #: The build each CPU's records describe. znver1 (AVX2): every record collected at commit 4d50809 (2026-12-04, load
 #: average 0.3 at the start), then the 15 models with a conv epilogue whose vectors spanned two channels collected
 #: again after the schedule change that keeps them inside one. znver4 (AVX-512 VNNI + VPOPCNTDQ): every record
-#: collected with the build that gave AVX-512 its wider default register tile (2026-12-04).
+#: collected at commit 70841ac, the build that gave AVX-512 its wider default register tile (2026-12-04, 650 s, load
+#: average 1-2: a whole-model benchmark ran on the other core).
 RECORDS_BUILD = {"znver1": "4d50809 (15 models again with the epilogue change)",
-                 "znver4": "of 2026-12-04 with the AVX-512 register tiles"}
+                 "znver4": "70841ac (AVX-512 register tiles)"}
 
 
 def _cpu() -> str:
