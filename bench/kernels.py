@@ -921,10 +921,11 @@ GOALS = {"packed_w8a8": 1.1, "best w2a2": 1.3, "bitserial_w1a1": 3.0}  # issue 1
 
 def render_avx512() -> list[str]:
     """The AVX-512 VNNI host's section (the issue-17 host): the ``--realistic --tag znver4`` run and the
-    ``bench/models.py`` runs ``bench_models_imagenet_znver4.json`` / ``bench_models_znver4.json``."""
+    ``bench/models.py`` runs ``bench_models_imagenet_znver4[_2t].json`` (one / two threads) and
+    ``bench_models_znver4.json``."""
     run = ((_load(DATA / "bench_kernels_realistic.json") or {}).get("runs") or {}).get("znver4")
-    whole = [m for m in (_load(DATA / "bench_models_imagenet_znver4.json"), _load(DATA / "bench_models_znver4.json"))
-             if m]
+    names = ("bench_models_imagenet_znver4.json", "bench_models_imagenet_znver4_2t.json", "bench_models_znver4.json")
+    whole = [m for m in (_load(DATA / name) for name in names) if m]
     if not run and not whole:
         return []
     out = ["## AVX-512 VNNI host (Zen 4): realistic layers and whole models", ""]
@@ -964,6 +965,9 @@ def render_avx512() -> list[str]:
         for model, res in models["results"].items():
             out += _latency_rows(res, models["threads"], variants, 3, lead=f"| {model} ")
         out.append("")
+    notes = _load_text(DATA / "bench_notes_avx512.md")
+    if notes:
+        out += [notes.strip(), ""]
     return out
 
 
