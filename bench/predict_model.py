@@ -44,8 +44,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 #: Records, results and the shipped predictor are per CPU (LLVM's name of it, ``tvm_mp.targets.host_cpu``): a
 #: kernel's time depends on the vector ISA (AVX2 against AVX-512 VNNI: 2-8x on the same layer), so a predictor
-#: trained on one CPU's records is not another's.
-CPU = os.environ.get("TVM_MP_RECORDS_CPU") or ""
+#: trained on one CPU's records is not another's. ``--cpu`` evaluates another CPU's records (without collecting).
 #: The build each CPU's records describe. znver1 (AVX2): every record collected at commit 4d50809 (2026-12-04, load
 #: average 0.3 at the start), then the 15 models with a conv epilogue whose vectors spanned two channels collected
 #: again after the schedule change that keeps them inside one. znver4 (AVX-512 VNNI + VPOPCNTDQ): every record
@@ -55,25 +54,16 @@ RECORDS_BUILD = {"znver1": "4d50809 (15 models again with the epilogue change)",
                  "znver4": "70841ac (AVX-512 register tiles)"}
 
 
-def _cpu() -> str:
-    global CPU
-    if not CPU:
-        from tvm_mp.targets import host_cpu
-
-        CPU = host_cpu()
-    return CPU
+def records_path(cpu: str) -> Path:
+    return ROOT / "docs" / "data" / f"host_models_{cpu}.jsonl"
 
 
-def records_path() -> Path:
-    return ROOT / "docs" / "data" / f"host_models_{_cpu()}.jsonl"
+def out_md(cpu: str) -> Path:
+    return ROOT / "docs" / f"bench_predict_model_{cpu}.md"
 
 
-def out_md() -> Path:
-    return ROOT / "docs" / f"bench_predict_model_{_cpu()}.md"
-
-
-def out_json() -> Path:
-    return ROOT / "docs" / "data" / f"bench_predict_model_{_cpu()}.json"
+def out_json(cpu: str) -> Path:
+    return ROOT / "docs" / "data" / f"bench_predict_model_{cpu}.json"
 COMMAND = "python bench/predict_model.py"
 
 BENCHMARK_MODELS = ("digits_cnn", "ds_cnn", "resnet8", "mobilenet_v1_025", "fer_cnn")
@@ -140,7 +130,7 @@ def plans_for(name: str, group: str, layers: list[str]) -> list[tuple[str, dict]
 
 
 # ---- collection ------------------------------------------------------------------------------------------------
-def collect(budget_s: float) -> int:
+def collect(budget_s: float, cpu: str) -> int:
     from tvm_mp import driver
     from tvm_mp.canonical import canonicalize
     from tvm_mp.frontend import load_onnx
@@ -150,7 +140,7 @@ def collect(budget_s: float) -> int:
     from tvm_mp.precision import Precision, PrecisionPlan
 
     start = time.monotonic()
-    store = RecordStore(records_path(), record_type=ModelRecord)
+    store = RecordStore(records_path(cpu), record_type=ModelRecord)
     done = store.keys()
     source = InModelSource()
     count = 0
@@ -209,10 +199,10 @@ def _empty_calls():
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------------
-def load() -> list:
+def load(cpu: str) -> list:
     from tvm_mp.measure.records import ModelRecord, RecordStore
 
-    return RecordStore(records_path(), record_type=ModelRecord).load()
+    return RecordStore(records_path(cpu), record_type=ModelRecord).load()
 
 
 def folds(records) -> list[tuple[str, set[str]]]:
@@ -322,10 +312,10 @@ def noise(records) -> dict:
 
 
 # ---- report ----------------------------------------------------------------------------------------------------
-def write(results: dict, machine: dict) -> None:
+def write(results: dict, machine: dict, cpu: str) -> None:
     from tvm_mp.testing.machine import machine_line
 
-    OUT_JSON = out_json()
+    OUT_JSON = out_json(cpu)
     OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
     OUT_JSON.write_text(json.dumps({**results, "machine": machine, "command": COMMAND}, indent=1) + "\n")
     s = results["summary"]
@@ -333,7 +323,7 @@ def write(results: dict, machine: dict) -> None:
              PREDICTORS[2]: "analytical as shipped", PREDICTORS[3]: "XGBoost as shipped (isolated)"}
     lines = ["# Whole-model latency: predicted vs measured on held-out models", "",
              f"Command: `{COMMAND}` (from the repository root; the records are in "
-             f"`{records_path().relative_to(ROOT)}`, so "
+             f"`{records_path(cpu).relative_to(ROOT)}`, so "
              "`--no-collect` re-evaluates without measuring).", "", machine_line(machine), "",
              "What is predicted: the latency of one inference of a model built by `tvm_mp.compile` for "
              "`target=\"host\"`, from its lowered module (no build): layer kernels from a per-layer model trained "
@@ -350,7 +340,7 @@ def write(results: dict, machine: dict) -> None:
              "second puts every time on one CPU-speed scale with the reference kernel timed around each model "
              "(and trains on those), which here adds the reference kernel's own noise.", "",
              f"Records: {results['records']} built models ({len(results['models'])} architectures), built and timed "
-             f"with the build {RECORDS_BUILD.get(_cpu(), '(not noted)')}. "
+             f"with the build {RECORDS_BUILD.get(cpu, '(not noted)')}. "
              f"Acceptance: median |error| <= {TARGET_MEDIAN:.0%} and worst <= {TARGET_WORST:.0%} on held-out models, "
              "uniform and mixed plans.", ""]
     for basis, title in (("raw", "times as measured"), ("normalized", "times on one CPU-speed scale")):
@@ -407,7 +397,7 @@ def write(results: dict, machine: dict) -> None:
               f"{fx['vm'][2] * 1e3:.3f} µs per view (reshape)",
               "- operators (µs + ns per byte of arguments and output): " + "; ".join(
                   f"{k} {a * 1e3:.2f} + {b * 1e6:.3f}" for k, (a, b) in sorted(fx["ops"].items())), ""]
-    OUT_MD = out_md()
+    OUT_MD = out_md(cpu)
     OUT_MD.write_text("\n".join(lines))
     log(f"wrote {OUT_MD} and {OUT_JSON}")
 
@@ -454,29 +444,35 @@ def contended_lines(rows) -> list[str]:
     return lines + [""]
 
 
-def write_default(records, seed: int = 0) -> Path:
+def write_default(records, cpu: str, seed: int = 0) -> Path:
     from tvm_mp.cost_models.whole_model import WholeModel, default_model_name
 
     model = WholeModel.fit(records, seed=seed, feature_sets=LAYER_FEATURE_SETS, params=XGB_PARAMS)
-    model.info["trained_on"] = str(records_path().relative_to(ROOT))
-    model.info["cpu"] = _cpu()
+    model.info["trained_on"] = str(records_path(cpu).relative_to(ROOT))
+    model.info["cpu"] = cpu
     model.info["command"] = COMMAND + " --no-collect --write-default"
-    path = ROOT / "tvm_mp" / "cost_models" / default_model_name(_cpu())
+    path = ROOT / "tvm_mp" / "cost_models" / default_model_name(cpu)
     model.save(path)
     log(f"wrote {path}")
     return path
 
 
 def main(argv=None) -> int:
+    from tvm_mp.targets import host_cpu
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-s", type=float, default=780.0, help="no new build starts after this many seconds")
     parser.add_argument("--no-collect", action="store_true", help="evaluate the records already collected")
     parser.add_argument("--write-default", action="store_true", help="also retrain the shipped host predictor")
     parser.add_argument("--write-only", action="store_true", help="rewrite the page from the stored results")
+    parser.add_argument("--cpu", default=host_cpu(),
+                        help="whose records: an LLVM CPU name (default: this host's; another only without collecting)")
     args = parser.parse_args(argv)
+    if args.cpu != host_cpu() and not (args.no_collect or args.write_only):
+        parser.error(f"--cpu {args.cpu}: this host is {host_cpu()}; add --no-collect (records are timed here)")
     if args.write_only:
-        stored = json.loads(out_json().read_text())
-        write({k: v for k, v in stored.items() if k not in ("machine", "command")}, stored["machine"])
+        stored = json.loads(out_json(args.cpu).read_text())
+        write({k: v for k, v in stored.items() if k not in ("machine", "command")}, stored["machine"], args.cpu)
         return 0
     if os.environ.get("TVM_NUM_THREADS") != "1":
         log("run with TVM_NUM_THREADS=1 (the CPU clock of one thread)")
@@ -485,12 +481,12 @@ def main(argv=None) -> int:
 
     machine = describe_machine(packages=("apache-tvm", "numpy", "xgboost-cpu"))
     if not args.no_collect:
-        collect(args.budget_s)
-    records = load()
+        collect(args.budget_s, args.cpu)
+    records = load(args.cpu)
     results = evaluate(records)
-    write(results, machine)
+    write(results, machine, args.cpu)
     if args.write_default:
-        write_default(records)
+        write_default(records, args.cpu)
     return 0
 
 

@@ -477,7 +477,7 @@ class WholeModel:
     def default(cls, cpu: str | None = None) -> "WholeModel":
         """The shipped predictor for ``cpu`` (default: this host's; see :func:`shipped_cpu_for`); its ``info``
         says which CPU it was trained on (``"cpu"``) and, when that is not ``cpu``, ``"trained_on_other_cpu"``
-        (docs/bench_predict_model_<cpu>.mddel_<cpu>.md)."""
+        (docs/bench_predict_model_<cpu>.md)."""
         from ..targets import host_cpu
 
         cpu = cpu or host_cpu()
@@ -505,7 +505,7 @@ def shipped_cpus() -> list[str]:
 
 def shipped_cpu_for(cpu: str) -> str:
     """The shipped predictor's CPU for ``cpu``: itself when one was trained there, else the one whose vector
-    features (:data:`_ISA_FEATURES`) agree with it most (ties: the first by name)."""
+    features (:data:`_ISA_FEATURES`) agree with it most (ties: the first by name, as ``max`` keeps the first)."""
     shipped = shipped_cpus()
     if not shipped:
         raise CostModelError("this tvm-mp ships no host latency predictor: reinstall it")
@@ -518,4 +518,4 @@ def shipped_cpu_for(cpu: str) -> str:
         return tuple(target.has(f) for f in _ISA_FEATURES)
 
     want = features(cpu)
-    return max(shipped, key=lambda name: (sum(a == b for a, b in zip(features(name), want)), -shipped.index(name)))
+    return max(shipped, key=lambda name: sum(a == b for a, b in zip(features(name), want)))
