@@ -191,12 +191,17 @@ def test_specialized_kernels_with_epilogues(op, kind):
     check()
 
 
-def test_quantize_kernel_matches_numpy_including_ties():
+@pytest.mark.parametrize("llvm", [False, True])  # nearbyint (any code generator) / llvm.roundeven (vectorized)
+@pytest.mark.parametrize("width", [11, 16, 48])
+def test_quantize_kernel_matches_numpy_including_ties(llvm, width):
     act = scheme.ActQuant(0.5, 3, 4)
-    x = np.array([[-10, -1.75, -1.25, -0.25, 0.25, 0.75, 1.25, 2.5, 3.0, 100.0, np.float32(1.2499999)]],
-                 dtype=np.float32)
-    lib = _tvm.build(tvm.IRModule({"q": kernels.quantize_kernel("q", x.shape, act.inv_scale, act.zero_point,
-                                                                 act.qmax)}))
+    ties = np.array([-10, -1.75, -1.25, -0.25, 0.25, 0.75, 1.25, 2.5, 3.0, 100.0, np.float32(1.2499999)])
+    x = np.resize(ties, (2, width)).astype(np.float32)
+    x[1] = np.random.default_rng(width).normal(0, 2, width)
+    func = kernels.quantize_kernel("q", x.shape, act.inv_scale, act.zero_point, act.qmax, llvm=llvm)
+    calls = {str(n.op.name) for n in _tvm.tir_nodes(func) if isinstance(n, tvm.ir.expr.Call)}
+    assert ("tirx.call_llvm_pure_intrin" in calls) == llvm and ("tirx.nearbyint" in calls) != llvm
+    lib = _tvm.build(tvm.IRModule({"q": func}))
     out = _tvm.to_device(np.zeros(x.shape, np.uint8))
     lib["q"](_tvm.to_device(x), out)
     np.testing.assert_array_equal(out.numpy(), act.quantize(x))

@@ -449,8 +449,8 @@ def _vars(expr) -> list:
 
 def _op_name(value) -> str:
     if isinstance(value, relax.Call):
-        if hasattr(value.op, "name") and value.op.name == "relax.call_tir":
-            return str(value.args[0].name_hint).removeprefix("tvm_mp_")
+        if hasattr(value.op, "name") and value.op.name == "relax.call_tir":  # a kernel, or a legalized op
+            return str(value.args[0].name_hint).removeprefix("tvm_mp_").rstrip("0123456789") or "call_tir"
         if hasattr(value.op, "name"):
             return str(value.op.name).removeprefix("relax.")
     return type(value).__name__

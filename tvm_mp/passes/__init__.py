@@ -2,7 +2,8 @@
 
 :class:`Canonicalize` comes first: it brings a module a TVM user already has (``from_onnx`` output, an
 ``export_tvm`` module with bound params, TVMScript) into the form the other passes read. Then
-:class:`AnnotatePrecision`, :class:`QuantizeWeights`, :class:`RewriteMixedPrecision` (see :mod:`.pipeline`)::
+:class:`AnnotatePrecision`, :class:`QuantizeWeights`, :class:`RewriteMixedPrecision`, :class:`ScheduleRemainingOps`
+(see :mod:`.pipeline`)::
 
     seq = tvm.transform.Sequential([Canonicalize(), *mixed_precision_passes(plan, ranges)])
 """
@@ -12,12 +13,14 @@ from .canonicalize import Canonicalize
 from .pipeline import mixed_precision_passes, mixed_precision_pipeline
 from .quantize_weights import QuantizeWeights
 from .rewrite_mixed_precision import RewriteMixedPrecision
+from .schedule_remaining_ops import ScheduleRemainingOps
 
 __all__ = [
     "AnnotatePrecision",
     "Canonicalize",
     "QuantizeWeights",
     "RewriteMixedPrecision",
+    "ScheduleRemainingOps",
     "mixed_precision_passes",
     "mixed_precision_pipeline",
 ]

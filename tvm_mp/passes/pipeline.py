@@ -3,7 +3,8 @@
 Phase 0, canonicalize: Canonicalize (entry ``main``, weights folded to constants; a no-op on a canonical module)
 Phase 1, annotate:  AnnotatePrecision(plan, activation ranges)
 Phase 2, quantize:  QuantizeWeights(calibration statistics: GPTQ rounding)
-Phase 3, lower:     RewriteMixedPrecision (integer kernels, integer edges between layers)
+Phase 3, lower:     RewriteMixedPrecision (integer kernels, integer edges between layers), then
+                    ScheduleRemainingOps (the fp32 ops legalized and given the default CPU schedule)
 
 After these, the module is an ordinary Relax module: ``tvm.compile`` (TVM's default pipeline) builds it.
 A user with their own flow puts :func:`mixed_precision_passes` into their ``tvm.transform.Sequential``.
@@ -21,6 +22,7 @@ from .annotate_precision import AnnotatePrecision
 from .canonicalize import Canonicalize
 from .quantize_weights import QuantizeWeights
 from .rewrite_mixed_precision import RewriteMixedPrecision
+from .schedule_remaining_ops import ScheduleRemainingOps
 
 
 def canonicalize_phase() -> list:
@@ -36,7 +38,8 @@ def quantize_phase(statistics: Mapping[str, ActivationRange] | None = None, weig
 
 
 def lower_phase(schedule: bool = True, target=None, database=None) -> list:
-    return [RewriteMixedPrecision(schedule=schedule, target=target, database=database)]
+    passes = [RewriteMixedPrecision(schedule=schedule, target=target, database=database)]
+    return passes + ([ScheduleRemainingOps(target=target)] if schedule else [])
 
 
 def mixed_precision_passes(plan: PrecisionPlan, activations: Mapping[str, ActivationRange] | None,

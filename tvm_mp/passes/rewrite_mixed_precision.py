@@ -154,6 +154,7 @@ class RewriteMixedPrecision:
         target = self.target if self.target is not None else tvm.target.Target.current(allow_none=True)
         target = parse(target).tvm_target if (target is not None and schedule) else None
         database = tuning.resolve(self.database) if target is not None else None  # read once per module
+        llvm = target is not None and target.kind.name == "llvm"
 
         @relax.expr_functor.mutator
         class Lower(relax.PyExprMutator):
@@ -202,7 +203,7 @@ class RewriteMixedPrecision:
                 if _tvm.expr_dtype(x) != "uint8":
                     qname = f"tvm_mp_{layer.name}_quantize"
                     qfunc = kernels.quantize_kernel(qname, layer.info.input_shape, act.inv_scale, act.zero_point,
-                                                    act.qmax, schedule)
+                                                    act.qmax, schedule, llvm=llvm)
                     qgv = self.builder_.add_func(qfunc, qname)
                     x = self.builder_.emit(
                         relax.call_tir(qgv, [x], _tvm.tensor_type(layer.info.input_shape, "uint8")),

@@ -16,6 +16,8 @@ from typing import Any
 
 from tvm import te, tirx
 
+from .. import _tvm
+
 WORD_BITS = 32
 
 
@@ -43,14 +45,16 @@ def _i32(x):
     return x.astype("int32") if hasattr(x, "astype") else tirx.const(x, "int32")
 
 
-def quantize(x: te.Tensor, inv_scale: float, zero_point: int, qmax: int, name: str = "quantize") -> te.Tensor:
-    """uint8 codes ``clip(rint(x * inv_scale) + zp, 0, qmax)`` (rint = round half to even, like NumPy)."""
+def quantize(x: te.Tensor, inv_scale: float, zero_point: int, qmax: int, name: str = "quantize",
+             llvm: bool = False) -> te.Tensor:
+    """uint8 codes ``clip(rint(x * inv_scale) + zp, 0, qmax)`` (rint = round half to even, like NumPy). ``llvm``:
+    the code is built by LLVM, which gets a rounding it vectorizes (:func:`tvm_mp._tvm.round_half_even`)."""
     inv = tirx.const(float(inv_scale), "float32")
     lo = tirx.const(float(-zero_point), "float32")
     hi = tirx.const(float(qmax - zero_point), "float32")
 
     def f(*idx):
-        t = tirx.nearbyint(x(*idx) * inv)
+        t = _tvm.round_half_even(x(*idx) * inv, llvm)
         t = tirx.max(tirx.min(t, hi), lo)
         return (t.astype("int32") + zero_point).astype("uint8")
 

@@ -137,9 +137,11 @@ def dense_kernel(name: str, kind: str, w_bits: int, a_bits: int, in_shape, out_f
     return _finish(func, name)
 
 
-def quantize_kernel(name: str, shape, inv_scale: float, zero_point: int, qmax: int, schedule: bool = True):
+def quantize_kernel(name: str, shape, inv_scale: float, zero_point: int, qmax: int, schedule: bool = True,
+                    llvm: bool = False):
+    """The float -> uint8 codes kernel of a layer's input; ``llvm``: built by LLVM (a rounding it vectorizes)."""
     x = te.placeholder(tuple(shape), "float32", "x")
-    q = C.quantize(x, float(np.float32(inv_scale)), zero_point, qmax)
+    q = C.quantize(x, float(np.float32(inv_scale)), zero_point, qmax, llvm=llvm)
     func = te.create_prim_func([x, q])
     if schedule:
         func = schedule_default(func)
