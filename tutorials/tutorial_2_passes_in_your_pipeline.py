@@ -24,7 +24,7 @@ import tvm_mp
 from tvm_mp import Precision, PrecisionPlan
 from tvm_mp.datasets import calibration_batches, load_digits_split
 from tvm_mp.models import digits_cnn_path
-from tvm_mp.passes import AnnotatePrecision, Canonicalize, QuantizeWeights, RewriteMixedPrecision
+from tvm_mp.passes import AnnotatePrecision, Canonicalize, QuantizeWeights, RewriteMixedPrecision, ScheduleRemainingOps
 from tvm_mp.quantize.calibrate import calibrate
 from tvm_mp.quantize.interpreter import Interpreter
 
@@ -47,7 +47,10 @@ plan = PrecisionPlan({"conv2d_0": Precision(w_bits=4, a_bits=4), "conv2d_1": Pre
 # function carrying its precision; QuantizeWeights replaces the
 # weights by their integers and scales; RewriteMixedPrecision lowers the layers to integer kernels (here
 # packed kernels here: bit-serial is chosen automatically only when w_bits * a_bits <= 4) with requantization
-# between integer layers.
+# between integer layers; ScheduleRemainingOps gives the ops left in fp32 (here the last layers and the
+# activations between them) a CPU schedule. Run inside the target you build for: the kernels and the schedules
+# are that target's (without a target, the kernels keep a plain layout and the fp32 ops are left to TVM).
+target = tvm.target.Target({"kind": "llvm"})
 pipeline = tvm.transform.Sequential(
     [
         Canonicalize(),
@@ -55,9 +58,10 @@ pipeline = tvm.transform.Sequential(
         QuantizeWeights(),
         tvm.relax.transform.FoldConstant(),  # any of your own passes can sit in between
         RewriteMixedPrecision(),
+        ScheduleRemainingOps(),
     ]
 )
-with warnings.catch_warnings(record=True) as caught:
+with warnings.catch_warnings(record=True) as caught, target:
     warnings.simplefilter("always")
     lowered = pipeline(mod)
 print("AnnotatePrecision warned:", *(str(w.message) for w in caught))
@@ -67,7 +71,7 @@ print(kernels)
 # %%
 # Build and run with TVM itself
 # -----------------------------
-executable = tvm.compile(lowered, tvm.target.Target({"kind": "llvm"}))
+executable = tvm.compile(lowered, target)
 vm = tvm.relax.VirtualMachine(executable, tvm.cpu())
 digits = load_digits_split()
 logits = np.concatenate([vm["main"](tvm.runtime.tensor(x[None], tvm.cpu())).numpy() for x in digits.x_test])
