@@ -186,3 +186,52 @@ def test_compiled_model_on_host_target_matches_reference(bits):
     assert any(str(n).endswith("_kernel") for n in names)
     for x in calib:
         np.testing.assert_array_equal(cm.run(x), cm.reference(x))
+
+
+# Epilogues whose loop no power of two fills a vector of: a channel's 25 x 5 outputs of a stride-1 depthwise
+# conv (its accumulator rows as long as the output's), a 1x1 conv at 7 x 7 (direct, flat rows of 7), an im2col
+# conv at 9 x 9. Full vectors, then a scalar tail; exact, float and requantizing.
+PARTITIONED = [
+    ("depthwise", (1, 16, 25, 5), (16, 1, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 16)),
+    ("direct", (1, 16, 7, 7), (32, 16, 1, 1), ConvParams((1, 1), (0, 0, 0, 0), (1, 1), 1)),
+    ("im2col", (1, 3, 9, 9), (16, 3, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)),
+]
+
+
+@pytest.mark.parametrize("requant", [False, True])
+@pytest.mark.parametrize("kind", ["bitserial", "packed"])
+@pytest.mark.parametrize("algorithm,in_shape,w_shape,params", PARTITIONED)
+def test_partitioned_epilogue_exact(algorithm, in_shape, w_shape, params, kind, requant):
+    from tvm_mp.quantize import scheme
+    from tvm_mp.schedules.tiled import epilogue_partitioned
+
+    rng = np.random.default_rng(7)
+    w_bits, a_bits = 3, 4
+    act = scheme.ActQuant(0.05, 5, a_bits)
+    codes = rng.integers(0, 1 << a_bits, in_shape).astype(np.uint8)
+    w_q = random_weights(rng, w_shape, w_bits)
+    w_scale = rng.uniform(0.01, 0.1, w_shape[0]).astype(np.float32)
+    corr = scheme.bias_correction(rng.normal(0, 1, w_shape[0]).astype(np.float32), w_q, w_scale, act)
+    acc = reference.conv2d_acc(codes, w_q, params, act.zero_point) + corr.reshape(1, -1, 1, 1)
+    if requant:
+        out_act = scheme.ActQuant(0.05, 3, 4)
+        mult, shift = scheme.requant_multiplier(scheme.output_scale(w_scale, act) / out_act.scale)
+        epi, extra = kernels.Epilogue("requant", 1, 14, out_act.zero_point), [mult, shift]
+        expected = scheme.requantize(acc, 1, mult, shift, out_act.zero_point, 1, 14)
+    else:
+        scale = scheme.output_scale(w_scale, act)
+        epi, extra = kernels.Epilogue("float", 0.0, None), [scale]
+        expected = scheme.dequantize_output(acc, 1, scale, 0.0)
+    config = registry.KernelConfig(algorithm, lanes=16, oc_block=4, p_unroll=1, use_dot=False, parallel=False)
+    data = kernels.conv2d_weight_data(kind, w_q, w_bits, config)
+    func = kernels.conv2d_kernel("k", kind, w_bits, a_bits, in_shape, w_shape, params, act.zero_point, epi,
+                                 data[0].shape, target=HOST, config=config)
+    oh, ow = expected.shape[2:]
+    assert epilogue_partitioned(oh * ow, 16)
+    vectors = [int(n.extent) for n in _tvm.tir_nodes(func)
+               if isinstance(n, tvm.tirx.For) and n.kind == tvm.tirx.ForKind.VECTORIZED]
+    assert 16 in vectors  # the epilogue's full vectors
+    lib = _tvm.build(tvm.IRModule({"k": func}), HOST)
+    out = _tvm.to_device(np.zeros(expected.shape, expected.dtype))
+    lib["k"](*[_tvm.to_device(a) for a in [codes, *data, corr, *extra]], out)
+    np.testing.assert_array_equal(out.numpy(), expected)

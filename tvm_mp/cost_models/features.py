@@ -554,7 +554,8 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
 
     - ``pixels``: output positions computed per output channel: ``direct`` / ``direct64`` compute the flat
       padded phase plane (``OH x row pitch``, rounded up to the vector lanes), ``im2col`` ``OH*OW`` rounded up to
-      the lanes, ``depthwise`` each row padded to its vector; ``pixel_fill`` = ``OH*OW / pixels``;
+      the lanes, ``depthwise`` each row padded to its vector (stride-1 rows shorter than a vector: unpadded,
+      :func:`~tvm_mp.schedules.computes.depthwise_row_pitch`); ``pixel_fill`` = ``OH*OW / pixels``;
     - ``oc_block`` / ``p_unroll``: the register tile the schedule really uses (the config's, halved until it
       divides the loop it tiles);
     - ``acc_points``: iteration points of the accumulate block as built: packed, MACs over the padded reduction
@@ -566,7 +567,8 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
     - ``epilogue_lanes`` / ``epilogue_tail``: the conv epilogue's vector width as a fraction of the target's lanes,
       and the fraction of its elements left to a scalar tail (the loop it vectorizes: a row; rows shorter than a
       vector fused with the rows of their channel, or with the channel loop when vectors then still stay inside
-      one channel: ``tvm_mp.schedules.tiled``).
+      one channel: ``tvm_mp.schedules.tiled``; full vectors and a scalar tail where no power of two fills a vector
+      and the accumulator's rows are as long as the output's: ``epilogue_partitioned``).
     """
     cache = {} if cache is None else cache
     n_wl = len(workloads)
@@ -574,8 +576,8 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
                                                "pack_points", "epilogue_lanes", "epilogue_tail")}
     out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
     if n_wl:
-        from ..schedules.computes import flat_plane
-        from ..schedules.tiled import epilogue_spans_channels, pow2_lanes
+        from ..schedules.computes import depthwise_row_pitch, flat_plane
+        from ..schedules.tiled import epilogue_partitioned, epilogue_spans_channels, pow2_lanes
     for i, wl in enumerate(workloads):
         found = _default_config(wl, cache)
         if found is None:
@@ -599,6 +601,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             p = wl.params
             fp = flat_plane((h, w), (kh, kw), p.padding, p.dilation, lanes, p.strides)
             pixels = fp.p_out
+            dense_rows = fp.wq == ow
             eff_pu = _fit_pow2(pun, pixels // lanes)
             cwords = -(-cg // WORD_BITS)
             if not bitserial:
@@ -609,6 +612,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
                 pack = n * wl.a_bits * cwords * fp.phases * fp.length * min(WORD_BITS, cg)
         elif algo == "im2col":
             pixels = -(-(oh * ow) // lanes) * lanes
+            dense_rows = True
             eff_pu = _fit_pow2(pun, pixels // lanes)
             if not bitserial:
                 acc = n * oc * pixels * (-(-r // 4) * 4)
@@ -617,8 +621,9 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
                 acc = n * oc * pixels * planes * words
                 pack = n * g * words * wl.a_bits * pixels * min(WORD_BITS, r)
         else:  # depthwise
-            owp = -(-ow // min(lanes, _pow2_ge(ow))) * min(lanes, _pow2_ge(ow))
+            owp = depthwise_row_pitch(ow, wl.params.strides, lanes)
             pixels = oh * owp
+            dense_rows = owp == ow
             eff_pu = 1
             acc = n * oc * pixels * kh * kw
             out["int_macs"][i] = bitserial
@@ -630,6 +635,8 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         elif algo == "dense":
             ext = n * oc
         vec = pow2_lanes(ext, lanes)
+        if algo != "dense" and dense_rows and epilogue_partitioned(ext, lanes):
+            vec = lanes  # full vectors, then a scalar tail
         out["epilogue_lanes"][i] = vec / lanes
         out["epilogue_tail"][i] = (ext % vec) / ext
         out["pixels"][i] = pixels

@@ -486,6 +486,17 @@ def pad_plane(codes: te.Tensor, geom: ConvGeom, pad_bottom, pad_right, zero_poin
     return te.compute((n_, c_, hp, wp), f, name="padded")
 
 
+def depthwise_row_pitch(ow: int, strides, lanes: int) -> int:
+    """Row length of the fast depthwise kernel's accumulator: the output row rounded up to its vector (a power
+    of two up to ``lanes``), except stride-1 rows shorter than a vector, which stay as long as the output's
+    (one vector of ``ow`` lanes each): the epilogue then reads a channel's outputs as one contiguous run, in full
+    vectors (DS-CNN's 25 x 5 maps: the requantizing epilogue was scalar, 15 of the layer's 22 us)."""
+    if tuple(int(s) for s in strides)[1] == 1 and ow < lanes:
+        return ow
+    vec = min(lanes, 1 << max(0, (ow - 1).bit_length()))
+    return ceil_to(ow, vec)
+
+
 def depthwise_direct_acc(padded: te.Tensor, wk: te.Tensor, geom: ConvGeom, out_channels: int, out_hw) -> te.Tensor:
     """int32 ``[N, OC, OH, OW]`` grouped conv with one input channel per group, integer MACs (``wk [OC, KH*KW]``)."""
     n_ = padded.shape[0]

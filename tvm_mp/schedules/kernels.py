@@ -370,7 +370,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
             acc = C.window_bits_acc(apack, planes, work.w_bits, oc)
         acc4 = C.crop_flat(acc, oh, ow, ow)
     elif config.algorithm == "depthwise":
-        owp = C.ceil_to(ow, min(lanes, _pow2_at_least(ow)))
+        owp = C.depthwise_row_pitch(ow, params.strides, lanes)
         sw = params.strides[1]
         need_w = (owp - 1) * sw + (kw - 1) * params.dilation[1] + 1
         wq = owp + ((kw - 1) * params.dilation[1]) // sw + 1
@@ -390,6 +390,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         acc4 = te.compute((n, oc, oh, ow), lambda a, b, y, x: acc[a, b, y, x], name="crop")
     else:
         raise UnsupportedError(f"conv2d has no {config.algorithm!r} algorithm")
+    hints["dense_acc_rows"] = int(acc.shape[-1]) == ow or (len(acc.shape) == 3 and hints.get("flat_row", ow) == ow)
     out, extra_args = _epilogue(acc4, oc, epi, bias_corr)
     args = [codes, *weights] + ([bias_corr] if epi.kind != "acc" else []) + extra_args + [out]
     func = te.create_prim_func(args)

@@ -173,8 +173,24 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
                 if epilogue_spans_channels(plane, total, lanes):
                     first = len(loops) - 2
             sch.fuse(*loops[first:])
-        _vectorize_inner(sch, last, lanes, pow2=True)
+        inner = sch.get_loops(last)[-1]
+        ext = _extent(sch, inner)
+        if hints.get("dense_acc_rows") and epilogue_partitioned(ext, lanes):
+            full, _tail = sch.loop_partition(inner, [ext - ext % lanes, None])
+            _, vec = sch.split(full, [None, lanes])
+            sch.vectorize(vec)
+        else:
+            _vectorize_inner(sch, last, lanes, pow2=True)
     return sch.mod["main"]
+
+
+def epilogue_partitioned(extent: int, lanes: int) -> bool:
+    """Whether the epilogue's loop of ``extent`` is cut into full vectors of ``lanes`` and a scalar tail, instead
+    of vectors of the largest power of two dividing it: when the loop is longer than a vector and that power is
+    below half the lanes (a channel's 25 x 5 outputs: 125, odd, and the predicated split TVM gives such a loop is
+    scalarized whole; 14 x 14: 196, 4-lane vectors). Only where the accumulator's rows are as long as the
+    output's (``dense_acc_rows``): a vector of outputs is then a plain load of the accumulator, not a gather."""
+    return extent > lanes and _fit(lanes, extent) < lanes // 2
 
 
 def _schedule_unpack(sch, wunpack, per: int, byte_lanes: int) -> None:
@@ -278,7 +294,7 @@ def _schedule_acc(sch, acc, config: KernelConfig, hints: dict, dot_intrin: str |
 def _schedule_depthwise(sch, dw, config: KernelConfig) -> None:
     n, oc, oy, ox, ky, kx = sch.get_loops(dw)
     lanes = min(config.lanes, _extent(sch, ox))
-    oxo, oxv = sch.split(ox, [None, lanes])
+    oxo, oxv = sch.split(ox, [None, lanes])  # rows of fewer lanes are one vector each (depthwise_row_pitch)
     sch.reorder(n, oc, oy, oxo, ky, kx, oxv)
     outer = sch.fuse(n, oc)
     if config.parallel:
