@@ -594,7 +594,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             length = -(-r // WORD_BITS) if bitserial else r
             vw = min(lanes, _pow2_ge(length))
             red = -(-length // vw) * vw
-            pixels, eff_pu = 1, pun
+            pixels, eff_pu, dense_rows = 1, pun, False  # no conv epilogue rows
             acc = n * oc * (planes * red if bitserial else red)
             pack = n * wl.a_bits * red * min(WORD_BITS, r) if bitserial else 0
         elif algo in ("direct", "direct64"):
@@ -635,7 +635,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         elif algo == "dense":
             ext = n * oc
         vec = pow2_lanes(ext, lanes)
-        if algo != "dense" and dense_rows and epilogue_partitioned(ext, lanes):
+        if dense_rows and epilogue_partitioned(ext, lanes):
             vec = lanes  # full vectors, then a scalar tail
         out["epilogue_lanes"][i] = vec / lanes
         out["epilogue_tail"][i] = (ext % vec) / ext

@@ -344,6 +344,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         acc = C.bitplane_direct_acc(C.words64(bits, cw64), C.weight_words64(planes, kh * kw, cw64),
                                     work.w_bits, fp, oc, "int64")
         acc4 = C.crop_flat(acc, oh, ow, fp.wq)
+        hints["dense_acc_rows"] = fp.wq == ow  # the epilogue reads the accumulator without a gather
     elif config.algorithm == "direct":
         fp = C.flat_plane((h, w), (kh, kw), params.padding, params.dilation, lanes, params.strides)
         padded = C.flat_padded(codes, fp, zero_point)
@@ -357,6 +358,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         else:
             acc = C.bitplane_direct_acc(C.plane_bits(padded, work.a_bits), planes, work.w_bits, fp, oc)
         acc4 = C.crop_flat(acc, oh, ow, fp.wq)
+        hints["dense_acc_rows"] = fp.wq == ow
     elif config.algorithm == "im2col":
         padded = C.pad_plane(codes, geom, params.padding[2], params.padding[3], zero_point)
         if work.kind == "packed":
@@ -369,6 +371,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
             apack = C.window_bits(padded, geom, work.a_bits, (oh, ow), lanes)
             acc = C.window_bits_acc(apack, planes, work.w_bits, oc)
         acc4 = C.crop_flat(acc, oh, ow, ow)
+        hints["dense_acc_rows"] = True
     elif config.algorithm == "depthwise":
         owp = C.depthwise_row_pitch(ow, params.strides, lanes)
         sw = params.strides[1]
@@ -388,9 +391,9 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         else:
             acc = C.depthwise_direct_acc(padded, wk, geom, oc, (oh, owp))
         acc4 = te.compute((n, oc, oh, ow), lambda a, b, y, x: acc[a, b, y, x], name="crop")
+        hints["dense_acc_rows"] = owp == ow
     else:
         raise UnsupportedError(f"conv2d has no {config.algorithm!r} algorithm")
-    hints["dense_acc_rows"] = int(acc.shape[-1]) == ow or (len(acc.shape) == 3 and hints.get("flat_row", ow) == ow)
     out, extra_args = _epilogue(acc4, oc, epi, bias_corr)
     args = [codes, *weights] + ([bias_corr] if epi.kind != "acc" else []) + extra_args + [out]
     func = te.create_prim_func(args)
