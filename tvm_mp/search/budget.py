@@ -15,7 +15,9 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
 5. the accuracy from ``accuracy_fn`` on the compiled model;
 6. **verification by measurement** (a latency budget on a target that can be measured: this host): the built model
    is timed (:func:`measure_in_model`: one inference of its ``main`` as the whole-model predictor was trained,
-   median and spread of rounds, :class:`Measurement`). **Safety margin**: the search does not spend the budget
+   median and spread of rounds, :class:`Measurement`); a plan that misses the limit is timed once more and the
+   faster session counts (:func:`measure_confirmed`: other tenants of a shared host slow a whole session without
+   widening its spread). **Safety margin**: the search does not spend the budget
    to the limit, where prediction error and timing noise decide by a coin flip whether the built model is under:
    each round searches under ``limit x (1 - margin)`` (:attr:`Round.search_limit_ms`): the first round's margin
    is ``margin`` (default :data:`DEFAULT_MARGIN`, from the whole-model predictor's held-out error), a later
@@ -95,11 +97,14 @@ MAX_SLOPE_RATIO = 3.0
 
 @dataclass(frozen=True)
 class Measurement:
-    """Measured latency of a built model: the median of repeats and its noise (half the interquartile range, ms)."""
+    """Measured latency of a built model: the median of repeats and its noise (half the interquartile range, ms).
+    ``sessions_ms``: the medians of every timing session when the model was timed more than once (a miss timed
+    again, :func:`measure_confirmed`): this measurement is the fastest session's."""
 
     latency_ms: float
     noise_ms: float = 0.0
     source: str = "host"
+    sessions_ms: tuple[float, ...] = ()
 
     def meets(self, limit_ms: float) -> bool:
         """True when the median is within the limit, give or take the measurement's own noise."""
@@ -136,7 +141,9 @@ class Round:
     def to_dict(self) -> dict:
         return {"plan": {n: str(p) for n, p in self.plan.items()}, "predicted_latency_ms": self.predicted_latency_ms,
                 "measured_latency_ms": None if self.measured is None else self.measured.latency_ms,
-                "noise_ms": None if self.measured is None else self.measured.noise_ms, "correction": self.correction,
+                "noise_ms": None if self.measured is None else self.measured.noise_ms,
+                "sessions_ms": None if self.measured is None else list(self.measured.sessions_ms),
+                "correction": self.correction,
                 "offset_ms": self.offset_ms, "search_limit_ms": self.search_limit_ms, "kind": self.kind}
 
 
@@ -365,7 +372,7 @@ def _measured_rounds(mod, ctx, budget: Budget, tgt, measurer, *, seed, config, m
             model = build(mod, plan, tgt, ranges=ctx.scorer.ranges,
                           weights=ctx.scorer.evaluator.bank.rounded_weights(), accuracy_fn=accuracy_fn,
                           cost_model=ctx.costs.model, database=database)
-            built[key] = (model, measurer(model))
+            built[key] = (model, measure_confirmed(measurer, model, limit))
             points.append((ctx.costs.totals(index)["latency_ms"], built[key][1]))
         model, measured = built[key]
         predicted = costs.totals(index)
@@ -483,6 +490,26 @@ def measure_in_model(model, rounds: int = MEASURE_ROUNDS, min_ms: float = MEASUR
     q1, q3 = np.percentile(times, [25, 75])
     clock = timing.resolved_clock()
     return Measurement(float(np.median(times)), float(q3 - q1) / 2.0, f"host ({clock} clock)")
+
+
+def measure_confirmed(measurer: Callable, model, limit_ms: float, strict: bool = True) -> Measurement:
+    """``measurer(model)``, timed once more when it misses ``limit_ms`` (``strict``: median + noise over the limit,
+    what a measured budget compile accepts; else median over the limit by more than the noise); the faster of the
+    two sessions counts, and both are kept (:attr:`Measurement.sessions_ms`). Other tenants of a shared host slow
+    it through the memory system for seconds to minutes: one model timed 0.198 and 0.260 ms in one compile. The
+    noise a session reports is its spread, which such a slowdown does not show, so a miss is confirmed before the
+    costs are corrected by it or the budget is refused."""
+    first = measurer(model)
+    missed = not first.surely_meets(limit_ms) if strict else not first.meets(limit_ms)
+    if not missed:
+        return first
+    second = measurer(model)
+    faster = first if first.latency_ms <= second.latency_ms else second
+    return replace(faster, sessions_ms=_sessions(first) + _sessions(second))
+
+
+def _sessions(measured: Measurement) -> tuple[float, ...]:
+    return measured.sessions_ms or (measured.latency_ms,)
 
 
 def _measure_host(model) -> Measurement:
