@@ -577,7 +577,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
     out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
     if n_wl:
         from ..schedules.computes import depthwise_row_pitch, flat_plane
-        from ..schedules.tiled import epilogue_partitioned, epilogue_spans_channels, pow2_lanes
+        from ..schedules.tiled import epilogue_partitioned, pow2_lanes
     for i, wl in enumerate(workloads):
         found = _default_config(wl, cache)
         if found is None:
@@ -628,10 +628,8 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             acc = n * oc * pixels * kh * kw
             out["int_macs"][i] = bitserial
         ext = ow  # the epilogue loop that is vectorized
-        if algo != "dense" and ow < lanes:  # rows fused with the rows of their channel (and the channel loop)
+        if algo != "dense" and ow < lanes:  # rows fused with the rows of their channel
             ext = oh * ow
-            if not parallel and not epilogue_spans_channels(ext, n * oc * ext, lanes):
-                ext *= n * oc
         elif algo == "dense":
             ext = n * oc
         vec = pow2_lanes(ext, lanes)

@@ -9,8 +9,6 @@ epilogue reads the accumulator once, vectorized.
 
 from __future__ import annotations
 
-import math
-
 from .. import _tvm
 from .computes import PACK_BLOCK
 from .registry import KernelConfig
@@ -47,12 +45,6 @@ def pow2_lanes(extent: int, width: int) -> int:
     """Lanes of the vectors :func:`_vectorize_inner` (``pow2=True``) splits a loop of ``extent`` into."""
     split = _vector_split(extent, width, True)
     return extent if split is None else split
-
-
-def epilogue_spans_channels(plane: int, total: int, lanes: int) -> bool:
-    """Whether the epilogue's vectors over a fused loop of ``total`` outputs (channels x a ``plane`` of pixels
-    each) would span two channels; the schedule then fuses only a channel's rows (see :func:`schedule`)."""
-    return plane % pow2_lanes(total, lanes) != 0
 
 
 def _vectorize_inner(sch, block, width: int, pow2: bool = False) -> None:
@@ -161,18 +153,15 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         if config.parallel and len(loops) >= 2:
             sch.parallel(sch.fuse(loops[0], loops[1]))
             keep = 1
-        # A fused vector must not span two output channels: its lanes would read their channel's parameters
-        # through a division each (gathers) -- a 32-channel depthwise at 25x4 (100 pixels, 8 lanes) ran 3x slower
-        # than at 20x4. Then only the rows of one channel are fused, vectorized by what divides them.
+        # Only the rows of one channel are fused, never the channel loop: a fused vector spanning two output
+        # channels reads their parameters through a division each (gathers) -- a 32-channel depthwise at 25x4
+        # (100 pixels, 8 lanes) ran 3x slower than at 20x4; and even where vectors stay inside a channel, the
+        # outputs' index through the channel's division and the row's (channel x 320 pixels of 32 x 10 rows) is
+        # not simplified back to the fused index, so every lane is a gather and a scatter -- a 128-channel
+        # depthwise at 32x10 ran 88 us, 4x the time per pixel of 32x8 (32 x 8 = 256: powers of two simplify).
         loops = sch.get_loops(last)
         if len(loops) - keep > 1 and _extent(sch, loops[-1]) < lanes:
-            first = keep
-            if len(loops) - keep > 2:
-                plane = _extent(sch, loops[-2]) * _extent(sch, loops[-1])
-                total = plane * math.prod(_extent(sch, lp) for lp in loops[keep:-2])
-                if epilogue_spans_channels(plane, total, lanes):
-                    first = len(loops) - 2
-            sch.fuse(*loops[first:])
+            sch.fuse(*loops[max(keep, len(loops) - 2):])
         inner = sch.get_loops(last)[-1]
         ext = _extent(sch, inner)
         if hints.get("dense_acc_rows") and epilogue_partitioned(ext, lanes):
