@@ -90,6 +90,26 @@ def test_fast_conv_exact(kind, algorithm):
     check()
 
 
+@pytest.mark.parametrize("a_bits", [1, 2, 8])
+@pytest.mark.parametrize("w_bits", [1, 3])
+@pytest.mark.parametrize("in_shape,w_shape,params", [
+    ((1, 3, 11, 7), (8, 3, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)),  # a first layer, R = 27
+    ((2, 8, 9, 6), (6, 4, 3, 3), ConvParams((2, 1), (1, 0, 2, 1), (1, 1), 2)),  # groups, R = 36: two words
+])
+def test_bitserial_im2col_exact_at_one_and_more_activation_planes(in_shape, w_shape, params, w_bits, a_bits):
+    """Bit-serial im2col packs straight from the plane with one activation plane, and from an im2col tile of codes
+    (computed per pixel vector, every plane packed from it) with more: both exact, the tile present only then."""
+    config = dict(lanes=16, oc_block=4, p_unroll=1, use_dot=False, parallel=False)
+    zp = (1 << a_bits) - 1
+    run_fast("bitserial", "im2col", (in_shape, w_shape, params, w_bits, a_bits, zp, config, 11))
+    cfg = registry.KernelConfig("im2col", **config)
+    data = kernels.conv2d_weight_data("bitserial", random_weights(np.random.default_rng(0), w_shape, w_bits),
+                                      w_bits, cfg)
+    func = kernels.conv2d_kernel("k", "bitserial", w_bits, a_bits, in_shape, w_shape, params, zp,
+                                 kernels.Epilogue("acc"), data[0].shape, target=HOST, config=cfg)
+    assert ('"wcodes"' in func.script()) == (a_bits > 1)
+
+
 @st.composite
 def dense_cases(draw):
     w_bits, a_bits = draw(st.sampled_from(BITS)), draw(st.sampled_from(BITS))

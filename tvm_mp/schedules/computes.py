@@ -618,12 +618,31 @@ def weight_words64(wplanes: te.Tensor, taps: int, cw64: int) -> te.Tensor:
     return te.compute((oc_, planes, taps * cw64), f, name="w64")
 
 
-def window_bits(padded: te.Tensor, geom: ConvGeom, a_bits, out_hw, lanes: int) -> te.Tensor:
-    """uint32 ``[N, G, WD, A, P]``: im2col + bit-packing from the padded plane, pixel axis innermost."""
+def window_codes(padded: te.Tensor, geom: ConvGeom, out_hw, lanes: int) -> te.Tensor:
+    """uint8 ``[N, G, WD * 32, P]``: im2col of codes, reduction index ``r`` in (c, ky, kx) order (code 0 past R,
+    so its bits are 0), pixel axis innermost. ``P`` is OH*OW rounded up to ``lanes`` (pixels past OH*OW repeat
+    the last). A pixel vector crosses output rows, so each code is read through a division (a gather): once per
+    code here, not once per activation bit-plane as a packing straight from the plane would."""
     n_, c_, _, _ = padded.shape
     cg = c_ // geom.groups
     rr = cg * geom.kh * geom.kw
-    words = -(-rr // WORD_BITS)
+    oh, ow = out_hw
+    p_len = ceil_to(oh * ow, lanes)
+
+    def f(n, g, r, p):
+        pp = tirx.min(p, oh * ow - 1)
+        code = _padded_window(padded, geom, cg, tirx.min(r, rr - 1), n, g, pp // ow, pp % ow)
+        return tirx.if_then_else(r < rr, code, tirx.const(0, "uint8"))
+
+    return te.compute((n_, geom.groups, -(-rr // WORD_BITS) * WORD_BITS, p_len), f, name="wcodes")
+
+
+def plane_window_bits(padded: te.Tensor, geom: ConvGeom, a_bits, out_hw, lanes: int) -> te.Tensor:
+    """uint32 ``[N, G, WD, A, P]``: im2col + bit-packing straight from the padded plane, pixel axis innermost:
+    every code is gathered once per activation plane, the cheaper form with one plane (no im2col tile)."""
+    n_, c_, _, _ = padded.shape
+    cg = c_ // geom.groups
+    rr = cg * geom.kh * geom.kw
     oh, ow = out_hw
     p_len = ceil_to(oh * ow, lanes)
     t = te.reduce_axis((0, min(WORD_BITS, rr)), name="t")
@@ -636,7 +655,20 @@ def window_bits(padded: te.Tensor, geom: ConvGeom, a_bits, out_hw, lanes: int) -
                                 tirx.const(0, "uint32"))
         return te.sum(bit << t.astype("uint32"), axis=t)
 
-    return te.compute((n_, geom.groups, words, a_bits, p_len), f, name="bitpack")
+    return te.compute((n_, geom.groups, -(-rr // WORD_BITS), a_bits, p_len), f, name="bitpack")
+
+
+def window_bits(cols: te.Tensor, a_bits: int, rr: int) -> te.Tensor:
+    """uint32 ``[N, G, WD, A, P]``: the bit-planes of :func:`window_codes` (``rr``: the reduction length),
+    packed along the reduction, pixel axis innermost (contiguous reads)."""
+    n_, groups, rw, p_len = cols.shape
+    t = te.reduce_axis((0, min(WORD_BITS, rr)), name="t")
+
+    def f(n, g, wd, j, p):
+        code = cols[n, g, wd * WORD_BITS + t, p].astype("uint32")
+        return te.sum(((code >> j.astype("uint32")) & tirx.const(1, "uint32")) << t.astype("uint32"), axis=t)
+
+    return te.compute((n_, groups, int(rw) // WORD_BITS, a_bits, p_len), f, name="bitpack")
 
 
 def window_bits_acc(apack: te.Tensor, wplanes: te.Tensor, w_bits: int, out_channels: int) -> te.Tensor:

@@ -368,7 +368,10 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
             acc = C.gemm_dot_acc(cols, wk, oc)
             hints["dot_ok"] = True
         else:
-            apack = C.window_bits(padded, geom, work.a_bits, (oh, ow), lanes)
+            if work.a_bits > 1:  # im2col codes once, then each activation plane (schedule: tiled._window_pack)
+                apack = C.window_bits(C.window_codes(padded, geom, (oh, ow), lanes), work.a_bits, cg * kh * kw)
+            else:
+                apack = C.plane_window_bits(padded, geom, work.a_bits, (oh, ow), lanes)
             acc = C.window_bits_acc(apack, planes, work.w_bits, oc)
         acc4 = C.crop_flat(acc, oh, ow, ow)
         hints["dense_acc_rows"] = True
