@@ -53,6 +53,29 @@ def test_defaults_follow_the_target():
     assert registry.lookup("conv2d", "bitserial", host).default(few, host).algorithm == "im2col"  # 3 channels
 
 
+def test_packed_first_layers_run_direct_up_to_a_plane_size():
+    """An RGB first layer (3 channels: quads 3/4 full) runs direct on x86 while its output plane is small, im2col
+    on ImageNet-scale planes and with fewer channels (see x86.DIRECT_FIRST_LAYER_MAX_PIXELS)."""
+    from tvm_mp.schedules import x86
+
+    host = parse("host").tvm_target
+    if registry.target_family(host) != "x86_64":
+        pytest.skip("x86 host rule")
+    entry = registry.lookup("conv2d", "packed", host)
+    same = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    half = ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 1)
+
+    def algo(in_shape, w_shape, params):
+        return entry.default(registry.ConvWorkload("conv2d", "packed", 8, 8, in_shape, w_shape, params),
+                             host).algorithm
+
+    assert algo((1, 3, 40, 40), (8, 3, 3, 3), same) == "direct"
+    assert algo((1, 3, 96, 96), (8, 3, 3, 3), half) == "direct"  # 48 x 48 outputs
+    assert 112 * 112 > x86.DIRECT_FIRST_LAYER_MAX_PIXELS
+    assert algo((1, 3, 224, 224), (32, 3, 3, 3), half) == "im2col"
+    assert algo((1, 1, 40, 40), (8, 1, 3, 3), same) == "im2col"  # one channel: a quad 1/4 full
+
+
 def test_algorithms_and_legality():
     assert registry.algorithms_for(CONV) == ["direct", "im2col"]
     assert registry.algorithms_for(STRIDED) == ["direct", "im2col", "direct64"]  # strides: phase planes

@@ -103,6 +103,15 @@ def dense_default(work: ConvWorkload, lanes: int) -> KernelConfig:
                         use_dot=False, parallel=work.macs >= PARALLEL_MIN_MACS)
 
 
+#: A packed conv with 3 input channels per group (an RGB first layer) runs ``direct`` up to this many output pixels:
+#: its 4-byte channel quads are 3/4 full, and the im2col gathers every code through a division (the pixel vector
+#: crosses rows). Accumulator kernels alone, one thread, w8a8: 40x40 -> 8 (3x3) im2col 22.1 us, direct 3.6;
+#: 48x24 -> 16: 17.7 / 4.9; 96x96 -> 8 stride 2 (48x48 out): 15.0 / 9.4; but 224x224 -> 32 stride 2 (112x112
+#: out): 376 / 709, and the 7x7 stem 1623 / 1977. Fewer channels (1: a quad 1/4 full) stay im2col (a 10x4
+#: spectrogram layer, stride 2: 4.6 / 11.3 us).
+DIRECT_FIRST_LAYER_MAX_PIXELS = 4096
+
+
 def _default_algorithm(work: ConvWorkload) -> str:
     algos = algorithms_for(work)
     if work.op != "dense" and work.kind == "bitserial" and "direct" in algos:
@@ -110,6 +119,9 @@ def _default_algorithm(work: ConvWorkload) -> str:
         if cg < 8:  # a few channels per 32-bit word: im2col packs the window densely instead
             return "im2col"
     if work.op != "dense" and work.kind == "packed" and "direct" in algos and work.weight_shape[1] < 4:
+        oh, ow = work.out_hw
+        if work.weight_shape[1] == 3 and oh * ow <= DIRECT_FIRST_LAYER_MAX_PIXELS:
+            return "direct"
         return "im2col"
     return algos[0]
 
