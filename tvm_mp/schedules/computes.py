@@ -434,23 +434,31 @@ def _padded_window(padded: te.Tensor, geom: ConvGeom, cg, r, n, g, oy, ox):
     return padded[n, g * cg + c, oy * geom.stride_h + ky * geom.dil_h, ox * geom.stride_w + kx * geom.dil_w]
 
 
+def _im2col_dims(padded: te.Tensor, geom: ConvGeom, out_hw, lanes: int) -> tuple[int, int, int, int]:
+    """(batch, channels per group, reduction length R, pixel axis length P) of an im2col from the padded plane:
+    ``P`` is OH*OW rounded up to ``lanes``."""
+    cg = padded.shape[1] // geom.groups
+    oh, ow = out_hw
+    return padded.shape[0], cg, cg * geom.kh * geom.kw, ceil_to(oh * ow, lanes)
+
+
+def _im2col_code(padded: te.Tensor, geom: ConvGeom, out_hw, cg: int, rr: int, n, g, r, p):
+    """Code at reduction index ``r`` of pixel ``p`` (pixels past OH*OW repeat the last), uint8 0 past ``rr``."""
+    oh, ow = out_hw
+    pp = tirx.min(p, oh * ow - 1)
+    code = _padded_window(padded, geom, cg, tirx.min(r, rr - 1), n, g, pp // ow, pp % ow)
+    return tirx.if_then_else(r < rr, code, tirx.const(0, "uint8"))
+
+
 def im2col_words(padded: te.Tensor, geom: ConvGeom, out_hw, lanes: int) -> te.Tensor:
     """uint32 ``[N, G, R4, P]``: im2col quads, byte q of word r4 holds reduction index ``r = 4*r4 + q`` in
     (c, ky, kx) order (0 past R). ``P`` is OH*OW rounded up to ``lanes`` (pixels past OH*OW repeat the last)."""
-    n_, c_, _, _ = padded.shape
-    cg = c_ // geom.groups
-    rr = cg * geom.kh * geom.kw
-    oh, ow = out_hw
-    p_len = ceil_to(oh * ow, lanes)
+    n_, cg, rr, p_len = _im2col_dims(padded, geom, out_hw, lanes)
 
     def f(n, g, r4, p):
-        pp = tirx.min(p, oh * ow - 1)
-        oy, ox = pp // ow, pp % ow
         word = tirx.const(0, "uint32")
         for q in range(4):
-            r = r4 * 4 + q
-            code = _padded_window(padded, geom, cg, tirx.min(r, rr - 1), n, g, oy, ox)
-            byte = tirx.if_then_else(r < rr, code, tirx.const(0, "uint8"))
+            byte = _im2col_code(padded, geom, out_hw, cg, rr, n, g, r4 * 4 + q, p)
             word = word | (byte.astype("uint32") << tirx.const(8 * q, "uint32"))
         return word
 
@@ -623,16 +631,10 @@ def window_codes(padded: te.Tensor, geom: ConvGeom, out_hw, lanes: int) -> te.Te
     so its bits are 0), pixel axis innermost. ``P`` is OH*OW rounded up to ``lanes`` (pixels past OH*OW repeat
     the last). A pixel vector crosses output rows, so each code is read through a division (a gather): once per
     code here, not once per activation bit-plane as a packing straight from the plane would."""
-    n_, c_, _, _ = padded.shape
-    cg = c_ // geom.groups
-    rr = cg * geom.kh * geom.kw
-    oh, ow = out_hw
-    p_len = ceil_to(oh * ow, lanes)
+    n_, cg, rr, p_len = _im2col_dims(padded, geom, out_hw, lanes)
 
     def f(n, g, r, p):
-        pp = tirx.min(p, oh * ow - 1)
-        code = _padded_window(padded, geom, cg, tirx.min(r, rr - 1), n, g, pp // ow, pp % ow)
-        return tirx.if_then_else(r < rr, code, tirx.const(0, "uint8"))
+        return _im2col_code(padded, geom, out_hw, cg, rr, n, g, r, p)
 
     return te.compute((n_, geom.groups, -(-rr // WORD_BITS) * WORD_BITS, p_len), f, name="wcodes")
 
@@ -640,19 +642,12 @@ def window_codes(padded: te.Tensor, geom: ConvGeom, out_hw, lanes: int) -> te.Te
 def plane_window_bits(padded: te.Tensor, geom: ConvGeom, a_bits, out_hw, lanes: int) -> te.Tensor:
     """uint32 ``[N, G, WD, A, P]``: im2col + bit-packing straight from the padded plane, pixel axis innermost:
     every code is gathered once per activation plane, the cheaper form with one plane (no im2col tile)."""
-    n_, c_, _, _ = padded.shape
-    cg = c_ // geom.groups
-    rr = cg * geom.kh * geom.kw
-    oh, ow = out_hw
-    p_len = ceil_to(oh * ow, lanes)
+    n_, cg, rr, p_len = _im2col_dims(padded, geom, out_hw, lanes)
     t = te.reduce_axis((0, min(WORD_BITS, rr)), name="t")
 
     def f(n, g, wd, j, p):
-        r = wd * WORD_BITS + t
-        pp = tirx.min(p, oh * ow - 1)
-        code = _padded_window(padded, geom, cg, tirx.min(r, rr - 1), n, g, pp // ow, pp % ow).astype("uint32")
-        bit = tirx.if_then_else(r < rr, (code >> j.astype("uint32")) & tirx.const(1, "uint32"),
-                                tirx.const(0, "uint32"))
+        code = _im2col_code(padded, geom, out_hw, cg, rr, n, g, wd * WORD_BITS + t, p).astype("uint32")
+        bit = (code >> j.astype("uint32")) & tirx.const(1, "uint32")  # code 0 past R: bit 0
         return te.sum(bit << t.astype("uint32"), axis=t)
 
     return te.compute((n_, geom.groups, -(-rr // WORD_BITS), a_bits, p_len), f, name="bitpack")
