@@ -109,7 +109,13 @@ def budget_key(row: dict) -> str:
 def run_model(name: str, fractions, windows, rows: list[dict], meta: dict, deadline: float) -> None:
     from tvm_mp import Budget, Precision, PrecisionPlan
     from tvm_mp.driver import build
-    from tvm_mp.search.budget import compile_with_budget, fastest_index, measure_confirmed, measure_in_model
+    from tvm_mp.search.budget import (
+        compile_with_budget,
+        faster_session,
+        fastest_index,
+        measure_confirmed,
+        measure_in_model,
+    )
     from tvm_mp.search.costs import BudgetError
     from tvm_mp.search.pareto import search_context
 
@@ -122,9 +128,12 @@ def run_model(name: str, fractions, windows, rows: list[dict], meta: dict, deadl
         # the floor: the space's fastest plan by the costs, built as the budget compile builds its plans
         fastest = build(mod, ctx.space.plan(fastest_index(ctx.costs)), "host", ranges=ctx.scorer.ranges,
                         weights=ctx.scorer.evaluator.bank.rounded_weights(), cost_model=ctx.costs.model)
-    w8a8 = measure_in_model(uniform, rounds=CHECK_ROUNDS)
+    def timed(model):
+        return measure_in_model(model, rounds=CHECK_ROUNDS)
+
+    w8a8 = timed(uniform)
     # the floor decides which budgets are feasible: two sessions, the faster counts (as for a miss below)
-    floor = measure_confirmed(lambda m: measure_in_model(m, rounds=CHECK_ROUNDS), fastest, 0.0)
+    floor = faster_session(timed(fastest), timed(fastest))
     w8a8_pred = uniform.report.latency_ms
     floor_mix = _mix(fastest.plan)
     log(f"{name}: context {time.perf_counter() - t0:.0f} s ({ctx.costs.model_name}); w8a8 measured "
@@ -163,7 +172,7 @@ def run_model(name: str, fractions, windows, rows: list[dict], meta: dict, deadl
             continue
         compile_s = time.perf_counter() - start
         outcome = cm.search
-        check = measure_confirmed(lambda m: measure_in_model(m, rounds=CHECK_ROUNDS), cm, limit, strict=False)
+        check = measure_confirmed(timed, cm, limit, strict=False)
         mix = _mix(cm.plan)
         row.update(outcome="model", compile_s=compile_s, rounds=len(outcome.rounds),
                    searches=sum(1 for r in outcome.rounds if r.kind == "search"),

@@ -503,13 +503,14 @@ def measure_confirmed(measurer: Callable, model, limit_ms: float, strict: bool =
     missed = not first.surely_meets(limit_ms) if strict else not first.meets(limit_ms)
     if not missed:
         return first
-    second = measurer(model)
-    faster = first if first.latency_ms <= second.latency_ms else second
-    return replace(faster, sessions_ms=_sessions(first) + _sessions(second))
+    return faster_session(first, measurer(model))
 
 
-def _sessions(measured: Measurement) -> tuple[float, ...]:
-    return measured.sessions_ms or (measured.latency_ms,)
+def faster_session(*sessions: Measurement) -> Measurement:
+    """The fastest of several timing sessions of one model, keeping every session's median
+    (:attr:`Measurement.sessions_ms`)."""
+    medians = tuple(m for s in sessions for m in (s.sessions_ms or (s.latency_ms,)))
+    return replace(min(sessions, key=lambda s: s.latency_ms), sessions_ms=medians)
 
 
 def _measure_host(model) -> Measurement:
