@@ -555,7 +555,8 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
     - ``pixels``: output positions computed per output channel: ``direct`` / ``direct64`` compute the flat
       padded phase plane (``OH x row pitch``, rounded up to the vector lanes), ``im2col`` ``OH*OW`` rounded up to
       the lanes, ``depthwise`` each row padded to its vector (stride-1 rows shorter than a vector: unpadded,
-      :func:`~tvm_mp.schedules.computes.depthwise_row_pitch`); ``pixel_fill`` = ``OH*OW / pixels``;
+      :func:`~tvm_mp.schedules.computes.depthwise_row_pitch`; an odd row count of short rows rounded up to even,
+      :func:`~tvm_mp.schedules.computes.depthwise_acc_rows`); ``pixel_fill`` = ``OH*OW / pixels``;
     - ``oc_block`` / ``p_unroll``: the register tile the schedule really uses (the config's, halved until it
       divides the loop it tiles);
     - ``acc_points``: iteration points of the accumulate block as built: packed, MACs over the padded reduction
@@ -576,7 +577,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
                                                "pack_points", "epilogue_lanes", "epilogue_tail")}
     out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
     if n_wl:
-        from ..schedules.computes import depthwise_row_pitch, flat_plane
+        from ..schedules.computes import depthwise_acc_rows, depthwise_row_pitch, flat_plane
         from ..schedules.tiled import epilogue_partitioned, pow2_lanes
     for i, wl in enumerate(workloads):
         found = _default_config(wl, cache)
@@ -622,7 +623,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
                 pack = n * g * words * wl.a_bits * pixels * min(WORD_BITS, r)
         else:  # depthwise
             owp = depthwise_row_pitch(ow, wl.params.strides, lanes)
-            pixels = oh * owp
+            pixels = depthwise_acc_rows(oh, owp, wl.params.strides, lanes) * owp
             dense_rows = owp == ow
             eff_pu = 1
             acc = n * oc * pixels * kh * kw

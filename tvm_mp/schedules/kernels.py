@@ -377,22 +377,25 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         hints["dense_acc_rows"] = True
     elif config.algorithm == "depthwise":
         owp = C.depthwise_row_pitch(ow, params.strides, lanes)
+        ohp = C.depthwise_acc_rows(oh, owp, params.strides, lanes)
         sw = params.strides[1]
         need_w = (owp - 1) * sw + (kw - 1) * params.dilation[1] + 1
         wq = owp + ((kw - 1) * params.dilation[1]) // sw + 1
         if sw > 1:  # strided: the taps read column phases (contiguous), not every sw-th code
             need_w = max(need_w, wq * sw)
         extra = max(0, need_w - (w + params.padding[1] + params.padding[3]))
-        padded = C.pad_plane(codes, geom, params.padding[2], params.padding[3] + extra, zero_point)
+        extra_h = max(0, (ohp - 1) * params.strides[0] + (kh - 1) * params.dilation[0] + 1
+                      - (h + params.padding[0] + params.padding[2]))
+        padded = C.pad_plane(codes, geom, params.padding[2] + extra_h, params.padding[3] + extra, zero_point)
         if work.kind == "packed":
             wk = C.unpack_weights(packed, work.w_bits, oc, kh * kw)
             hints["pack_per"] = 8 // container_bits(work.w_bits)
         else:  # bit-planes of R = KH*KW <= a few words: decoded to integers, then integer MACs
             wk = C.decode_planes(planes, work.w_bits, kh * kw)
         if sw > 1:
-            acc = C.depthwise_phased_acc(C.column_phases(padded, sw, wq), wk, geom, oc, (oh, owp))
+            acc = C.depthwise_phased_acc(C.column_phases(padded, sw, wq), wk, geom, oc, (ohp, owp))
         else:
-            acc = C.depthwise_direct_acc(padded, wk, geom, oc, (oh, owp))
+            acc = C.depthwise_direct_acc(padded, wk, geom, oc, (ohp, owp))
         acc4 = te.compute((n, oc, oh, ow), lambda a, b, y, x: acc[a, b, y, x], name="crop")
         hints["dense_acc_rows"] = owp == ow
     else:
