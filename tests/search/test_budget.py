@@ -242,3 +242,25 @@ def test_a_miss_is_timed_once_more_and_the_faster_session_counts():
     # not strict (an independent check): within the limit by median - noise is no miss
     sessions = iter([Measurement(0.205, 0.003)])
     assert measure_confirmed(lambda model: next(sessions), None, 0.203, strict=False).latency_ms == 0.205
+
+
+def test_a_plan_that_collapses_the_score_is_returned_with_a_warning(net, calib):
+    x = calib[0][:2]
+    exact = {}
+
+    def accuracy_fn(model):  # 1 for the fp32 network's outputs, 0 for any quantized plan's
+        y = np.asarray(model.run(x))
+        exact.setdefault("fp32", y)
+        return float(np.array_equal(y, exact["fp32"]))
+
+    from tvm_mp.search.pareto import search_context
+
+    ctx = search_context(net, calib, options=OPTIONS, accuracy_fn=accuracy_fn)
+    assert ctx.scorer.fp32_score() == 1.0  # scored first: the fp32 outputs are the reference
+    costs = ctx.costs
+    lo = costs.minimum()["energy_uj"]
+    hi = costs.totals(costs.space.uniform_index(Precision(8, 8)))["energy_uj"]
+    with pytest.warns(UserWarning, match="does not tolerate"):
+        cm = compile_with_budget(net, Budget(energy_uj=(lo + hi) / 2), calibration=calib, context=ctx,
+                                 measure=False)
+    assert cm.search.search_score == 0.0

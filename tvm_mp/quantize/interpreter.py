@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import tvm
+from scipy import special
 from tvm import relax
 
 from .. import _tvm
@@ -122,7 +123,7 @@ OPS: dict[str, Callable] = {
     "relax.minimum": lambda c, a: np.minimum(a[0], a[1]),
     "relax.nn.relu": lambda c, a: np.maximum(a[0], np.zeros((), a[0].dtype)),
     "relax.clip": lambda c, a: np.minimum(np.maximum(a[0], np.float32(_prim(c.args[1]))), np.float32(_prim(c.args[2]))),
-    "relax.sigmoid": lambda c, a: (1.0 / (1.0 + np.exp(-a[0]))).astype(np.float32),
+    "relax.sigmoid": lambda c, a: special.expit(a[0]).astype(np.float32),  # 1 / (1 + e^-x) without overflow
     "relax.tanh": lambda c, a: np.tanh(a[0]),
     "relax.exp": lambda c, a: np.exp(a[0]),
     "relax.sqrt": lambda c, a: np.sqrt(a[0]),

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
 
@@ -464,7 +465,23 @@ def _measured_rounds(mod, ctx, budget: Budget, tgt, measurer, *, seed, config, m
                       f"{_best_text(best)}; raise the limit or allow lower precisions")
 
 
+#: A budget compile warns when its plan scores below this fraction of the fp32 network's score.
+COLLAPSE_FRACTION = 0.5
+
+
+def _warn_collapse(ctx, budget, score: float) -> None:
+    """Warn (one line) when the best plan within ``budget`` scores below :data:`COLLAPSE_FRACTION` of the fp32
+    network: the budget needs precisions the model does not tolerate (the corpus' text recognizer: exact strings
+    0 % at a host latency budget of 0.85x w8a8, 97.5 % at w8a8), which a returned model would otherwise hide."""
+    fp32 = float(ctx.scorer.fp32_score())
+    if fp32 > 0 and score < COLLAPSE_FRACTION * fp32:
+        warnings.warn(f"the best plan within {budget} scores {score:.4g} against {fp32:.4g} for the fp32 network: "
+                      "this budget needs precisions the model does not tolerate; raise the budget (the report's "
+                      "explanation says which layers it pushed lowest)", stacklevel=4)
+
+
 def _finish(ctx, budget, model, result, predicted, costs, measured, rounds):
+    _warn_collapse(ctx, budget, -result.objective)
     model.report = replace(model.report, explanation=explain_plan(ctx, result.plan, budget))
     model.search = BudgetOutcome(budget, result, predicted, costs.energy_basis, costs.model_name, ctx.scorer.name,
                                  -result.objective, None if measured is None else measured.latency_ms,
