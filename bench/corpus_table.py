@@ -184,6 +184,15 @@ def plan_mix(plan) -> dict:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def equals_reference(cm, x) -> dict:
+    """The compiled model against its NumPy reference on ``x``: integer layers exact, fp32 ops to float tolerance."""
+    y, ref = cm.run(x), cm.reference(x)
+    scale = float(np.abs(ref).max())
+    return {"equal": bool(np.allclose(y, ref, rtol=1e-4, atol=1e-5 * scale)),
+            "exact_fraction": float(np.mean(y == ref)), "max_abs_diff": float(np.abs(y - ref).max()),
+            "output_scale": scale}
+
+
 def w8a8_compile(task: Task) -> dict:
     """Uniform w8a8 from the imported module, timed; compiled vs reference; metric of the built model."""
     import tvm_mp
@@ -196,16 +205,14 @@ def w8a8_compile(task: Task) -> dict:
         cm = tvm_mp.compile(task.mod, plan=PrecisionPlan.uniform(task.mod, Precision(8, 8)),
                             calibration=task.calibration)
     seconds = time.perf_counter() - t0
-    x = task.x_held[:4]
-    y, ref = cm.run(x), cm.reference(x)
-    scale = float(np.abs(ref).max())
-    close = bool(np.allclose(y, ref, rtol=1e-4, atol=1e-5 * scale))
+    check = equals_reference(cm, task.x_held[:4])
+    close = check["equal"]
     out = {"seconds": seconds, "load_before": before, "load_after": load_average(),
            "fp32_layers": list(cm.report.fp32_layers), "layers": len(cm.report.layers),
            "unquantizable": len(cm.report.unquantizable or ()),
            "tvm_ops": [str(w.message) for w in caught if "run through TVM" in str(w.message)],
-           "exact_fraction": float(np.mean(y == ref)), "max_abs_diff": float(np.abs(y - ref).max()),
-           "output_scale": scale, "equals_reference": close,
+           "exact_fraction": check["exact_fraction"], "max_abs_diff": check["max_abs_diff"],
+           "output_scale": check["output_scale"], "equals_reference": close,
            "held_out": task.held_out(cm.run)}
     log(f"  w8a8 compile {seconds:.0f} s, equals reference {close} (exact {out['exact_fraction']:.3f}), "
         f"held-out {out['held_out']:.1f}")
@@ -269,8 +276,10 @@ def budget_runs(task: Task, ctx, quantity: str, ref: float, budgets, build_first
             log(f"  {frac}x: infeasible ({err})")
             continue
         seconds = time.perf_counter() - t0
+        equal = None
         if built:
             held, search = task.held_out(cm.run), cm.report.accuracy
+            equal = equals_reference(cm, task.x_held[:4])
         else:
             held = task.held_out(lambda x, p=plan: ctx.scorer.evaluator.run(p, [x]))
             search = ctx.scorer.score(plan)
@@ -279,9 +288,9 @@ def budget_runs(task: Task, ctx, quantity: str, ref: float, budgets, build_first
                 explanation = explain_plan(ctx, plan, budget)
         fraction = ctx.costs.totals(ctx.space.index_of(plan))[quantity] / ref
         why = sorted(explanation.layers, key=lambda r: r.rank)
-        row = {"budget": frac, "built": built, "seconds": seconds, "search_seconds": res.seconds,
-               "evaluations": res.evaluations, "fraction": fraction, "search": search, "held_out": held,
-               "plan_mix": plan_mix(plan), "load_before": before, "load_after": load_average(),
+        row = {"budget": frac, "built": built, "equals_reference": equal, "seconds": seconds,
+               "search_seconds": res.seconds, "evaluations": res.evaluations, "fraction": fraction, "search": search,
+               "held_out": held, "plan_mix": plan_mix(plan), "load_before": before, "load_after": load_average(),
                "explained": [{"name": r.name, "precision": r.precision, "rank": r.rank,
                               "sensitivity": r.sensitivity, "reason": r.reason} for r in why[:3] + why[-2:]]}
         rows.append(row)
@@ -386,6 +395,15 @@ def _state(r: dict) -> str:
     return f"failed: {r['error']}" if "error" in r else "not measured (the run stopped before this step)"
 
 
+def _equal_text(b: dict) -> str:
+    eq = b.get("equals_reference")
+    if not eq:
+        return ""
+    return (f" The built model equals its reference: {eq['equal']} (exactly equal outputs "
+            f"{100 * eq['exact_fraction']:.1f} %, max |run - reference| {eq['max_abs_diff']:.2e} of outputs up to "
+            f"{eq['output_scale']:.3g}).")
+
+
 def _budget_label(budget) -> str:
     """A budget run's name: ``0.85x`` (of w8a8) or ``= w4a8`` (at that uniform plan's cost)."""
     return budget if isinstance(budget, str) else f"{budget}x"
@@ -472,7 +490,7 @@ def markdown(result: dict) -> str:
                          f"{b['budget']}x, accuracy_fn over {r['samples']} samples): {b['seconds']:.0f} s, of which "
                          f"search {b['search_seconds']:.0f} s, at load {b['load_before'][0]:.1f} / "
                          f"{b['load_after'][0]:.1f} on 2 cores: {'within' if b['seconds'] <= 180 else 'NOT within'} "
-                         f"3 minutes (plus the shared context, {context_s:.0f} s).")
+                         f"3 minutes (plus the shared context, {context_s:.0f} s)." + _equal_text(b))
     for name, r in models.items():
         if "w8a8" not in r:
             lines.append(f"* {name}: {_state(r)}")

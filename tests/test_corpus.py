@@ -83,3 +83,27 @@ def test_missing_corpus_package_is_one_line(monkeypatch):
     assert "pip install rapidocr-onnxruntime" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(tvm_mp.errors.Error, match="unknown corpus model"):
         corpus.model("resnet")
+
+
+@pytest.mark.slow
+def test_corpus_model_compiles_under_a_budget_and_equals_its_reference():
+    """A budget compile of the 62-layer detector (energy, modelled: 0.85x of uniform w8a8) returns a mixed plan within
+    the budget that runs and equals its reference, integer layers exact and the fp32 ops to float tolerance."""
+    from tvm_mp import Budget
+    from tvm_mp.canonical import canonicalize
+    from tvm_mp.search.pareto import search_context
+
+    mod, m = load("det")
+    images, _ = corpus.text_images(6, m.shapes["x"], seed=0)
+    calib = [images[:2], images[2:4]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ctx = search_context(canonicalize(mod), calib)
+        w8a8_uj = ctx.costs.totals(ctx.space.uniform_index(Precision(8, 8)))["energy_uj"]
+        cm = tvm_mp.compile(mod, budget=Budget(energy_uj=0.85 * w8a8_uj), calibration=calib)
+    assert cm.search.meets_budget() and cm.report.energy_uj <= 0.85 * w8a8_uj * (1 + 1e-6)
+    assert len({str(p) for _, p in cm.plan.items()}) > 1  # mixed
+    x = images[4:]
+    y, ref = cm.run(x), cm.reference(x)
+    assert y.shape == ref.shape and np.isfinite(y).all()
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
