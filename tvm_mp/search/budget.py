@@ -475,8 +475,9 @@ def _warn_collapse(ctx, budget, score: float) -> None:
     0 % at a host latency budget of 0.85x w8a8, 97.5 % at w8a8), which a returned model would otherwise hide."""
     fp32 = float(ctx.scorer.fp32_score())
     if fp32 > 0 and score < COLLAPSE_FRACTION * fp32:
-        warnings.warn(f"the best plan within {budget} scores {score:.4g} against {fp32:.4g} for the fp32 network: "
-                      "this budget needs precisions the model does not tolerate; raise the budget (the report's "
+        limits = ", ".join(f"{k}={v:.4g}" for k, v in vars(budget).items() if v is not None)
+        warnings.warn(f"the best plan within the budget ({limits}) scores {score:.4g} against {fp32:.4g} for the "
+                      "fp32 network: this budget needs precisions the model does not tolerate; raise the budget (the report's "
                       "explanation says which layers it pushed lowest)", stacklevel=4)
 
 
