@@ -477,8 +477,8 @@ def _warn_collapse(ctx, budget, score: float) -> None:
     if fp32 > 0 and score < COLLAPSE_FRACTION * fp32:
         limits = ", ".join(f"{k}={v:.4g}" for k, v in vars(budget).items() if v is not None)
         warnings.warn(f"the best plan within the budget ({limits}) scores {score:.4g} against {fp32:.4g} for the "
-                      "fp32 network: this budget needs precisions the model does not tolerate; raise the budget (the report's "
-                      "explanation says which layers it pushed lowest)", stacklevel=4)
+                      "fp32 network: this budget needs precisions the model does not tolerate; raise the budget "
+                      "(the report's explanation says which layers it pushed lowest)", stacklevel=4)
 
 
 def _finish(ctx, budget, model, result, predicted, costs, measured, rounds):
