@@ -264,3 +264,33 @@ def test_a_plan_that_collapses_the_score_is_returned_with_a_warning(net, calib):
         cm = compile_with_budget(net, Budget(energy_uj=(lo + hi) / 2), calibration=calib, context=ctx,
                                  measure=False)
     assert cm.search.search_score == 0.0
+
+
+def test_when_the_search_that_used_the_slack_misses_the_compile_goes_on(net, calib):
+    """The first plan runs at half its predicted latency (the costs over-predict it: slack left), the plan the
+    search on halved costs picks runs over the limit: the compile does not stop at the first plan but corrects the
+    costs by both measurements and goes on (before, it returned the first plan at once); what it returns meets the
+    limit by measurement and scores at least as well as the first plan."""
+    from tvm_mp.search.budget import Measurement
+    from tvm_mp.search.pareto import search_context
+
+    ctx = search_context(net, calib, options=OPTIONS, metric="sqnr_db")
+    hi = ctx.costs.totals(ctx.costs.space.uniform_index(Precision(8, 8)))["latency_ms"]
+    lo = ctx.costs.minimum()["latency_ms"]
+    limit = 0.5 * (lo + hi)
+    order: list = []
+
+    def device(model):  # the second plan measured runs over the limit, every other one at half its prediction
+        key = ctx.space.key(ctx.space.index_of(model.plan))
+        if key not in order:
+            order.append(key)
+        p = ctx.costs.totals(ctx.space.index_of(model.plan))["latency_ms"]
+        return Measurement(1.02 * limit if order.index(key) == 1 else p / 2, 0.0, "test device")
+
+    out = compile_with_budget(net, Budget(latency_ms=limit), calibration=calib, config=FAST, measure=device,
+                              context=ctx).search
+    first, second = out.rounds[:2]
+    assert first.measured.latency_ms < 0.9 * limit and second.measured.latency_ms > limit
+    assert len(out.rounds) >= 3  # the compile went on after the miss
+    assert out.meets_budget_measured() is True
+    assert out.search_score >= ctx.scorer.score(first.plan) - 1e-9
