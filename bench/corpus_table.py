@@ -404,6 +404,11 @@ def _equal_text(b: dict) -> str:
             f"{eq['output_scale']:.3g}).")
 
 
+def _verdict(x: dict) -> str:
+    """A dominance row's held-out verdict."""
+    return "dominated" if x["dominated"] else "within one sample" if x.get("within_sample") else "NOT dominated"
+
+
 def _budget_label(budget) -> str:
     """A budget run's name: ``0.85x`` (of w8a8) or ``= w4a8`` (at that uniform plan's cost)."""
     return budget if isinstance(budget, str) else f"{budget}x"
@@ -517,8 +522,7 @@ def markdown(result: dict) -> str:
                     parts.append(f"{x['uniform']} ({x['fraction']:.2f}x, {x['held_out']:.1f}): no mixed plan "
                                  "measured at or below its cost")
                     continue
-                verdict = ("dominated" if x["dominated"] else "within one sample" if x.get("within_sample")
-                           else "NOT dominated")
+                verdict = _verdict(x)
                 if x.get("search_dominated") is False:
                     verdict += ", NOT on the search split"
                 parts.append(f"{x['uniform']} ({x['fraction']:.2f}x, {x['held_out']:.1f}) vs mixed "
@@ -547,8 +551,7 @@ def markdown(result: dict) -> str:
                     lines.append(f"| {name} | {key} | {x['uniform']} | {x['fraction']:.3f} | {_fmt(x.get('search'))} / "
                                  f"{x['held_out']:.1f} | - | - | - | {searched} | no mixed plan |")
                     continue
-                verdict = ("dominated" if x["dominated"] else "within one sample" if x.get("within_sample")
-                           else "NOT dominated")
+                verdict = _verdict(x)
                 lines.append(f"| {name} | {key} | {x['uniform']} | {x['fraction']:.3f} | {_fmt(x.get('search'))} / "
                              f"{x['held_out']:.1f} | {_budget_label(x['mixed_budget'])} | "
                              f"{_fmt(x.get('mixed_fraction'), '.3f')} | {_fmt(x.get('mixed_search'))} / "

@@ -325,6 +325,12 @@ def _corrected(costs, scale: float, offset_ms: float):
                      costs.fixed_latency_ms * scale + offset_ms)
 
 
+def _retry_margin(measured: Measurement) -> float:
+    """The safety margin of a search after a measurement: twice its relative noise, at least :data:`MIN_MARGIN`
+    and at most 25 %."""
+    return min(max(MIN_MARGIN, 2.0 * measured.relative_noise), 0.25)
+
+
 def _fit(points, limit_ms: float) -> tuple[float, float]:
     """The latency correction ``(scale, offset_ms)``, ``measured ~ scale x predicted + offset_ms``, from the measured
     plans ``points`` ((predicted, Measurement) pairs, predicted by the uncorrected costs): the line through the
@@ -447,13 +453,11 @@ def _measured_rounds(mod, ctx, budget: Budget, tgt, measurer, *, seed, config, m
             # more accurate plan that still meets the limit
             met = better
             scale, offset = _fit(points, limit)
-            next_margin = min(max(MIN_MARGIN, 2.0 * measured.relative_noise), 0.25)
+            next_margin = _retry_margin(measured)
             continue
         if met is not None:  # the search that used the slack missed: once more on the line through both points
-            if searches >= max_rounds:  # (one under, one over the limit), else the plan that met is returned
-                return (*met, rounds)
-            scale, offset = _fit(points, limit)
-            next_margin = min(max(MIN_MARGIN, 2.0 * measured.relative_noise), 0.25)
+            scale, offset = _fit(points, limit)  # (one under, one over the limit) while searches remain; the plan
+            next_margin = _retry_margin(measured)  # that met is returned after the loop
             continue
         consider(entry)
         if ctx.space.key(index) == fast_key and not measured.meets(limit):
@@ -466,7 +470,7 @@ def _measured_rounds(mod, ctx, budget: Budget, tgt, measurer, *, seed, config, m
                 break
         # correct the latency costs by what was measured and search again under a margin of the measurement's noise
         scale, offset = _fit(points, limit)
-        next_margin = min(max(MIN_MARGIN, 2.0 * measured.relative_noise), 0.25)
+        next_margin = _retry_margin(measured)
     for entry in (met, floor_ok, under_median, within_noise):
         if entry is not None:
             return (*entry, rounds)
