@@ -200,8 +200,8 @@ def test_built_fields_count_the_fast_kernels_blocks():
 def test_built_epilogue_vectors_are_the_scheduled_epilogues():
     """The conv epilogue fuses rows shorter than a vector with the other rows of their channel, never with the
     channel loop (20x4: 80 pixels, vectors of the full width; 25x4: 100 pixels, vectors of 4 lanes -- half the
-    width with AVX2; with AVX-512 a quarter, so full vectors and a scalar tail of 4 instead; 25x5: 125 pixels,
-    full vectors and a scalar tail)."""
+    width with AVX2; with AVX-512 a quarter, so full vectors and a tail of 4 instead; 25x5: 125 pixels, full
+    vectors, then the tail in vectors of its binary digits: 8, 4, and one scalar)."""
     from tvm_mp.measure.local import weight_storage_shape
     from tvm_mp.schedules.kernels import Epilogue, conv2d_kernel
     from tvm_mp.targets import parse
@@ -219,9 +219,10 @@ def test_built_epilogue_vectors_are_the_scheduled_epilogues():
         assert "for i0, i1, i2_i3_fused_0 in T.grid(1, 32, 25):" in scripts[0] and "T.vectorized(4)" in scripts[0]
         assert built["epilogue_lanes"][0] == 4 / lanes and built["epilogue_tail"][0] == 0
     else:
-        assert "in range(6):" in scripts[0] and "in range(96, 100)" in scripts[0]  # partitioned: 6 vectors + 4
+        assert "in range(6):" in scripts[0] and "T.vectorized(96, 100)" in scripts[0]  # partitioned: 6 vectors + 4
         assert built["epilogue_lanes"][0] == 1.0 and built["epilogue_tail"][0] == 4 / 100
     assert f"for i0, i1, i2_i3_fused_0 in T.grid(1, 32, {80 // lanes}):" in scripts[1]
     assert built["epilogue_lanes"][1] == 1.0 and built["epilogue_tail"][1] == 0
     assert built["epilogue_lanes"][2] == 1.0 and built["epilogue_tail"][2] == (125 % lanes) / 125
-    assert f"in range({125 - 125 % lanes}, 125)" in scripts[2]  # full vectors, then the scalar tail
+    assert "in range(124, 125)" in scripts[2]  # full vectors, then the tail: 125 % 16 = 8 + 4 + 1, 125 % 8 = 4 + 1
+    assert "T.vectorized(120, 124)" in scripts[2]

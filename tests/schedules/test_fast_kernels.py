@@ -212,15 +212,17 @@ def test_compiled_model_on_host_target_matches_reference(bits):
 
 # Epilogues whose loop no power of two fills a vector of: a channel's 25 x 5 outputs of a stride-1 depthwise
 # conv (its accumulator rows as long as the output's), a 1x1 conv at 7 x 7 (direct, flat rows of 7), an im2col
-# conv at 9 x 9. Full vectors, then a scalar tail; exact, float and requantizing.
+# conv at 9 x 9, a strided 1x1 conv's 28-pixel rows. Full vectors, then the tail in vectors of its binary digits
+# (125 = 7 x 16 + 8 + 4 + 1; 28 = 16 + 8 + 4); exact, float and requantizing, serial and parallel.
 PARTITIONED = [
     ("depthwise", (1, 16, 25, 5), (16, 1, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 16)),
     ("direct", (1, 16, 7, 7), (32, 16, 1, 1), ConvParams((1, 1), (0, 0, 0, 0), (1, 1), 1)),
     ("im2col", (1, 3, 9, 9), (16, 3, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)),
+    ("direct", (1, 8, 56, 56), (16, 8, 1, 1), ConvParams((2, 2), (0, 0, 0, 0), (1, 1), 1)),
 ]
 
 
-def _epilogue_case(algorithm, in_shape, w_shape, params, kind, requant):
+def _epilogue_case(algorithm, in_shape, w_shape, params, kind, requant, parallel=False):
     """(scheduled kernel, operands, expected output) of a conv with a float or requantizing epilogue, w3a4."""
     from tvm_mp.quantize import scheme
 
@@ -241,7 +243,7 @@ def _epilogue_case(algorithm, in_shape, w_shape, params, kind, requant):
         scale = scheme.output_scale(w_scale, act)
         epi, extra = kernels.Epilogue("float", 0.0, None), [scale]
         expected = scheme.dequantize_output(acc, 1, scale, 0.0)
-    config = registry.KernelConfig(algorithm, lanes=16, oc_block=4, p_unroll=1, use_dot=False, parallel=False)
+    config = registry.KernelConfig(algorithm, lanes=16, oc_block=4, p_unroll=1, use_dot=False, parallel=parallel)
     data = kernels.conv2d_weight_data(kind, w_q, w_bits, config)
     func = kernels.conv2d_kernel("k", kind, w_bits, a_bits, in_shape, w_shape, params, act.zero_point, epi,
                                  data[0].shape, target=HOST, config=config)
@@ -260,16 +262,57 @@ def _vector_loops(func) -> list[int]:
             if isinstance(n, tvm.tirx.For) and n.kind == tvm.tirx.ForKind.VECTORIZED]
 
 
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("requant", [False, True])
 @pytest.mark.parametrize("kind", ["bitserial", "packed"])
 @pytest.mark.parametrize("algorithm,in_shape,w_shape,params", PARTITIONED)
-def test_partitioned_epilogue_exact(algorithm, in_shape, w_shape, params, kind, requant):
+def test_partitioned_epilogue_exact(algorithm, in_shape, w_shape, params, kind, requant, parallel):
     from tvm_mp.schedules.tiled import epilogue_partitioned
 
-    func, operands, expected = _epilogue_case(algorithm, in_shape, w_shape, params, kind, requant)
+    func, operands, expected = _epilogue_case(algorithm, in_shape, w_shape, params, kind, requant, parallel)
     oh, ow = expected.shape[2:]
-    assert epilogue_partitioned(oh * ow, 16)
-    assert 16 in _vector_loops(func)  # the epilogue's full vectors
+    ext = ow if ow >= 16 else oh * ow  # rows shorter than a vector are fused with their channel's other rows
+    assert epilogue_partitioned(ext, 16)
+    vectors = _vector_loops(func)
+    assert 16 in vectors  # the epilogue's full vectors
+    for width in (8, 4, 2):  # and the tail's
+        assert (ext % 16 & width == 0) or width in vectors, (width, vectors)
+    _run_exact(func, operands, expected)
+
+
+#: Convs whose taps read some of the stride phases: a strided 1x1 conv reads phase 0 alone; a dilation the stride
+#: divides reads one row phase (and all column phases when the columns are not dilated).
+PHASES = [
+    ((1, 8, 12, 12), (16, 8, 1, 1), ConvParams((2, 2), (0, 0, 0, 0), (1, 1), 1), 1),
+    ((1, 8, 13, 11), (16, 8, 3, 3), ConvParams((2, 2), (1, 1, 1, 1), (2, 1), 1), 2),
+    ((1, 8, 12, 12), (16, 8, 3, 3), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 1), 4),
+    ((1, 8, 12, 12), (16, 8, 1, 3), ConvParams((3, 2), (0, 1, 0, 1), (1, 1), 1), 2),
+]
+
+
+@pytest.mark.parametrize("kind", ["bitserial", "packed"])
+@pytest.mark.parametrize("in_shape,w_shape,params,phases", PHASES)
+def test_direct_builds_only_the_phases_its_taps_read_exact(in_shape, w_shape, params, phases, kind):
+    func, operands, expected = _epilogue_case("direct", in_shape, w_shape, params, kind, True)
+    padded = re.search(r"padded = T\.sblock_alloc_buffer\(\((\d+), (\d+), (\d+), (\d+)\)", func.script())
+    assert padded is not None and int(padded.group(3)) == phases
+    _run_exact(func, operands, expected)
+
+
+#: (output channels, output pixels) of parallel direct convs, 4-channel register tiles of 16 pixels: the loop over
+#: the channel tiles is parallel where it has 8 or more iterations, else with the first of equal parts of the pixel
+#: tiles; the rest of the pixel tiles is a serial loop inside (each chunk allocates its tile buffers once).
+PARALLEL_TILES = [(32, 12, 8), (8, 14, 14), (4, 16, 9)]  # (oc, input side, parallel extent)
+
+
+@pytest.mark.parametrize("oc,side,extent", PARALLEL_TILES)
+def test_parallel_tiles_run_in_chunks_exact(oc, side, extent):
+    params = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    func, operands, expected = _epilogue_case("direct", (1, 8, side, side), (oc, 8, 3, 3), params, "packed", True,
+                                              parallel=True)
+    script = func.script()
+    par = re.search(r"for (\w+) in T\.parallel\((\d+)\):\n(\s+)for \w+ in range\(", script)
+    assert par is not None and int(par.group(2)) == extent, script[:3000]
     _run_exact(func, operands, expected)
 
 

@@ -54,26 +54,26 @@ def test_defaults_follow_the_target():
 
 
 def test_packed_first_layers_run_direct_up_to_a_plane_size():
-    """An RGB first layer (3 channels: quads 3/4 full) runs direct on x86 while its output plane is small, im2col
-    on ImageNet-scale planes and with fewer channels (see x86.DIRECT_FIRST_LAYER_MAX_PIXELS)."""
+    """An RGB first layer (3 channels: quads 3/4 full) runs direct on AVX2 while its output plane is small, im2col
+    on ImageNet-scale planes (see x86.DIRECT_FIRST_LAYER_MAX_PIXELS); with AVX-512 direct at every size; with
+    fewer channels im2col on both."""
     from tvm_mp.schedules import x86
 
-    host = parse("host").tvm_target
-    if registry.target_family(host) != "x86_64":
-        pytest.skip("x86 host rule")
-    entry = registry.lookup("conv2d", "packed", host)
     same = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)
     half = ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 1)
 
-    def algo(in_shape, w_shape, params):
+    def algo(cpu, in_shape, w_shape, params):
+        target = parse({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": cpu}).tvm_target
+        entry = registry.lookup("conv2d", "packed", target)
         return entry.default(registry.ConvWorkload("conv2d", "packed", 8, 8, in_shape, w_shape, params),
-                             host).algorithm
+                             target).algorithm
 
-    assert algo((1, 3, 40, 40), (8, 3, 3, 3), same) == "direct"
-    assert algo((1, 3, 96, 96), (8, 3, 3, 3), half) == "direct"  # 48 x 48 outputs
     assert 112 * 112 > x86.DIRECT_FIRST_LAYER_MAX_PIXELS
-    assert algo((1, 3, 224, 224), (32, 3, 3, 3), half) == "im2col"
-    assert algo((1, 1, 40, 40), (8, 1, 3, 3), same) == "im2col"  # one channel: a quad 1/4 full
+    for cpu, large in (("znver1", "im2col"), ("znver4", "direct")):
+        assert algo(cpu, (1, 3, 40, 40), (8, 3, 3, 3), same) == "direct"
+        assert algo(cpu, (1, 3, 96, 96), (8, 3, 3, 3), half) == "direct"  # 48 x 48 outputs
+        assert algo(cpu, (1, 3, 224, 224), (32, 3, 3, 3), half) == large
+        assert algo(cpu, (1, 1, 40, 40), (8, 1, 3, 3), same) == "im2col"  # one channel: a quad 1/4 full
 
 
 def test_algorithms_and_legality():

@@ -33,7 +33,7 @@ def dot_intrin(target, config: KernelConfig, work: ConvWorkload | None = None) -
 
 
 def default_config(work: ConvWorkload, target) -> KernelConfig:
-    algo = _default_algorithm(work)
+    algo = _default_algorithm(work, 4)  # NEON: 4 int32 lanes
     # 8-bit codes take the split form (two sdot per quad): measured under qemu-aarch64 (bench/kernels.py
     # --qemu-realistic) 1.75-2.2x fewer instructions than mla on 3x3 convs, but 1x1 convs gained nothing (144 -> 24
     # at 56x56: 1.05x fewer; 96 -> 576 at 14x14: 1.18x more), so they keep mla

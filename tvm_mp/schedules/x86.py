@@ -58,7 +58,7 @@ def has_dot(target, lanes: int) -> bool:
 
 def default_config(work: ConvWorkload, target) -> KernelConfig:
     lanes = vector_lanes(target)
-    algo = _default_algorithm(work)
+    algo = _default_algorithm(work, lanes)
     use_dot = work.kind == "packed" and has_dot(target, lanes)
     parallel = work.macs >= PARALLEL_MIN_MACS
     if algo == "depthwise":
@@ -108,11 +108,13 @@ def dense_default(work: ConvWorkload, lanes: int) -> KernelConfig:
 #: crosses rows). Accumulator kernels alone, one thread, w8a8: 40x40 -> 8 (3x3) im2col 22.1 us, direct 3.6;
 #: 48x24 -> 16: 17.7 / 4.9; 96x96 -> 8 stride 2 (48x48 out): 15.0 / 9.4; but 224x224 -> 32 stride 2 (112x112
 #: out): 376 / 709, and the 7x7 stem 1623 / 1977. Fewer channels (1: a quad 1/4 full) stay im2col (a 10x4
-#: spectrogram layer, stride 2: 4.6 / 11.3 us).
+#: spectrogram layer, stride 2: 4.6 / 11.3 us). With AVX-512 (16 lanes: the 16 x 1 direct tile) direct wins at
+#: every size: Zen 4, the kernel with its requantizing epilogue, one thread, im2col / direct: the 7x7 stem
+#: 1075 / 907 us, 224x224 -> 32 stride 2 190 / 175.
 DIRECT_FIRST_LAYER_MAX_PIXELS = 4096
 
 
-def _default_algorithm(work: ConvWorkload) -> str:
+def _default_algorithm(work: ConvWorkload, lanes: int) -> str:
     algos = algorithms_for(work)
     if work.op != "dense" and work.kind == "bitserial" and "direct" in algos:
         cg = work.weight_shape[1]
@@ -120,7 +122,7 @@ def _default_algorithm(work: ConvWorkload) -> str:
             return "im2col"
     if work.op != "dense" and work.kind == "packed" and "direct" in algos and work.weight_shape[1] < 4:
         oh, ow = work.out_hw
-        if work.weight_shape[1] == 3 and oh * ow <= DIRECT_FIRST_LAYER_MAX_PIXELS:
+        if work.weight_shape[1] == 3 and (lanes == 16 or oh * ow <= DIRECT_FIRST_LAYER_MAX_PIXELS):
             return "direct"
         return "im2col"
     return algos[0]
