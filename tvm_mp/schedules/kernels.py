@@ -361,6 +361,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         hints["dense_acc_rows"] = fp.wq == ow
     elif config.algorithm == "im2col":
         padded = C.pad_plane(codes, geom, params.padding[2], params.padding[3], zero_point)
+        hints["pad_cols"] = (params.padding[1], w)
         if work.kind == "packed":
             cols = C.im2col_words(padded, geom, (oh, ow), lanes)
             wk = C.unpack_weights(packed, work.w_bits, oc, int(cols.shape[2]) * 4)
@@ -387,6 +388,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         extra_h = max(0, (ohp - 1) * params.strides[0] + (kh - 1) * params.dilation[0] + 1
                       - (h + params.padding[0] + params.padding[2]))
         padded = C.pad_plane(codes, geom, params.padding[2] + extra_h, params.padding[3] + extra, zero_point)
+        hints["pad_cols"] = (params.padding[1], w)
         if work.kind == "packed":
             wk = C.unpack_weights(packed, work.w_bits, oc, kh * kw)
             hints["pack_per"] = 8 // container_bits(work.w_bits)

@@ -67,6 +67,45 @@ def _vectorize_inner(sch, block, width: int, pow2: bool = False) -> None:
         sch.vectorize(vec)
 
 
+def _vector_sizes(ext: int, width: int) -> list[int]:
+    """Consecutive pieces of a loop of ``ext``: full vectors of ``width`` lanes (one piece), then the remainder's
+    binary digits (28 at 16 lanes: 16, 8, 4) -- every vector a power of two wide, no predicated tail, no scalar
+    loop but the last lane of an odd remainder."""
+    rem = ext % width
+    return ([ext - rem] if ext > rem else []) + [b for b in (32, 16, 8, 4, 2, 1) if b < width and rem & b]
+
+
+def _vectorize_pieces(sch, loop, sizes: list[int], width: int) -> None:
+    """Cut ``loop`` (starting at 0) into consecutive pieces of ``sizes`` and vectorize each: a piece wider than a
+    vector in vectors of ``width`` lanes. One partition for every cut: a partitioned piece must not be partitioned
+    again (TVM then places the cuts from 0, not from the piece's start, and drops iterations)."""
+    pieces = sch.loop_partition(loop, sizes[:-1] + [None]) if len(sizes) > 1 else [loop]
+    for piece, size in zip(pieces, sizes):
+        if size > width:
+            _, vec = sch.split(piece, [None, width])
+            sch.vectorize(vec)
+        elif size > 1:
+            sch.vectorize(piece)
+
+
+#: Rows of at least this many codes are padded in three loops (:func:`_vectorize_padded_rows`). Depthwise 3x3
+#: accumulator kernels with their requantizing epilogue, w8a8, Zen 4, one thread, one loop -> three: stride 2,
+#: 144 ch at 56x56 159 -> 140 us, 96 ch at 112x112 572 -> 368; stride 1 (384 ch at 14x14, 192 at 28x28, 32 at
+#: 112x112, 144 at 56x56, 960 at 7x7) unchanged within 1 %, with the 14-code rows of 384 ch at 14x14 as well.
+PAD_SPLIT_MIN_COLS = 32
+
+
+def _vectorize_padded_rows(sch, block, left: int, width: int, lanes: int) -> None:
+    """A zero-point-padded plane's rows (``computes.pad_plane``): the left padding, the copied codes and the right
+    padding are separate loops, each vectorized in power-of-two vectors (:func:`_vector_sizes`). Vectorized
+    whole (in the largest power of two dividing the padded row: 4 codes for 56 + 12 columns), the row's clamped
+    load index is no ramp."""
+    x = sch.get_loops(block)[-1]
+    ext = _extent(sch, x)
+    sizes = [p for part in (left, width, ext - left - width) if part > 0 for p in _vector_sizes(part, lanes)]
+    _vectorize_pieces(sch, x, sizes, lanes)
+
+
 def _flatten_vectorize(sch, block, width: int, keep_outer: int = 0) -> None:
     loops = sch.get_loops(block)
     if len(loops) - keep_outer > 1:
@@ -120,6 +159,8 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
     if padded is not None:
         if row:
             _row_vectorize(sch, padded, row)
+        elif hints.get("pad_cols", (0, 0))[1] >= PAD_SPLIT_MIN_COLS:
+            _vectorize_padded_rows(sch, padded, *hints["pad_cols"], byte_lanes)
         else:
             _vectorize_inner(sch, padded, byte_lanes)
     quads = _block(sch, "quads")
@@ -130,8 +171,9 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         if block is not None:
             _vectorize_inner(sch, block, lanes)
     phased = _block(sch, "phased")
-    if phased is not None:
-        _vectorize_inner(sch, phased, byte_lanes)
+    if phased is not None:  # power-of-two vectors: 34 columns in 32 + 2 (144 ch at 56x56, stride 2: 142 -> 138 us)
+        x = sch.get_loops(phased)[-1]
+        _vectorize_pieces(sch, x, _vector_sizes(_extent(sch, x), byte_lanes), byte_lanes)
     cols = _block(sch, "cols")
     if cols is not None:
         _vectorize_inner(sch, cols, lanes)
@@ -179,23 +221,17 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         # not simplified back to the fused index, so every lane is a gather and a scatter -- a 128-channel
         # depthwise at 32x10 ran 88 us, 4x the time per pixel of 32x8 (32 x 8 = 256: powers of two simplify).
         loops = sch.get_loops(last)
-        if len(loops) - keep > 1 and _extent(sch, loops[-1]) < lanes:
+        fused = len(loops) - keep > 1 and _extent(sch, loops[-1]) < lanes
+        if fused:
             sch.fuse(*loops[max(keep, len(loops) - 2):])
         inner = sch.get_loops(last)[-1]
         ext = _extent(sch, inner)
-        if hints.get("dense_acc_rows") and epilogue_partitioned(ext, lanes):
+        if (hints.get("dense_acc_rows") or not fused) and epilogue_partitioned(ext, lanes):
             # full vectors, then the tail in vectors of its binary digits (12 = 8 + 4): left as a scalar loop,
             # the tail was vectorized by LLVM in a serial loop but not in a parallel one (a parallel loop's body
             # is its own function, where the tail's indices are 32-bit and LLVM extracts every lane): 1x1 s2
             # 64 -> 128 at 56x56 (28-pixel rows), one thread, parallel: 122 -> 84 us (serial: 84 both).
-            rem = ext % lanes
-            tail = [b for b in (8, 4, 2, 1) if b < lanes and rem & b]
-            full, *pieces = sch.loop_partition(inner, [ext - rem] + tail[:-1] + [None])
-            _, vec = sch.split(full, [None, lanes])
-            sch.vectorize(vec)
-            for piece, width in zip(pieces, tail):
-                if width > 1:
-                    sch.vectorize(piece)
+            _vectorize_pieces(sch, inner, _vector_sizes(ext, lanes), lanes)
         else:
             _vectorize_inner(sch, last, lanes, pow2=True)
     return sch.mod["main"]
