@@ -358,3 +358,23 @@ def test_depthwise_odd_rows_get_an_even_accumulator_exact(in_shape, w_shape, par
     acc_shape = re.search(r"dw_acc = T\.sblock_alloc_buffer\(\((\d+), (\d+), (\d+), (\d+)\)", func.script())
     assert acc_shape is not None and int(acc_shape.group(3)) == acc_rows
     _run_exact(func, operands, expected)
+
+
+#: Padded planes with rows of 32 codes or more: the left padding, the codes and the right padding are padded in
+#: separate loops, each in power-of-two vectors (40 codes: 32 + 8; the right padding of the strided depthwise
+#: conv's column phases: 1 + 8 + 2 + 1 columns).
+PADDED_ROWS = [
+    ("depthwise", (1, 4, 9, 40), (4, 1, 3, 3), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 4)),
+    ("depthwise", (1, 4, 6, 33), (4, 1, 3, 3), ConvParams((1, 1), (1, 2, 1, 2), (1, 1), 4)),
+    ("im2col", (1, 2, 5, 36), (4, 2, 3, 3), ConvParams((1, 2), (0, 1, 2, 1), (1, 1), 1)),
+]
+
+
+@pytest.mark.parametrize("kind", ["bitserial", "packed"])
+@pytest.mark.parametrize("algorithm,in_shape,w_shape,params", PADDED_ROWS)
+def test_wide_padded_rows_are_padded_in_pieces_exact(algorithm, in_shape, w_shape, params, kind):
+    func, operands, expected = _epilogue_case(algorithm, in_shape, w_shape, params, kind, True)
+    script = func.script()
+    assert 'T.sblock("padded_' in script  # the row loop partitioned
+    assert 32 in _vector_loops(func)  # the codes' first 32 in one vector (one loop: vectors of 2 or 4 codes)
+    _run_exact(func, operands, expected)
