@@ -183,7 +183,8 @@ def test_built_fields_count_the_fast_kernels_blocks():
         func = (K.fast_dense(work, K.Epilogue("acc"), shape, cfg, target, schedule=False) if wl.op == "dense" else
                 K.fast_conv2d(work, 1, K.Epilogue("acc"), shape, cfg, target, schedule=False))
         points = {block.name_hint: int(np.prod(ext)) for block, ext in F._leaf_blocks(func)}
-        acc = sum(v for k, v in points.items() if k in ("bitserial_acc", "dot_acc", "dw_acc", "dense_part"))
+        acc = sum(v for k, v in points.items()
+                  if k in ("bitserial_acc", "dot_acc", "dw_acc", "dense_part", "dense_dot"))
         pack = sum(v for k, v in points.items() if k in ("bitplanes", "bitpack"))
         assert (built["acc_points"][i], built["pack_points"][i]) == (acc, pack), (i, cfg.algorithm, points)
     lanes = cfg.lanes  # the host's int32 vector lanes (8 with AVX2)

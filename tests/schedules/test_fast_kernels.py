@@ -116,7 +116,8 @@ def test_bitserial_im2col_exact_at_one_and_more_activation_planes(in_shape, w_sh
 def dense_cases(draw):
     w_bits, a_bits = draw(st.sampled_from(BITS)), draw(st.sampled_from(BITS))
     knobs = dict(lanes=draw(st.sampled_from([4, 8, 16])), oc_block=draw(st.sampled_from([1, 2, 4, 8])),
-                 p_unroll=draw(st.sampled_from([1, 2, 4])), parallel=draw(st.booleans()))
+                 p_unroll=draw(st.sampled_from([1, 2, 4])), use_dot=draw(st.booleans()),
+                 parallel=draw(st.booleans()))
     shape = (draw(st.integers(1, 3)), draw(st.sampled_from([1, 5, 31, 64, 77, 130, 300])))
     return shape, draw(st.integers(1, 40)), w_bits, a_bits, knobs, draw(st.integers(0, 2**31 - 1))
 
@@ -146,6 +147,34 @@ def test_fast_dense_exact(kind):
         run_fast_dense(kind, case)
 
     check()
+
+
+@pytest.mark.parametrize("w_bits", [5, 8])
+@pytest.mark.parametrize("lanes,use_dot", [(16, True), (8, True), (16, False)])
+@pytest.mark.parametrize("in_shape,oc", [((1, 512), 1000), ((2, 4099), 17), ((1, 3), 1)])
+def test_dense_dot_form_exact_at_extremes(in_shape, oc, lanes, use_dot, w_bits):
+    """The dense kernel's dot form (one-byte weights, ``use_dot``: codes broadcast, a lane per output feature;
+    tensorized with VNNI at 16 lanes, LLVM's vectors otherwise) at the largest codes and weights of both signs,
+    over reductions long and short, output features no vector divides."""
+    rng = np.random.default_rng(3)
+    top = (1 << (w_bits - 1)) - 1
+    codes = np.full(in_shape, 255, np.uint8)
+    codes[:, ::3] = rng.integers(0, 256, codes[:, ::3].shape)
+    w_q = rng.choice(np.array([-top, top, 0, 1], np.int8), (oc, in_shape[1]))
+    work = kernels.dense_workload("packed", w_bits, 8, in_shape, (oc, in_shape[1]))
+    config = registry.KernelConfig("dense", lanes=lanes, oc_block=4, p_unroll=2, use_dot=use_dot, parallel=False)
+    assert kernels.dense_dot(work, config) == use_dot
+    data = kernels.weight_data(work, w_q, config)
+    func = kernels.dense_kernel("k", "packed", w_bits, 8, in_shape, oc, kernels.Epilogue("acc"), data[0].shape,
+                                target=HOST, config=config)
+    script = func.script()
+    assert ('sblock("dense_dot' in script) == use_dot
+    if use_dot and lanes == 16 and parse("host").has("avx512vnni"):
+        assert "vpdpbusd" in _tvm.build(tvm.IRModule({"k": func}), HOST).mod.inspect_source("asm")
+    lib = _tvm.build(tvm.IRModule({"k": func}), HOST)
+    out = _tvm.to_device(np.zeros((in_shape[0], oc), np.int32))
+    lib["k"](*[_tvm.to_device(a) for a in [codes, *data]], out)
+    np.testing.assert_array_equal(out.numpy(), reference.dense_acc(codes, w_q))
 
 
 def test_dense_configs_are_tunable_and_default_is_in_the_space():

@@ -469,9 +469,11 @@ def _default_config(wl: Workload, cache: dict):
     A workload of device ``"host"`` whose target is this machine's cost key (``"llvm"`` on x86-64) was built for
     ``target="host"``: its config is looked up for the host target (its vector width: 8 int32 lanes with AVX2,
     where plain ``"llvm"`` has 4)."""
-    key = (wl.op, wl.kind, wl.input_shape, wl.weight_shape, wl.params, wl.target, wl.device)
+    # (dense: one-byte weights or not -- the dot form, ``kernels.dense_dot``, is for one-byte weights only)
+    key = (wl.op, wl.kind, wl.input_shape, wl.weight_shape, wl.params, wl.target, wl.device,
+           wl.op == "dense" and container_bits(wl.w_bits) == 8)
     if key not in cache:
-        from ..schedules.kernels import conv_workload, dense_workload
+        from ..schedules.kernels import conv_workload, dense_dot, dense_workload
         from ..schedules.registry import lookup
         from ..targets import parse
 
@@ -487,7 +489,8 @@ def _default_config(wl: Workload, cache: dict):
             else:
                 work = conv_workload(wl.kind, wl.w_bits, wl.a_bits, wl.input_shape, wl.weight_shape, wl.params)
             cfg = lookup(work.op, work.kind, target).default(work, target)
-            cache[key] = (cfg.algorithm, cfg.oc_block, cfg.p_unroll, cfg.lanes, bool(cfg.parallel))
+            dot = wl.op == "dense" and dense_dot(work, cfg)
+            cache[key] = (cfg.algorithm, cfg.oc_block, cfg.p_unroll, cfg.lanes, bool(cfg.parallel), dot)
         except Exception:  # no CPU schedule for this target (an accelerator): the columns stay missing
             cache[key] = None
     return cache[key]
@@ -583,7 +586,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         found = _default_config(wl, cache)
         if found is None:
             continue
-        algo, ocb, pun, lanes, parallel = found
+        algo, ocb, pun, lanes, parallel, dense_dot = found
         n, c, h, w, oc = (int(raw[k][i]) for k in ("n", "c", "h", "w", "oc"))
         kh, kw, g, oh, ow = (int(raw[k][i]) for k in ("kh", "kw", "g", "oh", "ow"))
         bitserial = wl.kind == "bitserial"
@@ -591,7 +594,10 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         cg = c // g
         r = cg * kh * kw
         pack = 0
-        if algo == "dense":
+        if algo == "dense" and dense_dot:  # a lane per output feature, the reduction in quads
+            pixels, eff_pu, dense_rows = 1, pun, False
+            acc = n * (-(-oc // lanes) * lanes) * (-(-r // 4) * 4)
+        elif algo == "dense":
             length = -(-r // WORD_BITS) if bitserial else r
             vw = min(lanes, _pow2_ge(length))
             red = -(-length // vw) * vw

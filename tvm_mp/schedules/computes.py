@@ -746,6 +746,25 @@ def dense_partial_acc(codes: te.Tensor, weight, out_features: int, vw: int) -> t
     return te.compute((n_, out_features, vw), f, name="dense_part")
 
 
+def dense_dot_acc(codes: te.Tensor, wblk: te.Tensor, lanes: int) -> te.Tensor:
+    """int32 ``[N, OB * lanes]``: ``codes [N, K4 * 4]`` (uint8) times weights blocked by vectors of output
+    features, ``wblk`` uint8 ``[OB, K4, lanes * 4]`` holding int8 bit patterns -- weight (o, r) at
+    ``[o // lanes, r // 4, (o % lanes) * 4 + r % 4]`` (:func:`tvm_mp.schedules.kernels.dense_weight_data`). Each
+    lane is an output feature adding 4-way u8 x s8 dot products of the same four codes: the form of
+    ``vpdpbusd`` with the codes broadcast and the weights one vector load (a dense layer has no pixels to put in
+    the lanes)."""
+    n_, length = codes.shape
+    ob, k4, _ = wblk.shape
+    rk = te.reduce_axis((0, int(k4)), name="rk")
+    q = te.reduce_axis((0, 4), name="q")
+
+    def f(n, o):
+        weight = wblk[o // lanes, rk, (o % lanes) * 4 + q].astype("int8").astype("int32")
+        return te.sum(codes[n, rk * 4 + q].astype("int32") * weight, axis=[rk, q])
+
+    return te.compute((n_, int(ob) * lanes), f, name="dense_dot")
+
+
 def bitserial_dense_partial_acc(apack: te.Tensor, wplanes: te.Tensor, wcoef: te.Tensor, vw: int) -> te.Tensor:
     """int32 ``[N, OC, vw]`` partial sums of the bit-serial dense product over words ``s*vw + v`` (``apack``
     ``[N, a_bits, W]`` and ``wplanes [OC, planes, W]`` with ``W`` a multiple of ``vw``, zero words past K)."""

@@ -65,6 +65,49 @@ def _desc_impl(lanes: int, code_vector: str, llvm_intrinsic: str):
     return desc, impl
 
 
+def ensure_broadcast_dot_intrin(name: str, lanes: int, llvm_intrinsic: str) -> str:
+    """Register the *broadcast-codes* form (idempotent) and return its name: ``lanes`` int32 accumulators, one
+    per output feature, each adding the 4-way dot product of the same four activation codes (uint8) with its own
+    four int8 weights (stored as their uint8 bit patterns, feature-major: ``B[i * 4 + k]``). The dense kernel's
+    form (:func:`~tvm_mp.schedules.computes.dense_dot_acc`): the codes broadcast, the weights one vector load.
+    ``llvm_intrinsic`` takes (int32 x lanes accumulators, uint8 codes, int8 weights)."""
+    return _register_once(name, lambda: _desc_impl_broadcast(lanes, llvm_intrinsic))
+
+
+def _desc_impl_broadcast(lanes: int, llvm_intrinsic: str):
+    bytes_vector, acc_vector = f"int8x{4 * lanes}", f"int32x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (4 * lanes,), "uint8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:4 * lanes])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", T.Cast("int8", B[vi * 4 + vk]))
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (4 * lanes,), "uint8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:4 * lanes])
+            T.writes(C[0:lanes])
+            codes = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), lanes),
+                                  dtype=f"uint8x{4 * lanes}")
+            weights = T.reinterpret(B.vload([0], f"uint8x{4 * lanes}"), dtype=bytes_vector)
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_intrinsic), C.vload([0], acc_vector), codes, weights,
+                dtype=acc_vector)
+
+    return desc, impl
+
+
 def ensure_avx2_dot_intrin(name: str, split: bool) -> str:
     """Register the AVX2 form of the 8-lane u8 x s8 4-way dot (idempotent) and return its name: ``vpmaddubsw``
     (u8 x s8 products summed in pairs to int16, saturating) then ``vpmaddwd`` by ones (pairs summed to int32).

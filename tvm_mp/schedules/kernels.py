@@ -244,6 +244,13 @@ def dense_vector_width(work: ConvWorkload, config: KernelConfig) -> int:
     return min(config.lanes, _pow2_at_least(length))
 
 
+def dense_dot(work: ConvWorkload, config: KernelConfig | None) -> bool:
+    """Whether the fast dense kernel of ``config`` is the dot form (:func:`computes.dense_dot_acc`): packed weights
+    of one byte each (5-8 bits) with ``use_dot``."""
+    return (config is not None and config.use_dot and work.kind == "packed"
+            and container_bits(work.w_bits) == 8)
+
+
 def weight_data(work: ConvWorkload, w_q: np.ndarray, config: KernelConfig | None) -> list[np.ndarray]:
     """The weight constants of ``work``'s kernel in the layout ``config`` reads (conv or dense)."""
     if work.op != "dense":
@@ -263,6 +270,13 @@ def dense_weight_data(work: ConvWorkload, w_q: np.ndarray, config: KernelConfig 
         return [planes, plane_coefficients(work.w_bits)[0]]
     if config is None:
         return [pack_dense(w_q, work.w_bits)]
+    if dense_dot(work, config):  # blocked by vectors of output features, codes in quads (computes.dense_dot_acc)
+        oc, k = w_q.shape
+        ocp, kp = C.ceil_to(oc, config.lanes), C.ceil_to(k, 4)
+        w = np.zeros((ocp, kp), dtype=np.int8)
+        w[:oc, :k] = w_q
+        blocks = w.reshape(ocp // config.lanes, config.lanes, kp // 4, 4).transpose(0, 2, 1, 3)
+        return [np.ascontiguousarray(blocks).reshape(ocp // config.lanes, kp // 4, config.lanes * 4).view(np.uint8)]
     if container_bits(work.w_bits) == 8:  # read in place: zero weights up to the vector length
         k = w_q.shape[1]
         return [pack_dense(np.pad(w_q, ((0, 0), (0, C.ceil_to(k, dense_vector_width(work, config)) - k))),
@@ -438,6 +452,18 @@ def fast_dense(work: ConvWorkload, epi: Epilogue, weight_data_shape, config: Ker
     vw = dense_vector_width(work, config)
     codes = te.placeholder((n, k), "uint8", "codes")
     bias_corr = te.placeholder((oc,), "int32", "bias_corr")
+    if dense_dot(work, config):
+        packed = te.placeholder(tuple(weight_data_shape), "uint8", "packed_weights")
+        length = C.ceil_to(k, 4)
+        dot = C.dense_dot_acc(codes if length == k else C.padded_codes_dense(codes, length), packed, config.lanes)
+        acc = te.compute((n, oc), lambda a, o: dot[a, o], name="dense_acc")
+        out, extra_args = _epilogue(acc, oc, epi, bias_corr)
+        func = te.create_prim_func([codes, packed] + ([bias_corr] if epi.kind != "acc" else []) + extra_args + [out])
+        if not schedule:
+            return func
+        from . import x86
+
+        return tiled.schedule_dense_dot(func, config, x86.dense_dot_intrin(parse(target).tvm_target, config))
     if work.kind == "bitserial":
         planes = te.placeholder(tuple(weight_data_shape), "uint32", "weight_planes")
         coef_np, offset = plane_coefficients(work.w_bits)

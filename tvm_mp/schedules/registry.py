@@ -15,6 +15,7 @@ from typing import Callable
 
 from ..errors import UnsupportedError
 from ..kinds import KERNEL_KINDS, check
+from ..quantize.packing import container_bits
 from ..targets import parse
 from ..workload import ConvParams
 
@@ -191,6 +192,9 @@ def tiling_space(work: ConvWorkload, lanes: int, use_dot: bool, parallels: tuple
         if algo == "dense":
             out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, parallel=par)
                     for ob in (1, 2, 4, 8) for pu in (1, 2, 4) for par in parallels]
+            if use_dot and lanes == 16 and work.kind == "packed" and container_bits(work.w_bits) == 8:
+                out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, use_dot=True, parallel=par)
+                        for ob in (1, 2, 4, 8) for pu in (1, 2, 4) for par in parallels]  # the dot form
             continue
         for ob in (1, 2, 4, 8, 16, 32):
             for pu in (1, 2, 4):

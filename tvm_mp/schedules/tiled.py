@@ -307,6 +307,50 @@ def schedule_dense(func, config: KernelConfig, vw: int, pack_per: int):
     return sch.mod["main"]
 
 
+def schedule_dense_dot(func, config: KernelConfig, dot_intrin: str | None):
+    """The dense kernel's dot form (:func:`~tvm_mp.schedules.computes.dense_dot_acc`): tiles of ``oc_block``
+    vectors of ``lanes`` output features (spread over threads when ``parallel``) held in registers, the reduction's
+    quads unrolled ``p_unroll`` times; per quad, the four codes are broadcast once and each vector of the tile adds
+    their dot product with its weights (``dot_intrin``: one ``vpdpbusd`` reading 64 weight bytes); the epilogue
+    after the tiles."""
+    sch = _tvm.schedule(func)
+    lanes = config.lanes
+    padded = _block(sch, "padded")
+    if padded is not None:
+        _vectorize_inner(sch, padded, lanes * 4)
+    dot = sch.get_sblock("dense_dot")
+    n, o, rk, q = sch.get_loops(dot)
+    ob = _fit(config.oc_block, _extent(sch, o) // lanes)
+    pu = _fit(config.p_unroll, _extent(sch, rk))
+    ot, obi, oi = sch.split(o, [None, ob, lanes])
+    rko, rki = sch.split(rk, [None, pu])
+    if dot_intrin is not None:
+        sch.reorder(n, ot, rko, rki, obi, oi, q)
+    else:
+        sch.reorder(n, ot, rko, rki, obi, q, oi)
+    outer = sch.fuse(n, ot)
+    if config.parallel:
+        sch.parallel(outer)
+    wb = sch.cache_write(dot, 0, "local")
+    sch.reverse_compute_at(wb, outer)
+    _flatten_vectorize(sch, wb, lanes, keep_outer=1)
+    if dot_intrin is None:
+        sch.vectorize(oi)
+        sch.unroll(q)
+    init = sch.decompose_reduction(dot, rko)
+    sch.vectorize(sch.get_loops(init)[-1])
+    if dot_intrin is not None:
+        sch.tensorize(oi, dot_intrin)
+    for loop in (obi, rki):
+        sch.unroll(loop)
+    epi = _block(sch, "dequantize") or _block(sch, "requantize")
+    acc = sch.get_sblock("dense_acc")
+    if epi is not None:
+        sch.compute_inline(acc)
+    _flatten_vectorize(sch, epi if epi is not None else acc, lanes)
+    return sch.mod["main"]
+
+
 def _schedule_acc(sch, acc, config: KernelConfig, hints: dict, dot_intrin: str | None) -> None:
     n, oc, p, *red = sch.get_loops(acc)
     lanes = config.lanes

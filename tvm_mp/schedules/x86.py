@@ -9,11 +9,13 @@ kernels are plain vector code (LLVM's ``vpshufb`` nibble popcount).
 
 from __future__ import annotations
 
-from .intrinsics import ensure_avx2_dot_intrin, ensure_dot_intrin
+from ..quantize.packing import container_bits
+from .intrinsics import ensure_avx2_dot_intrin, ensure_broadcast_dot_intrin, ensure_dot_intrin
 from .registry import ConvWorkload, KernelConfig, algorithms_for, target_has, tiling_space
 
 VNNI_INTRIN = "tvm_mp_u8s8_dot_16x4_vnni"
 AVX2_INTRIN = "tvm_mp_u8s8_dot_8x4_avx2"
+VNNI_BROADCAST_INTRIN = "tvm_mp_u8s8_dot_16x4_vnni_broadcast"
 AVX2_SPLIT_INTRIN = "tvm_mp_u8s8_dot_8x4_avx2_split"
 #: Layers below this many MACs run on one thread by default (measured: a parallel launch on this 2-core host
 #: costs ~100 us when the other core is busy, more than these layers take).
@@ -51,6 +53,14 @@ def dot_intrin(target, config: KernelConfig, work: ConvWorkload | None = None) -
     return None
 
 
+def dense_dot_intrin(target, config: KernelConfig) -> str | None:
+    """The broadcast-codes dot intrinsic of the dense kernel's dot form (VNNI, 16 lanes), else None (the form is
+    then left to LLVM's vectorizer)."""
+    if config.use_dot and config.lanes == 16 and target_has(target, "avx512vnni"):
+        return ensure_broadcast_dot_intrin(VNNI_BROADCAST_INTRIN, 16, "llvm.x86.avx512.vpdpbusd.512")
+    return None
+
+
 def has_dot(target, lanes: int) -> bool:
     """True when ``target`` has a dot-product intrinsic for packed kernels of ``lanes`` int32 lanes."""
     return (lanes == 16 and target_has(target, "avx512vnni")) or (lanes == 8 and target_has(target, "avx2"))
@@ -64,7 +74,7 @@ def default_config(work: ConvWorkload, target) -> KernelConfig:
     if algo == "depthwise":
         return KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, use_dot=False, parallel=parallel)
     if algo == "dense":
-        return dense_default(work, lanes)
+        return dense_default(work, lanes, use_dot and lanes == 16)
     if algo == "direct" and work.kind == "bitserial" and work.weight_shape[1] > DIRECT64_MIN_CHANNELS and \
             work.weight_shape[2] * work.weight_shape[3] > 1 and not target_has(target, "avx512vpopcntdq"):
         # 64-bit words: the popcount's widening is one vpsadbw per lane (measured on the AVX2 host, 64->64 3x3
@@ -95,12 +105,22 @@ def _register_tile(work: ConvWorkload, algo: str, lanes: int, use_dot: bool) -> 
     return 4, (2 if work.kind == "packed" else 1)
 
 
-def dense_default(work: ConvWorkload, lanes: int) -> KernelConfig:
+def dense_default(work: ConvWorkload, lanes: int, use_dot: bool = False) -> KernelConfig:
     """Dense: 8 output features per tile and the reduction unrolled twice for packed weights (measured on the
-    2-core host, 1x4096x1000 at w2a2: 1.9-2.4 ms against 3-4 ms untiled); bit-serial tiles of 2."""
+    2-core host, 1x4096x1000 at w2a2: 1.9-2.4 ms against 3-4 ms untiled); bit-serial tiles of 2. With ``use_dot``
+    (VNNI) and one-byte weights, the dot form (``kernels.dense_dot``): tiles of DENSE_DOT_TILE vectors of output
+    features."""
     packed = work.kind == "packed"
+    parallel = work.macs >= PARALLEL_MIN_MACS
+    if use_dot and packed and container_bits(work.w_bits) == 8:
+        return KernelConfig("dense", lanes=lanes, oc_block=DENSE_DOT_TILE[0], p_unroll=DENSE_DOT_TILE[1],
+                            use_dot=True, parallel=parallel)
     return KernelConfig("dense", lanes=lanes, oc_block=8 if packed else 2, p_unroll=2 if packed else 1,
-                        use_dot=False, parallel=work.macs >= PARALLEL_MIN_MACS)
+                        use_dot=False, parallel=parallel)
+
+
+#: (vectors of output features, reduction quads unrolled) per tile of the dense dot form.
+DENSE_DOT_TILE = (4, 2)
 
 
 #: A packed conv with 3 input channels per group (an RGB first layer) runs ``direct`` up to this many output pixels:
