@@ -47,6 +47,9 @@ def run_kernel(tmp_path, target, kind, w_bits, a_bits, in_shape, w_shape, params
     ("packed", 2, 8, (1, 8, 7, 7), (16, 1, 3, 3), ConvParams((2, 2), (0, 0, 1, 1), (1, 1), 8)),
     # depthwise stride 2 on column phases (odd width, bit-planes decoded to integers)
     ("bitserial", 1, 2, (1, 8, 9, 11), (8, 1, 3, 3), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 8)),
+    # ... split by shuffle pairs (phase rows of 16 and 32 codes: NEON's uzp1 / uzp2)
+    ("packed", 8, 8, (1, 4, 7, 30), (4, 1, 3, 3), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 4)),
+    ("packed", 4, 4, (1, 4, 5, 66), (4, 1, 3, 3), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 4)),
 ])
 def test_kernels_exact_under_qemu(arm_tools, tmp_path, kind, w_bits, a_bits, in_shape, w_shape, params):
     run, config = run_kernel(tmp_path, NEON, kind, w_bits, a_bits, in_shape, w_shape, params)

@@ -407,3 +407,39 @@ def test_wide_padded_rows_are_padded_in_pieces_exact(algorithm, in_shape, w_shap
     assert 'T.sblock("padded_' in script  # the row loop partitioned
     assert 32 in _vector_loops(func)  # the codes' first 32 in one vector (one loop: vectors of 2 or 4 codes)
     _run_exact(func, operands, expected)
+
+
+#: Stride-2 depthwise convs whose column phases are split by shuffle pairs (computes.deinterleave_width): phase
+#: rows of 16 codes or more rounded up to whole shuffles (20 columns: 18 -> 32 in pairs of 16; 40: 34 -> 64 in
+#: pairs of 32; 70 without left padding: 50 -> 64; dilation 2: 35 -> 64), and one too short to split (10).
+DEINTERLEAVED = [
+    ((1, 4, 9, 20), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 4), 32),
+    ((1, 4, 7, 40), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 4), 64),
+    ((1, 4, 9, 70), ConvParams((2, 2), (0, 0, 1, 1), (1, 1), 4), 64),
+    ((1, 4, 9, 41), ConvParams((2, 2), (2, 2, 2, 2), (2, 2), 4), 64),
+    ((1, 4, 9, 12), ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 4), 10),
+]
+
+
+@pytest.mark.parametrize("kind", ["bitserial", "packed"])
+@pytest.mark.parametrize("in_shape,params,row", DEINTERLEAVED)
+def test_strided_depthwise_splits_phases_by_shuffles_exact(in_shape, params, row, kind):
+    func, operands, expected = _epilogue_case("depthwise", in_shape, (4, 1, 3, 3), params, kind, True)
+    script = func.script()
+    phased = re.search(r"phased = T\.sblock_alloc_buffer\(\((\d+), (\d+), (\d+), 2, (\d+)\)", script)
+    assert phased is not None and int(phased.group(4)) == row
+    assert ("T.Shuffle" in script) == (row % 16 == 0)
+    _run_exact(func, operands, expected)
+
+
+@pytest.mark.parametrize("algorithm,params", [
+    ("im2col", ConvParams((2, 2), (1, 1, 1, 1), (1, 1), 1)),
+    ("depthwise", ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 3)),
+])
+def test_padded_rows_longer_than_a_vector_after_the_left_padding_exact(algorithm, params):
+    """224 codes after one column of padding: full vectors of 64 codes that do not start the row, each a piece of
+    its own (TVM splits only loops starting at 0)."""
+    w_shape = (4, 3, 3, 3) if algorithm == "im2col" else (3, 1, 3, 3)
+    func, operands, expected = _epilogue_case(algorithm, (1, 3, 3, 224), w_shape, params, "packed", True)
+    assert 64 in _vector_loops(func)
+    _run_exact(func, operands, expected)

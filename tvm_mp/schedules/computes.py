@@ -546,6 +546,13 @@ def depthwise_direct_acc(padded: te.Tensor, wk: te.Tensor, geom: ConvGeom, out_c
     return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
 
 
+def deinterleave_width(wq: int) -> int:
+    """Codes per phase row split by one shuffle pair at stride 2 (``intrinsics.ensure_deinterleave_intrin``): 32
+    for phase rows of 32 codes or more, 16 from 16, else 0 (no split: short rows keep TVM's vectors). A phase row
+    is then rounded up to a multiple of it, the padded plane to twice that: 56x56 at stride 2, 34 -> 64 codes."""
+    return 32 if wq >= 32 else 16 if wq >= 16 else 0
+
+
 def column_phases(padded: te.Tensor, stride_w: int, wq: int) -> te.Tensor:
     """``[N, C, Hp, S, WQ]``: the padded plane's columns split by phase, ``out[.., y, ph, x] = padded[.., y,
     x * S + ph]`` (the padded plane must be at least ``WQ * S`` wide): a strided conv then reads each tap's

@@ -189,3 +189,43 @@ def _desc_impl_sdot_split():
                                         weights, dtype="int32x4")
 
     return desc, impl
+
+
+def ensure_deinterleave_intrin(width: int) -> str:
+    """Register the split of ``2 * width`` codes into their even and odd columns (idempotent) and return its
+    name: ``B[ph, x] = A[2 * x + ph]`` (``computes.column_phases`` at stride 2) as one vector load and two
+    shuffles. Vectorized by TVM, the stride-2 load is a byte-by-byte gather (144 channels at 56x56: 75 us of the
+    layer's kernel). Target-independent: LLVM lowers the shuffles (x86 ``vpermb`` / ``vpshufb``, aarch64
+    ``uzp1`` / ``uzp2``)."""
+    return _register_once(f"tvm_mp_deinterleave2_u8x{width}", lambda: _desc_impl_deinterleave(width))
+
+
+def _desc_impl_deinterleave(width: int):
+    codes = f"uint8x{2 * width}"
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle) -> None:
+        A = T.match_buffer(a, (2 * width,), "uint8", offset_factor=1)
+        row = T.int32()
+        B = T.match_buffer(b, (2, width), "uint8", offset_factor=1, strides=[row, 1])
+        with T.sblock("root"):
+            T.reads(A[0:2 * width])
+            T.writes(B[0:2, 0:width])
+            for ph, x in T.grid(2, width):
+                with T.sblock("update"):
+                    vp, vx = T.axis.remap("SS", [ph, x])
+                    B[vp, vx] = A[vx * 2 + vp]
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle) -> None:
+        A = T.match_buffer(a, (2 * width,), "uint8", offset_factor=1)
+        row = T.int32()
+        B = T.match_buffer(b, (2, width), "uint8", offset_factor=1, strides=[row, 1])
+        with T.sblock("root"):
+            T.reads(A[0:2 * width])
+            T.writes(B[0:2, 0:width])
+            v = A.vload([0], codes)
+            B[0, T.ramp(0, 1, width)] = T.Shuffle([v], [2 * i for i in range(width)])
+            B[1, T.ramp(0, 1, width)] = T.Shuffle([v], [2 * i + 1 for i in range(width)])
+
+    return desc, impl

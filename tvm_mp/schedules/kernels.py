@@ -396,6 +396,10 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         sw = params.strides[1]
         need_w = (owp - 1) * sw + (kw - 1) * params.dilation[1] + 1
         wq = owp + ((kw - 1) * params.dilation[1]) // sw + 1
+        split = C.deinterleave_width(wq) if sw == 2 else 0
+        if split:  # the phase rows in whole shuffles (tiled: one vector load, two shuffles per 2 x split codes)
+            wq = C.ceil_to(wq, split)
+            hints["deinterleave"] = split
         if sw > 1:  # strided: the taps read column phases (contiguous), not every sw-th code
             need_w = max(need_w, wq * sw)
         extra = max(0, need_w - (w + params.padding[1] + params.padding[3]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .. import _tvm
 from .computes import PACK_BLOCK
+from .intrinsics import ensure_deinterleave_intrin
 from .registry import KernelConfig
 
 
@@ -102,7 +103,11 @@ def _vectorize_padded_rows(sch, block, left: int, width: int, lanes: int) -> Non
     load index is no ramp."""
     x = sch.get_loops(block)[-1]
     ext = _extent(sch, x)
-    sizes = [p for part in (left, width, ext - left - width) if part > 0 for p in _vector_sizes(part, lanes)]
+    sizes = []
+    for part in (left, width, ext - left - width):
+        for size in _vector_sizes(part, lanes) if part > 0 else ():
+            # a piece not starting at 0 cannot be split (TVM): its full vectors are pieces of their own
+            sizes += [lanes] * (size // lanes) if size > lanes and sizes else [size]
     _vectorize_pieces(sch, x, sizes, lanes)
 
 
@@ -171,7 +176,12 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         if block is not None:
             _vectorize_inner(sch, block, lanes)
     phased = _block(sch, "phased")
-    if phased is not None:  # power-of-two vectors: 34 columns in 32 + 2 (144 ch at 56x56, stride 2: 142 -> 138 us)
+    if phased is not None and hints.get("deinterleave"):  # stride 2: whole shuffle pairs (computes.deinterleave_width)
+        *_, ph, x = sch.get_loops(phased)
+        xo, xi = sch.split(x, [None, hints["deinterleave"]])
+        sch.reorder(xo, ph, xi)
+        sch.tensorize(ph, ensure_deinterleave_intrin(hints["deinterleave"]))
+    elif phased is not None:  # power-of-two vectors: 34 columns in 32 + 2
         x = sch.get_loops(phased)[-1]
         _vectorize_pieces(sch, x, _vector_sizes(_extent(sch, x), byte_lanes), byte_lanes)
     cols = _block(sch, "cols")
