@@ -1,4 +1,7 @@
+import re
+
 import numpy as np
+import pytest
 import tvm
 from tvm import relax
 
@@ -88,3 +91,37 @@ def test_ops_that_are_not_elementwise_are_legalized_and_kept_correct():
     mean = data.mean(axis=(2, 3))
     expected = np.exp(mean - mean.max()) / np.exp(mean - mean.max()).sum()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _max_pool_reference(x, k, s, pad):
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf)
+    oh, ow = (xp.shape[2] - k) // s + 1, (xp.shape[3] - k) // s + 1
+    out = np.full(x.shape[:2] + (oh, ow), -np.inf, np.float32)
+    for i in range(k):
+        for j in range(k):
+            out = np.maximum(out, xp[:, :, i:i + s * oh:s, j:j + s * ow:s])
+    return out
+
+
+@pytest.mark.parametrize("shape,k,s,pad,vector", [
+    ((1, 16, 20, 20), 2, 2, 0, 10),  # 10 outputs per row, vectorized whole
+    ((1, 8, 24, 16), 3, 2, 1, 8),  # 8
+    ((1, 4, 64, 64), 3, 2, 1, 0),  # 32 outputs per row: left to LLVM
+])
+def test_pooling_windows_move_outside_the_vectorized_row_and_equal_numpy(shape, k, s, pad, vector):
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(relax.op.nn.max_pool2d(x, (k, k), (s, s), (pad, pad, pad, pad))))
+        bb.emit_func_output(out)
+    mod = ScheduleRemainingOps(HOST)(bb.get())
+    pool = [f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc) and "max_pool" in gv.name_hint]
+    assert len(pool) == 1
+    script = pool[0].script()
+    assert (vector in vectorized_extents(pool[0])) == (vector > 0), script
+    if vector:  # the window's loops are outside the vector loop
+        assert re.search(r"rv0, rv1(, \w+)? in T\.grid\([^\n]*\):\n\s+for \w+ in T\.vectorized", script), script
+    data = np.random.default_rng(1).normal(0, 1, shape).astype(np.float32)
+    got = _tvm.run_relax(_tvm.build(mod, HOST), [data])
+    np.testing.assert_array_equal(got, _max_pool_reference(data, k, s, pad))

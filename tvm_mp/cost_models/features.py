@@ -571,8 +571,9 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
     - ``epilogue_lanes`` / ``epilogue_tail``: the conv epilogue's vector width as a fraction of the target's lanes,
       and the fraction of its elements left to a scalar tail (the loop it vectorizes: a row; rows shorter than a
       vector fused with the rows of their channel, or with the channel loop when vectors then still stay inside
-      one channel: ``tvm_mp.schedules.tiled``; full vectors and a scalar tail where no power of two fills a vector
-      and the accumulator's rows are as long as the output's: ``epilogue_partitioned``).
+      one channel: ``tvm_mp.schedules.tiled``; full vectors, then the remainder in vectors of its binary digits,
+      where no power of two fills a vector and the loop is a row or the accumulator's rows are as long as the
+      output's: ``epilogue_partitioned``).
     """
     cache = {} if cache is None else cache
     n_wl = len(workloads)
@@ -635,13 +636,14 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             acc = n * oc * pixels * kh * kw
             out["int_macs"][i] = bitserial
         ext = ow  # the epilogue loop that is vectorized
-        if algo != "dense" and ow < lanes:  # rows fused with the rows of their channel
+        fused = algo != "dense" and ow < lanes
+        if fused:  # rows fused with the rows of their channel
             ext = oh * ow
         elif algo == "dense":
             ext = n * oc
         vec = pow2_lanes(ext, lanes)
-        if dense_rows and epilogue_partitioned(ext, lanes):
-            vec = lanes  # full vectors, then a scalar tail
+        if algo != "dense" and (dense_rows or not fused) and epilogue_partitioned(ext, lanes):
+            vec = lanes  # full vectors, then the remainder in vectors of its binary digits
         out["epilogue_lanes"][i] = vec / lanes
         out["epilogue_tail"][i] = (ext % vec) / ext
         out["pixels"][i] = pixels

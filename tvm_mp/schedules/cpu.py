@@ -29,7 +29,9 @@ def schedule_default(func):
         if n_spatial == 0:
             continue
         reduces = n_spatial < len(iter_types)
-        if not reduces and n_spatial >= 2:
+        if reduces and n_spatial >= 2 and _window_reduction(sch, loops, n_spatial):
+            loops = _vectorize_over_window(sch, block, loops, n_spatial)
+        elif not reduces and n_spatial >= 2:
             extent = _static_extent(sch, loops[n_spatial - 1])
             if extent is not None and extent >= 4:
                 # a divisor of the extent: a tail predicate would scalarize the vector loop (and LLVM would then
@@ -46,6 +48,47 @@ def schedule_default(func):
         outer = sch.fuse(*loops[: min(2, n_spatial)]) if n_spatial >= 2 else loops[0]
         sch.parallel(outer)
     return sch.mod["main"]
+
+
+#: A reduction block whose reduction loops span at most this many iterations (a pooling window) is vectorized over
+#: its innermost spatial loop, the window loops moved outside it (:func:`_vectorize_over_window`).
+WINDOW_MAX = 64
+
+
+#: ... and its innermost spatial loop has 4 to this many iterations. A longer row is left to LLVM, which runs it
+#: faster than vectors whose loads are strided (a 3x3 stride-2 max pool over (1, 64, 112, 112): 187 us left
+#: alone, 380 vectorized); shorter rows it unrolled and vectorized across rows with gathers.
+WINDOW_ROW_MAX = 16
+
+
+def _window_reduction(sch, loops, n_spatial: int) -> bool:
+    """Whether a reduction block is a window reduction: spatial loops first, then reduction loops of at most
+    :data:`WINDOW_MAX` iterations together, and an innermost spatial loop of 4 to :data:`WINDOW_ROW_MAX`."""
+    size = 1
+    for loop in loops[n_spatial:]:
+        extent = _static_extent(sch, loop)
+        if extent is None:
+            return False
+        size *= extent
+    last = _static_extent(sch, loops[n_spatial - 1])
+    return len(loops) > n_spatial and size <= WINDOW_MAX and last is not None and 4 <= last <= WINDOW_ROW_MAX
+
+
+def _vectorize_over_window(sch, block, loops, n_spatial: int):
+    """Window loops outside the innermost spatial loop, which is vectorized (as an elementwise block's); returns
+    the block's loops. Left innermost, the window loops of a max pooling ran scalar: a
+    2x2 max pool over (1, 16, 20, 20) took 4.6 us, now 0.9; over (1, 128, 32, 8) 11.3 -> 4.5; 3x3 stride 2 over
+    (1, 16, 24, 12) 4.6 -> 1.8 (host, one thread)."""
+    inner = loops[n_spatial - 1]
+    sch.reorder(*loops[n_spatial:], inner)
+    extent = _static_extent(sch, inner)
+    width = _pow2_divisor(extent, 16)
+    if width >= 4:
+        _, inner = sch.split(inner, [None, width])
+    elif extent > 64:
+        return sch.get_loops(block)
+    sch.vectorize(inner)  # (the initialization stays in the block: its condition is the same for every lane)
+    return sch.get_loops(block)
 
 
 #: Blocks with fewer iterations run on one thread (measured on the 2-core host: a parallel launch that wakes the

@@ -248,11 +248,12 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
 
 
 def epilogue_partitioned(extent: int, lanes: int) -> bool:
-    """Whether the epilogue's loop of ``extent`` is cut into full vectors of ``lanes`` and a scalar tail, instead
-    of vectors of the largest power of two dividing it: when the loop is longer than a vector and that power is
-    below half the lanes (a channel's 25 x 5 outputs: 125, odd, and the predicated split TVM gives such a loop is
-    scalarized whole; 14 x 14: 196, 4-lane vectors). Only where the accumulator's rows are as long as the
-    output's (``dense_acc_rows``): a vector of outputs is then a plain load of the accumulator, not a gather."""
+    """Whether the epilogue's loop of ``extent`` is cut into full vectors of ``lanes``, then the remainder in
+    vectors of its binary digits (:func:`_vector_sizes`), instead of vectors of the largest power of two dividing
+    it: when the loop is longer than a vector and that power is below half the lanes (a channel's 25 x 5 outputs:
+    125, odd, and the predicated split TVM gives such a loop is scalarized whole; 14 x 14: 196, 4-lane vectors).
+    Only where a vector of outputs is a plain load of the accumulator, not a gather: the loop is one row, or the
+    accumulator's rows are as long as the output's (``dense_acc_rows``)."""
     return extent > lanes and _fit(lanes, extent) < lanes // 2
 
 
