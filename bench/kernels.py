@@ -1134,10 +1134,8 @@ def render_qemu_realistic() -> list[str]:
         out.append(f"| {name} | {macs / 1e6:.1f} M | " + " | ".join(cells) + " |")
     if before:
         tree = saved.get("before_tree", "an older tree")
-        out += ["", f"Depthwise layers before the column-phase change (tvm_mp at `{tree}`) and now (default "
-                "kernels; instructions per MAC in brackets). Between the two, a change that fused every epilogue "
-                "loop had doubled the stride-1 layer's count (1.98M at 14x14); the epilogue now fuses only rows "
-                "shorter than a vector:", "",
+        out += ["", f"Each kernel of the layers counted with tvm_mp at `{tree}` (before) and now (the same "
+                "labels; instructions per MAC in brackets):", "",
                 "| layer | MACs | kernel | before | now |", "| --- | ---: | --- | ---: | ---: |"]
         for name, counts in before.items():
             macs = realistic_layers(name)[0][1].macs
@@ -1145,7 +1143,7 @@ def render_qemu_realistic() -> list[str]:
                 if "instructions" not in c or c.get("same_as"):
                     continue
                 now = after.get(name, {}).get(label, {})
-                out.append(f"| {name} | {macs / 1e6:.1f} M | {label.split()[0]} | {_insn(c)} "
+                out.append(f"| {name} | {macs / 1e6:.1f} M | {label} | {_insn(c)} "
                            f"({c['instructions'] / macs:.2f}) | {_insn(now)} "
                            f"({now.get('instructions', 0) / macs:.2f}) |")
     out.append("")
