@@ -34,14 +34,7 @@ def schedule_default(func):
         elif not reduces and n_spatial >= 2:
             extent = _static_extent(sch, loops[n_spatial - 1])
             if extent is not None and extent >= 4:
-                # a divisor of the extent: a tail predicate would scalarize the vector loop (and LLVM would then
-                # vectorize across the outer loop with gathers and scatters)
-                width = _pow2_divisor(extent, 16)
-                if width >= 4:
-                    _, inner = sch.split(loops[n_spatial - 1], [None, width])
-                    sch.vectorize(inner)
-                elif extent <= 64:
-                    sch.vectorize(loops[n_spatial - 1])
+                _vectorize_row(sch, loops[n_spatial - 1], extent)
                 loops = sch.get_loops(block)
         if _block_size(sch, loops) < PARALLEL_MIN_ELEMENTS:
             continue  # waking a second thread costs more than the whole block takes
@@ -81,14 +74,21 @@ def _vectorize_over_window(sch, block, loops, n_spatial: int):
     (1, 16, 24, 12) 4.6 -> 1.8 (host, one thread)."""
     inner = loops[n_spatial - 1]
     sch.reorder(*loops[n_spatial:], inner)
-    extent = _static_extent(sch, inner)
+    # (the initialization stays in the block: its condition is the same for every lane)
+    _vectorize_row(sch, inner, _static_extent(sch, inner))
+    return sch.get_loops(block)
+
+
+def _vectorize_row(sch, loop, extent: int) -> None:
+    """Vectorize ``loop`` in the largest power of two up to 16 lanes dividing ``extent`` (a divisor: a tail
+    predicate would scalarize the vector loop, and LLVM would then vectorize across the outer loop with gathers
+    and scatters); a loop no power of two >= 4 divides is vectorized whole up to 64 iterations, else left alone."""
     width = _pow2_divisor(extent, 16)
     if width >= 4:
-        _, inner = sch.split(inner, [None, width])
+        _, loop = sch.split(loop, [None, width])
     elif extent > 64:
-        return sch.get_loops(block)
-    sch.vectorize(inner)  # (the initialization stays in the block: its condition is the same for every lane)
-    return sch.get_loops(block)
+        return
+    sch.vectorize(loop)
 
 
 #: Blocks with fewer iterations run on one thread (measured on the 2-core host: a parallel launch that wakes the

@@ -24,7 +24,7 @@ from ..targets import parse
 from ..workload import ConvParams
 from . import computes as C
 from .cpu import schedule_default
-from .registry import ConvWorkload, KernelConfig, legal, lookup
+from .registry import ConvWorkload, KernelConfig, legal, lookup, one_byte_weights
 
 #: Marks a PrimFunc opaque to Relax's operator fusion, so its float arithmetic is never merged with another op's.
 OPAQUE_PATTERN = 8
@@ -247,8 +247,7 @@ def dense_vector_width(work: ConvWorkload, config: KernelConfig) -> int:
 def dense_dot(work: ConvWorkload, config: KernelConfig | None) -> bool:
     """Whether the fast dense kernel of ``config`` is the dot form (:func:`computes.dense_dot_acc`): packed weights
     of one byte each (5-8 bits) with ``use_dot``."""
-    return (config is not None and config.use_dot and work.kind == "packed"
-            and container_bits(work.w_bits) == 8)
+    return config is not None and config.use_dot and one_byte_weights(work)
 
 
 def weight_data(work: ConvWorkload, w_q: np.ndarray, config: KernelConfig | None) -> list[np.ndarray]:
@@ -446,7 +445,8 @@ def _pow2_at_least(n: int) -> int:
 def fast_dense(work: ConvWorkload, epi: Epilogue, weight_data_shape, config: KernelConfig, target,
                schedule: bool = True):
     """The fast dense PrimFunc of ``config`` (arguments as :func:`dense_kernel`): the reduction split into
-    :func:`dense_vector_width` partial sums per output feature, tiled by ``oc_block`` output features."""
+    :func:`dense_vector_width` partial sums per output feature, tiled by ``oc_block`` output features; or the
+    dot form (:func:`dense_dot`)."""
     from . import tiled
 
     if config.algorithm != "dense":
@@ -456,19 +456,14 @@ def fast_dense(work: ConvWorkload, epi: Epilogue, weight_data_shape, config: Ker
     vw = dense_vector_width(work, config)
     codes = te.placeholder((n, k), "uint8", "codes")
     bias_corr = te.placeholder((oc,), "int32", "bias_corr")
-    if dense_dot(work, config):
+    dot_form = dense_dot(work, config)
+    if dot_form:
         packed = te.placeholder(tuple(weight_data_shape), "uint8", "packed_weights")
         length = C.ceil_to(k, 4)
         dot = C.dense_dot_acc(codes if length == k else C.padded_codes_dense(codes, length), packed, config.lanes)
         acc = te.compute((n, oc), lambda a, o: dot[a, o], name="dense_acc")
-        out, extra_args = _epilogue(acc, oc, epi, bias_corr)
-        func = te.create_prim_func([codes, packed] + ([bias_corr] if epi.kind != "acc" else []) + extra_args + [out])
-        if not schedule:
-            return func
-        from . import x86
-
-        return tiled.schedule_dense_dot(func, config, x86.dense_dot_intrin(parse(target).tvm_target, config))
-    if work.kind == "bitserial":
+        weights = [packed]
+    elif work.kind == "bitserial":
         planes = te.placeholder(tuple(weight_data_shape), "uint32", "weight_planes")
         coef_np, offset = plane_coefficients(work.w_bits)
         coef = te.placeholder(coef_np.shape, "int32", "plane_coef")
@@ -496,4 +491,8 @@ def fast_dense(work: ConvWorkload, epi: Epilogue, weight_data_shape, config: Ker
     func = te.create_prim_func(args)
     if not schedule:
         return func
+    if dot_form:
+        from . import x86
+
+        return tiled.schedule_dense_dot(func, config, x86.dense_dot_intrin(parse(target).tvm_target, config))
     return tiled.schedule_dense(func, config, vw, 8 // container_bits(work.w_bits))

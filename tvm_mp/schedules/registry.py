@@ -181,6 +181,12 @@ def algorithms_for(work: ConvWorkload) -> list[str]:
     return algos
 
 
+def one_byte_weights(work: ConvWorkload) -> bool:
+    """Packed weights stored one per byte (5-8 bits): what the dense kernel's dot form reads in place
+    (``kernels.dense_dot``)."""
+    return work.kind == "packed" and container_bits(work.w_bits) == 8
+
+
 def tiling_space(work: ConvWorkload, lanes: int, use_dot: bool, parallels: tuple[bool, ...]) -> list[KernelConfig]:
     """The configs a tuner tries on a CPU: per algorithm, output-channel blocks x pixel unrolls (dense: output
     features x reduction unrolls; depthwise has one tiling), each with every threading choice in ``parallels``."""
@@ -192,7 +198,7 @@ def tiling_space(work: ConvWorkload, lanes: int, use_dot: bool, parallels: tuple
         if algo == "dense":
             out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, parallel=par)
                     for ob in (1, 2, 4, 8) for pu in (1, 2, 4) for par in parallels]
-            if use_dot and lanes == 16 and work.kind == "packed" and container_bits(work.w_bits) == 8:
+            if use_dot and lanes == 16 and one_byte_weights(work):
                 out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, use_dot=True, parallel=par)
                         for ob in (1, 2, 4, 8) for pu in (1, 2, 4) for par in parallels]  # the dot form
             continue

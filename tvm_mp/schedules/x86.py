@@ -9,9 +9,8 @@ kernels are plain vector code (LLVM's ``vpshufb`` nibble popcount).
 
 from __future__ import annotations
 
-from ..quantize.packing import container_bits
 from .intrinsics import ensure_avx2_dot_intrin, ensure_broadcast_dot_intrin, ensure_dot_intrin
-from .registry import ConvWorkload, KernelConfig, algorithms_for, target_has, tiling_space
+from .registry import ConvWorkload, KernelConfig, algorithms_for, one_byte_weights, target_has, tiling_space
 
 VNNI_INTRIN = "tvm_mp_u8s8_dot_16x4_vnni"
 AVX2_INTRIN = "tvm_mp_u8s8_dot_8x4_avx2"
@@ -112,7 +111,7 @@ def dense_default(work: ConvWorkload, lanes: int, use_dot: bool = False) -> Kern
     features."""
     packed = work.kind == "packed"
     parallel = work.macs >= PARALLEL_MIN_MACS
-    if use_dot and packed and container_bits(work.w_bits) == 8:
+    if use_dot and one_byte_weights(work):
         return KernelConfig("dense", lanes=lanes, oc_block=DENSE_DOT_TILE[0], p_unroll=DENSE_DOT_TILE[1],
                             use_dot=True, parallel=parallel)
     return KernelConfig("dense", lanes=lanes, oc_block=8 if packed else 2, p_unroll=2 if packed else 1,
