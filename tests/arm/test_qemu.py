@@ -149,3 +149,25 @@ def test_depthwise_requant_3_pixel_rows_exact(arm_tools, tmp_path):
     lib = qemu.export_aarch64(tvm.compile(tvm.IRModule({"k": func}), NEON), tmp_path / "k.so")
     run = qemu.run_program(qemu.kernel_program("k", inputs, [(1, 8, 3, 3)], [np.uint8]), lib, tmp_path / "run")
     np.testing.assert_array_equal(run.outputs[0], expected.numpy())
+
+
+@pytest.mark.parametrize("kind,w_bits,a_bits,in_shape,params", [
+    ("packed", 8, 7, (1, 8, 14, 14), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 8)),
+    ("packed", 4, 4, (1, 4, 15, 30), ConvParams((2, 2), (0, 0, 1, 1), (1, 1), 4)),
+    ("bitserial", 1, 1, (1, 4, 9, 13), ConvParams((1, 1), (1, 1, 1, 1), (1, 2), 4)),
+])
+def test_depthwise_window_form_exact_and_fewer_instructions(arm_tools, tmp_path, kind, w_bits, a_bits, in_shape,
+                                                            params):
+    # the window form (kernels.window_dot): per 4 pixels and tap quad one load, one tbl, one sdot -- against the
+    # integer MACs of the same layer; codes of 8 bits (signed sdot) keep the integer MACs
+    w_shape = (in_shape[1], 1, 3, 3)
+    work = kernels.conv_workload(kind, w_bits, a_bits, in_shape, w_shape, params)
+    window, config = run_kernel(tmp_path / "window", DOTPROD, kind, w_bits, a_bits, in_shape, w_shape, params,
+                                count=True)
+    assert config.use_dot and kernels.window_dot(work, config, DOTPROD)
+    plain, _ = run_kernel(tmp_path / "plain", DOTPROD, kind, w_bits, a_bits, in_shape, w_shape, params,
+                          config=registry.with_defaults(config, use_dot=False), count=True)
+    assert window.mix.get("tbl", 0) > 0  # (the disassembler prints sdot as .byte)
+    assert 0 < window.instructions < plain.instructions
+    wide = kernels.conv_workload("packed", 8, 8, in_shape, w_shape, params)
+    assert not kernels.window_dot(wide, kernels.conv2d_config(wide, DOTPROD, database=False), DOTPROD)

@@ -204,16 +204,22 @@ def test_built_epilogue_vectors_are_the_scheduled_epilogues():
     width with AVX2; with AVX-512 a quarter, so full vectors and a tail of 4 instead; 25x5: 125 pixels, full
     vectors, then the tail in vectors of its binary digits: 8, 4, and one scalar)."""
     from tvm_mp.measure.local import weight_storage_shape
+    from tvm_mp.schedules import x86
     from tvm_mp.schedules.kernels import Epilogue, conv2d_kernel
+    from tvm_mp.schedules.registry import KernelConfig
     from tvm_mp.targets import parse
 
     params = ConvParams((1, 1), (1, 1, 1, 1), groups=32)
     wls = [Workload("depthwise_conv2d", (1, 32, h, w), (32, 1, 3, 3), 8, 8, "packed", params, "requant")
            for h, w in ((25, 4), (20, 4), (25, 5))]
-    built = F.built_fields(wls, F.raw_fields(wls))
     target = parse("host").tvm_target
+    if x86.has_window_dot(target):
+        pytest.skip("the default depthwise kernel of this host is the window form (its own test below)")
+    built = F.built_fields(wls, F.raw_fields(wls))
+    config = KernelConfig("depthwise", lanes=x86.vector_lanes(target), oc_block=1, p_unroll=1, parallel=False)
     scripts = [conv2d_kernel("k", "packed", 8, 8, wl.input_shape, wl.weight_shape, params, 128,
-                             Epilogue("requant", 0, 3, 1), weight_storage_shape(wl), target=target).script()
+                             Epilogue("requant", 0, 3, 1), weight_storage_shape(wl), target=target,
+                             config=config).script()
                for wl in wls]
     lanes = 16 if "T.vectorized(16)" in scripts[1] else 8  # the host's int32 lanes (8 with AVX2, 16 with AVX-512)
     if lanes == 8:
@@ -227,3 +233,30 @@ def test_built_epilogue_vectors_are_the_scheduled_epilogues():
     assert built["epilogue_lanes"][2] == 1.0 and built["epilogue_tail"][2] == (125 % lanes) / 125
     assert "in range(124, 125)" in scripts[2]  # full vectors, then the tail: 125 % 16 = 8 + 4 + 1, 125 % 8 = 4 + 1
     assert "T.vectorized(120, 124)" in scripts[2]
+
+
+def test_built_epilogue_vectors_of_the_depthwise_window_form():
+    """The window form's epilogue runs on each row: vectors of the row's window lanes, the remainder in vectors of
+    its binary digits (14 pixels at 16 lanes: 8 + 4 + 2; 5 at 8: 4 + 1, a scalar; 28: 16 + 8 + 4)."""
+    from tvm_mp.measure.local import weight_storage_shape
+    from tvm_mp.schedules import x86
+    from tvm_mp.schedules.kernels import Epilogue, conv2d_kernel
+    from tvm_mp.targets import parse
+
+    target = parse("host").tvm_target
+    if not x86.has_window_dot(target):
+        pytest.skip("needs AVX-512 VNNI + VBMI (the window form)")
+    params = ConvParams((1, 1), (1, 1, 1, 1), groups=8)
+    wls = [Workload("depthwise_conv2d", (1, 8, h, w), (8, 1, 3, 3), 8, 8, "packed", params, "requant")
+           for h, w in ((6, 14), (25, 5), (3, 28))]
+    built = F.built_fields(wls, F.raw_fields(wls))
+    scripts = [conv2d_kernel("k", "packed", 8, 8, wl.input_shape, wl.weight_shape, params, 128,
+                             Epilogue("requant", 0, 3, 1), weight_storage_shape(wl), target=target).script()
+               for wl in wls]
+    assert "T.vectorized(8)" in scripts[0] and "T.vectorized(12, 14)" in scripts[0]
+    assert built["epilogue_lanes"][0] == 8 / 16 and built["epilogue_tail"][0] == 0
+    assert "T.vectorized(4)" in scripts[1] and "in range(4, 5)" in scripts[1]
+    assert built["epilogue_lanes"][1] == 4 / 16 and built["epilogue_tail"][1] == 1 / 5
+    assert "T.vectorized(16)" in scripts[2] and "T.vectorized(24, 28)" in scripts[2]
+    assert built["epilogue_lanes"][2] == 1.0 and built["epilogue_tail"][2] == 0
+    assert list(built["pixels"]) == [6 * 16, 25 * 8, 3 * 32]

@@ -106,3 +106,70 @@ def test_direct64_is_the_avx2_default_for_wide_bitserial_convs():
         kernels.conv2d_kernel("k", "packed", 8, 8, (1, 4, 6, 6), (4, 4, 1, 1), ConvParams(), 0,
                               kernels.Epilogue("acc"), (4, 4), target=HOST,
                               config=registry.KernelConfig("direct64", lanes=4))
+
+
+WINDOW = x86.has_window_dot(HOST)
+#: Depthwise layers for the window form (kernels.window_dot): rows of 14 pixels in 16 lanes, 7 in 8, 3 in 4 and
+#: 40 in 16 + 16 + 8; strides up to 4 (the widest a 64-code load holds at 16 lanes), dilation 2; kernels wider
+#: than a quad (5 and 7 columns: two quads); a channel multiplier of 2.
+WINDOW_LAYERS = [
+    ((1, 6, 14, 14), (6, 1, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 6)),
+    ((1, 5, 15, 15), (5, 1, 3, 3), ConvParams((2, 2), (0, 0, 1, 1), (1, 1), 5)),
+    ((1, 4, 9, 40), (4, 1, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 2), 4)),
+    ((1, 3, 20, 61), (3, 1, 5, 5), ConvParams((2, 4), (2, 2, 2, 2), (1, 1), 3)),
+    ((2, 4, 8, 12), (8, 1, 7, 7), ConvParams((1, 1), (3, 3, 3, 3), (1, 1), 4)),
+    ((1, 7, 6, 7), (7, 1, 3, 1), ConvParams((1, 1), (1, 0, 1, 0), (1, 1), 7)),
+]
+
+
+@pytest.mark.skipif(not WINDOW, reason="needs AVX-512 VNNI + VBMI")
+@pytest.mark.parametrize("in_shape,w_shape,params", WINDOW_LAYERS)
+@pytest.mark.parametrize("kind,bits", [("packed", (8, 8)), ("packed", (3, 5)), ("bitserial", (1, 1)),
+                                       ("bitserial", (2, 3))])
+def test_depthwise_window_form_exact(kind, bits, in_shape, w_shape, params):
+    """The window form (a vector load, a shuffle and a ``vpdpbusd`` per tap quad): exact at the extremes and on
+    random operands, no column phases, the accumulator in registers."""
+    config = registry.KernelConfig("depthwise", lanes=16, oc_block=1, p_unroll=1, use_dot=True, parallel=False)
+    work = kernels.conv_workload(kind, *bits, in_shape, w_shape, params)
+    assert kernels.window_dot(work, config, HOST)
+    for extreme in (True, False):
+        func = _check(kind, *bits, in_shape, w_shape, params, config, extreme=extreme, zp=(1 << bits[1]) - 2)
+    script = func.script()
+    assert "vpdpbusd" in script and "T.Shuffle" in script and 'sblock("phased' not in script
+    assert 'dw_acc = T.sblock_alloc_buffer' not in script  # (the accumulator is local: registers)
+
+
+@pytest.mark.skipif(not WINDOW, reason="needs AVX-512 VNNI + VBMI")
+@pytest.mark.parametrize("parallel", [False, True])
+def test_depthwise_window_form_requantizes_each_row_exact(parallel):
+    """The requantizing epilogue runs on each row from the registers (14 pixels: 8 + 4 + 2 lanes), exact against
+    ``scheme.requantize`` with extreme multipliers and shifts."""
+    from tvm_mp.quantize import scheme
+
+    in_shape, w_shape = (1, 8, 14, 14), (8, 1, 3, 3)
+    params = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 8)
+    codes, w_q = _operands(np.random.default_rng(3), in_shape, w_shape, 8, 8, True)
+    config = registry.KernelConfig("depthwise", lanes=16, oc_block=1, p_unroll=1, use_dot=True, parallel=parallel)
+    corr = np.array([0, -1, 7, -(1 << 20), 1 << 20, 123, -5, 2**31 - 1 - 255 * 128 * 9], np.int32)
+    real = np.array([1e-9, 2.0**-31, 0.3, 0.9999, 1.0, 3.5, 2.0**31, 1e-3])
+    mult, shift = scheme.requant_multiplier(real)
+    acc = reference.conv2d_acc(codes, w_q, params, 5) + corr.reshape(1, -1, 1, 1)
+    expected = scheme.requantize(acc, 1, mult, shift, 7, 0, 255)
+    data = kernels.conv2d_weight_data("packed", w_q, 8, config)
+    func = kernels.conv2d_kernel("k", "packed", 8, 8, in_shape, w_shape, params, 5,
+                                 kernels.Epilogue("requant", 0, 255, 7), data[0].shape, target=HOST, config=config)
+    lib = _tvm.build(tvm.IRModule({"k": func}), HOST)
+    out = _tvm.to_device(np.zeros(expected.shape, np.uint8))
+    lib["k"](*[_tvm.to_device(a) for a in [codes, *data, corr, mult, shift]], out)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_depthwise_window_form_only_where_a_load_holds_the_quads():
+    """Stride 5 at 16 lanes reads 79 codes: no window form (integer MACs); the default takes it on VNNI hosts."""
+    config = registry.KernelConfig("depthwise", lanes=16, oc_block=1, p_unroll=1, use_dot=True, parallel=False)
+    wide = kernels.conv_workload("packed", 8, 8, (1, 4, 9, 90), (4, 1, 3, 3), ConvParams((1, 5), (1, 1, 1, 1),
+                                                                                         (1, 1), 4))
+    assert not kernels.window_dot(wide, config, HOST)
+    _check("packed", 8, 8, (1, 4, 9, 90), (4, 1, 3, 3), ConvParams((1, 5), (1, 1, 1, 1), (1, 1), 4), config)
+    work = kernels.conv_workload("packed", 8, 8, (1, 6, 14, 14), (6, 1, 3, 3), WINDOW_LAYERS[0][2])
+    assert kernels.conv2d_config(work, HOST, database=False).use_dot == WINDOW

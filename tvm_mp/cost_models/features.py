@@ -460,7 +460,8 @@ def feature_names(knob_names: Sequence[str] = (), feature_sets: Sequence[str] = 
 
 
 def _default_config(wl: Workload, cache: dict):
-    """(algorithm, oc_block, p_unroll, lanes, parallel) of the schedule's default config for ``wl`` on its target
+    """(algorithm, oc_block, p_unroll, lanes, parallel, dot form) of the schedule's default config for ``wl`` on its
+    target (dot form: dense, ``kernels.dense_dot``; depthwise, ``kernels.window_dot``)
     (None when the target has no CPU schedule). Tuned configs are not looked up: a tuning database is the build's,
     not the workload's. Cached without the bit-widths: the CPU schedules pick the algorithm and tiling from the
     shapes and the kernel kind (the bit-widths choose only the dot-product intrinsic), and a look-up takes
@@ -473,7 +474,7 @@ def _default_config(wl: Workload, cache: dict):
     key = (wl.op, wl.kind, wl.input_shape, wl.weight_shape, wl.params, wl.target, wl.device,
            wl.op == "dense" and container_bits(wl.w_bits) == 8)
     if key not in cache:
-        from ..schedules.kernels import conv_workload, dense_dot, dense_workload
+        from ..schedules.kernels import conv_workload, dense_dot, dense_workload, window_dot
         from ..schedules.registry import lookup
         from ..targets import parse
 
@@ -489,7 +490,7 @@ def _default_config(wl: Workload, cache: dict):
             else:
                 work = conv_workload(wl.kind, wl.w_bits, wl.a_bits, wl.input_shape, wl.weight_shape, wl.params)
             cfg = lookup(work.op, work.kind, target).default(work, target)
-            dot = wl.op == "dense" and dense_dot(work, cfg)
+            dot = dense_dot(work, cfg) if wl.op == "dense" else window_dot(work, cfg, target)
             cache[key] = (cfg.algorithm, cfg.oc_block, cfg.p_unroll, cfg.lanes, bool(cfg.parallel), dot)
         except Exception:  # no CPU schedule for this target (an accelerator): the columns stay missing
             cache[key] = None
@@ -581,13 +582,13 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
                                                "pack_points", "epilogue_lanes", "epilogue_tail")}
     out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
     if n_wl:
-        from ..schedules.computes import depthwise_acc_rows, depthwise_row_pitch, flat_plane
+        from ..schedules.computes import depthwise_acc_rows, depthwise_row_pitch, flat_plane, window_lanes
         from ..schedules.tiled import epilogue_partitioned, pow2_lanes
     for i, wl in enumerate(workloads):
         found = _default_config(wl, cache)
         if found is None:
             continue
-        algo, ocb, pun, lanes, parallel, dense_dot = found
+        algo, ocb, pun, lanes, parallel, dot_form = found
         n, c, h, w, oc = (int(raw[k][i]) for k in ("n", "c", "h", "w", "oc"))
         kh, kw, g, oh, ow = (int(raw[k][i]) for k in ("kh", "kw", "g", "oh", "ow"))
         bitserial = wl.kind == "bitserial"
@@ -595,7 +596,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         cg = c // g
         r = cg * kh * kw
         pack = 0
-        if algo == "dense" and dense_dot:  # a lane per output feature, the reduction in quads
+        if algo == "dense" and dot_form:  # a lane per output feature, the reduction in quads
             pixels, eff_pu, dense_rows = 1, pun, False
             acc = n * (-(-oc // lanes) * lanes) * (-(-r // 4) * 4)
         elif algo == "dense":
@@ -628,6 +629,13 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
                 words = -(-r // WORD_BITS)
                 acc = n * oc * pixels * planes * words
                 pack = n * g * words * wl.a_bits * pixels * min(WORD_BITS, r)
+        elif dot_form:  # depthwise window form: rows in vectors of window_lanes, kernel rows in tap quads
+            window = window_lanes(ow, lanes)
+            pixels = oh * (-(-ow // window) * window)
+            dense_rows = True  # the epilogue runs on each row from registers
+            eff_pu = 1
+            acc = n * oc * pixels * kh * (-(-kw // 4) * 4)
+            out["int_macs"][i] = bitserial
         else:  # depthwise
             owp = depthwise_row_pitch(ow, wl.params.strides, lanes)
             pixels = depthwise_acc_rows(oh, owp, wl.params.strides, lanes) * owp
@@ -636,7 +644,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             acc = n * oc * pixels * kh * kw
             out["int_macs"][i] = bitserial
         ext = ow  # the epilogue loop that is vectorized
-        fused = algo != "dense" and ow < lanes
+        fused = algo != "dense" and ow < lanes and not (algo == "depthwise" and dot_form)
         if fused:  # rows fused with the rows of their channel
             ext = oh * ow
         elif algo == "dense":
@@ -644,8 +652,11 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         vec = pow2_lanes(ext, lanes)
         if algo != "dense" and (dense_rows or not fused) and epilogue_partitioned(ext, lanes):
             vec = lanes  # full vectors, then the remainder in vectors of its binary digits
+        tail = (ext % vec) / ext
+        if algo == "depthwise" and dot_form:  # each row: vectors of window lanes, the rest in binary digits
+            vec, tail = min(window, 1 << (ow.bit_length() - 1)), (ow % 2) / ow
         out["epilogue_lanes"][i] = vec / lanes
-        out["epilogue_tail"][i] = (ext % vec) / ext
+        out["epilogue_tail"][i] = tail
         out["pixels"][i] = pixels
         out["pixel_fill"][i] = oh * ow / pixels
         out["oc_block"][i] = _fit_pow2(ocb, oc)

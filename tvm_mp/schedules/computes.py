@@ -234,20 +234,33 @@ def epilogue_float(acc: te.Tensor, bias_corr: te.Tensor, scale: te.Tensor, lo: f
 
 def epilogue_requant(acc: te.Tensor, bias_corr: te.Tensor, mult: te.Tensor, shift: te.Tensor, zero_point, lo,
                      hi) -> te.Tensor:
-    """uint8 ``clip(zp + ((acc + bias_corr) * M + 2^(s-1)) >> s, lo, hi)`` per channel (axis 1), in int64."""
+    """uint8 ``clip(zp + ((acc + bias_corr) * M + 2^(s-1)) >> s, lo, hi)`` per channel (axis 1), in int64.
+
+    Computed as ``((acc * M + k) >> s) + zp`` with the channel's ``k = bias_corr * M + 2^(s-1)`` (the same
+    integer, and no intermediate exceeds it), which the compiled loop holds per channel; ``M < 2^31``
+    (``scheme.requant_multiplier``) multiplies as a sign-extended int32 (x86 ``vpmuldq``, not ``vpmullq``).
+    The zero point is added after the narrowing, in uint8 (clamped to ``[lo - zp, hi - zp]`` first, the sum is in
+    ``[lo, hi]``, so the byte addition does not wrap): eight times the lanes of an int64 addition. (It is not folded
+    into ``k``: ``zp * 2^s`` overflows int64 at the shifts of tiny scales.)"""
 
     def f(*idx):
         c = idx[1]
         s = shift[c]
-        t = (acc(*idx) + bias_corr[c]).astype("int64") * mult[c] + (tirx.const(1, "int64") << (s - 1))
-        q = (t >> s) + _i64(zero_point)
-        return tirx.max(tirx.min(q, _i64(hi)), _i64(lo)).astype("uint8")
+        k = bias_corr[c].astype("int64") * mult[c] + (tirx.const(1, "int64") << (s - 1))
+        m32 = mult[c].astype("int32").astype("int64")
+        q = (acc(*idx).astype("int64") * m32 + k) >> s
+        low, high = _i64(lo) - _i64(zero_point), _i64(hi) - _i64(zero_point)
+        return tirx.max(tirx.min(q, high), low).astype("uint8") + _u8(zero_point)
 
     return te.compute(acc.shape, f, name="requantize")
 
 
 def _i64(x):
     return x.astype("int64") if hasattr(x, "astype") else tirx.const(x, "int64")
+
+
+def _u8(x):
+    return x.astype("uint8") if hasattr(x, "astype") else tirx.const(x, "uint8")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -574,6 +587,53 @@ def depthwise_phased_acc(phased: te.Tensor, wk: te.Tensor, geom: ConvGeom, out_c
         col = kx * geom.dil_w
         a = phased[n, oc // kg, oy * geom.stride_h + ky * geom.dil_h, col % sw, ox + col // sw]
         return te.sum(a.astype("int32") * wk[oc, ky * geom.kw + kx].astype("int32"), axis=[ky, kx])
+
+    return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
+
+
+def window_dot_fits(stride_w: int, dil_w: int, lanes: int) -> bool:
+    """True when one vector load of ``4 * lanes`` codes holds every tap quad of ``lanes`` output pixels
+    (:func:`depthwise_window_acc`): lane ``i`` reads codes ``i * stride_w + k * dil_w``, ``k < 4``."""
+    return stride_w * (lanes - 1) + 3 * dil_w < 4 * lanes
+
+
+def window_lanes(ow: int, lanes: int) -> int:
+    """int32 lanes of the window form's vectors for output rows of ``ow`` pixels: the row's power of two, 4 to
+    ``lanes`` (rows are padded to a whole number of vectors)."""
+    vec = 4
+    while vec < min(ow, lanes):
+        vec *= 2
+    return vec
+
+
+def window_weights(wk: te.Tensor, kh: int, kw: int) -> te.Tensor:
+    """int8 ``[OC, KH, KQ * 4]``: the depthwise weights ``wk [OC, KH*KW]`` of each kernel row in quads of four
+    taps (``KQ = ceil(KW / 4)``), taps past KW zero (:func:`depthwise_window_acc`)."""
+    oc_ = wk.shape[0]
+    width = ceil_to(kw, 4)
+    return te.compute((oc_, kh, width), lambda o, y, t: tirx.if_then_else(
+        t < kw, wk[o, y * kw + tirx.min(t, kw - 1)], tirx.const(0, "int8")), name="wquads")
+
+
+def depthwise_window_acc(padded: te.Tensor, wquads: te.Tensor, geom: ConvGeom, out_channels: int,
+                         out_hw) -> te.Tensor:
+    """:func:`depthwise_direct_acc` with each kernel row's taps in quads (``wquads`` from :func:`window_weights`):
+    per output pixel and quad, the 4-way u8 x s8 dot product of the codes at columns ``ox * stride + (4q + k) *
+    dilation`` with the quad's weights -- the form of ``vpdpbusd`` with the pixels in the lanes, the window's
+    codes shuffled out of one vector load (``intrinsics.ensure_window_dot_intrin``). The fourth tap of a 3-wide
+    kernel reads one code past the window (its weight is 0): the padded plane must be that wide."""
+    n_ = padded.shape[0]
+    c_ = padded.shape[1]
+    kg = out_channels // c_
+    oh, ow = out_hw
+    nq = int(wquads.shape[2]) // 4
+    ky = te.reduce_axis((0, geom.kh), name="ky")
+    kq = te.reduce_axis((0, nq), name="kq")
+    k = te.reduce_axis((0, 4), name="k")
+
+    def f(n, oc, oy, ox):
+        a = padded[n, oc // kg, oy * geom.stride_h + ky * geom.dil_h, ox * geom.stride_w + (kq * 4 + k) * geom.dil_w]
+        return te.sum(a.astype("int32") * wquads[oc, ky, kq * 4 + k].astype("int32"), axis=[ky, kq, k])
 
     return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
 

@@ -108,6 +108,55 @@ def _desc_impl_broadcast(lanes: int, llvm_intrinsic: str):
     return desc, impl
 
 
+def ensure_window_dot_intrin(name: str, lanes: int, stride: int, dilation: int, llvm_intrinsic: str,
+                             code_dtype: str = "uint8") -> str:
+    """Register the *window* form (idempotent) and return its name: ``lanes`` int32 accumulators, one per output
+    pixel of a depthwise row, each adding the 4-way dot product of the codes ``A[i * stride + k * dilation]``
+    (``k < 4``: a quad of one kernel row's taps) with the same four int8 weights ``B``
+    (:func:`~tvm_mp.schedules.computes.depthwise_window_acc`). One vector load of ``4 * lanes`` codes, one
+    shuffle putting each lane's quad in place, one dot instruction; the load reads past the window (the caller
+    keeps that memory inside the buffer). ``llvm_intrinsic`` takes (int32 x lanes, codes, int8 weights), the codes
+    read as ``code_dtype`` (x86 ``vpdpbusd``: "uint8"; aarch64 ``sdot``: "int8", so the codes must be < 128)."""
+    return _register_once(name, lambda: _desc_impl_window(lanes, stride, dilation, llvm_intrinsic, code_dtype))
+
+
+def _desc_impl_window(lanes: int, stride: int, dilation: int, llvm_intrinsic: str, code_dtype: str):
+    span = stride * (lanes - 1) + 3 * dilation + 1
+    width = 4 * lanes
+    acc_vector = f"int32x{lanes}"
+    order = [i * stride + k * dilation for i in range(lanes) for k in range(4)]
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (span,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (4,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:span], B[0:4])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.Cast("int32", A[vi * stride + vk * dilation]) * T.Cast("int32", B[vk])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (span,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (4,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:span], B[0:4])
+            T.writes(C[0:lanes])
+            quads = T.reinterpret(T.Shuffle([A.vload([0], f"uint8x{width}")], order), dtype=f"{code_dtype}x{width}")
+            weights = T.reinterpret(T.broadcast(T.reinterpret(B.vload([0], "int8x4"), dtype="int32"), lanes),
+                                    dtype=f"int8x{width}")
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_intrinsic), C.vload([0], acc_vector), quads, weights,
+                dtype=acc_vector)
+
+    return desc, impl
+
+
 def ensure_avx2_dot_intrin(name: str, split: bool) -> str:
     """Register the AVX2 form of the 8-lane u8 x s8 4-way dot (idempotent) and return its name: ``vpmaddubsw``
     (u8 x s8 products summed in pairs to int16, saturating) then ``vpmaddwd`` by ones (pairs summed to int32).

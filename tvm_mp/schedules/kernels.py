@@ -389,6 +389,28 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
             acc = C.window_bits_acc(apack, planes, work.w_bits, oc)
         acc4 = C.crop_flat(acc, oh, ow, ow)
         hints["dense_acc_rows"] = True
+    elif config.algorithm == "depthwise" and window_dot(work, config, parse(target).tvm_target):
+        vec = C.window_lanes(ow, lanes)
+        owp = C.ceil_to(ow, vec)
+        sw, dw = params.strides[1], params.dilation[1]
+        nq = -(-kw // 4)
+        need_w = (owp - 1) * sw + (4 * nq - 1) * dw + 1
+        wp = max(need_w, w + params.padding[1] + params.padding[3])
+        # the last vector load reads 4 * vec codes from its window's start: rows below the plane hold its overrun
+        overrun = sw * (owp - vec) + 4 * (nq - 1) * dw + 4 * vec - wp
+        rows = (oh - 1) * params.strides[0] + (kh - 1) * params.dilation[0] + 1 + max(0, -(-overrun // wp))
+        extra_h = max(0, rows - (h + params.padding[0] + params.padding[2]))
+        padded = C.pad_plane(codes, geom, params.padding[2] + extra_h, wp - w - params.padding[1], zero_point)
+        hints["pad_cols"] = (params.padding[1], w)
+        if work.kind == "packed":
+            wk = C.unpack_weights(packed, work.w_bits, oc, kh * kw)
+            hints["pack_per"] = 8 // container_bits(work.w_bits)
+        else:
+            wk = C.decode_planes(planes, work.w_bits, kh * kw)
+        acc = C.depthwise_window_acc(padded, C.window_weights(wk, kh, kw), geom, oc, (oh, owp))
+        acc4 = te.compute((n, oc, oh, ow), lambda a, b, y, x: acc[a, b, y, x], name="crop")
+        hints["dense_acc_rows"] = owp == ow
+        hints["window_dot"] = (vec, sw, dw)
     elif config.algorithm == "depthwise":
         owp = C.depthwise_row_pitch(ow, params.strides, lanes)
         ohp = C.depthwise_acc_rows(oh, owp, params.strides, lanes)
@@ -426,13 +448,32 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         return func
     tvm_target = parse(target).tvm_target
     family = registry.target_family(tvm_target)
-    if family == "x86_64":
+    if "window_dot" in hints:
+        intrin = (arm_cpu if family == "aarch64" else x86).window_dot_intrin(*hints["window_dot"])
+    elif family == "x86_64":
         intrin = x86.dot_intrin(tvm_target, config, work)
     elif family == "aarch64":
         intrin = arm_cpu.dot_intrin(tvm_target, config, work)
     else:
         intrin = None
     return tiled.schedule(func, config, hints, intrin)
+
+
+def window_dot(work: ConvWorkload, config: KernelConfig, target) -> bool:
+    """True when the depthwise ``config`` runs the window form on ``target`` (:func:`computes.depthwise_window_acc`:
+    the row's pixels in the lanes, each lane a 4-way dot of a tap quad; x86 ``vpdpbusd`` with AVX-512 VNNI, aarch64
+    ``sdot`` for codes below 128): ``use_dot``, the target's dot, and each vector's tap quads within one load."""
+    from . import arm_cpu, registry, x86
+
+    if config.algorithm != "depthwise" or not config.use_dot:
+        return False
+    family = registry.target_family(target)
+    if family == "aarch64":
+        has = arm_cpu.has_window_dot(target, work) and config.lanes == 4
+    else:
+        has = family == "x86_64" and x86.has_window_dot(target)
+    vec = C.window_lanes(work.out_hw[1], config.lanes)
+    return has and C.window_dot_fits(work.params.strides[1], work.params.dilation[1], vec)
 
 
 def _pow2_at_least(n: int) -> int:

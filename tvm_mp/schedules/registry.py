@@ -29,11 +29,12 @@ class KernelConfig:
 
     ``algorithm``: ``direct`` (conv on the flattened padded stride-phase planes, weights re-laid out in
     (ky, kx, c) order), ``im2col`` (run-time im2col, weights in the standard (c, ky, kx) order; any stride / groups),
-    ``depthwise`` (one input channel per group, integer MACs on the padded plane; strided convs read column
-    phases), ``dense``, or ``direct64`` (bit-serial ``direct`` on 64-bit words, channels padded to 64 per tap: on
+    ``depthwise`` (one input channel per group on the padded plane: integer MACs, strided convs reading column
+    phases; or, with ``use_dot``, the window form), ``dense``, or ``direct64`` (bit-serial ``direct`` on 64-bit words, channels padded to 64 per tap: on
     AVX2 a 64-bit lane's popcount widens in one ``vpsadbw``; ``lanes`` then counts 64-bit lanes).
     ``oc_block`` x ``p_unroll`` is the register tile (output channels x vectors of ``lanes`` int32 pixels);
-    ``use_dot``: tensorize the 4-way u8 x s8 dot product (packed kernels); ``parallel``: spread the outer tile loop
+    ``use_dot``: tensorize the 4-way u8 x s8 dot product (packed kernels; ``depthwise``, either kind: the window
+    form, ``kernels.window_dot``, where the target has it); ``parallel``: spread the outer tile loop
     over the runtime's threads.
     """
 
@@ -192,8 +193,9 @@ def tiling_space(work: ConvWorkload, lanes: int, use_dot: bool, parallels: tuple
     features x reduction unrolls; depthwise has one tiling), each with every threading choice in ``parallels``."""
     out = []
     for algo in algorithms_for(work):
-        if algo == "depthwise":
-            out += [KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, parallel=par) for par in parallels]
+        if algo == "depthwise":  # integer MACs, and with use_dot the window form (kernels.window_dot)
+            out += [KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, use_dot=dot, parallel=par)
+                    for dot in ((False, True) if use_dot else (False,)) for par in parallels]
             continue
         if algo == "dense":
             out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, parallel=par)
@@ -202,9 +204,10 @@ def tiling_space(work: ConvWorkload, lanes: int, use_dot: bool, parallels: tuple
                 out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, use_dot=True, parallel=par)
                         for ob in (1, 2, 4, 8) for pu in (1, 2, 4) for par in parallels]  # the dot form
             continue
+        dot = use_dot and work.kind == "packed"
         for ob in (1, 2, 4, 8, 16, 32):
             for pu in (1, 2, 4):
-                out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, use_dot=use_dot, parallel=par)
+                out += [KernelConfig(algo, lanes=lanes, oc_block=ob, p_unroll=pu, use_dot=dot, parallel=par)
                         for par in parallels]
     return out
 

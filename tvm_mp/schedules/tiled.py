@@ -202,7 +202,7 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
     if acc is not None:
         _schedule_acc(sch, acc, config, hints, dot_intrin)
     dw = _block(sch, "dw_acc")
-    if dw is not None:
+    if dw is not None and not hints.get("window_dot"):
         _schedule_depthwise(sch, dw, config)
 
     crop = _block(sch, "crop")
@@ -210,7 +210,9 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
     if crop is not None and epi is not None:
         sch.compute_inline(crop)
     last = epi if epi is not None else crop
-    if last is not None:
+    if dw is not None and hints.get("window_dot"):
+        _schedule_depthwise_window(sch, dw, last, config, hints["window_dot"][0], dot_intrin)
+    elif last is not None:
         # The epilogue is vectorized in power-of-two lanes only. With the row vectorized whole, a depthwise
         # layer with 3-pixel rows (MobileNetV1-0.25's conv2d_23) got <3 x i64> requantization, which LLVM's
         # aarch64 backend miscompiles (the int64 multiply-shift truncated to uint8: 370 of 1152 codes wrong).
@@ -443,6 +445,29 @@ def _schedule_depthwise(sch, dw, config: KernelConfig) -> None:
     sch.unroll(kx)
     init = sch.decompose_reduction(dw, ky)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _schedule_depthwise_window(sch, dw, last, config: KernelConfig, vec: int, dot_intrin: str) -> None:
+    """The window form (``computes.depthwise_window_acc``): per channel and output row, each vector of ``vec``
+    pixels accumulates in registers over the kernel rows and tap quads (``dot_intrin``: one load, one shuffle, one
+    ``vpdpbusd`` per quad); the epilogue ``last`` then runs on the row (full vectors, the remainder in vectors of
+    its binary digits), so the accumulator never goes to memory and a row shorter than its vectors (14 pixels in
+    16 lanes) is stored as the output's."""
+    n, oc, oy, ox, ky, kq, k = sch.get_loops(dw)
+    oxo, oxv = sch.split(ox, [None, vec])
+    sch.reorder(n, oc, oy, oxo, ky, kq, oxv, k)
+    outer = sch.fuse(n, oc)
+    if config.parallel:
+        sch.parallel(outer)
+    sch.set_scope(dw, 0, "local")
+    sch.reverse_compute_at(last, oy)
+    init = sch.decompose_reduction(dw, ky)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(oxv, dot_intrin)
+    sch.unroll(ky)
+    sch.unroll(kq)
+    x = sch.get_loops(last)[-1]
+    _vectorize_pieces(sch, x, _vector_sizes(_extent(sch, x), vec), vec)
 
 
 def _fit(want: int, extent: int) -> int:

@@ -4,12 +4,14 @@ Bit-serial kernels: AND + ``vpopcntd`` on 16 pixels' uint32 words per instructio
 ``popcount``); packed kernels: u8 x s8 dot products with ``vpdpbusd`` through the tensor intrinsic registered here
 (64 MACs per instruction). AVX2 without VNNI: packed kernels tensorize the same dot on 8 lanes with ``vpmaddubsw``
 + ``vpmaddwd`` (32 MACs per pair; 8-bit codes x 8-bit weights split the codes in two to stay exact), bit-serial
-kernels are plain vector code (LLVM's ``vpshufb`` nibble popcount).
+kernels are plain vector code (LLVM's ``vpshufb`` nibble popcount). Depthwise kernels (either kind) with VNNI, VBMI
+and VL: the window form, a row's pixels in the lanes, each lane a ``vpdpbusd`` of a kernel row's tap quad shuffled
+out of one vector load by ``vpermb`` (``kernels.window_dot``).
 """
 
 from __future__ import annotations
 
-from .intrinsics import ensure_avx2_dot_intrin, ensure_broadcast_dot_intrin, ensure_dot_intrin
+from .intrinsics import ensure_avx2_dot_intrin, ensure_broadcast_dot_intrin, ensure_dot_intrin, ensure_window_dot_intrin
 from .registry import ConvWorkload, KernelConfig, algorithms_for, one_byte_weights, target_has, tiling_space
 
 VNNI_INTRIN = "tvm_mp_u8s8_dot_16x4_vnni"
@@ -60,6 +62,18 @@ def dense_dot_intrin(target, config: KernelConfig) -> str | None:
     return None
 
 
+def window_dot_intrin(lanes: int, stride: int, dilation: int) -> str:
+    """The window-form dot intrinsic of depthwise rows (``vpdpbusd`` on 4, 8 or 16 lanes, AVX-512 VL + VNNI)."""
+    return ensure_window_dot_intrin(f"tvm_mp_u8s8_window_{lanes}x4_s{stride}_d{dilation}", lanes, stride, dilation,
+                                    f"llvm.x86.avx512.vpdpbusd.{32 * lanes}")
+
+
+def has_window_dot(target) -> bool:
+    """True when ``target`` runs the depthwise window form (``vpdpbusd`` on 4-16 lanes: AVX-512 VNNI and VL, and
+    ``vpermb``: VBMI)."""
+    return target_has(target, "avx512vnni") and target_has(target, "avx512vbmi") and target_has(target, "avx512vl")
+
+
 def has_dot(target, lanes: int) -> bool:
     """True when ``target`` has a dot-product intrinsic for packed kernels of ``lanes`` int32 lanes."""
     return (lanes == 16 and target_has(target, "avx512vnni")) or (lanes == 8 and target_has(target, "avx2"))
@@ -70,8 +84,9 @@ def default_config(work: ConvWorkload, target) -> KernelConfig:
     algo = _default_algorithm(work, lanes)
     use_dot = work.kind == "packed" and has_dot(target, lanes)
     parallel = work.macs >= PARALLEL_MIN_MACS
-    if algo == "depthwise":
-        return KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, use_dot=False, parallel=parallel)
+    if algo == "depthwise":  # use_dot: the window form (kernels.window_dot), where the target has it
+        return KernelConfig(algo, lanes=lanes, oc_block=1, p_unroll=1, use_dot=has_window_dot(target),
+                            parallel=parallel)
     if algo == "dense":
         return dense_default(work, lanes, use_dot and lanes == 16)
     if algo == "direct" and work.kind == "bitserial" and work.weight_shape[1] > DIRECT64_MIN_CHANNELS and \
