@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: collected at commit 70841ac, the build that gave AVX-512 its wider default register tile (2026-12-04, 650 s, load
 #: average 1-2: a whole-model benchmark ran on the other core).
 RECORDS_BUILD = {"znver1": "4d50809 (15 models again with the epilogue change)",
-                 "znver4": "058b4b0 (parallel tile chunks, vector-piece pads and phases, dense dot form, pools)"}
+                 "znver4": "46dab4b (the depthwise window form, the requant epilogue per channel constant)"}
 
 
 def records_path(cpu: str) -> Path:
