@@ -184,8 +184,7 @@ def run_model(task: Task, fractions, rounds: int, tolerance: float) -> dict:
 
 def markdown(data: dict) -> str:
     out = ["# The best mixed plan at w8a8's accuracy, measured (issue 17)", "",
-           f"Command: `{data['command']}` ({data['date']}, {data['seconds']:.0f} s). {data['machine_line']} "
-           f"Load average at the start {' / '.join(f'{x:.2f}' for x in data['load_start'])}.", "",
+           f"Command: `{data['command']}` ({data['date']}, {data['seconds']:.0f} s). {data['machine_line']}", "",
            "Method: `bench/mixed_speed.py` (docstring). Times are process CPU time per inference, one thread, "
            "median of interleaved rounds (tvm-mp's models and onnxruntime int8 in the same rounds); accuracy is "
            "top-1 of the built model (bit-exact with its NumPy reference) on a held-out split the search never "
