@@ -30,8 +30,9 @@ class KernelConfig:
     ``algorithm``: ``direct`` (conv on the flattened padded stride-phase planes, weights re-laid out in
     (ky, kx, c) order), ``im2col`` (run-time im2col, weights in the standard (c, ky, kx) order; any stride / groups),
     ``depthwise`` (one input channel per group on the padded plane: integer MACs, strided convs reading column
-    phases; or, with ``use_dot``, the window form), ``dense``, or ``direct64`` (bit-serial ``direct`` on 64-bit words, channels padded to 64 per tap: on
-    AVX2 a 64-bit lane's popcount widens in one ``vpsadbw``; ``lanes`` then counts 64-bit lanes).
+    phases; or, with ``use_dot``, the window form), ``dense``, or ``direct64`` (bit-serial ``direct`` on 64-bit
+    words, channels padded to 64 per tap: on AVX2 a 64-bit lane's popcount widens in one ``vpsadbw``; ``lanes``
+    then counts 64-bit lanes).
     ``oc_block`` x ``p_unroll`` is the register tile (output channels x vectors of ``lanes`` int32 pixels);
     ``use_dot``: tensorize the 4-way u8 x s8 dot product (packed kernels; ``depthwise``, either kind: the window
     form, ``kernels.window_dot``, where the target has it); ``parallel``: spread the outer tile loop
