@@ -149,18 +149,41 @@ def test_depthwise_window_form_requantizes_each_row_exact(parallel):
     in_shape, w_shape = (1, 8, 14, 14), (8, 1, 3, 3)
     params = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 8)
     codes, w_q = _operands(np.random.default_rng(3), in_shape, w_shape, 8, 8, True)
-    config = registry.KernelConfig("depthwise", lanes=16, oc_block=1, p_unroll=1, use_dot=True, parallel=parallel)
     corr = np.array([0, -1, 7, -(1 << 20), 1 << 20, 123, -5, 2**31 - 1 - 255 * 128 * 9], np.int32)
     real = np.array([1e-9, 2.0**-31, 0.3, 0.9999, 1.0, 3.5, 2.0**31, 1e-3])
     mult, shift = scheme.requant_multiplier(real)
     acc = reference.conv2d_acc(codes, w_q, params, 5) + corr.reshape(1, -1, 1, 1)
-    expected = scheme.requantize(acc, 1, mult, shift, 7, 0, 255)
+    _run_window_epilogue(codes, w_q, params, parallel, kernels.Epilogue("requant", 0, 255, 7), [corr, mult, shift],
+                         scheme.requantize(acc, 1, mult, shift, 7, 0, 255))
+
+
+@pytest.mark.skipif(not WINDOW, reason="needs AVX-512 VNNI + VBMI")
+@pytest.mark.parametrize("parallel", [False, True])
+def test_depthwise_window_form_dequantizes_each_row_exact(parallel):
+    """The float epilogue on each row (stride 2, 29 columns: 15 outputs in 16 lanes), exact against
+    ``scheme.dequantize_output``."""
+    from tvm_mp.quantize import scheme
+
+    rng = np.random.default_rng(4)
+    in_shape, w_shape = (1, 8, 30, 29), (8, 1, 3, 3)
+    params = ConvParams((2, 2), (0, 0, 1, 1), (1, 1), 8)
+    codes, w_q = _operands(rng, in_shape, w_shape, 8, 8, False)
+    corr = rng.integers(-1000, 1000, 8).astype(np.int32)
+    scale = rng.uniform(0.001, 0.01, 8).astype(np.float32)
+    acc = reference.conv2d_acc(codes, w_q, params, 5) + corr.reshape(1, -1, 1, 1)
+    _run_window_epilogue(codes, w_q, params, parallel, kernels.Epilogue("float", 0.0, None), [corr, scale],
+                         scheme.dequantize_output(acc, 1, scale, 0.0))
+
+
+def _run_window_epilogue(codes, w_q, params, parallel, epi, extra, expected):
+    config = registry.KernelConfig("depthwise", lanes=16, oc_block=1, p_unroll=1, use_dot=True, parallel=parallel)
     data = kernels.conv2d_weight_data("packed", w_q, 8, config)
-    func = kernels.conv2d_kernel("k", "packed", 8, 8, in_shape, w_shape, params, 5,
-                                 kernels.Epilogue("requant", 0, 255, 7), data[0].shape, target=HOST, config=config)
+    func = kernels.conv2d_kernel("k", "packed", 8, 8, codes.shape, w_q.shape, params, 5, epi, data[0].shape,
+                                 target=HOST, config=config)
+    assert "vpdpbusd" in func.script()
     lib = _tvm.build(tvm.IRModule({"k": func}), HOST)
-    out = _tvm.to_device(np.zeros(expected.shape, np.uint8))
-    lib["k"](*[_tvm.to_device(a) for a in [codes, *data, corr, mult, shift]], out)
+    out = _tvm.to_device(np.zeros(expected.shape, expected.dtype))
+    lib["k"](*[_tvm.to_device(a) for a in [codes, *data, *extra]], out)
     np.testing.assert_array_equal(out.numpy(), expected)
 
 
