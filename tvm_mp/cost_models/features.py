@@ -632,7 +632,6 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
         elif dot_form:  # depthwise window form: rows in vectors of window_lanes, kernel rows in tap quads
             window = window_lanes(ow, lanes)
             pixels = oh * (-(-ow // window) * window)
-            dense_rows = True  # the epilogue runs on each row from registers
             eff_pu = 1
             acc = n * oc * pixels * kh * (-(-kw // 4) * 4)
             out["int_macs"][i] = bitserial
@@ -643,18 +642,19 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             eff_pu = 1
             acc = n * oc * pixels * kh * kw
             out["int_macs"][i] = bitserial
-        ext = ow  # the epilogue loop that is vectorized
-        fused = algo != "dense" and ow < lanes and not (algo == "depthwise" and dot_form)
-        if fused:  # rows fused with the rows of their channel
-            ext = oh * ow
-        elif algo == "dense":
-            ext = n * oc
-        vec = pow2_lanes(ext, lanes)
-        if algo != "dense" and (dense_rows or not fused) and epilogue_partitioned(ext, lanes):
-            vec = lanes  # full vectors, then the remainder in vectors of its binary digits
-        tail = (ext % vec) / ext
         if algo == "depthwise" and dot_form:  # each row: vectors of window lanes, the rest in binary digits
             vec, tail = min(window, 1 << (ow.bit_length() - 1)), (ow % 2) / ow
+        else:
+            ext = ow  # the epilogue loop that is vectorized
+            fused = algo != "dense" and ow < lanes
+            if fused:  # rows fused with the rows of their channel
+                ext = oh * ow
+            elif algo == "dense":
+                ext = n * oc
+            vec = pow2_lanes(ext, lanes)
+            if algo != "dense" and (dense_rows or not fused) and epilogue_partitioned(ext, lanes):
+                vec = lanes  # full vectors, then the remainder in vectors of its binary digits
+            tail = (ext % vec) / ext
         out["epilogue_lanes"][i] = vec / lanes
         out["epilogue_tail"][i] = tail
         out["pixels"][i] = pixels

@@ -336,6 +336,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
     geom = C.ConvGeom(kh, kw, params.strides[0], params.strides[1], params.padding[0], params.padding[1],
                       params.dilation[0], params.dilation[1], params.groups)
     oh, ow = work.out_hw
+    tvm_target = parse(target).tvm_target
     codes = te.placeholder((n, c, h, w), "uint8", "codes")
     bias_corr = te.placeholder((oc,), "int32", "bias_corr")
     hints: dict = {"bitserial": work.kind == "bitserial"}
@@ -389,7 +390,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
             acc = C.window_bits_acc(apack, planes, work.w_bits, oc)
         acc4 = C.crop_flat(acc, oh, ow, ow)
         hints["dense_acc_rows"] = True
-    elif config.algorithm == "depthwise" and window_dot(work, config, parse(target).tvm_target):
+    elif config.algorithm == "depthwise" and window_dot(work, config, tvm_target):
         vec = C.window_lanes(ow, lanes)
         owp = C.ceil_to(ow, vec)
         sw, dw = params.strides[1], params.dilation[1]
@@ -402,15 +403,10 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         extra_h = max(0, rows - (h + params.padding[0] + params.padding[2]))
         padded = C.pad_plane(codes, geom, params.padding[2] + extra_h, wp - w - params.padding[1], zero_point)
         hints["pad_cols"] = (params.padding[1], w)
-        if work.kind == "packed":
-            wk = C.unpack_weights(packed, work.w_bits, oc, kh * kw)
-            hints["pack_per"] = 8 // container_bits(work.w_bits)
-        else:
-            wk = C.decode_planes(planes, work.w_bits, kh * kw)
+        wk = _depthwise_weights(work, weights[0], oc, kh * kw, hints)
         acc = C.depthwise_window_acc(padded, C.window_weights(wk, kh, kw), geom, oc, (oh, owp))
         acc4 = te.compute((n, oc, oh, ow), lambda a, b, y, x: acc[a, b, y, x], name="crop")
-        hints["dense_acc_rows"] = owp == ow
-        hints["window_dot"] = (vec, sw, dw)
+        hints["window_dot"] = (vec, sw, dw)  # (the epilogue runs on each row from the registers)
     elif config.algorithm == "depthwise":
         owp = C.depthwise_row_pitch(ow, params.strides, lanes)
         ohp = C.depthwise_acc_rows(oh, owp, params.strides, lanes)
@@ -428,11 +424,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
                       - (h + params.padding[0] + params.padding[2]))
         padded = C.pad_plane(codes, geom, params.padding[2] + extra_h, params.padding[3] + extra, zero_point)
         hints["pad_cols"] = (params.padding[1], w)
-        if work.kind == "packed":
-            wk = C.unpack_weights(packed, work.w_bits, oc, kh * kw)
-            hints["pack_per"] = 8 // container_bits(work.w_bits)
-        else:  # bit-planes of R = KH*KW <= a few words: decoded to integers, then integer MACs
-            wk = C.decode_planes(planes, work.w_bits, kh * kw)
+        wk = _depthwise_weights(work, weights[0], oc, kh * kw, hints)
         if sw > 1:
             acc = C.depthwise_phased_acc(C.column_phases(padded, sw, wq), wk, geom, oc, (ohp, owp))
         else:
@@ -446,7 +438,6 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
     func = te.create_prim_func(args)
     if not schedule:
         return func
-    tvm_target = parse(target).tvm_target
     family = registry.target_family(tvm_target)
     if "window_dot" in hints:
         intrin = (arm_cpu if family == "aarch64" else x86).window_dot_intrin(*hints["window_dot"])
@@ -457,6 +448,16 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
     else:
         intrin = None
     return tiled.schedule(func, config, hints, intrin)
+
+
+def _depthwise_weights(work: ConvWorkload, stored: te.Tensor, oc: int, taps: int, hints: dict) -> te.Tensor:
+    """int8 ``[OC, taps]`` depthwise weights from their stored form: packed weights unpacked (``hints`` learns
+    the packing), bit-planes of ``taps`` <= a few words decoded to integers (the depthwise kernels do integer MACs
+    or dot products on them, not popcounts)."""
+    if work.kind == "packed":
+        hints["pack_per"] = 8 // container_bits(work.w_bits)
+        return C.unpack_weights(stored, work.w_bits, oc, taps)
+    return C.decode_planes(stored, work.w_bits, taps)
 
 
 def window_dot(work: ConvWorkload, config: KernelConfig, target) -> bool:
