@@ -260,3 +260,20 @@ def test_built_epilogue_vectors_of_the_depthwise_window_form():
     assert "T.vectorized(16)" in scripts[2] and "T.vectorized(24, 28)" in scripts[2]
     assert built["epilogue_lanes"][2] == 1.0 and built["epilogue_tail"][2] == 0
     assert list(built["pixels"]) == [6 * 16, 25 * 8, 3 * 32]
+
+
+def test_schedule_cache_keeps_the_window_forms_code_width_apart():
+    """On aarch64 the depthwise window form runs for codes below 128 only (``sdot`` is signed): w8a4 and w8a8 of
+    one layer have different built work, whichever of them the schedule cache sees first."""
+    target = '{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]}'
+    params = ConvParams((1, 1), (1, 1, 1, 1), groups=8)
+    alone = {}
+    for a_bits in (8, 4):
+        wl = Workload("depthwise_conv2d", (1, 8, 14, 14), (8, 1, 3, 3), 8, a_bits, "packed", params, target=target)
+        alone[a_bits] = F.built_fields([wl], F.raw_fields([wl]))["acc_points"][0]
+    assert alone[4] != alone[8]
+    for order in ((8, 4), (4, 8)):
+        wls = [Workload("depthwise_conv2d", (1, 8, 14, 14), (8, 1, 3, 3), 8, a, "packed", params, target=target)
+               for a in order]
+        built = F.built_fields(wls, F.raw_fields(wls))
+        assert list(built["acc_points"]) == [alone[a] for a in order]

@@ -463,16 +463,17 @@ def _default_config(wl: Workload, cache: dict):
     """(algorithm, oc_block, p_unroll, lanes, parallel, dot form) of the schedule's default config for ``wl`` on its
     target (dot form: dense, ``kernels.dense_dot``; depthwise, ``kernels.window_dot``)
     (None when the target has no CPU schedule). Tuned configs are not looked up: a tuning database is the build's,
-    not the workload's. Cached without the bit-widths: the CPU schedules pick the algorithm and tiling from the
-    shapes and the kernel kind (the bit-widths choose only the dot-product intrinsic), and a look-up takes
+    not the workload's. Cached without the bit-widths, but for the one property of them a dot form depends on: the
+    CPU schedules pick the algorithm and tiling from the shapes and the kernel kind (the bit-widths choose only the
+    dot-product intrinsic, and whether a dot form runs: dense with one-byte weights, ``kernels.dense_dot``; the
+    depthwise window form on aarch64 with codes below 128, ``arm_cpu.has_window_dot``), and a look-up takes
     milliseconds.
 
     A workload of device ``"host"`` whose target is this machine's cost key (``"llvm"`` on x86-64) was built for
     ``target="host"``: its config is looked up for the host target (its vector width: 8 int32 lanes with AVX2,
     where plain ``"llvm"`` has 4)."""
-    # (dense: one-byte weights or not -- the dot form, ``kernels.dense_dot``, is for one-byte weights only)
-    key = (wl.op, wl.kind, wl.input_shape, wl.weight_shape, wl.params, wl.target, wl.device,
-           wl.op == "dense" and container_bits(wl.w_bits) == 8)
+    dot_bits = container_bits(wl.w_bits) == 8 if wl.op == "dense" else wl.a_bits <= 7
+    key = (wl.op, wl.kind, wl.input_shape, wl.weight_shape, wl.params, wl.target, wl.device, dot_bits)
     if key not in cache:
         from ..schedules.kernels import conv_workload, dense_dot, dense_workload, window_dot
         from ..schedules.registry import lookup
