@@ -50,16 +50,16 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def kernels_bench():
-    spec = importlib.util.spec_from_file_location("tvm_mp_bench_kernels", ROOT / "bench" / "kernels.py")
+def bench_module(name: str):
+    """Another script of ``bench/`` as a module (``kernels``: onnxruntime sessions and interleaved timing;
+    ``search_real``: the cls task, ``top1``, ``plan_mix``)."""
+    spec = importlib.util.spec_from_file_location(f"tvm_mp_bench_{name}", ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def top1(outputs, labels) -> float:
-    out = np.asarray(outputs).reshape(len(labels), -1)
-    return float(np.mean(out.argmax(axis=1) == np.asarray(labels)))
+SEARCH_REAL = bench_module("search_real")
 
 
 class Task:
@@ -84,39 +84,27 @@ class Task:
             self.x_search, self.y_search = split.x_test[:half], split.y_test[:half]
             self.x_held, self.y_held = split.x_test[half:], split.y_test[half:]
             self.x_time = np.ascontiguousarray(split.x_test[:1])
-        elif name == "cls":
-            from tvm_mp.testing import corpus
-
-            mod, model = corpus.load("cls")
-            shape = model.shapes["x"]
-            self.onnx = onnx.load(str(model.path))
-            self.mod = canonicalize(mod)
-            images, _ = corpus.text_images(16, shape, seed=1, rotate=True)
-            self.calibration = [images[:8], images[8:]]
-            self.x_search, _ = corpus.text_images(100, shape, seed=7, rotate=True)
-            self.x_held, _ = corpus.text_images(100, shape, seed=11, rotate=True)
-            self.y_search = self.y_held = np.arange(100) % 2  # every second image is turned by 180 degrees
+        elif name == "cls":  # the task, splits and labels of bench/search_real.py
+            task = SEARCH_REAL.Task()
+            self.onnx = onnx.load(str(task.model.path))
+            self.mod = canonicalize(task.mod)
+            self.calibration = task.calibration
+            self.x_search, self.x_held = task.x_search, task.x_held
+            self.y_search = self.y_held = task.y
             self.x_time = np.ascontiguousarray(self.x_search[:1])
         else:
             raise SystemExit(f"unknown model {name!r}: digits or cls")
 
     def accuracy_fn(self, model) -> float:
-        return top1(model.run(self.x_search), self.y_search)
+        return SEARCH_REAL.top1(model.run(self.x_search), self.y_search)
 
     def held_out(self, model) -> float:
-        return top1(model.run(self.x_held), self.y_held)
+        return SEARCH_REAL.top1(model.run(self.x_held), self.y_held)
 
     def ort_calibration(self) -> list[np.ndarray]:
         """Single images (onnxruntime's graph has batch 1) from the calibration batches."""
         images = np.concatenate([np.asarray(c) for c in self.calibration])
         return [np.ascontiguousarray(images[i:i + 1]) for i in range(min(16, len(images)))]
-
-
-def plan_mix(plan) -> dict:
-    counts: dict = {}
-    for _, p in plan.items():
-        counts[str(p)] = counts.get(str(p), 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def run_model(task: Task, fractions, rounds: int, tolerance: float) -> dict:
@@ -126,7 +114,7 @@ def run_model(task: Task, fractions, rounds: int, tolerance: float) -> dict:
     from tvm_mp.search.costs import BudgetError
     from tvm_mp.search.pareto import search_context
 
-    kb = kernels_bench()
+    kb = bench_module("kernels")
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -152,7 +140,7 @@ def run_model(task: Task, fractions, rounds: int, tolerance: float) -> dict:
             rows.append(row)
             log(f"{task.name} {frac}x: BudgetError: {row['error'][:160]}")
             continue
-        row.update(outcome="model", compile_s=time.perf_counter() - start, plan_mix=plan_mix(cm.plan),
+        row.update(outcome="model", compile_s=time.perf_counter() - start, plan_mix=SEARCH_REAL.plan_mix(cm.plan),
                    predicted_ms=cm.search.predicted["latency_ms"], compile_measured_ms=cm.search.measured_latency_ms,
                    search_top1=task.accuracy_fn(cm), held_out_top1=task.held_out(cm),
                    exact=bool(np.array_equal(cm.run(task.x_time), cm.reference(task.x_time))))
