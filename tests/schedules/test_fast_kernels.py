@@ -251,13 +251,13 @@ PARTITIONED = [
 ]
 
 
-def _epilogue_case(algorithm, in_shape, w_shape, params, kind, requant, parallel=False):
-    """(scheduled kernel, operands, expected output) of a conv with a float or requantizing epilogue, w3a4."""
+def _epilogue_case(algorithm, in_shape, w_shape, params, kind, requant, parallel=False, w_bits=3, a_bits=4):
+    """(scheduled kernel, operands, expected output) of a conv with a float or requantizing epilogue (w3a4 unless
+    told)."""
     from tvm_mp.quantize import scheme
 
     rng = np.random.default_rng(7)
-    w_bits, a_bits = 3, 4
-    act = scheme.ActQuant(0.05, 5, a_bits)
+    act = scheme.ActQuant(0.05, min(5, (1 << a_bits) - 1), a_bits)
     codes = rng.integers(0, 1 << a_bits, in_shape).astype(np.uint8)
     w_q = random_weights(rng, w_shape, w_bits)
     w_scale = rng.uniform(0.01, 0.1, w_shape[0]).astype(np.float32)
@@ -307,6 +307,57 @@ def test_partitioned_epilogue_exact(algorithm, in_shape, w_shape, params, kind, 
     for width in (8, 4, 2):  # and the tail's
         assert (ext % 16 & width == 0) or width in vectors, (width, vectors)
     _run_exact(func, operands, expected)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("requant", [False, True])
+@pytest.mark.parametrize("kind,w_bits,a_bits", [("bitserial", 1, 1), ("bitserial", 3, 4), ("packed", 8, 8)])
+@pytest.mark.parametrize("side", [14, 9])
+def test_direct_epilogue_runs_short_rows_in_pieces_exact(side, kind, w_bits, a_bits, requant, parallel):
+    """A direct conv's accumulator rows are the padded pitch (16 for 14 outputs); output rows shorter than a
+    vector but at least half of one run in vectors of their binary digits straight from the accumulator's row
+    (14 = 8 + 4 + 2; 9 = 8 + 1), not fused with the channel's other rows (a gather per lane)."""
+    from tvm_mp.schedules.tiled import epilogue_row_pieces
+
+    params = ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    func, operands, expected = _epilogue_case("direct", (1, 8, side, side), (8, 8, 3, 3), params, kind, requant,
+                                              parallel, w_bits, a_bits)
+    assert epilogue_row_pieces(side, 16, True, False)
+    vectors = _vector_loops(func)
+    for width in (8, 4, 2):
+        assert (side & width == 0) or width in vectors, (width, vectors)
+    _run_exact(func, operands, expected)
+
+
+def _popcounts_per_update(func, block: str) -> int:
+    """``popcount`` calls in the update of ``block`` of an unscheduled kernel."""
+    line = next(ln for ln in func.script().splitlines() if re.match(rf"\s*{block}\[.*\] = {block}\[", ln))
+    return line.count("T.popcount(")
+
+
+@pytest.mark.parametrize("a_bits", [1, 3])
+@pytest.mark.parametrize("algorithm,in_shape,w_shape,params", [
+    ("direct", (1, 40, 9, 10), (6, 40, 3, 3), ConvParams((1, 1), (1, 1, 1, 1), (1, 1), 1)),
+    ("direct64", (2, 70, 7, 6), (5, 70, 3, 3), ConvParams((2, 1), (1, 0, 2, 1), (1, 1), 1)),
+    ("im2col", (2, 8, 9, 6), (6, 4, 3, 3), ConvParams((2, 1), (1, 0, 2, 1), (1, 1), 2)),
+])
+def test_one_bit_weights_sum_activation_popcounts_once_per_pixel(algorithm, in_shape, w_shape, params, a_bits):
+    """+-1 weights: ``sum w a = 2 sum popcount(B & A) - sum popcount(A)``. The accumulate block has one popcount
+    per word and output channel; the activations' popcounts are summed once per pixel (and group) in a block of
+    their own. Exact at every zero point's extremes; multi-bit weights keep one popcount per word as well."""
+    zp_max = (1 << a_bits) - 1
+    for zp in (0, zp_max):
+        config = dict(lanes=16, oc_block=4, p_unroll=1, use_dot=False, parallel=zp > 0)
+        run_fast("bitserial", algorithm, (in_shape, w_shape, params, 1, a_bits, zp, config, 3 + zp))
+    for w_bits in (1, 2):
+        cfg = registry.KernelConfig(algorithm, lanes=16, oc_block=4, p_unroll=1, use_dot=False, parallel=False)
+        data = kernels.conv2d_weight_data("bitserial", random_weights(np.random.default_rng(0), w_shape, w_bits),
+                                          w_bits, cfg)
+        func = kernels.conv2d_kernel("k", "bitserial", w_bits, a_bits, in_shape, w_shape, params, 0,
+                                     kernels.Epilogue("acc"), data[0].shape, target=HOST, config=cfg,
+                                     schedule=False)
+        assert _popcounts_per_update(func, "bitserial_acc") == 1
+        assert ('"popsum"' in func.script()) == (w_bits == 1)
 
 
 #: Convs whose taps read some of the stride phases: a strided 1x1 conv reads phase 0 alone; a dilation the stride

@@ -584,7 +584,7 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
     out["int_macs"] = np.zeros(n_wl, dtype=bool)  # bit-serial depthwise: the accumulate is integer MACs
     if n_wl:
         from ..schedules.computes import depthwise_acc_rows, depthwise_row_pitch, flat_plane, window_lanes
-        from ..schedules.tiled import epilogue_partitioned, pow2_lanes
+        from ..schedules.tiled import epilogue_partitioned, epilogue_row_pieces, pow2_lanes
     for i, wl in enumerate(workloads):
         found = _default_config(wl, cache)
         if found is None:
@@ -645,6 +645,8 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             out["int_macs"][i] = bitserial
         if algo == "depthwise" and dot_form:  # each row: vectors of window lanes, the rest in binary digits
             vec, tail = min(window, 1 << (ow.bit_length() - 1)), (ow % 2) / ow
+        elif epilogue_row_pieces(ow, lanes, algo in ("direct", "direct64"), dense_rows):  # a row's binary digits
+            vec, tail = 1 << (ow.bit_length() - 1), (ow % 2) / ow
         else:
             ext = ow  # the epilogue loop that is vectorized
             fused = algo != "dense" and ow < lanes

@@ -665,8 +665,9 @@ def bitplane_direct_acc(bits: te.Tensor, wplanes: te.Tensor, w_bits: int, fp: Fl
                         out_channels: int, acc_dtype: str = "int32") -> te.Tensor:
     """``acc_dtype`` ``[N, OC, P]`` bit-serial conv on channel-packed bit-planes of the phase planes; ``wplanes``
     ``[OC, planes, KH*KW*CW]`` (bit-planes of the weights in (ky, kx, c) order, channels padded to whole words).
-    1-bit weights: ``2 * popcount(W & A) - popcount(A)`` summed over planes of A (the window-sum offset).
-    uint32 words with int32 sums, or 64-bit words (:func:`words64`, :func:`weight_words64`) with ``"int64"``."""
+    1-bit weights (+-1): ``2 * sum popcount(W & A) - sum popcount(A)`` (:func:`signed_plane_acc`), the second sum
+    once per pixel, not per output channel. uint32 words with int32 sums, or 64-bit words (:func:`words64`,
+    :func:`weight_words64`) with ``"int64"``."""
     n_, a_bits, cwords, _, _ = bits.shape
     w_planes = int(wplanes.shape[1])
     i = te.reduce_axis((0, w_planes), name="i")
@@ -678,15 +679,31 @@ def bitplane_direct_acc(bits: te.Tensor, wplanes: te.Tensor, w_bits: int, fp: Fl
     def f(n, oc, p):
         a = bits[n, j, cw, fp.tap_phase(ky, kx), p + fp.tap_offset(ky, kx)]
         wv = wplanes[oc, i, (ky * fp.kw + kx) * cwords + cw]
-        both = tirx.popcount(wv & a).astype(acc_dtype)
-        shift = j.var.astype(acc_dtype)
-        if w_bits == 1:
-            term = (both * 2 - tirx.popcount(a).astype(acc_dtype)) << shift
-        else:
-            term = (both << shift) * _coef_expr(i, w_planes).astype(acc_dtype)
+        term = tirx.popcount(wv & a).astype(acc_dtype) << j.var.astype(acc_dtype)
+        if w_bits != 1:
+            term = term * _coef_expr(i, w_planes).astype(acc_dtype)
         return te.sum(term, axis=[i, j, ky, kx, cw])
 
-    return te.compute((n_, out_channels, fp.p_out), f, name="bitserial_acc")
+    acc = te.compute((n_, out_channels, fp.p_out), f, name="bitserial_acc")
+    if w_bits != 1:
+        return acc
+    j2 = te.reduce_axis((0, a_bits), name="j")
+    ky2 = te.reduce_axis((0, fp.kh), name="ky")
+    kx2 = te.reduce_axis((0, fp.kw), name="kx")
+    cw2 = te.reduce_axis((0, cwords), name="cw")
+    popsum = te.compute(
+        (n_, fp.p_out),
+        lambda n, p: te.sum(tirx.popcount(bits[n, j2, cw2, fp.tap_phase(ky2, kx2), p + fp.tap_offset(ky2, kx2)])
+                            .astype(acc_dtype) << j2.var.astype(acc_dtype), axis=[j2, ky2, kx2, cw2]),
+        name="popsum")
+    return signed_plane_acc(acc, lambda n, oc, p: popsum[n, p])
+
+
+def signed_plane_acc(acc: te.Tensor, popsum) -> te.Tensor:
+    """The 1-bit-weight accumulator ``2 * acc - popsum``: a +-1 weight is its bit ``b`` as ``2b - 1``, so
+    ``sum w a = 2 sum popcount(B & A) - sum popcount(A)``; ``popsum(n, oc, p)`` reads the per-pixel plane sum
+    (a block of its own, computed once per pixel and group)."""
+    return te.compute(acc.shape, lambda n, oc, p: acc[n, oc, p] * 2 - popsum(n, oc, p), name="signed_acc")
 
 
 def words64(bits: te.Tensor, cw64: int) -> te.Tensor:
@@ -759,7 +776,8 @@ def window_bits(cols: te.Tensor, a_bits: int, rr: int) -> te.Tensor:
 
 
 def window_bits_acc(apack: te.Tensor, wplanes: te.Tensor, w_bits: int, out_channels: int) -> te.Tensor:
-    """int32 ``[N, OC, P]`` bit-serial conv on :func:`window_bits` (standard (c, ky, kx) weight planes)."""
+    """int32 ``[N, OC, P]`` bit-serial conv on :func:`window_bits` (standard (c, ky, kx) weight planes); 1-bit
+    weights as :func:`signed_plane_acc`."""
     n_, groups, words, a_bits, p_len = apack.shape
     kg = out_channels // int(groups)
     w_planes = int(wplanes.shape[1])
@@ -768,15 +786,21 @@ def window_bits_acc(apack: te.Tensor, wplanes: te.Tensor, w_bits: int, out_chann
     wd = te.reduce_axis((0, words), name="wd")
 
     def f(n, oc, p):
-        a = apack[n, oc // kg, wd, j, p]
-        wv = wplanes[oc, i, wd]
-        if w_bits == 1:
-            term = (tirx.popcount(wv & a).astype("int32") * 2 - tirx.popcount(a).astype("int32")) << j
-        else:
-            term = (tirx.popcount(wv & a).astype("int32") << j) * _coef_expr(i, w_planes)
+        term = tirx.popcount(wplanes[oc, i, wd] & apack[n, oc // kg, wd, j, p]).astype("int32") << j
+        if w_bits != 1:
+            term = term * _coef_expr(i, w_planes)
         return te.sum(term, axis=[i, j, wd])
 
-    return te.compute((n_, out_channels, p_len), f, name="bitserial_acc")
+    acc = te.compute((n_, out_channels, p_len), f, name="bitserial_acc")
+    if w_bits != 1:
+        return acc
+    j2 = te.reduce_axis((0, a_bits), name="j")
+    wd2 = te.reduce_axis((0, words), name="wd")
+    popsum = te.compute(
+        (n_, groups, p_len),
+        lambda n, g, p: te.sum(tirx.popcount(apack[n, g, wd2, j2, p]).astype("int32") << j2, axis=[j2, wd2]),
+        name="popsum")
+    return signed_plane_acc(acc, lambda n, oc, p: popsum[n, oc // kg, p])
 
 
 def crop_flat(acc: te.Tensor, oh: int, ow: int, row: int, name: str = "crop") -> te.Tensor:
