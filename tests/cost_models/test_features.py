@@ -171,7 +171,10 @@ def test_built_fields_count_the_fast_kernels_blocks():
            Workload("conv2d", (1, 8, 12, 10), (16, 8, 3, 3), 4, 4, params=ConvParams((2, 2), (1, 1, 1, 1))),
            Workload("depthwise_conv2d", (1, 16, 10, 6), (16, 1, 3, 3), 3, 2, kind="bitserial",
                     params=ConvParams((1, 1), (1, 1, 1, 1), groups=16)),
-           Workload("dense", (1, 64), (10, 64), 8, 8), Workload("dense", (1, 70), (10, 70), 3, 2, kind="bitserial")]
+           Workload("dense", (1, 64), (10, 64), 8, 8), Workload("dense", (1, 70), (10, 70), 3, 2, kind="bitserial"),
+           # direct on the codes themselves (1x1, stride 1, no padding): packed a byte of channels at a time
+           Workload("conv2d", (1, 44, 8, 8), (8, 44, 1, 1), 1, 2, kind="bitserial",
+                    params=ConvParams((1, 1), (0, 0, 0, 0)))]
     raw = F.raw_fields(wls)
     built = F.built_fields(wls, raw)
     target = parse("host").tvm_target  # device "host", target "llvm": built for target="host"
@@ -185,7 +188,7 @@ def test_built_fields_count_the_fast_kernels_blocks():
         points = {block.name_hint: int(np.prod(ext)) for block, ext in F._leaf_blocks(func)}
         acc = sum(v for k, v in points.items()
                   if k in ("bitserial_acc", "dot_acc", "dw_acc", "dense_part", "dense_dot"))
-        pack = sum(v for k, v in points.items() if k in ("bitplanes", "bitpack"))
+        pack = sum(v for k, v in points.items() if k in ("planebytes", "bitpack")) or points.get("bitplanes", 0)
         assert (built["acc_points"][i], built["pack_points"][i]) == (acc, pack), (i, cfg.algorithm, points)
     lanes = cfg.lanes  # the host's int32 vector lanes (8 with AVX2)
     assert built["pixels"][0] == -(-12 * 14 // lanes) * lanes  # direct: the flat plane's rows are the padded width

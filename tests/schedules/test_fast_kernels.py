@@ -360,6 +360,26 @@ def test_one_bit_weights_sum_activation_popcounts_once_per_pixel(algorithm, in_s
         assert ('"popsum"' in func.script()) == (w_bits == 1)
 
 
+@pytest.mark.parametrize("kind,w_bits,a_bits", [("bitserial", 1, 1), ("bitserial", 2, 3), ("bitserial", 1, 8),
+                                                 ("packed", 8, 8), ("packed", 3, 4)])
+@pytest.mark.parametrize("c,side", [(5, 7), (44, 6), (64, 4), (144, 9)])
+def test_pointwise_direct_reads_the_codes_straight_exact(c, side, kind, w_bits, a_bits):
+    """A 1x1 stride-1 conv without padding: its flat plane is the codes, so no padded copy is made (the readers
+    load the codes); bit-serial packs its planes a byte of 8 channels at a time, then four bytes to a word
+    (channels past C, partial bytes and words included). Exact at both zero points' extremes."""
+    params = ConvParams((1, 1), (0, 0, 0, 0), (1, 1), 1)
+    for zp in (0, (1 << a_bits) - 1):
+        knobs = dict(lanes=16, oc_block=4, p_unroll=1, use_dot=True, parallel=zp > 0)
+        run_fast(kind, "direct", ((1, c, side, side + 1), (6, c, 1, 1), params, w_bits, a_bits, zp, knobs, c + zp))
+    cfg = registry.KernelConfig("direct", lanes=16, oc_block=4, p_unroll=1, use_dot=True, parallel=False)
+    data = kernels.conv2d_weight_data(kind, random_weights(np.random.default_rng(0), (6, c, 1, 1), w_bits),
+                                      w_bits, cfg)
+    script = kernels.conv2d_kernel("k", kind, w_bits, a_bits, (1, c, side, side + 1), (6, c, 1, 1), params, 0,
+                                   kernels.Epilogue("acc"), data[0].shape, target=HOST, config=cfg).script()
+    assert "padded = T.sblock_alloc_buffer" not in script
+    assert ("planebytes = T.sblock_alloc_buffer" in script) == (kind == "bitserial")
+
+
 #: Convs whose taps read some of the stride phases: a strided 1x1 conv reads phase 0 alone; a dilation the stride
 #: divides reads one row phase (and all column phases when the columns are not dilated).
 PHASES = [

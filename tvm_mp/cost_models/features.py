@@ -569,7 +569,8 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
       width for dense); bit-serial, popcounts over the words that algorithm packs (a word per tap and 32 channels
       for ``direct``, per 64 for ``direct64``, the dense window for ``im2col``) x weight planes x activation
       bits; bit-serial ``depthwise`` decodes its planes and does integer MACs;
-    - ``pack_points``: bit-serial bit-packing points as built (bits gathered into words), 0 for packed kernels;
+    - ``pack_points``: bit-serial bit-packing points as built (bits gathered into words; into bytes where a
+      ``direct`` kernel's plane is the codes), 0 for packed kernels;
     - ``epilogue_lanes`` / ``epilogue_tail``: the conv epilogue's vector width as a fraction of the target's lanes,
       and the fraction of its elements left to a scalar tail (the loop it vectorizes: a row; rows shorter than a
       vector fused with the rows of their channel, or with the channel loop when vectors then still stay inside
@@ -619,7 +620,10 @@ def built_fields(workloads: Sequence[Workload], raw: Mapping[str, np.ndarray],
             else:
                 words = -(-cwords // 2) if algo == "direct64" else cwords
                 acc = n * oc * pixels * planes * kh * kw * words
-                pack = n * wl.a_bits * cwords * fp.phases * fp.length * min(WORD_BITS, cg)
+                if algo == "direct" and fp.is_codes:  # packed a byte of 8 channels at a time (computes.plane_bits)
+                    pack = n * wl.a_bits * -(-cg // 8) * fp.phases * fp.length * min(8, cg)
+                else:
+                    pack = n * wl.a_bits * cwords * fp.phases * fp.length * min(WORD_BITS, cg)
         elif algo == "im2col":
             pixels = -(-(oh * ow) // lanes) * lanes
             dense_rows = True

@@ -325,6 +325,12 @@ class FlatPlane:
         return max(-(-self.wp // self.stride_w), self.ow + (self.kw - 1) * self.dil_w // self.stride_w)
 
     @property
+    def is_codes(self) -> bool:
+        """Whether the flat plane is the codes themselves (no padding, stride 1: one phase, the input's width)."""
+        return self.stride_h == self.stride_w == 1 and self.wq == self.w and self.pad_top == self.pad_left == 0 \
+            and self.hp == self.h and self.wp == self.w
+
+    @property
     def p_out(self) -> int:
         """Flat output positions computed (``OH * wq`` rounded up to the vector lanes)."""
         return ceil_to(self.oh * self.wq, self.lanes)
@@ -638,21 +644,51 @@ def depthwise_window_acc(padded: te.Tensor, wquads: te.Tensor, geom: ConvGeom, o
     return te.compute((n_, out_channels, oh, ow), f, name="dw_acc")
 
 
-def plane_bits(padded: te.Tensor, a_bits: int) -> te.Tensor:
+def plane_bits(padded: te.Tensor, a_bits: int, bytewise: bool = False) -> te.Tensor:
     """uint32 ``[N, A, CW, S, L]``: bit j of the codes of channels ``32*cw .. 32*cw+31`` at each flat phase-plane
-    position (from :func:`flat_padded`); channels past C are 0 bits."""
+    position (from :func:`flat_padded`); channels past C are 0 bits.
+
+    ``bytewise``: packed a byte at a time (``planebytes``: 8 channels' bits per uint8 lane, a vector of 64 pixels
+    per instruction), then four bytes to a word -- the form for a plane that is the codes themselves (no
+    padding, stride 1: the schedule reads the codes straight, ``tiled.schedule``). Zen 4, one thread, w1a1
+    kernels with their float epilogue: 1x1 144 -> 24 at 56x56 61 -> 27 us, 96 -> 576 at 14x14 29 -> 28; on a
+    padded plane it is slower (3x3 64 -> 64 at 56x56 142 -> 158, stride 2 95 -> 175: the padding's conditions and
+    the phases' strides in the byte loop), so padded planes keep the word-at-a-time packing."""
     n_, c_, phases, length = padded.shape
-    cwords = -(-int(c_) // WORD_BITS)
-    t = te.reduce_axis((0, min(WORD_BITS, int(c_))), name="t")
+    c_ = int(c_)
+    cwords = -(-c_ // WORD_BITS)
+    if not bytewise:
+        t = te.reduce_axis((0, min(WORD_BITS, c_)), name="t")
 
-    def f(n, j, cw, ph, l):
-        c = cw * WORD_BITS + t
-        code = padded[n, tirx.min(c, c_ - 1), ph, l].astype("uint32")
-        bit = tirx.if_then_else(c < c_, (code >> j.astype("uint32")) & tirx.const(1, "uint32"),
-                                tirx.const(0, "uint32"))
-        return te.sum(bit << t.astype("uint32"), axis=t)
+        def f(n, j, cw, ph, l):
+            c = cw * WORD_BITS + t
+            code = padded[n, tirx.min(c, c_ - 1), ph, l].astype("uint32")
+            bit = tirx.if_then_else(c < c_, (code >> j.astype("uint32")) & tirx.const(1, "uint32"),
+                                    tirx.const(0, "uint32"))
+            return te.sum(bit << t.astype("uint32"), axis=t)
 
-    return te.compute((n_, a_bits, cwords, phases, length), f, name="bitplanes")
+        return te.compute((n_, a_bits, cwords, phases, length), f, name="bitplanes")
+    cbytes = -(-c_ // 8)
+    t = te.reduce_axis((0, min(8, c_)), name="t")
+
+    def fb(n, j, cb, ph, l):
+        c = cb * 8 + t
+        code = padded[n, tirx.min(c, c_ - 1), ph, l]
+        bit = tirx.if_then_else(c < c_, (code >> j.astype("uint8")) & tirx.const(1, "uint8"), tirx.const(0, "uint8"))
+        return te.sum(bit << t.astype("uint8"), axis=t)
+
+    planebytes = te.compute((n_, a_bits, cbytes, phases, length), fb, name="planebytes")
+
+    def fw(n, j, cw, ph, l):
+        word = tirx.const(0, "uint32")
+        for q in range(4):
+            cb = cw * 4 + q
+            byte = tirx.if_then_else(cb < cbytes, planebytes[n, j, tirx.min(cb, cbytes - 1), ph, l],
+                                     tirx.const(0, "uint8"))
+            word = word | (byte.astype("uint32") << tirx.const(8 * q, "uint32"))
+        return word
+
+    return te.compute((n_, a_bits, cwords, phases, length), fw, name="bitplanes")
 
 
 def _coef_expr(i, w_planes: int):

@@ -363,6 +363,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
         fp = C.flat_plane((h, w), (kh, kw), params.padding, params.dilation, lanes, params.strides)
         padded = C.flat_padded(codes, fp, zero_point)
         hints["flat_row"] = fp.wq
+        hints["is_codes"] = fp.is_codes  # (tiled.schedule reads the codes straight)
         if work.kind == "packed":
             quads = C.quad_words(padded)
             wk = C.unpack_weights(packed, work.w_bits, oc, kh * kw * int(quads.shape[1]) * 4)
@@ -370,7 +371,7 @@ def fast_conv2d(work: ConvWorkload, zero_point: int, epi: Epilogue, weight_data_
             acc = C.direct_dot_acc(quads, wk, fp, oc)
             hints["dot_ok"] = True
         else:
-            acc = C.bitplane_direct_acc(C.plane_bits(padded, work.a_bits), planes, work.w_bits, fp, oc)
+            acc = C.bitplane_direct_acc(C.plane_bits(padded, work.a_bits, fp.is_codes), planes, work.w_bits, fp, oc)
         acc4 = C.crop_flat(acc, oh, ow, fp.wq)
         hints["dense_acc_rows"] = fp.wq == ow
     elif config.algorithm == "im2col":

@@ -161,6 +161,12 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
 
     row = hints.get("flat_row")
     padded = _block(sch, "padded")
+    if padded is not None and hints.get("is_codes"):
+        # the flat plane is the codes (a pointwise stride-1 conv): its readers load them straight, no copy. Zen 4,
+        # one thread, w8a8 kernels with their float epilogue: 144 -> 24 at 56x56 83 -> 72 us, 32 -> 16 at
+        # 112x112 70 -> 63, 96 -> 576 at 14x14 71 -> 68 (bit-serial: see computes.plane_bits)
+        sch.compute_inline(padded)
+        padded = None
     if padded is not None:
         if row:
             _row_vectorize(sch, padded, row)
@@ -193,7 +199,10 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
     wunpack = _block(sch, "wunpack")
     if wunpack is not None:
         _schedule_unpack(sch, wunpack, hints.get("pack_per", 1), byte_lanes)
-    if _block(sch, "bitplanes") is not None:
+    if _block(sch, "planebytes") is not None:
+        _reduction_pack(sch, sch.get_sblock("planebytes"), byte_lanes, row)
+        _row_vectorize(sch, sch.get_sblock("bitplanes"), row)
+    elif _block(sch, "bitplanes") is not None:
         _reduction_pack(sch, sch.get_sblock("bitplanes"), lanes, row)
     if _block(sch, "bitpack") is not None and wcodes is None:
         _reduction_pack(sch, sch.get_sblock("bitpack"), lanes)
