@@ -106,15 +106,20 @@ def _register_tile(work: ConvWorkload, algo: str, lanes: int, use_dot: bool) -> 
     16 divide the output channels -- each activation load feeds 16 ``vpdpbusd`` instead of 4, measured on the Zen 4
     host (accumulator kernels, one thread, median us, 4 x 2 -> 16 x 1, w8a8): 3x3 64 -> 64 at 56x56 810 -> 618,
     3x3 s2 64 -> 128 at 56x56 448 -> 349, 1x1 96 -> 576 at 14x14 206 -> 103, 3x3 256 -> 256 at 14x14 659 -> 645;
-    else 8 x 2 when 8 divide them (1x1 144 -> 24 at 56x56: 128 -> 106). Bit-serial 1x1 convs likewise (w1a1 1x1
-    96 -> 576 at 14x14: 4 x 1 68 us, 16 x 1 44 us); bit-serial 3x3 convs measured no faster with a wider tile."""
+    else 8 x 2 when 8 divide them (1x1 144 -> 24 at 56x56: 128 -> 106). Bit-serial 1x1 convs: 8 x 1 when 8 divide
+    the output channels (kernels with their float epilogue, one pixel vector per tile, 4 / 8 / 16 channels, w1a1:
+    96 -> 576 at 14x14 25.7 / 22.0 / 28.5 us, 576 -> 96 at 14x14 16.0 / 15.7 / 18.3, 24 -> 144 at 56x56 89 / 85 /
+    84, 160 -> 960 at 7x7 17.9 / 17.0 / 14.9; w2a2 within 3 % of each other); bit-serial 3x3 convs measured no
+    faster with a wider tile."""
     oc = work.weight_shape[0]
     if lanes == 16 and algo == "direct":
         pointwise = work.weight_shape[2] * work.weight_shape[3] == 1
-        if use_dot or (work.kind == "bitserial" and pointwise):
+        if work.kind == "bitserial" and pointwise and oc % 8 == 0:
+            return 8, 1
+        if use_dot:
             if oc % 16 == 0:
                 return 16, 1
-            if oc % 8 == 0 and use_dot:
+            if oc % 8 == 0:
                 return 8, 2
     return 4, (2 if work.kind == "packed" else 1)
 
