@@ -192,7 +192,7 @@ def test_specialized_kernels_with_epilogues(op, kind):
 
 
 @pytest.mark.parametrize("llvm", [False, True])  # nearbyint (any code generator) / llvm.roundeven (vectorized)
-@pytest.mark.parametrize("width", [11, 16, 48])
+@pytest.mark.parametrize("width", [11, 16, 48, 96])  # 2 x 96: a multiple of the flat loop's 64 (4 x 16 lanes)
 def test_quantize_kernel_matches_numpy_including_ties(llvm, width):
     act = scheme.ActQuant(0.5, 3, 4)
     ties = np.array([-10, -1.75, -1.25, -0.25, 0.25, 0.75, 1.25, 2.5, 3.0, 100.0, np.float32(1.2499999)])
@@ -201,6 +201,8 @@ def test_quantize_kernel_matches_numpy_including_ties(llvm, width):
     func = kernels.quantize_kernel("q", x.shape, act.inv_scale, act.zero_point, act.qmax, llvm=llvm)
     calls = {str(n.op.name) for n in _tvm.tir_nodes(func) if isinstance(n, tvm.ir.expr.Call)}
     assert ("tirx.call_llvm_pure_intrin" in calls) == llvm and ("tirx.nearbyint" in calls) != llvm
+    flat = [n for n in _tvm.tir_nodes(func) if isinstance(n, tvm.tirx.For) and n.kind == tvm.tirx.ForKind.UNROLLED]
+    assert bool(flat) == (x.size % (kernels.QUANTIZE_UNROLL * kernels.QUANTIZE_LANES) == 0)
     lib = _tvm.build(tvm.IRModule({"q": func}))
     out = _tvm.to_device(np.zeros(x.shape, np.uint8))
     lib["q"](_tvm.to_device(x), out)

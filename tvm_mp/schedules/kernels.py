@@ -18,12 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te, tirx
 
+from .. import _tvm
 from ..errors import UnsupportedError
 from ..quantize.packing import container_bits, pack_dense, plane_coefficients, weight_bitplanes
 from ..targets import parse
 from ..workload import ConvParams
 from . import computes as C
-from .cpu import schedule_default
+from .cpu import PARALLEL_MIN_ELEMENTS, schedule_default
 from .registry import ConvWorkload, KernelConfig, legal, lookup, one_byte_weights
 
 #: Marks a PrimFunc opaque to Relax's operator fusion, so its float arithmetic is never merged with another op's.
@@ -144,8 +145,30 @@ def quantize_kernel(name: str, shape, inv_scale: float, zero_point: int, qmax: i
     q = C.quantize(x, float(np.float32(inv_scale)), zero_point, qmax, llvm=llvm)
     func = te.create_prim_func([x, q])
     if schedule:
-        func = schedule_default(func)
+        func = _schedule_quantize(func, int(np.prod(shape)))
     return _finish(func, name)
+
+
+#: The quantize kernel runs its elements as one flat loop of this many unrolled vectors of 16 floats, where they
+#: divide the size (the kernel's input and output are both contiguous). Zen 4, one thread, us, the default
+#: schedule's rows -> flat: (1, 144, 56, 56) 42.8 -> 34.7, (1, 64, 56, 56) 18.6 -> 15.7, (1, 384, 14, 14)
+#: 9.6 -> 5.6, (1, 96, 14, 14) 2.2 -> 1.4, (1, 3, 224, 224) 11.5 -> 11.7.
+QUANTIZE_UNROLL = 4
+QUANTIZE_LANES = 16
+
+
+def _schedule_quantize(func, size: int):
+    step = QUANTIZE_UNROLL * QUANTIZE_LANES
+    if size % step:
+        return schedule_default(func)
+    sch = _tvm.schedule(func)
+    block = sch.get_sblock("quantize")
+    outer, unroll, vec = sch.split(sch.fuse(*sch.get_loops(block)), [None, QUANTIZE_UNROLL, QUANTIZE_LANES])
+    sch.unroll(unroll)
+    sch.vectorize(vec)
+    if size >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(outer)
+    return sch.mod["main"]
 
 
 def _var(name: str):
