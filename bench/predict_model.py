@@ -48,10 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The build each CPU's records describe. znver1 (AVX2): every record collected at commit 4d50809 (2026-12-04, load
 #: average 0.3 at the start), then the 15 models with a conv epilogue whose vectors spanned two channels collected
 #: again after the schedule change that keeps them inside one. znver4 (AVX-512 VNNI + VPOPCNTDQ): every record
-#: collected at commit 70841ac, the build that gave AVX-512 its wider default register tile (2026-12-04, 650 s, load
-#: average 1-2: a whole-model benchmark ran on the other core).
+#: collected at the build named here (all of them again after each kernel change).
 RECORDS_BUILD = {"znver1": "4d50809 (15 models again with the epilogue change)",
-                 "znver4": "46dab4b (the depthwise window form, the requant epilogue per channel constant)"}
+                 "znver4": "4dceffa (1-bit weights' popcount sum per pixel, byte-wise pointwise packing)"}
 
 
 def records_path(cpu: str) -> Path:
