@@ -44,12 +44,11 @@ layer discovery -> cost prediction -> search -> rewrite -> build -> report:
    before the fastest is returned (a :class:`Round` of kind "blend"): the best-scoring searched plan with its
    layers moved to their fastest options, the largest saving first (by the corrected costs), until it is predicted
    under the limit minus the margin; it is returned when it meets the limit by median + noise and scores better
-   than the fastest plan (the 54-layer cls model on the host, budgets between its fastest plan and w8a8, a window
-   about as wide as the timing noise: searched plans measured just over the limit and the fastest plan, at chance
-   top-1, was returned). Otherwise the plan returned is the fastest plan if it is under by median + noise (and
-   meets the budget's other limits), else the fastest plan under the limit by its median, else one over it by
-   less than its own noise. The result says predicted and measured values and whether the budget is met by
-   measurement.
+   than the fastest plan (searched plans that miss by about the timing noise would otherwise give way to the
+   fastest plan, usually the least accurate of the space). Otherwise the plan returned is the fastest plan if it
+   is under by median + noise (and meets the budget's other limits), else the fastest plan under the limit by its
+   median, else one over it by less than its own noise. The result says predicted and measured values and
+   whether the budget is met by measurement.
    ``model.search`` keeps the outcome (:class:`BudgetOutcome`) with every round.
    On the accelerator (target ``"accel"``) the figures checked are the simulator's (the build's report: cycles
    at the clock, energy from the event counts), for energy and latency limits alike; a missed limit corrects that
