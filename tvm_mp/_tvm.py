@@ -99,6 +99,18 @@ def round_half_even(x, llvm: bool):
     return tvm.tirx.nearbyint(x)
 
 
+def leading_spatial_iters(sch, block) -> tuple[int, int]:
+    """(leading data-parallel iterators, all iterators) of ``block``: its spatial loops come first, then its
+    reduction loops (0.27 prints a data-parallel ``iter_type`` as ``0``; older versions by name)."""
+    kinds = [str(iv.iter_type) for iv in sch.get(block).iter_vars]
+    n_spatial = 0
+    for kind in kinds:
+        if kind not in ("0", "DataPar", "IterVarType.DataPar"):
+            break
+        n_spatial += 1
+    return n_spatial, len(kinds)
+
+
 def get_block(sch, name: str):
     """``Schedule.get_sblock`` in 0.27 (``get_block`` before)."""
     return sch.get_sblock(name)

@@ -43,12 +43,7 @@ def schedule_outer_parallel(func):
         return func
     for block in sch.get_child_blocks(root):
         loops = sch.get_loops(block)
-        iter_types = [str(iv.iter_type) for iv in sch.get(block).iter_vars]
-        n_spatial = 0
-        for kind in iter_types:
-            if kind not in ("0", "DataPar", "IterVarType.DataPar"):
-                break
-            n_spatial += 1
+        n_spatial, _ = _tvm.leading_spatial_iters(sch, block)
         if n_spatial == 0 or not loops:
             continue
         outer = sch.fuse(*loops[:2]) if n_spatial >= 2 else loops[0]

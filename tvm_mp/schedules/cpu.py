@@ -20,15 +20,10 @@ def schedule_default(func):
         loops = sch.get_loops(block)
         if not loops:
             continue
-        iter_types = [str(iv.iter_type) for iv in sch.get(block).iter_vars]
-        n_spatial = 0
-        for kind in iter_types:
-            if kind not in ("0", "DataPar", "IterVarType.DataPar"):
-                break
-            n_spatial += 1
+        n_spatial, n_iters = _tvm.leading_spatial_iters(sch, block)
         if n_spatial == 0:
             continue
-        reduces = n_spatial < len(iter_types)
+        reduces = n_spatial < n_iters
         if reduces and n_spatial >= 2 and _window_reduction(sch, loops, n_spatial):
             loops = _vectorize_over_window(sch, block, loops, n_spatial)
         elif not reduces and n_spatial >= 2:

@@ -246,10 +246,10 @@ def schedule(func, config: KernelConfig, hints: dict, dot_intrin: str | None = N
         # not simplified back to the fused index, so every lane is a gather and a scatter -- a 128-channel
         # depthwise at 32x10 ran 88 us, 4x the time per pixel of 32x8 (32 x 8 = 256: powers of two simplify).
         loops = sch.get_loops(last)
-        fused = len(loops) - keep > 1 and _extent(sch, loops[-1]) < lanes
-        if fused and epilogue_row_pieces(_extent(sch, loops[-1]), lanes, bool(hints.get("flat_row")),
-                                         bool(hints.get("dense_acc_rows"))):
-            _vectorize_pieces(sch, loops[-1], _vector_sizes(_extent(sch, loops[-1]), lanes), lanes)
+        out_row = _extent(sch, loops[-1])
+        fused = len(loops) - keep > 1 and out_row < lanes
+        if fused and epilogue_row_pieces(out_row, lanes, bool(row), bool(hints.get("dense_acc_rows"))):
+            _vectorize_pieces(sch, loops[-1], _vector_sizes(out_row, lanes), lanes)
             return sch.mod["main"]
         if fused:
             sch.fuse(*loops[max(keep, len(loops) - 2):])
@@ -394,7 +394,7 @@ def _schedule_popsum(sch, block, lanes: int) -> None:
     """The per-pixel plane sum of 1-bit-weight kernels (``computes.signed_plane_acc``): a vector of pixels
     innermost, the reduction (planes, taps, words) around it."""
     loops = sch.get_loops(block)
-    n_spatial = sum(1 for iv in sch.get(block).iter_vars if "DataPar" in str(iv.iter_type) or str(iv.iter_type) == "0")
+    n_spatial, _ = _tvm.leading_spatial_iters(sch, block)
     *outer, p = loops[:n_spatial]
     red = loops[n_spatial:]
     po, pv = sch.split(p, [None, _fit(lanes, _extent(sch, p))])
